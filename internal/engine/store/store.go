@@ -82,6 +82,7 @@ type Store interface {
 }
 
 // WaitFunc is told, while an operation waits for the database held by
-// another process, how long it has waited so far. It lets the caller log
-// that it waits without the store depending on a logger.
-type WaitFunc func(waited, limit time.Duration)
+// another process, how long it has waited so far. It gets the operation's
+// context, so the caller can log that it waits (and to whom) without the
+// store depending on a logger.
+type WaitFunc func(ctx context.Context, waited, limit time.Duration)
