@@ -2,6 +2,7 @@
 # Builds the Terraform and OpenTofu CLIs from the Go module proxy into bin/,
 # reusing binaries already there. No prebuilt downloads.
 set -euo pipefail
+export TF_CLI_CONFIG_FILE=/dev/null CHECKPOINT_DISABLE=1
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/bin"
 mkdir -p "$bin"
@@ -9,21 +10,23 @@ TERRAFORM_VERSION=${TERRAFORM_VERSION:-1.8.5}
 TOFU_VERSION=${TOFU_VERSION:-1.10.10}
 
 build_terraform() {
-  if [ -x "$bin/terraform" ] && "$bin/terraform" version 2>/dev/null | grep -q "v$TERRAFORM_VERSION"; then
+  if [ -x "$bin/terraform" ] && "$bin/terraform" version 2>/dev/null | head -1 | grep -qx "Terraform v$TERRAFORM_VERSION"; then
     return
   fi
   echo "tools: building Terraform v$TERRAFORM_VERSION from the Go module proxy (~3 min)"
-  GOBIN="$bin" GOFLAGS=-buildvcs=false go install "github.com/hashicorp/terraform@v$TERRAFORM_VERSION"
+  # dev=no: report a release version (1.8.5), not 1.8.5-dev.
+  GOBIN="$bin" GOFLAGS=-buildvcs=false go install -ldflags "-X github.com/hashicorp/terraform/version.dev=no" \
+    "github.com/hashicorp/terraform@v$TERRAFORM_VERSION"
 }
 
 build_tofu() {
-  if [ -x "$bin/tofu" ] && "$bin/tofu" version 2>/dev/null | grep -q "v$TOFU_VERSION"; then
+  if [ -x "$bin/tofu" ] && "$bin/tofu" version 2>/dev/null | head -1 | grep -qx "OpenTofu v$TOFU_VERSION"; then
     return
   fi
   echo "tools: building OpenTofu v$TOFU_VERSION from the Go module proxy (~2.5 min)"
   dir=$(cd "$(mktemp -d)" && GOFLAGS=-mod=mod go mod download -json "github.com/opentofu/opentofu@v$TOFU_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
   [ -n "$dir" ] || { echo "tools: could not download OpenTofu v$TOFU_VERSION" >&2; exit 1; }
-  (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" go build -o "$bin/tofu" ./cmd/tofu)
+  (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" go build -ldflags "-X github.com/opentofu/opentofu/version.dev=no" -o "$bin/tofu" ./cmd/tofu)
 }
 
 case "${1:-all}" in

@@ -1,0 +1,315 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
+)
+
+const clustersPrefix = "clusters/"
+
+func clusterKey(name string) string { return clustersPrefix + name }
+
+func isConflict(err error) bool { return errors.Is(err, store.ErrConflict) }
+
+// Heartbeat timeout bounds, in seconds.
+const (
+	MinHeartbeatTimeout     = 1
+	MaxHeartbeatTimeout     = 3600
+	DefaultHeartbeatTimeout = 10
+)
+
+// CheckClusterSpec checks what is known without the database: the name, the
+// node count, the hypervisor and the heartbeat timeout.
+func CheckClusterSpec(s ClusterSpec) error {
+	if err := validate.CheckName(s.Name); err != nil {
+		return &InputError{Attribute: "name", Value: s.Name, Detail: err.Error()}
+	}
+	if n := len(s.Nodes); n < 1 || n > validate.MaxNodes {
+		return &InputError{Attribute: "nodes", Value: fmt.Sprint(n),
+			Detail: fmt.Sprintf("%d nodes given; a cluster has 1 to %d nodes", n, validate.MaxNodes)}
+	}
+	if s.Hypervisor != HypervisorSimulator {
+		return invalid("hypervisor", s.Hypervisor, `"simulator" (the "qemu" driver is not built yet)`)
+	}
+	if s.HeartbeatTimeoutSeconds < MinHeartbeatTimeout || s.HeartbeatTimeoutSeconds > MaxHeartbeatTimeout {
+		return invalid("heartbeat_timeout_seconds", fmt.Sprint(s.HeartbeatTimeoutSeconds),
+			fmt.Sprintf("%d to %d", MinHeartbeatTimeout, MaxHeartbeatTimeout))
+	}
+	return nil
+}
+
+func normalizeCluster(s ClusterSpec) ClusterSpec {
+	s.Nodes = slices.Clone(s.Nodes)
+	slices.Sort(s.Nodes)
+	return s
+}
+
+// validationInput converts the database's hosts for the pure validator.
+func validationInput(s ClusterSpec, hosts map[string]Host) validate.Input {
+	in := validate.Input{
+		ClusterName:   s.Name,
+		StaticAddress: s.StaticAddress,
+		Nodes:         s.Nodes,
+		Hosts:         make(map[string]validate.Host, len(hosts)),
+	}
+	for name, h := range hosts {
+		vh := validate.Host{
+			Name:            h.Name,
+			OSEdition:       h.OSEdition,
+			ProcessorVendor: h.ProcessorVendor,
+			ProcessorModel:  h.ProcessorModel,
+			ProcessorCores:  h.ProcessorCores,
+			MemoryMB:        h.MemoryMB,
+			Features:        h.Features,
+		}
+		vh.Address, _ = netip.ParseAddr(h.Address)
+		for _, a := range h.Adapters {
+			va := validate.Adapter{Name: a.Name}
+			va.Network, _ = netip.ParsePrefix(a.Network)
+			va.Address, _ = netip.ParseAddr(a.Address)
+			vh.Adapters = append(vh.Adapters, va)
+		}
+		in.Hosts[name] = vh
+	}
+	return in
+}
+
+// validateAgainst runs validation of s over hosts, adding the checks that
+// need the rest of the database: membership in another cluster and another
+// cluster's address.
+func (e *Engine) validateAgainst(ctx context.Context, s ClusterSpec, hosts map[string]Host) (validate.Report, error) {
+	rep := validate.Run(validationInput(s, hosts))
+	for _, n := range s.Nodes {
+		if h, ok := hosts[n]; ok && h.Cluster != "" && h.Cluster != s.Name {
+			rep.Tests = append(rep.Tests, validate.Test{
+				Category: "Inventory", Name: "Validate Cluster Membership", Result: validate.Failed, Attribute: "nodes",
+				Message: fmt.Sprintf("host %q is already a node of cluster %q; a host belongs to one cluster", n, h.Cluster),
+			})
+		}
+	}
+	clusters, err := e.ListClusters(ctx)
+	if err != nil {
+		return rep, err
+	}
+	addr, _, _ := cutPrefix(s.StaticAddress)
+	for _, c := range clusters {
+		if c.Name == s.Name {
+			continue
+		}
+		if other, _, _ := cutPrefix(c.StaticAddress); other.IsValid() && other == addr {
+			rep.Tests = append(rep.Tests, validate.Test{
+				Category: "Network", Name: "Validate Cluster IP Address", Result: validate.Failed, Attribute: "static_address",
+				Message: fmt.Sprintf("static_address %q is already the administrative address of cluster %q", s.StaticAddress, c.Name),
+			})
+		}
+	}
+	return rep, nil
+}
+
+func cutPrefix(s string) (netip.Addr, int, bool) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Addr{}, 0, false
+	}
+	return p.Addr(), p.Bits(), true
+}
+
+// PlanCheck is the validation a plan can run against the committed
+// database. Complete is false when some node is not registered yet (it may
+// be created in the same apply): then only apply can judge.
+type PlanCheck struct {
+	Report   validate.Report
+	Complete bool
+}
+
+// ValidateCluster runs cluster validation of s against the committed
+// database without changing anything.
+func (e *Engine) ValidateCluster(ctx context.Context, s ClusterSpec) (PlanCheck, error) {
+	s = normalizeCluster(s)
+	hosts, err := e.hostMap(ctx)
+	if err != nil {
+		return PlanCheck{}, err
+	}
+	complete := true
+	for _, n := range s.Nodes {
+		if _, ok := hosts[n]; !ok {
+			complete = false
+		}
+	}
+	rep, err := e.validateAgainst(ctx, s, hosts)
+	return PlanCheck{Report: rep, Complete: complete}, err
+}
+
+// CreateCluster validates and forms a cluster. Any failed test refuses
+// formation and nothing is written.
+func (e *Engine) CreateCluster(ctx context.Context, s ClusterSpec) (Cluster, error) {
+	if err := CheckClusterSpec(s); err != nil {
+		return Cluster{}, err
+	}
+	s = normalizeCluster(s)
+	var out Cluster
+	err := e.retry(ctx, func() error {
+		if _, err := e.GetCluster(ctx, s.Name); err == nil {
+			return fmt.Errorf("cluster %q already exists (import it instead): %w", s.Name, ErrExists)
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		hosts, err := e.hostMap(ctx)
+		if err != nil {
+			return err
+		}
+		rep, err := e.validateAgainst(ctx, s, hosts)
+		if err != nil {
+			return err
+		}
+		if failed := rep.Failed(); len(failed) > 0 {
+			return &ValidationError{Cluster: s.Name, Failed: failed}
+		}
+		c := Cluster{ClusterSpec: s, Validation: rep.Tests, CreatedAt: e.now().UTC()}
+		cmps := []store.Cmp{store.Absent(clusterKey(s.Name))}
+		ops := []store.Op{putJSON(clusterKey(s.Name), c),
+			e.eventOp(Event{Kind: EventClusterFormed, Cluster: s.Name, Subject: s.Name,
+				Detail: map[string]string{"static_address": s.StaticAddress}})}
+		for _, n := range s.Nodes {
+			h := hosts[n]
+			h.Cluster = s.Name
+			cmps = append(cmps, store.At(hostKey(n), h.Revision))
+			ops = append(ops, putJSON(hostKey(n), h))
+		}
+		rev, err := e.st.Commit(ctx, cmps, ops)
+		if err != nil {
+			return err
+		}
+		c.Revision = rev
+		out = c
+		return nil
+	})
+	return out, err
+}
+
+// GetCluster returns a formed cluster.
+func (e *Engine) GetCluster(ctx context.Context, name string) (Cluster, error) {
+	var c Cluster
+	rev, err := getJSON(ctx, e.st, clusterKey(name), &c)
+	if err != nil {
+		return Cluster{}, fmt.Errorf("cluster %q: %w", name, err)
+	}
+	c.Revision = rev
+	return c, nil
+}
+
+// ListClusters returns every cluster, by name.
+func (e *Engine) ListClusters(ctx context.Context) ([]Cluster, error) {
+	cs, revs, err := listJSON[Cluster](ctx, e.st, clustersPrefix)
+	if err != nil {
+		return nil, err
+	}
+	for i := range cs {
+		cs[i].Revision = revs[i]
+	}
+	return cs, nil
+}
+
+// UpdateCluster changes membership, address, hypervisor or heartbeat
+// timeout in place. The new configuration is validated as a whole; added
+// nodes join, removed nodes leave, in one commit.
+func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, error) {
+	if err := CheckClusterSpec(s); err != nil {
+		return Cluster{}, err
+	}
+	s = normalizeCluster(s)
+	var out Cluster
+	err := e.retry(ctx, func() error {
+		c, err := e.GetCluster(ctx, s.Name)
+		if err != nil {
+			return err
+		}
+		hosts, err := e.hostMap(ctx)
+		if err != nil {
+			return err
+		}
+		rep, err := e.validateAgainst(ctx, s, hosts)
+		if err != nil {
+			return err
+		}
+		if failed := rep.Failed(); len(failed) > 0 {
+			return &ValidationError{Cluster: s.Name, Failed: failed}
+		}
+		added, removed := diffNodes(c.Nodes, s.Nodes)
+		next := Cluster{ClusterSpec: s, Validation: rep.Tests, CreatedAt: c.CreatedAt}
+		cmps := []store.Cmp{store.At(clusterKey(s.Name), c.Revision)}
+		ops := []store.Op{putJSON(clusterKey(s.Name), next),
+			e.eventOp(Event{Kind: EventClusterUpdated, Cluster: s.Name, Subject: s.Name})}
+		for _, n := range added {
+			h := hosts[n]
+			h.Cluster = s.Name
+			cmps = append(cmps, store.At(hostKey(n), h.Revision))
+			ops = append(ops, putJSON(hostKey(n), h),
+				e.eventOp(Event{Kind: EventNodeAdded, Cluster: s.Name, Subject: n}))
+		}
+		for _, n := range removed {
+			h, ok := hosts[n]
+			if !ok || h.Cluster != s.Name {
+				continue // already gone; nothing to release
+			}
+			h.Cluster = ""
+			cmps = append(cmps, store.At(hostKey(n), h.Revision))
+			ops = append(ops, putJSON(hostKey(n), h),
+				e.eventOp(Event{Kind: EventNodeRemoved, Cluster: s.Name, Subject: n}))
+		}
+		rev, err := e.st.Commit(ctx, cmps, ops)
+		if err != nil {
+			return err
+		}
+		next.Revision = rev
+		out = next
+		return nil
+	})
+	return out, err
+}
+
+// DeleteCluster destroys a cluster; its hosts stay registered.
+func (e *Engine) DeleteCluster(ctx context.Context, name string) error {
+	return e.retry(ctx, func() error {
+		c, err := e.GetCluster(ctx, name)
+		if err != nil {
+			return err
+		}
+		hosts, err := e.hostMap(ctx)
+		if err != nil {
+			return err
+		}
+		cmps := []store.Cmp{store.At(clusterKey(name), c.Revision)}
+		ops := []store.Op{store.Del(clusterKey(name)),
+			e.eventOp(Event{Kind: EventClusterDestroyed, Cluster: name, Subject: name})}
+		for _, n := range c.Nodes {
+			if h, ok := hosts[n]; ok && h.Cluster == name {
+				h.Cluster = ""
+				cmps = append(cmps, store.At(hostKey(n), h.Revision))
+				ops = append(ops, putJSON(hostKey(n), h))
+			}
+		}
+		_, err = e.st.Commit(ctx, cmps, ops)
+		return err
+	})
+}
+
+func diffNodes(old, next []string) (added, removed []string) {
+	for _, n := range next {
+		if !slices.Contains(old, n) {
+			added = append(added, n)
+		}
+	}
+	for _, n := range old {
+		if !slices.Contains(next, n) {
+			removed = append(removed, n)
+		}
+	}
+	return added, removed
+}

@@ -1,0 +1,166 @@
+// Package engine is the cluster manager: the one API the Terraform provider
+// and kayoctl call. It keeps every record in the cluster database
+// (internal/engine/store), decides with pure packages (validate, placement,
+// quorum) and commits each state change as one revision-checked write.
+//
+// It never imports terraform-plugin packages.
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+)
+
+// DefaultDataDir is used when neither the provider nor KAYO_DATA_DIR says.
+const DefaultDataDir = ".kayo"
+
+// DefaultLockTimeout bounds how long an operation waits for the database.
+const DefaultLockTimeout = 30 * time.Second
+
+// DatabaseFile is the bbolt file inside the data dir.
+const DatabaseFile = "cluster.db"
+
+// Config opens an Engine.
+type Config struct {
+	// DataDir holds the embedded database and SAN. Ignored when Store is set.
+	DataDir string
+	// LockTimeout bounds each wait for the database.
+	LockTimeout time.Duration
+	// OnWait is told while an operation waits for another process.
+	OnWait store.WaitFunc
+	// Store overrides the embedded database (tests, etcd).
+	Store store.Store
+	// Clock is the time source; time.Now when nil.
+	Clock func() time.Time
+}
+
+// Engine is the cluster manager. It is safe for concurrent use.
+type Engine struct {
+	st      store.Store
+	now     func() time.Time
+	dataDir string
+}
+
+// Open returns an Engine on cfg.Store or on the embedded database in
+// cfg.DataDir, creating the directory when missing.
+func Open(cfg Config) (*Engine, error) {
+	e := &Engine{st: cfg.Store, now: cfg.Clock, dataDir: cfg.DataDir}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.st != nil {
+		return e, nil
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.LockTimeout <= 0 {
+		cfg.LockTimeout = DefaultLockTimeout
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data_dir %q: %w", cfg.DataDir, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("data_dir %q: cannot create it: %w", dir, err)
+	}
+	st, err := store.OpenBolt(filepath.Join(dir, DatabaseFile), store.BoltOptions{
+		LockTimeout: cfg.LockTimeout,
+		OnWait:      cfg.OnWait,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("data_dir %q: %w", dir, err)
+	}
+	e.st, e.dataDir = st, dir
+	return e, nil
+}
+
+// Close releases the database.
+func (e *Engine) Close() error { return e.st.Close() }
+
+// DataDir is the absolute data directory ("" on a non-embedded store).
+func (e *Engine) DataDir() string { return e.dataDir }
+
+// Store exposes the cluster database to engine tools (kayoctl).
+func (e *Engine) Store() store.Store { return e.st }
+
+// maxAttempts bounds optimistic retries of one state change.
+const maxAttempts = 20
+
+// retry runs fn until it does not return ErrConflict, backing off briefly.
+// fn reads, decides and commits; a conflict means someone else committed
+// in between, so it starts over from a fresh read.
+func (e *Engine) retry(ctx context.Context, fn func() error) error {
+	var err error
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if err = fn(); !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+		delay := time.Duration(1<<min(attempt, 6)) * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+	return fmt.Errorf("gave up after %d concurrent updates: %w", maxAttempts, err)
+}
+
+func getJSON[T any](ctx context.Context, st store.Store, key string, v *T) (int64, error) {
+	kv, err := st.Get(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	if err := json.Unmarshal(kv.Value, v); err != nil {
+		return 0, fmt.Errorf("record %q is corrupt: %w", key, err)
+	}
+	return kv.ModRevision, nil
+}
+
+func listJSON[T any](ctx context.Context, st store.Store, prefix string) ([]T, []int64, error) {
+	kvs, _, err := st.List(ctx, prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]T, 0, len(kvs))
+	revs := make([]int64, 0, len(kvs))
+	for _, kv := range kvs {
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			return nil, nil, fmt.Errorf("record %q is corrupt: %w", kv.Key, err)
+		}
+		out = append(out, v)
+		revs = append(revs, kv.ModRevision)
+	}
+	return out, revs, nil
+}
+
+func putJSON(key string, v any) store.Op {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("engine: marshal %s: %v", key, err)) // records are plain structs
+	}
+	return store.Put(key, b)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func decode(kv store.KV, v any) error {
+	if err := json.Unmarshal(kv.Value, v); err != nil {
+		return fmt.Errorf("record %q is corrupt: %w", kv.Key, err)
+	}
+	return nil
+}

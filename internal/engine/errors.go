@@ -1,0 +1,73 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
+)
+
+// Sentinel errors callers test with errors.Is. The store's own sentinels
+// (store.ErrNotFound, store.ErrConflict, store.ErrLockTimeout) pass through.
+var (
+	ErrNotFound    = store.ErrNotFound
+	ErrConflict    = store.ErrConflict
+	ErrLockTimeout = store.ErrLockTimeout
+	// ErrInvalid: the request is malformed; see InputError for which attribute.
+	ErrInvalid = errors.New("invalid input")
+	// ErrExists: the object already exists (import it instead).
+	ErrExists = errors.New("already exists")
+	// ErrInUse: the object is referenced by another and cannot go.
+	ErrInUse = errors.New("in use")
+	// ErrValidationFailed: cluster validation has failed tests.
+	ErrValidationFailed = errors.New("cluster validation failed")
+)
+
+// InputError says which attribute was wrong, with what value, and what is
+// allowed. It matches ErrInvalid.
+type InputError struct {
+	Attribute string
+	Value     string
+	Allowed   string
+	// Detail replaces the default sentence when set.
+	Detail string
+}
+
+func (e *InputError) Error() string {
+	if e.Detail != "" {
+		return fmt.Sprintf("%s: %s", e.Attribute, e.Detail)
+	}
+	return fmt.Sprintf("%s: %q is not allowed; allowed: %s", e.Attribute, e.Value, e.Allowed)
+}
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *InputError) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(attr, value, allowed string) error {
+	return &InputError{Attribute: attr, Value: value, Allowed: allowed}
+}
+
+// ValidationError carries every failed validation test. It matches
+// ErrValidationFailed.
+type ValidationError struct {
+	Cluster string
+	Failed  []validate.Test
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster %q: validation failed (%d failed test", e.Cluster, len(e.Failed))
+	if len(e.Failed) != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString("):")
+	for _, t := range e.Failed {
+		fmt.Fprintf(&b, "\n  - %s / %s [%s]: %s", t.Category, t.Name, t.Attribute, t.Message)
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrValidationFailed) true.
+func (e *ValidationError) Is(target error) bool { return target == ErrValidationFailed }

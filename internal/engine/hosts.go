@@ -1,0 +1,210 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
+)
+
+const hostsPrefix = "hosts/"
+
+func hostKey(name string) string { return hostsPrefix + name }
+
+// OS editions, processor vendors and features a host may declare.
+var (
+	OSEditions       = []string{"standard", "enterprise", "datacenter"}
+	ProcessorVendors = []string{"intel", "amd"}
+)
+
+// CheckHostSpec checks what a host can be judged on alone. Whether it can be
+// a cluster node (edition, features, adapters) is cluster validation's call.
+func CheckHostSpec(s HostSpec) error {
+	if err := checkHostName(s.Name); err != nil {
+		return err
+	}
+	if _, err := netip.ParseAddr(s.Address); err != nil {
+		return invalid("address", s.Address, "an IPv4 or IPv6 address")
+	}
+	if !slices.Contains(OSEditions, s.OSEdition) {
+		return invalid("os_edition", s.OSEdition, strings.Join(OSEditions, ", "))
+	}
+	if !slices.Contains(ProcessorVendors, s.ProcessorVendor) {
+		return invalid("processor_vendor", s.ProcessorVendor, strings.Join(ProcessorVendors, ", "))
+	}
+	if s.ProcessorCores < 1 || s.ProcessorCores > 1024 {
+		return invalid("processor_cores", fmt.Sprint(s.ProcessorCores), "1 to 1024")
+	}
+	if s.MemoryMB < 512 || s.MemoryMB > 64<<20 {
+		return invalid("memory_mb", fmt.Sprint(s.MemoryMB), "512 to 67108864 (64 TiB)")
+	}
+	seen := map[string]bool{}
+	for i, a := range s.Adapters {
+		attr := fmt.Sprintf("network_adapters[%d]", i)
+		if a.Name == "" {
+			return invalid(attr+".name", a.Name, "a non-empty adapter name")
+		}
+		if seen[a.Name] {
+			return invalid(attr+".name", a.Name, "a name not used by another adapter of this host")
+		}
+		seen[a.Name] = true
+		p, err := netip.ParsePrefix(a.Network)
+		if err != nil || p.Masked() != p {
+			return invalid(attr+".network", a.Network, "a network in CIDR form with no host bits set, e.g. 192.0.2.0/24")
+		}
+		ip, err := netip.ParseAddr(a.Address)
+		if err != nil {
+			return invalid(attr+".address", a.Address, "an IP address")
+		}
+		if !p.Contains(ip) {
+			return invalid(attr+".address", a.Address, "an address inside the adapter's network "+a.Network)
+		}
+	}
+	return nil
+}
+
+// checkHostName allows what a Windows computer name allows.
+func checkHostName(name string) error {
+	const allowed = "1 to 63 letters, digits and hyphens, not starting or ending with a hyphen"
+	if len(name) < 1 || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
+		return invalid("name", name, allowed)
+	}
+	for _, r := range name {
+		if !(r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return invalid("name", name, allowed)
+		}
+	}
+	return nil
+}
+
+func normalizeHost(s HostSpec) HostSpec {
+	s.Features = slices.Clone(s.Features)
+	slices.Sort(s.Features)
+	s.Features = slices.Compact(s.Features)
+	s.Adapters = slices.Clone(s.Adapters)
+	return s
+}
+
+// CreateHost registers a host. A host of that name must not exist.
+func (e *Engine) CreateHost(ctx context.Context, s HostSpec) (Host, error) {
+	if err := CheckHostSpec(s); err != nil {
+		return Host{}, err
+	}
+	h := Host{HostSpec: normalizeHost(s), CreatedAt: e.now().UTC()}
+	rev, err := e.st.Commit(ctx, []store.Cmp{store.Absent(hostKey(s.Name))}, []store.Op{
+		putJSON(hostKey(s.Name), h),
+		e.eventOp(Event{Kind: EventHostRegistered, Subject: s.Name}),
+	})
+	if err != nil {
+		if isConflict(err) {
+			return Host{}, fmt.Errorf("host %q is already registered (import it instead): %w", s.Name, ErrExists)
+		}
+		return Host{}, err
+	}
+	h.Revision = rev
+	return h, nil
+}
+
+// GetHost returns a registered host.
+func (e *Engine) GetHost(ctx context.Context, name string) (Host, error) {
+	var h Host
+	rev, err := getJSON(ctx, e.st, hostKey(name), &h)
+	if err != nil {
+		return Host{}, fmt.Errorf("host %q: %w", name, err)
+	}
+	h.Revision = rev
+	return h, nil
+}
+
+// ListHosts returns every registered host, by name.
+func (e *Engine) ListHosts(ctx context.Context) ([]Host, error) {
+	hosts, revs, err := listJSON[Host](ctx, e.st, hostsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	for i := range hosts {
+		hosts[i].Revision = revs[i]
+	}
+	return hosts, nil
+}
+
+// UpdateHost changes a host's declared facts. A change that would make the
+// host's cluster fail validation is refused.
+func (e *Engine) UpdateHost(ctx context.Context, s HostSpec) (Host, error) {
+	if err := CheckHostSpec(s); err != nil {
+		return Host{}, err
+	}
+	var out Host
+	err := e.retry(ctx, func() error {
+		h, err := e.GetHost(ctx, s.Name)
+		if err != nil {
+			return err
+		}
+		h.HostSpec = normalizeHost(s)
+		cmps := []store.Cmp{store.At(hostKey(s.Name), h.Revision)}
+		if h.Cluster != "" {
+			c, err := e.GetCluster(ctx, h.Cluster)
+			if err != nil {
+				return err
+			}
+			hosts, err := e.hostMap(ctx)
+			if err != nil {
+				return err
+			}
+			hosts[h.Name] = h
+			rep := validate.Run(validationInput(c.ClusterSpec, hosts))
+			if failed := rep.Failed(); len(failed) > 0 {
+				return fmt.Errorf("host %q is a node of cluster %q and this change would fail its validation: %w",
+					s.Name, c.Name, &ValidationError{Cluster: c.Name, Failed: failed})
+			}
+			cmps = append(cmps, store.At(clusterKey(c.Name), c.Revision))
+		}
+		rev, err := e.st.Commit(ctx, cmps, []store.Op{
+			putJSON(hostKey(s.Name), h),
+			e.eventOp(Event{Kind: EventHostUpdated, Cluster: h.Cluster, Subject: s.Name,
+				Detail: map[string]string{"state": h.State()}}),
+		})
+		if err != nil {
+			return err
+		}
+		h.Revision = rev
+		out = h
+		return nil
+	})
+	return out, err
+}
+
+// DeleteHost unregisters a host that is no node of any cluster.
+func (e *Engine) DeleteHost(ctx context.Context, name string) error {
+	return e.retry(ctx, func() error {
+		h, err := e.GetHost(ctx, name)
+		if err != nil {
+			return err
+		}
+		if h.Cluster != "" {
+			return fmt.Errorf("host %q is a node of cluster %q; remove it from the cluster's nodes first: %w",
+				name, h.Cluster, ErrInUse)
+		}
+		_, err = e.st.Commit(ctx, []store.Cmp{store.At(hostKey(name), h.Revision)}, []store.Op{
+			store.Del(hostKey(name)),
+			e.eventOp(Event{Kind: EventHostRemoved, Subject: name}),
+		})
+		return err
+	})
+}
+
+func (e *Engine) hostMap(ctx context.Context) (map[string]Host, error) {
+	hosts, err := e.ListHosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]Host, len(hosts))
+	for _, h := range hosts {
+		m[h.Name] = h
+	}
+	return m, nil
+}

@@ -1,0 +1,83 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
+)
+
+// Host states.
+const (
+	HostUp          = "up"
+	HostDown        = "down"
+	HostMaintenance = "maintenance"
+)
+
+// Adapter is a host network adapter.
+type Adapter struct {
+	Name    string `json:"name"`
+	Network string `json:"network"`
+	Address string `json:"address"`
+}
+
+// HostSpec is what a user declares about a host.
+type HostSpec struct {
+	Name            string    `json:"name"`
+	Address         string    `json:"address"`
+	OSEdition       string    `json:"os_edition"`
+	ProcessorVendor string    `json:"processor_vendor"`
+	ProcessorModel  string    `json:"processor_model"`
+	ProcessorCores  int       `json:"processor_cores"`
+	MemoryMB        int64     `json:"memory_mb"`
+	Features        []string  `json:"features"`
+	Adapters        []Adapter `json:"network_adapters"`
+	Maintenance     bool      `json:"maintenance"`
+}
+
+// Host is a registered host as the cluster database holds it.
+type Host struct {
+	HostSpec
+	// Cluster is the cluster the host is a node of, or "".
+	Cluster string `json:"cluster,omitempty"`
+	// Down is set by failure detection (or the lab) when the node is silent.
+	Down      bool      `json:"down,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// Revision is the store revision the record was read at.
+	Revision int64 `json:"-"`
+}
+
+// State is up, down or maintenance.
+func (h Host) State() string {
+	switch {
+	case h.Down:
+		return HostDown
+	case h.Maintenance:
+		return HostMaintenance
+	default:
+		return HostUp
+	}
+}
+
+// Hypervisors a cluster may run.
+const (
+	HypervisorSimulator = "simulator"
+	HypervisorQEMU      = "qemu"
+)
+
+// ClusterSpec is what a user declares about a cluster.
+type ClusterSpec struct {
+	Name                    string   `json:"name"`
+	Nodes                   []string `json:"nodes"`
+	StaticAddress           string   `json:"static_address"`
+	Hypervisor              string   `json:"hypervisor"`
+	HeartbeatTimeoutSeconds int      `json:"heartbeat_timeout_seconds"`
+}
+
+// Cluster is a formed cluster as the cluster database holds it.
+type Cluster struct {
+	ClusterSpec
+	// Validation is the report of the last formation or membership change.
+	Validation []validate.Test `json:"validation"`
+	CreatedAt  time.Time       `json:"created_at"`
+	Revision   int64           `json:"-"`
+}

@@ -1,0 +1,341 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
+)
+
+var (
+	_ resource.ResourceWithConfigure   = (*clusterResource)(nil)
+	_ resource.ResourceWithImportState = (*clusterResource)(nil)
+	_ resource.ResourceWithModifyPlan  = (*clusterResource)(nil)
+)
+
+// NewClusterResource is the kayo_cluster resource.
+func NewClusterResource() resource.Resource { return &clusterResource{} }
+
+type clusterResource struct{ engine *engine.Engine }
+
+type clusterModel struct {
+	ID                      types.String `tfsdk:"id"`
+	Name                    types.String `tfsdk:"name"`
+	Nodes                   types.Set    `tfsdk:"nodes"`
+	StaticAddress           types.String `tfsdk:"static_address"`
+	Hypervisor              types.String `tfsdk:"hypervisor"`
+	HeartbeatTimeoutSeconds types.Int64  `tfsdk:"heartbeat_timeout_seconds"`
+	Validation              types.List   `tfsdk:"validation"`
+}
+
+var validationAttrTypes = map[string]attr.Type{
+	"category": types.StringType,
+	"test":     types.StringType,
+	"result":   types.StringType,
+	"message":  types.StringType,
+}
+
+func (r *clusterResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_cluster"
+}
+
+func validationSchemaDescription() string {
+	return "The validation report of the last formation or membership change, as Windows' Validate a " +
+		"Configuration wizard gives it: one entry per test in the categories Inventory, Network, Storage and " +
+		"System Configuration, each `passed`, `warning` or `failed` with a message. A failed test refuses the " +
+		"change; warnings (hardware that differs) are reported and do not block."
+}
+
+func (r *clusterResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A failover cluster formed from registered hosts. Formation runs cluster validation " +
+			"and is refused when any test fails, listing every failed test. Adding or removing nodes is an " +
+			"in-place update (the new membership is validated first); renaming replaces the cluster.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The cluster name.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"name": schema.StringAttribute{
+				Required: true,
+				MarkdownDescription: "NetBIOS cluster name: 1–15 letters, digits and hyphens, not all digits. " +
+					"Changing it replaces the cluster.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Validators:    []validator.String{netbiosValidator{}},
+			},
+			"nodes": schema.SetAttribute{
+				ElementType:         types.StringType,
+				Required:            true,
+				MarkdownDescription: "Names of the registered hosts that are the cluster's nodes, 1 to 16.",
+				Validators:          []validator.Set{setvalidator.SizeBetween(1, validate.MaxNodes)},
+			},
+			"static_address": schema.StringAttribute{
+				Required: true,
+				MarkdownDescription: "The cluster's administrative IP address in CIDR form (e.g. `192.0.2.50/24`), " +
+					"inside a network every node has an adapter in, and not used by any host.",
+				Validators: []validator.String{cidrAddressValidator{}},
+			},
+			"hypervisor": schema.StringAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  stringdefault.StaticString(engine.HypervisorSimulator),
+				MarkdownDescription: "The VM runtime: `simulator` (the embedded engine's simulated Hyper-V; " +
+					"default). A `qemu` driver is planned and not available in this build.",
+				Validators: []validator.String{stringvalidator.OneOf(engine.HypervisorSimulator)},
+			},
+			"heartbeat_timeout_seconds": schema.Int64Attribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             int64default.StaticInt64(engine.DefaultHeartbeatTimeout),
+				MarkdownDescription: "A node silent this long is declared down. 1–3600, default 10.",
+				Validators:          []validator.Int64{int64validator.Between(engine.MinHeartbeatTimeout, engine.MaxHeartbeatTimeout)},
+			},
+			"validation": schema.ListNestedAttribute{
+				Computed:            true,
+				MarkdownDescription: validationSchemaDescription(),
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"category": schema.StringAttribute{Computed: true, MarkdownDescription: "Inventory, Network, Storage or System Configuration."},
+					"test":     schema.StringAttribute{Computed: true, MarkdownDescription: "The test's name."},
+					"result":   schema.StringAttribute{Computed: true, MarkdownDescription: "`passed`, `warning` or `failed`."},
+					"message":  schema.StringAttribute{Computed: true, MarkdownDescription: "What the test found."},
+				}},
+			},
+		},
+	}
+}
+
+func (r *clusterResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.engine = engineFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+func (m clusterModel) spec(ctx context.Context, diags *diag.Diagnostics) (engine.ClusterSpec, bool) {
+	for _, v := range []attr.Value{m.Name, m.Nodes, m.StaticAddress, m.Hypervisor, m.HeartbeatTimeoutSeconds} {
+		if v.IsUnknown() {
+			return engine.ClusterSpec{}, false
+		}
+	}
+	s := engine.ClusterSpec{
+		Name:                    m.Name.ValueString(),
+		StaticAddress:           m.StaticAddress.ValueString(),
+		Hypervisor:              m.Hypervisor.ValueString(),
+		HeartbeatTimeoutSeconds: int(m.HeartbeatTimeoutSeconds.ValueInt64()),
+	}
+	var nodes []types.String
+	diags.Append(m.Nodes.ElementsAs(ctx, &nodes, false)...)
+	for _, n := range nodes {
+		if n.IsUnknown() {
+			return engine.ClusterSpec{}, false
+		}
+		s.Nodes = append(s.Nodes, n.ValueString())
+	}
+	return s, !diags.HasError()
+}
+
+func validationList(tests []validate.Test) types.List {
+	vals := make([]attr.Value, 0, len(tests))
+	for _, t := range tests {
+		vals = append(vals, types.ObjectValueMust(validationAttrTypes, map[string]attr.Value{
+			"category": types.StringValue(t.Category),
+			"test":     types.StringValue(t.Name),
+			"result":   types.StringValue(string(t.Result)),
+			"message":  types.StringValue(t.Message),
+		}))
+	}
+	return types.ListValueMust(types.ObjectType{AttrTypes: validationAttrTypes}, vals)
+}
+
+func clusterToModel(c engine.Cluster) clusterModel {
+	nodes := make([]attr.Value, 0, len(c.Nodes))
+	for _, n := range c.Nodes {
+		nodes = append(nodes, types.StringValue(n))
+	}
+	return clusterModel{
+		ID:                      types.StringValue(c.Name),
+		Name:                    types.StringValue(c.Name),
+		Nodes:                   types.SetValueMust(types.StringType, nodes),
+		StaticAddress:           types.StringValue(c.StaticAddress),
+		Hypervisor:              types.StringValue(c.Hypervisor),
+		HeartbeatTimeoutSeconds: types.Int64Value(int64(c.HeartbeatTimeoutSeconds)),
+		Validation:              validationList(c.Validation),
+	}
+}
+
+// warnValidation surfaces validation warnings so they are seen, not only stored.
+func warnValidation(diags *diag.Diagnostics, cluster string, tests []validate.Test) {
+	for _, t := range tests {
+		if t.Result == validate.Warning {
+			diags.AddWarning(fmt.Sprintf("Cluster %s validation warning: %s", cluster, t.Name),
+				fmt.Sprintf("%s (category %s). Warnings do not block the cluster.", t.Message, t.Category))
+		}
+	}
+}
+
+// ModifyPlan judges the cluster against the committed database at plan
+// time, so a configuration that cannot validate fails before apply. Nodes
+// not registered yet (created in the same apply) leave the verdict to apply.
+func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if r.engine == nil || req.Plan.Raw.IsNull() {
+		return
+	}
+	var plan, state clusterModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if !req.State.Raw.IsNull() {
+		resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+		if plan.Nodes.Equal(state.Nodes) && plan.StaticAddress.Equal(state.StaticAddress) &&
+			plan.Hypervisor.Equal(state.Hypervisor) && plan.HeartbeatTimeoutSeconds.Equal(state.HeartbeatTimeoutSeconds) {
+			return // nothing to judge
+		}
+	}
+	s, ok := plan.spec(ctx, &resp.Diagnostics)
+	if !ok || resp.Diagnostics.HasError() {
+		return
+	}
+	if engine.CheckClusterSpec(s) != nil {
+		return // the attribute validators already said so
+	}
+	ctx, w := withWaitRecorder(ctx)
+	check, err := r.engine.ValidateCluster(ctx, s)
+	w.report(&resp.Diagnostics, "Validating cluster "+s.Name)
+	if err != nil {
+		resp.Diagnostics.Append(engineDiags("Cannot validate cluster "+s.Name, err)...)
+		return
+	}
+	if !check.Complete {
+		return
+	}
+	if failed := check.Report.Failed(); len(failed) > 0 {
+		resp.Diagnostics.Append(engineDiags("Cluster "+s.Name+" cannot be formed",
+			&engine.ValidationError{Cluster: s.Name, Failed: failed})...)
+		return
+	}
+	warnValidation(&resp.Diagnostics, s.Name, check.Report.Tests)
+}
+
+func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var m clusterModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	s, ok := m.spec(ctx, &resp.Diagnostics)
+	if !ok || resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, w := withWaitRecorder(ctx)
+	c, err := r.engine.CreateCluster(ctx, s)
+	w.report(&resp.Diagnostics, "Forming cluster "+s.Name)
+	if err != nil {
+		resp.Diagnostics.Append(engineDiags("Cannot form cluster "+s.Name, err)...)
+		return
+	}
+	warnValidation(&resp.Diagnostics, c.Name, c.Validation)
+	resp.Diagnostics.Append(resp.State.Set(ctx, clusterToModel(c))...)
+}
+
+func (r *clusterResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var m clusterModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, w := withWaitRecorder(ctx)
+	c, err := r.engine.GetCluster(ctx, m.ID.ValueString())
+	w.report(&resp.Diagnostics, "Reading cluster "+m.ID.ValueString())
+	if errors.Is(err, engine.ErrNotFound) {
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.Append(engineDiags("Cannot read cluster "+m.ID.ValueString(), err)...)
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, clusterToModel(c))...)
+}
+
+func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var m clusterModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	s, ok := m.spec(ctx, &resp.Diagnostics)
+	if !ok || resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, w := withWaitRecorder(ctx)
+	c, err := r.engine.UpdateCluster(ctx, s)
+	w.report(&resp.Diagnostics, "Updating cluster "+s.Name)
+	if err != nil {
+		resp.Diagnostics.Append(engineDiags("Cannot update cluster "+s.Name, err)...)
+		return
+	}
+	warnValidation(&resp.Diagnostics, c.Name, c.Validation)
+	resp.Diagnostics.Append(resp.State.Set(ctx, clusterToModel(c))...)
+}
+
+func (r *clusterResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m clusterModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, w := withWaitRecorder(ctx)
+	err := r.engine.DeleteCluster(ctx, m.ID.ValueString())
+	w.report(&resp.Diagnostics, "Destroying cluster "+m.ID.ValueString())
+	if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		resp.Diagnostics.Append(engineDiags("Cannot destroy cluster "+m.ID.ValueString(), err)...)
+	}
+}
+
+func (r *clusterResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
+}
+
+// netbiosValidator applies the engine's NetBIOS rule at plan time.
+type netbiosValidator struct{}
+
+func (netbiosValidator) Description(context.Context) string {
+	return "1–15 letters, digits and hyphens, not all digits"
+}
+func (v netbiosValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (netbiosValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if err := validate.CheckName(req.ConfigValue.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid cluster name", fmt.Sprintf("%s: %s", req.Path, err))
+	}
+}
+
+// cidrAddressValidator accepts an address with a prefix length, e.g. 192.0.2.50/24.
+type cidrAddressValidator struct{}
+
+func (cidrAddressValidator) Description(context.Context) string {
+	return "an IP address with its prefix length, e.g. 192.0.2.50/24"
+}
+func (v cidrAddressValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (cidrAddressValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	s := req.ConfigValue.ValueString()
+	if _, err := netip.ParsePrefix(s); err != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid address",
+			fmt.Sprintf("%s: %q is not allowed; allowed: an IP address with its prefix length, e.g. \"192.0.2.50/24\"", req.Path, s))
+	}
+}

@@ -1,0 +1,313 @@
+package provider
+
+import (
+	"context"
+	"errors"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+)
+
+var (
+	_ resource.ResourceWithConfigure        = (*hostResource)(nil)
+	_ resource.ResourceWithImportState      = (*hostResource)(nil)
+	_ resource.ResourceWithValidateConfig   = (*hostResource)(nil)
+)
+
+// NewHostResource is the kayo_host resource.
+func NewHostResource() resource.Resource { return &hostResource{} }
+
+type hostResource struct{ engine *engine.Engine }
+
+type hostModel struct {
+	ID              types.String `tfsdk:"id"`
+	Name            types.String `tfsdk:"name"`
+	Address         types.String `tfsdk:"address"`
+	OSEdition       types.String `tfsdk:"os_edition"`
+	ProcessorVendor types.String `tfsdk:"processor_vendor"`
+	ProcessorModel  types.String `tfsdk:"processor_model"`
+	ProcessorCores  types.Int64  `tfsdk:"processor_cores"`
+	MemoryMB        types.Int64  `tfsdk:"memory_mb"`
+	Features        types.Set    `tfsdk:"features"`
+	NetworkAdapters types.List   `tfsdk:"network_adapters"`
+	Maintenance     types.Bool   `tfsdk:"maintenance"`
+	State           types.String `tfsdk:"state"`
+}
+
+type adapterModel struct {
+	Name    types.String `tfsdk:"name"`
+	Network types.String `tfsdk:"network"`
+	Address types.String `tfsdk:"address"`
+}
+
+var adapterAttrTypes = map[string]attr.Type{
+	"name":    types.StringType,
+	"network": types.StringType,
+	"address": types.StringType,
+}
+
+func (r *hostResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_host"
+}
+
+func (r *hostResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A physical server registered with the cluster manager: the Windows Server host that " +
+			"will run Hyper-V and Failover Clustering. Its hardware facts are declared (the embedded lab has no " +
+			"hardware to discover). Whether it can join a cluster (edition, features, adapters) is judged by " +
+			"`kayo_cluster` validation, so a host valid on its own registers even if it cannot be a node yet.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The host name.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"name": schema.StringAttribute{
+				Required: true,
+				MarkdownDescription: "Computer name (1–63 letters, digits and hyphens), e.g. `Y-21-2k8x64`. " +
+					"Changing it replaces the host.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"address": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "The host's management IP address.",
+			},
+			"os_edition": schema.StringAttribute{
+				Required: true,
+				MarkdownDescription: "Windows Server 2008 edition: `standard`, `enterprise` or `datacenter`. " +
+					"Failover clustering needs `enterprise` or `datacenter`.",
+				Validators: []validator.String{stringvalidator.OneOf(engine.OSEditions...)},
+			},
+			"processor_vendor": schema.StringAttribute{
+				Required: true,
+				MarkdownDescription: "`intel` or `amd`. Live migration needs the same vendor on both ends; " +
+					"otherwise the engine quick-migrates.",
+				Validators: []validator.String{stringvalidator.OneOf(engine.ProcessorVendors...)},
+			},
+			"processor_model": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "Processor model, e.g. `Xeon E5440`.",
+				Validators:          []validator.String{stringvalidator.LengthBetween(1, 128)},
+			},
+			"processor_cores": schema.Int64Attribute{
+				Required:            true,
+				MarkdownDescription: "Processor cores, 1–1024.",
+				Validators:          []validator.Int64{int64validator.Between(1, 1024)},
+			},
+			"memory_mb": schema.Int64Attribute{
+				Required:            true,
+				MarkdownDescription: "Physical memory in MiB (at least 512).",
+				Validators:          []validator.Int64{int64validator.Between(512, 64<<20)},
+			},
+			"features": schema.SetAttribute{
+				ElementType: types.StringType,
+				Optional:    true,
+				Computed:    true,
+				Default:     setdefault.StaticValue(types.SetValueMust(types.StringType, nil)),
+				MarkdownDescription: "Installed Windows features. A cluster node needs `Hyper-V` and " +
+					"`Failover-Clustering`. Default: none.",
+			},
+			"network_adapters": schema.ListNestedAttribute{
+				Required: true,
+				MarkdownDescription: "Network adapters. A cluster node needs at least two (e.g. a public and a " +
+					"heartbeat network), in the same networks as the other nodes.",
+				Validators: []validator.List{listvalidator.SizeAtLeast(1)},
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"name": schema.StringAttribute{
+						Required:            true,
+						MarkdownDescription: "Adapter name, e.g. `Public`, unique within the host.",
+					},
+					"network": schema.StringAttribute{
+						Required:            true,
+						MarkdownDescription: "The network the adapter is in, in CIDR form, e.g. `192.0.2.0/24`.",
+					},
+					"address": schema.StringAttribute{
+						Required:            true,
+						MarkdownDescription: "The adapter's IP address, inside `network`.",
+					},
+				}},
+			},
+			"maintenance": schema.BoolAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+				MarkdownDescription: "Put the host in maintenance: new placements keep off it. (Draining its " +
+					"virtual machines arrives with `kayo_virtual_machine`.) Default `false`.",
+			},
+			"state": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "`up`, `down` or `maintenance`.",
+			},
+		},
+	}
+}
+
+func (r *hostResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.engine = engineFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+// spec converts a fully known model; ok is false when a value is unknown.
+func (m hostModel) spec(ctx context.Context, diags *diag.Diagnostics) (engine.HostSpec, bool) {
+	for _, v := range []attr.Value{m.Name, m.Address, m.OSEdition, m.ProcessorVendor, m.ProcessorModel,
+		m.ProcessorCores, m.MemoryMB, m.Features, m.NetworkAdapters, m.Maintenance} {
+		if v.IsUnknown() {
+			return engine.HostSpec{}, false
+		}
+	}
+	s := engine.HostSpec{
+		Name:            m.Name.ValueString(),
+		Address:         m.Address.ValueString(),
+		OSEdition:       m.OSEdition.ValueString(),
+		ProcessorVendor: m.ProcessorVendor.ValueString(),
+		ProcessorModel:  m.ProcessorModel.ValueString(),
+		ProcessorCores:  int(m.ProcessorCores.ValueInt64()),
+		MemoryMB:        m.MemoryMB.ValueInt64(),
+		Maintenance:     m.Maintenance.ValueBool(),
+	}
+	if !m.Features.IsNull() {
+		diags.Append(m.Features.ElementsAs(ctx, &s.Features, false)...)
+	}
+	var adapters []adapterModel
+	if !m.NetworkAdapters.IsNull() {
+		diags.Append(m.NetworkAdapters.ElementsAs(ctx, &adapters, false)...)
+	}
+	for _, a := range adapters {
+		if a.Name.IsUnknown() || a.Network.IsUnknown() || a.Address.IsUnknown() {
+			return engine.HostSpec{}, false
+		}
+		s.Adapters = append(s.Adapters, engine.Adapter{
+			Name: a.Name.ValueString(), Network: a.Network.ValueString(), Address: a.Address.ValueString()})
+	}
+	return s, !diags.HasError()
+}
+
+func hostToModel(h engine.Host) hostModel {
+	features := make([]attr.Value, 0, len(h.Features))
+	for _, f := range h.Features {
+		features = append(features, types.StringValue(f))
+	}
+	adapters := make([]attr.Value, 0, len(h.Adapters))
+	for _, a := range h.Adapters {
+		adapters = append(adapters, types.ObjectValueMust(adapterAttrTypes, map[string]attr.Value{
+			"name": types.StringValue(a.Name), "network": types.StringValue(a.Network), "address": types.StringValue(a.Address),
+		}))
+	}
+	return hostModel{
+		ID:              types.StringValue(h.Name),
+		Name:            types.StringValue(h.Name),
+		Address:         types.StringValue(h.Address),
+		OSEdition:       types.StringValue(h.OSEdition),
+		ProcessorVendor: types.StringValue(h.ProcessorVendor),
+		ProcessorModel:  types.StringValue(h.ProcessorModel),
+		ProcessorCores:  types.Int64Value(int64(h.ProcessorCores)),
+		MemoryMB:        types.Int64Value(h.MemoryMB),
+		Features:        types.SetValueMust(types.StringType, features),
+		NetworkAdapters: types.ListValueMust(types.ObjectType{AttrTypes: adapterAttrTypes}, adapters),
+		Maintenance:     types.BoolValue(h.Maintenance),
+		State:           types.StringValue(h.State()),
+	}
+}
+
+func (r *hostResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var m hostModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if m.Maintenance.IsNull() {
+		m.Maintenance = types.BoolValue(false)
+	}
+	s, ok := m.spec(ctx, &resp.Diagnostics)
+	if !ok {
+		return
+	}
+	if err := engine.CheckHostSpec(s); err != nil {
+		resp.Diagnostics.Append(engineDiags("Invalid host", err)...)
+	}
+}
+
+func (r *hostResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var m hostModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	s, ok := m.spec(ctx, &resp.Diagnostics)
+	if !ok || resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, w := withWaitRecorder(ctx)
+	h, err := r.engine.CreateHost(ctx, s)
+	w.report(&resp.Diagnostics, "Registering host "+s.Name)
+	if err != nil {
+		resp.Diagnostics.Append(engineDiags("Cannot register host "+s.Name, err)...)
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, hostToModel(h))...)
+}
+
+func (r *hostResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var m hostModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, w := withWaitRecorder(ctx)
+	h, err := r.engine.GetHost(ctx, m.ID.ValueString())
+	w.report(&resp.Diagnostics, "Reading host "+m.ID.ValueString())
+	if errors.Is(err, engine.ErrNotFound) {
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.Append(engineDiags("Cannot read host "+m.ID.ValueString(), err)...)
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, hostToModel(h))...)
+}
+
+func (r *hostResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var m hostModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	s, ok := m.spec(ctx, &resp.Diagnostics)
+	if !ok || resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, w := withWaitRecorder(ctx)
+	h, err := r.engine.UpdateHost(ctx, s)
+	w.report(&resp.Diagnostics, "Updating host "+s.Name)
+	if err != nil {
+		resp.Diagnostics.Append(engineDiags("Cannot update host "+s.Name, err)...)
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, hostToModel(h))...)
+}
+
+func (r *hostResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m hostModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, w := withWaitRecorder(ctx)
+	err := r.engine.DeleteHost(ctx, m.ID.ValueString())
+	w.report(&resp.Diagnostics, "Removing host "+m.ID.ValueString())
+	if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		resp.Diagnostics.Append(engineDiags("Cannot remove host "+m.ID.ValueString(), err)...)
+	}
+}
+
+func (r *hostResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
+}
