@@ -15,7 +15,6 @@ import (
 // Set by the build (-ldflags "-X main.version=...").
 var version = "0.1.0"
 
-
 func main() {
 	var debug bool
 	flag.BoolVar(&debug, "debug", false, "run the provider under a debugger (prints TF_REATTACH_PROVIDERS)")

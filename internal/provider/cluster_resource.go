@@ -327,7 +327,9 @@ type cidrAddressValidator struct{}
 func (cidrAddressValidator) Description(context.Context) string {
 	return "an IP address with its prefix length, e.g. 192.0.2.50/24"
 }
-func (v cidrAddressValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+func (v cidrAddressValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
 
 func (cidrAddressValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {

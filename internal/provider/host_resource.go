@@ -23,9 +23,9 @@ import (
 )
 
 var (
-	_ resource.ResourceWithConfigure        = (*hostResource)(nil)
-	_ resource.ResourceWithImportState      = (*hostResource)(nil)
-	_ resource.ResourceWithValidateConfig   = (*hostResource)(nil)
+	_ resource.ResourceWithConfigure      = (*hostResource)(nil)
+	_ resource.ResourceWithImportState    = (*hostResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*hostResource)(nil)
 )
 
 // NewHostResource is the kayo_host resource.
