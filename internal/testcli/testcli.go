@@ -84,6 +84,10 @@ func Build(tb testing.TB, pkg string) string {
 // package) once per process and returns its path.
 func ProviderBinary(tb testing.TB) string {
 	tb.Helper()
+	// Reading main.go tells the go test cache that results depend on it.
+	if root, err := RepoRoot(); err == nil {
+		_, _ = os.ReadFile(filepath.Join(root, "main.go"))
+	}
 	return Build(tb, ".")
 }
 
@@ -265,7 +269,7 @@ func (c CLI) String() string { return c.Name }
 func CLIs(tb testing.TB) []CLI {
 	tb.Helper()
 	if p := os.Getenv("TF_ACC_TERRAFORM_PATH"); p != "" {
-		c, err := DetectCLI(p)
+		c, err := DetectCLI(resolve(p))
 		if err != nil {
 			missing(tb, err.Error())
 		}
@@ -289,6 +293,24 @@ func CLIs(tb testing.TB) []CLI {
 		missing(tb, "CLI not built: "+strings.Join(absent, ", ")+" (run `make tools`)")
 	}
 	return out
+}
+
+// resolve makes a relative CLI path absolute: relative to the working
+// directory when it exists there, else to the repository root (tests run in
+// their package's directory, a Makefile at the root).
+func resolve(p string) string {
+	if filepath.IsAbs(p) || !strings.ContainsRune(p, filepath.Separator) {
+		return p
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		if _, err := os.Stat(abs); err == nil {
+			return abs
+		}
+	}
+	if root, err := RepoRoot(); err == nil {
+		return filepath.Join(root, p)
+	}
+	return p
 }
 
 // NamedCLI returns bin/<name> of the repository ("terraform" or "tofu"),

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# make bench: time plan + apply + destroy of 16 kayo_host + 1 kayo_cluster
+# against two floors in the same run (17 terraform_data resources: the CLI
+# alone; 17 resources of the no-op provider in bench/noop: the CLI plus a
+# plugin), then run the engine's own Go benchmarks.
+#
+#   BENCH_ROUNDS=5            rounds of the lifecycle benchmark (each round
+#                             runs all three scenarios, interleaved)
+#   BENCH_CLI=terraform|tofu  the CLI to time (bin/terraform by default)
+#   BENCH_ENGINE_TIME=1s      -benchtime of the engine benchmarks
+#   BENCH_ENGINE=0            skip the engine benchmarks
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+rounds=${BENCH_ROUNDS:-5}
+export BENCH_CLI=${BENCH_CLI:-terraform}
+cd "$root"
+"$root/scripts/tools.sh" "$BENCH_CLI"
+
+echo "== lifecycle benchmark: $rounds rounds with $BENCH_CLI"
+go test -count=1 -run '^$' -bench Lifecycle -benchtime="${rounds}x" -timeout 60m ./bench/...
+
+if [ "${BENCH_ENGINE:-1}" != 0 ]; then
+  echo
+  echo "== engine benchmarks"
+  # Every package under internal/ but the CLI-driving test support.
+  pkgs=$(go list ./internal/... | grep -v -e '/internal/e2e$' -e '/internal/testcli$')
+  # shellcheck disable=SC2086
+  go test -count=1 -run '^$' -bench . -benchmem -benchtime="${BENCH_ENGINE_TIME:-1s}" -timeout 30m $pkgs
+fi
