@@ -82,42 +82,29 @@ func validationInput(s ClusterSpec, hosts map[string]Host) validate.Input {
 
 // validateAgainst runs validation of s over hosts, adding the checks that
 // need the rest of the database: membership in another cluster and another
-// cluster's address.
-func (e *Engine) validateAgainst(ctx context.Context, s ClusterSpec, hosts map[string]Host) (validate.Report, error) {
-	rep := validate.Run(validationInput(s, hosts))
+// cluster's address, unless ignoreOthers.
+func (e *Engine) validateAgainst(ctx context.Context, s ClusterSpec, hosts map[string]Host, ignoreOthers bool) (validate.Report, error) {
+	clusters, err := e.ListClusters(ctx)
+	if err != nil {
+		return validate.Report{}, err
+	}
+	in := validationInput(s, hosts)
+	in.OtherClusterAddresses = map[string]string{}
+	for _, c := range clusters {
+		if c.Name != s.Name && !ignoreOthers {
+			in.OtherClusterAddresses[c.Name] = c.StaticAddress
+		}
+	}
+	rep := validate.Run(in)
 	for _, n := range s.Nodes {
-		if h, ok := hosts[n]; ok && h.Cluster != "" && h.Cluster != s.Name {
+		if h, ok := hosts[n]; ok && !ignoreOthers && h.Cluster != "" && h.Cluster != s.Name {
 			rep.Tests = append(rep.Tests, validate.Test{
 				Category: "Inventory", Name: "Validate Cluster Membership", Result: validate.Failed, Attribute: "nodes",
 				Message: fmt.Sprintf("host %q is already a node of cluster %q; a host belongs to one cluster", n, h.Cluster),
 			})
 		}
 	}
-	clusters, err := e.ListClusters(ctx)
-	if err != nil {
-		return rep, err
-	}
-	addr, _, _ := cutPrefix(s.StaticAddress)
-	for _, c := range clusters {
-		if c.Name == s.Name {
-			continue
-		}
-		if other, _, _ := cutPrefix(c.StaticAddress); other.IsValid() && other == addr {
-			rep.Tests = append(rep.Tests, validate.Test{
-				Category: "Network", Name: "Validate Cluster IP Address", Result: validate.Failed, Attribute: "static_address",
-				Message: fmt.Sprintf("static_address %q is already the administrative address of cluster %q", s.StaticAddress, c.Name),
-			})
-		}
-	}
 	return rep, nil
-}
-
-func cutPrefix(s string) (netip.Addr, int, bool) {
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Addr{}, 0, false
-	}
-	return p.Addr(), p.Bits(), true
 }
 
 // PlanCheck is the validation a plan can run against the committed
@@ -129,8 +116,11 @@ type PlanCheck struct {
 }
 
 // ValidateCluster runs cluster validation of s against the committed
-// database without changing anything.
-func (e *Engine) ValidateCluster(ctx context.Context, s ClusterSpec) (PlanCheck, error) {
+// database without changing anything. With ignoreOtherClusters, hosts and
+// addresses held by other clusters count as free: a plan that creates a
+// cluster cannot tell whether the same apply destroys the other one first
+// (a rename), so apply judges that.
+func (e *Engine) ValidateCluster(ctx context.Context, s ClusterSpec, ignoreOtherClusters bool) (PlanCheck, error) {
 	s = normalizeCluster(s)
 	hosts, err := e.hostMap(ctx)
 	if err != nil {
@@ -142,7 +132,7 @@ func (e *Engine) ValidateCluster(ctx context.Context, s ClusterSpec) (PlanCheck,
 			complete = false
 		}
 	}
-	rep, err := e.validateAgainst(ctx, s, hosts)
+	rep, err := e.validateAgainst(ctx, s, hosts, ignoreOtherClusters)
 	return PlanCheck{Report: rep, Complete: complete}, err
 }
 
@@ -164,7 +154,7 @@ func (e *Engine) CreateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 		if err != nil {
 			return err
 		}
-		rep, err := e.validateAgainst(ctx, s, hosts)
+		rep, err := e.validateAgainst(ctx, s, hosts, false)
 		if err != nil {
 			return err
 		}
@@ -234,7 +224,7 @@ func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 		if err != nil {
 			return err
 		}
-		rep, err := e.validateAgainst(ctx, s, hosts)
+		rep, err := e.validateAgainst(ctx, s, hosts, false)
 		if err != nil {
 			return err
 		}

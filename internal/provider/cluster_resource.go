@@ -198,9 +198,15 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	}
 	var plan, state clusterModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	if !req.State.Raw.IsNull() {
+	// A new cluster (also the create half of a replacement) may take hosts
+	// and an address from a cluster this apply destroys first: only apply
+	// can tell, so the plan leaves other clusters out of its judgement.
+	creating := req.State.Raw.IsNull()
+	if !creating {
 		resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-		if plan.Nodes.Equal(state.Nodes) && plan.StaticAddress.Equal(state.StaticAddress) &&
+		if !plan.Name.Equal(state.Name) {
+			creating = true
+		} else if plan.Nodes.Equal(state.Nodes) && plan.StaticAddress.Equal(state.StaticAddress) &&
 			plan.Hypervisor.Equal(state.Hypervisor) && plan.HeartbeatTimeoutSeconds.Equal(state.HeartbeatTimeoutSeconds) {
 			return // nothing to judge
 		}
@@ -213,7 +219,7 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		return // the attribute validators already said so
 	}
 	ctx, w := withWaitRecorder(ctx)
-	check, err := r.engine.ValidateCluster(ctx, s)
+	check, err := r.engine.ValidateCluster(ctx, s, creating)
 	w.report(&resp.Diagnostics, "Validating cluster "+s.Name)
 	if err != nil {
 		resp.Diagnostics.Append(engineDiags("Cannot validate cluster "+s.Name, err)...)
