@@ -1,0 +1,405 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// DefaultLockTimeout is how long an operation waits for the database file
+// while another process holds it, unless BoltOptions.LockTimeout says.
+const DefaultLockTimeout = 30 * time.Second
+
+// BoltOptions tunes a Bolt store.
+type BoltOptions struct {
+	// LockTimeout bounds how long one operation waits for the database:
+	// for the file while another process holds it, and for other
+	// operations of this process. Zero means DefaultLockTimeout.
+	LockTimeout time.Duration
+	// OnWait, if set, is called when an operation starts waiting for the
+	// file held by another process, then about once a second while it
+	// still waits. It runs on the waiting goroutine; keep it quick.
+	OnWait WaitFunc
+	// NoSync skips fsync on commit. Only for tests: a crash of the machine
+	// may lose or corrupt recent commits.
+	NoSync bool
+}
+
+// Bolt is the embedded Store: one bbolt file that several processes share.
+//
+// It holds the file only for the duration of each operation: every Get,
+// List and Commit opens the file, takes its lock (shared for reads,
+// exclusive for commits), runs one transaction and closes it again. Within
+// one process operations on one file run one at a time. A process that
+// finds the file locked polls it (every 0.5-5 ms) until LockTimeout; there
+// is no queue, so a process issuing operations back to back without pause
+// can keep another one waiting until it pauses.
+type Bolt struct {
+	path string
+	opts BoltOptions
+	// sem admits one operation on the file of this process at a time (it
+	// is shared by every Bolt on the same file): two flocks taken on two
+	// descriptors of one process conflict like two processes.
+	sem    chan struct{}
+	closed bool // guarded by sem
+}
+
+// sems holds one semaphore per database file (absolute path) of the process.
+var sems sync.Map
+
+func semFor(path string) chan struct{} {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	sem, _ := sems.LoadOrStore(path, make(chan struct{}, 1))
+	return sem.(chan struct{})
+}
+
+var _ Store = (*Bolt)(nil)
+
+// Layout of the file. Bucket kv maps each key to a record: a 16-byte
+// header (create revision, mod revision; big-endian uint64) then the value.
+// Bucket meta holds the store revision ("rev", big-endian uint64) and the
+// layout version ("version").
+var (
+	bucketKV    = []byte("kv")
+	bucketMeta  = []byte("meta")
+	keyRev      = []byte("rev")
+	keyVersion  = []byte("version")
+	layoutV1    = []byte("1")
+	headerBytes = 16
+)
+
+// tryOnce as bbolt's lock timeout makes bolt.Open try the lock exactly once
+// (bbolt tries before it checks the timeout); this store does its own
+// waiting, with finer polling, OnWait and ctx.
+const tryOnce = time.Nanosecond
+
+// Polling while the file is held by another process: start at pollMin,
+// double up to pollMax, with jitter so processes do not move in lockstep.
+const (
+	pollMin = 500 * time.Microsecond
+	pollMax = 5 * time.Millisecond
+)
+
+// waitNotifyEvery spaces OnWait calls (a variable for tests).
+var waitNotifyEvery = time.Second
+
+// OpenBolt opens the store in the bbolt file at path, creating and
+// initialising the file if needed (its directory must exist). It does not
+// keep the file open: Close only marks the store closed.
+func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = DefaultLockTimeout
+	}
+	b := &Bolt{path: path, opts: opts, sem: semFor(path)}
+	err := b.do(context.Background(), true, func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			if tx.Bucket(bucketKV) != nil || firstKey(tx) != nil {
+				return errors.New("not a kayo cluster database (unexpected buckets)")
+			}
+			var err error
+			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+				return err
+			}
+			if err := meta.Put(keyVersion, layoutV1); err != nil {
+				return err
+			}
+			if err := meta.Put(keyRev, make([]byte, 8)); err != nil {
+				return err
+			}
+		} else if v := meta.Get(keyVersion); !bytes.Equal(v, layoutV1) {
+			return fmt.Errorf("cluster database layout version %q is not supported (want %q)", v, layoutV1)
+		}
+		_, err := tx.CreateBucketIfNotExists(bucketKV)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// Path returns the database file.
+func (b *Bolt) Path() string { return b.path }
+
+// Get implements Store.
+func (b *Bolt) Get(ctx context.Context, key string) (KV, error) {
+	if err := CheckKey(key); err != nil {
+		return KV{}, err
+	}
+	var kv KV
+	err := b.do(ctx, false, func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketKV)
+		if bk == nil {
+			return fmt.Errorf("key %q: %w", key, ErrNotFound)
+		}
+		v := bk.Get([]byte(key))
+		if v == nil {
+			return fmt.Errorf("key %q: %w", key, ErrNotFound)
+		}
+		var err error
+		kv, err = decode(key, v)
+		return err
+	})
+	if err != nil {
+		return KV{}, fmt.Errorf("store: get: %w", err)
+	}
+	return kv, nil
+}
+
+// List implements Store.
+func (b *Bolt) List(ctx context.Context, prefix string) ([]KV, int64, error) {
+	if err := CheckPrefix(prefix); err != nil {
+		return nil, 0, err
+	}
+	var (
+		kvs []KV
+		rev int64
+	)
+	err := b.do(ctx, false, func(tx *bolt.Tx) error {
+		var err error
+		if rev, err = readRev(tx.Bucket(bucketMeta)); err != nil {
+			return err
+		}
+		bk := tx.Bucket(bucketKV)
+		if bk == nil {
+			return nil
+		}
+		p := []byte(prefix)
+		c := bk.Cursor()
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			kv, err := decode(string(k), v)
+			if err != nil {
+				return err
+			}
+			kvs = append(kvs, kv)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list %q: %w", prefix, err)
+	}
+	return kvs, rev, nil
+}
+
+// Commit implements Store. It is one bbolt read-write transaction, synced
+// to disk before it returns unless BoltOptions.NoSync.
+func (b *Bolt) Commit(ctx context.Context, cmps []Cmp, ops []Op) (int64, error) {
+	if err := CheckCommit(cmps, ops); err != nil {
+		return 0, err
+	}
+	var rev int64
+	err := b.do(ctx, true, func(tx *bolt.Tx) error {
+		bk, err := tx.CreateBucketIfNotExists(bucketKV)
+		if err != nil {
+			return err
+		}
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		for _, c := range cmps {
+			if err := compare(bk, c); err != nil {
+				return err
+			}
+		}
+		cur, err := readRev(meta)
+		if err != nil {
+			return err
+		}
+		rev = cur + 1
+		for _, op := range ops {
+			k := []byte(op.Key)
+			if op.Delete {
+				if err := bk.Delete(k); err != nil {
+					return fmt.Errorf("delete %q: %w", op.Key, err)
+				}
+				continue
+			}
+			create := rev
+			if old := bk.Get(k); old != nil {
+				kv, err := decode(op.Key, old)
+				if err != nil {
+					return err
+				}
+				create = kv.CreateRevision
+			}
+			rec := make([]byte, headerBytes+len(op.Value))
+			binary.BigEndian.PutUint64(rec[0:8], uint64(create))
+			binary.BigEndian.PutUint64(rec[8:16], uint64(rev))
+			copy(rec[headerBytes:], op.Value)
+			if err := bk.Put(k, rec); err != nil {
+				return fmt.Errorf("put %q: %w", op.Key, err)
+			}
+		}
+		var rb [8]byte
+		binary.BigEndian.PutUint64(rb[:], uint64(rev))
+		return meta.Put(keyRev, rb[:])
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: commit: %w", err)
+	}
+	return rev, nil
+}
+
+// Close implements Store. It waits for an operation in progress, then
+// makes later operations fail with ErrClosed. Closing twice is no error.
+func (b *Bolt) Close() error {
+	b.sem <- struct{}{}
+	b.closed = true
+	<-b.sem
+	return nil
+}
+
+func compare(bk *bolt.Bucket, c Cmp) error {
+	v := bk.Get([]byte(c.Key))
+	if c.ModRevision == 0 {
+		if v != nil {
+			mod := int64(-1)
+			if len(v) >= headerBytes {
+				mod = int64(binary.BigEndian.Uint64(v[8:16]))
+			}
+			return fmt.Errorf("key %q exists (mod revision %d), expected absent: %w", c.Key, mod, ErrConflict)
+		}
+		return nil
+	}
+	if v == nil {
+		return fmt.Errorf("key %q does not exist, expected mod revision %d: %w", c.Key, c.ModRevision, ErrConflict)
+	}
+	kv, err := decode(c.Key, v)
+	if err != nil {
+		return err
+	}
+	if kv.ModRevision != c.ModRevision {
+		return fmt.Errorf("key %q is at mod revision %d, expected %d: %w", c.Key, kv.ModRevision, c.ModRevision, ErrConflict)
+	}
+	return nil
+}
+
+// decode copies a record out of bbolt's memory map, which is unmapped when
+// the file is closed.
+func decode(key string, v []byte) (KV, error) {
+	if len(v) < headerBytes {
+		return KV{}, fmt.Errorf("key %q: corrupt record of %d bytes", key, len(v))
+	}
+	return KV{
+		Key:            key,
+		Value:          bytes.Clone(v[headerBytes:]),
+		CreateRevision: int64(binary.BigEndian.Uint64(v[0:8])),
+		ModRevision:    int64(binary.BigEndian.Uint64(v[8:16])),
+	}, nil
+}
+
+func readRev(meta *bolt.Bucket) (int64, error) {
+	if meta == nil {
+		return 0, nil
+	}
+	v := meta.Get(keyRev)
+	if v == nil {
+		return 0, nil
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("corrupt store revision of %d bytes", len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// do runs fn in one transaction on the file, opened for this call only:
+// read-only with a shared lock, or read-write with an exclusive lock.
+func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	deadline := start.Add(b.opts.LockTimeout)
+	if err := b.acquire(ctx, deadline); err != nil {
+		return err
+	}
+	defer func() { <-b.sem }()
+	if b.closed {
+		return ErrClosed
+	}
+	db, err := b.open(ctx, write, start, deadline)
+	if err != nil {
+		return err
+	}
+	if write {
+		err = db.Update(fn)
+	} else {
+		err = db.View(fn)
+	}
+	// A close error cannot undo a transaction that committed, and read
+	// results are already copied out, so it is not reported.
+	_ = db.Close()
+	return err
+}
+
+// acquire waits for this process's other operations, up to deadline.
+func (b *Bolt) acquire(ctx context.Context, deadline time.Time) error {
+	select {
+	case b.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case b.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("%w: %s stayed busy with other operations of this process; gave up after %s (lock timeout)",
+			ErrLockTimeout, b.path, b.opts.LockTimeout)
+	}
+}
+
+// open opens and locks the file, retrying while another process holds it.
+func (b *Bolt) open(ctx context.Context, write bool, start, deadline time.Time) (*bolt.DB, error) {
+	opts := &bolt.Options{Timeout: tryOnce, ReadOnly: !write, NoSync: b.opts.NoSync}
+	poll := pollMin
+	var notified time.Time
+	for {
+		db, err := bolt.Open(b.path, 0o600, opts)
+		if err == nil {
+			return db, nil
+		}
+		if !errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: %w", b.path, err)
+		}
+		now := time.Now()
+		if !now.Before(deadline) {
+			return nil, fmt.Errorf("%w: %s is held by another process; gave up after %s (lock timeout)",
+				ErrLockTimeout, b.path, b.opts.LockTimeout)
+		}
+		if b.opts.OnWait != nil && (notified.IsZero() || now.Sub(notified) >= waitNotifyEvery) {
+			b.opts.OnWait(ctx, now.Sub(start), b.opts.LockTimeout)
+			notified = now
+		}
+		d := min(poll/2+rand.N(poll/2+1), time.Until(deadline))
+		t := time.NewTimer(max(d, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		poll = min(poll*2, pollMax)
+	}
+}
+
+func firstKey(tx *bolt.Tx) []byte {
+	k, _ := tx.Cursor().First()
+	return k
+}
