@@ -1,0 +1,555 @@
+package kayofs
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// The namespace: a header block, a directory-entry table (one fixed-size
+// entry per inode number, packed into blocks) and the inode table (one
+// block per inode). Entry ino holds (type, parent inode, name, generation);
+// a directory is the set of entries naming it as parent. Rename rewrites one
+// entry, so it is atomic by construction. Every namespace change bumps the
+// header's generation, which lets mounts cache the tree and revalidate it
+// with one block read.
+const (
+	direntSize = 272
+	typeFree   = 0
+	typeFile   = 1
+	typeDir    = 2
+)
+
+type dirent struct {
+	typ    uint8
+	parent uint32
+	gen    uint64
+	name   string
+}
+
+type nsHeader struct {
+	hw      uint32 // every ino ≥ hw is free
+	gen     uint64 // namespace generation
+	nextGen uint64 // next inode generation
+	files   uint32
+	dirs    uint32
+}
+
+func decodeNSHeader(b []byte, inodes uint32) (nsHeader, error) {
+	le := binary.LittleEndian
+	h := nsHeader{hw: le.Uint32(b[48:]), gen: le.Uint64(b[56:]), nextGen: le.Uint64(b[64:]),
+		files: le.Uint32(b[72:]), dirs: le.Uint32(b[76:])}
+	if h.hw < rootIno+1 || h.hw > inodes || h.dirs < 1 || uint64(h.files)+uint64(h.dirs) > uint64(h.hw) {
+		return h, fmt.Errorf("%w: namespace header: high water %d, %d files, %d dirs (inode table %d)", ErrCorrupt, h.hw, h.files, h.dirs, inodes)
+	}
+	return h, nil
+}
+
+func encodeNSHeader(b []byte, h nsHeader) {
+	le := binary.LittleEndian
+	le.PutUint32(b[48:], h.hw)
+	le.PutUint64(b[56:], h.gen)
+	le.PutUint64(b[64:], h.nextGen)
+	le.PutUint32(b[72:], h.files)
+	le.PutUint32(b[76:], h.dirs)
+}
+
+func validName(n string) error {
+	if n == "" || n == "." || n == ".." || len(n) > MaxNameLen || !utf8.ValidString(n) ||
+		strings.ContainsAny(n, "/\x00") {
+		return fmt.Errorf("%w: bad name %q", ErrInvalidPath, n)
+	}
+	return nil
+}
+
+// decodeDirents decodes the entries of one directory-entry block. Free
+// entries must be all zero.
+func decodeDirents(b []byte, per int) ([]dirent, error) {
+	out := make([]dirent, per)
+	le := binary.LittleEndian
+	for i := 0; i < per; i++ {
+		e := b[blkHdrSize+i*direntSize : blkHdrSize+(i+1)*direntSize]
+		typ := e[0]
+		if typ == typeFree {
+			if bytes.IndexFunc(e, func(r rune) bool { return r != 0 }) >= 0 {
+				return nil, fmt.Errorf("entry %d: free entry not zeroed", i)
+			}
+			continue
+		}
+		if typ != typeFile && typ != typeDir {
+			return nil, fmt.Errorf("entry %d: type %d", i, typ)
+		}
+		nl := int(e[1])
+		if nl == 0 || 16+nl > direntSize {
+			return nil, fmt.Errorf("entry %d: name length %d", i, nl)
+		}
+		name := string(e[16 : 16+nl])
+		if err := validName(name); err != nil {
+			return nil, fmt.Errorf("entry %d: %v", i, err)
+		}
+		if bytes.IndexFunc(e[16+nl:], func(r rune) bool { return r != 0 }) >= 0 || e[2] != 0 || e[3] != 0 {
+			return nil, fmt.Errorf("entry %d: padding not zeroed", i)
+		}
+		out[i] = dirent{typ: typ, parent: le.Uint32(e[4:]), gen: le.Uint64(e[8:]), name: name}
+	}
+	return out, nil
+}
+
+func encodeDirent(b []byte, idx int, d dirent) {
+	e := b[blkHdrSize+idx*direntSize : blkHdrSize+(idx+1)*direntSize]
+	clear(e)
+	if d.typ == typeFree {
+		return
+	}
+	e[0] = d.typ
+	e[1] = byte(len(d.name))
+	binary.LittleEndian.PutUint32(e[4:], d.parent)
+	binary.LittleEndian.PutUint64(e[8:], d.gen)
+	copy(e[16:], d.name)
+}
+
+// splitPath validates a volume path like "WEB01/WEB01.vhd".
+func splitPath(p string) ([]string, error) {
+	if p == "" || strings.HasPrefix(p, "/") {
+		return nil, fmt.Errorf("%w: %q: paths are relative to the volume root and not empty", ErrInvalidPath, p)
+	}
+	parts := strings.Split(p, "/")
+	for _, e := range parts {
+		if e == "" || e == "." || e == ".." {
+			return nil, fmt.Errorf("%w: %q: empty, \".\" or \"..\" element", ErrInvalidPath, p)
+		}
+		if err := validName(e); err != nil {
+			return nil, fmt.Errorf("%w: %q: %v", ErrInvalidPath, p, err)
+		}
+	}
+	return parts, nil
+}
+
+// nsCache is a mount's view of the namespace at one generation.
+type nsCache struct {
+	gen      uint64
+	hdr      nsHeader
+	ents     map[uint32]dirent
+	children map[uint32]map[string]uint32
+}
+
+// loadNS returns the namespace; the caller holds the namespace lock.
+func (t *txn) loadNS() (*nsCache, error) {
+	v := t.v
+	sb := v.sb
+	b, fresh, err := t.get(sb.nsBlock(), tNSHeader)
+	if err != nil {
+		return nil, err
+	}
+	if fresh {
+		return nil, fmt.Errorf("%w: namespace header never written", ErrCorrupt)
+	}
+	h, err := decodeNSHeader(b, sb.InodeCount)
+	if err != nil {
+		return nil, err
+	}
+	v.nsMu.Lock()
+	defer v.nsMu.Unlock()
+	if v.ns != nil && v.ns.gen == h.gen {
+		return v.ns, nil
+	}
+	c := &nsCache{gen: h.gen, hdr: h, ents: map[uint32]dirent{}, children: map[uint32]map[string]uint32{}}
+	per := uint32(sb.direntsPerBlock())
+	for ino := uint32(0); ino < h.hw; ino += per {
+		blk, _ := sb.direntBlock(ino)
+		db, err := readBlock(v.dev, sb.bs(), blk)
+		if err != nil {
+			return nil, err
+		}
+		st, why := checkBlock(db, tDirent, sb.UUID, blk)
+		if st == blockCorrupt {
+			return nil, fmt.Errorf("%w: directory block %d: %s", ErrCorrupt, blk, why)
+		}
+		if st == blockFresh {
+			continue
+		}
+		ents, err := decodeDirents(db, int(per))
+		if err != nil {
+			return nil, fmt.Errorf("%w: directory block %d: %v", ErrCorrupt, blk, err)
+		}
+		for i, e := range ents {
+			if e.typ == typeFree {
+				continue
+			}
+			c.ents[ino+uint32(i)] = e
+			if ino+uint32(i) == rootIno {
+				continue
+			}
+			m := c.children[e.parent]
+			if m == nil {
+				m = map[string]uint32{}
+				c.children[e.parent] = m
+			}
+			m[e.name] = ino + uint32(i)
+		}
+	}
+	if r, ok := c.ents[rootIno]; !ok || r.typ != typeDir {
+		return nil, fmt.Errorf("%w: root directory entry missing", ErrCorrupt)
+	}
+	v.ns = c
+	return c, nil
+}
+
+// lookup resolves path elements to an inode number.
+func (c *nsCache) lookup(parts []string) (uint32, dirent, error) {
+	ino := uint32(rootIno)
+	e := c.ents[rootIno]
+	for i, p := range parts {
+		if e.typ != typeDir {
+			return 0, dirent{}, fmt.Errorf("%w: %s", ErrNotDir, strings.Join(parts[:i], "/"))
+		}
+		next, ok := c.children[ino][p]
+		if !ok {
+			return 0, dirent{}, fmt.Errorf("%w: %s", ErrNotExist, strings.Join(parts[:i+1], "/"))
+		}
+		ino, e = next, c.ents[next]
+	}
+	return ino, e, nil
+}
+
+func (c *nsCache) freeIno(limit uint32) (uint32, bool) {
+	for ino := uint32(rootIno + 1); ino < limit; ino++ {
+		if _, used := c.ents[ino]; !used {
+			return ino, true
+		}
+	}
+	return 0, false
+}
+
+// putDirent writes entry ino inside the transaction.
+func (t *txn) putDirent(ino uint32, d dirent) error {
+	blk, idx := t.v.sb.direntBlock(ino)
+	b, _, err := t.get(blk, tDirent)
+	if err != nil {
+		return err
+	}
+	encodeDirent(b, idx, d)
+	t.dirty(blk)
+	return nil
+}
+
+func (t *txn) putNSHeader(h nsHeader) {
+	blk := t.v.sb.nsBlock()
+	encodeNSHeader(t.blocks[blk].buf, h)
+	t.dirty(blk)
+}
+
+// FileInfo describes a file or directory.
+type FileInfo struct {
+	Name      string
+	Ino       uint32
+	IsDir     bool
+	Size      int64
+	Allocated int64 // bytes of blocks mapped (written or unwritten)
+	ModTime   time.Time
+}
+
+func (v *Volume) create(path string, typ uint8) (uint32, uint64, error) {
+	parts, err := splitPath(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := v.live(); err != nil {
+		return 0, 0, err
+	}
+	t := v.newTxn()
+	defer t.release()
+	if err := t.lock(keyNS, true); err != nil {
+		return 0, 0, err
+	}
+	c, err := t.loadNS()
+	if err != nil {
+		return 0, 0, err
+	}
+	pino, pe, err := c.lookup(parts[:len(parts)-1])
+	if err != nil {
+		return 0, 0, err
+	}
+	if pe.typ != typeDir {
+		return 0, 0, fmt.Errorf("%w: %s", ErrNotDir, strings.Join(parts[:len(parts)-1], "/"))
+	}
+	name := parts[len(parts)-1]
+	if _, ok := c.children[pino][name]; ok {
+		return 0, 0, fmt.Errorf("%w: %s", ErrExist, path)
+	}
+	ino, ok := c.freeIno(v.sb.InodeCount)
+	if !ok {
+		return 0, 0, ErrNoInodes
+	}
+	if err := t.lock(keyInode(ino), true); err != nil {
+		return 0, 0, err
+	}
+	h := c.hdr
+	gen := h.nextGen
+	h.nextGen++
+	h.gen++
+	h.hw = max(h.hw, ino+1)
+	if typ == typeDir {
+		h.dirs++
+	} else {
+		h.files++
+	}
+	if err := t.putDirent(ino, dirent{typ: typ, parent: pino, gen: gen, name: name}); err != nil {
+		return 0, 0, err
+	}
+	if err := t.putInode(ino, &inode{typ: typ, gen: gen, mtime: time.Now().UnixNano()}); err != nil {
+		return 0, 0, err
+	}
+	t.putNSHeader(h)
+	return ino, gen, t.commit()
+}
+
+// Mkdir creates a directory; its parent must exist.
+func (v *Volume) Mkdir(path string) error {
+	_, _, err := v.create(path, typeDir)
+	return err
+}
+
+// MkdirAll creates a directory and any missing parents.
+func (v *Volume) MkdirAll(path string) error {
+	parts, err := splitPath(path)
+	if err != nil {
+		return err
+	}
+	for i := range parts {
+		err := v.Mkdir(strings.Join(parts[:i+1], "/"))
+		if err != nil && !errorsIs(err, ErrExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Remove deletes a file (freeing its blocks) or an empty directory.
+func (v *Volume) Remove(path string) error {
+	parts, err := splitPath(path)
+	if err != nil {
+		return err
+	}
+	if err := v.live(); err != nil {
+		return err
+	}
+	t := v.newTxn()
+	defer t.release()
+	if err := t.lock(keyNS, true); err != nil {
+		return err
+	}
+	c, err := t.loadNS()
+	if err != nil {
+		return err
+	}
+	ino, e, err := c.lookup(parts)
+	if err != nil {
+		return err
+	}
+	h := c.hdr
+	if e.typ == typeDir {
+		if len(c.children[ino]) > 0 {
+			return fmt.Errorf("%w: %s", ErrNotEmpty, path)
+		}
+		if err := t.lock(keyInode(ino), true); err != nil {
+			return err
+		}
+		h.dirs--
+	} else {
+		if err := t.removeData(ino); err != nil {
+			return err
+		}
+		h.files--
+	}
+	if err := t.putDirent(ino, dirent{}); err != nil {
+		return err
+	}
+	if err := t.putInode(ino, &inode{}); err != nil {
+		return err
+	}
+	h.gen++
+	t.putNSHeader(h)
+	return t.commit()
+}
+
+// removeData locks a file exclusively and frees all its blocks (in as many
+// transactions as needed); the caller then clears the inode.
+func (t *txn) removeData(ino uint32) error {
+	if err := t.lock(keyFile(ino), true); err != nil {
+		return err
+	}
+	if err := t.lock(keyInode(ino), true); err != nil {
+		return err
+	}
+	return t.shrink(ino, 0)
+}
+
+// Rename moves a file or directory; an existing file at the target is
+// replaced (its blocks freed) in the same final transaction.
+func (v *Volume) Rename(oldPath, newPath string) error {
+	op, err := splitPath(oldPath)
+	if err != nil {
+		return err
+	}
+	np, err := splitPath(newPath)
+	if err != nil {
+		return err
+	}
+	if err := v.live(); err != nil {
+		return err
+	}
+	t := v.newTxn()
+	defer t.release()
+	if err := t.lock(keyNS, true); err != nil {
+		return err
+	}
+	c, err := t.loadNS()
+	if err != nil {
+		return err
+	}
+	sino, se, err := c.lookup(op)
+	if err != nil {
+		return err
+	}
+	pino, pe, err := c.lookup(np[:len(np)-1])
+	if err != nil {
+		return err
+	}
+	if pe.typ != typeDir {
+		return fmt.Errorf("%w: %s", ErrNotDir, strings.Join(np[:len(np)-1], "/"))
+	}
+	if se.typ == typeDir {
+		for a := pino; ; a = c.ents[a].parent {
+			if a == sino {
+				return fmt.Errorf("%w: cannot move %s inside itself", ErrInvalidPath, oldPath)
+			}
+			if a == rootIno {
+				break
+			}
+		}
+	}
+	name := np[len(np)-1]
+	h := c.hdr
+	if tino, ok := c.children[pino][name]; ok {
+		if tino == sino {
+			return nil
+		}
+		te := c.ents[tino]
+		if te.typ == typeDir {
+			return fmt.Errorf("%w: %s", ErrIsDir, newPath)
+		}
+		if se.typ == typeDir {
+			return fmt.Errorf("%w: cannot replace file %s with a directory", ErrExist, newPath)
+		}
+		if err := t.removeData(tino); err != nil {
+			return err
+		}
+		if err := t.putDirent(tino, dirent{}); err != nil {
+			return err
+		}
+		if err := t.putInode(tino, &inode{}); err != nil {
+			return err
+		}
+		h.files--
+	}
+	se.parent, se.name = pino, name
+	if err := t.putDirent(sino, se); err != nil {
+		return err
+	}
+	h.gen++
+	t.putNSHeader(h)
+	return t.commit()
+}
+
+// Stat describes the file or directory at path ("" or "." is the root).
+func (v *Volume) Stat(path string) (FileInfo, error) {
+	if err := v.live(); err != nil {
+		return FileInfo{}, err
+	}
+	var parts []string
+	if path != "" && path != "." {
+		var err error
+		if parts, err = splitPath(path); err != nil {
+			return FileInfo{}, err
+		}
+	}
+	t := v.newTxn()
+	defer t.release()
+	if err := t.lock(keyNS, false); err != nil {
+		return FileInfo{}, err
+	}
+	c, err := t.loadNS()
+	if err != nil {
+		return FileInfo{}, err
+	}
+	ino, e, err := c.lookup(parts)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	return t.statIno(ino, e)
+}
+
+func (t *txn) statIno(ino uint32, e dirent) (FileInfo, error) {
+	if err := t.lock(keyInode(ino), false); err != nil {
+		return FileInfo{}, err
+	}
+	defer t.drop(keyInode(ino))
+	in, err := t.inode(ino)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	delete(t.blocks, t.v.sb.inodeBlock(ino))
+	fi := FileInfo{Name: e.name, Ino: ino, IsDir: e.typ == typeDir, Size: int64(in.size), ModTime: time.Unix(0, in.mtime)}
+	if ino == rootIno {
+		fi.Name = ""
+	}
+	for _, x := range in.ext {
+		fi.Allocated += int64(x.n) * int64(t.v.sb.BlockSize)
+	}
+	return fi, nil
+}
+
+// ReadDir lists a directory ("" or "." is the root), sorted by name.
+func (v *Volume) ReadDir(path string) ([]FileInfo, error) {
+	if err := v.live(); err != nil {
+		return nil, err
+	}
+	var parts []string
+	if path != "" && path != "." {
+		var err error
+		if parts, err = splitPath(path); err != nil {
+			return nil, err
+		}
+	}
+	t := v.newTxn()
+	defer t.release()
+	if err := t.lock(keyNS, false); err != nil {
+		return nil, err
+	}
+	c, err := t.loadNS()
+	if err != nil {
+		return nil, err
+	}
+	ino, e, err := c.lookup(parts)
+	if err != nil {
+		return nil, err
+	}
+	if e.typ != typeDir {
+		return nil, fmt.Errorf("%w: %s", ErrNotDir, path)
+	}
+	var out []FileInfo
+	for _, ci := range c.children[ino] {
+		fi, err := t.statIno(ci, c.ents[ci])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fi)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}

@@ -1,0 +1,680 @@
+package kayofs
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+)
+
+// Inode block body:
+//
+//	[48] type  [52:56] extent count  [56:64] size  [64:72] generation
+//	[72:80] mtime (unix ns)  [88:...] extents of 24 bytes:
+//	logical block u64, physical block u64, length u32, flags u32
+//
+// Flag extUnwritten marks blocks allocated but never written: they read as
+// zeros, which is how files are extended without zero-filling.
+const (
+	inodeExtOff  = 88
+	extSize      = 24
+	extUnwritten = 1
+	maxExtLen    = 1 << 30
+)
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+type extent struct {
+	lblk, pblk uint64
+	n          uint32
+	flags      uint32
+}
+
+func (e extent) end() uint64 { return e.lblk + uint64(e.n) }
+
+type inode struct {
+	typ   uint8
+	size  uint64
+	gen   uint64
+	mtime int64
+	ext   []extent
+}
+
+func maxExtents(bs int) int { return (bs - inodeExtOff) / extSize }
+
+// decodeInode validates an inode body (the block header is checked by the
+// caller): sorted, non-overlapping, non-empty extents.
+func decodeInode(b []byte) (*inode, error) {
+	le := binary.LittleEndian
+	in := &inode{typ: b[48], size: le.Uint64(b[56:]), gen: le.Uint64(b[64:]), mtime: int64(le.Uint64(b[72:]))}
+	n := int(le.Uint32(b[52:]))
+	if in.typ > typeDir {
+		return nil, fmt.Errorf("inode type %d", in.typ)
+	}
+	if n > maxExtents(len(b)) {
+		return nil, fmt.Errorf("%d extents (max %d)", n, maxExtents(len(b)))
+	}
+	if in.size > 1<<62 {
+		return nil, fmt.Errorf("size %d", in.size)
+	}
+	if in.typ != typeFile && (n != 0 || in.size != 0) {
+		return nil, fmt.Errorf("type %d inode with %d extents and size %d", in.typ, n, in.size)
+	}
+	var prev uint64
+	for i := 0; i < n; i++ {
+		o := inodeExtOff + i*extSize
+		e := extent{lblk: le.Uint64(b[o:]), pblk: le.Uint64(b[o+8:]), n: le.Uint32(b[o+16:]), flags: le.Uint32(b[o+20:])}
+		if e.n == 0 || e.n > maxExtLen || e.flags&^extUnwritten != 0 || e.lblk > 1<<50 || e.pblk > 1<<50 {
+			return nil, fmt.Errorf("extent %d malformed (%d,%d,%d,%#x)", i, e.lblk, e.pblk, e.n, e.flags)
+		}
+		if i > 0 && e.lblk < prev {
+			return nil, fmt.Errorf("extent %d overlaps or is out of order", i)
+		}
+		prev = e.end()
+		in.ext = append(in.ext, e)
+	}
+	return in, nil
+}
+
+func encodeInode(b []byte, in *inode) {
+	clear(b[blkHdrSize:])
+	le := binary.LittleEndian
+	b[48] = in.typ
+	le.PutUint32(b[52:], uint32(len(in.ext)))
+	le.PutUint64(b[56:], in.size)
+	le.PutUint64(b[64:], in.gen)
+	le.PutUint64(b[72:], uint64(in.mtime))
+	for i, e := range in.ext {
+		o := inodeExtOff + i*extSize
+		le.PutUint64(b[o:], e.lblk)
+		le.PutUint64(b[o+8:], e.pblk)
+		le.PutUint32(b[o+16:], e.n)
+		le.PutUint32(b[o+20:], e.flags)
+	}
+}
+
+func (t *txn) inode(ino uint32) (*inode, error) {
+	blk := t.v.sb.inodeBlock(ino)
+	b, fresh, err := t.get(blk, tInode)
+	if err != nil {
+		return nil, err
+	}
+	if fresh {
+		return &inode{}, nil
+	}
+	in, err := decodeInode(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: inode %d (block %d): %v", ErrCorrupt, ino, blk, err)
+	}
+	return in, nil
+}
+
+func (t *txn) putInode(ino uint32, in *inode) error {
+	in.ext = normalize(in.ext)
+	if len(in.ext) > maxExtents(t.v.sb.bs()) {
+		return fmt.Errorf("%w: inode %d would need %d extents (max %d)", ErrFragmented, ino, len(in.ext), maxExtents(t.v.sb.bs()))
+	}
+	blk := t.v.sb.inodeBlock(ino)
+	b, _, err := t.get(blk, tInode)
+	if err != nil {
+		return err
+	}
+	encodeInode(b, in)
+	t.dirty(blk)
+	return nil
+}
+
+// normalize sorts extents and merges neighbours.
+func normalize(ext []extent) []extent {
+	sort.Slice(ext, func(i, j int) bool { return ext[i].lblk < ext[j].lblk })
+	out := ext[:0]
+	for _, e := range ext {
+		if l := len(out); l > 0 {
+			p := &out[l-1]
+			if p.end() == e.lblk && p.pblk+uint64(p.n) == e.pblk && p.flags == e.flags && uint64(p.n)+uint64(e.n) <= maxExtLen {
+				p.n += e.n
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// holes lists unmapped logical ranges in [l0, l1).
+func holes(ext []extent, l0, l1 uint64) []run {
+	var out []run
+	cur := l0
+	for _, e := range ext {
+		if e.end() <= cur {
+			continue
+		}
+		if e.lblk >= l1 {
+			break
+		}
+		if e.lblk > cur {
+			out = append(out, run{cur, e.lblk - cur})
+		}
+		cur = max(cur, e.end())
+	}
+	if cur < l1 {
+		out = append(out, run{cur, l1 - cur})
+	}
+	return out
+}
+
+// markWritten clears the unwritten flag on [l0, l1).
+func markWritten(ext []extent, l0, l1 uint64) []extent {
+	var out []extent
+	for _, e := range ext {
+		if e.flags&extUnwritten == 0 || e.end() <= l0 || e.lblk >= l1 {
+			out = append(out, e)
+			continue
+		}
+		a, b := max(e.lblk, l0), min(e.end(), l1)
+		if e.lblk < a {
+			out = append(out, extent{e.lblk, e.pblk, uint32(a - e.lblk), e.flags})
+		}
+		out = append(out, extent{a, e.pblk + (a - e.lblk), uint32(b - a), 0})
+		if b < e.end() {
+			out = append(out, extent{b, e.pblk + (b - e.lblk), uint32(e.end() - b), e.flags})
+		}
+	}
+	return normalize(out)
+}
+
+// cutFrom removes mappings at or beyond lb, returning the freed physical runs.
+func cutFrom(ext []extent, lb uint64) ([]extent, []run) {
+	var keep []extent
+	var freed []run
+	for _, e := range ext {
+		switch {
+		case e.end() <= lb:
+			keep = append(keep, e)
+		case e.lblk >= lb:
+			freed = append(freed, run{e.pblk, uint64(e.n)})
+		default:
+			k := lb - e.lblk
+			keep = append(keep, extent{e.lblk, e.pblk, uint32(k), e.flags})
+			freed = append(freed, run{e.pblk + k, uint64(e.n) - k})
+		}
+	}
+	return keep, freed
+}
+
+func (sb *Superblock) blocksFor(size uint64) uint64 {
+	return (size + uint64(sb.BlockSize) - 1) / uint64(sb.BlockSize)
+}
+
+// shrink frees every mapping at or beyond the new size, from the end, in as
+// many transactions as needed; each keeps the invariant that written
+// extents lie inside the file size. Caller holds file and inode locks.
+func (t *txn) shrink(ino uint32, size uint64) error {
+	sb := t.v.sb
+	bs := uint64(sb.BlockSize)
+	nb := sb.blocksFor(size)
+	limit := int(sb.JournalBlocks) - 4 - 4 // room for inode, entries, namespace header
+	in, err := t.inode(ino)
+	if err != nil {
+		return err
+	}
+	if size%bs != 0 && size < in.size {
+		// zero the tail of the last block so a later extension reads zeros
+		if p, ok := mapBlock(in.ext, size/bs); ok && p.flags == 0 {
+			z := make([]byte, bs-size%bs)
+			if _, err := t.v.dev.WriteAt(z, int64(p.pblk*bs+size%bs)); err != nil {
+				return err
+			}
+		}
+	}
+	for {
+		in, err := t.inode(ino)
+		if err != nil {
+			return err
+		}
+		keep := in.ext
+		var freed []run
+		for len(keep) > 0 {
+			last := keep[len(keep)-1]
+			if last.end() <= nb {
+				break
+			}
+			k2, f := cutFrom(keep, max(nb, last.lblk))
+			try := append(append([]run(nil), freed...), f...)
+			if sb.metaBlocksFor(try) > limit {
+				if len(freed) > 0 {
+					break
+				}
+				// one extent spanning too many bitmap blocks: free its tail
+				l := min(uint64(last.n), sb.bitsPerBitmap()*uint64(limit-2))
+				k2, try = cutFrom(keep, max(nb, last.end()-l))
+			}
+			keep, freed = k2, try
+		}
+		done := len(keep) == 0 || keep[len(keep)-1].end() <= nb
+		newSize := size
+		if !done {
+			newSize = min(in.size, max(size, lastWrittenEnd(keep)*bs))
+		}
+		if len(freed) > 0 {
+			if err := t.free(freed); err != nil {
+				return err
+			}
+		}
+		in.ext = keep
+		in.size = min(in.size, newSize)
+		in.mtime = time.Now().UnixNano()
+		if err := t.putInode(ino, in); err != nil {
+			return err
+		}
+		if done {
+			return nil // the caller commits
+		}
+		if err := t.commit(); err != nil {
+			return err
+		}
+		t.dropAGs()
+	}
+}
+
+func lastWrittenEnd(ext []extent) uint64 {
+	var e uint64
+	for _, x := range ext {
+		if x.flags == 0 {
+			e = max(e, x.end())
+		}
+	}
+	return e
+}
+
+// mapBlock finds the extent piece covering logical block lb.
+func mapBlock(ext []extent, lb uint64) (extent, bool) {
+	i := sort.Search(len(ext), func(i int) bool { return ext[i].end() > lb })
+	if i < len(ext) && ext[i].lblk <= lb {
+		e := ext[i]
+		return extent{lb, e.pblk + (lb - e.lblk), uint32(e.end() - lb), e.flags}, true
+	}
+	return extent{}, false
+}
+
+// File is an open file on a mounted volume. It is safe for concurrent use.
+type File struct {
+	v    *Volume
+	ino  uint32
+	gen  uint64
+	path string
+}
+
+// Create makes a new empty file; the parent directory must exist.
+func (v *Volume) Create(path string) (*File, error) {
+	ino, gen, err := v.create(path, typeFile)
+	if err != nil {
+		return nil, err
+	}
+	return &File{v: v, ino: ino, gen: gen, path: path}, nil
+}
+
+// Open opens an existing file.
+func (v *Volume) Open(path string) (*File, error) {
+	parts, err := splitPath(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.live(); err != nil {
+		return nil, err
+	}
+	t := v.newTxn()
+	defer t.release()
+	if err := t.lock(keyNS, false); err != nil {
+		return nil, err
+	}
+	c, err := t.loadNS()
+	if err != nil {
+		return nil, err
+	}
+	ino, e, err := c.lookup(parts)
+	if err != nil {
+		return nil, err
+	}
+	if e.typ != typeFile {
+		return nil, fmt.Errorf("%w: %s", ErrIsDir, path)
+	}
+	return &File{v: v, ino: ino, gen: e.gen, path: path}, nil
+}
+
+// Name returns the path the file was opened with.
+func (f *File) Name() string { return f.path }
+
+// Close releases nothing on disk; it exists for io.Closer.
+func (f *File) Close() error { return nil }
+
+// Sync flushes file data to the device.
+func (f *File) Sync() error { return f.v.dev.Sync() }
+
+// begin takes the file lock (shared unless excl) and the inode lock, and
+// reads the inode, checking the handle is still current.
+func (f *File) begin(fileExcl, inodeExcl bool) (*txn, *inode, error) {
+	if err := f.v.live(); err != nil {
+		return nil, nil, err
+	}
+	t := f.v.newTxn()
+	if err := t.lock(keyFile(f.ino), fileExcl); err != nil {
+		return nil, nil, err
+	}
+	if err := t.lock(keyInode(f.ino), inodeExcl); err != nil {
+		t.release()
+		return nil, nil, err
+	}
+	in, err := t.inode(f.ino)
+	if err == nil && (in.typ != typeFile || in.gen != f.gen) {
+		err = fmt.Errorf("%w: %s", ErrStale, f.path)
+	}
+	if err != nil {
+		t.release()
+		return nil, nil, err
+	}
+	return t, in, nil
+}
+
+// Stat describes the open file.
+func (f *File) Stat() (FileInfo, error) {
+	t, in, err := f.begin(false, false)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	defer t.release()
+	fi := FileInfo{Name: f.path, Ino: f.ino, Size: int64(in.size), ModTime: time.Unix(0, in.mtime)}
+	for _, x := range in.ext {
+		fi.Allocated += int64(x.n) * int64(f.v.sb.BlockSize)
+	}
+	return fi, nil
+}
+
+// Size returns the file size.
+func (f *File) Size() (int64, error) {
+	fi, err := f.Stat()
+	return fi.Size, err
+}
+
+// ReadAt reads file data; unwritten extents and holes read as zeros.
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("%w: negative offset", ErrInvalid)
+	}
+	t, in, err := f.begin(false, false)
+	if err != nil {
+		return 0, err
+	}
+	defer t.release()
+	// Mappings of written blocks only change under the exclusive file lock,
+	// which our shared file lock excludes; drop the inode lock early.
+	t.drop(keyInode(f.ino))
+	if uint64(off) >= in.size {
+		return 0, io.EOF
+	}
+	n := int(min(uint64(len(p)), in.size-uint64(off)))
+	if err := f.v.readMapped(in.ext, p[:n], uint64(off)); err != nil {
+		return 0, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (v *Volume) readMapped(ext []extent, p []byte, off uint64) error {
+	bs := uint64(v.sb.BlockSize)
+	for len(p) > 0 {
+		lb := off / bs
+		within := off % bs
+		e, ok := mapBlock(ext, lb)
+		var span uint64
+		if ok {
+			span = uint64(e.n)*bs - within
+		} else {
+			// hole up to the next extent
+			next := uint64(1 << 62)
+			i := sort.Search(len(ext), func(i int) bool { return ext[i].lblk > lb })
+			if i < len(ext) {
+				next = ext[i].lblk
+			}
+			span = (next-lb)*bs - within
+		}
+		m := int(min(span, uint64(len(p))))
+		if ok && e.flags == 0 {
+			if _, err := v.dev.ReadAt(p[:m], int64(e.pblk*bs+within)); err != nil {
+				return err
+			}
+		} else {
+			clear(p[:m])
+		}
+		p, off = p[m:], off+uint64(m)
+	}
+	return nil
+}
+
+// writeChunk is the largest number of blocks one allocate/write/convert
+// round covers.
+const writeChunk = 1024
+
+// WriteAt writes file data, allocating blocks for holes and converting
+// unwritten extents. When it returns nil the data and the mapping are
+// durable (the conversion transaction synced the device).
+func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || uint64(off)+uint64(len(p)) > 1<<50 {
+		return 0, fmt.Errorf("%w: offset %d", ErrInvalid, off)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	bs := uint64(f.v.sb.BlockSize)
+	end := uint64(off) + uint64(len(p))
+	t, in, err := f.begin(false, false)
+	if err != nil {
+		return 0, err
+	}
+	fast := end <= in.size
+	for lb := uint64(off) / bs; fast && lb < (end+bs-1)/bs; {
+		e, ok := mapBlock(in.ext, lb)
+		if !ok || e.flags != 0 {
+			fast = false
+			break
+		}
+		lb += uint64(e.n)
+	}
+	if fast {
+		t.drop(keyInode(f.ino))
+		err := f.v.writeMapped(in.ext, p, uint64(off))
+		t.release()
+		if err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	t.release()
+	t, in, err = f.begin(false, true)
+	if err != nil {
+		return 0, err
+	}
+	defer t.release()
+	done := 0
+	for done < len(p) {
+		o := uint64(off) + uint64(done)
+		b0 := o / bs
+		b1 := min((end+bs-1)/bs, b0+writeChunk)
+		m := int(min(uint64(len(p)-done), b1*bs-o))
+		if err := f.writeSlow(t, p[done:done+m], o); err != nil {
+			return done, err
+		}
+		done += m
+	}
+	return done, nil
+}
+
+// writeSlow handles one chunk under the exclusive inode lock.
+func (f *File) writeSlow(t *txn, p []byte, off uint64) error {
+	sb := f.v.sb
+	bs := uint64(sb.BlockSize)
+	b0, b1 := off/bs, (off+uint64(len(p))+bs-1)/bs
+	// 1. map holes as unwritten extents
+	for {
+		in, err := t.inode(f.ino)
+		if err != nil {
+			return err
+		}
+		hs := holes(in.ext, b0, b1)
+		if len(hs) == 0 {
+			break
+		}
+		goal := uint64(0)
+		if len(in.ext) > 0 {
+			l := in.ext[len(in.ext)-1]
+			goal = l.pblk + uint64(l.n)
+		}
+		h := hs[0]
+		runs, err := t.allocate(h.n, goal, 8)
+		if err != nil {
+			return err
+		}
+		l := h.start
+		for _, r := range runs {
+			in.ext = append(in.ext, extent{l, r.start, uint32(r.n), extUnwritten})
+			l += r.n
+		}
+		if err := t.putInode(f.ino, in); err != nil {
+			return err
+		}
+		if err := t.commit(); err != nil {
+			return err
+		}
+		t.dropAGs()
+	}
+	in, err := t.inode(f.ino)
+	if err != nil {
+		return err
+	}
+	// 2. compose whole blocks (existing data or zeros around p) and write
+	buf := make([]byte, (b1-b0)*bs)
+	head, tail := off%bs, (off+uint64(len(p)))%bs
+	if head != 0 {
+		if err := f.v.readMapped(in.ext, buf[:bs], b0*bs); err != nil {
+			return err
+		}
+	}
+	if tail != 0 && (b1-1 != b0 || head == 0) {
+		if err := f.v.readMapped(in.ext, buf[(b1-b0-1)*bs:], (b1-1)*bs); err != nil {
+			return err
+		}
+	}
+	copy(buf[head:], p)
+	if err := f.v.writeMapped(in.ext, buf, b0*bs); err != nil {
+		return err
+	}
+	// 3. convert to written and grow the size, durably
+	in.ext = markWritten(in.ext, b0, b1)
+	in.size = max(in.size, off+uint64(len(p)))
+	in.mtime = time.Now().UnixNano()
+	if err := t.putInode(f.ino, in); err != nil {
+		return err
+	}
+	return t.commit()
+}
+
+// writeMapped writes p at logical offset off; every block must be mapped.
+func (v *Volume) writeMapped(ext []extent, p []byte, off uint64) error {
+	bs := uint64(v.sb.BlockSize)
+	for len(p) > 0 {
+		e, ok := mapBlock(ext, off/bs)
+		if !ok {
+			return fmt.Errorf("kayofs: internal error: write to unmapped block %d", off/bs)
+		}
+		within := off % bs
+		m := int(min(uint64(e.n)*bs-within, uint64(len(p))))
+		if _, err := v.dev.WriteAt(p[:m], int64(e.pblk*bs+within)); err != nil {
+			return err
+		}
+		p, off = p[m:], off+uint64(m)
+	}
+	return nil
+}
+
+// Allocate extends the file to size with unwritten extents (no zero-fill);
+// a smaller size is a no-op. The new range reads as zeros.
+func (f *File) Allocate(size int64) error {
+	if size < 0 || size > 1<<50 {
+		return fmt.Errorf("%w: size %d", ErrInvalid, size)
+	}
+	t, in, err := f.begin(false, true)
+	if err != nil {
+		return err
+	}
+	defer t.release()
+	nb := f.v.sb.blocksFor(uint64(size))
+	for {
+		hs := holes(in.ext, 0, nb)
+		if len(hs) > 0 {
+			goal := uint64(0)
+			if len(in.ext) > 0 {
+				l := in.ext[len(in.ext)-1]
+				goal = l.pblk + uint64(l.n)
+			}
+			runs, err := t.allocate(hs[0].n, goal, 8)
+			if err != nil {
+				return err
+			}
+			l := hs[0].start
+			for _, r := range runs {
+				in.ext = append(in.ext, extent{l, r.start, uint32(min(r.n, maxExtLen)), extUnwritten})
+				if r.n > maxExtLen {
+					in.ext = append(in.ext, extent{l + maxExtLen, r.start + maxExtLen, uint32(r.n - maxExtLen), extUnwritten})
+				}
+				l += r.n
+			}
+		}
+		final := len(holes(normalize(in.ext), 0, nb)) == 0
+		if final && uint64(size) > in.size {
+			in.size = uint64(size)
+			in.mtime = time.Now().UnixNano()
+		}
+		if err := t.putInode(f.ino, in); err != nil {
+			return err
+		}
+		if err := t.commit(); err != nil {
+			return err
+		}
+		t.dropAGs()
+		if final {
+			return nil
+		}
+		if in, err = t.inode(f.ino); err != nil {
+			return err
+		}
+	}
+}
+
+// Truncate sets the file size; shrinking frees blocks past the end, growing
+// leaves a hole that reads as zeros.
+func (f *File) Truncate(size int64) error {
+	if size < 0 || size > 1<<50 {
+		return fmt.Errorf("%w: size %d", ErrInvalid, size)
+	}
+	t, in, err := f.begin(true, true)
+	if err != nil {
+		return err
+	}
+	defer t.release()
+	if uint64(size) >= in.size {
+		in.size = uint64(size)
+		in.mtime = time.Now().UnixNano()
+		if err := t.putInode(f.ino, in); err != nil {
+			return err
+		}
+		return t.commit()
+	}
+	if err := t.shrink(f.ino, uint64(size)); err != nil {
+		return err
+	}
+	return t.commit()
+}

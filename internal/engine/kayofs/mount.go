@@ -1,0 +1,432 @@
+package kayofs
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Volume is a Kayo FS volume mounted by one node in one slot.
+type Volume struct {
+	dev  Device
+	sb   *Superblock // immutable layout; the label lives in label
+	lk   *lockMgr
+	slot int
+	node string
+
+	jmu     sync.Mutex
+	jseq    uint64
+	jfailed error
+
+	nsMu sync.Mutex
+	ns   *nsCache
+
+	hbMu   sync.Mutex
+	hb     Heartbeat
+	hbStop chan struct{}
+	hbDone chan struct{}
+
+	labelMu sync.Mutex
+	label   string
+	closed  atomic.Bool
+}
+
+// MountOptions tune a mount.
+type MountOptions struct {
+	HeartbeatPeriod time.Duration // default 1s
+}
+
+func (v *Volume) live() error {
+	if v.closed.Load() {
+		return ErrUnmounted
+	}
+	return nil
+}
+
+// Slot is the node slot this mount holds (record it in the cluster DB).
+func (v *Volume) Slot() int { return v.slot }
+
+// Node is the node name this mount was made for.
+func (v *Volume) Node() string { return v.node }
+
+// UUID is the volume UUID.
+func (v *Volume) UUID() string { return v.sb.UUIDString() }
+
+// Label is the volume label.
+func (v *Volume) Label() string {
+	v.labelMu.Lock()
+	defer v.labelMu.Unlock()
+	return v.label
+}
+
+// Superblock returns a copy of the superblock the volume was mounted with.
+func (v *Volume) Superblock() Superblock {
+	sb := *v.sb
+	sb.Label = v.Label()
+	return sb
+}
+
+// ReadSuperblock returns the primary superblock, or the backup when the
+// primary is torn or missing.
+func ReadSuperblock(dev Device) (*Superblock, error) {
+	b := make([]byte, sbEncSize)
+	if _, err := dev.ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("kayofs: reading superblock: %w", err)
+	}
+	sb, perr := decodeSuperblock(b)
+	if perr == nil {
+		return sb, nil
+	}
+	for bs := int64(MinBlockSize); bs <= MaxBlockSize; bs *= 2 {
+		if bs+sbEncSize > dev.Size() {
+			break
+		}
+		if _, err := dev.ReadAt(b, bs); err != nil {
+			continue
+		}
+		if sb, err := decodeSuperblock(b); err == nil && int64(sb.BlockSize) == bs {
+			return sb, nil
+		}
+	}
+	return nil, perr
+}
+
+// writeSuperblocks writes primary then backup, syncing after each, so one
+// of them is always valid.
+func writeSuperblocks(dev Device, sb *Superblock) error {
+	b := sb.encode()
+	if err := writeBlock(dev, sb.bs(), 0, b); err != nil {
+		return err
+	}
+	if err := dev.Sync(); err != nil {
+		return err
+	}
+	if err := writeBlock(dev, sb.bs(), 1, b); err != nil {
+		return err
+	}
+	return dev.Sync()
+}
+
+// repairSuperblocks rewrites a backup that differs from the primary (or a
+// torn primary from the backup). Caller holds the slot-table lock.
+func repairSuperblocks(dev Device, sb *Superblock) error {
+	bs := sb.bs()
+	p, err := readBlock(dev, bs, 0)
+	if err != nil {
+		return err
+	}
+	q, err := readBlock(dev, bs, 1)
+	if err != nil {
+		return err
+	}
+	want := sb.encode()
+	if bytes.Equal(p, want) && bytes.Equal(q, want) {
+		return nil
+	}
+	return writeSuperblocks(dev, sb)
+}
+
+func pathDevice(dev Device) (PathDevice, error) {
+	pd, ok := dev.(PathDevice)
+	if !ok {
+		return nil, fmt.Errorf("%w: device %T has no path for cluster locks", ErrInvalid, dev)
+	}
+	return pd, nil
+}
+
+// Mount claims a free node slot for node (compare-and-swap on the on-disk
+// slot table under the cluster slot-table lock), replays the journal of
+// every slot whose owner died, and starts heartbeating.
+func Mount(dev Device, node string, opts ...MountOptions) (*Volume, error) {
+	if err := validNodeName(node); err != nil {
+		return nil, err
+	}
+	var o MountOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.HeartbeatPeriod <= 0 {
+		o.HeartbeatPeriod = time.Second
+	}
+	pd, err := pathDevice(dev)
+	if err != nil {
+		return nil, err
+	}
+	lk, err := newLockMgr(pd.Path())
+	if err != nil {
+		return nil, err
+	}
+	v, err := mount(dev, lk, node)
+	if err != nil {
+		lk.close()
+		return nil, err
+	}
+	v.hbStop, v.hbDone = make(chan struct{}), make(chan struct{})
+	go v.heartbeatLoop(o.HeartbeatPeriod, v.hbStop, v.hbDone)
+	return v, nil
+}
+
+func mount(dev Device, lk *lockMgr, node string) (*Volume, error) {
+	if err := lk.lock(keySlotTable, true); err != nil {
+		return nil, err
+	}
+	defer lk.unlock(keySlotTable, true)
+	sb, err := ReadSuperblock(dev)
+	if err != nil {
+		return nil, err
+	}
+	chosen, mine := -1, -1
+	var entries []SlotEntry
+	for s := 0; s < int(sb.SlotCount); s++ {
+		if err := lk.lock(keyRecover(s), true); err != nil {
+			return nil, err
+		}
+		got, err := lk.rawTry(keyLive(s))
+		if err != nil {
+			lk.unlock(keyRecover(s), true)
+			return nil, err
+		}
+		e, eerr := readSlot(dev, sb, s)
+		if got {
+			_, err = recoverSlotJournal(dev, sb, s)
+			lk.rawUnlock(keyLive(s))
+		}
+		lk.unlock(keyRecover(s), true)
+		if err != nil {
+			return nil, err
+		}
+		if eerr != nil {
+			e = SlotEntry{}
+		}
+		entries = append(entries, e)
+		if !got {
+			if e.State == SlotMounted && e.Node == node {
+				return nil, fmt.Errorf("%w: node %s already holds slot %d", ErrMounted, node, s)
+			}
+			continue
+		}
+		if e.State == SlotMounted && e.Node == node && mine < 0 {
+			mine = s
+		}
+		if chosen < 0 {
+			chosen = s
+		}
+	}
+	if mine >= 0 {
+		chosen = mine
+	}
+	if chosen < 0 {
+		return nil, fmt.Errorf("%w: all %d slots are mounted", ErrNoSlot, sb.SlotCount)
+	}
+	if err := lk.lock(keyRecover(chosen), true); err != nil {
+		return nil, err
+	}
+	got, err := lk.rawTry(keyLive(chosen))
+	lk.unlock(keyRecover(chosen), true)
+	if err != nil || !got {
+		return nil, fmt.Errorf("%w: slot %d was taken concurrently (%v)", ErrNoSlot, chosen, err)
+	}
+	fail := func(err error) (*Volume, error) {
+		lk.rawUnlock(keyLive(chosen))
+		return nil, err
+	}
+	if err := repairSuperblocks(dev, sb); err != nil {
+		return fail(err)
+	}
+	e := entries[chosen]
+	e = SlotEntry{State: SlotMounted, Node: node, MountGen: e.MountGen + 1, MountedAt: time.Now(), Gen: e.Gen + 1}
+	if err := writeSlot(dev, sb, chosen, e); err != nil {
+		return fail(err)
+	}
+	hb := Heartbeat{Active: true, Node: node, MountGen: e.MountGen, Timestamp: time.Now()}
+	if old, err := readHeartbeat(dev, sb, chosen); err == nil {
+		hb.Counter = old.Counter + 1
+	}
+	if err := writeHeartbeat(dev, sb, chosen, hb); err != nil {
+		return fail(err)
+	}
+	if err := dev.Sync(); err != nil {
+		return fail(err)
+	}
+	ckpt, err := readCheckpoint(dev, sb, chosen)
+	if err != nil {
+		return fail(err)
+	}
+	v := &Volume{dev: dev, sb: sb, lk: lk, slot: chosen, node: node, jseq: ckpt, hb: hb, label: sb.Label}
+	lk.onAcquire = func(k int64) error {
+		if k == keySlotTable || k == keyNS || (k >= keyAGBase && k < keyFileBase) {
+			return v.recoverDead()
+		}
+		return nil
+	}
+	return v, nil
+}
+
+// Unmount releases the slot. Open files become unusable.
+func (v *Volume) Unmount() error {
+	if v.closed.Swap(true) {
+		return ErrUnmounted
+	}
+	close(v.hbStop)
+	<-v.hbDone
+	defer v.lk.close()
+	defer v.lk.rawUnlock(keyLive(v.slot))
+	if err := v.lk.lock(keySlotTable, true); err != nil {
+		return err
+	}
+	defer v.lk.unlock(keySlotTable, true)
+	e, err := readSlot(v.dev, v.sb, v.slot)
+	if err != nil {
+		e = SlotEntry{}
+	}
+	e.State, e.Node, e.Gen = SlotFree, "", e.Gen+1
+	if err := writeSlot(v.dev, v.sb, v.slot, e); err != nil {
+		return err
+	}
+	v.hbMu.Lock()
+	v.hb.Active = false
+	v.hb.Counter++
+	v.hb.Timestamp = time.Now()
+	err = writeHeartbeat(v.dev, v.sb, v.slot, v.hb)
+	v.hbMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return v.dev.Sync()
+}
+
+// Crash abandons the mount as a dying node would: no slot release, no
+// unmount record; the kernel-visible liveness lock is dropped. Tests and
+// the lab's "fail host" use it.
+func (v *Volume) Crash() {
+	if v.closed.Swap(true) {
+		return
+	}
+	close(v.hbStop)
+	<-v.hbDone
+	v.lk.close()
+}
+
+// SetLabel changes the volume label (both superblock copies).
+func (v *Volume) SetLabel(label string) error {
+	if err := validLabel(label); err != nil {
+		return err
+	}
+	if err := v.live(); err != nil {
+		return err
+	}
+	if err := v.lk.lock(keySlotTable, true); err != nil {
+		return err
+	}
+	defer v.lk.unlock(keySlotTable, true)
+	sb, err := ReadSuperblock(v.dev)
+	if err != nil {
+		return err
+	}
+	sb.Label = label
+	sb.Gen++
+	if err := writeSuperblocks(v.dev, sb); err != nil {
+		return err
+	}
+	v.labelMu.Lock()
+	v.label = label
+	v.labelMu.Unlock()
+	return nil
+}
+
+// Recover replays the journal of a slot whose node is gone and frees the
+// slot. It refuses a slot whose node is alive.
+func Recover(dev Device, slot int) error {
+	pd, err := pathDevice(dev)
+	if err != nil {
+		return err
+	}
+	lk, err := newLockMgr(pd.Path())
+	if err != nil {
+		return err
+	}
+	defer lk.close()
+	if err := lk.lock(keySlotTable, true); err != nil {
+		return err
+	}
+	defer lk.unlock(keySlotTable, true)
+	sb, err := ReadSuperblock(dev)
+	if err != nil {
+		return err
+	}
+	if slot < 0 || slot >= int(sb.SlotCount) {
+		return fmt.Errorf("%w: slot %d outside 0..%d", ErrInvalid, slot, sb.SlotCount-1)
+	}
+	return recoverOne(dev, lk, sb, slot)
+}
+
+func recoverOne(dev Device, lk *lockMgr, sb *Superblock, slot int) error {
+	if err := lk.lock(keyRecover(slot), true); err != nil {
+		return err
+	}
+	defer lk.unlock(keyRecover(slot), true)
+	got, err := lk.rawTry(keyLive(slot))
+	if err != nil {
+		return err
+	}
+	if !got {
+		return fmt.Errorf("%w: slot %d is held by a live node", ErrMounted, slot)
+	}
+	defer lk.rawUnlock(keyLive(slot))
+	if _, err := recoverSlotJournal(dev, sb, slot); err != nil {
+		return err
+	}
+	if err := repairSuperblocks(dev, sb); err != nil {
+		return err
+	}
+	e, err := readSlot(dev, sb, slot)
+	if err != nil || e.State != SlotFree {
+		e = SlotEntry{State: SlotFree, MountGen: e.MountGen, Gen: e.Gen + 1}
+		if err := writeSlot(dev, sb, slot, e); err != nil {
+			return err
+		}
+	}
+	if h, err := readHeartbeat(dev, sb, slot); err != nil || h.Active {
+		h = Heartbeat{Node: h.Node, Counter: h.Counter + 1, MountGen: h.MountGen, Timestamp: time.Now()}
+		if err := writeHeartbeat(dev, sb, slot, h); err != nil {
+			return err
+		}
+	}
+	return dev.Sync()
+}
+
+// RecoverAll recovers every slot whose node is gone; live slots are left
+// alone. It returns the slots it recovered.
+func RecoverAll(dev Device) ([]int, error) {
+	pd, err := pathDevice(dev)
+	if err != nil {
+		return nil, err
+	}
+	lk, err := newLockMgr(pd.Path())
+	if err != nil {
+		return nil, err
+	}
+	defer lk.close()
+	if err := lk.lock(keySlotTable, true); err != nil {
+		return nil, err
+	}
+	defer lk.unlock(keySlotTable, true)
+	sb, err := ReadSuperblock(dev)
+	if err != nil {
+		return nil, err
+	}
+	var done []int
+	for s := 0; s < int(sb.SlotCount); s++ {
+		err := recoverOne(dev, lk, sb, s)
+		if errorsIs(err, ErrMounted) {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		done = append(done, s)
+	}
+	return done, nil
+}
