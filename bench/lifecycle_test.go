@@ -135,15 +135,17 @@ func BenchmarkLifecycle(b *testing.B) {
 		k := scenarios[2]
 		b.ReportMetric(mean(totals(k))/mean(totals(scenarios[0])), "kayo/tfdata")
 		b.ReportMetric(mean(totals(k))/mean(totals(scenarios[1])), "kayo/noop")
+		b.ReportMetric(median(totals(k))/median(totals(scenarios[0])), "kayo/tfdata-median")
+		b.ReportMetric(median(totals(k))/median(totals(scenarios[1])), "kayo/noop-median")
 	}
 
 	// The table, for people.
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\nLifecycle of %d resources with %s (%s), %d rounds, interleaved; mean (median) ms\n",
+	fmt.Fprintf(&sb, "\nLifecycle of %d resources with %s (%s), %d rounds, interleaved; mean (median) ms; ratios of means (of medians)\n",
 		resources, cli.Name, cli.Path, round)
-	fmt.Fprintf(&sb, "%-16s %16s %16s %16s %16s\n", "scenario", "plan", "apply", "destroy", "total")
+	fmt.Fprintf(&sb, "%-20s %16s %16s %16s %16s\n", "scenario", "plan", "apply", "destroy", "total")
 	for _, s := range scenarios {
-		fmt.Fprintf(&sb, "%-16s", s.name)
+		fmt.Fprintf(&sb, "%-20s", s.name)
 		for p := range phaseNames {
 			fmt.Fprintf(&sb, " %16s", cell(mean(s.times[p]), median(s.times[p])))
 		}
@@ -152,11 +154,11 @@ func BenchmarkLifecycle(b *testing.B) {
 	if haveKayo {
 		k := scenarios[2]
 		for _, floor := range scenarios[:2] {
-			fmt.Fprintf(&sb, "%-16s", "kayo/"+floor.name)
+			fmt.Fprintf(&sb, "%-20s", "kayo/"+floor.name)
 			for p := range phaseNames {
-				fmt.Fprintf(&sb, " %15.2fx", mean(k.times[p])/mean(floor.times[p]))
+				fmt.Fprintf(&sb, " %16s", ratio(mean(k.times[p])/mean(floor.times[p]), median(k.times[p])/median(floor.times[p])))
 			}
-			fmt.Fprintf(&sb, " %15.2fx\n", mean(totals(k))/mean(totals(floor)))
+			fmt.Fprintf(&sb, " %16s\n", ratio(mean(totals(k))/mean(totals(floor)), median(totals(k))/median(totals(floor))))
 		}
 	}
 	fmt.Print(sb.String())
@@ -175,6 +177,10 @@ func wanted(scenario string) bool {
 		}
 	}
 	return false
+}
+
+func ratio(mean, median float64) string {
+	return fmt.Sprintf("%.2fx (%.2fx)", mean, median)
 }
 
 func cell(mean, median float64) string {
