@@ -513,37 +513,49 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	return done, nil
 }
 
-// writeSlow handles one chunk under the exclusive inode lock.
-func (f *File) writeSlow(t *txn, p []byte, off uint64) error {
-	sb := f.v.sb
-	bs := uint64(sb.BlockSize)
-	b0, b1 := off/bs, (off+uint64(len(p))+bs-1)/bs
-	// 1. map holes as unwritten extents
+// clusterBlocks is the allocation unit of writes into holes: 64 KiB.
+func (sb *Superblock) clusterBlocks() uint64 { return max(1, 65536/uint64(sb.BlockSize)) }
+
+// goalFor picks the physical block that would keep lblk contiguous with
+// its logical neighbours, so later conversions merge extents.
+func goalFor(ext []extent, lblk uint64) uint64 {
+	i := sort.Search(len(ext), func(i int) bool { return ext[i].lblk > lblk })
+	if i > 0 {
+		e := ext[i-1]
+		return e.pblk + (lblk - e.lblk)
+	}
+	if i < len(ext) && ext[i].pblk >= ext[i].lblk-lblk {
+		return ext[i].pblk - (ext[i].lblk - lblk)
+	}
+	return 0
+}
+
+// mapHoles maps every hole of [l0, l1) as unwritten extents, committing as
+// many transactions as needed.
+func (t *txn) mapHoles(ino uint32, l0, l1 uint64) error {
 	for {
-		in, err := t.inode(f.ino)
+		in, err := t.inode(ino)
 		if err != nil {
 			return err
 		}
-		hs := holes(in.ext, b0, b1)
+		hs := holes(in.ext, l0, l1)
 		if len(hs) == 0 {
-			break
-		}
-		goal := uint64(0)
-		if len(in.ext) > 0 {
-			l := in.ext[len(in.ext)-1]
-			goal = l.pblk + uint64(l.n)
+			return nil
 		}
 		h := hs[0]
-		runs, err := t.allocate(h.n, goal, 8)
+		runs, err := t.allocate(h.n, goalFor(in.ext, h.start), 8)
 		if err != nil {
 			return err
 		}
 		l := h.start
 		for _, r := range runs {
-			in.ext = append(in.ext, extent{l, r.start, uint32(r.n), extUnwritten})
-			l += r.n
+			for r.n > 0 {
+				n := min(r.n, maxExtLen)
+				in.ext = append(in.ext, extent{l, r.start, uint32(n), extUnwritten})
+				l, r.start, r.n = l+n, r.start+n, r.n-n
+			}
 		}
-		if err := t.putInode(f.ino, in); err != nil {
+		if err := t.putInode(ino, in); err != nil {
 			return err
 		}
 		if err := t.commit(); err != nil {
@@ -551,30 +563,58 @@ func (f *File) writeSlow(t *txn, p []byte, off uint64) error {
 		}
 		t.dropAGs()
 	}
+}
+
+// writeSlow handles one chunk under the exclusive inode lock. Holes are
+// allocated in whole clusters; blocks that become written are either
+// already written (only p's bytes are written into them, never a
+// read-modify-write, so concurrent fast-path writers lose nothing) or were
+// unwritten (written in full: zeros around p).
+func (f *File) writeSlow(t *txn, p []byte, off uint64) error {
+	sb := f.v.sb
+	bs := uint64(sb.BlockSize)
+	end := off + uint64(len(p))
+	b0, b1 := off/bs, (end+bs-1)/bs
+	cl := sb.clusterBlocks()
+	c0, c1 := b0/cl*cl, (b1+cl-1)/cl*cl
+	if err := t.mapHoles(f.ino, c0, c1); err != nil {
+		return err
+	}
 	in, err := t.inode(f.ino)
 	if err != nil {
 		return err
 	}
-	// 2. compose whole blocks (existing data or zeros around p) and write
-	buf := make([]byte, (b1-b0)*bs)
-	head, tail := off%bs, (off+uint64(len(p)))%bs
-	if head != 0 {
-		if err := f.v.readMapped(in.ext, buf[:bs], b0*bs); err != nil {
-			return err
+	newSize := max(in.size, end)
+	w1 := min(c1, sb.blocksFor(newSize)) // never mark blocks past EOF written
+	for lb := c0; lb < w1; {
+		e, ok := mapBlock(in.ext, lb)
+		if !ok {
+			return fmt.Errorf("kayofs: internal error: block %d unmapped after allocation", lb)
 		}
-	}
-	if tail != 0 && (b1-1 != b0 || head == 0) {
-		if err := f.v.readMapped(in.ext, buf[(b1-b0-1)*bs:], (b1-1)*bs); err != nil {
-			return err
+		n := min(uint64(e.n), w1-lb)
+		lo, hi := lb*bs, (lb+n)*bs // logical byte range of this piece
+		if e.flags == 0 {
+			a, z := max(lo, off), min(hi, end)
+			if a < z {
+				if _, err := f.v.dev.WriteAt(p[a-off:z-off], int64(e.pblk*bs+(a-lo))); err != nil {
+					return err
+				}
+			}
+		} else {
+			buf := make([]byte, hi-lo)
+			a, z := max(lo, off), min(hi, end)
+			if a < z {
+				copy(buf[a-lo:], p[a-off:z-off])
+			}
+			if _, err := f.v.dev.WriteAt(buf, int64(e.pblk*bs)); err != nil {
+				return err
+			}
 		}
+		lb += n
 	}
-	copy(buf[head:], p)
-	if err := f.v.writeMapped(in.ext, buf, b0*bs); err != nil {
-		return err
-	}
-	// 3. convert to written and grow the size, durably
-	in.ext = markWritten(in.ext, b0, b1)
-	in.size = max(in.size, off+uint64(len(p)))
+	// convert to written and grow the size, durably
+	in.ext = markWritten(in.ext, c0, w1)
+	in.size = newSize
 	in.mtime = time.Now().UnixNano()
 	if err := t.putInode(f.ino, in); err != nil {
 		return err
@@ -611,47 +651,20 @@ func (f *File) Allocate(size int64) error {
 		return err
 	}
 	defer t.release()
-	nb := f.v.sb.blocksFor(uint64(size))
-	for {
-		hs := holes(in.ext, 0, nb)
-		if len(hs) > 0 {
-			goal := uint64(0)
-			if len(in.ext) > 0 {
-				l := in.ext[len(in.ext)-1]
-				goal = l.pblk + uint64(l.n)
-			}
-			runs, err := t.allocate(hs[0].n, goal, 8)
-			if err != nil {
-				return err
-			}
-			l := hs[0].start
-			for _, r := range runs {
-				in.ext = append(in.ext, extent{l, r.start, uint32(min(r.n, maxExtLen)), extUnwritten})
-				if r.n > maxExtLen {
-					in.ext = append(in.ext, extent{l + maxExtLen, r.start + maxExtLen, uint32(r.n - maxExtLen), extUnwritten})
-				}
-				l += r.n
-			}
-		}
-		final := len(holes(normalize(in.ext), 0, nb)) == 0
-		if final && uint64(size) > in.size {
-			in.size = uint64(size)
-			in.mtime = time.Now().UnixNano()
-		}
+	if err := t.mapHoles(f.ino, 0, f.v.sb.blocksFor(uint64(size))); err != nil {
+		return err
+	}
+	if in, err = t.inode(f.ino); err != nil {
+		return err
+	}
+	if uint64(size) > in.size {
+		in.size = uint64(size)
+		in.mtime = time.Now().UnixNano()
 		if err := t.putInode(f.ino, in); err != nil {
 			return err
 		}
-		if err := t.commit(); err != nil {
-			return err
-		}
-		t.dropAGs()
-		if final {
-			return nil
-		}
-		if in, err = t.inode(f.ino); err != nil {
-			return err
-		}
 	}
+	return t.commit()
 }
 
 // Truncate sets the file size; shrinking frees blocks past the end, growing
