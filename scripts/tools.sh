@@ -29,8 +29,32 @@ build_tofu() {
   (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false" go build -ldflags "-X github.com/opentofu/opentofu/version.dev=no" -o "$bin/tofu" ./cmd/tofu)
 }
 
+TFPLUGINDOCS_VERSION=${TFPLUGINDOCS_VERSION:-0.25.0}
+GOLANGCI_VERSION=${GOLANGCI_VERSION:-2.6.2}
+
+build_tfplugindocs() {
+  [ -x "$bin/tfplugindocs" ] && "$bin/tfplugindocs" --version 2>/dev/null | grep -q "$TFPLUGINDOCS_VERSION" && return
+  echo "tools: building tfplugindocs v$TFPLUGINDOCS_VERSION"
+  GOBIN="$bin" GOFLAGS=-buildvcs=false go install "github.com/hashicorp/terraform-plugin-docs/cmd/tfplugindocs@v$TFPLUGINDOCS_VERSION"
+}
+
+build_golangci() {
+  [ -x "$bin/golangci-lint" ] && "$bin/golangci-lint" version 2>/dev/null | grep -q "$GOLANGCI_VERSION" && return
+  echo "tools: building golangci-lint v$GOLANGCI_VERSION (~70 s)"
+  GOBIN="$bin" GOFLAGS=-buildvcs=false go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v$GOLANGCI_VERSION"
+}
+
 case "${1:-all}" in
+  tfplugindocs) build_tfplugindocs ;;
+  golangci-lint) build_golangci ;;
   terraform) build_terraform ;;
   tofu) build_tofu ;;
-  all) build_terraform & p1=$!; build_tofu & p2=$!; wait $p1; wait $p2 ;;
+  clis) build_terraform & p1=$!; build_tofu & p2=$!; wait $p1; wait $p2 ;;
+  all)
+    build_terraform & p1=$!
+    build_tofu & p2=$!
+    build_tfplugindocs & p3=$!
+    build_golangci & p4=$!
+    wait $p1; wait $p2; wait $p3; wait $p4 ;;
+  *) echo "usage: tools.sh [all|clis|terraform|tofu|tfplugindocs|golangci-lint]" >&2; exit 2 ;;
 esac

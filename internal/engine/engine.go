@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
@@ -48,6 +49,8 @@ type Engine struct {
 	st      store.Store
 	now     func() time.Time
 	dataDir string
+	// eventSeq orders the events of one commit.
+	eventSeq atomic.Uint64
 }
 
 // Open returns an Engine on cfg.Store or on the embedded database in

@@ -41,7 +41,9 @@ type Event struct {
 // commit revision.
 func (e *Engine) eventOp(ev Event) store.Op {
 	ev.Time = e.now().UTC()
-	key := fmt.Sprintf("%s%020d-%s", eventsPrefix, ev.Time.UnixNano(), randomHex(4))
+	// The sequence orders events written by one commit; the random part
+	// keeps keys of concurrent processes apart.
+	key := fmt.Sprintf("%s%020d-%08d-%s", eventsPrefix, ev.Time.UnixNano(), e.eventSeq.Add(1), randomHex(4))
 	return putJSON(key, ev)
 }
 
@@ -60,6 +62,7 @@ func (e *Engine) Events(ctx context.Context) ([]Event, error) {
 		ev.Revision = kv.CreateRevision
 		out = append(out, ev)
 	}
+	// List returned key order, which orders events within one commit.
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Revision < out[j].Revision })
 	return out, nil
 }
