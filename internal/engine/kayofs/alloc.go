@@ -101,6 +101,10 @@ func bitClr(bm []byte, i uint64)      { bm[i>>3] &^= 1 << (i & 7) }
 
 func popcount(bm []byte) uint64 {
 	var n int
+	for len(bm) >= 8 {
+		n += bits.OnesCount64(binary.LittleEndian.Uint64(bm))
+		bm = bm[8:]
+	}
 	for _, c := range bm {
 		n += bits.OnesCount8(c)
 	}
@@ -165,7 +169,7 @@ func (t *txn) allocate(want uint64, goal uint64, maxRuns int) ([]run, error) {
 		return true, nil
 	}
 	for _, k := range order {
-		if got >= want || t.room() < 2 || len(runs) >= maxRuns {
+		if got >= want || t.room() < 3 || len(runs) >= maxRuns {
 			break
 		}
 		ok, err := tryAG(k, false)
@@ -236,7 +240,15 @@ func (t *txn) allocFromAG(k uint32, want uint64, startIdx uint64, runs *[]run, m
 			continue
 		}
 		blk := sb.agBitmap(k, uint32(i))
-		if _, ok := t.blocks[blk]; !ok && t.room() < 1 {
+		// room for this bitmap, the group header and the caller's inode
+		need := 1
+		if b, ok := t.blocks[blk]; ok && b.dirty {
+			need = 0
+		}
+		if hb := t.blocks[sb.agHeader(k)]; hb == nil || !hb.dirty {
+			need++
+		}
+		if t.room() < need+1 {
 			break
 		}
 		if len(*runs) >= maxRuns {

@@ -290,17 +290,24 @@ func (c *checker) checkGroups() error {
 			if b == nil {
 				continue
 			}
-			var bm []byte
-			if st == blockFresh {
-				bm = make([]byte, sb.bs()-bmpHdrSize)
-			} else {
-				bm = b[bmpHdrSize:]
-			}
 			lo := i * per
 			hi := min(lo+per, dl)
 			capy := uint64(0)
 			if hi > lo {
 				capy = hi - lo
+			}
+			if st == blockFresh && own == nil {
+				// never written and nothing owned here: all free
+				if capy != uint64(h.bmpFree[i]) {
+					c.add("group", blk, "group %d bitmap %d never written, header says %d free of %d", k, i, h.bmpFree[i], capy)
+				}
+				continue
+			}
+			var bm []byte
+			if st == blockFresh {
+				bm = make([]byte, sb.bs()-bmpHdrSize)
+			} else {
+				bm = b[bmpHdrSize:]
 			}
 			used := popcount(bm)
 			for x := capy; x < per; x++ {
