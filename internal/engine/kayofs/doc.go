@@ -1,0 +1,108 @@
+// Package kayofs implements Kayo FS, the clustered volume format every node
+// of a kayo cluster mounts at once (the "shared LUN" of the seed guide).
+//
+// # API
+//
+//	dev, _ := kayofs.CreateImage(path, size)        // sparse image (or OpenDevice("/dev/sdX"))
+//	sb, _ := kayofs.Format(dev, kayofs.FormatOptions{BlockSize: 4096, Slots: 16, Label: "VMSTORE"})
+//	v, _ := kayofs.Mount(dev, "Y-21-2k8x64")        // v.Slot() → record in the cluster DB
+//	f, _ := v.Create("WEB01/WEB01.vhd"); f.Allocate(40 << 30); f.WriteAt(p, off)
+//	v.Unmount()
+//	problems, _ := kayofs.Check(dev)                // every violated invariant
+//	kayofs.Recover(dev, slot) / kayofs.RecoverAll(dev)
+//
+// # On-disk layout (version 1)
+//
+// All numbers little-endian; B is the block size (4–64 KiB, power of two);
+// positions are block numbers. The fixed regions are sized for MaxSlots (64)
+// from the start so node slots can be added online, and allocation groups
+// are appended at the end so the volume can grow online (the last group's
+// bitmap blocks are reserved for a full group).
+//
+//	0                 primary superblock (first 512 bytes encoded, CRC32C at [8:12])
+//	1                 backup superblock (identical bytes)
+//	2 .. 65           slot table: one block per slot (state, node name, mount generation, time)
+//	66 .. 129         heartbeat region: one block per slot (active, node, counter, timestamp)
+//	130 ..            64 journals of JournalBlocks each (max(16, 256 KiB/B) blocks)
+//	NS                namespace header (high-water inode, namespace generation, counts)
+//	NS+1 ..           directory-entry table: one 272-byte entry per inode number
+//	                  (type, parent inode, generation, name ≤ 255 bytes)
+//	..                inode table: one block per inode (type, size, generation, mtime,
+//	                  up to (B-88)/24 inline extents: logical, physical, length, flags)
+//	AGs               AGCount allocation groups: [header][bitmaps][data]; the header keeps
+//	                  the free count of the group and of each bitmap block
+//
+// Superblock fields: magic "KAYOFS01", crc, version, block size, UUID,
+// label (32 bytes), total blocks, slot count, max slots, journal blocks,
+// inode count, group count, data blocks per group, bitmap blocks per group,
+// creation time, generation. Decoding checks the checksum and the whole
+// layout; the backup is used when the primary is torn.
+//
+// Every other metadata block starts with a 48-byte header: type, CRC32C of
+// the whole block, volume UUID, its own block number, a write generation.
+// A block whose UUID is not the volume's was never written by this format
+// ("fresh") and reads as its empty state: free slot, clean journal, all-free
+// group, unused inode. This is what makes formatting lazy: Format writes
+// the two superblocks, the namespace header, one directory-entry block and
+// the root inode, and zeroes foreign signature areas (first MiB, last
+// 128 KiB) only where they are not already zero — a 16 TiB sparse image
+// gets about 20 KiB written in a few milliseconds. A block with the volume's
+// UUID but a wrong type, block number or checksum is torn or misdirected and
+// is never trusted (operations fail with ErrCorrupt; Check reports it).
+//
+// # Journaling
+//
+// Metadata changes are physical-block transactions in the node's own
+// journal: descriptor (sequence, target blocks, image checksums), full block
+// images, commit block (checksum of descriptor and images) → sync → blocks
+// written in place → sync → checkpoint header (two headers written
+// alternately, newest valid wins) → sync → locks released. A descriptor
+// newer than the checkpoint whose commit and images verify is replayed;
+// anything else is an uncommitted tail. Data of a write lands in blocks that
+// are unwritten (or already written) before the transaction that marks them
+// written commits, so an acknowledged WriteAt survives a crash and an
+// unacknowledged one never exposes stale data.
+//
+// # Cluster locking and recovery
+//
+// Nodes coordinate through Linux OFD byte-range locks (fcntl
+// F_OFD_SETLK[W]) on the device node, at virtual offsets past 2^61: a slot
+// table lock, a namespace lock, one lock per file (shared for I/O, exclusive
+// for truncate/remove), one per inode, one per allocation group, and per
+// slot a liveness lock (held for the whole mount) and a recovery lock. OFD
+// locks are per open file description, so goroutine nodes in one process
+// exclude each other like processes do, and the kernel drops a dead node's
+// locks. Whenever a node newly takes a metadata lock it replays the journal
+// of every slot whose liveness lock is free (its owner died), before reading
+// anything the lock protects; Mount does the same for every slot, so a dead
+// node's committed transaction always lands before anyone allocates again.
+// Each node starts allocating in its own group (slot × groups / slots) and
+// takes group locks with try-lock, moving to the next group when one is
+// busy. Heartbeats are written every period for cross-host liveness; in the
+// embedded lab the liveness locks are the failure detector.
+//
+// # Files
+//
+// Paths are relative, "/"-separated, without empty, "." or ".." elements.
+// Allocate extends a file with unwritten extents (read as zeros, no
+// zero-fill). Writes into holes allocate whole 64 KiB clusters placed to
+// mirror their logical neighbours, zero the untouched part of new clusters
+// and mark them written, so extents stay few. Rename rewrites one directory
+// entry (atomic); replacing an existing file frees its blocks first.
+//
+// # Check
+//
+// Check overlays committed-but-unreplayed journal transactions and then
+// verifies: superblock copies, slot/heartbeat/journal blocks, the directory
+// tree (parents are directories, unique names, everything reachable from the
+// root, counts), inodes (generation and type match their entry, extents
+// sorted, written extents inside the size, each extent inside one group's
+// data area), no block owned twice, every bitmap equal to the extents in
+// use and every group counter equal to its bitmap.
+//
+// # Limits (version 1)
+//
+// Extents live inline in the inode (167 at 4 KiB blocks, 2727 at 64 KiB);
+// a write that would need more fails with ErrFragmented. Grow and AddSlots
+// are provided for by the layout but not implemented yet.
+package kayofs
