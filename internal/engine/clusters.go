@@ -187,6 +187,9 @@ func (e *Engine) CreateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 func (e *Engine) GetCluster(ctx context.Context, name string) (Cluster, error) {
 	var c Cluster
 	rev, err := getJSON(ctx, e.st, clusterKey(name), &c)
+	if errors.Is(err, ErrNotFound) {
+		return Cluster{}, fmt.Errorf("cluster %q does not exist: %w", name, ErrNotFound)
+	}
 	if err != nil {
 		return Cluster{}, fmt.Errorf("cluster %q: %w", name, err)
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -113,6 +114,9 @@ func (e *Engine) CreateHost(ctx context.Context, s HostSpec) (Host, error) {
 func (e *Engine) GetHost(ctx context.Context, name string) (Host, error) {
 	var h Host
 	rev, err := getJSON(ctx, e.st, hostKey(name), &h)
+	if errors.Is(err, ErrNotFound) {
+		return Host{}, fmt.Errorf("host %q is not registered: %w", name, ErrNotFound)
+	}
 	if err != nil {
 		return Host{}, fmt.Errorf("host %q: %w", name, err)
 	}
