@@ -2,6 +2,7 @@ package kayofs
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 )
@@ -25,6 +26,13 @@ import (
 const (
 	jdescHdr   = 64
 	jdescEntry = 12
+)
+
+// testHookAfterJournal lets tests stop a commit after the journal write
+// (committed, not applied in place), as a crash there would.
+var (
+	testHookAfterJournal func(*Volume) bool
+	errTestCrash         = errors.New("kayofs: test crash after journal commit")
 )
 
 type pendingTxn struct {
@@ -370,6 +378,9 @@ func (t *txn) commit() error {
 	}
 	if err := v.dev.Sync(); err != nil {
 		return fail(err)
+	}
+	if testHookAfterJournal != nil && testHookAfterJournal(v) {
+		return fail(errTestCrash)
 	}
 	for _, blk := range blks {
 		if err := writeBlock(v.dev, bs, blk, t.blocks[blk].buf); err != nil {

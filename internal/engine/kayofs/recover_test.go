@@ -1,0 +1,91 @@
+package kayofs
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+// A node dies after committing a transaction to its journal but before
+// writing it in place. A node that is already mounted must replay it the
+// next time it takes a lock, before allocating: the dead node's file keeps
+// its acknowledged mapping and no block is handed out twice.
+func TestLiveNodeReplaysDeadNodesJournal(t *testing.T) {
+	dev := newImage(t, 1<<30)
+	mustFormat(t, dev, FormatOptions{Slots: 2})
+	a := mustMount(t, dev, "Y-21-2k8x64")
+	b := mustMount(t, dev, "Y-22-2k8x64")
+	fa, err := a.Create("a.vhd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := pattern("a", 1, 300<<10)
+	if _, err := fa.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	// the conversion of the next write commits to the journal only
+	more := pattern("a", 2, 200<<10)
+	testHookAfterJournal = func(v *Volume) bool { return v == a }
+	_, err = fa.WriteAt(more, 300<<10)
+	testHookAfterJournal = nil
+	if !errors.Is(err, errTestCrash) {
+		t.Fatalf("expected the injected crash, got %v", err)
+	}
+	if p, _ := readPending(dev, a.sb, a.Slot()); p == nil {
+		t.Fatal("journal of the dead node is clean; the test injected nothing")
+	}
+	a.Crash()
+	// b allocates: it must first replay a's journal
+	fb, err := b.Create("b.vhd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fb.Allocate(64 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := readPending(dev, b.sb, 0); p != nil {
+		t.Fatal("dead node's journal still dirty after a live node took a lock")
+	}
+	fa2, err := b.Open("a.vhd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 300<<10)
+	if _, err := fa2.ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("acknowledged data of the dead node lost (%v)", err)
+	}
+	// the transaction was committed, so its effect (the first allocation
+	// round of the write) is durable
+	b.Unmount()
+	if _, err := Mount(dev, "Y-21-2k8x64"); err != nil { // rejoin reclaims the dead slot
+		t.Fatal(err)
+	}
+	si, _ := Slots(dev)
+	if si[a.Slot()].State != "mounted" || si[a.Slot()].Node != "Y-21-2k8x64" {
+		t.Fatalf("slots %+v", si)
+	}
+}
+
+func TestRecoverAfterCrashedMount(t *testing.T) {
+	dev := newImage(t, 512<<20)
+	mustFormat(t, dev, FormatOptions{Slots: 2})
+	a := mustMount(t, dev, "n1")
+	f, _ := a.Create("x")
+	f.WriteAt([]byte("hello"), 0)
+	testHookAfterJournal = func(v *Volume) bool { return true }
+	a.Mkdir("dir")
+	testHookAfterJournal = nil
+	a.Crash()
+	// Check sees the pending transaction as replayable, not as a problem
+	mustCheck(t, dev)
+	if err := Recover(dev, a.Slot()); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, dev)
+	v := mustMount(t, dev, "n2")
+	if fi, err := v.Stat("dir"); err != nil || !fi.IsDir {
+		t.Fatalf("committed mkdir lost after recovery: %v", err)
+	}
+	v.Unmount()
+	mustCheck(t, dev)
+}
