@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -51,6 +52,9 @@ type Bolt struct {
 	// descriptors of one process conflict like two processes.
 	sem    chan struct{}
 	closed bool // guarded by sem
+	// queue holds this process's commits waiting for the file (shared by
+	// every Bolt on the same file), written together by group commit.
+	queue *commitQueue
 }
 
 // sems holds one semaphore per database file (absolute path) of the process.
@@ -64,19 +68,30 @@ func semFor(path string) chan struct{} {
 	return sem.(chan struct{})
 }
 
-var _ Store = (*Bolt)(nil)
+var (
+	_ Store  = (*Bolt)(nil)
+	_ Leaser = (*Bolt)(nil)
+)
 
 // Layout of the file. Bucket kv maps each key to a record: a 16-byte
 // header (create revision, mod revision; big-endian uint64) then the value.
 // Bucket meta holds the store revision ("rev", big-endian uint64) and the
-// layout version ("version").
+// layout version ("version"), and the last lease ID granted ("lease").
+// Leases, added to layout 1 without changing it: bucket leases maps a lease
+// ID (big-endian uint64) to its expiry (Unix nanoseconds) and TTL
+// (nanoseconds); bucket keylease maps each key attached to a lease to the
+// lease ID. A key whose lease is missing or expired is invisible to reads;
+// the next write transaction deletes it.
 var (
-	bucketKV    = []byte("kv")
-	bucketMeta  = []byte("meta")
-	keyRev      = []byte("rev")
-	keyVersion  = []byte("version")
-	layoutV1    = []byte("1")
-	headerBytes = 16
+	bucketKV       = []byte("kv")
+	bucketMeta     = []byte("meta")
+	bucketLeases   = []byte("leases")
+	bucketKeyLease = []byte("keylease")
+	keyRev         = []byte("rev")
+	keyLastLease   = []byte("lease")
+	keyVersion     = []byte("version")
+	layoutV1       = []byte("1")
+	headerBytes    = 16
 )
 
 // tryOnce as bbolt's lock timeout makes bolt.Open try the lock exactly once
@@ -101,7 +116,20 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
 	}
-	b := &Bolt{path: path, opts: opts, sem: semFor(path)}
+	b := &Bolt{path: path, opts: opts, sem: semFor(path), queue: queueFor(path)}
+	// Every plugin process opens the store: an initialised file is only
+	// read (a shared lock, no fsync); anything else goes on to the write.
+	if _, err := os.Stat(path); err == nil {
+		ready := false
+		rerr := b.do(context.Background(), false, func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			ready = meta != nil && bytes.Equal(meta.Get(keyVersion), layoutV1) && tx.Bucket(bucketKV) != nil
+			return nil
+		})
+		if rerr == nil && ready {
+			return b, nil
+		}
+	}
 	err := b.do(context.Background(), true, func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
@@ -145,7 +173,7 @@ func (b *Bolt) Get(ctx context.Context, key string) (KV, error) {
 			return fmt.Errorf("key %q: %w", key, ErrNotFound)
 		}
 		v := bk.Get([]byte(key))
-		if v == nil {
+		if v == nil || !leaseLive(tx, []byte(key), time.Now()) {
 			return fmt.Errorf("key %q: %w", key, ErrNotFound)
 		}
 		var err error
@@ -178,7 +206,11 @@ func (b *Bolt) List(ctx context.Context, prefix string) ([]KV, int64, error) {
 		}
 		p := []byte(prefix)
 		c := bk.Cursor()
+		now := time.Now()
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			if !leaseLive(tx, k, now) {
+				continue
+			}
 			kv, err := decode(string(k), v)
 			if err != nil {
 				return err
@@ -193,13 +225,67 @@ func (b *Bolt) List(ctx context.Context, prefix string) ([]KV, int64, error) {
 	return kvs, rev, nil
 }
 
-// Commit implements Store. It is one bbolt read-write transaction, synced
-// to disk before it returns unless BoltOptions.NoSync.
-func (b *Bolt) Commit(ctx context.Context, cmps []Cmp, ops []Op) (int64, error) {
-	if err := CheckCommit(cmps, ops); err != nil {
-		return 0, err
+// Close implements Store. It waits for an operation in progress, then
+// makes later operations fail with ErrClosed. Closing twice is no error.
+func (b *Bolt) Close() error {
+	b.sem <- struct{}{}
+	b.closed = true
+	<-b.sem
+	return nil
+}
+
+// Grant implements Leaser.
+func (b *Bolt) Grant(ctx context.Context, ttl time.Duration) (LeaseID, error) {
+	var id LeaseID
+	err := b.do(ctx, true, func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		lb, _, err := leaseBuckets(tx)
+		if err != nil {
+			return err
+		}
+		var last int64
+		if v := meta.Get(keyLastLease); len(v) == 8 {
+			last = int64(binary.BigEndian.Uint64(v))
+		}
+		id = LeaseID(last + 1)
+		if err := meta.Put(keyLastLease, leaseKey(id)); err != nil {
+			return err
+		}
+		d := time.Duration(LeaseSeconds(ttl)) * time.Second
+		return lb.Put(leaseKey(id), leaseValue(time.Now().Add(d), d))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: grant lease: %w", err)
 	}
-	var rev int64
+	return id, nil
+}
+
+// KeepAlive implements Leaser.
+func (b *Bolt) KeepAlive(ctx context.Context, id LeaseID) error {
+	err := b.do(ctx, true, func(tx *bolt.Tx) error {
+		lb, _, err := leaseBuckets(tx)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		exp, ttl, ok := readLease(lb, id)
+		if !ok || !now.Before(exp) {
+			return ErrLeaseNotFound
+		}
+		return lb.Put(leaseKey(id), leaseValue(now.Add(ttl), ttl))
+	})
+	if err != nil {
+		return fmt.Errorf("store: keep lease %d alive: %w", id, err)
+	}
+	return nil
+}
+
+// Revoke implements Leaser. Deleting the keys of a live lease takes a
+// revision, as in etcd.
+func (b *Bolt) Revoke(ctx context.Context, id LeaseID) error {
 	err := b.do(ctx, true, func(tx *bolt.Tx) error {
 		bk, err := tx.CreateBucketIfNotExists(bucketKV)
 		if err != nil {
@@ -209,56 +295,132 @@ func (b *Bolt) Commit(ctx context.Context, cmps []Cmp, ops []Op) (int64, error) 
 		if err != nil {
 			return err
 		}
-		for _, c := range cmps {
-			if err := compare(bk, c); err != nil {
-				return err
-			}
+		lb, kl, err := leaseBuckets(tx)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		exp, _, ok := readLease(lb, id)
+		if !ok || !now.Before(exp) {
+			return purgeExpired(bk, lb, kl, now)
+		}
+		if err := lb.Delete(leaseKey(id)); err != nil {
+			return err
+		}
+		keys := keysOf(kl, map[LeaseID]bool{id: true})
+		if len(keys) == 0 {
+			return nil
+		}
+		if err := deleteKeys(bk, kl, keys); err != nil {
+			return err
 		}
 		cur, err := readRev(meta)
 		if err != nil {
 			return err
 		}
-		rev = cur + 1
-		for _, op := range ops {
-			k := []byte(op.Key)
-			if op.Delete {
-				if err := bk.Delete(k); err != nil {
-					return fmt.Errorf("delete %q: %w", op.Key, err)
-				}
-				continue
-			}
-			create := rev
-			if old := bk.Get(k); old != nil {
-				kv, err := decode(op.Key, old)
-				if err != nil {
-					return err
-				}
-				create = kv.CreateRevision
-			}
-			rec := make([]byte, headerBytes+len(op.Value))
-			binary.BigEndian.PutUint64(rec[0:8], uint64(create))
-			binary.BigEndian.PutUint64(rec[8:16], uint64(rev))
-			copy(rec[headerBytes:], op.Value)
-			if err := bk.Put(k, rec); err != nil {
-				return fmt.Errorf("put %q: %w", op.Key, err)
-			}
-		}
 		var rb [8]byte
-		binary.BigEndian.PutUint64(rb[:], uint64(rev))
+		binary.BigEndian.PutUint64(rb[:], uint64(cur+1))
 		return meta.Put(keyRev, rb[:])
 	})
 	if err != nil {
-		return 0, fmt.Errorf("store: commit: %w", err)
+		return fmt.Errorf("store: revoke lease %d: %w", id, err)
 	}
-	return rev, nil
+	return nil
 }
 
-// Close implements Store. It waits for an operation in progress, then
-// makes later operations fail with ErrClosed. Closing twice is no error.
-func (b *Bolt) Close() error {
-	b.sem <- struct{}{}
-	b.closed = true
-	<-b.sem
+func leaseBuckets(tx *bolt.Tx) (leases, keyLease *bolt.Bucket, err error) {
+	if leases, err = tx.CreateBucketIfNotExists(bucketLeases); err != nil {
+		return nil, nil, err
+	}
+	if keyLease, err = tx.CreateBucketIfNotExists(bucketKeyLease); err != nil {
+		return nil, nil, err
+	}
+	return leases, keyLease, nil
+}
+
+func leaseKey(id LeaseID) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], uint64(id))
+	return k[:]
+}
+
+func leaseValue(expires time.Time, ttl time.Duration) []byte {
+	v := make([]byte, 16)
+	binary.BigEndian.PutUint64(v[0:8], uint64(expires.UnixNano()))
+	binary.BigEndian.PutUint64(v[8:16], uint64(ttl))
+	return v
+}
+
+func readLease(lb *bolt.Bucket, id LeaseID) (expires time.Time, ttl time.Duration, ok bool) {
+	if lb == nil {
+		return time.Time{}, 0, false
+	}
+	v := lb.Get(leaseKey(id))
+	if len(v) != 16 {
+		return time.Time{}, 0, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v[0:8]))), time.Duration(binary.BigEndian.Uint64(v[8:16])), true
+}
+
+// leaseLive reports whether key is not attached to a missing or expired
+// lease.
+func leaseLive(tx *bolt.Tx, key []byte, now time.Time) bool {
+	kl := tx.Bucket(bucketKeyLease)
+	if kl == nil {
+		return true
+	}
+	id := kl.Get(key)
+	if id == nil {
+		return true
+	}
+	if len(id) != 8 {
+		return false
+	}
+	exp, _, ok := readLease(tx.Bucket(bucketLeases), LeaseID(binary.BigEndian.Uint64(id)))
+	return ok && now.Before(exp)
+}
+
+// purgeExpired deletes expired leases and the keys attached to them. It
+// takes no revision: those keys were invisible since their lease expired.
+func purgeExpired(bk, lb, kl *bolt.Bucket, now time.Time) error {
+	expired := map[LeaseID]bool{}
+	c := lb.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(k) == 8 && len(v) == 16 && !now.Before(time.Unix(0, int64(binary.BigEndian.Uint64(v[0:8])))) {
+			expired[LeaseID(binary.BigEndian.Uint64(k))] = true
+		}
+	}
+	if len(expired) == 0 {
+		return nil
+	}
+	for id := range expired {
+		if err := lb.Delete(leaseKey(id)); err != nil {
+			return err
+		}
+	}
+	return deleteKeys(bk, kl, keysOf(kl, expired))
+}
+
+func keysOf(kl *bolt.Bucket, ids map[LeaseID]bool) [][]byte {
+	var keys [][]byte
+	c := kl.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(v) == 8 && ids[LeaseID(binary.BigEndian.Uint64(v))] {
+			keys = append(keys, bytes.Clone(k))
+		}
+	}
+	return keys
+}
+
+func deleteKeys(bk, kl *bolt.Bucket, keys [][]byte) error {
+	for _, k := range keys {
+		if err := kl.Delete(k); err != nil {
+			return err
+		}
+		if err := bk.Delete(k); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
