@@ -235,8 +235,16 @@ func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 			return &ValidationError{Cluster: s.Name, Failed: failed}
 		}
 		added, removed := diffNodes(c.Nodes, s.Nodes)
+		// No change without quorum, and no membership change that loses it.
+		qcmps, err := e.guardWith(ctx, c, hosts, "changing the cluster")
+		if err != nil {
+			return err
+		}
+		if err := e.checkMembershipQuorum(ctx, c, s, hosts, removed); err != nil {
+			return err
+		}
 		next := Cluster{ClusterSpec: s, Validation: rep.Tests, CreatedAt: c.CreatedAt}
-		cmps := []store.Cmp{store.At(clusterKey(s.Name), c.Revision)}
+		cmps := append([]store.Cmp{store.At(clusterKey(s.Name), c.Revision)}, qcmps...)
 		ops := []store.Op{putJSON(clusterKey(s.Name), next),
 			e.eventOp(Event{Kind: EventClusterUpdated, Cluster: s.Name, Subject: s.Name})}
 		for _, n := range added {
@@ -279,7 +287,8 @@ func (e *Engine) DeleteCluster(ctx context.Context, name string) error {
 			return err
 		}
 		cmps := []store.Cmp{store.At(clusterKey(name), c.Revision)}
-		ops := []store.Op{store.Del(clusterKey(name)),
+		// Its quorum configuration and leader lease go with it.
+		ops := []store.Op{store.Del(clusterKey(name)), store.Del(quorumKey(name)), store.Del(leaseKey(name)),
 			e.eventOp(Event{Kind: EventClusterDestroyed, Cluster: name, Subject: name})}
 		for _, n := range c.Nodes {
 			if h, ok := hosts[n]; ok && h.Cluster == name {

@@ -165,7 +165,12 @@ func (e *Engine) UpdateHost(ctx context.Context, s HostSpec) (Host, error) {
 				return fmt.Errorf("host %q is a node of cluster %q and this change would fail its validation: %w",
 					s.Name, c.Name, &ValidationError{Cluster: c.Name, Failed: failed})
 			}
+			qcmps, err := e.guardWith(ctx, c, hosts, fmt.Sprintf("changing node %q", s.Name))
+			if err != nil {
+				return err
+			}
 			cmps = append(cmps, store.At(clusterKey(c.Name), c.Revision))
+			cmps = append(cmps, qcmps...)
 		}
 		rev, err := e.st.Commit(ctx, cmps, []store.Op{
 			putJSON(hostKey(s.Name), h),

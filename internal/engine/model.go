@@ -40,7 +40,12 @@ type Host struct {
 	// Cluster is the cluster the host is a node of, or "".
 	Cluster string `json:"cluster,omitempty"`
 	// Down is set by failure detection (or the lab) when the node is silent.
-	Down      bool      `json:"down,omitempty"`
+	Down bool `json:"down,omitempty"`
+	// DownReason says who declared it down: DownByLab (kayoctl host fail)
+	// or DownByHeartbeat (silent past the heartbeat timeout).
+	DownReason string `json:"down_reason,omitempty"`
+	// DownSince is when it was declared down.
+	DownSince time.Time `json:"down_since,omitzero"`
 	CreatedAt time.Time `json:"created_at"`
 	// Revision is the store revision the record was read at.
 	Revision int64 `json:"-"`

@@ -1,0 +1,478 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/quorum"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+)
+
+// A cluster always has a quorum configuration: node_majority implicitly,
+// until a kayo_quorum writes a record at quorum/<cluster>. Destroying the
+// kayo_quorum deletes the record, which returns the cluster to
+// node_majority.
+const quorumPrefix = "quorum/"
+
+func quorumKey(cluster string) string { return quorumPrefix + cluster }
+
+// Quorum event kinds.
+const (
+	EventQuorumConfigured = "quorum.configured"
+	EventQuorumReset      = "quorum.reset"
+	EventQuorumLost       = "quorum.lost"
+	EventQuorumRegained   = "quorum.regained"
+)
+
+// WitnessDiskSize is the size of a witness LUN the embedded SAN creates
+// (sparse: nothing is allocated). Windows asks for at least 512 MB.
+const WitnessDiskSize = 512 << 20
+
+// ErrQuorumLost: the cluster has no quorum (or a change would leave it
+// without), so the change is refused. See QuorumLostError.
+var ErrQuorumLost = errors.New("cluster has lost quorum")
+
+// QuorumSpec is what a kayo_quorum declares.
+type QuorumSpec struct {
+	Cluster      string `json:"cluster"`
+	Type         string `json:"type"`
+	WitnessDisk  string `json:"witness_disk,omitempty"`
+	WitnessShare string `json:"witness_share,omitempty"`
+}
+
+// QuorumStatus is a cluster's vote count now, from its nodes' states.
+type QuorumStatus struct {
+	TotalVotes        int `json:"total_votes"`
+	VotesNeeded       int `json:"votes_needed"`
+	FailuresTolerated int `json:"failures_tolerated"`
+	Nodes             int `json:"nodes"`
+	NodesUp           int `json:"nodes_up"`
+	// VotesPresent counts the votes of up nodes and of the witness.
+	VotesPresent int  `json:"votes_present"`
+	WitnessUp    bool `json:"witness_up"`
+	HasQuorum    bool `json:"has_quorum"`
+	// NodeVotes is the vote each node carries: 1, or 0 under disk_only.
+	NodeVotes int `json:"node_votes"`
+	// Down lists the nodes that are down, by name.
+	Down []string `json:"down,omitempty"`
+}
+
+// Quorum is a cluster's quorum configuration and its current status.
+type Quorum struct {
+	QuorumSpec
+	UpdatedAt time.Time `json:"updated_at"`
+	// Managed is true when a kayo_quorum set the configuration; false means
+	// the implicit node_majority of a cluster without one.
+	Managed  bool         `json:"-"`
+	Status   QuorumStatus `json:"-"`
+	Revision int64        `json:"-"`
+}
+
+// QuorumLostError says that a cluster has no quorum (or that a change
+// would leave it without), with the figures. It matches ErrQuorumLost.
+type QuorumLostError struct {
+	Cluster string
+	Status  QuorumStatus
+	// Action is what was refused ("changing the cluster").
+	Action string
+	// Would is set when the cluster has quorum now and the change would
+	// lose it; Status is then the status after the change.
+	Would bool
+}
+
+func (e *QuorumLostError) Error() string {
+	figures := fmt.Sprintf("%d of %d votes present, %d needed", e.Status.VotesPresent, e.Status.TotalVotes, e.Status.VotesNeeded)
+	down := ""
+	if len(e.Status.Down) > 0 {
+		down = "; down: " + strings.Join(e.Status.Down, ", ")
+	}
+	if e.Would {
+		return fmt.Sprintf("%s would leave cluster %q without quorum (%s%s); refused", e.Action, e.Cluster, figures, down)
+	}
+	return fmt.Sprintf("cluster %q has lost quorum (%s%s): %s is refused until quorum returns — "+
+		"bring nodes back (restart their agents, or `kayoctl host recover NAME` in the lab)", e.Cluster, figures, down, e.Action)
+}
+
+// Is makes errors.Is(err, ErrQuorumLost) true.
+func (e *QuorumLostError) Is(target error) bool { return target == ErrQuorumLost }
+
+// implicitQuorum is the configuration of a cluster without a kayo_quorum.
+func implicitQuorum(cluster string) QuorumSpec {
+	return QuorumSpec{Cluster: cluster, Type: string(quorum.NodeMajority)}
+}
+
+// CheckQuorumSpec checks a quorum configuration for a cluster of nodes
+// nodes: the type, and exactly the witness the type needs, well formed. The
+// error is an InputError naming the attribute.
+func CheckQuorumSpec(s QuorumSpec, nodes int) error {
+	err := quorum.Validate(quorum.Config{Type: quorum.Type(s.Type), Nodes: nodes}, s.WitnessDisk, s.WitnessShare)
+	if err == nil {
+		return nil
+	}
+	// quorum's errors start with the attribute they are about.
+	msg := err.Error()
+	attr, detail, ok := strings.Cut(msg, ": ")
+	if !ok || strings.ContainsAny(attr, " \"") {
+		attr, detail = "type", msg
+	}
+	value := s.Type
+	switch attr {
+	case "witness_disk":
+		value = s.WitnessDisk
+	case "witness_share":
+		value = s.WitnessShare
+	case "witness":
+		attr = "type"
+	}
+	return &InputError{Attribute: attr, Value: value, Detail: detail}
+}
+
+// EvaluateQuorum is the pure status of a cluster configured as s whose
+// nodes are in the states given. A node votes unless it is down
+// (maintenance is a paused node: it still votes, as in Windows). The
+// witness is taken to be up: the lab does not fail witnesses yet.
+func EvaluateQuorum(s QuorumSpec, nodes []Host) (QuorumStatus, error) {
+	t := quorum.Type(s.Type)
+	cfg := quorum.Config{Type: t, Nodes: len(nodes), Witness: t.NeedsWitness()}
+	f, err := quorum.Compute(cfg)
+	if err != nil {
+		return QuorumStatus{}, err
+	}
+	st := QuorumStatus{
+		TotalVotes: f.TotalVotes, VotesNeeded: f.VotesNeeded, FailuresTolerated: f.FailuresTolerated,
+		Nodes: len(nodes), WitnessUp: true, NodeVotes: 1,
+	}
+	for _, h := range nodes {
+		if h.Down {
+			st.Down = append(st.Down, h.Name)
+		} else {
+			st.NodesUp++
+		}
+	}
+	slices.Sort(st.Down)
+	st.HasQuorum = quorum.HasQuorum(cfg, st.NodesUp, st.WitnessUp)
+	if t == quorum.DiskOnly {
+		st.NodeVotes = 0
+		if st.WitnessUp {
+			st.VotesPresent = 1
+		}
+	} else {
+		st.VotesPresent = st.NodesUp
+		if cfg.Witness && st.WitnessUp {
+			st.VotesPresent++
+		}
+	}
+	return st, nil
+}
+
+// clusterNodes returns the host records of c's nodes (a node whose host
+// record is missing counts as down).
+func clusterNodes(c Cluster, hosts map[string]Host) []Host {
+	out := make([]Host, 0, len(c.Nodes))
+	for _, n := range c.Nodes {
+		h, ok := hosts[n]
+		if !ok {
+			h = Host{HostSpec: HostSpec{Name: n}, Down: true}
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// readQuorum returns the configuration of cluster (implicit when no record)
+// and the Cmp that pins it for a commit.
+func (e *Engine) readQuorum(ctx context.Context, cluster string) (Quorum, store.Cmp, error) {
+	var q Quorum
+	rev, err := getJSON(ctx, e.st, quorumKey(cluster), &q)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Quorum{QuorumSpec: implicitQuorum(cluster)}, store.Absent(quorumKey(cluster)), nil
+	case err != nil:
+		return Quorum{}, store.Cmp{}, err
+	}
+	q.Managed, q.Revision = true, rev
+	return q, store.At(quorumKey(cluster), rev), nil
+}
+
+// quorumOf evaluates cluster c with the given hosts: its configuration,
+// status, and the comparisons that pin what the status was computed from
+// (the quorum record and every node's host record).
+func (e *Engine) quorumOf(ctx context.Context, c Cluster, hosts map[string]Host) (Quorum, []store.Cmp, error) {
+	q, cmp, err := e.readQuorum(ctx, c.Name)
+	if err != nil {
+		return Quorum{}, nil, err
+	}
+	cmps := []store.Cmp{cmp}
+	for _, n := range c.Nodes {
+		if h, ok := hosts[n]; ok {
+			cmps = append(cmps, store.At(hostKey(n), h.Revision))
+		}
+	}
+	q.Status, err = EvaluateQuorum(q.QuorumSpec, clusterNodes(c, hosts))
+	if err != nil {
+		return Quorum{}, nil, fmt.Errorf("cluster %q: quorum configuration %q: %w", c.Name, q.Type, err)
+	}
+	return q, cmps, nil
+}
+
+// GetQuorum returns a cluster's quorum configuration (node_majority, not
+// Managed, when no kayo_quorum set one) and its current status.
+func (e *Engine) GetQuorum(ctx context.Context, cluster string) (Quorum, error) {
+	c, err := e.GetCluster(ctx, cluster)
+	if err != nil {
+		return Quorum{}, err
+	}
+	hosts, err := e.hostMap(ctx)
+	if err != nil {
+		return Quorum{}, err
+	}
+	q, _, err := e.quorumOf(ctx, c, hosts)
+	return q, err
+}
+
+// RequireQuorum returns a *QuorumLostError (ErrQuorumLost) when cluster
+// has no quorum now; action names what is refused ("creating volume O:").
+// Engine operations that change a cluster's state call it; for an
+// atomic check, compare the returned revisions in the same commit (see
+// QuorumGuard).
+func (e *Engine) RequireQuorum(ctx context.Context, cluster, action string) error {
+	_, err := e.QuorumGuard(ctx, cluster, action)
+	return err
+}
+
+// QuorumGuard is RequireQuorum that also returns the comparisons a commit
+// must carry so that it fails (ErrConflict, then retried) if a node goes
+// down or the quorum configuration changes between the check and the
+// commit.
+func (e *Engine) QuorumGuard(ctx context.Context, cluster, action string) ([]store.Cmp, error) {
+	c, err := e.GetCluster(ctx, cluster)
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := e.hostMap(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return e.guardWith(ctx, c, hosts, action)
+}
+
+func (e *Engine) guardWith(ctx context.Context, c Cluster, hosts map[string]Host, action string) ([]store.Cmp, error) {
+	q, cmps, err := e.quorumOf(ctx, c, hosts)
+	if err != nil {
+		return nil, err
+	}
+	if !q.Status.HasQuorum {
+		return nil, &QuorumLostError{Cluster: c.Name, Status: q.Status, Action: action}
+	}
+	return cmps, nil
+}
+
+// CreateQuorum sets the quorum configuration of a cluster that has none
+// set yet (it runs the implicit node_majority). A cluster whose quorum a
+// kayo_quorum already set is refused with ErrExists: import that one.
+func (e *Engine) CreateQuorum(ctx context.Context, s QuorumSpec) (Quorum, error) {
+	return e.setQuorum(ctx, s, true)
+}
+
+// UpdateQuorum changes a cluster's quorum configuration in place.
+func (e *Engine) UpdateQuorum(ctx context.Context, s QuorumSpec) (Quorum, error) {
+	return e.setQuorum(ctx, s, false)
+}
+
+func (e *Engine) setQuorum(ctx context.Context, s QuorumSpec, create bool) (Quorum, error) {
+	var out Quorum
+	err := e.retry(ctx, func() error {
+		c, err := e.GetCluster(ctx, s.Cluster)
+		if err != nil {
+			return err
+		}
+		if err := CheckQuorumSpec(s, len(c.Nodes)); err != nil {
+			return err
+		}
+		hosts, err := e.hostMap(ctx)
+		if err != nil {
+			return err
+		}
+		cur, cmps, err := e.quorumOf(ctx, c, hosts)
+		if err != nil {
+			return err
+		}
+		if create && cur.Managed {
+			return fmt.Errorf("cluster %q already has its quorum set by a kayo_quorum (type %q); a cluster has exactly one: "+
+				"import it (terraform import kayo_quorum.NAME %s) instead of declaring a second: %w", c.Name, cur.Type, c.Name, ErrExists)
+		}
+		if !cur.Status.HasQuorum {
+			return &QuorumLostError{Cluster: c.Name, Status: cur.Status, Action: "changing its quorum configuration"}
+		}
+		if err := e.checkWitnessDisk(ctx, s); err != nil {
+			return err
+		}
+		next := Quorum{QuorumSpec: s, UpdatedAt: e.now().UTC(), Managed: true}
+		next.Status, err = EvaluateQuorum(s, clusterNodes(c, hosts))
+		if err != nil {
+			return err
+		}
+		if !next.Status.HasQuorum {
+			return &QuorumLostError{Cluster: c.Name, Status: next.Status, Would: true,
+				Action: fmt.Sprintf("quorum type %q", s.Type)}
+		}
+		detail := map[string]string{"type": s.Type, "previous_type": cur.Type,
+			"total_votes": fmt.Sprint(next.Status.TotalVotes), "votes_needed": fmt.Sprint(next.Status.VotesNeeded)}
+		if s.WitnessDisk != "" {
+			detail["witness_disk"] = s.WitnessDisk
+		}
+		if s.WitnessShare != "" {
+			detail["witness_share"] = s.WitnessShare
+		}
+		rev, err := e.st.Commit(ctx, append(cmps, store.At(clusterKey(c.Name), c.Revision)), []store.Op{
+			putJSON(quorumKey(c.Name), next),
+			e.eventOp(Event{Kind: EventQuorumConfigured, Cluster: c.Name, Subject: c.Name, Detail: detail}),
+		})
+		if err != nil {
+			return err
+		}
+		next.Revision = rev
+		out = next
+		return nil
+	})
+	return out, err
+}
+
+// ResetQuorum returns a cluster to the implicit node_majority (what
+// destroying its kayo_quorum does).
+func (e *Engine) ResetQuorum(ctx context.Context, cluster string) error {
+	return e.retry(ctx, func() error {
+		c, err := e.GetCluster(ctx, cluster)
+		if err != nil {
+			return err
+		}
+		hosts, err := e.hostMap(ctx)
+		if err != nil {
+			return err
+		}
+		cur, cmps, err := e.quorumOf(ctx, c, hosts)
+		if err != nil {
+			return err
+		}
+		if !cur.Managed {
+			return nil
+		}
+		if !cur.Status.HasQuorum {
+			return &QuorumLostError{Cluster: c.Name, Status: cur.Status, Action: "resetting its quorum to node_majority"}
+		}
+		next, err := EvaluateQuorum(implicitQuorum(c.Name), clusterNodes(c, hosts))
+		if err != nil {
+			return err
+		}
+		if !next.HasQuorum {
+			return &QuorumLostError{Cluster: c.Name, Status: next, Would: true,
+				Action: fmt.Sprintf("returning to %q", quorum.NodeMajority)}
+		}
+		_, err = e.st.Commit(ctx, cmps, []store.Op{
+			store.Del(quorumKey(c.Name)),
+			e.eventOp(Event{Kind: EventQuorumReset, Cluster: c.Name, Subject: c.Name,
+				Detail: map[string]string{"type": string(quorum.NodeMajority), "previous_type": cur.Type}}),
+		})
+		return err
+	})
+}
+
+// WitnessOf returns the cluster whose quorum uses the witness disk lun, or
+// "" when none does. A shared volume must not be formatted on it.
+func (e *Engine) WitnessOf(ctx context.Context, lun string) (string, error) {
+	qs, _, err := listJSON[Quorum](ctx, e.st, quorumPrefix)
+	if err != nil {
+		return "", err
+	}
+	for _, q := range qs {
+		if q.WitnessDisk == lun {
+			return q.Cluster, nil
+		}
+	}
+	return "", nil
+}
+
+// checkWitnessDisk checks s's witness disk: not another cluster's witness,
+// not a Kayo FS data volume; an embedded-SAN LUN that does not exist yet is
+// created small (sparse).
+func (e *Engine) checkWitnessDisk(ctx context.Context, s QuorumSpec) error {
+	if s.WitnessDisk == "" {
+		return nil
+	}
+	owner, err := e.WitnessOf(ctx, s.WitnessDisk)
+	if err != nil {
+		return err
+	}
+	if owner != "" && owner != s.Cluster {
+		return &InputError{Attribute: "witness_disk", Value: s.WitnessDisk,
+			Detail: fmt.Sprintf("%q is already the witness disk of cluster %q; a witness disk belongs to one cluster: give this one its own LUN", s.WitnessDisk, owner)}
+	}
+	path := s.WitnessDisk
+	if !filepath.IsAbs(path) {
+		if e.dataDir == "" {
+			return nil // no embedded SAN on this store: the LUN is the operator's
+		}
+		path = e.LUNPath(s.WitnessDisk)
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if filepath.IsAbs(s.WitnessDisk) {
+			return &InputError{Attribute: "witness_disk", Value: s.WitnessDisk,
+				Detail: fmt.Sprintf("block device %q does not exist; give an existing device or a LUN name of the embedded SAN", s.WitnessDisk)}
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return fmt.Errorf("witness_disk %q: cannot create the embedded SAN directory: %w", s.WitnessDisk, err)
+		}
+		dev, err := kayofs.CreateImage(path, WitnessDiskSize)
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("witness_disk %q: cannot create LUN %s: %w", s.WitnessDisk, path, err)
+		}
+		if dev != nil {
+			return dev.Close()
+		}
+		return nil
+	}
+	dev, err := kayofs.OpenDevice(path)
+	if err != nil {
+		return fmt.Errorf("witness_disk %q: cannot open %s: %w", s.WitnessDisk, path, err)
+	}
+	defer func() { _ = dev.Close() }()
+	fs, err := kayofs.Probe(dev)
+	if err != nil {
+		return fmt.Errorf("witness_disk %q: cannot read %s: %w", s.WitnessDisk, path, err)
+	}
+	if fs == "kayofs" {
+		return &InputError{Attribute: "witness_disk", Value: s.WitnessDisk,
+			Detail: fmt.Sprintf("%q holds a Kayo FS data volume; a witness disk must be a LUN of its own, not a shared volume", s.WitnessDisk)}
+	}
+	return nil
+}
+
+// checkMembershipQuorum refuses a membership change of c to next that
+// would leave the cluster without quorum (removing up nodes shrinks the
+// votes present faster than the votes needed).
+func (e *Engine) checkMembershipQuorum(ctx context.Context, c Cluster, next ClusterSpec, hosts map[string]Host, removed []string) error {
+	if len(removed) == 0 {
+		return nil
+	}
+	q, _, err := e.readQuorum(ctx, c.Name)
+	if err != nil {
+		return err
+	}
+	st, err := EvaluateQuorum(q.QuorumSpec, clusterNodes(Cluster{ClusterSpec: next}, hosts))
+	if err != nil {
+		return &InputError{Attribute: "nodes", Value: fmt.Sprint(len(next.Nodes)),
+			Detail: fmt.Sprintf("quorum type %q of cluster %q: %v", q.Type, c.Name, err)}
+	}
+	if !st.HasQuorum {
+		return &QuorumLostError{Cluster: c.Name, Status: st, Would: true,
+			Action: "removing node(s) " + strings.Join(removed, ", ")}
+	}
+	return nil
+}

@@ -1,0 +1,14 @@
+package engine
+
+import "path/filepath"
+
+// SANDir is the directory of the embedded SAN inside the data dir: one
+// sparse image file per LUN.
+const SANDir = "san"
+
+// LUNPath is where the embedded SAN keeps the LUN called name:
+// <data_dir>/san/<name>.img. Every user of the embedded SAN (shared volumes,
+// quorum witness disks) goes through it so they agree on one layout.
+func (e *Engine) LUNPath(name string) string {
+	return filepath.Join(e.dataDir, SANDir, name+".img")
+}
