@@ -176,16 +176,26 @@ func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline t
 		if err != nil {
 			return err
 		}
+		lb, kl, err := leaseBuckets(tx)
+		if err != nil {
+			return err
+		}
+		if err := purgeExpired(bk, lb, kl, time.Now()); err != nil {
+			return err
+		}
 		rev, err := readRev(meta)
 		if err != nil {
 			return err
 		}
 		for _, r := range batch {
+			if r.err = checkLeases(lb, r.ops); r.err != nil {
+				continue
+			}
 			if r.err = compareAll(bk, r.cmps); r.err != nil {
 				continue
 			}
 			rev++
-			if err := applyOps(bk, r.ops, rev); err != nil {
+			if err := applyOps(bk, kl, r.ops, rev); err != nil {
 				return err // the bucket is in an unknown state: abort all
 			}
 			r.rev = rev
@@ -209,10 +219,29 @@ func compareAll(bk *bolt.Bucket, cmps []Cmp) error {
 	return nil
 }
 
-// applyOps writes ops as revision rev.
-func applyOps(bk *bolt.Bucket, ops []Op, rev int64) error {
+// checkLeases refuses puts under a lease that is not live (expired
+// leases were purged before).
+func checkLeases(lb *bolt.Bucket, ops []Op) error {
+	for _, op := range ops {
+		if op.Lease != 0 && lb.Get(leaseKey(op.Lease)) == nil {
+			return fmt.Errorf("put %q with lease %d: %w", op.Key, op.Lease, ErrLeaseNotFound)
+		}
+	}
+	return nil
+}
+
+// applyOps writes ops as revision rev, attaching or detaching leases in kl.
+func applyOps(bk, kl *bolt.Bucket, ops []Op, rev int64) error {
 	for _, op := range ops {
 		k := []byte(op.Key)
+		if err := kl.Delete(k); err != nil {
+			return err
+		}
+		if op.Lease != 0 {
+			if err := kl.Put(k, leaseKey(op.Lease)); err != nil {
+				return err
+			}
+		}
 		if op.Delete {
 			if err := bk.Delete(k); err != nil {
 				return fmt.Errorf("delete %q: %w", op.Key, err)

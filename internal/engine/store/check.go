@@ -61,6 +61,9 @@ func CheckCommit(cmps []Cmp, ops []Op) error {
 		if err := checkKey("operation key", op.Key); err != nil {
 			return fmt.Errorf("store: commit: %w", err)
 		}
+		if op.Lease < 0 || (op.Delete && op.Lease != 0) {
+			return fmt.Errorf("store: commit: operation on key %q has lease %d (a put takes a lease granted by the store, a delete none): %w", op.Key, op.Lease, ErrInvalid)
+		}
 		if _, dup := seen[op.Key]; dup {
 			return fmt.Errorf("store: commit writes key %q twice: %w", op.Key, ErrInvalid)
 		}

@@ -13,6 +13,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -28,6 +29,10 @@ var (
 	ErrInvalid = errors.New("invalid input")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrLeaseNotFound: the lease expired, was revoked or never existed.
+	ErrLeaseNotFound = errors.New("lease not found or expired")
+	// ErrUnavailable: the database (etcd) could not be reached in time.
+	ErrUnavailable = errors.New("cluster database unavailable")
 )
 
 // KV is one stored record.
@@ -52,10 +57,20 @@ type Op struct {
 	Key    string
 	Value  []byte
 	Delete bool
+	// Lease, if not zero, attaches the key to that lease: the key vanishes
+	// when the lease expires or is revoked. A put without a lease detaches
+	// the key from any lease it had (as in etcd). The lease must be live,
+	// else Commit fails with ErrLeaseNotFound.
+	Lease LeaseID
 }
 
 // Put returns an Op that writes value at key.
 func Put(key string, value []byte) Op { return Op{Key: key, Value: value} }
+
+// PutLease returns an Op that writes value at key, attached to lease.
+func PutLease(key string, value []byte, lease LeaseID) Op {
+	return Op{Key: key, Value: value, Lease: lease}
+}
 
 // Del returns an Op that deletes key (deleting a missing key is no error).
 func Del(key string) Op { return Op{Key: key, Delete: true} }
@@ -79,6 +94,41 @@ type Store interface {
 	Commit(ctx context.Context, cmps []Cmp, ops []Op) (int64, error)
 	// Close releases the store.
 	Close() error
+}
+
+// LeaseID names a lease; 0 is no lease.
+type LeaseID int64
+
+// Leaser grants leases: the small part of etcd's lease API the engine
+// needs. TTLs are whole seconds, rounded up, at least one second; a lease
+// expires no earlier than its TTL after its grant or last renewal and, on
+// etcd, up to about a second later. Close of a store does not revoke its
+// leases: they expire, exactly as when the process crashed.
+type Leaser interface {
+	// Grant creates a lease that expires ttl from now unless renewed.
+	Grant(ctx context.Context, ttl time.Duration) (LeaseID, error)
+	// KeepAlive renews the lease for another TTL from now. It fails with
+	// an error wrapping ErrLeaseNotFound when the lease already expired.
+	KeepAlive(ctx context.Context, id LeaseID) error
+	// Revoke ends the lease now and deletes every key attached to it.
+	// Revoking an expired or unknown lease is no error.
+	Revoke(ctx context.Context, id LeaseID) error
+}
+
+// AsLeaser returns s as a Leaser, or an error wrapping ErrInvalid for a
+// store without leases (none in this module).
+func AsLeaser(s Store) (Leaser, error) {
+	if l, ok := s.(Leaser); ok {
+		return l, nil
+	}
+	return nil, fmt.Errorf("store %T has no leases: %w", s, ErrInvalid)
+}
+
+// LeaseSeconds is ttl in whole seconds as stores keep it: rounded up,
+// at least 1.
+func LeaseSeconds(ttl time.Duration) int64 {
+	s := int64((ttl + time.Second - 1) / time.Second)
+	return max(s, 1)
 }
 
 // WaitFunc is told, while an operation waits for the database held by

@@ -16,13 +16,20 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
 // Run runs the whole contract as subtests. open must return a new, empty
-// store (revision 0) for each call; Run closes every store it opens, so open
-// may also close it in a cleanup if Close tolerates a second call.
+// store for each call; Run closes every store it opens, so open may also
+// close it in a cleanup if Close tolerates a second call.
+//
+// A new store need not be at revision 0 (an etcd prefix starts at etcd's
+// current revision), but nothing else may write to the store's revision
+// counter while Run runs: the suite checks that every Commit takes exactly
+// the next revision. The lease tests run in parallel with each other (each
+// on its own store) after the others, and need a store with leases.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests := []struct {
 		name string
@@ -50,6 +57,26 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			s := open(t)
 			t.Cleanup(func() { _ = s.Close() })
 			tc.fn(t, s)
+		})
+	}
+	leaseTests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store, l store.Leaser)
+	}{
+		{"LeaseCrashedClient", testLeaseCrashedClient},
+		{"LeaseKeepAliveRevoke", testLeaseKeepAliveRevoke},
+		{"LeaseDetach", testLeaseDetach},
+	}
+	for _, tc := range leaseTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := open(t)
+			t.Cleanup(func() { _ = s.Close() })
+			l, err := store.AsLeaser(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.fn(t, s, l)
 		})
 	}
 }
@@ -109,8 +136,11 @@ func wantErr(t *testing.T, err, target error, mentions string) {
 
 func testEmpty(t *testing.T, s store.Store) {
 	kvs, rev := list(t, s, "")
-	if len(kvs) != 0 || rev != 0 {
-		t.Fatalf("new store: List = %d records at revision %d, want none at 0", len(kvs), rev)
+	if len(kvs) != 0 || rev < 0 {
+		t.Fatalf("new store: List = %d records at revision %d, want none", len(kvs), rev)
+	}
+	if r2 := revision(t, s); r2 != rev {
+		t.Fatalf("reading changed the revision: %d -> %d", rev, r2)
 	}
 }
 
@@ -120,17 +150,18 @@ func testGetMissing(t *testing.T, s store.Store) {
 }
 
 func testPutGet(t *testing.T, s store.Store) {
-	if rev := commit(t, s, nil, store.Put("a", []byte("one"))); rev != 1 {
-		t.Fatalf("first commit revision %d, want 1", rev)
+	b := revision(t, s)
+	if rev := commit(t, s, nil, store.Put("a", []byte("one"))); rev != b+1 {
+		t.Fatalf("first commit revision %d, want %d", rev, b+1)
 	}
-	wantKV(t, get(t, s, "a"), "a", "one", 1, 1)
-	if rev := commit(t, s, nil, store.Put("a", []byte("two"))); rev != 2 {
-		t.Fatalf("second commit revision %d, want 2", rev)
+	wantKV(t, get(t, s, "a"), "a", "one", b+1, b+1)
+	if rev := commit(t, s, nil, store.Put("a", []byte("two"))); rev != b+2 {
+		t.Fatalf("second commit revision %d, want %d", rev, b+2)
 	}
-	wantKV(t, get(t, s, "a"), "a", "two", 1, 2)
+	wantKV(t, get(t, s, "a"), "a", "two", b+1, b+2)
 	commit(t, s, nil, store.Put("b", nil))
-	wantKV(t, get(t, s, "b"), "b", "", 3, 3)
-	wantKV(t, get(t, s, "a"), "a", "two", 1, 2)
+	wantKV(t, get(t, s, "b"), "b", "", b+3, b+3)
+	wantKV(t, get(t, s, "a"), "a", "two", b+1, b+2)
 	// Keys are bytes: separators, UTF-8 and high bytes are fine.
 	for _, k := range []string{"x/y/z", "vm/ünïcode/☃", "\xff\xfe", " spaced key "} {
 		commit(t, s, nil, store.Put(k, []byte(k)))
@@ -141,20 +172,21 @@ func testPutGet(t *testing.T, s store.Store) {
 }
 
 func testRevisions(t *testing.T, s store.Store) {
+	b := revision(t, s)
 	for i := int64(1); i <= 20; i++ {
 		key := fmt.Sprintf("k%d", i%3)
 		rev := commit(t, s, nil, store.Put(key, []byte(strconv.FormatInt(i, 10))))
-		if rev != i {
-			t.Fatalf("commit %d returned revision %d", i, rev)
+		if rev != b+i {
+			t.Fatalf("commit %d returned revision %d, want %d", i, rev, b+i)
 		}
-		if kv := get(t, s, key); kv.ModRevision != i {
+		if kv := get(t, s, key); kv.ModRevision != b+i {
 			t.Fatalf("after commit %d, %s has mod revision %d", i, key, kv.ModRevision)
 		}
-		if r := revision(t, s); r != i {
+		if r := revision(t, s); r != b+i {
 			t.Fatalf("after commit %d, List revision %d", i, r)
 		}
 	}
-	for k, create := range map[string]int64{"k1": 1, "k2": 2, "k0": 3} {
+	for k, create := range map[string]int64{"k1": b + 1, "k2": b + 2, "k0": b + 3} {
 		if kv := get(t, s, k); kv.CreateRevision != create {
 			t.Fatalf("%s create revision %d, want %d", k, kv.CreateRevision, create)
 		}
@@ -208,16 +240,16 @@ func testConflictWritesNothing(t *testing.T, s store.Store) {
 }
 
 func testAtomicMultiOp(t *testing.T, s store.Store) {
-	commit(t, s, nil, store.Put("vm/1", []byte("old")), store.Put("gone", []byte("x")))
+	r1 := commit(t, s, nil, store.Put("vm/1", []byte("old")), store.Put("gone", []byte("x")))
 	rev := commit(t, s, []store.Cmp{store.Absent("vm/2")},
 		store.Put("vm/1", []byte("new")), store.Put("vm/2", []byte("two")),
 		store.Put("event/1", []byte("moved")), store.Del("gone"))
-	if rev != 2 {
-		t.Fatalf("revision %d, want 2", rev)
+	if rev != r1+1 {
+		t.Fatalf("revision %d, want %d", rev, r1+1)
 	}
-	wantKV(t, get(t, s, "vm/1"), "vm/1", "new", 1, 2)
-	wantKV(t, get(t, s, "vm/2"), "vm/2", "two", 2, 2)
-	wantKV(t, get(t, s, "event/1"), "event/1", "moved", 2, 2)
+	wantKV(t, get(t, s, "vm/1"), "vm/1", "new", r1, rev)
+	wantKV(t, get(t, s, "vm/2"), "vm/2", "two", rev, rev)
+	wantKV(t, get(t, s, "event/1"), "event/1", "moved", rev, rev)
 	if _, err := s.Get(bg, "gone"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleted key: Get error %v", err)
 	}
@@ -237,9 +269,9 @@ func testDelete(t *testing.T, s store.Store) {
 	// The deleted key compares as absent, not at its old revision.
 	_, err = s.Commit(bg, []store.Cmp{store.At("k", r1)}, []store.Op{store.Put("k", nil)})
 	wantErr(t, err, store.ErrConflict, `"k"`)
-	// Deleting a missing key is no error.
+	// Deleting a missing key is no error, and still a new revision.
 	r3, err := s.Commit(bg, nil, []store.Op{store.Del("never")})
-	if err != nil || r3 <= r2 {
+	if err != nil || r3 != r2+1 {
 		t.Fatalf("deleting a missing key: revision %d, error %v", r3, err)
 	}
 	// Re-creating starts a new life: a new create revision.
@@ -248,6 +280,7 @@ func testDelete(t *testing.T, s store.Store) {
 }
 
 func testListPrefix(t *testing.T, s store.Store) {
+	b := revision(t, s)
 	keys := []string{"a/b/c", "a0", "a/", "b", "a", "a/b", "ab", "a/\xff", "a/b/"}
 	for i, k := range keys {
 		commit(t, s, nil, store.Put(k, []byte{byte(i)}))
@@ -263,15 +296,15 @@ func testListPrefix(t *testing.T, s store.Store) {
 	}
 	for prefix, want := range cases {
 		kvs, rev := list(t, s, prefix)
-		if rev != int64(len(keys)) {
-			t.Fatalf("List(%q) revision %d, want %d", prefix, rev, len(keys))
+		if rev != b+int64(len(keys)) {
+			t.Fatalf("List(%q) revision %d, want %d", prefix, rev, b+int64(len(keys)))
 		}
 		var got []string
 		for _, kv := range kvs {
 			got = append(got, kv.Key)
 			i := slices.Index(keys, kv.Key)
-			if !bytes.Equal(kv.Value, []byte{byte(i)}) || kv.ModRevision != int64(i+1) || kv.CreateRevision != int64(i+1) {
-				t.Fatalf("List(%q): record %q = %v, want value %d at revision %d", prefix, kv.Key, kv, i, i+1)
+			if !bytes.Equal(kv.Value, []byte{byte(i)}) || kv.ModRevision != b+int64(i+1) || kv.CreateRevision != b+int64(i+1) {
+				t.Fatalf("List(%q): record %q = %v, want value %d at revision %d", prefix, kv.Key, kv, i, b+int64(i+1))
 			}
 		}
 		if !slices.Equal(got, want) {
@@ -348,6 +381,7 @@ func testValuesAreCopies(t *testing.T, s store.Store) {
 }
 
 func testInvalid(t *testing.T, s store.Store) {
+	b := revision(t, s)
 	long := strings.Repeat("k", store.MaxKeyLen+1)
 	for _, key := range []string{"", "a\x00b", long} {
 		_, err := s.Get(bg, key)
@@ -369,7 +403,11 @@ func testInvalid(t *testing.T, s store.Store) {
 	wantErr(t, err, store.ErrInvalid, "")
 	_, err = s.Commit(bg, nil, []store.Op{store.Put("dup", nil), store.Del("dup")})
 	wantErr(t, err, store.ErrInvalid, `"dup"`)
-	if kvs, rev := list(t, s, ""); len(kvs) != 0 || rev != 0 {
+	_, err = s.Commit(bg, nil, []store.Op{store.PutLease("ok", nil, -1)})
+	wantErr(t, err, store.ErrInvalid, `"ok"`)
+	_, err = s.Commit(bg, nil, []store.Op{{Key: "ok", Delete: true, Lease: 1}})
+	wantErr(t, err, store.ErrInvalid, `"ok"`)
+	if kvs, rev := list(t, s, ""); len(kvs) != 0 || rev != b {
 		t.Fatalf("invalid commits wrote: %v at revision %d", kvs, rev)
 	}
 	// A key of exactly MaxKeyLen bytes is fine.
@@ -381,6 +419,7 @@ func testInvalid(t *testing.T, s store.Store) {
 // takes the next revision.
 func testConcurrentCAS(t *testing.T, s store.Store) {
 	const workers, each = 8, 25
+	b := revision(t, s)
 	var (
 		mu   sync.Mutex
 		revs []int64
@@ -414,12 +453,12 @@ func testConcurrentCAS(t *testing.T, s store.Store) {
 	}
 	slices.Sort(revs)
 	for i, r := range revs {
-		if r != int64(i+1) {
-			t.Fatalf("commit revisions are not 1..%d: %v", len(revs), revs)
+		if r != b+int64(i+1) {
+			t.Fatalf("commit revisions are not %d..%d: %v", b+1, b+int64(len(revs)), revs)
 		}
 	}
-	if kv.ModRevision != workers*each || kv.CreateRevision != 1 {
-		t.Fatalf("counter revisions create %d mod %d, want 1 and %d", kv.CreateRevision, kv.ModRevision, workers*each)
+	if kv.ModRevision != b+workers*each || kv.CreateRevision != b+1 {
+		t.Fatalf("counter revisions create %d mod %d, want %d and %d", kv.CreateRevision, kv.ModRevision, b+1, b+workers*each)
 	}
 }
 
@@ -445,7 +484,7 @@ func Increment(ctx context.Context, s store.Store, key string) (int64, error) {
 }
 
 func testContextCanceled(t *testing.T, s store.Store) {
-	commit(t, s, nil, store.Put("k", []byte("v")))
+	r1 := commit(t, s, nil, store.Put("k", []byte("v")))
 	ctx, cancel := context.WithCancel(bg)
 	cancel()
 	_, err := s.Get(ctx, "k")
@@ -454,7 +493,7 @@ func testContextCanceled(t *testing.T, s store.Store) {
 	wantErr(t, err, context.Canceled, "")
 	_, err = s.Commit(ctx, nil, []store.Op{store.Put("k", []byte("w")), store.Put("new", nil)})
 	wantErr(t, err, context.Canceled, "")
-	if kvs, rev := list(t, s, ""); len(kvs) != 1 || rev != 1 || string(kvs[0].Value) != "v" {
+	if kvs, rev := list(t, s, ""); len(kvs) != 1 || rev != r1 || string(kvs[0].Value) != "v" {
 		t.Fatalf("a canceled commit wrote: %v at revision %d", kvs, rev)
 	}
 	dctx, dcancel := context.WithTimeout(bg, -1)
@@ -481,4 +520,137 @@ func equalKVs(a, b []store.KV) bool {
 		return x.Key == y.Key && bytes.Equal(x.Value, y.Value) &&
 			x.ModRevision == y.ModRevision && x.CreateRevision == y.CreateRevision
 	})
+}
+
+// waitGone polls until key reads as missing, failing after limit.
+func waitGone(t *testing.T, s store.Store, key string, limit time.Duration) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		_, err := s.Get(bg, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return time.Now()
+		}
+		if err != nil {
+			t.Fatalf("Get(%q): %v", key, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q still there %s after its lease should have expired", key, limit)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// testLeaseCrashedClient: a client takes a lock (a key under a lease,
+// created with Absent) and writes an intent record in the same commit, then
+// crashes: it never renews or revokes. Until the TTL the lock keeps others
+// out; then it vanishes while the intent record (no lease) stays for a
+// successor, whose lock gets a larger CreateRevision: a fencing token.
+func testLeaseCrashedClient(t *testing.T, s store.Store, l store.Leaser) {
+	granted := time.Now()
+	id, err := l.Grant(bg, time.Second)
+	if err != nil {
+		t.Fatalf("Grant: %v", err)
+	}
+	if id == 0 {
+		t.Fatal("Grant returned lease 0")
+	}
+	rev := commit(t, s, []store.Cmp{store.Absent("locks/vm1")},
+		store.PutLease("locks/vm1", []byte("client-a"), id), store.Put("intents/vm1", []byte("migrate")))
+	wantKV(t, get(t, s, "locks/vm1"), "locks/vm1", "client-a", rev, rev)
+	// Another client cannot take the lock while the lease lives.
+	other, err := l.Grant(bg, 5*time.Second)
+	if err != nil {
+		t.Fatalf("Grant: %v", err)
+	}
+	_, err = s.Commit(bg, []store.Cmp{store.Absent("locks/vm1")}, []store.Op{store.PutLease("locks/vm1", []byte("client-b"), other)})
+	wantErr(t, err, store.ErrConflict, `"locks/vm1"`)
+
+	gone := waitGone(t, s, "locks/vm1", 6*time.Second)
+	if d := gone.Sub(granted); d < time.Second-50*time.Millisecond {
+		t.Fatalf("a lease of 1s expired after %s", d)
+	}
+	// Gone from List too; the record without a lease stays.
+	kvs, _ := list(t, s, "")
+	if len(kvs) != 1 || kvs[0].Key != "intents/vm1" || string(kvs[0].Value) != "migrate" {
+		t.Fatalf("after the lease expired: List = %v, want only the intent", kvs)
+	}
+	// The expired lease is gone for good.
+	err = l.KeepAlive(bg, id)
+	wantErr(t, err, store.ErrLeaseNotFound, "")
+	_, err = s.Commit(bg, nil, []store.Op{store.PutLease("locks/vm2", nil, id), store.Put("x", nil)})
+	wantErr(t, err, store.ErrLeaseNotFound, "")
+	if _, err := s.Get(bg, "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a commit refused for its lease wrote: %v", err)
+	}
+	// The successor takes the lock: Absent holds; the new token is larger.
+	rev2 := commit(t, s, []store.Cmp{store.Absent("locks/vm1"), store.At("intents/vm1", rev)},
+		store.PutLease("locks/vm1", []byte("client-b"), other))
+	if kv := get(t, s, "locks/vm1"); kv.CreateRevision != rev2 || rev2 <= rev {
+		t.Fatalf("successor's lock: create revision %d (commit %d), previous holder's %d", kv.CreateRevision, rev2, rev)
+	}
+	if err := l.Revoke(bg, other); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+}
+
+// testLeaseKeepAliveRevoke: renewals keep a lease past its TTL; Revoke
+// deletes its keys at once, as a new revision.
+func testLeaseKeepAliveRevoke(t *testing.T, s store.Store, l store.Leaser) {
+	id, err := l.Grant(bg, time.Second)
+	if err != nil {
+		t.Fatalf("Grant: %v", err)
+	}
+	commit(t, s, nil, store.PutLease("hb/node1", []byte("alive"), id), store.PutLease("hb/node1/slot", []byte("3"), id))
+	end := time.Now().Add(2200 * time.Millisecond)
+	for time.Now().Before(end) {
+		if err := l.KeepAlive(bg, id); err != nil {
+			t.Fatalf("KeepAlive: %v", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if kvs, _ := list(t, s, "hb/"); len(kvs) != 2 {
+		t.Fatalf("kept-alive keys: List = %v, want both", kvs)
+	}
+	before := revision(t, s)
+	if err := l.Revoke(bg, id); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	if kvs, rev := list(t, s, "hb/"); len(kvs) != 0 || rev <= before {
+		t.Fatalf("after Revoke: List = %v at revision %d (before %d)", kvs, rev, before)
+	}
+	if err := l.Revoke(bg, id); err != nil {
+		t.Fatalf("second Revoke: %v", err)
+	}
+	wantErr(t, l.KeepAlive(bg, id), store.ErrLeaseNotFound, "")
+	// A lease with no keys expires quietly.
+	id2, err := l.Grant(bg, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Revoke(bg, id2); err != nil {
+		t.Fatalf("Revoke of a lease without keys: %v", err)
+	}
+}
+
+// testLeaseDetach: a put without a lease detaches the key (etcd's rule);
+// a deleted key does not come back when its lease ends.
+func testLeaseDetach(t *testing.T, s store.Store, l store.Leaser) {
+	id, err := l.Grant(bg, 30*time.Second)
+	if err != nil {
+		t.Fatalf("Grant: %v", err)
+	}
+	commit(t, s, nil, store.PutLease("a", []byte("1"), id), store.PutLease("b", []byte("1"), id), store.PutLease("c", []byte("1"), id))
+	commit(t, s, nil, store.Put("a", []byte("2")), store.Del("b"))
+	if err := l.Revoke(bg, id); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	if string(get(t, s, "a").Value) != "2" {
+		t.Fatal("a detached key changed")
+	}
+	for _, k := range []string{"b", "c"} {
+		if _, err := s.Get(bg, k); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Get(%q) after revoke: %v", k, err)
+		}
+	}
 }
