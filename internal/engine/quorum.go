@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,6 +129,8 @@ func CheckQuorumSpec(s QuorumSpec, nodes int) error {
 		value = s.WitnessDisk
 	case "witness_share":
 		value = s.WitnessShare
+		// Show a UNC path as written, not Go-quoted (\\\\server\\share).
+		detail = strings.ReplaceAll(detail, strconv.Quote(s.WitnessShare), `"`+s.WitnessShare+`"`)
 	case "witness":
 		attr = "type"
 	}

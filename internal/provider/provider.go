@@ -146,6 +146,7 @@ func (p *kayoProvider) Resources(_ context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		NewHostResource,
 		NewClusterResource,
+		NewQuorumResource,
 	}
 }
 
@@ -157,5 +158,7 @@ func (p *kayoProvider) DataSources(_ context.Context) []func() datasource.DataSo
 }
 
 func (p *kayoProvider) Functions(_ context.Context) []func() function.Function {
-	return nil
+	return []func() function.Function{
+		NewQuorumFunction,
+	}
 }
