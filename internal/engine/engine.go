@@ -38,8 +38,12 @@ type Config struct {
 	LockTimeout time.Duration
 	// OnWait is told while an operation waits for another process.
 	OnWait store.WaitFunc
-	// Store overrides the embedded database (tests, etcd).
+	// Store overrides the embedded database (tests).
 	Store store.Store
+	// Etcd, when it names endpoints, puts the cluster database in etcd
+	// instead of DataDir (which still holds the embedded SAN). Its
+	// RequestTimeout defaults to LockTimeout.
+	Etcd *store.EtcdOptions
 	// Clock is the time source; time.Now when nil.
 	Clock func() time.Time
 }
@@ -53,8 +57,9 @@ type Engine struct {
 	eventSeq atomic.Uint64
 }
 
-// Open returns an Engine on cfg.Store or on the embedded database in
-// cfg.DataDir, creating the directory when missing.
+// Open returns an Engine on cfg.Store, on etcd (cfg.Etcd), or on the
+// embedded database in cfg.DataDir, creating the directory when missing.
+// Opening etcd checks within its dial timeout that it answers.
 func Open(cfg Config) (*Engine, error) {
 	e := &Engine{st: cfg.Store, now: cfg.Clock, dataDir: cfg.DataDir}
 	if e.now == nil {
@@ -76,6 +81,18 @@ func Open(cfg Config) (*Engine, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data_dir %q: cannot create it: %w", dir, err)
 	}
+	if cfg.Etcd != nil && len(cfg.Etcd.Endpoints) > 0 {
+		opts := *cfg.Etcd
+		if opts.RequestTimeout <= 0 {
+			opts.RequestTimeout = cfg.LockTimeout
+		}
+		st, err := store.OpenEtcd(context.Background(), opts)
+		if err != nil {
+			return nil, err
+		}
+		e.st, e.dataDir = st, dir
+		return e, nil
+	}
 	st, err := store.OpenBolt(filepath.Join(dir, DatabaseFile), store.BoltOptions{
 		LockTimeout: cfg.LockTimeout,
 		OnWait:      cfg.OnWait,
@@ -90,7 +107,8 @@ func Open(cfg Config) (*Engine, error) {
 // Close releases the database.
 func (e *Engine) Close() error { return e.st.Close() }
 
-// DataDir is the absolute data directory ("" on a non-embedded store).
+// DataDir is the absolute data directory (on etcd it still holds the
+// embedded SAN; as given, possibly "", when Config.Store is set).
 func (e *Engine) DataDir() string { return e.dataDir }
 
 // Store exposes the cluster database to engine tools (kayoctl).

@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -117,14 +119,66 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 		Context:              context.WithoutCancel(ctx),
 	})
 	if err != nil {
-		return nil, fail("cannot connect", unavailable(dctx, err, opts.DialTimeout))
+		return nil, fail("cannot connect", diagnose(unavailable(dctx, err, opts.DialTimeout), opts, tlsCfg))
 	}
 	s := &Etcd{cli: cli, prefix: opts.Prefix, marker: opts.Prefix + "\x00", eps: eps, timeout: opts.RequestTimeout}
 	if _, err := cli.Get(dctx, s.marker, clientv3.WithCountOnly()); err != nil {
 		_ = cli.Close()
-		return nil, fail("cannot read", unavailable(dctx, err, opts.DialTimeout))
+		return nil, fail("cannot read", diagnose(unavailable(dctx, err, opts.DialTimeout), opts, tlsCfg))
 	}
 	return s, nil
+}
+
+// diagnose adds to an ErrUnavailable the cause gRPC does not report after
+// its deadline: it connects (and shakes hands over TLS) to each endpoint
+// once, for at most a second, and says what failed.
+func diagnose(err error, opts EtcdOptions, tlsCfg *tls.Config) error {
+	if !errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	limit := min(opts.DialTimeout, time.Second)
+	var causes []string
+	for _, ep := range opts.Endpoints {
+		u, perr := url.Parse(ep)
+		if perr != nil || u.Host == "" {
+			causes = append(causes, fmt.Sprintf("%s: not a URL like http://host:2379", ep))
+			continue
+		}
+		conn, derr := net.DialTimeout("tcp", u.Host, limit)
+		if derr != nil {
+			causes = append(causes, fmt.Sprintf("%s: %v", ep, derr))
+			continue
+		}
+		if u.Scheme == "https" {
+			cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+			if tlsCfg != nil {
+				cfg = tlsCfg.Clone()
+			}
+			cfg.ServerName = u.Hostname()
+			_ = conn.SetDeadline(time.Now().Add(limit))
+			tc := tls.Client(conn, cfg)
+			herr := tc.Handshake()
+			if herr == nil {
+				// The server may refuse a missing client certificate only
+				// after the handshake: a read tells.
+				_ = tc.SetReadDeadline(time.Now().Add(limit / 4))
+				_, herr = tc.Read(make([]byte, 1))
+				var ne net.Error
+				if errors.As(herr, &ne) && ne.Timeout() {
+					herr = nil
+				}
+			}
+			conn = tc
+			if herr != nil {
+				causes = append(causes, fmt.Sprintf("%s: TLS: %v", ep, herr))
+			}
+		}
+		_ = conn.Close()
+	}
+	if len(causes) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, strings.Join(causes, "; "))
 }
 
 // unavailable wraps a connection error in ErrUnavailable, saying how long
