@@ -6,10 +6,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/function"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
@@ -20,6 +22,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
 // Address is the provider's source address. It names a hostname explicitly
@@ -46,6 +49,7 @@ type kayoProvider struct {
 type providerModel struct {
 	DataDir     types.String `tfsdk:"data_dir"`
 	LockTimeout types.String `tfsdk:"lock_timeout"`
+	Etcd        *etcdModel   `tfsdk:"etcd"`
 }
 
 // New returns the provider factory for providerserver.
@@ -79,6 +83,7 @@ func (p *kayoProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp 
 				Validators: []validator.String{durationValidator{}},
 			},
 		},
+		Blocks: map[string]schema.Block{"etcd": etcdBlock()},
 	}
 }
 
@@ -110,24 +115,39 @@ func (p *kayoProvider) Configure(ctx context.Context, req provider.ConfigureRequ
 		}
 		timeout = d
 	}
-	e, err := p.engine(dataDir, timeout)
+	etcdOpts, attr, ok := etcdOptions(ctx, m.Etcd, &resp.Diagnostics)
+	if !ok {
+		return
+	}
+	e, err := p.engine(dataDir, timeout, etcdOpts)
 	if err != nil {
+		if etcdOpts != nil {
+			resp.Diagnostics.AddAttributeError(attr, "Cannot reach the cluster database on etcd", err.Error())
+			return
+		}
 		resp.Diagnostics.AddAttributeError(path.Root("data_dir"), "Cannot open the cluster database", err.Error())
 		return
+	}
+	if etcdOpts != nil {
+		tflog.Debug(ctx, "kayo engine ready on etcd", map[string]any{"endpoints": strings.Join(etcdOpts.Endpoints, ","),
+			"prefix": etcdOpts.Prefix, "data_dir": e.DataDir()})
 	}
 	tflog.Debug(ctx, "kayo engine ready", map[string]any{"data_dir": e.DataDir(), "lock_timeout": timeout.String()})
 	resp.ResourceData = e
 	resp.DataSourceData = e
 }
 
-func (p *kayoProvider) engine(dataDir string, timeout time.Duration) (*engine.Engine, error) {
+func (p *kayoProvider) engine(dataDir string, timeout time.Duration, etcd *store.EtcdOptions) (*engine.Engine, error) {
 	key := dataDir + "\x00" + timeout.String()
+	if etcd != nil {
+		key += fmt.Sprintf("\x00%q", *etcd)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if e, ok := p.engines[key]; ok {
 		return e, nil
 	}
-	e, err := engine.Open(engine.Config{DataDir: dataDir, LockTimeout: timeout, OnWait: logWait})
+	e, err := engine.Open(engine.Config{DataDir: dataDir, LockTimeout: timeout, OnWait: logWait, Etcd: etcd})
 	if err != nil {
 		return nil, err
 	}
@@ -161,4 +181,117 @@ func (p *kayoProvider) Functions(_ context.Context) []func() function.Function {
 	return []func() function.Function{
 		NewQuorumFunction,
 	}
+}
+
+// Environment variables of the etcd block; the block's attributes win.
+const (
+	EnvEtcdEndpoints   = "KAYO_ETCD_ENDPOINTS" // comma-separated
+	EnvEtcdPrefix      = "KAYO_ETCD_PREFIX"
+	EnvEtcdUsername    = "KAYO_ETCD_USERNAME"
+	EnvEtcdPassword    = "KAYO_ETCD_PASSWORD"
+	EnvEtcdCAFile      = "KAYO_ETCD_CA_FILE"
+	EnvEtcdCertFile    = "KAYO_ETCD_CERT_FILE"
+	EnvEtcdKeyFile     = "KAYO_ETCD_KEY_FILE"
+	EnvEtcdDialTimeout = "KAYO_ETCD_DIAL_TIMEOUT"
+)
+
+type etcdModel struct {
+	Endpoints   types.List   `tfsdk:"endpoints"`
+	Prefix      types.String `tfsdk:"prefix"`
+	Username    types.String `tfsdk:"username"`
+	Password    types.String `tfsdk:"password"`
+	CAFile      types.String `tfsdk:"ca_file"`
+	CertFile    types.String `tfsdk:"cert_file"`
+	KeyFile     types.String `tfsdk:"key_file"`
+	DialTimeout types.String `tfsdk:"dial_timeout"`
+}
+
+func etcdBlock() schema.SingleNestedBlock {
+	str := func(desc string, sensitive bool) schema.StringAttribute {
+		return schema.StringAttribute{Optional: true, Sensitive: sensitive, MarkdownDescription: desc}
+	}
+	return schema.SingleNestedBlock{
+		MarkdownDescription: "Keep the cluster database in etcd (v3 API) instead of `data_dir`, so operators, CI " +
+			"pipelines and `kayoctl` on several machines share one cluster. Each attribute defaults to its " +
+			"`KAYO_ETCD_*` environment variable; without endpoints the embedded database is used. An etcd that " +
+			"does not answer within `dial_timeout` fails the configuration with the endpoints and the cause.",
+		Attributes: map[string]schema.Attribute{
+			"endpoints": schema.ListAttribute{ElementType: types.StringType, Optional: true,
+				MarkdownDescription: "etcd client URLs, e.g. `[\"https://etcd1:2379\", \"https://etcd2:2379\"]`. " +
+					"Env `KAYO_ETCD_ENDPOINTS` (comma-separated)."},
+			"prefix": str("Key prefix of this installation, so several clusters share one etcd. Default `/kayo/`. "+
+				"Env `KAYO_ETCD_PREFIX`.", false),
+			"username": str("etcd user, when etcd has authentication enabled. Env `KAYO_ETCD_USERNAME`.", false),
+			"password": str("Password of `username`. Env `KAYO_ETCD_PASSWORD`.", true),
+			"ca_file":  str("PEM file of the CA that signed the etcd servers' certificates. Env `KAYO_ETCD_CA_FILE`.", false),
+			"cert_file": str("PEM client certificate, for etcd with `--client-cert-auth`; goes with `key_file`. "+
+				"Env `KAYO_ETCD_CERT_FILE`.", false),
+			"key_file": str("PEM private key of `cert_file`. Env `KAYO_ETCD_KEY_FILE`.", false),
+			"dial_timeout": schema.StringAttribute{Optional: true, Validators: []validator.String{durationValidator{}},
+				MarkdownDescription: "How long to wait for etcd to answer at configure time, as a Go duration. " +
+					"Default `5s`. Env `KAYO_ETCD_DIAL_TIMEOUT`."},
+		},
+	}
+}
+
+// etcdOptions merges the etcd block over the KAYO_ETCD_* environment. It
+// returns nil options when no endpoints are set (the embedded database),
+// and the attribute path to blame for a connection error.
+func etcdOptions(ctx context.Context, m *etcdModel, diags *diag.Diagnostics) (*store.EtcdOptions, path.Path, bool) {
+	attr := path.Root("etcd").AtName("endpoints")
+	o := store.EtcdOptions{
+		Prefix: os.Getenv(EnvEtcdPrefix), Username: os.Getenv(EnvEtcdUsername), Password: os.Getenv(EnvEtcdPassword),
+		CAFile: os.Getenv(EnvEtcdCAFile), CertFile: os.Getenv(EnvEtcdCertFile), KeyFile: os.Getenv(EnvEtcdKeyFile),
+	}
+	for _, ep := range strings.Split(os.Getenv(EnvEtcdEndpoints), ",") {
+		if ep = strings.TrimSpace(ep); ep != "" {
+			o.Endpoints = append(o.Endpoints, ep)
+		}
+	}
+	dial := os.Getenv(EnvEtcdDialTimeout)
+	dialAttr := "the environment variable " + EnvEtcdDialTimeout
+	if m != nil {
+		if !m.Endpoints.IsNull() && !m.Endpoints.IsUnknown() {
+			var eps []string
+			diags.Append(m.Endpoints.ElementsAs(ctx, &eps, false)...)
+			if diags.HasError() {
+				return nil, attr, false
+			}
+			o.Endpoints = eps
+		}
+		set := func(v types.String, dst *string) {
+			if !v.IsNull() && !v.IsUnknown() {
+				*dst = v.ValueString()
+			}
+		}
+		set(m.Prefix, &o.Prefix)
+		set(m.Username, &o.Username)
+		set(m.Password, &o.Password)
+		set(m.CAFile, &o.CAFile)
+		set(m.CertFile, &o.CertFile)
+		set(m.KeyFile, &o.KeyFile)
+		if !m.DialTimeout.IsNull() && !m.DialTimeout.IsUnknown() {
+			dial, dialAttr = m.DialTimeout.ValueString(), "dial_timeout"
+		}
+	}
+	if len(o.Endpoints) == 0 {
+		return nil, attr, true
+	}
+	for _, ep := range o.Endpoints {
+		if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
+			diags.AddAttributeError(attr, "Invalid etcd endpoint",
+				fmt.Sprintf("endpoint %q is not an etcd client URL; allowed: http://host:port or https://host:port", ep))
+			return nil, attr, false
+		}
+	}
+	if dial != "" {
+		d, err := time.ParseDuration(dial)
+		if err != nil || d <= 0 {
+			diags.AddAttributeError(path.Root("etcd").AtName("dial_timeout"), "Invalid dial_timeout",
+				fmt.Sprintf("%s %q is not a positive Go duration; allowed: e.g. \"5s\", \"500ms\"", dialAttr, dial))
+			return nil, attr, false
+		}
+		o.DialTimeout = d
+	}
+	return &o, attr, true
 }
