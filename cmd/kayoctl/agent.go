@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+)
+
+// agent runs the node agent until SIGINT/SIGTERM: every interval it
+// heartbeats, campaigns for its cluster's leader lease and, while it leads,
+// declares silent nodes down and returning ones up (engine.Agent.Tick).
+func (c *cli) agent(args []string) error {
+	fs := c.newFlagSet("agent")
+	node := fs.String("node", "", "the host this agent runs for (required)")
+	interval := fs.Duration("interval", time.Second, "heartbeat and leader-check interval")
+	lease := fs.Duration("lease", 0, "leader lease lifetime (default 3 × interval)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	if *node == "" {
+		return usagef("agent: --node NAME is required")
+	}
+	if *interval < 10*time.Millisecond || *interval > time.Hour {
+		return usagef("agent: --interval %s is not allowed; allowed: 10ms to 1h", *interval)
+	}
+	if *lease == 0 {
+		*lease = 3 * *interval
+	}
+	if *lease <= *interval {
+		return usagef("agent: --lease %s must be longer than --interval %s (it is renewed every interval)", *lease, *interval)
+	}
+	e, err := c.open()
+	if err != nil {
+		return err
+	}
+	defer closeEngine(e)
+	a, err := e.NewAgent(engine.AgentConfig{Node: *node, LeaseTTL: *lease})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.signalContext()
+	defer cancel()
+	logf := func(format string, args ...any) {
+		_, _ = fmt.Fprintf(c.stderr, "%s agent %s: %s\n", time.Now().Format("15:04:05.000"), *node, fmt.Sprintf(format, args...))
+	}
+	logf("started (id %s, interval %s, lease %s, data dir %s)", a.ID(), *interval, *lease, e.DataDir())
+	ticker := time.NewTicker(*interval)
+	defer ticker.Stop()
+	var last engine.TickReport
+	lastErr := ""
+	for {
+		// A tick must not outlive the process's wish to stop.
+		rep, err := a.Tick(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			if err.Error() != lastErr {
+				logf("error: %v", err)
+				lastErr = err.Error()
+			}
+		case err == nil:
+			if lastErr != "" {
+				logf("recovered")
+				lastErr = ""
+			}
+			if rep.Cluster != last.Cluster {
+				if rep.Cluster == "" {
+					logf("not a node of any cluster")
+				} else {
+					logf("node of cluster %s", rep.Cluster)
+				}
+			}
+			if rep.Elected {
+				logf("elected leader of %s (term %d)", rep.Cluster, rep.Term)
+			} else if last.Leader && !rep.Leader {
+				logf("no longer leader of %s", last.Cluster)
+			}
+			for _, d := range rep.Decisions {
+				verdict := "up (heartbeats returned)"
+				if d.Down {
+					verdict = "down (silent " + d.Silent.Round(time.Millisecond).String() + ")"
+				}
+				logf("declared %s %s (term %d)", d.Node, verdict, rep.Term)
+			}
+			last = rep
+		}
+		select {
+		case <-ctx.Done():
+			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := a.Release(rctx)
+			rcancel()
+			if err != nil {
+				logf("releasing the leader lease: %v", err)
+			}
+			logf("stopped")
+			return nil
+		case <-ticker.C:
+		}
+	}
+}

@@ -1,0 +1,279 @@
+// Command kayoctl is the operator CLI of a kayo cluster: it reads and
+// steers the same cluster database (data_dir) the Terraform provider uses.
+//
+//	kayoctl [--data-dir DIR] COMMAND [flags]
+//
+// Commands: status, events, quorum, host fail|recover NAME (lab), and
+// agent --node NAME, the long-running node agent. Exit codes: 0 ok, 1
+// error, 2 usage.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+const usageText = `kayoctl: operator CLI of a kayo cluster
+
+Usage:
+  kayoctl [--data-dir DIR] [--lock-timeout 30s] COMMAND [flags]
+
+Commands:
+  status [--cluster NAME] [--json]     clusters and their nodes: state, votes, quorum, memory, heartbeats
+  events [--cluster NAME] [--kind K] [--json]
+                                       the append-only event history, in commit (revision) order
+  quorum [--cluster NAME] [--json]     quorum configuration and vote figures per cluster
+  host fail NAME                       lab: declare a host down, as if it crashed
+  host recover NAME                    lab: declare a failed host up again
+  agent --node NAME [--interval 1s] [--lease 3×interval]
+                                       the node agent: heartbeats; the elected leader declares
+                                       silent nodes down (and up again); runs until SIGINT/SIGTERM
+
+The data directory is --data-dir, else $KAYO_DATA_DIR, else .kayo.
+Exit codes: 0 ok, 1 error, 2 usage.
+`
+
+// usageError is a command line the commands do not accept.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// cli is one invocation.
+type cli struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	dataDir        string
+	lockTimeout    time.Duration
+	// signals, when set, replaces the process's SIGINT/SIGTERM (tests).
+	signals <-chan os.Signal
+}
+
+func main() {
+	c := &cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	os.Exit(c.run(os.Args[1:]))
+}
+
+// commonFlags registers the flags every command accepts.
+func (c *cli) commonFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.dataDir, "data-dir", c.dataDir, "data directory of the cluster database (default $KAYO_DATA_DIR, else .kayo)")
+	fs.DurationVar(&c.lockTimeout, "lock-timeout", c.lockTimeout, "how long to wait for the cluster database")
+}
+
+func (c *cli) newFlagSet(name string) *flag.FlagSet {
+	if name == "" {
+		name = "kayoctl"
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.commonFlags(fs)
+	return fs
+}
+
+// parse parses args into fs and reports a usage error naming the command.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%s: %v", fs.Name(), err)
+	}
+	return nil
+}
+
+func (c *cli) run(args []string) int {
+	c.lockTimeout = engine.DefaultLockTimeout
+	global := c.newFlagSet("")
+	if err := parse(global, args); err != nil {
+		return c.fail(err)
+	}
+	rest := global.Args()
+	if len(rest) == 0 {
+		return c.fail(usagef("no command given"))
+	}
+	cmd, rest := rest[0], rest[1:]
+	var err error
+	switch cmd {
+	case "status":
+		err = c.status(rest)
+	case "events":
+		err = c.events(rest)
+	case "quorum":
+		err = c.quorum(rest)
+	case "host":
+		err = c.host(rest)
+	case "agent":
+		err = c.agent(rest)
+	case "help", "-h", "--help":
+		_, _ = fmt.Fprint(c.stdout, usageText)
+		return exitOK
+	default:
+		err = usagef("unknown command %q", cmd)
+	}
+	return c.fail(err)
+}
+
+// fail prints err and returns the exit code it means.
+func (c *cli) fail(err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		_, _ = fmt.Fprint(c.stdout, usageText)
+		return exitOK
+	case errors.As(err, &ue):
+		_, _ = fmt.Fprintf(c.stderr, "kayoctl: %s\nRun 'kayoctl help' for usage.\n", ue.msg)
+		return exitUsage
+	default:
+		_, _ = fmt.Fprintf(c.stderr, "kayoctl: %s\n", err)
+		return exitError
+	}
+}
+
+// open opens the engine on the data dir.
+func (c *cli) open() (*engine.Engine, error) {
+	dir := c.dataDir
+	if dir == "" {
+		dir = c.getenv("KAYO_DATA_DIR")
+	}
+	if dir == "" {
+		dir = engine.DefaultDataDir
+	}
+	return engine.Open(engine.Config{DataDir: dir, LockTimeout: c.lockTimeout,
+		OnWait: func(_ context.Context, waited, limit time.Duration) {
+			if waited >= time.Second {
+				_, _ = fmt.Fprintf(c.stderr, "kayoctl: waiting for the cluster database, held by another process (%s of at most %s)\n",
+					waited.Round(100*time.Millisecond), limit)
+			}
+		}})
+}
+
+// signalContext is cancelled on SIGINT or SIGTERM.
+func (c *cli) signalContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := c.signals
+	if ch == nil {
+		sc := make(chan os.Signal, 1)
+		signal.Notify(sc, os.Interrupt, syscall.SIGTERM)
+		ch = sc
+	}
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// noArgs refuses positional arguments.
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
+func (c *cli) host(args []string) error {
+	if len(args) == 0 {
+		return usagef("host: want `host fail NAME` or `host recover NAME`")
+	}
+	verb := args[0]
+	if verb != "fail" && verb != "recover" {
+		return usagef("host: unknown subcommand %q; want fail or recover", verb)
+	}
+	fs := c.newFlagSet("host " + verb)
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("host %s: want exactly one host name, got %d arguments", verb, fs.NArg())
+	}
+	name := fs.Arg(0)
+	e, err := c.open()
+	if err != nil {
+		return err
+	}
+	defer closeEngine(e)
+	ctx := context.Background()
+	var changed bool
+	if verb == "fail" {
+		changed, err = e.MarkHostDown(ctx, name, engine.DownByLab)
+	} else {
+		changed, err = e.MarkHostUp(ctx, name)
+	}
+	if err != nil {
+		return err
+	}
+	h, err := e.GetHost(ctx, name)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	switch {
+	case !changed && verb == "fail":
+		fmt.Fprintf(&b, "%s was already down (%s)\n", name, h.DownReason)
+	case !changed:
+		fmt.Fprintf(&b, "%s was not down\n", name)
+	case verb == "fail":
+		fmt.Fprintf(&b, "%s is down (lab failure; `kayoctl host recover %s` brings it back)\n", name, name)
+	default:
+		fmt.Fprintf(&b, "%s is up\n", name)
+	}
+	if h.Cluster != "" {
+		q, err := e.GetQuorum(ctx, h.Cluster)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "cluster %s: %s\n", h.Cluster, quorumLine(q))
+	}
+	return c.emit(&b)
+}
+
+// emit writes what a command produced to stdout.
+func (c *cli) emit(b *bytes.Buffer) error {
+	_, err := c.stdout.Write(b.Bytes())
+	return err
+}
+
+// closeEngine closes e on a path that has already succeeded or failed:
+// a failure to close the database file has nowhere better to go.
+func closeEngine(e *engine.Engine) { _ = e.Close() }
+
+// quorumLine is one sentence of a cluster's quorum figures.
+func quorumLine(q engine.Quorum) string {
+	s := q.Status
+	verdict := "has quorum"
+	if !s.HasQuorum {
+		verdict = "QUORUM LOST"
+	}
+	return fmt.Sprintf("%s, %d of %d votes present, %d needed, tolerates %d node failure%s: %s",
+		q.Type, s.VotesPresent, s.TotalVotes, s.VotesNeeded, s.FailuresTolerated, plural(s.FailuresTolerated), verdict)
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
