@@ -56,7 +56,7 @@ func TestEtcdContention(t *testing.T) {
 	var (
 		mu        sync.Mutex
 		acks      = map[string][]ack{}
-		conflicts atomic.Int64
+		conflicts = map[string]int{}
 		wg        sync.WaitGroup
 	)
 	for cl := range clients {
@@ -68,7 +68,12 @@ func TestEtcdContention(t *testing.T) {
 				spec.MemoryMB = int64(32768 + cl*1000 + i)
 				h, err := e.UpdateHost(ctx, spec)
 				if errors.Is(err, store.ErrConflict) {
-					conflicts.Add(1) // a clear error after the engine's retries
+					// A clear error after the engine's retries. Updates of
+					// different nodes can conflict too: the quorum guard
+					// compares every node's revision.
+					mu.Lock()
+					conflicts[host]++
+					mu.Unlock()
 					continue
 				}
 				if err != nil {
@@ -100,12 +105,16 @@ func TestEtcdContention(t *testing.T) {
 	}
 	for _, name := range names {
 		as := acks[name]
-		want := len(as)
-		if name != "NODE09" && want != each {
-			t.Errorf("%s: %d of %d updates acknowledged without contention", name, want, each)
+		attempts := each
+		if name == "NODE09" {
+			attempts = 2 * each
 		}
-		if name == "NODE09" && int64(want)+conflicts.Load() != 2*each {
-			t.Errorf("NODE09: %d acknowledged + %d conflict errors != %d attempts", want, conflicts.Load(), 2*each)
+		if len(as)+conflicts[name] != attempts {
+			t.Errorf("%s: %d acknowledged + %d conflict errors != %d attempts", name, len(as), conflicts[name], attempts)
+		}
+		if len(as) == 0 {
+			t.Errorf("%s: no update got through", name)
+			continue
 		}
 		revs := make([]int64, len(as))
 		for i, a := range as {
@@ -134,7 +143,7 @@ func TestEtcdContention(t *testing.T) {
 	if err != nil || len(cl.Nodes) != 9 {
 		t.Fatalf("cluster after contention: %+v, %v", cl, err)
 	}
-	t.Logf("NODE09: %d acknowledged, %d gave up with a conflict error", len(acks["NODE09"]), conflicts.Load())
+	t.Logf("NODE09: %d acknowledged; conflict errors after retries per host: %v", len(acks["NODE09"]), conflicts)
 }
 
 // TestEtcdEngineUnreachable: Open fails quickly with the endpoint named.
@@ -236,13 +245,18 @@ func BenchmarkEngineOps(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				var n atomic.Int64
+				var n, gaveUp atomic.Int64
 				ops := runParallel(b, conc, func(g int) error {
 					spec := seedSpec(names[g], 100+g)
 					spec.MemoryMB = 32768 + n.Add(1)%1024
 					_, err := e.UpdateHost(ctx, spec)
+					if errors.Is(err, store.ErrConflict) {
+						gaveUp.Add(1) // after the engine's 20 attempts
+						return nil
+					}
 					return err
 				})
+				b.ReportMetric(float64(gaveUp.Load())/float64(b.N), "conflict-errors/op")
 				if kind == "etcd" {
 					if raw, ok := rawOpsPerSec.Load(conc); ok && ops > 0 {
 						b.ReportMetric(raw.(float64)/ops, "x-raw")
