@@ -435,12 +435,11 @@ func (v *Volume) readMapped(ext []extent, p []byte, off uint64) error {
 			span = uint64(e.n)*bs - within
 		} else {
 			// hole up to the next extent
-			next := uint64(1 << 62)
+			span = uint64(len(p))
 			i := sort.Search(len(ext), func(i int) bool { return ext[i].lblk > lb })
 			if i < len(ext) {
-				next = ext[i].lblk
+				span = (ext[i].lblk-lb)*bs - within
 			}
-			span = (next-lb)*bs - within
 		}
 		m := int(min(span, uint64(len(p))))
 		if ok && e.flags == 0 {

@@ -236,3 +236,20 @@ func TestFilesAPI(t *testing.T) {
 	}
 	mustCheck(t, dev)
 }
+
+// A file with no extents at all (size from Truncate only) reads as zeros.
+func TestReadHoleOnlyFile(t *testing.T) {
+	dev := newImage(t, 256<<20)
+	mustFormat(t, dev, FormatOptions{Slots: 1})
+	v := mustMount(t, dev, "n")
+	defer v.Unmount()
+	f, _ := v.Create("sparse")
+	if err := f.Truncate(3 << 20); err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 3<<20)
+	p[5] = 1
+	if n, err := f.ReadAt(p, 0); n != len(p) || err != nil || !bytes.Equal(p, make([]byte, len(p))) {
+		t.Fatalf("read %d %v", n, err)
+	}
+}
