@@ -172,6 +172,7 @@ func (e *Engine) CreateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 			cmps = append(cmps, store.At(hostKey(n), h.Revision))
 			ops = append(ops, putJSON(hostKey(n), h))
 		}
+		ops = append(ops, livenessOp(s.Name, s.Nodes, hosts))
 		rev, err := e.st.Commit(ctx, cmps, ops)
 		if err != nil {
 			return err
@@ -264,6 +265,7 @@ func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 			ops = append(ops, putJSON(hostKey(n), h),
 				e.eventOp(Event{Kind: EventNodeRemoved, Cluster: s.Name, Subject: n}))
 		}
+		ops = append(ops, livenessOp(s.Name, s.Nodes, hosts))
 		rev, err := e.st.Commit(ctx, cmps, ops)
 		if err != nil {
 			return err
@@ -289,6 +291,7 @@ func (e *Engine) DeleteCluster(ctx context.Context, name string) error {
 		cmps := []store.Cmp{store.At(clusterKey(name), c.Revision)}
 		// Its quorum configuration and leader lease go with it.
 		ops := []store.Op{store.Del(clusterKey(name)), store.Del(quorumKey(name)), store.Del(leaseKey(name)),
+			store.Del(livenessKey(name)),
 			e.eventOp(Event{Kind: EventClusterDestroyed, Cluster: name, Subject: name})}
 		for _, n := range c.Nodes {
 			if h, ok := hosts[n]; ok && h.Cluster == name {

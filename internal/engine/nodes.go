@@ -219,6 +219,7 @@ func (e *Engine) applyHostChanges(ctx context.Context, cluster string, changes [
 		return nil
 	}
 	if cluster != "" {
+		ops = append(ops, livenessOp(cluster, c.Nodes, hosts))
 		after, err := EvaluateQuorum(before.QuorumSpec, clusterNodes(c, hosts))
 		if err != nil {
 			return err

@@ -206,19 +206,18 @@ func (e *Engine) readQuorum(ctx context.Context, cluster string) (Quorum, store.
 
 // quorumOf evaluates cluster c with the given hosts: its configuration,
 // status, and the comparisons that pin what the status was computed from
-// (the quorum record and every node's host record).
+// (the quorum record and the cluster's liveness record).
 func (e *Engine) quorumOf(ctx context.Context, c Cluster, hosts map[string]Host) (Quorum, []store.Cmp, error) {
 	q, cmp, err := e.readQuorum(ctx, c.Name)
 	if err != nil {
 		return Quorum{}, nil, err
 	}
-	cmps := []store.Cmp{cmp}
-	for _, n := range c.Nodes {
-		if h, ok := hosts[n]; ok {
-			cmps = append(cmps, store.At(hostKey(n), h.Revision))
-		}
+	nodes, lcmps, err := e.nodeStates(ctx, c, hosts)
+	if err != nil {
+		return Quorum{}, nil, err
 	}
-	q.Status, err = EvaluateQuorum(q.QuorumSpec, clusterNodes(c, hosts))
+	cmps := append([]store.Cmp{cmp}, lcmps...)
+	q.Status, err = EvaluateQuorum(q.QuorumSpec, nodes)
 	if err != nil {
 		return Quorum{}, nil, fmt.Errorf("cluster %q: quorum configuration %q: %w", c.Name, q.Type, err)
 	}

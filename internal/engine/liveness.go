@@ -1,0 +1,61 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+)
+
+// A cluster's liveness record lists its down nodes. It is written in the
+// same commit as every change of a node's Down flag (and with membership
+// changes), so a quorum check compares one key, not every node's host
+// record: updates of different hosts of one cluster then never conflict
+// with each other, only with a node actually going down or up.
+const livenessPrefix = "liveness/"
+
+func livenessKey(cluster string) string { return livenessPrefix + cluster }
+
+type livenessRecord struct {
+	Down []string `json:"down"`
+}
+
+// livenessOp records which of c's nodes are down in hosts.
+func livenessOp(cluster string, nodes []string, hosts map[string]Host) store.Op {
+	rec := livenessRecord{Down: []string{}}
+	for _, n := range nodes {
+		if h, ok := hosts[n]; !ok || h.Down {
+			rec.Down = append(rec.Down, n)
+		}
+	}
+	slices.Sort(rec.Down)
+	return putJSON(livenessKey(cluster), rec)
+}
+
+// nodeStates returns c's nodes with their Down flags as of the liveness
+// record, and the comparison that pins it. A cluster formed before the
+// record existed falls back to its nodes' host records.
+func (e *Engine) nodeStates(ctx context.Context, c Cluster, hosts map[string]Host) ([]Host, []store.Cmp, error) {
+	nodes := clusterNodes(c, hosts)
+	var rec livenessRecord
+	rev, err := getJSON(ctx, e.st, livenessKey(c.Name), &rec)
+	if errors.Is(err, store.ErrNotFound) {
+		cmps := []store.Cmp{store.Absent(livenessKey(c.Name))}
+		for _, n := range c.Nodes {
+			if h, ok := hosts[n]; ok {
+				cmps = append(cmps, store.At(hostKey(n), h.Revision))
+			}
+		}
+		return nodes, cmps, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range nodes {
+		if _, registered := hosts[nodes[i].Name]; registered {
+			nodes[i].Down = slices.Contains(rec.Down, nodes[i].Name)
+		}
+	}
+	return nodes, []store.Cmp{store.At(livenessKey(c.Name), rev), store.At(clusterKey(c.Name), c.Revision)}, nil
+}
