@@ -15,12 +15,11 @@ import (
 	"time"
 )
 
-// memFile is an in-memory File; with alloc set it is also an Allocator
-// and records the calls.
+// memFile is an in-memory File; wrapped in allocFile it is also an
+// Allocator that records the calls.
 type memFile struct {
 	mu     sync.Mutex
 	data   []byte
-	alloc  bool
 	allocs [][2]int64
 	writes int
 }
