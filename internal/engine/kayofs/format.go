@@ -136,7 +136,9 @@ func Format(dev Device, o FormatOptions) (*Superblock, error) {
 	if fs == "kayofs" {
 		if old, err := ReadSuperblock(dev); err == nil {
 			for s := 0; s < int(old.SlotCount); s++ {
-				if e, err := readSlot(dev, old, s); err == nil && e.State == SlotMounted && !o.Force {
+				if e, err := readSlot(dev, old, s); err == nil && e.State == SlotDetached {
+					return nil, fmt.Errorf("%w: slot %d is mounted by %s; unmount it everywhere first", ErrMounted, s, e.Node)
+				} else if err == nil && e.State == SlotMounted && !o.Force {
 					return nil, fmt.Errorf("%w: slot %d is recorded as mounted by %s (node crashed?); recover it or force", ErrMounted, s, e.Node)
 				}
 			}

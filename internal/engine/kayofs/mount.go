@@ -207,8 +207,11 @@ func mount(dev Device, lk *lockMgr, node string) (*Volume, error) {
 			}
 			continue
 		}
-		if e.State == SlotMounted && e.Node == node && mine < 0 {
+		if e.State != SlotFree && e.Node == node && mine < 0 {
 			mine = s
+		}
+		if e.State == SlotDetached && e.Node != node {
+			continue // another node's lasting mount
 		}
 		if chosen < 0 {
 			chosen = s

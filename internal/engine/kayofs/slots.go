@@ -15,6 +15,9 @@ const MaxNodeName = 64
 const (
 	SlotFree    uint32 = 0
 	SlotMounted uint32 = 1
+	// SlotDetached: the node's mount outlives the process that made it
+	// (see Volume.Detach). The slot stays the node's; no other node takes it.
+	SlotDetached uint32 = 2
 )
 
 // SlotEntry is one record of the on-disk node-slot table (one block per
@@ -74,14 +77,14 @@ func decodeSlot(b []byte, uuid [16]byte, blkno uint64) (SlotEntry, error) {
 	}
 	le := binary.LittleEndian
 	e := SlotEntry{State: le.Uint32(b[48:]), MountGen: le.Uint64(b[120:]), Gen: blockGen(b)}
-	if e.State != SlotFree && e.State != SlotMounted {
+	if e.State != SlotFree && e.State != SlotMounted && e.State != SlotDetached {
 		return SlotEntry{}, fmt.Errorf("%w: slot block %d: state %d", ErrCorrupt, blkno, e.State)
 	}
 	node, err := getNodeName(b[56:])
 	if err != nil {
 		return SlotEntry{}, fmt.Errorf("%w: slot block %d: %v", ErrCorrupt, blkno, err)
 	}
-	if (e.State == SlotMounted) != (node != "") {
+	if (e.State != SlotFree) != (node != "") {
 		return SlotEntry{}, fmt.Errorf("%w: slot block %d: state %d with node %q", ErrCorrupt, blkno, e.State, node)
 	}
 	e.Node = node
@@ -131,6 +134,8 @@ func Slots(dev Device) ([]SlotInfo, error) {
 		e, err := readSlot(dev, sb, s)
 		if err != nil {
 			si.State = "corrupt"
+		} else if e.State == SlotDetached {
+			si.State, si.Node, si.MountedAt = "detached", e.Node, e.MountedAt
 		} else if e.State == SlotMounted {
 			si.State, si.Node, si.MountedAt = "mounted", e.Node, e.MountedAt
 			if lm != nil {

@@ -1,0 +1,42 @@
+package kayofs
+
+import "time"
+
+// Detach ends this process's use of the mount but keeps the node's slot:
+// the slot entry becomes SlotDetached (owner kept), the journal is clean
+// (every transaction checkpoints before its locks go), heartbeats stop and
+// the liveness lock is released. The node's next Mount reclaims the same
+// slot; no other node's Mount takes it; Unmount (by a Mount of that node)
+// frees it. This is how a node stays mounted across short-lived processes
+// such as Terraform's plugin.
+func (v *Volume) Detach() error {
+	if v.closed.Swap(true) {
+		return ErrUnmounted
+	}
+	close(v.hbStop)
+	<-v.hbDone
+	defer v.lk.close()
+	defer v.lk.rawUnlock(keyLive(v.slot))
+	if err := v.lk.lock(keySlotTable, true); err != nil {
+		return err
+	}
+	defer v.lk.unlock(keySlotTable, true)
+	e, err := readSlot(v.dev, v.sb, v.slot)
+	if err != nil {
+		return err
+	}
+	e.State, e.Node, e.Gen = SlotDetached, v.node, e.Gen+1
+	if err := writeSlot(v.dev, v.sb, v.slot, e); err != nil {
+		return err
+	}
+	v.hbMu.Lock()
+	v.hb.Active = false
+	v.hb.Counter++
+	v.hb.Timestamp = time.Now()
+	err = writeHeartbeat(v.dev, v.sb, v.slot, v.hb)
+	v.hbMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return v.dev.Sync()
+}

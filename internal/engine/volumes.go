@@ -1,0 +1,516 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+)
+
+// Keys of shared volumes. A volume record is keyed by its UUID; a letter
+// record per cluster makes drive letters unique; an intent record marks a
+// creation in progress so a crashed one is resumed, not repeated.
+const (
+	volumesPrefix       = "volumes/"
+	volumeLettersPrefix = "volume-letters/"
+	volumeIntentsPrefix = "volume-intents/"
+)
+
+func volumeKey(id string) string { return volumesPrefix + id }
+func volumeLetterKey(cluster, letter string) string {
+	return volumeLettersPrefix + cluster + "/" + letter
+}
+func volumeIntentKey(cluster, letter string) string {
+	return volumeIntentsPrefix + cluster + "/" + letter
+}
+
+// Volume events.
+const (
+	EventVolumeCreated   = "volume.created"
+	EventVolumeDestroyed = "volume.destroyed"
+	EventVolumeMounted   = "volume.mounted"
+	EventVolumeUnmounted = "volume.unmounted"
+)
+
+// Volume limits.
+const (
+	MinVolumeGiB     = 1
+	MaxVolumeGiB     = 64 << 10 // 64 TiB
+	DefaultBlockSize = 4096
+	DefaultNodeSlots = 16
+)
+
+// VolumeSpec is what a kayo_shared_volume declares.
+type VolumeSpec struct {
+	Cluster string `json:"cluster"`
+	// LUN is an embedded SAN LUN name, or an absolute block-device path.
+	LUN          string `json:"lun"`
+	SizeGiB      int64  `json:"size_gib"`
+	Label        string `json:"label"`
+	DriveLetter  string `json:"drive_letter"`
+	BlockSize    int    `json:"block_size"`
+	NodeSlots    int    `json:"node_slots"`
+	ForceFormat  bool   `json:"force_format"`
+	ForceDestroy bool   `json:"force_destroy"`
+}
+
+// Volume is a formatted, mounted shared volume as the database holds it.
+type Volume struct {
+	VolumeSpec
+	// ID is the Kayo FS volume UUID.
+	ID string `json:"id"`
+	// Device is the absolute path of the LUN image or block device.
+	Device string `json:"device"`
+	// Mounts maps each node that mounts the volume to its slot.
+	Mounts    map[string]int `json:"mounts"`
+	CreatedAt time.Time      `json:"created_at"`
+	Revision  int64          `json:"-"`
+}
+
+// Embedded reports whether the LUN lives in the embedded SAN.
+func (s VolumeSpec) Embedded() bool { return !filepath.IsAbs(s.LUN) }
+
+// CheckVolumeSpec checks what is known without the database.
+func CheckVolumeSpec(s VolumeSpec) error {
+	if s.LUN == "" {
+		return invalid("lun", s.LUN, "an embedded SAN LUN name (letters, digits, '.', '_', '-') or an absolute block-device path")
+	}
+	if !filepath.IsAbs(s.LUN) {
+		if err := checkLUNName(s.LUN); err != nil {
+			return err
+		}
+	}
+	if s.SizeGiB < MinVolumeGiB || s.SizeGiB > MaxVolumeGiB {
+		return invalid("size_gib", fmt.Sprint(s.SizeGiB), fmt.Sprintf("%d to %d (64 TiB)", MinVolumeGiB, MaxVolumeGiB))
+	}
+	if err := CheckDriveLetter(s.DriveLetter); err != nil {
+		return err
+	}
+	if bs := s.BlockSize; bs < 4096 || bs > 65536 || bs&(bs-1) != 0 {
+		return invalid("block_size", fmt.Sprint(bs), "a power of two from 4096 to 65536")
+	}
+	if s.NodeSlots < 1 || s.NodeSlots > kayofs.MaxSlots {
+		return invalid("node_slots", fmt.Sprint(s.NodeSlots), fmt.Sprintf("1 to %d, and at least the cluster's node count", kayofs.MaxSlots))
+	}
+	if len(s.Label) > kayofs.MaxLabelLen {
+		return invalid("label", s.Label, fmt.Sprintf("at most %d bytes", kayofs.MaxLabelLen))
+	}
+	return nil
+}
+
+// CheckDriveLetter allows one letter D to Z (A-C are the floppy and system
+// drives on a Windows host).
+func CheckDriveLetter(l string) error {
+	if len(l) != 1 || l[0] < 'D' || l[0] > 'Z' {
+		return invalid("drive_letter", l, "one upper-case letter from D to Z")
+	}
+	return nil
+}
+
+func checkLUNName(name string) error {
+	const allowed = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit; or an absolute device path"
+	if len(name) < 1 || len(name) > 64 {
+		return invalid("lun", name, allowed)
+	}
+	for i, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || i > 0 && strings.ContainsRune("._-", r)
+		if !ok {
+			return invalid("lun", name, allowed)
+		}
+	}
+	return nil
+}
+
+// devicePath is where the LUN of s lives.
+func (e *Engine) devicePath(s VolumeSpec) (string, error) {
+	if !s.Embedded() {
+		return s.LUN, nil
+	}
+	if e.dataDir == "" {
+		return "", &InputError{Attribute: "lun", Value: s.LUN,
+			Detail: fmt.Sprintf("%q is an embedded SAN LUN, but this engine has no data_dir; give an absolute block-device path", s.LUN)}
+	}
+	return e.LUNPath(s.LUN), nil
+}
+
+// volumeIntent is written before any side effect of a creation.
+type volumeIntent struct {
+	Spec   VolumeSpec `json:"spec"`
+	Device string     `json:"device"`
+	// Created is true when the intent's run created the LUN image.
+	Created bool `json:"created"`
+	// Found is the file system the LUN carried before ("" none).
+	Found     string    `json:"found"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// CreateVolume creates the LUN (embedded SAN), formats it with Kayo FS and
+// mounts it on every node of the cluster. A creation that crashed midway
+// is resumed by the next call with the same cluster and drive letter.
+func (e *Engine) CreateVolume(ctx context.Context, s VolumeSpec) (Volume, error) {
+	if err := CheckVolumeSpec(s); err != nil {
+		return Volume{}, err
+	}
+	c, err := e.GetCluster(ctx, s.Cluster)
+	if err != nil {
+		return Volume{}, err
+	}
+	if s.NodeSlots < len(c.Nodes) {
+		return Volume{}, invalid("node_slots", fmt.Sprint(s.NodeSlots),
+			fmt.Sprintf("at least the %d nodes of cluster %q (at most %d)", len(c.Nodes), c.Name, kayofs.MaxSlots))
+	}
+	if err := e.RequireQuorum(ctx, s.Cluster, "creating volume "+s.DriveLetter+":"); err != nil {
+		return Volume{}, err
+	}
+	dev, err := e.devicePath(s)
+	if err != nil {
+		return Volume{}, err
+	}
+	in, err := e.volumeIntent(ctx, s, dev)
+	if err != nil {
+		return Volume{}, err
+	}
+	v, err := e.formatAndMount(ctx, c, in)
+	if err != nil {
+		return Volume{}, err
+	}
+	return v, nil
+}
+
+// volumeIntent records (or resumes) the intent to create s on dev.
+func (e *Engine) volumeIntent(ctx context.Context, s VolumeSpec, dev string) (volumeIntent, error) {
+	var in volumeIntent
+	_, err := getJSON(ctx, e.st, volumeIntentKey(s.Cluster, s.DriveLetter), &in)
+	switch {
+	case err == nil:
+		if in.Device != dev {
+			return in, fmt.Errorf("creating volume %s: on cluster %q: an interrupted creation on %s is pending; "+
+				"apply it again with lun = %q, or remove that LUN: %w", s.DriveLetter, s.Cluster, in.Device, in.Spec.LUN, ErrConflict)
+		}
+		in.Spec = s // a resumed creation takes the current options
+		return in, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return in, err
+	}
+	if other, err := e.volumeByLetter(ctx, s.Cluster, s.DriveLetter); err == nil {
+		return in, &InputError{Attribute: "drive_letter", Value: s.DriveLetter,
+			Detail: fmt.Sprintf("%s: is already volume %s (%s) of cluster %q; drive letters are unique per cluster",
+				s.DriveLetter, other.ID, other.Label, s.Cluster)}
+	} else if !errors.Is(err, ErrNotFound) {
+		return in, err
+	}
+	if owner, err := e.WitnessOf(ctx, s.LUN); err != nil {
+		return in, err
+	} else if owner != "" {
+		return in, &InputError{Attribute: "lun", Value: s.LUN,
+			Detail: fmt.Sprintf("%q is the quorum witness disk of cluster %q; a data volume needs a LUN of its own", s.LUN, owner)}
+	}
+	in = volumeIntent{Spec: s, Device: dev, StartedAt: e.now().UTC()}
+	if _, statErr := os.Stat(dev); statErr == nil {
+		fd, err := kayofs.OpenDevice(dev)
+		if err != nil {
+			return in, fmt.Errorf("lun %q: %w", s.LUN, err)
+		}
+		in.Found, err = kayofs.Probe(fd)
+		fd.Close()
+		if err != nil {
+			return in, fmt.Errorf("lun %q: %w", s.LUN, err)
+		}
+		if in.Found != "" && !s.ForceFormat {
+			return in, &InputError{Attribute: "force_format", Value: "false",
+				Detail: fmt.Sprintf("LUN %q (%s) already holds a %s file system; formatting would destroy it. "+
+					"Set force_format = true to format it anyway", s.LUN, dev, in.Found)}
+		}
+	} else if !s.Embedded() {
+		return in, &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, statErr)}
+	} else {
+		in.Created = true
+	}
+	_, err = e.st.Commit(ctx, []store.Cmp{store.Absent(volumeIntentKey(s.Cluster, s.DriveLetter)),
+		store.Absent(volumeLetterKey(s.Cluster, s.DriveLetter))},
+		[]store.Op{putJSON(volumeIntentKey(s.Cluster, s.DriveLetter), in)})
+	if isConflict(err) {
+		return in, fmt.Errorf("volume %s: of cluster %q is being created by another process: %w", s.DriveLetter, s.Cluster, ErrConflict)
+	}
+	return in, err
+}
+
+// formatAndMount carries out an intent: image, format, a slot per node,
+// then the record. Each step checks what an interrupted run left.
+func (e *Engine) formatAndMount(ctx context.Context, c Cluster, in volumeIntent) (Volume, error) {
+	s := in.Spec
+	size := s.SizeGiB << 30
+	var fd *kayofs.FileDevice
+	var err error
+	if _, statErr := os.Stat(in.Device); statErr != nil && in.Created {
+		if err := os.MkdirAll(filepath.Dir(in.Device), 0o755); err != nil {
+			return Volume{}, err
+		}
+		fd, err = kayofs.CreateImage(in.Device, size)
+	} else {
+		fd, err = kayofs.OpenDevice(in.Device)
+	}
+	if err != nil {
+		return Volume{}, fmt.Errorf("lun %q: %w", s.LUN, err)
+	}
+	defer fd.Close()
+	if fd.Size() < size {
+		return Volume{}, &InputError{Attribute: "size_gib", Value: fmt.Sprint(s.SizeGiB),
+			Detail: fmt.Sprintf("%d GiB is larger than LUN %q (%d bytes)", s.SizeGiB, s.LUN, fd.Size())}
+	}
+	// A Kayo FS found now but not before was written by this intent's
+	// interrupted run: keep it. Anything else is formatted.
+	found, err := kayofs.Probe(fd)
+	if err != nil {
+		return Volume{}, err
+	}
+	if found != "kayofs" || in.Found != "" {
+		if _, err := kayofs.Format(fd, kayofs.FormatOptions{BlockSize: s.BlockSize, Slots: s.NodeSlots,
+			Label: s.Label, Force: s.ForceFormat || in.Found == ""}); err != nil {
+			return Volume{}, fmt.Errorf("formatting lun %q: %w", s.LUN, err)
+		}
+		// Later resumes must not format again.
+		in.Found = ""
+		if _, err := e.st.Commit(ctx, nil, []store.Op{putJSON(volumeIntentKey(s.Cluster, s.DriveLetter), in)}); err != nil {
+			return Volume{}, err
+		}
+	}
+	sb, err := kayofs.ReadSuperblock(fd)
+	if err != nil {
+		return Volume{}, err
+	}
+	v := Volume{VolumeSpec: s, ID: sb.UUIDString(), Device: in.Device, Mounts: map[string]int{}, CreatedAt: e.now().UTC()}
+	for _, n := range c.Nodes {
+		slot, err := mountNode(fd, n)
+		if err != nil {
+			return Volume{}, fmt.Errorf("mounting volume %s: on %s: %w", s.DriveLetter, n, err)
+		}
+		v.Mounts[n] = slot
+	}
+	ops := []store.Op{putJSON(volumeKey(v.ID), v), store.Put(volumeLetterKey(s.Cluster, s.DriveLetter), []byte(v.ID)),
+		store.Del(volumeIntentKey(s.Cluster, s.DriveLetter)),
+		e.eventOp(Event{Kind: EventVolumeCreated, Cluster: s.Cluster, Subject: v.ID,
+			Detail: map[string]string{"drive_letter": s.DriveLetter, "lun": s.LUN, "label": s.Label}})}
+	for _, n := range c.Nodes {
+		ops = append(ops, e.eventOp(Event{Kind: EventVolumeMounted, Cluster: s.Cluster, Subject: v.ID,
+			Detail: map[string]string{"node": n, "slot": fmt.Sprint(v.Mounts[n])}}))
+	}
+	rev, err := e.st.Commit(ctx, []store.Cmp{store.Absent(volumeKey(v.ID)), store.Absent(volumeLetterKey(s.Cluster, s.DriveLetter))}, ops)
+	if err != nil {
+		return Volume{}, err
+	}
+	v.Revision = rev
+	return v, nil
+}
+
+// mountNode claims node's slot (its own if it has one) and detaches,
+// leaving the claim on disk: the mount outlives this process.
+func mountNode(dev kayofs.Device, node string) (int, error) {
+	fv, err := kayofs.Mount(dev, node)
+	if err != nil {
+		return 0, err
+	}
+	slot := fv.Slot()
+	if err := detach(fv); err != nil {
+		return 0, err
+	}
+	return slot, nil
+}
+
+// detach releases this process's hold on a mount and keeps the node's
+// slot claimed. Until kayofs has Detach, dropping the mount as a dead node
+// does the same in the lab: the slot stays the node's, its journal is
+// clean, and the node's next Mount reclaims it.
+func detach(fv *kayofs.Volume) error {
+	if d, ok := any(fv).(interface{ Detach() error }); ok {
+		return d.Detach()
+	}
+	fv.Crash()
+	return nil
+}
+
+// GetVolume returns a volume by UUID.
+func (e *Engine) GetVolume(ctx context.Context, id string) (Volume, error) {
+	var v Volume
+	rev, err := getJSON(ctx, e.st, volumeKey(id), &v)
+	if errors.Is(err, ErrNotFound) {
+		return Volume{}, fmt.Errorf("volume %q does not exist: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Volume{}, err
+	}
+	v.Revision = rev
+	return v, nil
+}
+
+// volumeByLetter returns the volume of cluster at letter.
+func (e *Engine) volumeByLetter(ctx context.Context, cluster, letter string) (Volume, error) {
+	kv, err := e.st.Get(ctx, volumeLetterKey(cluster, letter))
+	if errors.Is(err, ErrNotFound) {
+		return Volume{}, fmt.Errorf("cluster %q has no volume %s: %w", cluster, letter, ErrNotFound)
+	}
+	if err != nil {
+		return Volume{}, err
+	}
+	return e.GetVolume(ctx, string(kv.Value))
+}
+
+// LookupVolume finds a volume by UUID or by "cluster/letter" (import IDs).
+func (e *Engine) LookupVolume(ctx context.Context, ref string) (Volume, error) {
+	if cluster, letter, ok := strings.Cut(ref, "/"); ok {
+		return e.volumeByLetter(ctx, cluster, strings.TrimSuffix(strings.ToUpper(letter), ":"))
+	}
+	return e.GetVolume(ctx, ref)
+}
+
+// ListVolumes returns every volume (of cluster, unless "").
+func (e *Engine) ListVolumes(ctx context.Context, cluster string) ([]Volume, error) {
+	vs, revs, err := listJSON[Volume](ctx, e.st, volumesPrefix)
+	if err != nil {
+		return nil, err
+	}
+	out := vs[:0]
+	for i, v := range vs {
+		if cluster == "" || v.Cluster == cluster {
+			v.Revision = revs[i]
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// openDevice opens a volume's LUN.
+func openDevice(v Volume) (*kayofs.FileDevice, error) {
+	fd, err := kayofs.OpenDevice(v.Device)
+	if err != nil {
+		return nil, fmt.Errorf("volume %s (%s): lun %q: %w", v.DriveLetter, v.ID, v.LUN, err)
+	}
+	return fd, nil
+}
+
+// WithVolume runs fn on the volume as mounted by node: it takes node's
+// slot (replaying any journal a crash left), runs fn, and detaches, so the
+// node's mount stays claimed for the next process.
+func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(*kayofs.Volume) error) error {
+	v, err := e.GetVolume(ctx, volumeID)
+	if err != nil {
+		return err
+	}
+	if _, ok := v.Mounts[node]; !ok {
+		return fmt.Errorf("volume %s: (%s) is not mounted on %q (mounted on %s)",
+			v.DriveLetter, v.ID, node, strings.Join(sortedKeys(v.Mounts), ", "))
+	}
+	fd, err := openDevice(v)
+	if err != nil {
+		return err
+	}
+	defer fd.Close()
+	fv, err := kayofs.Mount(fd, node)
+	if err != nil {
+		return fmt.Errorf("volume %s: on %s: %w", v.DriveLetter, node, err)
+	}
+	ferr := fn(fv)
+	if err := detach(fv); err != nil && ferr == nil {
+		ferr = err
+	}
+	return ferr
+}
+
+// VolumeUsage returns used and free bytes of a volume.
+func (e *Engine) VolumeUsage(ctx context.Context, v Volume) (kayofs.VolumeStats, error) {
+	fd, err := openDevice(v)
+	if err != nil {
+		return kayofs.VolumeStats{}, err
+	}
+	defer fd.Close()
+	var st kayofs.VolumeStats
+	node := sortedKeys(v.Mounts)
+	if len(node) == 0 {
+		return st, fmt.Errorf("volume %s: is mounted nowhere", v.DriveLetter)
+	}
+	err = e.WithVolume(ctx, v.ID, node[0], func(fv *kayofs.Volume) error {
+		var err error
+		st, err = fv.Stats()
+		return err
+	})
+	return st, err
+}
+
+// DeleteVolume unmounts a volume from every node and removes it (and its
+// embedded LUN image). While files exist it refuses unless the volume was
+// created with force_destroy, or force says so.
+func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error {
+	v, err := e.GetVolume(ctx, id)
+	if err != nil {
+		return err
+	}
+	force = force || v.ForceDestroy
+	fd, err := openDevice(v)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if fd != nil {
+		defer fd.Close()
+		nodes := sortedKeys(v.Mounts)
+		for i, n := range nodes {
+			fv, err := kayofs.Mount(fd, n)
+			if err != nil {
+				return fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
+			}
+			if i == 0 && !force {
+				files, err := fv.ReadDir("")
+				if err == nil && len(files) > 0 {
+					_ = detach(fv)
+					names := make([]string, 0, len(files))
+					for _, f := range files {
+						names = append(names, f.Name)
+					}
+					return &InputError{Attribute: "force_destroy", Value: "false",
+						Detail: fmt.Sprintf("volume %s: (%s) still holds %d entries (%s); destroying it would lose them. "+
+							"Remove them, or set force_destroy = true", v.DriveLetter, v.ID, len(files), strings.Join(first(names, 5), ", "))}
+				} else if err != nil {
+					_ = detach(fv)
+					return err
+				}
+			}
+			if err := fv.Unmount(); err != nil {
+				return fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
+			}
+		}
+	}
+	ops := []store.Op{store.Del(volumeKey(v.ID)), store.Del(volumeLetterKey(v.Cluster, v.DriveLetter)),
+		e.eventOp(Event{Kind: EventVolumeDestroyed, Cluster: v.Cluster, Subject: v.ID,
+			Detail: map[string]string{"drive_letter": v.DriveLetter, "lun": v.LUN}})}
+	if _, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(v.ID), v.Revision)}, ops); err != nil {
+		return err
+	}
+	if v.Embedded() {
+		if err := os.Remove(v.Device); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("volume %s: removing LUN image %s: %w", v.DriveLetter, v.Device, err)
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func first(xs []string, n int) []string {
+	if len(xs) > n {
+		return append(xs[:n:n], "…")
+	}
+	return xs
+}
