@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
 // Exit codes.
@@ -33,7 +34,7 @@ const (
 const usageText = `kayoctl: operator CLI of a kayo cluster
 
 Usage:
-  kayoctl [--data-dir DIR] [--lock-timeout 30s] COMMAND [flags]
+  kayoctl [--data-dir DIR] [--etcd-endpoints URLS] [--lock-timeout 30s] COMMAND [flags]
 
 Commands:
   status [--cluster NAME] [--json]     clusters and their nodes: state, votes, quorum, memory, heartbeats
@@ -46,7 +47,9 @@ Commands:
                                        the node agent: heartbeats; the elected leader declares
                                        silent nodes down (and up again); runs until SIGINT/SIGTERM
 
-The data directory is --data-dir, else $KAYO_DATA_DIR, else .kayo.
+The data directory is --data-dir, else $KAYO_DATA_DIR, else .kayo. With
+--etcd-endpoints (or $KAYO_ETCD_ENDPOINTS and the other KAYO_ETCD_*
+variables, as for the provider) the cluster database is in etcd.
 Exit codes: 0 ok, 1 error, 2 usage.
 `
 
@@ -62,6 +65,7 @@ type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	dataDir        string
+	etcdEndpoints  string
 	lockTimeout    time.Duration
 	// signals, when set, replaces the process's SIGINT/SIGTERM (tests).
 	signals <-chan os.Signal
@@ -75,6 +79,8 @@ func main() {
 // commonFlags registers the flags every command accepts.
 func (c *cli) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.dataDir, "data-dir", c.dataDir, "data directory of the cluster database (default $KAYO_DATA_DIR, else .kayo)")
+	fs.StringVar(&c.etcdEndpoints, "etcd-endpoints", c.etcdEndpoints,
+		"etcd client URLs, comma-separated: the cluster database in etcd (default $KAYO_ETCD_ENDPOINTS; other KAYO_ETCD_* variables apply)")
 	fs.DurationVar(&c.lockTimeout, "lock-timeout", c.lockTimeout, "how long to wait for the cluster database")
 }
 
@@ -158,7 +164,25 @@ func (c *cli) open() (*engine.Engine, error) {
 	if dir == "" {
 		dir = engine.DefaultDataDir
 	}
-	return engine.Open(engine.Config{DataDir: dir, LockTimeout: c.lockTimeout,
+	// --etcd-endpoints stands in for KAYO_ETCD_ENDPOINTS; the other
+	// KAYO_ETCD_* variables still apply.
+	getenv := c.getenv
+	if c.etcdEndpoints != "" {
+		if err := store.CheckEndpoints(store.SplitEndpoints(c.etcdEndpoints)); err != nil {
+			return nil, fmt.Errorf("--etcd-endpoints: %w", err)
+		}
+		getenv = func(k string) string {
+			if k == store.EnvEtcdEndpoints {
+				return c.etcdEndpoints
+			}
+			return c.getenv(k)
+		}
+	}
+	etcd, err := store.EtcdOptionsFromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return engine.Open(engine.Config{DataDir: dir, LockTimeout: c.lockTimeout, Etcd: etcd,
 		OnWait: func(_ context.Context, waited, limit time.Duration) {
 			if waited >= time.Second {
 				_, _ = fmt.Fprintf(c.stderr, "kayoctl: waiting for the cluster database, held by another process (%s of at most %s)\n",

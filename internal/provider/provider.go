@@ -185,14 +185,8 @@ func (p *kayoProvider) Functions(_ context.Context) []func() function.Function {
 
 // Environment variables of the etcd block; the block's attributes win.
 const (
-	EnvEtcdEndpoints   = "KAYO_ETCD_ENDPOINTS" // comma-separated
-	EnvEtcdPrefix      = "KAYO_ETCD_PREFIX"
-	EnvEtcdUsername    = "KAYO_ETCD_USERNAME"
-	EnvEtcdPassword    = "KAYO_ETCD_PASSWORD"
-	EnvEtcdCAFile      = "KAYO_ETCD_CA_FILE"
-	EnvEtcdCertFile    = "KAYO_ETCD_CERT_FILE"
-	EnvEtcdKeyFile     = "KAYO_ETCD_KEY_FILE"
-	EnvEtcdDialTimeout = "KAYO_ETCD_DIAL_TIMEOUT"
+	EnvEtcdEndpoints   = store.EnvEtcdEndpoints
+	EnvEtcdDialTimeout = store.EnvEtcdDialTimeout
 )
 
 type etcdModel struct {
@@ -240,13 +234,9 @@ func etcdBlock() schema.SingleNestedBlock {
 func etcdOptions(ctx context.Context, m *etcdModel, diags *diag.Diagnostics) (*store.EtcdOptions, path.Path, bool) {
 	attr := path.Root("etcd").AtName("endpoints")
 	o := store.EtcdOptions{
-		Prefix: os.Getenv(EnvEtcdPrefix), Username: os.Getenv(EnvEtcdUsername), Password: os.Getenv(EnvEtcdPassword),
-		CAFile: os.Getenv(EnvEtcdCAFile), CertFile: os.Getenv(EnvEtcdCertFile), KeyFile: os.Getenv(EnvEtcdKeyFile),
-	}
-	for _, ep := range strings.Split(os.Getenv(EnvEtcdEndpoints), ",") {
-		if ep = strings.TrimSpace(ep); ep != "" {
-			o.Endpoints = append(o.Endpoints, ep)
-		}
+		Prefix: os.Getenv(store.EnvEtcdPrefix), Username: os.Getenv(store.EnvEtcdUsername), Password: os.Getenv(store.EnvEtcdPassword),
+		CAFile: os.Getenv(store.EnvEtcdCAFile), CertFile: os.Getenv(store.EnvEtcdCertFile), KeyFile: os.Getenv(store.EnvEtcdKeyFile),
+		Endpoints: store.SplitEndpoints(os.Getenv(EnvEtcdEndpoints)),
 	}
 	dial := os.Getenv(EnvEtcdDialTimeout)
 	dialAttr := "the environment variable " + EnvEtcdDialTimeout
@@ -277,12 +267,9 @@ func etcdOptions(ctx context.Context, m *etcdModel, diags *diag.Diagnostics) (*s
 	if len(o.Endpoints) == 0 {
 		return nil, attr, true
 	}
-	for _, ep := range o.Endpoints {
-		if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
-			diags.AddAttributeError(attr, "Invalid etcd endpoint",
-				fmt.Sprintf("endpoint %q is not an etcd client URL; allowed: http://host:port or https://host:port", ep))
-			return nil, attr, false
-		}
+	if err := store.CheckEndpoints(o.Endpoints); err != nil {
+		diags.AddAttributeError(attr, "Invalid etcd endpoint", err.Error())
+		return nil, attr, false
 	}
 	if dial != "" {
 		d, err := time.ParseDuration(dial)

@@ -140,9 +140,9 @@ func TestAccEtcd_tlsAuthFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, v := range map[string]string{
-		EnvEtcdEndpoints: strings.Join(c.Endpoints(), ","), EnvEtcdPrefix: prefix,
-		EnvEtcdUsername: "kayo", EnvEtcdPassword: "s3cret", EnvEtcdCAFile: certs.CAFile,
-		EnvEtcdCertFile: certs.ClientCertFile, EnvEtcdKeyFile: certs.ClientKey, EnvEtcdDialTimeout: "3s",
+		EnvEtcdEndpoints: strings.Join(c.Endpoints(), ","), store.EnvEtcdPrefix: prefix,
+		store.EnvEtcdUsername: "kayo", store.EnvEtcdPassword: "s3cret", store.EnvEtcdCAFile: certs.CAFile,
+		store.EnvEtcdCertFile: certs.ClientCertFile, store.EnvEtcdKeyFile: certs.ClientKey, EnvEtcdDialTimeout: "3s",
 	} {
 		t.Setenv(k, v)
 	}
@@ -198,8 +198,8 @@ func TestAccEtcd_unreachable(t *testing.T) {
 // anywhere means the embedded database.
 func TestEtcdOptionsFromEnv(t *testing.T) {
 	ctx := context.Background()
-	for _, k := range []string{EnvEtcdEndpoints, EnvEtcdPrefix, EnvEtcdUsername, EnvEtcdPassword,
-		EnvEtcdCAFile, EnvEtcdCertFile, EnvEtcdKeyFile, EnvEtcdDialTimeout} {
+	for _, k := range []string{EnvEtcdEndpoints, store.EnvEtcdPrefix, store.EnvEtcdUsername, store.EnvEtcdPassword,
+		store.EnvEtcdCAFile, store.EnvEtcdCertFile, store.EnvEtcdKeyFile, EnvEtcdDialTimeout} {
 		t.Setenv(k, "")
 	}
 	var diags diag.Diagnostics
@@ -207,8 +207,8 @@ func TestEtcdOptionsFromEnv(t *testing.T) {
 		t.Fatalf("no etcd configured: %+v, %v", o, diags)
 	}
 	t.Setenv(EnvEtcdEndpoints, " http://a:2379, http://b:2379 ,")
-	t.Setenv(EnvEtcdPrefix, "/env/")
-	t.Setenv(EnvEtcdPassword, "pw")
+	t.Setenv(store.EnvEtcdPrefix, "/env/")
+	t.Setenv(store.EnvEtcdPassword, "pw")
 	t.Setenv(EnvEtcdDialTimeout, "2s")
 	o, _, ok := etcdOptions(ctx, nil, &diags)
 	if !ok || o == nil || strings.Join(o.Endpoints, " ") != "http://a:2379 http://b:2379" || o.Prefix != "/env/" ||
