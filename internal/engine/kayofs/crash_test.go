@@ -226,11 +226,6 @@ func (m *fileModel) verify(t *testing.T, v *Volume, name string) {
 	}
 }
 
-type childResult struct {
-	lines []string
-	err   error
-}
-
 func startChild(t *testing.T, env ...string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")

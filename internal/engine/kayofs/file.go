@@ -493,7 +493,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		return len(p), nil
 	}
 	t.release()
-	t, in, err = f.begin(false, true)
+	t, _, err = f.begin(false, true)
 	if err != nil {
 		return 0, err
 	}
@@ -645,7 +645,7 @@ func (f *File) Allocate(size int64) error {
 	if size < 0 || size > 1<<50 {
 		return fmt.Errorf("%w: size %d", ErrInvalid, size)
 	}
-	t, in, err := f.begin(false, true)
+	t, _, err := f.begin(false, true)
 	if err != nil {
 		return err
 	}
@@ -653,7 +653,8 @@ func (f *File) Allocate(size int64) error {
 	if err := t.mapHoles(f.ino, 0, f.v.sb.blocksFor(uint64(size))); err != nil {
 		return err
 	}
-	if in, err = t.inode(f.ino); err != nil {
+	in, err := t.inode(f.ino)
+	if err != nil {
 		return err
 	}
 	if uint64(size) > in.size {

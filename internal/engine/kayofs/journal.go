@@ -43,11 +43,10 @@ type pendingTxn struct {
 }
 
 type jdesc struct {
-	seq     uint64
-	blocks  []uint64
-	crcs    []uint32
-	rawCRC  uint32
-	maxImgs int
+	seq    uint64
+	blocks []uint64
+	crcs   []uint32
+	rawCRC uint32
 }
 
 // decodeJDesc decodes a journal descriptor block. fresh=true when the

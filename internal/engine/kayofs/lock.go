@@ -59,7 +59,7 @@ func newLockMgr(path string) (*lockMgr, error) {
 	return &lockMgr{f: f, keys: map[int64]*lkey{}}, nil
 }
 
-func (m *lockMgr) close() error { return m.f.Close() }
+func (m *lockMgr) close() { _ = m.f.Close() }
 
 func (m *lockMgr) key(k int64) *lkey {
 	m.mu.Lock()
@@ -181,7 +181,7 @@ func (m *lockMgr) unlock(k int64, excl bool) {
 	l.rw.RUnlock()
 }
 
-// rawTry / rawLock / rawUnlock bypass the in-process layer; used for the
+// rawTry / rawUnlock bypass the in-process layer; used for the
 // liveness and recovery bytes, which one mount only ever takes once.
 func (m *lockMgr) rawTry(k int64) (bool, error) {
 	err := m.ofd(k, true, false)
@@ -190,5 +190,4 @@ func (m *lockMgr) rawTry(k int64) (bool, error) {
 	}
 	return err == nil, err
 }
-func (m *lockMgr) rawLock(k int64) error { return m.ofd(k, true, true) }
-func (m *lockMgr) rawUnlock(k int64)     { m.ofdUnlock(k) }
+func (m *lockMgr) rawUnlock(k int64) { m.ofdUnlock(k) }
