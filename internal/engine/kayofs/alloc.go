@@ -27,58 +27,61 @@ func agMaxBitmaps(bs int) int { return (bs - agHdrCounts) / 4 }
 
 type run struct{ start, n uint64 }
 
+// agHeader counts used blocks (of the group and of each bitmap block), not
+// free ones: a group's header then stays valid when Grow lengthens the last
+// group, so growing rewrites the superblock and nothing else.
 type agHeader struct {
-	free    uint64
-	bmpFree []uint32
+	used    uint64
+	bmpUsed []uint32
+}
+
+// bmpCap is how many data blocks bitmap block i of group k covers.
+func (sb *Superblock) bmpCap(k uint32, i int) uint64 {
+	dl := sb.agDataLen(k)
+	lo := uint64(i) * sb.bitsPerBitmap()
+	if lo >= dl {
+		return 0
+	}
+	return min(sb.bitsPerBitmap(), dl-lo)
 }
 
 // freshAG is the state of a never-written group.
 func (sb *Superblock) freshAG(k uint32) agHeader {
-	dl := sb.agDataLen(k)
-	h := agHeader{free: dl, bmpFree: make([]uint32, sb.AGBitmapBlocks)}
-	per := sb.bitsPerBitmap()
-	for i := range h.bmpFree {
-		lo := uint64(i) * per
-		if lo < dl {
-			h.bmpFree[i] = uint32(min(per, dl-lo))
-		}
-	}
-	return h
+	return agHeader{bmpUsed: make([]uint32, sb.AGBitmapBlocks)}
 }
 
 // decodeAGHeader validates a header body against the layout.
 func decodeAGHeader(sb *Superblock, k uint32, b []byte) (agHeader, error) {
 	le := binary.LittleEndian
-	h := agHeader{free: le.Uint64(b[48:]), bmpFree: make([]uint32, sb.AGBitmapBlocks)}
+	h := agHeader{used: le.Uint64(b[48:]), bmpUsed: make([]uint32, sb.AGBitmapBlocks)}
 	if n := le.Uint32(b[56:]); n != sb.AGBitmapBlocks {
 		return h, fmt.Errorf("%w: group %d header: %d bitmap blocks, layout has %d", ErrCorrupt, k, n, sb.AGBitmapBlocks)
 	}
-	fr := sb.freshAG(k)
 	var sum uint64
-	for i := range h.bmpFree {
-		h.bmpFree[i] = le.Uint32(b[agHdrCounts+4*i:])
-		if h.bmpFree[i] > fr.bmpFree[i] {
-			return h, fmt.Errorf("%w: group %d header: bitmap %d free %d exceeds its %d blocks", ErrCorrupt, k, i, h.bmpFree[i], fr.bmpFree[i])
+	for i := range h.bmpUsed {
+		h.bmpUsed[i] = le.Uint32(b[agHdrCounts+4*i:])
+		if c := sb.bmpCap(k, i); uint64(h.bmpUsed[i]) > c {
+			return h, fmt.Errorf("%w: group %d header: bitmap %d uses %d of its %d blocks", ErrCorrupt, k, i, h.bmpUsed[i], c)
 		}
-		sum += uint64(h.bmpFree[i])
+		sum += uint64(h.bmpUsed[i])
 	}
-	if sum != h.free {
-		return h, fmt.Errorf("%w: group %d header: free %d but bitmap counts sum to %d", ErrCorrupt, k, h.free, sum)
+	if sum != h.used {
+		return h, fmt.Errorf("%w: group %d header: used %d but bitmap counts sum to %d", ErrCorrupt, k, h.used, sum)
 	}
 	return h, nil
 }
 
 func encodeAGHeader(b []byte, h agHeader) {
 	le := binary.LittleEndian
-	le.PutUint64(b[48:], h.free)
-	le.PutUint32(b[56:], uint32(len(h.bmpFree)))
-	for i, f := range h.bmpFree {
-		le.PutUint32(b[agHdrCounts+4*i:], f)
+	le.PutUint64(b[48:], h.used)
+	le.PutUint32(b[56:], uint32(len(h.bmpUsed)))
+	for i, u := range h.bmpUsed {
+		le.PutUint32(b[agHdrCounts+4*i:], u)
 	}
 }
 
 func (t *txn) agHeader(k uint32) (agHeader, error) {
-	sb := t.v.sb
+	sb := t.v.sbl()
 	b, fresh, err := t.get(sb.agHeader(k), tAGHeader)
 	if err != nil {
 		return agHeader{}, err
@@ -90,7 +93,7 @@ func (t *txn) agHeader(k uint32) (agHeader, error) {
 }
 
 func (t *txn) putAGHeader(k uint32, h agHeader) {
-	blk := t.v.sb.agHeader(k)
+	blk := t.v.sbl().agHeader(k)
 	encodeAGHeader(t.blocks[blk].buf, h)
 	t.dirty(blk)
 }
@@ -116,7 +119,7 @@ func popcount(bm []byte) uint64 {
 // runs obtained (possibly fewer blocks than asked when the transaction is
 // full) or ErrNoSpace when nothing is free anywhere.
 func (t *txn) allocate(want uint64, goal uint64, maxRuns int) ([]run, error) {
-	sb := t.v.sb
+	sb := t.v.sbl()
 	var runs []run
 	var got uint64
 	order := make([]uint32, 0, sb.AGCount)
@@ -198,7 +201,7 @@ func (t *txn) allocate(want uint64, goal uint64, maxRuns int) ([]run, error) {
 
 // forgetAG drops cached, clean blocks of group k (its lock is going away).
 func (t *txn) forgetAG(k uint32) {
-	sb := t.v.sb
+	sb := t.v.sbl()
 	lo, hi := sb.agHeader(k), sb.agHeader(k)+1+uint64(sb.AGBitmapBlocks)
 	for blk, b := range t.blocks {
 		if blk >= lo && blk < hi && !b.dirty {
@@ -223,9 +226,9 @@ func (t *txn) dropAGs() {
 
 // allocFromAG takes up to want blocks from group k (locked by the caller).
 func (t *txn) allocFromAG(k uint32, want uint64, startIdx uint64, runs *[]run, maxRuns int) (uint64, error) {
-	sb := t.v.sb
+	sb := t.v.sbl()
 	h, err := t.agHeader(k)
-	if err != nil || h.free == 0 {
+	if err != nil || h.used >= sb.agDataLen(k) {
 		return 0, err
 	}
 	per := sb.bitsPerBitmap()
@@ -236,7 +239,7 @@ func (t *txn) allocFromAG(k uint32, want uint64, startIdx uint64, runs *[]run, m
 	first := min(startIdx/per, nb-1)
 	for j := uint64(0); j < nb && got < want; j++ {
 		i := (first + j) % nb
-		if h.bmpFree[i] == 0 {
+		if uint64(h.bmpUsed[i]) >= sb.bmpCap(k, int(i)) {
 			continue
 		}
 		blk := sb.agBitmap(k, uint32(i))
@@ -289,8 +292,8 @@ func (t *txn) allocFromAG(k uint32, want uint64, startIdx uint64, runs *[]run, m
 					got++
 				}
 				n := x - s
-				h.bmpFree[i] -= uint32(n)
-				h.free -= n
+				h.bmpUsed[i] += uint32(n)
+				h.used += n
 				changed = true
 				p := base + s
 				if l := len(*runs); l > 0 && (*runs)[l-1].start+(*runs)[l-1].n == p {
@@ -333,7 +336,7 @@ func (sb *Superblock) metaBlocksFor(runs []run) int {
 
 // free returns runs to their groups; groups are locked in ascending order.
 func (t *txn) free(runs []run) error {
-	sb := t.v.sb
+	sb := t.v.sbl()
 	type piece struct {
 		k   uint32
 		idx uint64
@@ -344,6 +347,14 @@ func (t *txn) free(runs []run) error {
 	for _, r := range runs {
 		for p := r.start; p < r.start+r.n; {
 			k, idx, ok := sb.agOf(p)
+			if !ok && p >= sb.TotalBlocks {
+				// allocated by a node that saw the volume grown
+				if err := t.v.refreshSB(); err != nil {
+					return err
+				}
+				sb = t.v.sbl()
+				k, idx, ok = sb.agOf(p)
+			}
 			if !ok {
 				return fmt.Errorf("%w: freeing block %d outside the data area", ErrCorrupt, p)
 			}
@@ -380,8 +391,8 @@ func (t *txn) free(runs []run) error {
 			}
 			bitClr(bm, x-i*per)
 		}
-		h.bmpFree[i] += uint32(pc.n)
-		h.free += pc.n
+		h.bmpUsed[i] -= uint32(pc.n)
+		h.used -= pc.n
 		hdrs[pc.k] = h
 		t.dirty(blk)
 	}
@@ -406,7 +417,10 @@ func (v *Volume) Stats() (VolumeStats, error) {
 	if err := v.live(); err != nil {
 		return VolumeStats{}, err
 	}
-	sb := v.sb
+	if err := v.refreshSB(); err != nil {
+		return VolumeStats{}, err
+	}
+	sb := v.sbl()
 	var free uint64
 	for k := uint32(0); k < sb.AGCount; k++ {
 		t := v.newTxn()
@@ -418,7 +432,7 @@ func (v *Volume) Stats() (VolumeStats, error) {
 		if err != nil {
 			return VolumeStats{}, err
 		}
-		free += h.free
+		free += sb.agDataLen(k) - min(h.used, sb.agDataLen(k))
 	}
 	bs := int64(sb.BlockSize)
 	st := VolumeStats{

@@ -298,8 +298,8 @@ func (c *checker) checkGroups() error {
 			}
 			if st == blockFresh && own == nil {
 				// never written and nothing owned here: all free
-				if capy != uint64(h.bmpFree[i]) {
-					c.add("group", blk, "group %d bitmap %d never written, header says %d free of %d", k, i, h.bmpFree[i], capy)
+				if h.bmpUsed[i] != 0 {
+					c.add("group", blk, "group %d bitmap %d never written, header says %d of %d used", k, i, h.bmpUsed[i], capy)
 				}
 				continue
 			}
@@ -316,8 +316,8 @@ func (c *checker) checkGroups() error {
 					break
 				}
 			}
-			if capy-min(used, capy) != uint64(h.bmpFree[i]) {
-				c.add("group", blk, "group %d bitmap %d: %d blocks used, header says %d free of %d", k, i, used, h.bmpFree[i], capy)
+			if used != uint64(h.bmpUsed[i]) {
+				c.add("group", blk, "group %d bitmap %d: %d blocks used, header says %d of %d", k, i, used, h.bmpUsed[i], capy)
 			}
 			reported := 0
 			for x := uint64(0); x < capy && reported < 3; x++ {

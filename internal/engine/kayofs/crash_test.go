@@ -61,7 +61,7 @@ func childMain() {
 		dev = &killDevice{FileDevice: fd, left: n}
 	}
 	if os.Getenv("KAYOFS_FORMAT") == "1" {
-		if _, err := Format(dev, FormatOptions{Slots: 2, Force: true}); err != nil {
+		if _, err := Format(dev, FormatOptions{Slots: 2, Force: true, Size: int64(envInt("KAYOFS_FORMAT_SIZE"))}); err != nil {
 			die("format: %v", err)
 		}
 		fmt.Println("FORMATTED")
@@ -92,8 +92,28 @@ func childMain() {
 	seed := int64(envInt("KAYOFS_SEED"))
 	rng := rand.New(rand.NewSource(seed))
 	crashy := os.Getenv("KAYOFS_CRASHY") == "1"
+	grow := os.Getenv("KAYOFS_GROW") == "1"
 	for i := 0; i < envInt("KAYOFS_OPS"); i++ {
 		ps := seed*100000 + int64(i)
+		if grow && rng.Intn(6) == 0 {
+			sb := v.Superblock()
+			var err error
+			if rng.Intn(3) == 0 && sb.SlotCount < MaxSlots {
+				fmt.Printf("BEGIN - S %d 0 0\n", sb.SlotCount+1)
+				err = v.AddSlots(1)
+			} else {
+				to := min(dev.Size(), sb.Size()+int64(1+rng.Intn(24))<<20)
+				fmt.Printf("BEGIN - G %d 0 0\n", to)
+				err = v.Grow(to)
+			}
+			if err != nil {
+				die("grow: %v", err)
+			}
+			fmt.Println("ACK")
+			sb = v.Superblock()
+			fmt.Printf("GREW %d %d\n", sb.Size(), sb.SlotCount)
+			continue
+		}
 		switch x := rng.Intn(20); {
 		case x < 14:
 			off, n := rng.Int63n(4<<20), rng.Intn(64<<10)+1
@@ -271,7 +291,7 @@ func applyFields(models map[string]*fileModel, f []string, inFlight bool) {
 	a, _ := strconv.ParseInt(f[2], 10, 64)
 	b, _ := strconv.ParseInt(f[3], 10, 64)
 	s, _ := strconv.ParseInt(f[4], 10, 64)
-	if op == "X" {
+	if op == "X" || name == "-" {
 		return
 	}
 	if op == "C" {

@@ -21,19 +21,19 @@ func (v *Volume) Detach() error {
 		return err
 	}
 	defer v.lk.unlock(keySlotTable, true)
-	e, err := readSlot(v.dev, v.sb, v.slot)
+	e, err := readSlot(v.dev, v.sbl(), v.slot)
 	if err != nil {
 		return err
 	}
 	e.State, e.Node, e.Gen = SlotDetached, v.node, e.Gen+1
-	if err := writeSlot(v.dev, v.sb, v.slot, e); err != nil {
+	if err := writeSlot(v.dev, v.sbl(), v.slot, e); err != nil {
 		return err
 	}
 	v.hbMu.Lock()
 	v.hb.Active = false
 	v.hb.Counter++
 	v.hb.Timestamp = time.Now()
-	err = writeHeartbeat(v.dev, v.sb, v.slot, v.hb)
+	err = writeHeartbeat(v.dev, v.sbl(), v.slot, v.hb)
 	v.hbMu.Unlock()
 	if err != nil {
 		return err

@@ -140,7 +140,7 @@ type nsCache struct {
 // loadNS returns the namespace; the caller holds the namespace lock.
 func (t *txn) loadNS() (*nsCache, error) {
 	v := t.v
-	sb := v.sb
+	sb := v.sbl()
 	b, fresh, err := t.get(sb.nsBlock(), tNSHeader)
 	if err != nil {
 		return nil, err
@@ -227,7 +227,7 @@ func (c *nsCache) freeIno(limit uint32) (uint32, bool) {
 
 // putDirent writes entry ino inside the transaction.
 func (t *txn) putDirent(ino uint32, d dirent) error {
-	blk, idx := t.v.sb.direntBlock(ino)
+	blk, idx := t.v.sbl().direntBlock(ino)
 	b, _, err := t.get(blk, tDirent)
 	if err != nil {
 		return err
@@ -238,7 +238,7 @@ func (t *txn) putDirent(ino uint32, d dirent) error {
 }
 
 func (t *txn) putNSHeader(h nsHeader) {
-	blk := t.v.sb.nsBlock()
+	blk := t.v.sbl().nsBlock()
 	encodeNSHeader(t.blocks[blk].buf, h)
 	t.dirty(blk)
 }
@@ -281,7 +281,7 @@ func (v *Volume) create(path string, typ uint8) (uint32, uint64, error) {
 	if _, ok := c.children[pino][name]; ok {
 		return 0, 0, fmt.Errorf("%w: %s", ErrExist, path)
 	}
-	ino, ok := c.freeIno(v.sb.InodeCount)
+	ino, ok := c.freeIno(v.sbl().InodeCount)
 	if !ok {
 		return 0, 0, ErrNoInodes
 	}
@@ -503,13 +503,13 @@ func (t *txn) statIno(ino uint32, e dirent) (FileInfo, error) {
 	if err != nil {
 		return FileInfo{}, err
 	}
-	delete(t.blocks, t.v.sb.inodeBlock(ino))
+	delete(t.blocks, t.v.sbl().inodeBlock(ino))
 	fi := FileInfo{Name: e.name, Ino: ino, IsDir: e.typ == typeDir, Size: int64(in.size), ModTime: time.Unix(0, in.mtime)}
 	if ino == rootIno {
 		fi.Name = ""
 	}
 	for _, x := range in.ext {
-		fi.Allocated += int64(x.n) * int64(t.v.sb.BlockSize)
+		fi.Allocated += int64(x.n) * int64(t.v.sbl().BlockSize)
 	}
 	return fi, nil
 }

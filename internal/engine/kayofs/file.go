@@ -96,7 +96,7 @@ func encodeInode(b []byte, in *inode) {
 }
 
 func (t *txn) inode(ino uint32) (*inode, error) {
-	blk := t.v.sb.inodeBlock(ino)
+	blk := t.v.sbl().inodeBlock(ino)
 	b, fresh, err := t.get(blk, tInode)
 	if err != nil {
 		return nil, err
@@ -113,10 +113,10 @@ func (t *txn) inode(ino uint32) (*inode, error) {
 
 func (t *txn) putInode(ino uint32, in *inode) error {
 	in.ext = normalize(in.ext)
-	if len(in.ext) > maxExtents(t.v.sb.bs()) {
-		return fmt.Errorf("%w: inode %d would need %d extents (max %d)", ErrFragmented, ino, len(in.ext), maxExtents(t.v.sb.bs()))
+	if len(in.ext) > maxExtents(t.v.sbl().bs()) {
+		return fmt.Errorf("%w: inode %d would need %d extents (max %d)", ErrFragmented, ino, len(in.ext), maxExtents(t.v.sbl().bs()))
 	}
-	blk := t.v.sb.inodeBlock(ino)
+	blk := t.v.sbl().inodeBlock(ino)
 	b, _, err := t.get(blk, tInode)
 	if err != nil {
 		return err
@@ -212,7 +212,10 @@ func (sb *Superblock) blocksFor(size uint64) uint64 {
 // many transactions as needed; each keeps the invariant that written
 // extents lie inside the file size. Caller holds file and inode locks.
 func (t *txn) shrink(ino uint32, size uint64) error {
-	sb := t.v.sb
+	if err := t.v.refreshSB(); err != nil {
+		return err
+	}
+	sb := t.v.sbl()
 	bs := uint64(sb.BlockSize)
 	nb := sb.blocksFor(size)
 	limit := int(sb.JournalBlocks) - 4 - 4 // room for inode, entries, namespace header
@@ -387,7 +390,7 @@ func (f *File) Stat() (FileInfo, error) {
 	defer t.release()
 	fi := FileInfo{Name: f.path, Ino: f.ino, Size: int64(in.size), ModTime: time.Unix(0, in.mtime)}
 	for _, x := range in.ext {
-		fi.Allocated += int64(x.n) * int64(f.v.sb.BlockSize)
+		fi.Allocated += int64(x.n) * int64(f.v.sbl().BlockSize)
 	}
 	return fi, nil
 }
@@ -425,7 +428,7 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (v *Volume) readMapped(ext []extent, p []byte, off uint64) error {
-	bs := uint64(v.sb.BlockSize)
+	bs := uint64(v.sbl().BlockSize)
 	for len(p) > 0 {
 		lb := off / bs
 		within := off % bs
@@ -468,7 +471,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	bs := uint64(f.v.sb.BlockSize)
+	bs := uint64(f.v.sbl().BlockSize)
 	end := uint64(off) + uint64(len(p))
 	t, in, err := f.begin(false, false)
 	if err != nil {
@@ -570,7 +573,7 @@ func (t *txn) mapHoles(ino uint32, l0, l1 uint64) error {
 // read-modify-write, so concurrent fast-path writers lose nothing) or were
 // unwritten (written in full: zeros around p).
 func (f *File) writeSlow(t *txn, p []byte, off uint64) error {
-	sb := f.v.sb
+	sb := f.v.sbl()
 	bs := uint64(sb.BlockSize)
 	end := off + uint64(len(p))
 	b0, b1 := off/bs, (end+bs-1)/bs
@@ -623,7 +626,7 @@ func (f *File) writeSlow(t *txn, p []byte, off uint64) error {
 
 // writeMapped writes p at logical offset off; every block must be mapped.
 func (v *Volume) writeMapped(ext []extent, p []byte, off uint64) error {
-	bs := uint64(v.sb.BlockSize)
+	bs := uint64(v.sbl().BlockSize)
 	for len(p) > 0 {
 		e, ok := mapBlock(ext, off/bs)
 		if !ok {
@@ -650,7 +653,7 @@ func (f *File) Allocate(size int64) error {
 		return err
 	}
 	defer t.release()
-	if err := t.mapHoles(f.ino, 0, f.v.sb.blocksFor(uint64(size))); err != nil {
+	if err := t.mapHoles(f.ino, 0, f.v.sbl().blocksFor(uint64(size))); err != nil {
 		return err
 	}
 	in, err := t.inode(f.ino)

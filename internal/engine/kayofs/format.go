@@ -16,6 +16,9 @@ type FormatOptions struct {
 	Label      string // ≤ 32 bytes
 	Force      bool   // overwrite a recognizable file system
 	InodeCount int    // default scales with size (256..65536)
+	// Size is the part of the device the volume covers (0: all of it), so
+	// it can later Grow into the rest.
+	Size int64
 }
 
 func validLabel(l string) error {
@@ -100,7 +103,14 @@ func Format(dev Device, o FormatOptions) (*Superblock, error) {
 	if o.Slots == 0 {
 		o.Slots = 16
 	}
-	sb, err := layout(dev.Size(), o)
+	size := dev.Size()
+	if o.Size > 0 {
+		if o.Size > size {
+			return nil, fmt.Errorf("%w: format size %d exceeds the device (%d bytes)", ErrInvalid, o.Size, size)
+		}
+		size = o.Size
+	}
+	sb, err := layout(size, o)
 	if err != nil {
 		return nil, err
 	}

@@ -91,5 +91,5 @@ func (v *Volume) beat() {
 	defer v.hbMu.Unlock()
 	v.hb.Counter++
 	v.hb.Timestamp = time.Now()
-	_ = writeHeartbeat(v.dev, v.sb, v.slot, v.hb)
+	_ = writeHeartbeat(v.dev, v.sbl(), v.slot, v.hb)
 }

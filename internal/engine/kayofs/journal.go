@@ -169,6 +169,13 @@ func readPending(dev Device, sb *Superblock, s int) (*pendingTxn, error) {
 			return nil, nil
 		}
 		if !sb.journaled(blk) {
+			// the transaction may postdate our view of the layout (another
+			// node grew the volume): judge it by the superblock on disk
+			if cur, err := ReadSuperblock(dev); err == nil && cur.UUID == sb.UUID && cur.TotalBlocks > sb.TotalBlocks {
+				sb = cur
+			}
+		}
+		if !sb.journaled(blk) {
 			return nil, fmt.Errorf("%w: slot %d: committed transaction %d targets block %d outside journaled metadata", ErrCorrupt, s, d.seq, blk)
 		}
 		if binary.LittleEndian.Uint64(img[24:]) != blk {
@@ -284,12 +291,12 @@ func (t *txn) get(blk uint64, typ uint32) ([]byte, bool, error) {
 	if b, ok := t.blocks[blk]; ok {
 		return b.buf, false, nil
 	}
-	bs := t.v.sb.bs()
+	bs := t.v.sbl().bs()
 	b, err := readBlock(t.v.dev, bs, blk)
 	if err != nil {
 		return nil, false, err
 	}
-	st, why := checkBlock(b, typ, t.v.sb.UUID, blk)
+	st, why := checkBlock(b, typ, t.v.sbl().UUID, blk)
 	fresh := false
 	switch st {
 	case blockCorrupt:
@@ -317,7 +324,7 @@ func (t *txn) ndirty() int {
 }
 
 // room is how many more blocks the transaction may dirty.
-func (t *txn) room() int { return int(t.v.sb.JournalBlocks) - 4 - t.ndirty() }
+func (t *txn) room() int { return int(t.v.sbl().JournalBlocks) - 4 - t.ndirty() }
 
 // commit journals and applies the dirty blocks. Locks stay held; the
 // caller releases them afterwards.
@@ -332,7 +339,7 @@ func (t *txn) commit() error {
 	if len(blks) == 0 {
 		return nil
 	}
-	sb := v.sb
+	sb := v.sbl()
 	bs := sb.bs()
 	if len(blks) > int(sb.JournalBlocks)-4 {
 		return fmt.Errorf("kayofs: internal error: transaction of %d blocks exceeds journal", len(blks))
@@ -407,7 +414,10 @@ func (t *txn) commit() error {
 // blocks are read: a node that died holding that lock released it by dying,
 // and its committed transaction must land before anyone reads past it.
 func (v *Volume) recoverDead() error {
-	for s := 0; s < int(v.sb.SlotCount); s++ {
+	if err := v.refreshSB(); err != nil {
+		return err
+	}
+	for s := 0; s < int(v.sbl().SlotCount); s++ {
 		if s == v.slot {
 			continue
 		}
@@ -416,7 +426,7 @@ func (v *Volume) recoverDead() error {
 		}
 		got, err := v.lk.rawTry(keyLive(s))
 		if err == nil && got {
-			_, err = recoverSlotJournal(v.dev, v.sb, s)
+			_, err = recoverSlotJournal(v.dev, v.sbl(), s)
 			v.lk.rawUnlock(keyLive(s))
 		}
 		v.lk.unlock(keyRecover(s), true)

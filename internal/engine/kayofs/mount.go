@@ -10,8 +10,12 @@ import (
 
 // Volume is a Kayo FS volume mounted by one node in one slot.
 type Volume struct {
-	dev  Device
-	sb   *Superblock // immutable layout; the label lives in label
+	dev Device
+	// sbp is the layout this mount works with. Grow and AddSlots (by any
+	// node) only ever enlarge it; refreshSB reloads it from disk whenever a
+	// metadata lock is newly taken, so a node never acts on blocks or slots
+	// its view does not cover.
+	sbp  atomic.Pointer[Superblock]
 	lk   *lockMgr
 	slot int
 	node string
@@ -45,6 +49,39 @@ func (v *Volume) live() error {
 	return nil
 }
 
+// sbl is the current layout (never nil while mounted).
+func (v *Volume) sbl() *Superblock { return v.sbp.Load() }
+
+// refreshSB reloads the superblock when another node changed it (label,
+// Grow, AddSlots). A layout only ever grows, so mixing an older and a newer
+// view inside one operation is safe: the older one just covers less.
+func (v *Volume) refreshSB() error {
+	b := make([]byte, sbEncSize)
+	if _, err := v.dev.ReadAt(b, 0); err != nil {
+		return fmt.Errorf("kayofs: reading superblock: %w", err)
+	}
+	cur := v.sbl()
+	nsb, err := decodeSuperblock(b)
+	if err != nil {
+		// a torn primary (a superblock write in progress, or a crash in
+		// one): the backup is authoritative
+		if nsb, err = ReadSuperblock(v.dev); err != nil {
+			return err
+		}
+	}
+	if nsb.Gen <= cur.Gen || nsb.UUID != cur.UUID {
+		return nil
+	}
+	if nsb.TotalBlocks < cur.TotalBlocks || nsb.SlotCount < cur.SlotCount || nsb.BlockSize != cur.BlockSize {
+		return fmt.Errorf("%w: superblock generation %d shrinks the layout", ErrCorrupt, nsb.Gen)
+	}
+	v.sbp.Store(nsb)
+	v.labelMu.Lock()
+	v.label = nsb.Label
+	v.labelMu.Unlock()
+	return nil
+}
+
 // Slot is the node slot this mount holds (record it in the cluster DB).
 func (v *Volume) Slot() int { return v.slot }
 
@@ -52,7 +89,7 @@ func (v *Volume) Slot() int { return v.slot }
 func (v *Volume) Node() string { return v.node }
 
 // UUID is the volume UUID.
-func (v *Volume) UUID() string { return v.sb.UUIDString() }
+func (v *Volume) UUID() string { return v.sbl().UUIDString() }
 
 // Label is the volume label.
 func (v *Volume) Label() string {
@@ -63,7 +100,7 @@ func (v *Volume) Label() string {
 
 // Superblock returns a copy of the superblock the volume was mounted with.
 func (v *Volume) Superblock() Superblock {
-	sb := *v.sb
+	sb := *v.sbl()
 	sb.Label = v.Label()
 	return sb
 }
@@ -257,7 +294,8 @@ func mount(dev Device, lk *lockMgr, node string) (*Volume, error) {
 	if err != nil {
 		return fail(err)
 	}
-	v := &Volume{dev: dev, sb: sb, lk: lk, slot: chosen, node: node, jseq: ckpt, hb: hb, label: sb.Label}
+	v := &Volume{dev: dev, lk: lk, slot: chosen, node: node, jseq: ckpt, hb: hb, label: sb.Label}
+	v.sbp.Store(sb)
 	lk.onAcquire = func(k int64) error {
 		if k == keySlotTable || k == keyNS || (k >= keyAGBase && k < keyFileBase) {
 			return v.recoverDead()
@@ -280,19 +318,19 @@ func (v *Volume) Unmount() error {
 		return err
 	}
 	defer v.lk.unlock(keySlotTable, true)
-	e, err := readSlot(v.dev, v.sb, v.slot)
+	e, err := readSlot(v.dev, v.sbl(), v.slot)
 	if err != nil {
 		e = SlotEntry{}
 	}
 	e.State, e.Node, e.Gen = SlotFree, "", e.Gen+1
-	if err := writeSlot(v.dev, v.sb, v.slot, e); err != nil {
+	if err := writeSlot(v.dev, v.sbl(), v.slot, e); err != nil {
 		return err
 	}
 	v.hbMu.Lock()
 	v.hb.Active = false
 	v.hb.Counter++
 	v.hb.Timestamp = time.Now()
-	err = writeHeartbeat(v.dev, v.sb, v.slot, v.hb)
+	err = writeHeartbeat(v.dev, v.sbl(), v.slot, v.hb)
 	v.hbMu.Unlock()
 	if err != nil {
 		return err
@@ -320,23 +358,10 @@ func (v *Volume) SetLabel(label string) error {
 	if err := v.live(); err != nil {
 		return err
 	}
-	if err := v.lk.lock(keySlotTable, true); err != nil {
-		return err
-	}
-	defer v.lk.unlock(keySlotTable, true)
-	sb, err := ReadSuperblock(v.dev)
-	if err != nil {
-		return err
-	}
-	sb.Label = label
-	sb.Gen++
-	if err := writeSuperblocks(v.dev, sb); err != nil {
-		return err
-	}
-	v.labelMu.Lock()
-	v.label = label
-	v.labelMu.Unlock()
-	return nil
+	return v.rewriteSB(func(sb *Superblock) error {
+		sb.Label = label
+		return nil
+	})
 }
 
 // Recover replays the journal of a slot whose node is gone and frees the

@@ -31,7 +31,7 @@ func TestLiveNodeReplaysDeadNodesJournal(t *testing.T) {
 	if !errors.Is(err, errTestCrash) {
 		t.Fatalf("expected the injected crash, got %v", err)
 	}
-	if p, _ := readPending(dev, a.sb, a.Slot()); p == nil {
+	if p, _ := readPending(dev, a.sbl(), a.Slot()); p == nil {
 		t.Fatal("journal of the dead node is clean; the test injected nothing")
 	}
 	a.Crash()
@@ -43,7 +43,7 @@ func TestLiveNodeReplaysDeadNodesJournal(t *testing.T) {
 	if err := fb.Allocate(64 << 20); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := readPending(dev, b.sb, 0); p != nil {
+	if p, _ := readPending(dev, b.sbl(), 0); p != nil {
 		t.Fatal("dead node's journal still dirty after a live node took a lock")
 	}
 	fa2, err := b.Open("a.vhd")
