@@ -1,0 +1,614 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+)
+
+// Migration. A change that moves a VM runs between an intent commit and a
+// completion commit (DESIGN.md, "One durable commit per state change"):
+//
+//	prepare      intent: new spec, Pending{migrate}, memory reserved on the
+//	             target (marked incoming), live pair lock, event
+//	             vm.migration_started. Nothing has moved.
+//	transferred  live: memory pre-copied in rounds, the source paused and the
+//	             rest copied (stop-and-copy); quick: state saved to
+//	             <NAME>\<NAME>.vsv on the shared volume; off: nothing.
+//	switched     ownership commit: Node = target, Token + 1, the source's
+//	             reservation released, event vm.owner_changed with the token.
+//	completed    target resumed (live) or restored (quick), source copy
+//	             discarded, event vm.migration_completed with duration and
+//	             downtime; last_migration recorded.
+//
+// A process killed before the ownership commit leaves the VM its source's:
+// the next call rolls back (the source resumes or restores its saved
+// state). Killed after it, the target owns the VM: the next call rolls
+// forward. Either way exactly one node owns the VM at every instant, and
+// the hypervisor refuses the stale token of a process that lost it.
+
+// migrationHook, when set (crash tests), is called at each phase boundary.
+var migrationHook func(phase string)
+
+func crashPoint(phase string) {
+	if h := migrationHook; h != nil {
+		h(phase)
+	}
+}
+
+// Crash points, in order.
+const (
+	CrashAfterIntent      = "after-intent"
+	CrashAfterTransfer    = "after-transfer"
+	CrashAfterTransferred = "after-transferred-commit"
+	CrashAfterSwitch      = "after-switch"
+	CrashAfterResume      = "after-resume"
+)
+
+// CrashPoints lists the migration's crash points in order.
+var CrashPoints = []string{CrashAfterIntent, CrashAfterTransfer, CrashAfterTransferred, CrashAfterSwitch, CrashAfterResume}
+
+type progressKey struct{}
+
+// ProgressFunc receives progress of long VM operations.
+type ProgressFunc func(vm string, p hypervisor.Progress)
+
+// WithProgress returns ctx carrying fn, told the phases, rounds and
+// percentages of migrations.
+func WithProgress(ctx context.Context, fn ProgressFunc) context.Context {
+	return context.WithValue(ctx, progressKey{}, fn)
+}
+
+func progressOf(ctx context.Context, vm string) func(hypervisor.Progress) {
+	fn, _ := ctx.Value(progressKey{}).(ProgressFunc)
+	return func(p hypervisor.Progress) {
+		if fn != nil {
+			fn(vm, p)
+		}
+	}
+}
+
+// pairLock is held by the one live migration of a source/target pair.
+type pairLock struct {
+	VM        string `json:"vm"`
+	PendingID string `json:"pending_id"`
+	Holder    Holder `json:"holder"`
+}
+
+var errPairBusy = errors.New("a live migration between these nodes is in progress")
+
+// ---- update ----
+
+// UpdateVM changes a VM in place. It places the new spec against the
+// committed database; when the VM's node changes it migrates (live, quick,
+// or just the owner when off); memory, processor, adapter and disk changes
+// of a running VM shut it down and start it again when allow_restart (else
+// they are refused: CheckVMChange); the VHD grows in place; state starts
+// or stops it.
+func (e *Engine) UpdateVM(ctx context.Context, s VMSpec) (VM, error) {
+	if err := CheckVMSpec(s); err != nil {
+		return VM{}, err
+	}
+	s = NormalizeVMSpec(s)
+	if err := e.settleAbandoned(ctx, s.Cluster, s.Name); err != nil {
+		return VM{}, err
+	}
+	c, err := e.GetCluster(ctx, s.Cluster)
+	if err != nil {
+		return VM{}, err
+	}
+	p := &Pending{ID: randomHex(8), Holder: e.newHolder(), StartedAt: e.now().UTC()}
+	liveOps.Store(p.ID, true)
+	defer liveOps.Delete(p.ID)
+	for {
+		vm, err := e.vmCommit(ctx, s.Cluster, s.Name, func(t *vmTxn) error {
+			if !t.exists {
+				return fmt.Errorf("VM %q of cluster %q does not exist: %w", s.Name, s.Cluster, ErrNotFound)
+			}
+			if t.vm.Pending != nil {
+				return busyError(t.vm)
+			}
+			if err := CheckVMChange(t.vm, s); err != nil {
+				return err
+			}
+			v, err := e.placementView(ctx, c)
+			if err != nil {
+				return err
+			}
+			if !v.quorum.Status.HasQuorum {
+				return &QuorumLostError{Cluster: c.Name, Status: v.quorum.Status, Action: "changing VM " + s.Name}
+			}
+			d, err := decide(v, s, &t.vm)
+			if err != nil {
+				return err
+			}
+			t.seed(v)
+			t.cmps = append(t.cmps, v.guard...)
+			running := t.vm.Status == VMRunning
+			restart := running && len(restartChanges(t.vm.VMSpec, s)) > 0
+			fileChanges := len(restartChanges(t.vm.VMSpec, s)) > 0
+			old := t.vm.VMSpec
+			p.Phase, p.Prior, p.Restart, p.Files = PhasePrepare, &old, restart || (running && s.State == VMOff), fileChanges
+			if d.Node == t.vm.Node {
+				if reflectSpecEqual(old, s) && t.vm.Status == s.State {
+					return errNoCommit
+				}
+				p.Op = opConverge
+				t.cmps = append(t.cmps, v.hostCmp(d.Node))
+				if err := t.reserve(d.Node, s, false); err != nil {
+					return err
+				}
+				t.vm.VMSpec = s
+				t.vm.Pending = p
+				t.event(EventVMUpdated, map[string]string{"node": d.Node})
+				return nil
+			}
+			from, to := v.hosts[t.vm.Node], v.hosts[d.Node]
+			typ, why := migrationType(s, running && !p.Restart, from, to)
+			p.Op, p.Type, p.From, p.To, p.WasRunning = opMigrate, typ, t.vm.Node, d.Node, running
+			p.Reason = why
+			if typ == MigrationLive {
+				if err := e.takePairLock(t, p); err != nil {
+					return err
+				}
+			}
+			t.cmps = append(t.cmps, v.hostCmp(d.Node))
+			if err := t.reserve(d.Node, s, true); err != nil {
+				return err
+			}
+			t.vm.VMSpec = s
+			t.vm.Pending = p
+			t.vm.Status = StatusMigrating
+			detail := map[string]string{"type": typ, "from": p.From, "to": p.To, "token": fmt.Sprint(t.vm.Token), "migration": p.ID}
+			if why != "" {
+				detail["why"] = why
+			}
+			t.event(EventVMMigrationStarted, detail)
+			return nil
+		})
+		if errors.Is(err, errPairBusy) {
+			select {
+			case <-ctx.Done():
+				return VM{}, fmt.Errorf("VM %q: waiting for the live migration between its nodes to finish: %w", s.Name, ctx.Err())
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
+		}
+		if err != nil {
+			return VM{}, err
+		}
+		if vm.Pending == nil || vm.Pending.ID != p.ID {
+			return vm, nil // nothing to change
+		}
+		out, err := e.runPending(ctx, vm)
+		if err != nil {
+			if vm.Pending.Op == opMigrate {
+				return VM{}, e.failMigration(ctx, s.Cluster, s.Name, p.ID, err)
+			}
+			return VM{}, err
+		}
+		return out, nil
+	}
+}
+
+func reflectSpecEqual(a, b VMSpec) bool {
+	return a.Cluster == b.Cluster && a.Volume == b.Volume && a.Name == b.Name && a.MemoryMB == b.MemoryMB &&
+		a.ProcessorCount == b.ProcessorCount && a.VHD == b.VHD && slices.Equal(a.Adapters, b.Adapters) &&
+		a.OwnerNode == b.OwnerNode && slices.Equal(a.PreferredOwners, b.PreferredOwners) &&
+		(a.PossibleOwners == nil) == (b.PossibleOwners == nil) && slices.Equal(a.PossibleOwners, b.PossibleOwners) &&
+		a.AntiAffinityClass == b.AntiAffinityClass && a.AntiAffinityMode == b.AntiAffinityMode &&
+		a.Migration == b.Migration && a.State == b.State && a.AllowRestart == b.AllowRestart &&
+		a.Failback == b.Failback && a.MaxFailures == b.MaxFailures && a.FailurePeriodHours == b.FailurePeriodHours
+}
+
+// SpecEqual reports whether two specs are the same configuration.
+func SpecEqual(a, b VMSpec) bool { return reflectSpecEqual(NormalizeVMSpec(a), NormalizeVMSpec(b)) }
+
+func (e *Engine) takePairLock(t *vmTxn, p *Pending) error {
+	key := vmMigLockKey(t.cluster, p.From, p.To)
+	var lk pairLock
+	rev, err := getJSON(t.ctx, e.st, key, &lk)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		t.cmps = append(t.cmps, store.Absent(key))
+	case err != nil:
+		return err
+	case e.abandoned(&Pending{ID: lk.PendingID, Holder: lk.Holder}):
+		t.cmps = append(t.cmps, store.At(key, rev))
+	default:
+		return errPairBusy
+	}
+	t.ops = append(t.ops, putJSON(key, pairLock{VM: t.vm.Name, PendingID: p.ID, Holder: p.Holder}))
+	return nil
+}
+
+// dropPairLock deletes the pair lock if pendingID still holds it.
+func (e *Engine) dropPairLock(t *vmTxn, p *Pending) error {
+	if p.Type != MigrationLive {
+		return nil
+	}
+	key := vmMigLockKey(t.cluster, p.From, p.To)
+	var lk pairLock
+	rev, err := getJSON(t.ctx, e.st, key, &lk)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if lk.PendingID == p.ID {
+		t.cmps = append(t.cmps, store.At(key, rev))
+		t.ops = append(t.ops, store.Del(key))
+	}
+	return nil
+}
+
+// runPending carries the VM's pending operation (held by this process)
+// through to the end.
+func (e *Engine) runPending(ctx context.Context, vm VM) (VM, error) {
+	p := vm.Pending
+	var err error
+	if p.Op == opMigrate {
+		crashPoint(CrashAfterIntent)
+		if vm, err = e.migrateForward(ctx, vm); err != nil {
+			return vm, err
+		}
+		if vm.Pending == nil {
+			return vm, nil
+		}
+	}
+	if vm.Pending.Restart {
+		if err := e.Hypervisor(vm.Cluster).Stop(ctx, vm.Node, vm.Name, hypervisor.Token(vm.Token)); err != nil {
+			return vm, fmt.Errorf("stopping VM %q on %s for the change: %w", vm.Name, vm.Node, err)
+		}
+	}
+	if vm.Pending.Files {
+		if err := e.writeFiles(ctx, vm, false); err != nil {
+			return vm, err
+		}
+	}
+	return e.converge(ctx, vm, vm.Pending.ID)
+}
+
+// migrateForward runs a migration from whatever phase it reached.
+func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
+	p := vm.Pending
+	drv := e.Hypervisor(vm.Cluster)
+	tok := hypervisor.Token(vm.Token)
+	prog := progressOf(ctx, vm.Name)
+	paths, err := PathsFor(vm.DriveLetter, vm.Name)
+	if err != nil {
+		return vm, err
+	}
+	if p.Phase == PhasePrepare {
+		if vm.Pending.Restart && p.WasRunning {
+			// Memory/processor change with allow_restart: shut down first,
+			// then the move is only an owner change.
+			if err := drv.Stop(ctx, p.From, vm.Name, tok); err != nil {
+				return vm, err
+			}
+		}
+		var live *hypervisor.LiveResult
+		var saveMs int64
+		switch p.Type {
+		case MigrationLive:
+			hosts, err := e.hostMap(ctx)
+			if err != nil {
+				return vm, err
+			}
+			from, to := hosts[p.From], hosts[p.To]
+			res, err := drv.PreCopy(ctx, hypervisor.Node{Name: p.From, ProcessorVendor: from.ProcessorVendor},
+				hypervisor.Node{Name: p.To, ProcessorVendor: to.ProcessorVendor}, vm.hvVM(), tok, prog)
+			if err != nil {
+				return vm, fmt.Errorf("live migration of VM %q from %s to %s: %w", vm.Name, p.From, p.To, err)
+			}
+			live = &res
+		case MigrationQuick:
+			err := e.onVolume(ctx, vm.Volume, p.From, func(fv *kayofs.Volume) error {
+				f, err := openOrCreate(fv, paths.VolState)
+				if err != nil {
+					return err
+				}
+				r, err := drv.Save(ctx, p.From, vm.Name, tok, f, prog)
+				saveMs = r.DurationMs
+				return err
+			})
+			if err != nil {
+				return vm, fmt.Errorf("quick migration of VM %q: saving its state to %s: %w", vm.Name, paths.State, err)
+			}
+		}
+		crashPoint(CrashAfterTransfer)
+		vm, err = e.pendingCommit(ctx, vm, func(t *vmTxn) error {
+			t.vm.Pending.Phase = PhaseTransferred
+			t.vm.Pending.Live, t.vm.Pending.SaveMs = live, saveMs
+			return nil
+		})
+		if err != nil {
+			return vm, err
+		}
+		crashPoint(CrashAfterTransferred)
+		p = vm.Pending
+	}
+	if p.Phase == PhaseTransferred {
+		vm, err = e.pendingCommit(ctx, vm, func(t *vmTxn) error {
+			prev := t.vm.Token
+			t.vm.Token++
+			t.vm.Node = p.To
+			t.vm.Pending.Phase = PhaseSwitched
+			if err := t.release(p.From, t.vm.Name); err != nil {
+				return err
+			}
+			if err := t.reserve(p.To, t.vm.VMSpec, false); err != nil {
+				return err
+			}
+			t.ownerChanged(p.From, p.To, prev, "migration", map[string]string{"migration": p.ID, "type": p.Type})
+			return nil
+		})
+		if err != nil {
+			return vm, err
+		}
+		crashPoint(CrashAfterSwitch)
+		p = vm.Pending
+	}
+	// PhaseSwitched: the target owns the VM.
+	tok = hypervisor.Token(vm.Token)
+	running := false
+	switch p.Type {
+	case MigrationLive:
+		if err := drv.Resume(ctx, p.To, vm.hvVM(), tok); err != nil {
+			st, serr := drv.Status(ctx, p.To, vm.Name)
+			if serr != nil || st.State != hypervisor.Running || st.Token != tok {
+				// The received image is gone: cold start from the VHD.
+				if err := drv.Start(ctx, p.To, vm.hvVM(), tok); err != nil {
+					return vm, fmt.Errorf("resuming VM %q on %s: %w", vm.Name, p.To, err)
+				}
+			}
+		}
+		running = true
+	case MigrationQuick:
+		err := e.onVolume(ctx, vm.Volume, p.To, func(fv *kayofs.Volume) error {
+			if st, err := drv.Status(ctx, p.To, vm.Name); err == nil && st.State == hypervisor.Running && st.Token == tok {
+				return nil // restored before a crash
+			}
+			f, err := fv.Open(paths.VolState)
+			if err != nil {
+				return err
+			}
+			return drv.Restore(ctx, p.To, vm.hvVM(), tok, f, prog)
+		})
+		if err != nil {
+			return vm, fmt.Errorf("quick migration of VM %q: restoring it on %s from %s: %w", vm.Name, p.To, paths.State, err)
+		}
+		if err := e.onVolume(ctx, vm.Volume, p.To, func(fv *kayofs.Volume) error {
+			if err := fv.Remove(paths.VolState); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
+				return err
+			}
+			return nil
+		}); err != nil {
+			return vm, err
+		}
+		running = true
+	}
+	if err := drv.Discard(ctx, p.From, vm.Name); err != nil {
+		return vm, err
+	}
+	crashPoint(CrashAfterResume)
+	rec := &MigrationRecord{ID: p.ID, Type: p.Type, From: p.From, To: p.To, Token: vm.Token, At: e.now().UTC()}
+	switch {
+	case p.Live != nil:
+		rec.DurationMs, rec.DowntimeMs, rec.Rounds = p.Live.Plan.DurationMs, p.Live.Plan.DowntimeMs, len(p.Live.Plan.Rounds)
+	case p.Type == MigrationQuick:
+		restore := hypervisor.QuickSaveMs(vm.MemoryMB, 0)
+		rec.DurationMs = p.SaveMs + restore + 50
+		rec.DowntimeMs = rec.DurationMs
+	default:
+		rec.DurationMs = 10
+	}
+	followups := vm.Pending.Restart || vm.Pending.Files || (vm.State == VMRunning) != running
+	return e.pendingCommit(ctx, vm, func(t *vmTxn) error {
+		if err := e.dropPairLock(t, t.vm.Pending); err != nil {
+			return err
+		}
+		t.vm.LastMigration = rec
+		t.event(EventVMMigrationCompleted, map[string]string{"type": rec.Type, "from": rec.From, "to": rec.To,
+			"token": fmt.Sprint(rec.Token), "duration_ms": fmt.Sprint(rec.DurationMs), "downtime_ms": fmt.Sprint(rec.DowntimeMs),
+			"rounds": fmt.Sprint(rec.Rounds), "migration": rec.ID})
+		if running {
+			t.vm.Status = VMRunning
+		} else {
+			t.vm.Status = VMOff
+		}
+		if followups {
+			t.vm.Pending.Op, t.vm.Pending.Phase = opConverge, "converge"
+			return nil
+		}
+		t.vm.Pending = nil
+		return nil
+	})
+}
+
+// pendingCommit commits fn on the VM if its pending operation is still
+// vm's (else another process took it over: ErrBusy).
+func (e *Engine) pendingCommit(ctx context.Context, vm VM, fn func(t *vmTxn) error) (VM, error) {
+	id := vm.Pending.ID
+	return e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
+		if !t.exists || t.vm.Pending == nil || t.vm.Pending.ID != id {
+			return fmt.Errorf("VM %q: its operation %s was taken over by another process: %w", vm.Name, id, ErrBusy)
+		}
+		return fn(t)
+	})
+}
+
+// failMigration handles an error of this process's migration: before the
+// ownership switch it rolls back; after it, the pending operation stays for
+// the next call to finish.
+func (e *Engine) failMigration(ctx context.Context, cluster, name, id string, cause error) error {
+	vm, err := e.GetVM(ctx, cluster, name)
+	if err != nil || vm.Pending == nil || vm.Pending.ID != id {
+		return cause
+	}
+	if vm.Pending.Op == opMigrate && vm.Pending.Phase != PhaseSwitched {
+		if _, rerr := e.rollbackMigration(ctx, vm); rerr != nil {
+			return fmt.Errorf("%w (rolling the migration back failed too: %v; the next apply retries)", cause, rerr)
+		}
+		return fmt.Errorf("%w (the migration was rolled back: %s still owns VM %q)", cause, vm.Pending.From, name)
+	}
+	return fmt.Errorf("%w (the VM's operation is left for the next apply to finish)", cause)
+}
+
+// rollbackMigration undoes a migration that had not switched owners: the
+// source runs the VM again (resumed from pause, restored from its saved
+// state, or started) with the prior spec, the target's copy and
+// reservation go.
+func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, error) {
+	p := vm.Pending
+	drv := e.Hypervisor(vm.Cluster)
+	tok := hypervisor.Token(vm.Token)
+	prior := vm.VMSpec
+	if vm.Pending.Prior != nil {
+		prior = *vm.Pending.Prior
+	}
+	pv := vm
+	pv.VMSpec = prior
+	paths, err := PathsFor(vm.DriveLetter, vm.Name)
+	if err != nil {
+		return vm, err
+	}
+	if err := drv.Discard(ctx, p.To, vm.Name); err != nil {
+		return vm, err
+	}
+	if p.WasRunning {
+		st, err := drv.Status(ctx, p.From, vm.Name)
+		switch {
+		case err == nil && st.State == hypervisor.Running && st.Token == tok:
+		case err == nil && st.State == hypervisor.Paused:
+			err = drv.Resume(ctx, p.From, pv.hvVM(), tok)
+		case err == nil && st.State == hypervisor.Saved:
+			err = e.onVolume(ctx, vm.Volume, p.From, func(fv *kayofs.Volume) error {
+				f, err := fv.Open(paths.VolState)
+				if err != nil {
+					return err
+				}
+				return drv.Restore(ctx, p.From, pv.hvVM(), tok, f, nil)
+			})
+		default:
+			err = drv.Start(ctx, p.From, pv.hvVM(), tok)
+		}
+		if err != nil {
+			return vm, fmt.Errorf("rolling back the migration of VM %q: running it again on %s: %w", vm.Name, p.From, err)
+		}
+	}
+	if p.Type == MigrationQuick {
+		_ = e.onVolume(ctx, vm.Volume, p.From, func(fv *kayofs.Volume) error {
+			if err := fv.Remove(paths.VolState); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
+				return err
+			}
+			return nil
+		})
+	}
+	return e.pendingCommit(ctx, vm, func(t *vmTxn) error {
+		if err := e.dropPairLock(t, t.vm.Pending); err != nil {
+			return err
+		}
+		if err := t.release(p.To, t.vm.Name); err != nil {
+			return err
+		}
+		if err := t.reserve(p.From, prior, false); err != nil {
+			return err
+		}
+		t.vm.VMSpec = prior
+		t.vm.Status = VMOff
+		if p.WasRunning {
+			t.vm.Status = VMRunning
+		}
+		t.event(EventVMMigrationRolledBack, map[string]string{"type": p.Type, "from": p.From, "to": p.To,
+			"phase": p.Phase, "token": fmt.Sprint(t.vm.Token), "migration": p.ID, "owner": p.From})
+		t.vm.Pending = nil
+		return nil
+	})
+}
+
+// ---- recovery ----
+
+// settleAbandoned finishes or rolls back the VM's pending operation if its
+// process is gone. A live holder is waited for a little, then ErrBusy.
+func (e *Engine) settleAbandoned(ctx context.Context, cluster, name string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		vm, err := e.GetVM(ctx, cluster, name)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if vm.Pending == nil {
+			return nil
+		}
+		if e.abandoned(vm.Pending) {
+			_, err := e.recoverVM(ctx, vm)
+			return err
+		}
+		if time.Now().After(deadline) {
+			return busyError(vm)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// recoverVM takes over the abandoned pending operation of vm and finishes
+// it (a migration past its ownership switch, a converge) or rolls it back
+// (a creation, a migration before the switch).
+func (e *Engine) recoverVM(ctx context.Context, vm VM) (VM, error) {
+	old := vm.Pending
+	holder := e.newHolder()
+	liveOps.Store(old.ID, true)
+	defer liveOps.Delete(old.ID)
+	vm, err := e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
+		if t.vm.Pending == nil || t.vm.Pending.ID != old.ID {
+			return fmt.Errorf("VM %q: its operation changed while recovering it: %w", vm.Name, ErrConflict)
+		}
+		t.vm.Pending.Holder = holder
+		t.event("vm.recovery", map[string]string{"op": old.Op, "phase": old.Phase, "previous_holder": old.Holder.String(),
+			"holder": holder.String(), "migration": old.ID})
+		return nil
+	})
+	if err != nil {
+		return vm, err
+	}
+	switch {
+	case old.Op == opCreate:
+		return VM{}, e.deleteVM(ctx, vm)
+	case old.Op == opMigrate && old.Phase != PhaseSwitched:
+		return e.rollbackMigration(ctx, vm)
+	default:
+		return e.runPending(ctx, vm)
+	}
+}
+
+// RefreshVM returns the VM after finishing or rolling back an operation a
+// crashed process left (a live one is left alone: the VM shows
+// "migrating").
+func (e *Engine) RefreshVM(ctx context.Context, cluster, name string) (VM, error) {
+	vm, err := e.GetVM(ctx, cluster, name)
+	if err != nil {
+		return vm, err
+	}
+	if vm.Pending != nil && e.abandoned(vm.Pending) {
+		if _, err := e.recoverVM(ctx, vm); err != nil && !errors.Is(err, ErrNotFound) {
+			return vm, err
+		}
+		return e.GetVM(ctx, cluster, name)
+	}
+	return vm, nil
+}

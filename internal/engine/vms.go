@@ -1,0 +1,917 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/placement"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
+)
+
+// Virtual machines. A VM record at vms/<cluster>/<name> holds the spec,
+// the owner node with its fencing token, the status and any operation in
+// progress (Pending). Per node, a capacity record at vm-nodes/<cluster>/
+// <node> lists the VMs whose memory the node holds (with their
+// anti-affinity class): every placement commits its reservation there, in
+// the same commit as the VM record and comparing the revision placement
+// read, so two VMs planned onto the last free memory cannot both land.
+const (
+	vmsPrefix       = "vms/"
+	vmNodesPrefix   = "vm-nodes/"
+	vmMigLockPrefix = "vm-miglocks/"
+	hvPrefix        = "hv/"
+)
+
+func vmKey(cluster, name string) string     { return vmsPrefix + cluster + "/" + name }
+func vmNodeKey(cluster, node string) string { return vmNodesPrefix + cluster + "/" + node }
+func vmMigLockKey(cluster, from, to string) string {
+	return vmMigLockPrefix + cluster + "/" + from + "/" + to
+}
+
+// VM event kinds. Every ownership change is a vm.owner_changed event with
+// from, to, token and previous_token, in the commit that changes it.
+const (
+	EventVMCreated             = "vm.created"
+	EventVMUpdated             = "vm.updated"
+	EventVMDeleted             = "vm.deleted"
+	EventVMStarted             = "vm.started"
+	EventVMStopped             = "vm.stopped"
+	EventVMFailed              = "vm.failed"
+	EventVMOwnerChanged        = "vm.owner_changed"
+	EventVMMigrationStarted    = "vm.migration_started"
+	EventVMMigrationCompleted  = "vm.migration_completed"
+	EventVMMigrationRolledBack = "vm.migration_rolled_back"
+)
+
+// ErrBusy: another live process is changing the VM.
+var ErrBusy = errors.New("another operation is in progress")
+
+// nodeVM is one VM's hold on a node's capacity.
+type nodeVM struct {
+	MemoryMB int64  `json:"memory_mb"`
+	Class    string `json:"class,omitempty"`
+	Mode     string `json:"mode,omitempty"`
+	// Incoming: reserved for a migration in progress (the VM still holds
+	// its source node too).
+	Incoming bool `json:"incoming,omitempty"`
+}
+
+type nodeVMs struct {
+	VMs map[string]nodeVM `json:"vms"`
+}
+
+// ---- processes holding operations ----
+
+var (
+	hostName, _ = os.Hostname()
+	// liveOps are the pending operations this process runs now.
+	liveOps sync.Map
+)
+
+// PendingLease bounds how long an operation's holder on another host is
+// trusted; on this host a dead pid is enough.
+const PendingLease = 2 * time.Minute
+
+func (e *Engine) newHolder() Holder {
+	return Holder{Host: hostName, PID: os.Getpid(), Expires: e.now().UTC().Add(PendingLease)}
+}
+
+// abandoned reports whether p's holder is gone: this process but not
+// running it any more, a dead process on this host, or past its lease.
+func (e *Engine) abandoned(p *Pending) bool {
+	h := p.Holder
+	if h.Host == hostName {
+		if h.PID == os.Getpid() {
+			_, running := liveOps.Load(p.ID)
+			return !running
+		}
+		if !pidAlive(h.PID) {
+			return true
+		}
+	}
+	return e.now().After(h.Expires)
+}
+
+// ---- reading ----
+
+// GetVM returns a VM.
+func (e *Engine) GetVM(ctx context.Context, cluster, name string) (VM, error) {
+	var v VM
+	rev, err := getJSON(ctx, e.st, vmKey(cluster, name), &v)
+	if errors.Is(err, ErrNotFound) {
+		return VM{}, fmt.Errorf("VM %q of cluster %q does not exist: %w", name, cluster, ErrNotFound)
+	}
+	if err != nil {
+		return VM{}, fmt.Errorf("VM %q: %w", name, err)
+	}
+	v.Revision = rev
+	return v, nil
+}
+
+// LookupVM finds a VM by its ID, cluster/name.
+func (e *Engine) LookupVM(ctx context.Context, id string) (VM, error) {
+	cluster, name, ok := strings.Cut(id, "/")
+	if !ok || cluster == "" || name == "" {
+		return VM{}, &InputError{Attribute: "id", Value: id, Detail: fmt.Sprintf("%q is not a VM ID; allowed: CLUSTER/NAME, e.g. HVCLUSTER/WEB01", id)}
+	}
+	return e.GetVM(ctx, cluster, name)
+}
+
+// ListVMs returns the VMs of cluster (every cluster when ""), by cluster
+// and name.
+func (e *Engine) ListVMs(ctx context.Context, cluster string) ([]VM, error) {
+	prefix := vmsPrefix
+	if cluster != "" {
+		prefix += cluster + "/"
+	}
+	vms, revs, err := listJSON[VM](ctx, e.st, prefix)
+	if err != nil {
+		return nil, err
+	}
+	for i := range vms {
+		vms[i].Revision = revs[i]
+	}
+	return vms, nil
+}
+
+// ---- transactions on one VM ----
+
+// vmTxn is one read-decide-commit of a VM and the capacity records it
+// touches: everything read is compared, everything changed is written.
+type vmTxn struct {
+	e        *Engine
+	ctx      context.Context
+	cluster  string
+	vm       VM
+	exists   bool
+	deleted  bool
+	nodes    map[string]*nodeVMs
+	nodeRevs map[string]int64
+	touched  map[string]bool
+	cmps     []store.Cmp
+	ops      []store.Op
+}
+
+func (t *vmTxn) node(n string) (*nodeVMs, error) {
+	if r, ok := t.nodes[n]; ok {
+		return r, nil
+	}
+	var r nodeVMs
+	rev, err := getJSON(t.ctx, t.e.st, vmNodeKey(t.cluster, n), &r)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	if r.VMs == nil {
+		r.VMs = map[string]nodeVM{}
+	}
+	t.nodes[n], t.nodeRevs[n] = &r, rev
+	return &r, nil
+}
+
+// seed gives the transaction the capacity records placement read.
+func (t *vmTxn) seed(v *placementView) {
+	for n, r := range v.recs {
+		if _, ok := t.nodes[n]; !ok {
+			c := nodeVMs{VMs: make(map[string]nodeVM, len(r.VMs))}
+			for k, x := range r.VMs {
+				c.VMs[k] = x
+			}
+			t.nodes[n], t.nodeRevs[n] = &c, v.revs[n]
+		}
+	}
+}
+
+func (t *vmTxn) reserve(n string, s VMSpec, incoming bool) error {
+	r, err := t.node(n)
+	if err != nil {
+		return err
+	}
+	r.VMs[s.Name] = nodeVM{MemoryMB: s.MemoryMB, Class: s.AntiAffinityClass, Mode: s.AntiAffinityMode, Incoming: incoming}
+	t.touched[n] = true
+	return nil
+}
+
+func (t *vmTxn) release(n, name string) error {
+	if n == "" {
+		return nil
+	}
+	r, err := t.node(n)
+	if err != nil {
+		return err
+	}
+	if _, ok := r.VMs[name]; ok {
+		delete(r.VMs, name)
+		t.touched[n] = true
+	}
+	return nil
+}
+
+func (t *vmTxn) event(kind string, detail map[string]string) {
+	t.ops = append(t.ops, t.e.eventOp(Event{Kind: kind, Cluster: t.cluster, Subject: t.vm.Name, Detail: detail}))
+}
+
+func (t *vmTxn) ownerChanged(from, to string, prevToken int64, reason string, extra map[string]string) {
+	d := map[string]string{"from": from, "to": to, "token": fmt.Sprint(t.vm.Token),
+		"previous_token": fmt.Sprint(prevToken), "reason": reason}
+	for k, v := range extra {
+		d[k] = v
+	}
+	t.event(EventVMOwnerChanged, d)
+}
+
+// errNoCommit lets fn end a transaction without writing.
+var errNoCommit = errors.New("nothing to commit")
+
+// vmCommit reads VM cluster/name (absent is allowed: t.exists false), runs
+// fn, and commits what fn changed, comparing everything it read; a
+// conflict starts over from a fresh read.
+func (e *Engine) vmCommit(ctx context.Context, cluster, name string, fn func(t *vmTxn) error) (VM, error) {
+	var out VM
+	err := e.retry(ctx, func() error {
+		t := &vmTxn{e: e, ctx: ctx, cluster: cluster, nodes: map[string]*nodeVMs{}, nodeRevs: map[string]int64{}, touched: map[string]bool{}}
+		v, err := e.GetVM(ctx, cluster, name)
+		switch {
+		case err == nil:
+			t.vm, t.exists = v, true
+		case errors.Is(err, ErrNotFound):
+			t.vm = VM{VMSpec: VMSpec{Cluster: cluster, Name: name}}
+		default:
+			return err
+		}
+		if err := fn(t); err != nil {
+			if errors.Is(err, errNoCommit) {
+				out = t.vm
+				return nil
+			}
+			return err
+		}
+		cmps := slices.Clone(t.cmps)
+		if t.exists {
+			cmps = append(cmps, store.At(vmKey(cluster, name), v.Revision))
+		} else {
+			cmps = append(cmps, store.Absent(vmKey(cluster, name)))
+		}
+		ops := slices.Clone(t.ops)
+		if t.deleted {
+			ops = append(ops, store.Del(vmKey(cluster, name)))
+		} else {
+			ops = append(ops, putJSON(vmKey(cluster, name), t.vm))
+		}
+		for n := range t.touched {
+			if rev := t.nodeRevs[n]; rev > 0 {
+				cmps = append(cmps, store.At(vmNodeKey(cluster, n), rev))
+			} else {
+				cmps = append(cmps, store.Absent(vmNodeKey(cluster, n)))
+			}
+			if len(t.nodes[n].VMs) == 0 {
+				ops = append(ops, store.Del(vmNodeKey(cluster, n)))
+			} else {
+				ops = append(ops, putJSON(vmNodeKey(cluster, n), t.nodes[n]))
+			}
+		}
+		rev, err := e.st.Commit(ctx, cmps, ops)
+		if err != nil {
+			return err
+		}
+		t.vm.Revision = rev
+		out = t.vm
+		return nil
+	})
+	return out, err
+}
+
+// ---- placement against the committed database ----
+
+// placementView is a cluster's state as placement reads it, with the
+// revisions to compare when committing a decision.
+type placementView struct {
+	cluster Cluster
+	hosts   map[string]Host
+	state   placement.State
+	recs    map[string]nodeVMs
+	revs    map[string]int64
+	// guard compares quorum, liveness and the cluster record.
+	guard  []store.Cmp
+	quorum Quorum
+}
+
+func (e *Engine) placementView(ctx context.Context, c Cluster) (*placementView, error) {
+	hosts, err := e.hostMap(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q, guard, err := e.quorumOf(ctx, c, hosts)
+	if err != nil {
+		return nil, err
+	}
+	nodes, _, err := e.nodeStates(ctx, c, hosts)
+	if err != nil {
+		return nil, err
+	}
+	v := &placementView{cluster: c, hosts: hosts, guard: guard, quorum: q, recs: map[string]nodeVMs{}, revs: map[string]int64{}}
+	for _, h := range nodes {
+		_, registered := hosts[h.Name]
+		v.state.Nodes = append(v.state.Nodes, placement.Node{Name: h.Name, Up: !h.Down, InCluster: registered,
+			Maintenance: h.Maintenance, MemoryMB: h.MemoryMB, ProcessorVendor: h.ProcessorVendor})
+	}
+	kvs, _, err := e.st.List(ctx, vmNodesPrefix+c.Name+"/")
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range kvs {
+		var r nodeVMs
+		if err := decode(kv, &r); err != nil {
+			return nil, err
+		}
+		n := strings.TrimPrefix(kv.Key, vmNodesPrefix+c.Name+"/")
+		v.recs[n], v.revs[n] = r, kv.ModRevision
+		for _, name := range sortedKeys(r.VMs) {
+			x := r.VMs[name]
+			pname := name
+			if x.Incoming {
+				pname = name + "@incoming"
+			}
+			v.state.VMs = append(v.state.VMs, placement.VM{Name: pname, MemoryMB: x.MemoryMB, Node: n,
+				AntiAffinityClass: x.Class, AntiAffinityMode: x.Mode})
+		}
+	}
+	return v, nil
+}
+
+// hostCmp pins the host record of node (maintenance, memory) in a commit.
+func (v *placementView) hostCmp(node string) store.Cmp {
+	return store.At(hostKey(node), v.hosts[node].Revision)
+}
+
+func placementSpec(s VMSpec, current string) placement.Spec {
+	return placement.Spec{Name: s.Name, MemoryMB: s.MemoryMB, OwnerNode: s.OwnerNode,
+		PreferredOwners: s.PreferredOwners, PossibleOwners: s.PossibleOwners,
+		AntiAffinityClass: s.AntiAffinityClass, AntiAffinityMode: s.AntiAffinityMode, CurrentNode: current}
+}
+
+// decision is where a VM goes.
+type decision struct {
+	Node string
+	// Stay: the VM's pin cannot take it (down, maintenance) and the pin
+	// did not change, so it stays where it is; StayReason says why.
+	Stay       bool
+	StayReason string
+}
+
+// decide places s (the VM vm, nil when new) against v. A pin that did not
+// change and whose node is down or in maintenance keeps the VM where it
+// is (it moves back once the node returns); any other misfit is an
+// InputError naming the attribute to blame.
+func decide(v *placementView, s VMSpec, vm *VM) (decision, error) {
+	current := ""
+	if vm != nil {
+		current = vm.Node
+	}
+	d, err := placement.Place(v.state, placementSpec(s, current))
+	if err == nil {
+		return decision{Node: d.Node}, nil
+	}
+	var nf *placement.NoFitError
+	if !errors.As(err, &nf) {
+		var se *placement.SpecError
+		if errors.As(err, &se) {
+			return decision{}, invalid(se.Attribute, se.Value, se.Allowed)
+		}
+		return decision{}, err
+	}
+	if vm != nil && s.OwnerNode != "" && s.OwnerNode == vm.OwnerNode && nf.Attribute == "owner_node" && len(nf.Rejections) == 1 &&
+		onlyUnavailable(nf.Rejections[0]) {
+		ps := placementSpec(s, current)
+		ps.OwnerNode = ""
+		d2, err2 := placement.Place(v.state, ps)
+		if err2 == nil {
+			return decision{Node: d2.Node, Stay: true, StayReason: nf.Rejections[0].String()}, nil
+		}
+	}
+	return decision{}, blame(nf, s, vm)
+}
+
+func onlyUnavailable(r placement.Rejection) bool {
+	for _, x := range r.Reasons {
+		if x.Code != placement.ReasonDown && x.Code != placement.ReasonMaintenance {
+			return false
+		}
+	}
+	return len(r.Reasons) > 0
+}
+
+// blame turns a placement misfit into an InputError on the attribute the
+// user can change: the pin when it is new or changed, else what changed.
+func blame(nf *placement.NoFitError, s VMSpec, vm *VM) error {
+	attr := nf.Attribute
+	codes := map[placement.ReasonCode]bool{}
+	for _, r := range nf.Rejections {
+		for _, x := range r.Reasons {
+			codes[x.Code] = true
+		}
+	}
+	pinChanged := vm == nil || s.OwnerNode != vm.OwnerNode
+	if attr == "owner_node" && !pinChanged {
+		switch {
+		case codes[placement.ReasonMemory] && s.MemoryMB != vm.MemoryMB:
+			attr = "memory_mb"
+		case codes[placement.ReasonAntiAffinity] && (s.AntiAffinityMode != vm.AntiAffinityMode || s.AntiAffinityClass != vm.AntiAffinityClass):
+			attr = "anti_affinity_mode"
+		case codes[placement.ReasonNotPossibleOwner]:
+			attr = "possible_owners"
+		}
+	}
+	if attr == "" {
+		attr = "cluster_id"
+		if s.OwnerNode != "" {
+			attr = "owner_node"
+		}
+	}
+	val := s.OwnerNode
+	switch attr {
+	case "memory_mb":
+		val = fmt.Sprint(s.MemoryMB)
+	case "anti_affinity_mode":
+		val = s.AntiAffinityMode
+	case "possible_owners":
+		val = strings.Join(s.PossibleOwners, ",")
+	case "cluster_id":
+		val = s.Cluster
+	}
+	msg := nf.Error()
+	msg = strings.TrimPrefix(msg, nf.Attribute+": ")
+	return &InputError{Attribute: attr, Value: val, Detail: msg}
+}
+
+// migrationType is how a VM running or not moves between two nodes.
+func migrationType(s VMSpec, running bool, from, to Host) (typ, why string) {
+	switch {
+	case !running:
+		return MigrationOffline, "it is off"
+	case s.Migration == MigrationQuick:
+		return MigrationQuick, `migration = "quick"`
+	case from.ProcessorVendor != to.ProcessorVendor:
+		return MigrationQuick, fmt.Sprintf("processor vendors differ: %s has %s, %s has %s; live migration needs the same vendor",
+			from.Name, from.ProcessorVendor, to.Name, to.ProcessorVendor)
+	}
+	return MigrationLive, ""
+}
+
+// MoveSummary is the one-line summary of a planned move, naming the VM.
+func MoveSummary(name, typ, from, to string) string {
+	switch typ {
+	case MigrationLive:
+		return fmt.Sprintf("%s will be live-migrated from %s to %s", name, from, to)
+	case MigrationQuick:
+		return fmt.Sprintf("%s will be quick-migrated from %s to %s", name, from, to)
+	}
+	return fmt.Sprintf("%s will be moved (it is off) from %s to %s", name, from, to)
+}
+
+// ---- checks of a change ----
+
+func restartChanges(old, s VMSpec) []string {
+	var out []string
+	if s.MemoryMB != old.MemoryMB {
+		out = append(out, "memory_mb")
+	}
+	if s.ProcessorCount != old.ProcessorCount {
+		out = append(out, "processor_count")
+	}
+	if s.VHD.SizeGiB != old.VHD.SizeGiB {
+		out = append(out, "vhd.size_gib")
+	}
+	if !slices.Equal(s.Adapters, old.Adapters) {
+		out = append(out, "network_adapters")
+	}
+	return out
+}
+
+// CheckVMChange judges a change of vm to s: storage does not move, a VHD
+// neither shrinks nor changes type, and a running VM is only restarted
+// for memory, processors, disk growth or adapters with allow_restart.
+func CheckVMChange(vm VM, s VMSpec) error {
+	if s.Volume != vm.Volume {
+		return &InputError{Attribute: "volume_id", Value: s.Volume,
+			Detail: fmt.Sprintf("VM %q lives on volume %s (%s); a VM's storage does not move: keep volume_id, or create a new VM", vm.Name, vm.Volume, vm.DriveLetter)}
+	}
+	if s.VHD.Type != vm.VHD.Type {
+		return &InputError{Attribute: "vhd.type", Value: s.VHD.Type,
+			Detail: fmt.Sprintf("the VHD of VM %q is %s; a VHD's type cannot change (convert it outside the cluster and create a new VM)", vm.Name, vm.VHD.Type)}
+	}
+	if s.VHD.SizeGiB < vm.VHD.SizeGiB {
+		return &InputError{Attribute: "vhd.size_gib", Value: fmt.Sprint(s.VHD.SizeGiB),
+			Detail: fmt.Sprintf("the VHD of VM %q is %d GiB; a VHD grows, never shrinks: give at least %d", vm.Name, vm.VHD.SizeGiB, vm.VHD.SizeGiB)}
+	}
+	if vm.Status == VMRunning && s.State == VMRunning && !s.AllowRestart {
+		if ch := restartChanges(vm.VMSpec, s); len(ch) > 0 {
+			return &InputError{Attribute: ch[0], Value: "",
+				Detail: fmt.Sprintf("VM %q is running; changing %s needs it off: set state = \"off\" first, or allow_restart = true "+
+					"to let apply shut it down, change it and start it again", vm.Name, strings.Join(ch, ", "))}
+		}
+	}
+	return nil
+}
+
+// ---- volume access ----
+
+var volumeNodeLocks sync.Map // volumeID + "\x00" + node → *sync.Mutex
+
+// onVolume runs fn on the volume mounted as node: one mount per node at a
+// time in this process, and a mount another process holds is waited for.
+func (e *Engine) onVolume(ctx context.Context, volumeID, node string, fn func(*kayofs.Volume) error) error {
+	mu, _ := volumeNodeLocks.LoadOrStore(volumeID+"\x00"+node, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+	for attempt := 0; ; attempt++ {
+		err := e.WithVolume(ctx, volumeID, node, fn)
+		if !errors.Is(err, kayofs.ErrMounted) || attempt >= 400 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(min(attempt+1, 20)) * 5 * time.Millisecond):
+		}
+	}
+}
+
+// vmFile adapts a kayofs file to vhd.File with unwritten-extent
+// allocation, so fixed disks are never zero-filled.
+type vmFile struct{ *kayofs.File }
+
+func (f vmFile) Allocate(off, n int64) error { return f.File.Allocate(off + n) }
+
+func openOrCreate(fv *kayofs.Volume, p string) (*kayofs.File, error) {
+	f, err := fv.Open(p)
+	if errors.Is(err, kayofs.ErrNotExist) {
+		return fv.Create(p)
+	}
+	return f, err
+}
+
+// writeFiles creates (fresh) or checks and grows the VM's VHD, and writes
+// its configuration file beside it (atomically, by rename), as the owner
+// node. A stale owner (the token moved on) is refused before it writes.
+func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
+	p, err := PathsFor(vm.DriveLetter, vm.Name)
+	if err != nil {
+		return err
+	}
+	return e.onVolume(ctx, vm.Volume, vm.Node, func(fv *kayofs.Volume) error {
+		if err := e.fenceCheck(ctx, vm); err != nil {
+			return err
+		}
+		if err := fv.MkdirAll(p.Dir); err != nil {
+			return fmt.Errorf("creating %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
+		}
+		size := vm.VHD.SizeGiB << 30
+		f, err := openOrCreate(fv, p.VolVHD)
+		if err != nil {
+			return fmt.Errorf("%s: %w", vm.VHDPath, err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("%s: %w", vm.VHDPath, err)
+		}
+		if fresh || fi.Size == 0 {
+			if _, err := vhd.Create(vmFile{f}, vhd.Options{Type: vhdType(vm.VHD.Type), Size: size, Time: e.now()}); err != nil {
+				return fmt.Errorf("creating %s: %w", vm.VHDPath, err)
+			}
+		} else {
+			d, err := vhd.Open(vmFile{f}, fi.Size)
+			if err != nil {
+				return fmt.Errorf("%s: %w", vm.VHDPath, err)
+			}
+			want, err := vhd.RoundSize(size)
+			if err != nil {
+				return err
+			}
+			if d.Size() < want {
+				if err := d.Grow(size); err != nil {
+					return fmt.Errorf("growing %s to %d GiB: %w", vm.VHDPath, vm.VHD.SizeGiB, err)
+				}
+			}
+		}
+		tmp := p.VolConfig + ".tmp"
+		cf, err := openOrCreate(fv, tmp)
+		if err != nil {
+			return fmt.Errorf("%s: %w", vm.ConfigPath, err)
+		}
+		x := vm.ConfigXML()
+		if err := cf.Truncate(0); err != nil {
+			return err
+		}
+		if _, err := cf.WriteAt(x, 0); err != nil {
+			return fmt.Errorf("%s: %w", vm.ConfigPath, err)
+		}
+		return fv.Rename(tmp, p.VolConfig)
+	})
+}
+
+// removeFiles deletes the VM's files and directory (missing ones are
+// fine).
+func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
+	if _, err := e.GetVolume(ctx, vm.Volume); errors.Is(err, ErrNotFound) {
+		return nil // the volume went first (force_destroy): nothing left to remove
+	}
+	p, err := PathsFor(vm.DriveLetter, vm.Name)
+	if err != nil {
+		return err
+	}
+	return e.onVolume(ctx, vm.Volume, vm.Node, func(fv *kayofs.Volume) error {
+		for _, f := range []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD, p.Dir} {
+			if err := fv.Remove(f); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
+				return fmt.Errorf("removing %s:\\%s: %w", vm.DriveLetter, strings.ReplaceAll(f, "/", `\`), err)
+			}
+		}
+		return nil
+	})
+}
+
+// fenceCheck refuses to act for vm when the database has moved its
+// ownership on (a newer token): the caller is a stale owner.
+func (e *Engine) fenceCheck(ctx context.Context, vm VM) error {
+	cur, err := e.GetVM(ctx, vm.Cluster, vm.Name)
+	if err != nil {
+		return err
+	}
+	if cur.Token != vm.Token || cur.Node != vm.Node {
+		return fmt.Errorf("VM %q: this process acts for owner %s (token %d) but %s owns it now (token %d): %w",
+			vm.Name, vm.Node, vm.Token, cur.Node, cur.Token, hypervisor.ErrFenced)
+	}
+	return nil
+}
+
+// ---- the hypervisor ----
+
+// hvBackend keeps the simulator's records in the cluster database.
+type hvBackend struct{ st store.Store }
+
+func (b hvBackend) Get(ctx context.Context, key string) ([]byte, error) {
+	kv, err := b.st.Get(ctx, hvPrefix+key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%s: %w", key, hypervisor.ErrNotFound)
+	}
+	return kv.Value, err
+}
+
+func (b hvBackend) Put(ctx context.Context, key string, value []byte) error {
+	_, err := b.st.Commit(ctx, nil, []store.Op{store.Put(hvPrefix+key, value)})
+	return err
+}
+
+func (b hvBackend) Delete(ctx context.Context, key string) error {
+	_, err := b.st.Commit(ctx, nil, []store.Op{store.Del(hvPrefix + key)})
+	return err
+}
+
+func (b hvBackend) List(ctx context.Context, prefix string) (map[string][]byte, error) {
+	kvs, _, err := b.st.List(ctx, hvPrefix+prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(kvs))
+	for _, kv := range kvs {
+		out[strings.TrimPrefix(kv.Key, hvPrefix)] = kv.Value
+	}
+	return out, nil
+}
+
+// Hypervisor returns the driver of cluster's hypervisor. Only the
+// embedded simulator exists so far (QEMU is issue 7).
+func (e *Engine) Hypervisor(cluster string) hypervisor.Driver {
+	return hypervisor.NewSimulator(hvBackend{e.st}, cluster)
+}
+
+// Simulator returns the embedded simulator of cluster (tests and kayoctl
+// inspect it).
+func (e *Engine) Simulator(cluster string) *hypervisor.Simulator {
+	return hypervisor.NewSimulator(hvBackend{e.st}, cluster)
+}
+
+// ---- create ----
+
+// CreateVM places a new VM, reserves its memory on the chosen node in the
+// same commit as its record (the owner record, token 1), writes its VHD
+// and configuration file on the shared volume and starts it when its
+// state is running. A creation that fails midway is rolled back; one
+// whose process died is rolled back by the next call.
+func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
+	if err := CheckVMSpec(s); err != nil {
+		return VM{}, err
+	}
+	s = NormalizeVMSpec(s)
+	if err := e.settleAbandoned(ctx, s.Cluster, s.Name); err != nil {
+		return VM{}, err
+	}
+	c, err := e.GetCluster(ctx, s.Cluster)
+	if errors.Is(err, ErrNotFound) {
+		return VM{}, &InputError{Attribute: "cluster_id", Value: s.Cluster, Detail: err.Error()}
+	}
+	if err != nil {
+		return VM{}, err
+	}
+	vol, err := e.vmVolume(ctx, s)
+	if err != nil {
+		return VM{}, err
+	}
+	paths, err := PathsFor(vol.DriveLetter, s.Name)
+	if err != nil {
+		return VM{}, err
+	}
+	p := &Pending{ID: randomHex(8), Op: opCreate, Phase: PhasePrepare, Holder: e.newHolder(), StartedAt: e.now().UTC()}
+	liveOps.Store(p.ID, true)
+	defer liveOps.Delete(p.ID)
+	vm, err := e.vmCommit(ctx, s.Cluster, s.Name, func(t *vmTxn) error {
+		if t.exists {
+			return fmt.Errorf("VM %q already exists in cluster %q (import it: terraform import kayo_virtual_machine.NAME %s/%s): %w",
+				s.Name, s.Cluster, s.Cluster, s.Name, ErrExists)
+		}
+		v, err := e.placementView(ctx, c)
+		if err != nil {
+			return err
+		}
+		if !v.quorum.Status.HasQuorum {
+			return &QuorumLostError{Cluster: c.Name, Status: v.quorum.Status, Action: "creating VM " + s.Name}
+		}
+		d, err := decide(v, s, nil)
+		if err != nil {
+			return err
+		}
+		t.seed(v)
+		t.cmps = append(t.cmps, v.guard...)
+		t.cmps = append(t.cmps, v.hostCmp(d.Node))
+		t.vm = VM{VMSpec: s, Node: d.Node, Token: 1, Status: VMOff, DriveLetter: vol.DriveLetter,
+			VHDPath: paths.VHD, ConfigPath: paths.Config, Pending: p, CreatedAt: e.now().UTC()}
+		if err := t.reserve(d.Node, s, false); err != nil {
+			return err
+		}
+		t.event(EventVMCreated, map[string]string{"node": d.Node, "memory_mb": fmt.Sprint(s.MemoryMB), "vhd": paths.VHD})
+		t.ownerChanged("", d.Node, 0, "create", nil)
+		return nil
+	})
+	if err != nil {
+		return VM{}, err
+	}
+	if err := e.writeFiles(ctx, vm, true); err != nil {
+		return VM{}, e.undoCreate(ctx, vm, err)
+	}
+	out, err := e.converge(ctx, vm, p.ID)
+	if err != nil {
+		return VM{}, e.undoCreate(ctx, vm, err)
+	}
+	return out, nil
+}
+
+func (e *Engine) undoCreate(ctx context.Context, vm VM, cause error) error {
+	if err := e.deleteVM(ctx, vm); err != nil {
+		return fmt.Errorf("%w (and rolling the creation back failed: %v; the next apply retries)", cause, err)
+	}
+	return cause
+}
+
+func (e *Engine) vmVolume(ctx context.Context, s VMSpec) (Volume, error) {
+	vol, err := e.GetVolume(ctx, s.Volume)
+	if errors.Is(err, ErrNotFound) {
+		return Volume{}, &InputError{Attribute: "volume_id", Value: s.Volume, Detail: err.Error() + "; give the id of a kayo_shared_volume of cluster " + s.Cluster}
+	}
+	if err != nil {
+		return Volume{}, err
+	}
+	if vol.Cluster != s.Cluster {
+		return Volume{}, &InputError{Attribute: "volume_id", Value: s.Volume,
+			Detail: fmt.Sprintf("volume %s (%s) belongs to cluster %q, not %q", vol.DriveLetter, vol.ID, vol.Cluster, s.Cluster)}
+	}
+	return vol, nil
+}
+
+// converge makes the VM's run state its desired state on its owner and
+// commits the status, clearing the pending operation pendingID (if any).
+func (e *Engine) converge(ctx context.Context, vm VM, pendingID string) (VM, error) {
+	drv := e.Hypervisor(vm.Cluster)
+	tok := hypervisor.Token(vm.Token)
+	status, reason := vm.State, ""
+	if vm.State == VMRunning {
+		st, err := drv.Status(ctx, vm.Node, vm.Name)
+		switch {
+		case err == nil && st.State == hypervisor.Running && st.Token == tok:
+		case err == nil && (st.State == hypervisor.Paused || st.State == hypervisor.Received):
+			err = drv.Resume(ctx, vm.Node, vm.hvVM(), tok)
+			if err != nil {
+				return vm, err
+			}
+		case err == nil || errors.Is(err, hypervisor.ErrNotFound):
+			if err := drv.Start(ctx, vm.Node, vm.hvVM(), tok); err != nil {
+				return vm, fmt.Errorf("starting VM %q on %s: %w", vm.Name, vm.Node, err)
+			}
+		default:
+			return vm, err
+		}
+	} else if err := drv.Stop(ctx, vm.Node, vm.Name, tok); err != nil {
+		return vm, fmt.Errorf("stopping VM %q on %s: %w", vm.Name, vm.Node, err)
+	}
+	return e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
+		if !t.exists {
+			return fmt.Errorf("VM %q vanished while it was being changed: %w", vm.Name, ErrNotFound)
+		}
+		if t.vm.Token != vm.Token {
+			return fmt.Errorf("VM %q changed owner while this process changed it: %w", vm.Name, hypervisor.ErrFenced)
+		}
+		if pendingID != "" && (t.vm.Pending == nil || t.vm.Pending.ID != pendingID) {
+			return fmt.Errorf("VM %q: another process took over its pending operation: %w", vm.Name, ErrBusy)
+		}
+		was := t.vm.Status
+		t.vm.Pending = nil
+		if was == status && t.vm.StatusReason == reason && pendingID == "" {
+			return errNoCommit
+		}
+		t.vm.Status, t.vm.StatusReason = status, reason
+		if was != status {
+			kind := EventVMStarted
+			if status == VMOff {
+				kind = EventVMStopped
+			}
+			t.event(kind, map[string]string{"node": t.vm.Node, "token": fmt.Sprint(t.vm.Token)})
+		}
+		return nil
+	})
+}
+
+// ---- delete ----
+
+// DeleteVM stops a VM, removes its files from the volume and its record
+// and reservation. A missing VM is no error.
+func (e *Engine) DeleteVM(ctx context.Context, cluster, name string) error {
+	if err := e.settleAbandoned(ctx, cluster, name); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	vm, err := e.GetVM(ctx, cluster, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if vm.Pending != nil {
+		return busyError(vm)
+	}
+	if err := e.RequireQuorum(ctx, cluster, "deleting VM "+name); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return e.deleteVM(ctx, vm)
+}
+
+func (e *Engine) deleteVM(ctx context.Context, vm VM) error {
+	drv := e.Hypervisor(vm.Cluster)
+	nodes := []string{vm.Node}
+	if p := vm.Pending; p != nil {
+		nodes = append(nodes, p.From, p.To)
+	}
+	for _, n := range nodes {
+		if n == "" {
+			continue
+		}
+		if err := drv.Discard(ctx, n, vm.Name); err != nil {
+			return err
+		}
+	}
+	if err := e.removeFiles(ctx, vm); err != nil {
+		return err
+	}
+	_, err := e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
+		if !t.exists {
+			return errNoCommit
+		}
+		t.deleted = true
+		for _, n := range nodes {
+			if err := t.release(n, vm.Name); err != nil {
+				return err
+			}
+		}
+		if p := t.vm.Pending; p != nil && p.Op == opMigrate && p.Type == MigrationLive {
+			t.ops = append(t.ops, store.Del(vmMigLockKey(vm.Cluster, p.From, p.To)))
+		}
+		prev := t.vm.Token
+		t.vm.Token++
+		t.event(EventVMDeleted, map[string]string{"node": t.vm.Node})
+		t.ownerChanged(t.vm.Node, "", prev, "delete", nil)
+		return nil
+	})
+	return err
+}
+
+func busyError(vm VM) error {
+	p := vm.Pending
+	return fmt.Errorf("VM %q: process %s is running its %s (phase %s, since %s); retry when it is done: %w",
+		vm.Name, p.Holder, p.Op, p.Phase, p.StartedAt.Format(time.RFC3339), ErrBusy)
+}
