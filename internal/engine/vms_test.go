@@ -419,21 +419,14 @@ func TestPlanVM(t *testing.T) {
 	if _, err := e.MarkHostUp(ctx, y22); err != nil {
 		t.Fatal(err)
 	}
-	// APP01 is on Y-23 (down): move it by hand as a failover would, then
-	// the unchanged pin to the down node keeps it away with a warning.
-	if _, err := e.vmCommit(ctx, "HVCLUSTER", "APP01", func(tx *vmTxn) error {
-		if err := tx.release(y23, "APP01"); err != nil {
-			return err
-		}
-		tx.vm.Node = y22
-		tx.vm.Token++
-		tx.ownerChanged(y23, y22, tx.vm.Token-1, "test", nil)
-		return tx.reserve(y22, tx.vm.VMSpec, false)
-	}); err != nil {
-		t.Fatal(err)
+	// APP01's node Y-23 is down: quorum back, it failed over; its
+	// unchanged pin to the down node keeps it away with a warning.
+	app, _ := e.GetVM(ctx, "HVCLUSTER", "APP01")
+	if app.Node == y23 || app.Status != VMRunning {
+		t.Fatalf("APP01 did not fail over: %+v", app)
 	}
 	p, err = e.PlanVM(ctx, s3)
-	if err != nil || !p.Stay || p.Move || p.Node != y22 || !strings.Contains(p.StayReason, "down") {
+	if err != nil || !p.Stay || p.Move || p.Node != app.Node || !strings.Contains(p.StayReason, "down") {
 		t.Fatalf("pinned VM away from its down pin: %v %+v", err, p)
 	}
 	if _, err := e.MarkHostUp(ctx, y23); err != nil {
@@ -534,4 +527,62 @@ func isZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+func TestVMFailover(t *testing.T) {
+	ctx := context.Background()
+	e, vol := vmEnv(t, seedSpec(y21, 21), seedSpec(y22, 22), seedSpec(y23, 23))
+	s := vmSpec(vol, "WEB01", 2048)
+	s.OwnerNode, s.PreferredOwners = y21, []string{y21, y23}
+	if _, err := e.CreateVM(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	u := vmSpec(vol, "FREE01", 1024)
+	u.PossibleOwners = []string{y21}
+	if _, err := e.CreateVM(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.MarkHostDown(ctx, y21, DownByLab); err != nil {
+		t.Fatal(err)
+	}
+	vm, _ := e.GetVM(ctx, "HVCLUSTER", "WEB01")
+	if vm.Node != y23 || vm.Status != VMRunning || vm.OwnerNode != y21 || vm.Token != 2 {
+		t.Fatalf("after failover: %+v", vm)
+	}
+	runningOn(t, e, "WEB01", y23)
+	free, _ := e.GetVM(ctx, "HVCLUSTER", "FREE01")
+	if free.Status != StatusFailed || !strings.Contains(free.StatusReason, "no node can take") {
+		t.Errorf("VM with nowhere to go: %s %q", free.Status, free.StatusReason)
+	}
+	p, err := e.PlanVM(ctx, s)
+	if err != nil || !p.Stay || p.Move {
+		t.Fatalf("plan while the pin is down: %v %+v", err, p)
+	}
+	if _, err := e.MarkHostUp(ctx, y21); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = e.PlanVM(ctx, s); err != nil || !p.Move || p.To != y21 {
+		t.Fatalf("plan with the pin back: %v %+v", err, p)
+	}
+	// Quorum: two of three down stops everything; one back restarts.
+	if _, err := e.MarkHostDown(ctx, y22, DownByLab); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.MarkHostDown(ctx, y21, DownByLab); err != nil {
+		t.Fatal(err)
+	}
+	vm, _ = e.GetVM(ctx, "HVCLUSTER", "WEB01")
+	if vm.Status != StatusFailed || vm.StatusReason != quorumLostReason {
+		t.Fatalf("quorum lost: %+v", vm)
+	}
+	runningOn(t, e, "WEB01", "")
+	if _, err := e.MarkHostUp(ctx, y22); err != nil {
+		t.Fatal(err)
+	}
+	vm, _ = e.GetVM(ctx, "HVCLUSTER", "WEB01")
+	if vm.Status != VMRunning {
+		t.Fatalf("quorum back: %+v", vm)
+	}
+	runningOn(t, e, "WEB01", vm.Node)
+	ownerChain(t, e)
 }
