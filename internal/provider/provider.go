@@ -167,6 +167,7 @@ func (p *kayoProvider) Resources(_ context.Context) []func() resource.Resource {
 		NewHostResource,
 		NewClusterResource,
 		NewQuorumResource,
+		NewVirtualMachineResource,
 	}
 }
 
@@ -174,6 +175,7 @@ func (p *kayoProvider) DataSources(_ context.Context) []func() datasource.DataSo
 	return []func() datasource.DataSource{
 		NewHostsDataSource,
 		NewClusterDataSource,
+		NewVirtualMachineDataSource,
 	}
 }
 
