@@ -1,0 +1,223 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
+)
+
+// The VM benchmark times three phases of 200 resources, interleaved round
+// by round with its floors:
+//
+//	create:  plan -out + apply of 200 resources
+//	migrate: plan -out + apply changing every one of them (kayo: every VM's
+//	         owner_node moves to the next of 16 hosts: 200 live migrations)
+//	destroy: destroy -auto-approve
+//
+// kayo: 200 kayo_virtual_machine (1 GiB, 10 GiB dynamic VHD, running) over
+// a 16-node cluster and volume O: that the engine sets up, untimed, in a
+// fresh data_dir every round; noop: 200 noop_thing of bench/noop (update:
+// a changed attribute); terraform_data: 200 terraform_data (input change).
+//
+//	go test -run '^$' -bench VMLifecycle -benchtime=3x ./bench/...
+const vmCount, vmHosts = 200, 16
+
+var vmPhases = [...]string{"create", "migrate", "destroy"}
+
+func BenchmarkVMLifecycle(b *testing.B) {
+	ctx := context.Background()
+	cliName := os.Getenv("BENCH_CLI")
+	if cliName == "" {
+		cliName = "terraform"
+	}
+	cli := testcli.NamedCLI(b, cliName)
+	if !testcli.HaveProviderSource() {
+		b.Skip("no provider source")
+	}
+	mirror := testcli.NewMirror(b, testcli.Provider{Source: "local/bench/noop", Version: "0.1.0", Binary: testcli.Build(b, "./bench/noop")},
+		testcli.KayoProvider(b))
+	base := b.TempDir()
+	type scen struct {
+		name  string
+		wd    *testcli.Workdir
+		setup func(round int) string // returns the data dir (kayo)
+		cfg   func(dataDir, vol string, phase int) string
+		times [3][]time.Duration
+	}
+	var volID string
+	scens := []*scen{
+		{name: "terraform_data", cfg: func(_, _ string, phase int) string { return tfDataVMs(phase) }},
+		{name: "noop", cfg: func(_, _ string, phase int) string { return noopVMs(phase) }},
+		{name: "kayo", setup: func(round int) string {
+			dir := filepath.Join(base, "kayo-data", fmt.Sprint(round))
+			volID = vmBenchLab(b, dir)
+			return dir
+		}, cfg: kayoVMs},
+	}
+	for _, s := range scens {
+		dir := filepath.Join(base, s.name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		s.wd = testcli.NewWorkdir(cli, dir, mirror)
+		if err := s.wd.WriteFile("main.tf", s.cfg(filepath.Join(base, "init"), "00000000-0000-0000-0000-000000000000", 0)); err != nil {
+			b.Fatal(err)
+		}
+		testcli.Must(b, s.wd.Init(ctx))
+	}
+	round := 0
+	for b.Loop() {
+		for _, s := range scens {
+			b.StopTimer()
+			dataDir := ""
+			if s.setup != nil {
+				dataDir = s.setup(round)
+			}
+			b.StartTimer()
+			for p := 0; p < 2; p++ {
+				b.StopTimer()
+				if err := s.wd.WriteFile("main.tf", s.cfg(dataDir, volID, p)); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				r1 := testcli.Must(b, s.wd.Run(ctx, "plan", "-out=bench.tfplan", "-input=false", "-no-color"))
+				r2 := testcli.Must(b, s.wd.Run(ctx, "apply", "-input=false", "-no-color", "bench.tfplan"))
+				s.times[p] = append(s.times[p], r1.Duration+r2.Duration)
+			}
+			r := testcli.Must(b, s.wd.Run(ctx, "destroy", "-auto-approve", "-input=false", "-no-color"))
+			s.times[2] = append(s.times[2], r.Duration)
+		}
+		round++
+	}
+	if round == 0 {
+		return
+	}
+	mean := func(ds []time.Duration) float64 {
+		var sum time.Duration
+		for _, d := range ds {
+			sum += d
+		}
+		return float64(sum) / float64(len(ds)) / float64(time.Millisecond)
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\nVM lifecycle of %d resources (kayo: %d VMs over %d hosts) with %s, %d rounds, interleaved; mean (median) ms; ratios of means (of medians)\n",
+		vmCount, vmCount, vmHosts, cli.Name, round)
+	fmt.Fprintf(&sb, "%-22s %16s %16s %16s\n", "scenario", vmPhases[0], vmPhases[1], vmPhases[2])
+	for _, s := range scens {
+		fmt.Fprintf(&sb, "%-22s", s.name)
+		for p := range vmPhases {
+			fmt.Fprintf(&sb, " %16s", cell(mean(s.times[p]), median(s.times[p])))
+			b.ReportMetric(mean(s.times[p]), s.name+"-"+vmPhases[p]+"-ms")
+		}
+		sb.WriteString("\n")
+	}
+	k := scens[2]
+	for _, floor := range scens[:2] {
+		fmt.Fprintf(&sb, "%-22s", "kayo/"+floor.name)
+		for p := range vmPhases {
+			fmt.Fprintf(&sb, " %16s", ratio(mean(k.times[p])/mean(floor.times[p]), median(k.times[p])/median(floor.times[p])))
+			b.ReportMetric(mean(k.times[p])/mean(floor.times[p]), "kayo/"+floor.name+"-"+vmPhases[p])
+		}
+		sb.WriteString("\n")
+	}
+	fmt.Print(sb.String())
+}
+
+func benchHost(i int) string { return fmt.Sprintf("BENCH-%02d", i) }
+
+// vmBenchLab registers 16 hosts, a cluster and volume O: in dir.
+func vmBenchLab(b *testing.B, dir string) string {
+	ctx := context.Background()
+	e, err := engine.Open(engine.Config{DataDir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	var nodes []string
+	for i := 0; i < vmHosts; i++ {
+		a := fmt.Sprintf("192.0.2.%d", 100+i)
+		if _, err := e.CreateHost(ctx, engine.HostSpec{Name: benchHost(i), Address: a, OSEdition: "enterprise",
+			ProcessorVendor: "intel", ProcessorModel: "Xeon E5440", ProcessorCores: 8, MemoryMB: 32768,
+			Features: []string{"Hyper-V", "Failover-Clustering"},
+			Adapters: []engine.Adapter{{Name: "Public", Network: "192.0.2.0/24", Address: a},
+				{Name: "Heartbeat", Network: "10.10.10.0/24", Address: fmt.Sprintf("10.10.10.%d", 100+i)}}}); err != nil {
+			b.Fatal(err)
+		}
+		nodes = append(nodes, benchHost(i))
+	}
+	if _, err := e.CreateCluster(ctx, engine.ClusterSpec{Name: "BENCHCLUSTER", Nodes: nodes, StaticAddress: "192.0.2.50/24",
+		Hypervisor: engine.HypervisorSimulator, HeartbeatTimeoutSeconds: 10}); err != nil {
+		b.Fatal(err)
+	}
+	v, err := e.CreateVolume(ctx, engine.VolumeSpec{Cluster: "BENCHCLUSTER", LUN: "lun0", SizeGiB: 500, Label: "VMSTORE",
+		DriveLetter: "O", BlockSize: 4096, NodeSlots: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v.ID
+}
+
+func kayoVMs(dataDir, vol string, phase int) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, `terraform {
+  required_providers {
+    kayo = { source = %q }
+  }
+}
+
+provider "kayo" {
+  data_dir = %q
+}
+`, testcli.KayoSource, dataDir)
+	for i := 0; i < vmCount; i++ {
+		fmt.Fprintf(&sb, `resource "kayo_virtual_machine" "vm%03d" {
+  cluster_id       = "BENCHCLUSTER"
+  volume_id        = %q
+  name             = "VM%03d"
+  memory_mb        = 1024
+  vhd              = { size_gib = 10 }
+  network_adapters = [{ switch = "Public" }]
+  owner_node       = %q
+}
+`, i, vol, i, benchHost((i+phase)%vmHosts))
+	}
+	return sb.String()
+}
+
+func noopVMs(phase int) string {
+	var sb strings.Builder
+	sb.WriteString(`terraform {
+  required_providers {
+    noop = { source = "local/bench/noop" }
+  }
+}
+`)
+	for i := 0; i < vmCount; i++ {
+		fmt.Fprintf(&sb, `resource "noop_thing" "vm%03d" {
+  name      = "VM%03d"
+  model     = %q
+  memory_mb = 1024
+  cores     = 1
+}
+`, i, i, benchHost((i+phase)%vmHosts))
+	}
+	return sb.String()
+}
+
+func tfDataVMs(phase int) string {
+	var sb strings.Builder
+	for i := 0; i < vmCount; i++ {
+		fmt.Fprintf(&sb, `resource "terraform_data" "vm%03d" {
+  input = { name = "VM%03d", memory_mb = 1024, owner_node = %q }
+}
+`, i, i, benchHost((i+phase)%vmHosts))
+	}
+	return sb.String()
+}
