@@ -41,6 +41,7 @@ Commands:
   events [--cluster NAME] [--kind K] [--json]
                                        the append-only event history, in commit (revision) order
   quorum [--cluster NAME] [--json]     quorum configuration and vote figures per cluster
+  vm list [--cluster NAME] [--json]    VMs: owner node and fencing token, pin, status, VHD, last migration
   host fail NAME                       lab: declare a host down, as if it crashed
   host recover NAME                    lab: declare a failed host up again
   agent --node NAME [--interval 1s] [--lease 3×interval]
@@ -128,6 +129,8 @@ func (c *cli) run(args []string) int {
 		err = c.host(rest)
 	case "agent":
 		err = c.agent(rest)
+	case "vm":
+		err = c.vm(rest)
 	case "help", "-h", "--help":
 		_, _ = fmt.Fprint(c.stdout, usageText)
 		return exitOK
