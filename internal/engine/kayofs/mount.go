@@ -247,8 +247,8 @@ func mount(dev Device, lk *lockMgr, node string) (*Volume, error) {
 		if e.State != SlotFree && e.Node == node && mine < 0 {
 			mine = s
 		}
-		if e.State == SlotDetached && e.Node != node {
-			continue // another node's lasting mount
+		if e.State != SlotFree && e.Node != node {
+			continue // another node's slot: a lasting mount, or a crashed one it will reclaim
 		}
 		if chosen < 0 {
 			chosen = s
