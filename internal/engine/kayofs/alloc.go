@@ -172,7 +172,7 @@ func (t *txn) allocate(want uint64, goal uint64, maxRuns int) ([]run, error) {
 		return true, nil
 	}
 	for _, k := range order {
-		if got >= want || t.room() < 3 || len(runs) >= maxRuns {
+		if got >= want || t.room() < 3+t.slack() || len(runs) >= maxRuns {
 			break
 		}
 		ok, err := tryAG(k, false)
@@ -251,7 +251,7 @@ func (t *txn) allocFromAG(k uint32, want uint64, startIdx uint64, runs *[]run, m
 		if hb := t.blocks[sb.agHeader(k)]; hb == nil || !hb.dirty {
 			need++
 		}
-		if t.room() < need+1 {
+		if t.room() < need+1+t.slack() {
 			break
 		}
 		if len(*runs) >= maxRuns {

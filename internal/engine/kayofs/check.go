@@ -209,7 +209,7 @@ func (c *checker) checkNamespace() {
 		}
 		if !used {
 			if st == blockValid {
-				if in, err := decodeInode(b); err != nil || in.typ != typeFree || len(in.ext) != 0 {
+				if in, err := decodeInode(b); err != nil || in.typ != typeFree || len(in.ext) != 0 || in.depth != 0 {
 					c.add("inode", blk, "free inode %d is not cleared", ino)
 				}
 			}
@@ -227,7 +227,55 @@ func (c *checker) checkNamespace() {
 		if in.typ != e.typ || in.gen != e.gen {
 			c.add("inode", blk, "inode %d: type %d gen %d, directory entry says type %d gen %d", ino, in.typ, in.gen, e.typ, e.gen)
 		}
+		if in.depth > 0 {
+			tree, ext, err := walkTree(in, ino, func(tb uint64) ([]byte, error) {
+				if _, _, ok := sb.agOf(tb); !ok {
+					return nil, fmt.Errorf("%w: tree block %d outside the data area", ErrCorrupt, tb)
+				}
+				b, st, err := c.readTyped("extent", tb, tExtNode)
+				if err == nil && b == nil {
+					err = fmt.Errorf("%w: tree block %d is corrupt", ErrCorrupt, tb)
+				} else if err == nil && st == blockFresh {
+					err = fmt.Errorf("%w: tree block %d never written", ErrCorrupt, tb)
+				}
+				return b, err
+			})
+			if err != nil {
+				c.add("extent", blk, "inode %d: extent tree: %v", ino, err)
+				continue
+			}
+			in.ext = ext
+			for _, lv := range tree {
+				for _, n := range lv {
+					c.own(ino, blk, n.blk, 1, "extent-tree block")
+				}
+			}
+		}
 		c.checkExtents(ino, blk, in)
+	}
+}
+
+// own marks [p, p+n) as owned by inode ino, reporting blocks outside one
+// group's data area and blocks owned twice.
+func (c *checker) own(ino uint32, blk, p, n uint64, what string) {
+	sb := c.sb
+	k, idx, ok := sb.agOf(p)
+	k2, idx2, ok2 := sb.agOf(p + n - 1)
+	if !ok || !ok2 || k != k2 || idx2 != idx+n-1 || idx2 >= sb.agDataLen(k) {
+		c.add("extent", blk, "inode %d: %s at block %d (+%d) is not inside one group's data area", ino, what, p, n)
+		return
+	}
+	bm := c.owned[k]
+	if bm == nil {
+		bm = make([]byte, (sb.agDataLen(k)+7)/8)
+		c.owned[k] = bm
+	}
+	for i := idx; i <= idx2; i++ {
+		if bitGet(bm, i) {
+			c.add("extent", blk, "inode %d: block %d is owned twice", ino, sb.agDataStart(k)+i)
+			return
+		}
+		bitSet(bm, i)
 	}
 }
 
@@ -238,24 +286,7 @@ func (c *checker) checkExtents(ino uint32, blk uint64, in *inode) {
 		if x.flags == 0 && x.end() > limit {
 			c.add("extent", blk, "inode %d: written extent [%d,%d) beyond size %d", ino, x.lblk, x.end(), in.size)
 		}
-		k, idx, ok := sb.agOf(x.pblk)
-		k2, idx2, ok2 := sb.agOf(x.pblk + uint64(x.n) - 1)
-		if !ok || !ok2 || k != k2 || idx2 != idx+uint64(x.n)-1 || idx2 >= sb.agDataLen(k) {
-			c.add("extent", blk, "inode %d: extent at block %d (+%d) is not inside one group's data area", ino, x.pblk, x.n)
-			continue
-		}
-		bm := c.owned[k]
-		if bm == nil {
-			bm = make([]byte, (sb.agDataLen(k)+7)/8)
-			c.owned[k] = bm
-		}
-		for i := idx; i <= idx2; i++ {
-			if bitGet(bm, i) {
-				c.add("extent", blk, "inode %d: block %d is owned twice", ino, sb.agDataStart(k)+i)
-				break
-			}
-			bitSet(bm, i)
-		}
+		c.own(ino, blk, x.pblk, uint64(x.n), "extent")
 	}
 }
 

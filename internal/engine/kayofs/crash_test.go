@@ -93,6 +93,18 @@ func childMain() {
 	rng := rand.New(rand.NewSource(seed))
 	crashy := os.Getenv("KAYOFS_CRASHY") == "1"
 	grow := os.Getenv("KAYOFS_GROW") == "1"
+	tree := os.Getenv("KAYOFS_TREE") == "1" // small writes all over 32 MiB: extent trees
+	span, maxW := int64(4<<20), 64<<10
+	if tree {
+		span, maxW = 32<<20, 2048
+	}
+	if tree {
+		fmt.Printf("BEGIN %s A %d 0 0\n", own, span)
+		if err := f.Allocate(span); err != nil {
+			die("allocate: %v", err)
+		}
+		fmt.Println("ACK")
+	}
 	for i := 0; i < envInt("KAYOFS_OPS"); i++ {
 		ps := seed*100000 + int64(i)
 		if grow && rng.Intn(6) == 0 {
@@ -116,7 +128,7 @@ func childMain() {
 		}
 		switch x := rng.Intn(20); {
 		case x < 14:
-			off, n := rng.Int63n(4<<20), rng.Intn(64<<10)+1
+			off, n := rng.Int63n(span), rng.Intn(maxW)+1
 			fmt.Printf("BEGIN %s W %d %d %d\n", own, off, n, ps)
 			if _, err := f.WriteAt(pattern(own, ps, n), off); err != nil {
 				die("write: %v", err)
@@ -130,13 +142,16 @@ func childMain() {
 				die("shared write: %v", err)
 			}
 		case x < 17:
-			sz := rng.Int63n(6 << 20)
+			sz := rng.Int63n(span * 3 / 2)
 			fmt.Printf("BEGIN %s A %d 0 0\n", own, sz)
 			if err := f.Allocate(sz); err != nil {
 				die("allocate: %v", err)
 			}
 		case x < 18 && crashy:
-			sz := rng.Int63n(5 << 20)
+			sz := rng.Int63n(span * 5 / 4)
+			if tree {
+				sz = span/2 + rng.Int63n(span*3/4)
+			}
 			fmt.Printf("BEGIN %s T %d 0 0\n", own, sz)
 			if err := f.Truncate(sz); err != nil {
 				die("truncate: %v", err)
@@ -178,10 +193,7 @@ func newModel() *fileModel { return &fileModel{sizeKnown: true} }
 
 func (m *fileModel) grow(n int64) {
 	if int64(len(m.data)) < n {
-		m.known = append(m.known, make([]bool, n-int64(len(m.data)))...)
-		for i := int64(len(m.data)); i < n; i++ {
-			m.known[i] = true
-		}
+		m.known = append(m.known, trueSlice(int(n-int64(len(m.data))))...)
 		m.data = append(m.data, make([]byte, n-int64(len(m.data)))...)
 	}
 }
@@ -207,10 +219,10 @@ func (m *fileModel) apply(name, op string, a, b, seed int64, inFlight bool) {
 		m.size = max(m.size, a)
 	case "T":
 		if a < m.size {
-			for i := a; i < int64(len(m.data)); i++ {
-				m.data[i] = 0
+			if a < int64(len(m.data)) {
+				clear(m.data[a:])
 				if inFlight {
-					m.known[i] = false
+					clear(m.known[a:])
 				}
 			}
 		}
@@ -239,7 +251,11 @@ func (m *fileModel) verify(t *testing.T, v *Volume, name string) {
 	if _, err := f.ReadAt(got[:sz], 0); err != nil && err != io.EOF {
 		t.Fatal(err)
 	}
-	for i := int64(0); i < min(int64(len(m.data)), m.size, sz); i++ {
+	lim := min(int64(len(m.data)), m.size, sz)
+	if bytes.Equal(got[:lim], m.data[:lim]) {
+		return
+	}
+	for i := int64(0); i < lim; i++ {
 		if m.known[i] && got[i] != m.data[i] {
 			t.Fatalf("%s: byte %d is %#x, acknowledged %#x", name, i, got[i], m.data[i])
 		}
@@ -365,6 +381,20 @@ func TestCrashRecovery(t *testing.T) {
 	if os.Getenv("KAYOFS_LONG") == "1" {
 		iters = 300
 	}
+	crashLoop(t, iters, 40)
+}
+
+// The same with files of hundreds of extents: their extent trees are
+// split, merged and collapsed by transactions the kill interrupts.
+func TestCrashTree(t *testing.T) {
+	iters := 6
+	if os.Getenv("KAYOFS_LONG") == "1" {
+		iters = 200
+	}
+	crashLoop(t, iters, 250, "KAYOFS_TREE=1")
+}
+
+func crashLoop(t *testing.T, iters, ops int, extra ...string) {
 	dev := newImage(t, 512<<20)
 	seed := time.Now().UnixNano()
 	if s, err := strconv.ParseInt(os.Getenv("KAYOFS_CRASH_SEED"), 10, 64); err == nil {
@@ -374,16 +404,19 @@ func TestCrashRecovery(t *testing.T) {
 	rng := rand.New(rand.NewSource(seed))
 	var models map[string]*fileModel
 	var uuid [16]byte
+	var maxDepth uint8
+	defer func() { t.Logf("deepest extent tree: %d", maxDepth) }()
 	for it := 0; it < iters; it++ {
 		format := it == 0 || rng.Intn(6) == 0
 		env := []string{"KAYOFS_IMG=" + dev.Path(), "KAYOFS_NODE=crasher", "KAYOFS_CRASHY=1",
-			fmt.Sprintf("KAYOFS_SEED=%d", it+1), "KAYOFS_OPS=40"}
+			fmt.Sprintf("KAYOFS_SEED=%d", it+1), fmt.Sprintf("KAYOFS_OPS=%d", ops)}
+		env = append(env, extra...)
 		if format {
 			env = append(env, "KAYOFS_FORMAT=1")
 		}
 		timed := rng.Intn(3) == 0
 		if !timed {
-			env = append(env, fmt.Sprintf("KAYOFS_KILL_AFTER=%d", 1+rng.Intn(150)))
+			env = append(env, fmt.Sprintf("KAYOFS_KILL_AFTER=%d", 1+rng.Intn(ops*4)))
 		}
 		cmd, sc := startChild(t, env...)
 		if timed {
@@ -436,6 +469,9 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		for name, m := range models {
 			m.verify(t, v, name)
+			if f, err := v.Open(name); err == nil {
+				maxDepth = max(maxDepth, inodeOf(t, v, f).depth)
+			}
 			m.sizeKnown, m.known = true, trueSlice(len(m.data))
 			// the next child starts from what is on disk now
 			if f, err := v.Open(name); err == nil {
@@ -464,10 +500,14 @@ func contains(l []string, s string) bool {
 
 func tail(l []string, n int) []string { return l[max(0, len(l)-n):] }
 
+// trueSlice fills by doubling copies (cheap under the race detector).
 func trueSlice(n int) []bool {
 	b := make([]bool, n)
-	for i := range b {
-		b[i] = true
+	if n > 0 {
+		b[0] = true
+		for k := 1; k < n; k *= 2 {
+			copy(b[k:], b[:k])
+		}
 	}
 	return b
 }

@@ -7,7 +7,8 @@
 //	sb, _ := kayofs.Format(dev, kayofs.FormatOptions{BlockSize: 4096, Slots: 16, Label: "VMSTORE"})
 //	v, _ := kayofs.Mount(dev, "Y-21-2k8x64")        // v.Slot() → record in the cluster DB
 //	f, _ := v.Create("WEB01/WEB01.vhd"); f.Allocate(40 << 30); f.WriteAt(p, off)
-//	v.Unmount()
+//	v.Unmount()                                     // or v.Detach(): keep the slot for the node's next process
+//	v.Grow(newSize); v.AddSlots(n)                  // online, any mounted node
 //	problems, _ := kayofs.Check(dev)                // every violated invariant
 //	kayofs.Recover(dev, slot) / kayofs.RecoverAll(dev)
 //
@@ -27,10 +28,12 @@
 //	NS                namespace header (high-water inode, namespace generation, counts)
 //	NS+1 ..           directory-entry table: one 272-byte entry per inode number
 //	                  (type, parent inode, generation, name ≤ 255 bytes)
-//	..                inode table: one block per inode (type, size, generation, mtime,
-//	                  up to (B-88)/24 inline extents: logical, physical, length, flags)
+//	..                inode table: one block per inode (type, extent-tree depth, size,
+//	                  generation, mtime, up to (B-88)/24 inline records: extents
+//	                  (logical, physical, length, flags) or, past that, the index of
+//	                  an extent tree whose blocks live in the data areas (tree.go))
 //	AGs               AGCount allocation groups: [header][bitmaps][data]; the header keeps
-//	                  the free count of the group and of each bitmap block
+//	                  the used count of the group and of each bitmap block
 //
 // Superblock fields: magic "KAYOFS01", crc, version, block size, UUID,
 // label (32 bytes), total blocks, slot count, max slots, journal blocks,
@@ -100,9 +103,31 @@
 // data area), no block owned twice, every bitmap equal to the extents in
 // use and every group counter equal to its bitmap.
 //
+// # Online growth
+//
+// Grow appends allocation groups (after lengthening the last group to a
+// full one: its bitmap blocks were reserved for that) and AddSlots raises
+// the slot count inside the regions reserved for MaxSlots. Both rewrite only
+// the superblock pair, their commit record (primary, sync, backup, sync; a
+// torn primary loses to the backup, a stale backup is repaired at the next
+// mount). Group headers count used blocks, so no group metadata changes with
+// the layout; the new space and slots were never written, so they read as
+// free. Mounted nodes reload the superblock whenever they newly take a
+// metadata lock, and when they meet a block or journal record past their
+// view. See grow.go.
+//
+// # Detached mounts
+//
+// Detach ends a process's use of a mount but keeps the slot claimed on disk
+// (state "detached", owner kept, journal clean, no heartbeat, liveness lock
+// released): the node stays mounted between short-lived processes such as
+// Terraform's plugin, its next Mount reclaims the same slot, and no other
+// node takes it. Unmount by a mount of that node frees it.
+//
 // # Limits (version 1)
 //
-// Extents live inline in the inode (167 at 4 KiB blocks, 2727 at 64 KiB);
-// a write that would need more fails with ErrFragmented. Grow and AddSlots
-// are provided for by the layout but not implemented yet.
+// Extent trees are at most 3 levels deep (790 million extents at 4 KiB).
+// Updating a file's extents costs time linear in its extent count (the
+// in-memory list is rebuilt): about 1 ms per scattered write at 14,000
+// extents. Slots and size only grow; there is no shrink.
 package kayofs

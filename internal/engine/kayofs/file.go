@@ -1,10 +1,12 @@
 package kayofs
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"time"
 )
@@ -39,16 +41,23 @@ type inode struct {
 	size  uint64
 	gen   uint64
 	mtime int64
-	ext   []extent
+	ext   []extent // every extent of the file, sorted (loaded from the tree)
+	// Extent tree (depth > 0): root holds index records inline; tree[l]
+	// are the blocks of level l (0 = leaves), in key order, as on disk.
+	depth uint8
+	root  []extent
+	tree  [][]tnode
 }
 
 func maxExtents(bs int) int { return (bs - inodeExtOff) / extSize }
 
 // decodeInode validates an inode body (the block header is checked by the
-// caller): sorted, non-overlapping, non-empty extents.
+// caller). Depth 0: sorted, non-overlapping, non-empty extents inline.
+// Depth 1..maxDepth: index records of the tree's top level (see tree.go);
+// the caller loads the tree.
 func decodeInode(b []byte) (*inode, error) {
 	le := binary.LittleEndian
-	in := &inode{typ: b[48], size: le.Uint64(b[56:]), gen: le.Uint64(b[64:]), mtime: int64(le.Uint64(b[72:]))}
+	in := &inode{typ: b[48], depth: b[49], size: le.Uint64(b[56:]), gen: le.Uint64(b[64:]), mtime: int64(le.Uint64(b[72:]))}
 	n := int(le.Uint32(b[52:]))
 	if in.typ > typeDir {
 		return nil, fmt.Errorf("inode type %d", in.typ)
@@ -59,35 +68,62 @@ func decodeInode(b []byte) (*inode, error) {
 	if in.size > 1<<62 {
 		return nil, fmt.Errorf("size %d", in.size)
 	}
-	if in.typ != typeFile && (n != 0 || in.size != 0) {
+	if b[50] != 0 || b[51] != 0 {
+		return nil, fmt.Errorf("reserved bytes set")
+	}
+	if in.depth > maxDepth || in.depth > 0 && n < 1 {
+		return nil, fmt.Errorf("extent tree depth %d with %d root records", in.depth, n)
+	}
+	if in.typ != typeFile && (n != 0 || in.size != 0 || in.depth != 0) {
 		return nil, fmt.Errorf("type %d inode with %d extents and size %d", in.typ, n, in.size)
 	}
-	var prev uint64
-	for i := 0; i < n; i++ {
-		o := inodeExtOff + i*extSize
-		e := extent{lblk: le.Uint64(b[o:]), pblk: le.Uint64(b[o+8:]), n: le.Uint32(b[o+16:]), flags: le.Uint32(b[o+20:])}
-		if e.n == 0 || e.n > maxExtLen || e.flags&^extUnwritten != 0 || e.lblk > 1<<50 || e.pblk > 1<<50 {
-			return nil, fmt.Errorf("extent %d malformed (%d,%d,%d,%#x)", i, e.lblk, e.pblk, e.n, e.flags)
-		}
-		if i > 0 && e.lblk < prev {
-			return nil, fmt.Errorf("extent %d overlaps or is out of order", i)
-		}
-		prev = e.end()
-		in.ext = append(in.ext, e)
+	recs, err := decodeRecords(b[inodeExtOff:], n, in.depth > 0, len(b))
+	if err != nil {
+		return nil, err
+	}
+	if in.depth == 0 {
+		in.ext = recs
+	} else {
+		in.root = recs
 	}
 	return in, nil
 }
 
-func encodeInode(b []byte, in *inode) {
-	clear(b[blkHdrSize:])
+// decodeRecords decodes n 24-byte records: extents (sorted, disjoint) or,
+// when index, tree index records (keys strictly ascending, count ≥ 1).
+func decodeRecords(b []byte, n int, index bool, bs int) ([]extent, error) {
 	le := binary.LittleEndian
-	b[48] = in.typ
-	le.PutUint32(b[52:], uint32(len(in.ext)))
-	le.PutUint64(b[56:], in.size)
-	le.PutUint64(b[64:], in.gen)
-	le.PutUint64(b[72:], uint64(in.mtime))
-	for i, e := range in.ext {
-		o := inodeExtOff + i*extSize
+	out := make([]extent, 0, n)
+	var prev uint64
+	for i := 0; i < n; i++ {
+		o := i * extSize
+		e := extent{lblk: le.Uint64(b[o:]), pblk: le.Uint64(b[o+8:]), n: le.Uint32(b[o+16:]), flags: le.Uint32(b[o+20:])}
+		if index {
+			if e.n == 0 || int(e.n) > nodeCap(bs) || e.flags != 0 || e.pblk == 0 || e.pblk > 1<<50 || e.lblk > 1<<50 {
+				return nil, fmt.Errorf("index record %d malformed (%d,%d,%d,%#x)", i, e.lblk, e.pblk, e.n, e.flags)
+			}
+			if i > 0 && e.lblk <= prev {
+				return nil, fmt.Errorf("index record %d out of order", i)
+			}
+			prev = e.lblk
+		} else {
+			if e.n == 0 || e.n > maxExtLen || e.flags&^extUnwritten != 0 || e.lblk > 1<<50 || e.pblk > 1<<50 {
+				return nil, fmt.Errorf("extent %d malformed (%d,%d,%d,%#x)", i, e.lblk, e.pblk, e.n, e.flags)
+			}
+			if i > 0 && e.lblk < prev {
+				return nil, fmt.Errorf("extent %d overlaps or is out of order", i)
+			}
+			prev = e.end()
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func encodeRecords(b []byte, recs []extent) {
+	le := binary.LittleEndian
+	for i, e := range recs {
+		o := i * extSize
 		le.PutUint64(b[o:], e.lblk)
 		le.PutUint64(b[o+8:], e.pblk)
 		le.PutUint32(b[o+16:], e.n)
@@ -95,8 +131,25 @@ func encodeInode(b []byte, in *inode) {
 	}
 }
 
+func encodeInode(b []byte, in *inode) {
+	clear(b[blkHdrSize:])
+	le := binary.LittleEndian
+	b[48] = in.typ
+	b[49] = in.depth
+	recs := in.ext
+	if in.depth > 0 {
+		recs = in.root
+	}
+	le.PutUint32(b[52:], uint32(len(recs)))
+	le.PutUint64(b[56:], in.size)
+	le.PutUint64(b[64:], in.gen)
+	le.PutUint64(b[72:], uint64(in.mtime))
+	encodeRecords(b[inodeExtOff:], recs)
+}
+
 func (t *txn) inode(ino uint32) (*inode, error) {
 	blk := t.v.sbl().inodeBlock(ino)
+	dirty := t.blocks[blk] != nil && t.blocks[blk].dirty
 	b, fresh, err := t.get(blk, tInode)
 	if err != nil {
 		return nil, err
@@ -108,13 +161,18 @@ func (t *txn) inode(ino uint32) (*inode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: inode %d (block %d): %v", ErrCorrupt, ino, blk, err)
 	}
+	if in.depth > 0 {
+		if err := t.loadTree(ino, in, blockGen(b), !dirty); err != nil {
+			return nil, err
+		}
+	}
 	return in, nil
 }
 
 func (t *txn) putInode(ino uint32, in *inode) error {
 	in.ext = normalize(in.ext)
-	if len(in.ext) > maxExtents(t.v.sbl().bs()) {
-		return fmt.Errorf("%w: inode %d would need %d extents (max %d)", ErrFragmented, ino, len(in.ext), maxExtents(t.v.sbl().bs()))
+	if err := t.storeTree(ino, in); err != nil {
+		return err
 	}
 	blk := t.v.sbl().inodeBlock(ino)
 	b, _, err := t.get(blk, tInode)
@@ -126,9 +184,13 @@ func (t *txn) putInode(ino uint32, in *inode) error {
 	return nil
 }
 
+func cmpExtent(a, b extent) int { return cmp.Compare(a.lblk, b.lblk) }
+
 // normalize sorts extents and merges neighbours.
 func normalize(ext []extent) []extent {
-	sort.Slice(ext, func(i, j int) bool { return ext[i].lblk < ext[j].lblk })
+	if !slices.IsSortedFunc(ext, cmpExtent) {
+		slices.SortFunc(ext, cmpExtent)
+	}
 	out := ext[:0]
 	for _, e := range ext {
 		if l := len(out); l > 0 {
@@ -167,8 +229,12 @@ func holes(ext []extent, l0, l1 uint64) []run {
 
 // markWritten clears the unwritten flag on [l0, l1).
 func markWritten(ext []extent, l0, l1 uint64) []extent {
-	var out []extent
-	for _, e := range ext {
+	i := sort.Search(len(ext), func(i int) bool { return ext[i].end() > l0 })
+	j := sort.Search(len(ext), func(j int) bool { return ext[j].lblk >= l1 })
+	j = max(i, j)
+	out := make([]extent, 0, len(ext)+2)
+	out = append(out, ext[:i]...)
+	for _, e := range ext[i:j] {
 		if e.flags&extUnwritten == 0 || e.end() <= l0 || e.lblk >= l1 {
 			out = append(out, e)
 			continue
@@ -182,6 +248,7 @@ func markWritten(ext []extent, l0, l1 uint64) []extent {
 			out = append(out, extent{b, e.pblk + (b - e.lblk), uint32(e.end() - b), e.flags})
 		}
 	}
+	out = append(out, ext[j:]...)
 	return normalize(out)
 }
 
@@ -218,7 +285,7 @@ func (t *txn) shrink(ino uint32, size uint64) error {
 	sb := t.v.sbl()
 	bs := uint64(sb.BlockSize)
 	nb := sb.blocksFor(size)
-	limit := int(sb.JournalBlocks) - 4 - 4 // room for inode, entries, namespace header
+	limit := int(sb.JournalBlocks) - 4 - 4 - treeSlack // room for inode, entries, namespace header, tree
 	in, err := t.inode(ino)
 	if err != nil {
 		return err
@@ -239,7 +306,7 @@ func (t *txn) shrink(ino uint32, size uint64) error {
 		}
 		keep := in.ext
 		var freed []run
-		for len(keep) > 0 {
+		for len(keep) > 0 && len(in.ext)-len(keep) < nodeCap(sb.bs()) {
 			last := keep[len(keep)-1]
 			if last.end() <= nb {
 				break

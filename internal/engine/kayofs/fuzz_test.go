@@ -2,6 +2,7 @@ package kayofs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"testing"
 )
@@ -177,6 +178,39 @@ func FuzzDirectory(f *testing.F) {
 		}
 		if s, _ := checkBlock(c, tInode, fuzzUUID, 4400); s == blockValid {
 			t.Fatalf("corrupted inode block accepted (byte %d)", p)
+		}
+	})
+}
+
+// FuzzExtentTree: tree blocks and tree inodes from arbitrary bytes decode
+// to sorted, non-overlapping records or fail; never panic.
+func FuzzExtentTree(f *testing.F) {
+	leaf := sealed(tExtNode, 9000, func(b []byte) {
+		encodeNode(b, 0, 7, []extent{{0, 9100, 16, 0}, {16, 9200, 16, extUnwritten}})
+	})
+	root := sealed(tInode, 4400, func(b []byte) {
+		encodeInode(b, &inode{typ: typeFile, size: 1 << 30, gen: 2, depth: 1, root: []extent{{0, 9000, 2, 0}}})
+	})
+	f.Add(leaf, 0)
+	f.Add(root, 1)
+	f.Fuzz(func(t *testing.T, b []byte, level int) {
+		if len(b) != 4096 || level < 0 || level > maxDepth {
+			return
+		}
+		items, err := decodeNode(b, level, 7, extent{lblk: 0, n: binary.LittleEndian.Uint32(b[52:])})
+		if err == nil {
+			for i := 1; i < len(items); i++ {
+				if items[i].lblk < items[i-1].lblk || level == 0 && items[i].lblk < items[i-1].end() {
+					t.Fatalf("unsorted records accepted: %+v", items)
+				}
+			}
+		}
+		if in, err := decodeInode(b); err == nil && in.depth > 0 {
+			for i := 1; i < len(in.root); i++ {
+				if in.root[i].lblk <= in.root[i-1].lblk {
+					t.Fatalf("unsorted index accepted: %+v", in.root)
+				}
+			}
 		}
 	})
 }

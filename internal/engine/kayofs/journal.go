@@ -101,15 +101,10 @@ func imagesCRC(crcs []uint32) uint32 {
 }
 
 // journaled reports whether blk is a metadata block journals may target.
+// Extent-tree blocks live in the groups' data areas, so any block of the
+// volume past the journals qualifies.
 func (sb *Superblock) journaled(blk uint64) bool {
-	if blk >= sb.nsBlock() && blk < sb.agStart() {
-		return true
-	}
-	if blk >= sb.agStart() && blk < sb.TotalBlocks {
-		off := (blk - sb.agStart()) % sb.agSpan()
-		return off < 1+uint64(sb.AGBitmapBlocks)
-	}
-	return false
+	return blk >= sb.nsBlock() && blk < sb.TotalBlocks
 }
 
 // readCheckpoint returns the checkpoint sequence of slot s's journal.
@@ -238,6 +233,17 @@ type txn struct {
 	v      *Volume
 	blocks map[uint64]*tblk
 	held   []heldLock
+	inTree bool // allocating extent-tree blocks: the reserved room is for them
+	trees  map[uint32]treeCacheEnt
+}
+
+// slack is the room data allocation leaves for the extent-tree blocks the
+// same transaction may still write.
+func (t *txn) slack() int {
+	if t.inTree {
+		return 0
+	}
+	return treeSlack
 }
 
 func (v *Volume) newTxn() *txn { return &txn{v: v, blocks: map[uint64]*tblk{}} }
@@ -406,6 +412,7 @@ func (t *txn) commit() error {
 	for _, blk := range blks {
 		t.blocks[blk].dirty = false
 	}
+	t.cacheAfterCommit()
 	return nil
 }
 

@@ -34,7 +34,10 @@ type Volume struct {
 
 	labelMu sync.Mutex
 	label   string
-	closed  atomic.Bool
+
+	treeMu sync.Mutex
+	trees  map[uint32]treeCacheEnt // decoded extent trees by inode
+	closed atomic.Bool
 }
 
 // MountOptions tune a mount.
