@@ -112,6 +112,8 @@ type TickReport struct {
 	Term    int64
 	// Decisions are the node state changes the leader committed.
 	Decisions []LivenessDecision
+	// Failbacks are the VMs the leader failed back (failback.go).
+	Failbacks []FailbackDecision
 }
 
 // Tick heartbeats, campaigns, and while leading judges the cluster's nodes.
@@ -153,7 +155,24 @@ func (a *Agent) Tick(ctx context.Context) (TickReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	return rep, e.reconcileFailover(ctx, h.Cluster)
+	if err := e.reconcileFailover(ctx, h.Cluster); err != nil {
+		return rep, err
+	}
+	rep.Failbacks, err = a.lead(ctx, h.Cluster)
+	return rep, err
+}
+
+// lead runs the leader's VM duties after failover, fenced by the lease:
+// finishing drains of nodes in maintenance, then failback.
+func (a *Agent) lead(ctx context.Context, cluster string) ([]FailbackDecision, error) {
+	c, err := a.e.GetCluster(ctx, cluster)
+	if err != nil {
+		return nil, err
+	}
+	fence := []store.Cmp{store.At(leaseKey(cluster), a.leaseRev)}
+	derr := a.e.reconcileDrains(ctx, c, fence)
+	fb, ferr := a.e.reconcileFailback(ctx, c, fence, a.term)
+	return fb, errors.Join(derr, ferr)
 }
 
 // campaign takes or renews the cluster's lease. It reports whether this

@@ -212,7 +212,8 @@ func (e *Engine) ListClusters(ctx context.Context) ([]Cluster, error) {
 
 // UpdateCluster changes membership, address, hypervisor or heartbeat
 // timeout in place. The new configuration is validated as a whole; added
-// nodes join, removed nodes leave, in one commit.
+// nodes join, removed nodes leave, in one commit. A removal that would
+// lose quorum is refused; removed nodes are drained before they leave.
 func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, error) {
 	if err := CheckClusterSpec(s); err != nil {
 		return Cluster{}, err
@@ -244,8 +245,19 @@ func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 		if err := e.checkMembershipQuorum(ctx, c, s, hosts, removed); err != nil {
 			return err
 		}
+		// Removed nodes are drained first (refused, with nothing moved,
+		// when a VM fits nowhere else); the commit then requires them to
+		// hold no VM, so one placed there meanwhile sends us round again.
+		if len(removed) > 0 {
+			if err := e.drainNodes(ctx, c, removed, ReasonNodeRemoval, qcmps); err != nil {
+				return err
+			}
+		}
 		next := Cluster{ClusterSpec: s, Validation: rep.Tests, CreatedAt: c.CreatedAt}
 		cmps := append([]store.Cmp{store.At(clusterKey(s.Name), c.Revision)}, qcmps...)
+		for _, n := range removed {
+			cmps = append(cmps, store.Absent(vmNodeKey(s.Name, n)))
+		}
 		ops := []store.Op{putJSON(clusterKey(s.Name), next),
 			e.eventOp(Event{Kind: EventClusterUpdated, Cluster: s.Name, Subject: s.Name})}
 		for _, n := range added {
@@ -274,6 +286,10 @@ func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 		out = next
 		return nil
 	})
+	if err == nil {
+		// Volumes follow membership: added nodes mount, removed ones unmount.
+		err = e.SyncClusterVolumes(ctx, s.Name)
+	}
 	return out, err
 }
 

@@ -137,17 +137,24 @@ func (e *Engine) ListHosts(ctx context.Context) ([]Host, error) {
 }
 
 // UpdateHost changes a host's declared facts. A change that would make the
-// host's cluster fail validation is refused.
+// host's cluster fail validation is refused. Putting a node in maintenance
+// drains it (drain.go): refused before anything changes when one of its
+// VMs fits on no other node; otherwise the flag is committed (new
+// placements keep off the node) and every VM moves off it before
+// UpdateHost returns.
 func (e *Engine) UpdateHost(ctx context.Context, s HostSpec) (Host, error) {
 	if err := CheckHostSpec(s); err != nil {
 		return Host{}, err
 	}
 	var out Host
+	var drainIn *Cluster
 	err := e.retry(ctx, func() error {
+		drainIn = nil
 		h, err := e.GetHost(ctx, s.Name)
 		if err != nil {
 			return err
 		}
+		entering := s.Maintenance && !h.Maintenance
 		h.HostSpec = normalizeHost(s)
 		cmps := []store.Cmp{store.At(hostKey(s.Name), h.Revision)}
 		if h.Cluster != "" {
@@ -171,6 +178,14 @@ func (e *Engine) UpdateHost(ctx context.Context, s HostSpec) (Host, error) {
 			}
 			cmps = append(cmps, store.At(clusterKey(c.Name), c.Revision))
 			cmps = append(cmps, qcmps...)
+			if entering {
+				if _, _, err := e.planDrain(ctx, c, []string{h.Name}, ReasonMaintenance); err != nil {
+					return err
+				}
+			}
+			if h.Maintenance {
+				drainIn = &c
+			}
 		}
 		rev, err := e.st.Commit(ctx, cmps, []store.Op{
 			putJSON(hostKey(s.Name), h),
@@ -184,6 +199,12 @@ func (e *Engine) UpdateHost(ctx context.Context, s HostSpec) (Host, error) {
 		out = h
 		return nil
 	})
+	if err == nil && drainIn != nil {
+		if derr := e.drainNodes(ctx, *drainIn, []string{s.Name}, ReasonMaintenance, nil); derr != nil {
+			return out, fmt.Errorf("host %q is in maintenance (new placements keep off it) but its drain is not finished: %w; "+
+				"the cluster's leader agent keeps draining it, or apply again", s.Name, derr)
+		}
+	}
 	return out, err
 }
 

@@ -29,9 +29,10 @@ import (
 //     status_reason saying why.
 //
 // Each move is an ownership change with a new fencing token and a
-// vm.owner_changed event (reason "failover") in the same commit. Not done
-// yet: failback, and replaying the dead node's Kayo FS journal (the next
-// mount by any node replays it).
+// vm.owner_changed event (reason "failover") in the same commit, which
+// also leaves the VM's failback record (failback.go: the leader agent
+// moves it back per its failback policy). Replaying the dead node's Kayo
+// FS journal is the next mount's job (any node's).
 func (e *Engine) reconcileFailover(ctx context.Context, cluster string) error {
 	c, err := e.GetCluster(ctx, cluster)
 	if errors.Is(err, ErrNotFound) {
@@ -144,6 +145,8 @@ func (e *Engine) failoverVM(ctx context.Context, c Cluster, vm VM) error {
 		t.vm.Failures = append(slices.Clone(recent), now)
 		t.vm.Status, t.vm.StatusReason = VMOff, ""
 		t.ownerChanged(from, d.Node, prev, "failover", map[string]string{"node_down": from})
+		t.ops = append(t.ops, e.failbackOp(vm.Cluster, failbackRecord{VM: vm.Name, From: from, To: d.Node,
+			Reason: "failover", Token: t.vm.Token, At: now}))
 		return nil
 	})
 	var nf *placement.NoFitError
