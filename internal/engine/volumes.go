@@ -212,6 +212,16 @@ func (e *Engine) volumeIntent(ctx context.Context, s VolumeSpec, dev string) (vo
 		return in, &InputError{Attribute: "lun", Value: s.LUN,
 			Detail: fmt.Sprintf("%q is the quorum witness disk of cluster %q; a data volume needs a LUN of its own", s.LUN, owner)}
 	}
+	if vs, err := e.ListVolumes(ctx, ""); err != nil {
+		return in, err
+	} else {
+		for _, v := range vs {
+			if v.Device == dev {
+				return in, &InputError{Attribute: "lun", Value: s.LUN,
+					Detail: fmt.Sprintf("LUN %q (%s) is volume %s (%s) of cluster %q; a LUN holds one volume", s.LUN, dev, v.DriveLetter, v.ID, v.Cluster)}
+			}
+		}
+	}
 	in = volumeIntent{Spec: s, Device: dev, StartedAt: e.now().UTC()}
 	if _, statErr := os.Stat(dev); statErr == nil {
 		fd, err := kayofs.OpenDevice(dev)
@@ -219,7 +229,14 @@ func (e *Engine) volumeIntent(ctx context.Context, s VolumeSpec, dev string) (vo
 			return in, fmt.Errorf("lun %q: %w", s.LUN, err)
 		}
 		in.Found, err = kayofs.Probe(fd)
+		if err == nil && (in.Found == "" || s.ForceFormat) {
+			err = mountedElsewhere(fd, s) // force_format does not override it
+		}
 		fd.Close()
+		var ie *InputError
+		if errors.As(err, &ie) {
+			return in, err
+		}
 		if err != nil {
 			return in, fmt.Errorf("lun %q: %w", s.LUN, err)
 		}

@@ -1,0 +1,371 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+)
+
+// EventVolumeUpdated records an in-place change of a volume.
+const EventVolumeUpdated = "volume.updated"
+
+// CheckVolumeChange judges an in-place change against the prior spec:
+// cluster, lun and block size need a new volume; size and node slots only
+// grow.
+func CheckVolumeChange(old, s VolumeSpec) error {
+	switch {
+	case s.Cluster != old.Cluster:
+		return &InputError{Attribute: "cluster_id", Value: s.Cluster,
+			Detail: fmt.Sprintf("a volume cannot move from cluster %q to %q in place; it is replaced", old.Cluster, s.Cluster)}
+	case s.LUN != old.LUN:
+		return &InputError{Attribute: "lun", Value: s.LUN,
+			Detail: fmt.Sprintf("a volume cannot move from LUN %q to %q in place; it is replaced", old.LUN, s.LUN)}
+	case s.BlockSize != old.BlockSize:
+		return &InputError{Attribute: "block_size", Value: fmt.Sprint(s.BlockSize),
+			Detail: fmt.Sprintf("the block size (%d) is fixed when formatting; changing it replaces the volume", old.BlockSize)}
+	case s.SizeGiB < old.SizeGiB:
+		return &InputError{Attribute: "size_gib", Value: fmt.Sprint(s.SizeGiB),
+			Detail: fmt.Sprintf("cannot shrink the volume from %d GiB to %d GiB: Kayo FS volumes only grow. "+
+				"Keep %d GiB or more (or give a new lun to start over on a new volume)", old.SizeGiB, s.SizeGiB, old.SizeGiB)}
+	case s.NodeSlots < old.NodeSlots:
+		return &InputError{Attribute: "node_slots", Value: fmt.Sprint(s.NodeSlots),
+			Detail: fmt.Sprintf("cannot go from %d to %d node slots: slots can be added, not removed", old.NodeSlots, s.NodeSlots)}
+	}
+	return nil
+}
+
+// CheckVolumePlan judges, from the committed database and the LUN, what a
+// plan can: the cluster's node count against node_slots, a drive letter
+// taken in the cluster, a LUN that is another volume's or holds a file
+// system (unless force_format), and for an existing volume (id ≠ "") the
+// in-place change. Things created in the same apply (a missing cluster)
+// pass; apply re-checks.
+func (e *Engine) CheckVolumePlan(ctx context.Context, id string, s VolumeSpec) error {
+	if err := CheckVolumeSpec(s); err != nil {
+		return err
+	}
+	var prior *Volume
+	if id != "" {
+		v, err := e.GetVolume(ctx, id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if err == nil {
+			if err := CheckVolumeChange(v.VolumeSpec, s); err != nil {
+				return err
+			}
+			prior = &v
+		}
+	}
+	if c, err := e.GetCluster(ctx, s.Cluster); err == nil {
+		if s.NodeSlots < len(c.Nodes) {
+			return slotsError(s.NodeSlots, c)
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if prior == nil || prior.DriveLetter != s.DriveLetter {
+		if other, err := e.volumeByLetter(ctx, s.Cluster, s.DriveLetter); err == nil && (prior == nil || other.ID != prior.ID) {
+			return letterTaken(s, other)
+		} else if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	if prior != nil {
+		return nil
+	}
+	dev, err := e.devicePath(s)
+	if err != nil {
+		return err
+	}
+	vs, err := e.ListVolumes(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, v := range vs {
+		if v.Device == dev {
+			return &InputError{Attribute: "lun", Value: s.LUN,
+				Detail: fmt.Sprintf("LUN %q (%s) is volume %s (%s) of cluster %q, mounted on %s; a LUN holds one volume. "+
+					"Destroy that volume first, or use another LUN", s.LUN, dev, v.DriveLetter, v.ID, v.Cluster, strings.Join(sortedKeys(v.Mounts), ", "))}
+		}
+	}
+	if _, err := os.Stat(dev); err != nil {
+		if !s.Embedded() {
+			return &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, err)}
+		}
+		return nil // created at apply
+	}
+	fd, err := kayofs.OpenDevice(dev)
+	if err != nil {
+		return &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, err)}
+	}
+	defer fd.Close()
+	found, err := kayofs.Probe(fd)
+	if err != nil {
+		return err
+	}
+	if found != "" && !s.ForceFormat {
+		return existingFS(s, dev, found)
+	}
+	return mountedElsewhere(fd, s)
+}
+
+func slotsError(slots int, c Cluster) error {
+	return &InputError{Attribute: "node_slots", Value: fmt.Sprint(slots),
+		Detail: fmt.Sprintf("%d node slots are fewer than the %d nodes of cluster %q (%s); every node mounts the volume in a slot of its own. "+
+			"Set node_slots to at least %d (at most %d)", slots, len(c.Nodes), c.Name, strings.Join(c.Nodes, ", "), len(c.Nodes), kayofs.MaxSlots)}
+}
+
+func letterTaken(s VolumeSpec, other Volume) error {
+	return &InputError{Attribute: "drive_letter", Value: s.DriveLetter,
+		Detail: fmt.Sprintf("%s: is already volume %s (%s) of cluster %q; drive letters are unique per cluster",
+			s.DriveLetter, other.ID, other.Label, s.Cluster)}
+}
+
+func existingFS(s VolumeSpec, dev, found string) error {
+	return &InputError{Attribute: "force_format", Value: "false",
+		Detail: fmt.Sprintf("LUN %q (%s) already holds a %s file system; formatting would destroy it. "+
+			"Set force_format = true to format it anyway", s.LUN, dev, found)}
+}
+
+// mountedElsewhere refuses a LUN whose Kayo FS some node still mounts
+// (force_format does not override it).
+func mountedElsewhere(fd *kayofs.FileDevice, s VolumeSpec) error {
+	slots, err := kayofs.Slots(fd)
+	if err != nil {
+		return nil // not a (readable) Kayo FS: Probe judges it
+	}
+	var by []string
+	for _, si := range slots {
+		if si.State == "mounted" || si.State == "detached" {
+			by = append(by, fmt.Sprintf("%s (slot %d)", si.Node, si.Slot))
+		}
+	}
+	if len(by) == 0 {
+		return nil
+	}
+	return &InputError{Attribute: "lun", Value: s.LUN,
+		Detail: fmt.Sprintf("LUN %q (%s) holds a Kayo FS volume that is mounted elsewhere, by %s; formatting it would "+
+			"pull it from under them. Unmount it everywhere first (destroy the volume that uses it)", s.LUN, fd.Path(), strings.Join(by, ", "))}
+}
+
+// UpdateVolume changes a volume in place: label, drive letter, a larger
+// size (the LUN image grows, then the file system online) and more node
+// slots. Disk changes come first and are idempotent, so a crash before the
+// record commits is repaired by running the update again. Mounts are then
+// brought in line with the cluster's nodes.
+func (e *Engine) UpdateVolume(ctx context.Context, id string, s VolumeSpec) (Volume, error) {
+	if err := CheckVolumeSpec(s); err != nil {
+		return Volume{}, err
+	}
+	v, err := e.GetVolume(ctx, id)
+	if err != nil {
+		return Volume{}, err
+	}
+	if err := CheckVolumeChange(v.VolumeSpec, s); err != nil {
+		return Volume{}, err
+	}
+	c, err := e.GetCluster(ctx, v.Cluster)
+	if err != nil {
+		return Volume{}, err
+	}
+	if s.NodeSlots < len(c.Nodes) {
+		return Volume{}, slotsError(s.NodeSlots, c)
+	}
+	if err := e.RequireQuorum(ctx, v.Cluster, "changing volume "+v.DriveLetter+":"); err != nil {
+		return Volume{}, err
+	}
+	if s.DriveLetter != v.DriveLetter {
+		if other, err := e.volumeByLetter(ctx, s.Cluster, s.DriveLetter); err == nil {
+			return Volume{}, letterTaken(s, other)
+		} else if !errors.Is(err, ErrNotFound) {
+			return Volume{}, err
+		}
+	}
+	if s.SizeGiB != v.SizeGiB || s.NodeSlots != v.NodeSlots || s.Label != v.Label {
+		if err := e.changeOnDisk(v, s); err != nil {
+			return Volume{}, err
+		}
+	}
+	next := v
+	next.VolumeSpec = s
+	cmps := []store.Cmp{store.At(volumeKey(v.ID), v.Revision)}
+	ops := []store.Op{putJSON(volumeKey(v.ID), next)}
+	if s.DriveLetter != v.DriveLetter {
+		cmps = append(cmps, store.Absent(volumeLetterKey(s.Cluster, s.DriveLetter)))
+		ops = append(ops, store.Del(volumeLetterKey(v.Cluster, v.DriveLetter)),
+			store.Put(volumeLetterKey(s.Cluster, s.DriveLetter), []byte(v.ID)))
+	}
+	ops = append(ops, e.eventOp(Event{Kind: EventVolumeUpdated, Cluster: v.Cluster, Subject: v.ID,
+		Detail: changes(v.VolumeSpec, s)}))
+	rev, err := e.st.Commit(ctx, cmps, ops)
+	if isConflict(err) {
+		return Volume{}, fmt.Errorf("volume %s: changed concurrently (or drive letter %s: was just taken); apply again: %w", v.DriveLetter, s.DriveLetter, ErrConflict)
+	}
+	if err != nil {
+		return Volume{}, err
+	}
+	next.Revision = rev
+	return e.syncVolumeMounts(ctx, next, c.Nodes)
+}
+
+func changes(a, b VolumeSpec) map[string]string {
+	d := map[string]string{}
+	if a.Label != b.Label {
+		d["label"] = a.Label + " -> " + b.Label
+	}
+	if a.DriveLetter != b.DriveLetter {
+		d["drive_letter"] = a.DriveLetter + " -> " + b.DriveLetter
+	}
+	if a.SizeGiB != b.SizeGiB {
+		d["size_gib"] = fmt.Sprintf("%d -> %d", a.SizeGiB, b.SizeGiB)
+	}
+	if a.NodeSlots != b.NodeSlots {
+		d["node_slots"] = fmt.Sprintf("%d -> %d", a.NodeSlots, b.NodeSlots)
+	}
+	if a.ForceDestroy != b.ForceDestroy {
+		d["force_destroy"] = fmt.Sprint(b.ForceDestroy)
+	}
+	return d
+}
+
+// changeOnDisk grows the LUN image and the file system, adds slots and
+// relabels, through one of the volume's nodes. Each step is idempotent.
+func (e *Engine) changeOnDisk(v Volume, s VolumeSpec) error {
+	size := s.SizeGiB << 30
+	if v.Embedded() {
+		if fi, err := os.Stat(v.Device); err == nil && fi.Size() < size {
+			if err := os.Truncate(v.Device, size); err != nil {
+				return fmt.Errorf("volume %s: growing LUN image %s to %d GiB: %w", v.DriveLetter, v.Device, s.SizeGiB, err)
+			}
+		}
+	}
+	fd, err := openDevice(v)
+	if err != nil {
+		return err
+	}
+	defer fd.Close()
+	if fd.Size() < size {
+		return &InputError{Attribute: "size_gib", Value: fmt.Sprint(s.SizeGiB),
+			Detail: fmt.Sprintf("%d GiB is larger than LUN %q (%d bytes); grow the device first", s.SizeGiB, s.LUN, fd.Size())}
+	}
+	nodes := sortedKeys(v.Mounts)
+	node := "kayo-engine"
+	if len(nodes) > 0 {
+		node = nodes[0]
+	}
+	fv, err := kayofs.Mount(fd, node)
+	if err != nil {
+		return fmt.Errorf("volume %s: on %s: %w", v.DriveLetter, node, err)
+	}
+	err = func() error {
+		if err := fv.Grow(size); err != nil {
+			return fmt.Errorf("volume %s: growing to %d GiB: %w", v.DriveLetter, s.SizeGiB, err)
+		}
+		if err := fv.SetSlots(s.NodeSlots); err != nil {
+			return fmt.Errorf("volume %s: node slots: %w", v.DriveLetter, err)
+		}
+		if err := fv.SetLabel(s.Label); err != nil {
+			return fmt.Errorf("volume %s: label: %w", v.DriveLetter, err)
+		}
+		return nil
+	}()
+	if len(nodes) == 0 {
+		if uerr := fv.Unmount(); err == nil {
+			err = uerr
+		}
+	} else if derr := detach(fv); err == nil {
+		err = derr
+	}
+	return err
+}
+
+// syncVolumeMounts mounts v on every node of nodes that lacks it and
+// unmounts it from nodes no longer listed, then records the mounts. A node
+// that finds no free slot (the cluster outgrew node_slots) is left
+// unmounted until node_slots is raised.
+func (e *Engine) syncVolumeMounts(ctx context.Context, v Volume, nodes []string) (Volume, error) {
+	var add, remove []string
+	for _, n := range nodes {
+		if _, ok := v.Mounts[n]; !ok {
+			add = append(add, n)
+		}
+	}
+	for _, n := range sortedKeys(v.Mounts) {
+		if !slices.Contains(nodes, n) {
+			remove = append(remove, n)
+		}
+	}
+	if len(add) == 0 && len(remove) == 0 {
+		return v, nil
+	}
+	fd, err := openDevice(v)
+	if err != nil {
+		return v, err
+	}
+	defer fd.Close()
+	mounts := map[string]int{}
+	for n, s := range v.Mounts {
+		mounts[n] = s
+	}
+	var evs []store.Op
+	for _, n := range remove {
+		fv, err := kayofs.Mount(fd, n)
+		if err != nil {
+			return v, fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
+		}
+		if err := fv.Unmount(); err != nil {
+			return v, fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
+		}
+		evs = append(evs, e.eventOp(Event{Kind: EventVolumeUnmounted, Cluster: v.Cluster, Subject: v.ID,
+			Detail: map[string]string{"node": n, "slot": fmt.Sprint(mounts[n])}}))
+		delete(mounts, n)
+	}
+	for _, n := range add {
+		slot, err := mountNode(fd, n)
+		if errors.Is(err, kayofs.ErrNoSlot) {
+			continue // deferred until node_slots grows
+		}
+		if err != nil {
+			return v, fmt.Errorf("mounting volume %s: on %s: %w", v.DriveLetter, n, err)
+		}
+		mounts[n] = slot
+		evs = append(evs, e.eventOp(Event{Kind: EventVolumeMounted, Cluster: v.Cluster, Subject: v.ID,
+			Detail: map[string]string{"node": n, "slot": fmt.Sprint(slot)}}))
+	}
+	next := v
+	next.Mounts = mounts
+	rev, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(v.ID), v.Revision)},
+		append([]store.Op{putJSON(volumeKey(v.ID), next)}, evs...))
+	if err != nil {
+		return v, fmt.Errorf("volume %s: recording mounts: %w", v.DriveLetter, err)
+	}
+	next.Revision = rev
+	return next, nil
+}
+
+// SyncClusterVolumes makes every volume of cluster mounted on exactly its
+// nodes (UpdateCluster calls it after a membership change).
+func (e *Engine) SyncClusterVolumes(ctx context.Context, cluster string) error {
+	c, err := e.GetCluster(ctx, cluster)
+	if err != nil {
+		return err
+	}
+	vs, err := e.ListVolumes(ctx, cluster)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, v := range vs {
+		if _, err := e.syncVolumeMounts(ctx, v, c.Nodes); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
