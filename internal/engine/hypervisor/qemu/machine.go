@@ -1,0 +1,243 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Guest is the kernel and initramfs every VM of the qemu driver boots
+// (guest/build.sh builds the small test guest from Debian packages).
+type Guest struct {
+	Kernel  string
+	Initrd  string
+	Cmdline string
+}
+
+// DefaultCmdline is the guest kernel command line: serial console, quiet,
+// halt (not reboot) on panic.
+const DefaultCmdline = "console=ttyS0 quiet panic=-1"
+
+// FindGuest locates the guest: $KAYO_QEMU_GUEST_DIR (vmlinuz + initrd.img),
+// else dir (the caller's default, e.g. <data_dir>/guest, may be "").
+func FindGuest(dir string) (Guest, error) {
+	if d := os.Getenv("KAYO_QEMU_GUEST_DIR"); d != "" {
+		dir = d
+	}
+	if dir == "" {
+		return Guest{}, errors.New("qemu: no guest: set KAYO_QEMU_GUEST_DIR to a directory holding vmlinuz and initrd.img (guest/build.sh builds one)")
+	}
+	g := Guest{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), Cmdline: DefaultCmdline}
+	for _, f := range []string{g.Kernel, g.Initrd} {
+		if _, err := os.Stat(f); err != nil {
+			return Guest{}, fmt.Errorf("qemu: guest: %w (guest/build.sh %s builds it)", err, dir)
+		}
+	}
+	return g, nil
+}
+
+// Binary is the QEMU system emulator ($KAYO_QEMU_BINARY, else
+// qemu-system-x86_64 on PATH).
+func Binary() (string, error) {
+	if b := os.Getenv("KAYO_QEMU_BINARY"); b != "" {
+		return b, nil
+	}
+	p, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		return "", fmt.Errorf("qemu: qemu-system-x86_64 not found (apt-get install qemu-system-x86): %w", err)
+	}
+	return p, nil
+}
+
+// Config is one QEMU process.
+type Config struct {
+	Name       string
+	MemoryMB   int64
+	Processors int
+	Guest      Guest
+	// Disk is the NBD URL of the VM's disk ("" = none), attached raw.
+	Disk string
+	// Incoming: "" boots the guest; "tcp:127.0.0.1:PORT" waits for a
+	// migration stream there (and stays paused after it: -S).
+	Incoming string
+	// Dir holds the QMP socket, the serial console log and QEMU's log.
+	Dir string
+}
+
+// Machine is a running QEMU process.
+type Machine struct {
+	Name   string
+	Cfg    Config
+	Cmd    *exec.Cmd
+	QMP    *QMP
+	done   chan struct{}
+	mu     sync.Mutex
+	exit   error
+	Killed bool
+}
+
+// QMPPath, SerialPath and LogPath are where a machine named name in dir
+// keeps its socket and logs.
+func QMPPath(dir, name string) string    { return filepath.Join(dir, name+".qmp") }
+func SerialPath(dir, name string) string { return filepath.Join(dir, name+".serial.log") }
+func LogPath(dir, name string) string    { return filepath.Join(dir, name+".qemu.log") }
+
+// Args returns QEMU's command line for c (TCG: on this machine kind /dev/kvm
+// runs only firmware; everything on loopback, no network adapters).
+func (c Config) Args() []string {
+	mem := c.MemoryMB
+	if mem <= 0 {
+		mem = 128
+	}
+	cpus := max(c.Processors, 1)
+	a := []string{
+		"-name", c.Name, "-accel", "tcg", "-m", strconv.FormatInt(mem, 10), "-smp", strconv.Itoa(cpus),
+		"-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
+		"-kernel", c.Guest.Kernel, "-initrd", c.Guest.Initrd, "-append", c.Guest.Cmdline,
+		"-chardev", "file,id=ser0,append=on,path=" + SerialPath(c.Dir, c.Name), "-serial", "chardev:ser0",
+		"-qmp", "unix:" + QMPPath(c.Dir, c.Name) + ",server=on,wait=off",
+	}
+	if c.Disk != "" {
+		a = append(a, "-drive", "file="+c.Disk+",format=raw,if=virtio,cache=none,aio=threads")
+	}
+	if c.Incoming != "" {
+		a = append(a, "-S", "-incoming", c.Incoming)
+	}
+	return a
+}
+
+// Launch starts QEMU for c and connects to its QMP socket. The process is
+// tied to the caller (SIGKILL when the launching process dies: the NBD
+// server it depends on lives there too).
+func Launch(ctx context.Context, bin string, c Config) (*Machine, error) {
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	_ = os.Remove(QMPPath(c.Dir, c.Name))
+	logf, err := os.OpenFile(LogPath(c.Dir, c.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	_, _ = fmt.Fprintf(logf, "%s launching: %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(c.Args(), " "))
+	cmd := exec.Command(bin, c.Args()...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("qemu: starting %s: %w", bin, err)
+	}
+	m := &Machine{Name: c.Name, Cfg: c, Cmd: cmd, done: make(chan struct{})}
+	go func() {
+		err := cmd.Wait()
+		m.mu.Lock()
+		m.exit = err
+		m.mu.Unlock()
+		close(m.done)
+	}()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-m.done:
+			cancel()
+		case <-qctx.Done():
+		}
+	}()
+	q, err := DialQMP(qctx, QMPPath(c.Dir, c.Name))
+	if err != nil {
+		m.Kill()
+		tail, _ := os.ReadFile(LogPath(c.Dir, c.Name))
+		return nil, fmt.Errorf("qemu %s did not come up: %w; its log: %s", c.Name, err, lastLines(string(tail), 5))
+	}
+	m.QMP = q
+	return m, nil
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, " | ")
+}
+
+// Done is closed when the process exited.
+func (m *Machine) Done() <-chan struct{} { return m.done }
+
+// Exited reports whether the process exited, and how.
+func (m *Machine) Exited() (bool, error) {
+	select {
+	case <-m.done:
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return true, m.exit
+	default:
+		return false, nil
+	}
+}
+
+// PID is the process id.
+func (m *Machine) PID() int { return m.Cmd.Process.Pid }
+
+// Kill stops the process at once (SIGKILL) and waits for it to be gone.
+func (m *Machine) Kill() {
+	m.mu.Lock()
+	m.Killed = true
+	m.mu.Unlock()
+	if m.QMP != nil {
+		_ = m.QMP.Close()
+	}
+	_ = m.Cmd.Process.Signal(syscall.SIGKILL)
+	<-m.done
+	_ = os.Remove(QMPPath(m.Cfg.Dir, m.Name))
+}
+
+// Quit asks QEMU to exit (QMP quit), killing it if it has not within a
+// second.
+func (m *Machine) Quit(ctx context.Context) {
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if m.QMP != nil {
+		_, _ = m.QMP.Execute(qctx, "quit", nil)
+	}
+	select {
+	case <-m.done:
+		_ = os.Remove(QMPPath(m.Cfg.Dir, m.Name))
+	case <-qctx.Done():
+		m.Kill()
+	}
+}
+
+// FreePort returns a free TCP port on 127.0.0.1.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// MigrationParams are the parameters every migration uses (the driver
+// and the raw-QMP floor of the benchmark alike): loopback bandwidth
+// unthrottled (QEMU's default caps it at 128 MiB/s), QEMU's default
+// 300 ms downtime limit.
+var MigrationParams = map[string]any{"max-bandwidth": int64(20) << 30, "downtime-limit": 300}
+
+// StartMigration sets MigrationParams and starts a migration to uri.
+func (m *Machine) StartMigration(ctx context.Context, uri string) error {
+	if _, err := m.QMP.Execute(ctx, "migrate-set-parameters", MigrationParams); err != nil {
+		return err
+	}
+	_, err := m.QMP.Execute(ctx, "migrate", map[string]any{"uri": uri})
+	return err
+}
