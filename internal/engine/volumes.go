@@ -440,24 +440,15 @@ func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(
 	return ferr
 }
 
-// VolumeUsage returns used and free bytes of a volume.
+// VolumeUsage returns used and free bytes of a volume (read from the
+// allocation group headers; nothing is mounted or written).
 func (e *Engine) VolumeUsage(ctx context.Context, v Volume) (kayofs.VolumeStats, error) {
 	fd, err := openDevice(v)
 	if err != nil {
 		return kayofs.VolumeStats{}, err
 	}
 	defer fd.Close()
-	var st kayofs.VolumeStats
-	node := sortedKeys(v.Mounts)
-	if len(node) == 0 {
-		return st, fmt.Errorf("volume %s: is mounted nowhere", v.DriveLetter)
-	}
-	err = e.WithVolume(ctx, v.ID, node[0], func(fv *kayofs.Volume) error {
-		var err error
-		st, err = fv.Stats()
-		return err
-	})
-	return st, err
+	return kayofs.Usage(fd)
 }
 
 // DeleteVolume unmounts a volume from every node and removes it (and its

@@ -41,27 +41,17 @@ func CheckVolumeChange(old, s VolumeSpec) error {
 }
 
 // CheckVolumePlan judges, from the committed database and the LUN, what a
-// plan can: the cluster's node count against node_slots, a drive letter
-// taken in the cluster, a LUN that is another volume's or holds a file
-// system (unless force_format), and for an existing volume (id ≠ "") the
-// in-place change. Things created in the same apply (a missing cluster)
-// pass; apply re-checks.
+// plan can. For a new volume (id ""): the cluster's node count against
+// node_slots, and a LUN that is mounted elsewhere or holds a file system
+// (unless force_format). A LUN or drive letter that a recorded volume
+// holds is left to apply: Terraform plans a replacement's create without
+// saying which volume it replaces, and apply destroys that one first. For
+// an existing volume: the in-place change (shrink), node slots, and a new
+// drive letter already taken in the cluster. Things created in the same
+// apply (a missing cluster) pass; apply re-checks everything.
 func (e *Engine) CheckVolumePlan(ctx context.Context, id string, s VolumeSpec) error {
 	if err := CheckVolumeSpec(s); err != nil {
 		return err
-	}
-	var prior *Volume
-	if id != "" {
-		v, err := e.GetVolume(ctx, id)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		if err == nil {
-			if err := CheckVolumeChange(v.VolumeSpec, s); err != nil {
-				return err
-			}
-			prior = &v
-		}
 	}
 	if c, err := e.GetCluster(ctx, s.Cluster); err == nil {
 		if s.NodeSlots < len(c.Nodes) {
@@ -70,14 +60,24 @@ func (e *Engine) CheckVolumePlan(ctx context.Context, id string, s VolumeSpec) e
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	if prior == nil || prior.DriveLetter != s.DriveLetter {
-		if other, err := e.volumeByLetter(ctx, s.Cluster, s.DriveLetter); err == nil && (prior == nil || other.ID != prior.ID) {
-			return letterTaken(s, other)
-		} else if err != nil && !errors.Is(err, ErrNotFound) {
+	if id != "" {
+		v, err := e.GetVolume(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
-	}
-	if prior != nil {
+		if err := CheckVolumeChange(v.VolumeSpec, s); err != nil {
+			return err
+		}
+		if v.DriveLetter != s.DriveLetter {
+			if other, err := e.volumeByLetter(ctx, s.Cluster, s.DriveLetter); err == nil && other.ID != v.ID {
+				return letterTaken(s, other)
+			} else if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
 		return nil
 	}
 	dev, err := e.devicePath(s)
@@ -90,9 +90,7 @@ func (e *Engine) CheckVolumePlan(ctx context.Context, id string, s VolumeSpec) e
 	}
 	for _, v := range vs {
 		if v.Device == dev {
-			return &InputError{Attribute: "lun", Value: s.LUN,
-				Detail: fmt.Sprintf("LUN %q (%s) is volume %s (%s) of cluster %q, mounted on %s; a LUN holds one volume. "+
-					"Destroy that volume first, or use another LUN", s.LUN, dev, v.DriveLetter, v.ID, v.Cluster, strings.Join(sortedKeys(v.Mounts), ", "))}
+			return nil // a recorded volume's LUN: apply judges (see above)
 		}
 	}
 	if _, err := os.Stat(dev); err != nil {

@@ -167,6 +167,7 @@ func (p *kayoProvider) Resources(_ context.Context) []func() resource.Resource {
 		NewHostResource,
 		NewClusterResource,
 		NewQuorumResource,
+		NewSharedVolumeResource,
 		NewVirtualMachineResource,
 	}
 }

@@ -445,3 +445,38 @@ func (v *Volume) Stats() (VolumeStats, error) {
 	st.UsedBytes = st.TotalBytes - st.FreeBytes
 	return st, nil
 }
+
+// Usage reads the space accounting of a volume without mounting it (one
+// block per allocation group; a crashed node's unreplayed transaction is
+// not counted until a mount replays it).
+func Usage(dev Device) (VolumeStats, error) {
+	sb, err := ReadSuperblock(dev)
+	if err != nil {
+		return VolumeStats{}, err
+	}
+	var free uint64
+	for k := uint32(0); k < sb.AGCount; k++ {
+		b, err := readBlock(dev, sb.bs(), sb.agHeader(k))
+		if err != nil {
+			return VolumeStats{}, err
+		}
+		dl := sb.agDataLen(k)
+		switch st, why := checkBlock(b, tAGHeader, sb.UUID, sb.agHeader(k)); st {
+		case blockFresh:
+			free += dl
+		case blockCorrupt:
+			return VolumeStats{}, fmt.Errorf("%w: group %d header: %s", ErrCorrupt, k, why)
+		default:
+			h, err := decodeAGHeader(sb, k, b)
+			if err != nil {
+				return VolumeStats{}, err
+			}
+			free += dl - min(h.used, dl)
+		}
+	}
+	bs := int64(sb.BlockSize)
+	st := VolumeStats{BlockSize: bs, TotalBytes: int64(sb.TotalBlocks) * bs, DataBytes: int64(sb.DataBlocks()) * bs,
+		FreeBytes: int64(free) * bs, Groups: int(sb.AGCount)}
+	st.UsedBytes = st.TotalBytes - st.FreeBytes
+	return st, nil
+}

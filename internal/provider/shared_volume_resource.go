@@ -1,0 +1,370 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+)
+
+var (
+	_ resource.ResourceWithConfigure      = (*sharedVolumeResource)(nil)
+	_ resource.ResourceWithImportState    = (*sharedVolumeResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*sharedVolumeResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*sharedVolumeResource)(nil)
+)
+
+// NewSharedVolumeResource is the kayo_shared_volume resource.
+func NewSharedVolumeResource() resource.Resource { return &sharedVolumeResource{} }
+
+type sharedVolumeResource struct{ engine *engine.Engine }
+
+type sharedVolumeModel struct {
+	ID           types.String `tfsdk:"id"`
+	ClusterID    types.String `tfsdk:"cluster_id"`
+	LUN          types.String `tfsdk:"lun"`
+	SizeGiB      types.Int64  `tfsdk:"size_gib"`
+	Label        types.String `tfsdk:"label"`
+	DriveLetter  types.String `tfsdk:"drive_letter"`
+	BlockSize    types.Int64  `tfsdk:"block_size"`
+	NodeSlots    types.Int64  `tfsdk:"node_slots"`
+	ForceFormat  types.Bool   `tfsdk:"force_format"`
+	ForceDestroy types.Bool   `tfsdk:"force_destroy"`
+	Mounts       types.Map    `tfsdk:"mounts"`
+	UsedBytes    types.Int64  `tfsdk:"used_bytes"`
+	FreeBytes    types.Int64  `tfsdk:"free_bytes"`
+}
+
+func (r *sharedVolumeResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_shared_volume"
+}
+
+func (r *sharedVolumeResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A SAN LUN formatted with the Kayo FS clustered file system and mounted on every node of a " +
+			"cluster at the same drive letter, so every node sees every VHD (the seed guide's `O:`).\n\n" +
+			"Each node mounts the volume in a node slot of its own (its own metadata journal and heartbeat); the " +
+			"mount lasts between Terraform runs. Mounts follow the cluster's membership: a node added to the " +
+			"`kayo_cluster` mounts the volume in the same apply, a removed node unmounts it.\n\n" +
+			"In place: `label`, `drive_letter`, a larger `size_gib` (the LUN and the file system grow online) and " +
+			"more `node_slots`. A new `lun` or `block_size` replaces the volume (formats anew: its files are lost). " +
+			"Shrinking `size_gib` or `node_slots` is a plan-time error.\n\n" +
+			"Formatting refuses a LUN that holds a file system (Kayo FS, NTFS, ext2/3/4, XFS, OCFS2, GFS2, btrfs) " +
+			"unless `force_format`, and always refuses one that is mounted elsewhere. Destroy refuses while the " +
+			"volume holds files unless `force_destroy`.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The volume UUID (from the Kayo FS superblock).",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"cluster_id": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "The cluster (`kayo_cluster.*.id`) whose nodes mount the volume. Changing it replaces the volume.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"lun": schema.StringAttribute{
+				Required: true,
+				MarkdownDescription: "The LUN: a name in the embedded SAN (1–64 letters, digits, `.`, `_`, `-`; created " +
+					"sparse at `<data_dir>/san/<name>.img` with `size_gib`), or an absolute block-device path. " +
+					"Changing it replaces the volume.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"size_gib": schema.Int64Attribute{
+				Required: true,
+				MarkdownDescription: fmt.Sprintf("Size in GiB, %d to %d (64 TiB). Growing it is in place (online); "+
+					"shrinking it is an error.", engine.MinVolumeGiB, engine.MaxVolumeGiB),
+				Validators: []validator.Int64{int64validator.Between(engine.MinVolumeGiB, engine.MaxVolumeGiB)},
+			},
+			"label": schema.StringAttribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString(""),
+				MarkdownDescription: fmt.Sprintf("Volume label, at most %d bytes. In place.", kayofs.MaxLabelLen),
+				Validators:          []validator.String{stringvalidator.LengthAtMost(kayofs.MaxLabelLen)},
+			},
+			"drive_letter": schema.StringAttribute{
+				Required: true,
+				MarkdownDescription: "The drive letter every node mounts the volume at: one upper-case letter `D`–`Z`, " +
+					"unique in the cluster. In place.",
+			},
+			"block_size": schema.Int64Attribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             int64default.StaticInt64(engine.DefaultBlockSize),
+				MarkdownDescription: "Block size in bytes: a power of two from 4096 to 65536. Default 4096. Changing it replaces the volume.",
+				PlanModifiers:       []planmodifier.Int64{int64planmodifier.RequiresReplace()},
+			},
+			"node_slots": schema.Int64Attribute{
+				Optional: true,
+				Computed: true,
+				Default:  int64default.StaticInt64(engine.DefaultNodeSlots),
+				MarkdownDescription: fmt.Sprintf("Node slots (1–%d, at least the cluster's node count): how many nodes can "+
+					"mount the volume at once. Default %d. Growing it is in place; shrinking it is an error.", kayofs.MaxSlots, engine.DefaultNodeSlots),
+			},
+			"force_format": schema.BoolAttribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             booldefault.StaticBool(false),
+				MarkdownDescription: "Format the LUN even when it holds a file system (destroying it). Never formats a LUN mounted elsewhere.",
+			},
+			"force_destroy": schema.BoolAttribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             booldefault.StaticBool(false),
+				MarkdownDescription: "Allow destroy while the volume holds files (they are lost). Set it, apply, then destroy.",
+			},
+			"mounts": schema.MapAttribute{
+				Computed:            true,
+				ElementType:         types.Int64Type,
+				MarkdownDescription: "Node name → node slot, for every node that mounts the volume.",
+			},
+			"used_bytes": schema.Int64Attribute{
+				Computed:            true,
+				MarkdownDescription: "Bytes in use (metadata included), from the allocation groups. Refreshed on every read.",
+			},
+			"free_bytes": schema.Int64Attribute{
+				Computed:            true,
+				MarkdownDescription: "Bytes free for files. Refreshed on every read.",
+			},
+		},
+	}
+}
+
+func (r *sharedVolumeResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.engine = engineFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+func (m sharedVolumeModel) spec() engine.VolumeSpec {
+	return engine.VolumeSpec{
+		Cluster:      m.ClusterID.ValueString(),
+		LUN:          m.LUN.ValueString(),
+		SizeGiB:      m.SizeGiB.ValueInt64(),
+		Label:        m.Label.ValueString(),
+		DriveLetter:  m.DriveLetter.ValueString(),
+		BlockSize:    int(m.BlockSize.ValueInt64()),
+		NodeSlots:    int(m.NodeSlots.ValueInt64()),
+		ForceFormat:  m.ForceFormat.ValueBool(),
+		ForceDestroy: m.ForceDestroy.ValueBool(),
+	}
+}
+
+func (m sharedVolumeModel) anyUnknown() bool {
+	return m.ClusterID.IsUnknown() || m.LUN.IsUnknown() || m.SizeGiB.IsUnknown() || m.Label.IsUnknown() ||
+		m.DriveLetter.IsUnknown() || m.BlockSize.IsUnknown() || m.NodeSlots.IsUnknown() ||
+		m.ForceFormat.IsUnknown() || m.ForceDestroy.IsUnknown()
+}
+
+func (r *sharedVolumeResource) toModel(ctx context.Context, v engine.Volume) (sharedVolumeModel, error) {
+	mounts := make(map[string]int64, len(v.Mounts))
+	for n, s := range v.Mounts {
+		mounts[n] = int64(s)
+	}
+	mv, diags := types.MapValueFrom(ctx, types.Int64Type, mounts)
+	if diags.HasError() {
+		return sharedVolumeModel{}, fmt.Errorf("mounts: %v", diags)
+	}
+	m := sharedVolumeModel{
+		ID:           types.StringValue(v.ID),
+		ClusterID:    types.StringValue(v.Cluster),
+		LUN:          types.StringValue(v.LUN),
+		SizeGiB:      types.Int64Value(v.SizeGiB),
+		Label:        types.StringValue(v.Label),
+		DriveLetter:  types.StringValue(v.DriveLetter),
+		BlockSize:    types.Int64Value(int64(v.BlockSize)),
+		NodeSlots:    types.Int64Value(int64(v.NodeSlots)),
+		ForceFormat:  types.BoolValue(v.ForceFormat),
+		ForceDestroy: types.BoolValue(v.ForceDestroy),
+		Mounts:       mv,
+	}
+	st, err := r.engine.VolumeUsage(ctx, v)
+	if err != nil {
+		return m, err
+	}
+	m.UsedBytes, m.FreeBytes = types.Int64Value(st.UsedBytes), types.Int64Value(st.FreeBytes)
+	return m, nil
+}
+
+// ValidateConfig judges each known attribute on its own, so a drive letter
+// like "OO" or a block size of 5000 fails at plan time.
+func (r *sharedVolumeResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var m sharedVolumeModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	base := engine.VolumeSpec{Cluster: "c", LUN: "lun", SizeGiB: 1, DriveLetter: "O", BlockSize: engine.DefaultBlockSize,
+		NodeSlots: engine.DefaultNodeSlots}
+	checks := []struct {
+		known bool
+		set   func(*engine.VolumeSpec)
+	}{
+		{!m.LUN.IsNull() && !m.LUN.IsUnknown(), func(s *engine.VolumeSpec) { s.LUN = m.LUN.ValueString() }},
+		{!m.DriveLetter.IsNull() && !m.DriveLetter.IsUnknown(), func(s *engine.VolumeSpec) { s.DriveLetter = m.DriveLetter.ValueString() }},
+		{!m.BlockSize.IsNull() && !m.BlockSize.IsUnknown(), func(s *engine.VolumeSpec) { s.BlockSize = int(m.BlockSize.ValueInt64()) }},
+		{!m.NodeSlots.IsNull() && !m.NodeSlots.IsUnknown(), func(s *engine.VolumeSpec) { s.NodeSlots = int(m.NodeSlots.ValueInt64()) }},
+	}
+	for _, c := range checks {
+		if !c.known {
+			continue
+		}
+		s := base
+		c.set(&s)
+		if err := engine.CheckVolumeSpec(s); err != nil {
+			resp.Diagnostics.Append(engineDiags("Invalid shared volume configuration", err)...)
+		}
+	}
+}
+
+// ModifyPlan checks against the committed database and the LUN: shrink,
+// slots fewer than the cluster's nodes, a new drive letter taken in the
+// cluster, a LUN mounted elsewhere or holding a file system. A new
+// volume's letter or LUN that an existing volume holds is refused at
+// apply (a replacement's create is planned without its prior state).
+func (r *sharedVolumeResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if r.engine == nil || req.Plan.Raw.IsNull() {
+		return
+	}
+	var plan, state sharedVolumeModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if !req.State.Raw.IsNull() {
+		resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	}
+	if resp.Diagnostics.HasError() || plan.anyUnknown() {
+		return
+	}
+	id := ""
+	if !req.State.Raw.IsNull() {
+		if !plan.ClusterID.Equal(state.ClusterID) || !plan.LUN.Equal(state.LUN) || !plan.BlockSize.Equal(state.BlockSize) {
+			// A replacement: Terraform plans its create again, without
+			// the prior state; that call checks the new volume.
+			return
+		}
+		if plan.spec() == state.spec() {
+			return // nothing changes
+		}
+		id = state.ID.ValueString()
+	}
+	ctx, w := withWaitRecorder(ctx)
+	err := r.engine.CheckVolumePlan(ctx, id, plan.spec())
+	w.report(&resp.Diagnostics, "Checking shared volume "+plan.DriveLetter.ValueString()+":")
+	if err != nil {
+		resp.Diagnostics.Append(engineDiags("Invalid shared volume "+plan.DriveLetter.ValueString()+":", err)...)
+	}
+}
+
+func (r *sharedVolumeResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var m sharedVolumeModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	s := m.spec()
+	ctx, w := withWaitRecorder(ctx)
+	v, err := r.engine.CreateVolume(ctx, s)
+	w.report(&resp.Diagnostics, "Creating shared volume "+s.DriveLetter+":")
+	if err != nil {
+		resp.Diagnostics.Append(engineDiags("Cannot create shared volume "+s.DriveLetter+": on cluster "+s.Cluster, err)...)
+		return
+	}
+	out, err := r.toModel(ctx, v)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read shared volume "+s.DriveLetter+":", err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, out)...)
+}
+
+func (r *sharedVolumeResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var m sharedVolumeModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, w := withWaitRecorder(ctx)
+	v, err := r.engine.GetVolume(ctx, m.ID.ValueString())
+	w.report(&resp.Diagnostics, "Reading shared volume "+m.ID.ValueString())
+	if errors.Is(err, engine.ErrNotFound) {
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.Append(engineDiags("Cannot read shared volume "+m.ID.ValueString(), err)...)
+		return
+	}
+	out, err := r.toModel(ctx, v)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read shared volume "+v.DriveLetter+":", err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, out)...)
+}
+
+func (r *sharedVolumeResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var m, state sharedVolumeModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	s := m.spec()
+	ctx, w := withWaitRecorder(ctx)
+	v, err := r.engine.UpdateVolume(ctx, state.ID.ValueString(), s)
+	w.report(&resp.Diagnostics, "Changing shared volume "+s.DriveLetter+":")
+	if err != nil {
+		resp.Diagnostics.Append(engineDiags("Cannot change shared volume "+state.DriveLetter.ValueString()+":", err)...)
+		return
+	}
+	out, err := r.toModel(ctx, v)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read shared volume "+s.DriveLetter+":", err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, out)...)
+}
+
+func (r *sharedVolumeResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m sharedVolumeModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, w := withWaitRecorder(ctx)
+	err := r.engine.DeleteVolume(ctx, m.ID.ValueString(), m.ForceDestroy.ValueBool())
+	w.report(&resp.Diagnostics, "Destroying shared volume "+m.DriveLetter.ValueString()+":")
+	if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		resp.Diagnostics.Append(engineDiags("Cannot destroy shared volume "+m.DriveLetter.ValueString()+":", err)...)
+	}
+}
+
+// ImportState takes the volume UUID or "cluster/letter" (e.g. HVCLUSTER/O).
+func (r *sharedVolumeResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	if r.engine == nil {
+		resp.Diagnostics.AddError("Provider not configured", "cannot import before the provider is configured")
+		return
+	}
+	v, err := r.engine.LookupVolume(ctx, strings.TrimSpace(req.ID))
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot import shared volume "+req.ID,
+			err.Error()+"\n\nThe import ID is the volume UUID or CLUSTER/LETTER, e.g. HVCLUSTER/O.")
+		return
+	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), v.ID)...)
+}
