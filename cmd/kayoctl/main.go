@@ -42,6 +42,8 @@ Commands:
                                        the append-only event history, in commit (revision) order
   quorum [--cluster NAME] [--json]     quorum configuration and vote figures per cluster
   vm list [--cluster NAME] [--json]    VMs: owner node and fencing token, pin, status, VHD, last migration
+  volume check (UUID | CLUSTER/LETTER | --device PATH) [--json]
+                                       verify every Kayo FS invariant (read-only); exit 1 on problems
   host fail NAME                       lab: declare a host down, as if it crashed
   host recover NAME                    lab: declare a failed host up again
   agent --node NAME [--interval 1s] [--lease 3×interval]
@@ -131,6 +133,8 @@ func (c *cli) run(args []string) int {
 		err = c.agent(rest)
 	case "vm":
 		err = c.vm(rest)
+	case "volume":
+		err = c.volume(rest)
 	case "help", "-h", "--help":
 		_, _ = fmt.Fprint(c.stdout, usageText)
 		return exitOK
