@@ -99,8 +99,9 @@ func (r *clusterResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 				Computed: true,
 				Default:  stringdefault.StaticString(engine.HypervisorSimulator),
 				MarkdownDescription: "The VM runtime: `simulator` (the embedded engine's simulated Hyper-V; " +
-					"default). A `qemu` driver is planned and not available in this build.",
-				Validators: []validator.String{stringvalidator.OneOf(engine.HypervisorSimulator)},
+					"default), or `qemu`: real QEMU guests (TCG) run by each node's `kayoctl agent`, their disks served over " +
+					"NBD out of the Kayo FS volume, live-migrated with QMP.",
+				Validators: []validator.String{stringvalidator.OneOf(engine.HypervisorSimulator, engine.HypervisorQEMU)},
 			},
 			"heartbeat_timeout_seconds": schema.Int64Attribute{
 				Optional:            true,
@@ -225,6 +226,18 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		resp.Diagnostics.Append(engineDiags("Cannot validate cluster "+s.Name, err)...)
 		return
 	}
+	if !creating && !plan.Nodes.Equal(state.Nodes) {
+		// Removed nodes are drained first: say which VMs move where, and
+		// refuse a removal that would lose quorum or strand a VM.
+		moves, err := r.engine.PlanNodeRemoval(ctx, s)
+		if err != nil && !errors.Is(err, engine.ErrNotFound) {
+			resp.Diagnostics.Append(engineDiags("Cluster "+s.Name+": the node removal is refused", drainInput(err))...)
+			return
+		}
+		for _, m := range moves {
+			resp.Diagnostics.AddWarning(m.Summary(), moveDetail(m)+removalPinNote(m))
+		}
+	}
 	if !check.Complete {
 		return
 	}
@@ -308,6 +321,13 @@ func (r *clusterResource) Delete(ctx context.Context, req resource.DeleteRequest
 
 func (r *clusterResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
+}
+
+func removalPinNote(m engine.PlannedMove) string {
+	if !m.Pinned {
+		return ""
+	}
+	return fmt.Sprintf(" Since %s leaves the cluster, set owner_node of %s to a remaining node (or null).", m.From, m.VM)
 }
 
 // netbiosValidator applies the engine's NetBIOS rule at plan time.

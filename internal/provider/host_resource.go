@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
@@ -26,6 +27,7 @@ var (
 	_ resource.ResourceWithConfigure      = (*hostResource)(nil)
 	_ resource.ResourceWithImportState    = (*hostResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*hostResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*hostResource)(nil)
 )
 
 // NewHostResource is the kayo_host resource.
@@ -145,8 +147,14 @@ func (r *hostResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 				Optional: true,
 				Computed: true,
 				Default:  booldefault.StaticBool(false),
-				MarkdownDescription: "Put the host in maintenance: new placements keep off it. (Draining its " +
-					"virtual machines arrives with `kayo_virtual_machine`.) Default `false`.",
+				MarkdownDescription: "Put the host in maintenance: apply drains it — every virtual machine it runs " +
+					"moves to another node (live migration when the VM runs and both nodes have the same processor " +
+					"vendor, else quick migration; an `off` VM just changes owner), placed as a failover would place " +
+					"it — and new placements keep off it. The plan warns once per VM that moves (\"WEB01 will be " +
+					"live-migrated from Y-21-2k8x64 to Y-22-2k8x64 (maintenance)\"), and fails, naming the VMs and " +
+					"why, when one of them fits on no other node. Unpinned VMs that moved produce no diff; a VM " +
+					"pinned here (`owner_node`) stays away with a plan warning and moves back in the first plan after " +
+					"maintenance ends (or, per its `failback` policy, by the leader agent). Default `false`.",
 			},
 			"state": schema.StringAttribute{
 				Computed:            true,
@@ -238,6 +246,76 @@ func (r *hostResource) ValidateConfig(ctx context.Context, req resource.Validate
 	if err := engine.CheckHostSpec(s); err != nil {
 		resp.Diagnostics.Append(engineDiags("Invalid host", err)...)
 	}
+}
+
+// ModifyPlan warns which VMs a change to maintenance = true moves where,
+// and fails the plan when one of them fits on no other node. The moves are
+// judged against the committed cluster database; apply re-plans them.
+func (r *hostResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if r.engine == nil || req.Plan.Raw.IsNull() || req.State.Raw.IsNull() {
+		return
+	}
+	var plan, state hostModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() || plan.Maintenance.IsUnknown() || plan.Maintenance.Equal(state.Maintenance) {
+		return
+	}
+	name := state.ID.ValueString()
+	ctx, w := withWaitRecorder(ctx)
+	defer w.report(&resp.Diagnostics, "Planning the maintenance of host "+name)
+	h, err := r.engine.GetHost(ctx, name)
+	if err != nil || h.Cluster == "" {
+		return // not a node: nothing to drain (apply reports a missing host)
+	}
+	if !plan.Maintenance.ValueBool() {
+		vms, err := r.engine.ListVMs(ctx, h.Cluster)
+		if err != nil {
+			return
+		}
+		for _, vm := range vms {
+			if vm.OwnerNode == name && vm.Node != name {
+				resp.Diagnostics.AddWarning(fmt.Sprintf("%s can move back to %s after this apply", vm.Name, name),
+					fmt.Sprintf("VM %s is pinned to %s (owner_node) and runs on %s while %s is in maintenance. Once this apply "+
+						"ends maintenance, the next plan moves it back (or the leader agent does, per its failback policy %q).",
+						vm.Name, name, vm.Node, name, vm.Failback.Mode))
+			}
+		}
+		return
+	}
+	moves, err := r.engine.PlanDrain(ctx, h.Cluster, []string{name}, engine.ReasonMaintenance)
+	if err != nil {
+		resp.Diagnostics.Append(engineDiags("Host "+name+" cannot enter maintenance", drainInput(err))...)
+		return
+	}
+	for _, m := range moves {
+		resp.Diagnostics.AddWarning(m.Summary(), moveDetail(m))
+	}
+}
+
+// moveDetail explains a planned drain move.
+func moveDetail(m engine.PlannedMove) string {
+	d := fmt.Sprintf("%s migration of VM %s from %s to %s (%s), chosen as a failover would place it (preferred owners, "+
+		"anti-affinity, free memory); the VM's configuration does not change.", m.Type, m.VM, m.From, m.To, m.Reason)
+	if m.Why != "" {
+		d += " Not live: " + m.Why + "."
+	}
+	if m.Pinned && m.Reason == engine.ReasonMaintenance {
+		d += fmt.Sprintf(" VM %s is pinned to %s (owner_node): while it is away its plan warns and shows no change; it moves back "+
+			"in the first plan once %s can run it again.", m.VM, m.From, m.From)
+	}
+	return d
+}
+
+// drainInput turns a DrainError into an InputError on its attribute, so
+// the diagnostic points at the attribute whose change asked for the drain.
+func drainInput(err error) error {
+	var de *engine.DrainError
+	if errors.As(err, &de) {
+		msg := de.Error()
+		return &engine.InputError{Attribute: de.Attribute, Detail: msg[len(de.Attribute)+2:]}
+	}
+	return err
 }
 
 func (r *hostResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
