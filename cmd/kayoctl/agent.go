@@ -10,7 +10,9 @@ import (
 
 // agent runs the node agent until SIGINT/SIGTERM: every interval it
 // heartbeats, campaigns for its cluster's leader lease and, while it leads,
-// declares silent nodes down and returning ones up (engine.Agent.Tick).
+// declares silent nodes down and returning ones up, fails their VMs over,
+// finishes drains of nodes in maintenance and fails VMs back per their
+// failback policy (engine.Agent.Tick).
 func (c *cli) agent(args []string) error {
 	fs := c.newFlagSet("agent")
 	node := fs.String("node", "", "the host this agent runs for (required)")
@@ -86,6 +88,9 @@ func (c *cli) agent(args []string) error {
 					verdict = "down (silent " + d.Silent.Round(time.Millisecond).String() + ")"
 				}
 				logf("declared %s %s (term %d)", d.Node, verdict, rep.Term)
+			}
+			for _, f := range rep.Failbacks {
+				logf("failed VM %s back from %s to %s (term %d)", f.VM, f.From, f.To, rep.Term)
 			}
 			last = rep
 		}

@@ -112,7 +112,7 @@ func TestStatusHostFailRecoverEvents(t *testing.T) {
 		"node_majority (implicit: no kayo_quorum)",
 		"3 of 3 votes present, 2 needed, tolerates 1 node failure: has quorum",
 		"Leader  none (no agent has run)",
-		"Y-22-2k8x64   up          1   32768 MB   never (no agent)",
+		"Y-22-2k8x64   up          1   32768 MB   0 MB   30720 MB   never (no agent)   none",
 		"Hosts in no cluster",
 	} {
 		if !strings.Contains(out, want) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/placement"
 )
 
 // statusJSON is `kayoctl status --json`.
@@ -55,6 +56,21 @@ type nodeJSON struct {
 	Votes         int        `json:"votes"`
 	MemoryMB      int64      `json:"memory_mb"`
 	LastHeartbeat *time.Time `json:"last_heartbeat"`
+	// Cluster nodes only: memory the node's VMs hold, what is left for
+	// VMs after the host reserve, and the VMs it owns (by name).
+	MemoryUsedMB int64        `json:"memory_used_mb"`
+	MemoryFreeMB int64        `json:"memory_free_mb"`
+	VMs          []nodeVMJSON `json:"vms"`
+}
+
+// nodeVMJSON is one VM a node owns.
+type nodeVMJSON struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	// Pinned: its owner_node is this node; Away: it is pinned elsewhere.
+	Pinned bool   `json:"pinned,omitempty"`
+	Away   string `json:"pinned_to,omitempty"`
+	Token  int64  `json:"token"`
 }
 
 func toQuorumJSON(q engine.Quorum) quorumJSON {
@@ -113,12 +129,30 @@ func collectStatus(ctx context.Context, e *engine.Engine, only string) (statusJS
 		} else if !errors.Is(err, engine.ErrNotFound) {
 			return out, err
 		}
+		vms, err := e.ListVMs(ctx, c.Name)
+		if err != nil {
+			return out, err
+		}
 		for _, n := range c.Nodes {
 			h, ok := byName[n]
 			if !ok {
 				h = engine.Host{HostSpec: engine.HostSpec{Name: n}, Down: true, DownReason: "not registered"}
 			}
-			cj.Nodes = append(cj.Nodes, nodeOf(h, hbs, q.Status.NodeVotes))
+			nj := nodeOf(h, hbs, q.Status.NodeVotes)
+			nj.VMs = []nodeVMJSON{}
+			for _, vm := range vms {
+				if vm.Node != n {
+					continue
+				}
+				nj.MemoryUsedMB += vm.MemoryMB
+				v := nodeVMJSON{Name: vm.Name, Status: vm.Status, Pinned: vm.OwnerNode == n, Token: vm.Token}
+				if vm.OwnerNode != "" && vm.OwnerNode != n {
+					v.Away = vm.OwnerNode
+				}
+				nj.VMs = append(nj.VMs, v)
+			}
+			nj.MemoryFreeMB = max(h.MemoryMB-placement.DefaultReservedMB-nj.MemoryUsedMB, 0)
+			cj.Nodes = append(cj.Nodes, nj)
 		}
 		out.Clusters = append(out.Clusters, cj)
 	}
@@ -293,15 +327,37 @@ func printStatus(w *bytes.Buffer, st statusJSON, colour bool, now time.Time) {
 }
 
 func printNodes(w *bytes.Buffer, p painter, nodes []nodeJSON, now time.Time) {
-	rows := [][]string{{"NODE", "STATE", "VOTES", "MEMORY", "LAST HEARTBEAT"}}
+	rows := [][]string{{"NODE", "STATE", "VOTES", "MEMORY", "USED", "FREE", "LAST HEARTBEAT", "VMS"}}
 	for _, n := range nodes {
 		state := n.State
 		if n.DownReason != "" {
 			state += " (" + n.DownReason + ")"
 		}
-		rows = append(rows, []string{n.Name, state, fmt.Sprint(n.Votes), fmt.Sprintf("%d MB", n.MemoryMB), ago(n.LastHeartbeat, now)})
+		used, free, vms := "-", "-", ""
+		if n.VMs != nil {
+			used, free = fmt.Sprintf("%d MB", n.MemoryUsedMB), fmt.Sprintf("%d MB", n.MemoryFreeMB)
+			names := make([]string, len(n.VMs))
+			for i, v := range n.VMs {
+				names[i] = v.Name
+				switch {
+				case v.Pinned:
+					names[i] += " (pinned)"
+				case v.Away != "":
+					names[i] += " (pinned to " + v.Away + ")"
+				}
+				if v.Status != engine.VMRunning {
+					names[i] += " " + v.Status
+				}
+			}
+			vms = strings.Join(names, ", ")
+			if vms == "" {
+				vms = "none"
+			}
+		}
+		rows = append(rows, []string{n.Name, state, fmt.Sprint(n.Votes), fmt.Sprintf("%d MB", n.MemoryMB), used, free,
+			ago(n.LastHeartbeat, now), vms})
 	}
-	writeTable(w, "  ", rows, map[int]bool{2: true, 3: true}, func(row, col int, padded string) string {
+	writeTable(w, "  ", rows, map[int]bool{2: true, 3: true, 4: true, 5: true}, func(row, col int, padded string) string {
 		if col != 1 {
 			return padded
 		}
