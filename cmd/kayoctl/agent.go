@@ -51,6 +51,7 @@ func (c *cli) agent(args []string) error {
 		_, _ = fmt.Fprintf(c.stderr, "%s agent %s: %s\n", time.Now().Format("15:04:05.000"), *node, fmt.Sprintf(format, args...))
 	}
 	logf("started (id %s, interval %s, lease %s, data dir %s)", a.ID(), *interval, *lease, e.DataDir())
+	defer startQEMU(ctx, a, logf)() // VMs of qemu clusters (agent_qemu.go)
 	ticker := time.NewTicker(*interval)
 	defer ticker.Stop()
 	var last engine.TickReport

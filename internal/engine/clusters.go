@@ -34,8 +34,8 @@ func CheckClusterSpec(s ClusterSpec) error {
 		return &InputError{Attribute: "nodes", Value: fmt.Sprint(n),
 			Detail: fmt.Sprintf("%d nodes given; a cluster has 1 to %d nodes", n, validate.MaxNodes)}
 	}
-	if s.Hypervisor != HypervisorSimulator {
-		return invalid("hypervisor", s.Hypervisor, `"simulator" (the "qemu" driver is not built yet)`)
+	if s.Hypervisor != HypervisorSimulator && s.Hypervisor != HypervisorQEMU {
+		return invalid("hypervisor", s.Hypervisor, `"simulator" or "qemu"`)
 	}
 	if s.HeartbeatTimeoutSeconds < MinHeartbeatTimeout || s.HeartbeatTimeoutSeconds > MaxHeartbeatTimeout {
 		return invalid("heartbeat_timeout_seconds", fmt.Sprint(s.HeartbeatTimeoutSeconds),

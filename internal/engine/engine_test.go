@@ -253,7 +253,8 @@ func TestCheckClusterSpec(t *testing.T) {
 		{"all digits", func(s *ClusterSpec) { s.Name = "12345" }, "name"},
 		{"no nodes", func(s *ClusterSpec) { s.Nodes = nil }, "nodes"},
 		{"17 nodes", func(s *ClusterSpec) { s.Nodes = seventeen }, "nodes"},
-		{"qemu", func(s *ClusterSpec) { s.Hypervisor = HypervisorQEMU }, "hypervisor"},
+		{"qemu", func(s *ClusterSpec) { s.Hypervisor = HypervisorQEMU }, ""},
+		{"hyperv", func(s *ClusterSpec) { s.Hypervisor = "hyperv" }, "hypervisor"},
 		{"heartbeat", func(s *ClusterSpec) { s.HeartbeatTimeoutSeconds = 0 }, "heartbeat_timeout_seconds"},
 	}
 	for _, tc := range cases {

@@ -690,6 +690,9 @@ func (b hvBackend) List(ctx context.Context, prefix string) (map[string][]byte, 
 // Hypervisor returns the driver of cluster's hypervisor. Only the
 // embedded simulator exists so far (QEMU is issue 7).
 func (e *Engine) Hypervisor(cluster string) hypervisor.Driver {
+	if d := e.hypervisorFor(cluster); d != nil {
+		return d // kayo_cluster.hypervisor = "qemu" (qemu_driver.go)
+	}
 	return hypervisor.NewSimulator(hvBackend{e.st}, cluster)
 }
 

@@ -1,0 +1,970 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
+)
+
+// The QEMU executor of a node agent (kayoctl agent): it carries out the
+// requests the qemu driver records for its node (qemu_driver.go), runs one
+// QEMU process per VM (TCG, everything on 127.0.0.1, QMP socket and logs
+// under <data_dir>/qemu/<node>/) and serves each VM's VHD out of the Kayo FS
+// volume over NBD: reads and writes go through internal/engine/vhd on a
+// kayofs file (a dynamic VHD allocates blocks and updates its BAT as the
+// guest writes). The agent mounts the volume in its own slot, named
+// "<node>#qemu", for as long as it serves a disk from it.
+//
+// Fencing: an export serves one ownership token; when the VM's token moves
+// on (the driver's fence request, or the fence record seen on a sweep) the
+// agent kills that QEMU and refuses every later write of the export.
+
+// QEMUMountSuffix names the agent's own Kayo FS slot: node + suffix.
+const QEMUMountSuffix = "#qemu"
+
+// EventVMQEMUExited: a VM's QEMU process exited without being asked to.
+const EventVMQEMUExited = "vm.qemu_exited"
+
+// QEMUAgentConfig configures the executor.
+type QEMUAgentConfig struct {
+	// Guest is the kernel + initramfs VMs boot; found with
+	// qemu.FindGuest(<data_dir>/guest) when empty.
+	Guest qemu.Guest
+	// Logf receives what the executor does.
+	Logf func(format string, args ...any)
+	// Poll is how often requests are polled besides pokes (default 20ms).
+	Poll time.Duration
+}
+
+type qemuVolume struct {
+	fd   *kayofs.FileDevice
+	fv   *kayofs.Volume
+	refs int
+}
+
+type qemuVMDisk struct {
+	d *vhd.Disk
+	f *kayofs.File
+}
+
+func (q qemuVMDisk) ReadAt(p []byte, off int64) (int, error)  { return q.d.ReadAt(p, off) }
+func (q qemuVMDisk) WriteAt(p []byte, off int64) (int, error) { return q.d.WriteAt(p, off) }
+func (q qemuVMDisk) Size() int64                              { return q.d.Size() }
+func (q qemuVMDisk) Flush() error                             { return q.f.Sync() }
+
+type qemuVMRun struct {
+	name    string
+	m       *qemu.Machine
+	export  *qemu.Export
+	volume  string
+	rec     QEMUNodeVM
+	reqs    chan qemuRequest
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	curOp   string
+	handled string
+}
+
+// QEMUAgent is the executor of one node agent.
+type QEMUAgent struct {
+	e       *Engine
+	node    string
+	agentID string
+	cfg     QEMUAgentConfig
+	bin     string
+	dir     string
+	nbd     *qemu.Server
+	mu      sync.Mutex
+	cluster string
+	vms     map[string]*qemuVMRun
+	vols    map[string]*qemuVolume
+	wake    chan struct{}
+	// seenFence: the fence tokens the sweep has passed on (Run's goroutine only).
+	seenFence map[string]hypervisor.Token
+	initErr   string
+}
+
+// NewQEMUAgent returns the QEMU executor of agent a's node. It does
+// nothing until Run.
+func (a *Agent) NewQEMUAgent(cfg QEMUAgentConfig) *QEMUAgent {
+	if cfg.Poll <= 0 {
+		cfg.Poll = 20 * time.Millisecond
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	return &QEMUAgent{e: a.e, node: a.cfg.Node, agentID: a.cfg.ID, cfg: cfg,
+		dir: filepath.Join(a.e.dataDir, "qemu", a.cfg.Node), vms: map[string]*qemuVMRun{}, vols: map[string]*qemuVolume{},
+		wake: make(chan struct{}, 1), seenFence: map[string]hypervisor.Token{}}
+}
+
+// Run carries out requests until ctx ends; then it stops every QEMU
+// process it runs. It returns only when ctx ends (or the node's files
+// cannot be created).
+func (q *QEMUAgent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(q.dir, 0o755); err != nil {
+		return err
+	}
+	if b, err := qemu.Binary(); err != nil {
+		q.initErr = err.Error()
+	} else {
+		q.bin = b
+	}
+	if q.cfg.Guest.Kernel == "" && q.initErr == "" {
+		g, err := qemu.FindGuest(filepath.Join(q.e.dataDir, "guest"))
+		if err != nil {
+			q.initErr = err.Error()
+		}
+		q.cfg.Guest = g
+	}
+	srv, err := qemu.ListenNBD("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv.Logf = q.cfg.Logf
+	q.nbd = srv
+	sock := qemuSocket(q.e.dataDir, q.node)
+	_ = os.Remove(sock)
+	if ln, err := net.Listen("unix", sock); err == nil {
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_ = c.Close()
+				select {
+				case q.wake <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		defer func() { _ = ln.Close(); _ = os.Remove(sock) }()
+	}
+	if q.initErr != "" {
+		q.cfg.Logf("qemu: cannot run VMs: %s", q.initErr)
+	} else {
+		q.cfg.Logf("qemu: executor ready (%s, guest %s, NBD on %s, files in %s)", q.bin, filepath.Dir(q.cfg.Guest.Kernel), srv.Addr(), q.dir)
+	}
+	defer q.shutdown()
+	q.adoptOrphans(ctx)
+	var lastBeat, lastSweep time.Time
+	for {
+		if time.Since(lastBeat) >= 500*time.Millisecond {
+			lastBeat = time.Now()
+			q.beat(ctx)
+		}
+		if time.Since(lastSweep) >= 250*time.Millisecond {
+			lastSweep = time.Now()
+			q.sweepFences(ctx)
+		}
+		q.poll(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-q.wake:
+		case <-time.After(q.cfg.Poll):
+		}
+	}
+}
+
+func (q *QEMUAgent) beat(ctx context.Context) {
+	cluster := ""
+	if h, err := q.e.GetHost(ctx, q.node); err == nil {
+		cluster = h.Cluster
+	}
+	q.mu.Lock()
+	q.cluster = cluster
+	q.mu.Unlock()
+	b := QEMUAgentBeat{Node: q.node, Agent: q.agentID, PID: os.Getpid(), Cluster: cluster, Time: q.e.now().UTC(), Error: q.initErr}
+	_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuAgentKey(q.node), b)})
+}
+
+// adoptOrphans marks records of this node left by a previous agent process
+// (its QEMU processes died with it) as off.
+func (q *QEMUAgent) adoptOrphans(ctx context.Context) {
+	q.beat(ctx)
+	if q.cluster == "" {
+		return
+	}
+	recs, _, err := listJSON[QEMUNodeVM](ctx, q.e.st, qemuPrefix+q.cluster+"/node/"+q.node+"/")
+	if err != nil {
+		return
+	}
+	for _, r := range recs {
+		if r.State != hypervisor.Off && r.State != hypervisor.Saved {
+			r.Reason = fmt.Sprintf("its QEMU (pid %d) ended with agent %s", r.PID, r.Agent)
+			r.State, r.PID, r.Updated = hypervisor.Off, 0, q.e.now().UTC()
+			_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuNodeKey(q.cluster, q.node, r.Name), r)})
+		}
+	}
+}
+
+func (q *QEMUAgent) shutdown() {
+	q.mu.Lock()
+	vms := q.vms
+	q.mu.Unlock()
+	for _, v := range vms {
+		v.mu.Lock()
+		if v.cancel != nil {
+			v.cancel()
+		}
+		if v.m != nil {
+			v.m.Kill()
+		}
+		v.mu.Unlock()
+	}
+	_ = q.nbd.Close()
+	q.mu.Lock()
+	for id, vol := range q.vols {
+		_ = vol.fv.Unmount()
+		_ = vol.fd.Close()
+		delete(q.vols, id)
+	}
+	q.mu.Unlock()
+}
+
+// poll dispatches new requests to their VM's worker. A request arriving
+// while a live migration of the same VM runs here cancels it (the
+// provider that asked for it is gone, and the new one decides).
+func (q *QEMUAgent) poll(ctx context.Context) {
+	q.mu.Lock()
+	cluster := q.cluster
+	q.mu.Unlock()
+	if cluster == "" {
+		return
+	}
+	reqs, _, err := listJSON[qemuRequest](ctx, q.e.st, qemuPrefix+cluster+"/req/"+q.node+"/")
+	if err != nil {
+		return
+	}
+	for _, r := range reqs {
+		v := q.vm(ctx, cluster, r.VM.Name)
+		v.mu.Lock()
+		if v.handled == r.ID {
+			v.mu.Unlock()
+			continue
+		}
+		v.handled = r.ID
+		if v.cancel != nil && (v.curOp == qopMigrate) {
+			v.cancel()
+		}
+		v.mu.Unlock()
+		v.reqs <- r
+	}
+}
+
+func (q *QEMUAgent) vm(ctx context.Context, cluster, name string) *qemuVMRun {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if v, ok := q.vms[name]; ok {
+		return v
+	}
+	v := &qemuVMRun{name: name, reqs: make(chan qemuRequest, 64)}
+	if r, ok, _ := (&qemuDriver{e: q.e, cluster: cluster}).record(ctx, q.node, name); ok {
+		v.rec = r
+		// A result for the request already there was written by a previous
+		// agent process: do not repeat it.
+		var res qemuResult
+		if _, err := getJSON(ctx, q.e.st, qemuResKey(cluster, q.node, name), &res); err == nil && res.Done {
+			v.handled = res.ID
+		}
+	}
+	q.vms[name] = v
+	go q.worker(ctx, cluster, v)
+	return v
+}
+
+func (q *QEMUAgent) worker(ctx context.Context, cluster string, v *qemuVMRun) {
+	for {
+		var r qemuRequest
+		select {
+		case <-ctx.Done():
+			return
+		case r = <-v.reqs:
+		}
+		if r.ID == "" {
+			q.sweep(ctx, cluster, v, r.Token)
+			continue
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		v.mu.Lock()
+		v.cancel, v.curOp = cancel, r.Op
+		v.mu.Unlock()
+		res := qemuResult{ID: r.ID}
+		report := func(p hypervisor.Progress) {
+			pp := p
+			res.Progress = &pp
+			res.Updated = q.e.now().UTC()
+			_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuResKey(cluster, q.node, r.VM.Name), res)})
+		}
+		if r.Op != qopStatus {
+			q.cfg.Logf("qemu: %s %s (token %d, request %s)", r.Op, r.VM.Name, r.Token, r.ID)
+		}
+		err := q.do(rctx, cluster, v, r, &res, report)
+		cancel()
+		v.mu.Lock()
+		v.cancel, v.curOp = nil, ""
+		v.mu.Unlock()
+		res.Done, res.Updated = true, q.e.now().UTC()
+		if err != nil {
+			res.Err = err.Error()
+			switch {
+			case errors.Is(err, hypervisor.ErrFenced):
+				res.Kind = "fenced"
+			case errors.Is(err, hypervisor.ErrState):
+				res.Kind = "state"
+			case errors.Is(err, hypervisor.ErrNotFound):
+				res.Kind = "notfound"
+			}
+			q.cfg.Logf("qemu: %s %s failed: %v", r.Op, r.VM.Name, err)
+		}
+		_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuResKey(cluster, q.node, r.VM.Name), res)})
+	}
+}
+
+// save writes v's record.
+func (q *QEMUAgent) save(ctx context.Context, cluster string, v *qemuVMRun) error {
+	v.rec.Node, v.rec.Name, v.rec.Agent, v.rec.Updated = q.node, v.name, q.agentID, q.e.now().UTC()
+	if v.m != nil {
+		if done, _ := v.m.Exited(); !done {
+			v.rec.PID = v.m.PID()
+		}
+	} else {
+		v.rec.PID = 0
+	}
+	_, err := q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuNodeKey(cluster, q.node, v.name), v.rec)})
+	return err
+}
+
+func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, res *qemuResult, report func(hypervisor.Progress)) error {
+	if q.initErr != "" && r.Op != qopStatus && r.Op != qopDiscard && r.Op != qopStop && r.Op != qopFence {
+		return errors.New(q.initErr)
+	}
+	switch r.Op {
+	case qopStatus:
+		if v.rec.Name == "" {
+			return fmt.Errorf("VM %q is not known on %s: %w", r.VM.Name, q.node, hypervisor.ErrNotFound)
+		}
+		q.refreshState(ctx, v)
+		rec := v.rec
+		res.Status = &rec
+		return nil
+	case qopStart:
+		if v.m != nil && v.rec.State == hypervisor.Running && v.rec.Token == r.Token {
+			if done, _ := v.m.Exited(); !done {
+				return nil
+			}
+		}
+		if v.rec.State == hypervisor.Paused || v.rec.State == hypervisor.Received || v.rec.State == qemuIncoming {
+			return fmt.Errorf("VM %q on %s is %s (a live migration holds it): resume or discard it first: %w", r.VM.Name, q.node, v.rec.State, hypervisor.ErrState)
+		}
+		q.stopMachine(ctx, v)
+		if err := q.launch(ctx, cluster, v, r, ""); err != nil {
+			return err
+		}
+		v.rec.State, v.rec.Token, v.rec.VM, v.rec.Reason = hypervisor.Running, r.Token, r.VM, ""
+		v.rec.Boots++
+		return q.save(ctx, cluster, v)
+	case qopStop, qopFence:
+		if v.rec.Name == "" {
+			return nil
+		}
+		if r.Op == qopFence && v.export != nil {
+			v.export.Fence() // no write of the old owner lands after this
+		}
+		q.stopMachine(ctx, v)
+		v.rec.State = hypervisor.Off
+		v.rec.Reason = "stopped"
+		if r.Op == qopFence {
+			v.rec.Reason = fmt.Sprintf("fenced: token %d owns the VM now", r.Token)
+		} else {
+			v.rec.Token = r.Token
+		}
+		return q.save(ctx, cluster, v)
+	case qopDiscard:
+		q.stopMachine(ctx, v)
+		v.rec = QEMUNodeVM{}
+		_, err := q.e.st.Commit(ctx, nil, []store.Op{store.Del(qemuNodeKey(cluster, q.node, v.name))})
+		return err
+	case qopIncoming:
+		if v.m != nil && (v.rec.State == hypervisor.Running || v.rec.State == hypervisor.Paused) {
+			if done, _ := v.m.Exited(); !done {
+				return fmt.Errorf("VM %q already runs on %s: %w", r.VM.Name, q.node, hypervisor.ErrState)
+			}
+		}
+		q.stopMachine(ctx, v)
+		port, err := qemu.FreePort()
+		if err != nil {
+			return err
+		}
+		if err := q.launch(ctx, cluster, v, r, fmt.Sprintf("tcp:127.0.0.1:%d", port)); err != nil {
+			return err
+		}
+		v.rec.State, v.rec.Token, v.rec.VM, v.rec.Reason = qemuIncoming, r.Token, r.VM, ""
+		res.Port = port
+		return q.save(ctx, cluster, v)
+	case qopMigrate:
+		return q.migrateOut(ctx, cluster, v, r, res, report)
+	case qopResume:
+		return q.resume(ctx, cluster, v, r)
+	case qopSave:
+		return q.saveState(ctx, cluster, v, r, res, report)
+	case qopRestore:
+		return q.restore(ctx, cluster, v, r, report)
+	}
+	return fmt.Errorf("unknown request %q", r.Op)
+}
+
+// refreshState reads QEMU's own run state into the record.
+func (q *QEMUAgent) refreshState(ctx context.Context, v *qemuVMRun) {
+	if v.m == nil {
+		return
+	}
+	if done, _ := v.m.Exited(); done {
+		return
+	}
+	st, err := v.m.QMP.Status(ctx)
+	if err != nil {
+		return
+	}
+	switch st {
+	case "running":
+		v.rec.State = hypervisor.Running
+	case "postmigrate", "finish-migrate":
+		v.rec.State = hypervisor.Paused
+	case "inmigrate":
+		v.rec.State = qemuIncoming
+	case "paused", "prelaunch":
+		switch v.rec.State {
+		case qemuIncoming:
+			v.rec.State = hypervisor.Received
+		case hypervisor.Running:
+			v.rec.State = hypervisor.Paused
+		}
+	}
+}
+
+// disk opens (or reopens: a fresh read of the BAT) the VM's VHD on the
+// volume and publishes it as export name.
+func (q *QEMUAgent) disk(ctx context.Context, cluster string, v *qemuVMRun) error {
+	vm, err := q.e.GetVM(ctx, cluster, v.name)
+	if err != nil {
+		return err
+	}
+	paths, err := PathsFor(vm.DriveLetter, vm.Name)
+	if err != nil {
+		return err
+	}
+	fv, err := q.mount(vm.Volume)
+	if err != nil {
+		return err
+	}
+	if v.volume == "" {
+		v.volume = vm.Volume
+	} else {
+		q.unmount(vm.Volume) // the VM already holds a reference
+	}
+	f, err := fv.Open(paths.VolVHD)
+	if err != nil {
+		return fmt.Errorf("%s: %w", vm.VHDPath, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	d, err := vhd.Open(vmFile{f}, fi.Size)
+	if err != nil {
+		return fmt.Errorf("%s: %w", vm.VHDPath, err)
+	}
+	if v.export == nil || v.export.Fenced() {
+		v.export = q.nbd.Add(v.name, qemuVMDisk{d: d, f: f})
+	} else {
+		v.export.SetDisk(qemuVMDisk{d: d, f: f})
+	}
+	v.rec.NBD = q.nbd.URL(v.name)
+	return nil
+}
+
+func (q *QEMUAgent) mount(volID string) (*kayofs.Volume, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if vol, ok := q.vols[volID]; ok {
+		vol.refs++
+		return vol.fv, nil
+	}
+	v, err := q.e.GetVolume(context.Background(), volID)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := openDevice(v)
+	if err != nil {
+		return nil, err
+	}
+	fv, err := kayofs.Mount(fd, q.node+QEMUMountSuffix)
+	if err != nil {
+		_ = fd.Close()
+		return nil, fmt.Errorf("volume %s: mounting it for %s's VM disks: %w (the agent needs a free node slot of its own)", v.DriveLetter, q.node, err)
+	}
+	q.vols[volID] = &qemuVolume{fd: fd, fv: fv, refs: 1}
+	return fv, nil
+}
+
+func (q *QEMUAgent) unmount(volID string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	vol, ok := q.vols[volID]
+	if !ok {
+		return
+	}
+	vol.refs--
+	if vol.refs <= 0 {
+		_ = vol.fv.Unmount()
+		_ = vol.fd.Close()
+		delete(q.vols, volID)
+	}
+}
+
+func (q *QEMUAgent) launch(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, incoming string) error {
+	if err := q.disk(ctx, cluster, v); err != nil {
+		return err
+	}
+	m, err := qemu.Launch(ctx, q.bin, qemu.Config{Name: v.name, MemoryMB: r.VM.MemoryMB, Processors: r.VM.Processors,
+		Guest: q.cfg.Guest, Disk: q.nbd.URL(v.name), Incoming: incoming, Dir: q.dir})
+	if err != nil {
+		q.dropDisk(v)
+		return err
+	}
+	v.m = m
+	v.rec.QMP, v.rec.Serial = qemu.QMPPath(q.dir, v.name), qemu.SerialPath(q.dir, v.name)
+	go q.watch(cluster, v, m)
+	return nil
+}
+
+// watch reports a QEMU process that exits without being asked to.
+func (q *QEMUAgent) watch(cluster string, v *qemuVMRun, m *qemu.Machine) {
+	<-m.Done()
+	if m.Killed {
+		return
+	}
+	_, err := m.Exited()
+	tail, _ := os.ReadFile(qemu.LogPath(q.dir, v.name))
+	reason := fmt.Sprintf("QEMU (pid %d) exited unexpectedly: %v; log: %s", m.PID(), err, trimLines(string(tail), 3))
+	q.cfg.Logf("qemu: VM %s: %s", v.name, reason)
+	// The worker owns v's fields; it sees the exit on its next request.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var rec QEMUNodeVM
+	if _, err := getJSON(ctx, q.e.st, qemuNodeKey(cluster, q.node, v.name), &rec); err == nil && rec.PID == m.PID() {
+		rec.State, rec.Reason, rec.PID, rec.Updated = hypervisor.Off, reason, 0, q.e.now().UTC()
+		_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuNodeKey(cluster, q.node, v.name), rec),
+			q.e.eventOp(Event{Kind: EventVMQEMUExited, Cluster: cluster, Subject: v.name,
+				Detail: map[string]string{"node": q.node, "pid": fmt.Sprint(m.PID()), "reason": reason}})})
+	}
+}
+
+func (q *QEMUAgent) dropDisk(v *qemuVMRun) {
+	if v.export != nil {
+		q.nbd.Remove(v.name)
+		v.export = nil
+	}
+	if v.volume != "" {
+		q.unmount(v.volume)
+		v.volume = ""
+	}
+	v.rec.NBD = ""
+}
+
+func (q *QEMUAgent) stopMachine(ctx context.Context, v *qemuVMRun) {
+	if v.m != nil {
+		v.m.Kill()
+		v.m = nil
+	}
+	q.dropDisk(v)
+	_ = ctx
+}
+
+func (q *QEMUAgent) migrateOut(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, res *qemuResult, report func(hypervisor.Progress)) error {
+	if v.m == nil || v.rec.Token != r.Token {
+		return fmt.Errorf("VM %q does not run on %s with token %d: %w", r.VM.Name, q.node, r.Token, hypervisor.ErrState)
+	}
+	if done, _ := v.m.Exited(); done {
+		return fmt.Errorf("VM %q: its QEMU on %s exited: %w", r.VM.Name, q.node, hypervisor.ErrState)
+	}
+	q.refreshState(ctx, v)
+	if v.rec.State == hypervisor.Paused {
+		if mi, err := v.m.QMP.QueryMigrate(ctx); err == nil && mi.Status == "completed" {
+			res.Live = livePlan(mi, nil)
+			return nil // done before a crash of the asking process
+		}
+	}
+	if v.rec.State != hypervisor.Running {
+		return fmt.Errorf("VM %q on %s is %s, not running: %w", r.VM.Name, q.node, v.rec.State, hypervisor.ErrState)
+	}
+	if err := v.m.StartMigration(ctx, fmt.Sprintf("tcp:127.0.0.1:%d", r.Port)); err != nil {
+		return err
+	}
+	var rounds []hypervisor.Round
+	var lastRound int64
+	var lastReport time.Time
+	mi, err := v.m.QMP.WaitMigration(ctx, 5*time.Millisecond, func(mi qemu.MigrationInfo) {
+		if mi.RAM == nil {
+			return
+		}
+		if mi.RAM.DirtySyncCount != lastRound {
+			lastRound = mi.RAM.DirtySyncCount
+			rounds = append(rounds, hypervisor.Round{N: int(mi.RAM.DirtySyncCount), SentMB: mb(mi.RAM.Transferred), DirtiedMB: mb(mi.RAM.Remaining),
+				DurationMs: float64(mi.TotalTime)})
+		}
+		if time.Since(lastReport) >= 100*time.Millisecond {
+			lastReport = time.Now()
+			pct := 0
+			if mi.RAM.Total > 0 {
+				pct = int(100 * (mi.RAM.Total - mi.RAM.Remaining) / mi.RAM.Total)
+			}
+			q.cfg.Logf("qemu: %s live migration %s: round %d, %.1f MB sent, %.1f MB remaining, %d%%", r.VM.Name, mi.Status,
+				mi.RAM.DirtySyncCount, mb(mi.RAM.Transferred), mb(mi.RAM.Remaining), pct)
+			report(hypervisor.Progress{Phase: "pre-copy", Round: int(mi.RAM.DirtySyncCount), Percent: min(pct, 99), RemainingMB: mb(mi.RAM.Remaining)})
+		}
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			// Superseded: cancel, and let the source run on if it can.
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, _ = v.m.QMP.Execute(cctx, "migrate_cancel", nil)
+			for i := 0; i < 200; i++ {
+				mi, err := v.m.QMP.QueryMigrate(cctx)
+				if err != nil || (mi.Status != "active" && mi.Status != "cancelling" && mi.Status != "setup" && mi.Status != "device") {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			q.refreshState(cctx, v)
+			_ = q.save(cctx, cluster, v)
+			return fmt.Errorf("live migration of VM %q cancelled: a newer request replaced it", r.VM.Name)
+		}
+		q.refreshState(ctx, v)
+		_ = q.save(ctx, cluster, v)
+		return err
+	}
+	v.rec.State = hypervisor.Paused
+	if err := q.save(ctx, cluster, v); err != nil {
+		return err
+	}
+	res.Live = livePlan(mi, rounds)
+	q.cfg.Logf("qemu: %s live migration completed: total %d ms, downtime %d ms, %d rounds", r.VM.Name, mi.TotalTime, mi.Downtime, len(res.Live.Rounds))
+	report(hypervisor.Progress{Phase: "stop-and-copy", Round: len(res.Live.Rounds), Percent: 100})
+	return nil
+}
+
+func mb(b int64) float64 { return float64(b*100/(1<<20)) / 100 }
+
+func livePlan(mi qemu.MigrationInfo, rounds []hypervisor.Round) *hypervisor.LivePlan {
+	p := &hypervisor.LivePlan{Rounds: rounds, DurationMs: mi.TotalTime, DowntimeMs: mi.Downtime, Converged: true}
+	if len(p.Rounds) == 0 && mi.RAM != nil {
+		p.Rounds = []hypervisor.Round{{N: int(max(mi.RAM.DirtySyncCount, 1)), SentMB: mb(mi.RAM.Transferred), DurationMs: float64(mi.TotalTime)}}
+	}
+	return p
+}
+
+func (q *QEMUAgent) resume(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest) error {
+	if v.m == nil {
+		return fmt.Errorf("VM %q has no QEMU on %s to resume: %w", r.VM.Name, q.node, hypervisor.ErrState)
+	}
+	if done, _ := v.m.Exited(); done {
+		return fmt.Errorf("VM %q: its QEMU on %s exited: %w", r.VM.Name, q.node, hypervisor.ErrState)
+	}
+	q.refreshState(ctx, v)
+	if v.rec.State == hypervisor.Running && v.rec.Token == r.Token {
+		return nil
+	}
+	// A target waits until the stream is loaded (it leaves "inmigrate").
+	for v.rec.State == qemuIncoming {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+		q.refreshState(ctx, v)
+	}
+	if v.rec.State != hypervisor.Paused && v.rec.State != hypervisor.Received {
+		return fmt.Errorf("VM %q on %s is %s: nothing to resume: %w", r.VM.Name, q.node, v.rec.State, hypervisor.ErrState)
+	}
+	// The disk is read afresh (the source may have allocated blocks and
+	// changed the BAT since this export opened it), with the new token.
+	if err := q.disk(ctx, cluster, v); err != nil {
+		return err
+	}
+	if _, err := v.m.QMP.Execute(ctx, "cont", nil); err != nil {
+		return err
+	}
+	v.rec.State, v.rec.Token, v.rec.VM, v.rec.Reason = hypervisor.Running, r.Token, r.VM, ""
+	return q.save(ctx, cluster, v)
+}
+
+// stateFile opens the VM's saved-state file on the volume.
+func (q *QEMUAgent) stateFile(ctx context.Context, cluster, name string, create bool) (*kayofs.File, func(), error) {
+	vm, err := q.e.GetVM(ctx, cluster, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	paths, err := PathsFor(vm.DriveLetter, vm.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	fv, err := q.mount(vm.Volume)
+	if err != nil {
+		return nil, nil, err
+	}
+	release := func() { q.unmount(vm.Volume) }
+	var f *kayofs.File
+	if create {
+		f, err = openOrCreate(fv, paths.VolState)
+	} else {
+		f, err = fv.Open(paths.VolState)
+	}
+	if err != nil {
+		release()
+		return nil, nil, fmt.Errorf("%s: %w", paths.State, err)
+	}
+	return f, release, nil
+}
+
+const stateHeaderSize = 4096
+
+type qemuStateHeader struct {
+	Magic string           `json:"magic"`
+	Name  string           `json:"name"`
+	Node  string           `json:"node"`
+	Token hypervisor.Token `json:"token"`
+	Bytes int64            `json:"bytes"`
+}
+
+const qemuStateMagic = "KAYO-QEMU-SAVED-STATE-1"
+
+// saveState pauses the guest and migrates its state into the VM's .vsv
+// file on the volume (QMP migrate to a loopback socket the agent copies
+// into the Kayo FS file), then ends the source QEMU: quick migration's
+// first half.
+func (q *QEMUAgent) saveState(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, res *qemuResult, report func(hypervisor.Progress)) error {
+	if v.rec.State == hypervisor.Saved && v.rec.Token == r.Token {
+		return nil
+	}
+	if v.m == nil || v.rec.Token != r.Token {
+		return fmt.Errorf("VM %q does not run on %s with token %d: %w", r.VM.Name, q.node, r.Token, hypervisor.ErrState)
+	}
+	f, release, err := q.stateFile(ctx, cluster, v.name, true)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := v.m.QMP.Execute(ctx, "stop", nil); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ln.Close() }()
+	copied := make(chan error, 1)
+	var n int64
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			copied <- err
+			return
+		}
+		defer func() { _ = c.Close() }()
+		br := bufio.NewReaderSize(c, 1<<20)
+		buf := make([]byte, 1<<20)
+		off := int64(stateHeaderSize)
+		for {
+			k, rerr := io.ReadFull(br, buf)
+			if k > 0 {
+				if _, err := f.WriteAt(buf[:k], off); err != nil {
+					copied <- err
+					return
+				}
+				off += int64(k)
+			}
+			if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+				n = off - stateHeaderSize
+				copied <- nil
+				return
+			}
+			if rerr != nil {
+				copied <- rerr
+				return
+			}
+		}
+	}()
+	if err := v.m.StartMigration(ctx, "tcp:"+ln.Addr().String()); err != nil {
+		return err
+	}
+	report(hypervisor.Progress{Phase: "save", Percent: 0})
+	if _, err := v.m.QMP.WaitMigration(ctx, 10*time.Millisecond, nil); err != nil {
+		return err
+	}
+	// The source is fenced now: its QEMU ends before anyone restores.
+	if v.export != nil {
+		v.export.Fence()
+	}
+	q.stopMachine(ctx, v)
+	if err := <-copied; err != nil {
+		return fmt.Errorf("writing the saved state: %w", err)
+	}
+	hdr, _ := json.Marshal(qemuStateHeader{Magic: qemuStateMagic, Name: v.name, Node: q.node, Token: r.Token, Bytes: n})
+	blk := make([]byte, stateHeaderSize)
+	copy(blk, hdr)
+	if _, err := f.WriteAt(blk, 0); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	res.Bytes = n
+	report(hypervisor.Progress{Phase: "save", Percent: 100})
+	v.rec.State, v.rec.Reason = hypervisor.Saved, "state saved to the volume"
+	return q.save(ctx, cluster, v)
+}
+
+// restore starts QEMU waiting for a migration stream and feeds it the
+// saved state from the volume, then runs the guest.
+func (q *QEMUAgent) restore(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, report func(hypervisor.Progress)) error {
+	if v.m != nil && v.rec.State == hypervisor.Running && v.rec.Token == r.Token {
+		return nil
+	}
+	f, release, err := q.stateFile(ctx, cluster, v.name, false)
+	if err != nil {
+		return err
+	}
+	defer release()
+	blk := make([]byte, stateHeaderSize)
+	if _, err := f.ReadAt(blk, 0); err != nil {
+		return fmt.Errorf("reading the saved state: %w", err)
+	}
+	var hdr qemuStateHeader
+	if err := json.Unmarshal(trimNUL(blk), &hdr); err != nil || hdr.Magic != qemuStateMagic || hdr.Name != v.name {
+		return fmt.Errorf("the saved-state file of VM %q holds no QEMU state of it: %w", v.name, hypervisor.ErrState)
+	}
+	q.stopMachine(ctx, v)
+	port, err := qemu.FreePort()
+	if err != nil {
+		return err
+	}
+	if err := q.launch(ctx, cluster, v, r, fmt.Sprintf("tcp:127.0.0.1:%d", port)); err != nil {
+		return err
+	}
+	report(hypervisor.Progress{Phase: "restore", Percent: 0})
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(c, io.NewSectionReader(f, stateHeaderSize, hdr.Bytes))
+	_ = c.Close()
+	if err != nil {
+		return fmt.Errorf("streaming the saved state: %w", err)
+	}
+	v.rec.State, v.rec.Token, v.rec.VM = qemuIncoming, r.Token, r.VM
+	for {
+		q.refreshState(ctx, v)
+		if v.rec.State != qemuIncoming {
+			break
+		}
+		if done, _ := v.m.Exited(); done {
+			return fmt.Errorf("VM %q: QEMU exited while loading the saved state", v.name)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	if _, err := v.m.QMP.Execute(ctx, "cont", nil); err != nil {
+		return err
+	}
+	report(hypervisor.Progress{Phase: "restore", Percent: 100})
+	v.rec.State, v.rec.Reason = hypervisor.Running, ""
+	v.rec.Boots++
+	return q.save(ctx, cluster, v)
+}
+
+func trimNUL(b []byte) []byte {
+	for i, c := range b {
+		if c == 0 {
+			return b[:i]
+		}
+	}
+	return b
+}
+
+// sweepFences kills (and fences the exports of) VMs this node runs with a
+// token older than the VM's newest: their ownership moved on.
+func (q *QEMUAgent) sweepFences(ctx context.Context) {
+	q.mu.Lock()
+	cluster := q.cluster
+	vms := make([]*qemuVMRun, 0, len(q.vms))
+	for _, v := range q.vms {
+		vms = append(vms, v)
+	}
+	q.mu.Unlock()
+	if cluster == "" || len(vms) == 0 {
+		return
+	}
+	kvs, _, err := q.e.st.List(ctx, qemuPrefix+cluster+"/fence/")
+	if err != nil {
+		return
+	}
+	fences := map[string]hypervisor.Token{}
+	for _, kv := range kvs {
+		var t hypervisor.Token
+		if json.Unmarshal(kv.Value, &t) == nil {
+			fences[filepath.Base(kv.Key)] = t
+		}
+	}
+	for _, v := range vms {
+		f, ok := fences[v.name]
+		if !ok || q.seenFence[v.name] == f {
+			continue
+		}
+		q.seenFence[v.name] = f
+		// The worker judges it (it owns v): an internal request, no result.
+		select {
+		case v.reqs <- qemuRequest{Op: qopSweep, VM: hypervisor.VM{Name: v.name}, Token: f}:
+		default:
+		}
+	}
+}
+
+// sweep fences v when it runs (or holds, paused) the VM with a token older
+// than tok; a migration target waiting to resume is left alone.
+func (q *QEMUAgent) sweep(ctx context.Context, cluster string, v *qemuVMRun, tok hypervisor.Token) {
+	if v.m == nil || v.rec.Token >= tok || (v.rec.State != hypervisor.Running && v.rec.State != hypervisor.Paused) {
+		return
+	}
+	if v.export != nil {
+		v.export.Fence()
+	}
+	q.cfg.Logf("qemu: %s: token %d is stale (newest %d): fenced, QEMU stopped", v.name, v.rec.Token, tok)
+	q.stopMachine(ctx, v)
+	v.rec.State, v.rec.Reason = hypervisor.Off, fmt.Sprintf("fenced: token %d owns the VM now", tok)
+	_ = q.save(ctx, cluster, v)
+}

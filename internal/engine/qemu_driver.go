@@ -1,0 +1,473 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+)
+
+// The qemu hypervisor driver (kayo_cluster.hypervisor = "qemu"). The
+// engine in the provider's plugin only asks; the node agents act:
+//
+//	qemu/<cluster>/req/<node>/<vm>   the request to node's agent (one at a time per VM and node)
+//	qemu/<cluster>/res/<node>/<vm>   its result and progress, written by the agent
+//	qemu/<cluster>/node/<node>/<vm>  node's view of the VM (QEMUNodeVM), written by the agent
+//	qemu/<cluster>/fence/<vm>        the newest ownership token seen for the VM
+//	qemu-agents/<node>               the agent's QEMU executor heartbeat
+//
+// Each driver call writes its request, pokes the agent's unix socket
+// (<data_dir>/qemu/<node>.sock; it also polls) and waits for the result,
+// reporting the agent's progress; an agent whose executor heartbeat is
+// older than QEMUAgentTimeout is a clear error, not a wait. The agent runs
+// one QEMU process per running VM (internal/engine/agent_qemu.go), its
+// disk served over NBD out of the Kayo FS volume.
+const (
+	qemuPrefix       = "qemu/"
+	qemuAgentsPrefix = "qemu-agents/"
+)
+
+// QEMUAgentTimeout: an agent whose QEMU executor has not reported for this
+// long is down.
+const QEMUAgentTimeout = 5 * time.Second
+
+func qemuReqKey(cluster, node, vm string) string {
+	return qemuPrefix + cluster + "/req/" + node + "/" + vm
+}
+func qemuResKey(cluster, node, vm string) string {
+	return qemuPrefix + cluster + "/res/" + node + "/" + vm
+}
+func qemuNodeKey(cluster, node, vm string) string {
+	return qemuPrefix + cluster + "/node/" + node + "/" + vm
+}
+func qemuFenceKey(cluster, vm string) string { return qemuPrefix + cluster + "/fence/" + vm }
+func qemuAgentKey(node string) string        { return qemuAgentsPrefix + node }
+
+// Requests an agent carries out.
+const (
+	qopStart    = "start"
+	qopStop     = "stop"
+	qopDiscard  = "discard"
+	qopIncoming = "incoming"
+	qopMigrate  = "migrate"
+	qopResume   = "resume"
+	qopSave     = "save"
+	qopRestore  = "restore"
+	qopFence    = "fence"
+	qopStatus   = "status"
+	// qopSweep is internal to an agent (the fence sweep), never recorded.
+	qopSweep = "sweep"
+)
+
+// Extra run states of the qemu driver.
+const (
+	// qemuIncoming: a target QEMU waits for a live migration's stream.
+	qemuIncoming hypervisor.RunState = "incoming"
+)
+
+type qemuRequest struct {
+	ID      string           `json:"id"`
+	Op      string           `json:"op"`
+	VM      hypervisor.VM    `json:"vm"`
+	Token   hypervisor.Token `json:"token"`
+	Port    int              `json:"port,omitempty"`
+	By      string           `json:"by"`
+	Created time.Time        `json:"created"`
+}
+
+type qemuResult struct {
+	ID       string               `json:"id"`
+	Done     bool                 `json:"done"`
+	Err      string               `json:"err,omitempty"`
+	Kind     string               `json:"kind,omitempty"`
+	Progress *hypervisor.Progress `json:"progress,omitempty"`
+	Port     int                  `json:"port,omitempty"`
+	Bytes    int64                `json:"bytes,omitempty"`
+	Live     *hypervisor.LivePlan `json:"live,omitempty"`
+	Status   *QEMUNodeVM          `json:"status,omitempty"`
+	Updated  time.Time            `json:"updated"`
+}
+
+// QEMUNodeVM is a node agent's view of one VM of a qemu cluster.
+type QEMUNodeVM struct {
+	hypervisor.Status
+	PID    int    `json:"pid,omitempty"`
+	QMP    string `json:"qmp,omitempty"`
+	Serial string `json:"serial,omitempty"`
+	NBD    string `json:"nbd,omitempty"`
+	Agent  string `json:"agent,omitempty"`
+	// Reason says why it is not running (exited, fenced, stopped).
+	Reason  string    `json:"reason,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// QEMUAgentBeat is a node agent's QEMU executor heartbeat.
+type QEMUAgentBeat struct {
+	Node    string    `json:"node"`
+	Agent   string    `json:"agent"`
+	PID     int       `json:"pid"`
+	Cluster string    `json:"cluster"`
+	Time    time.Time `json:"time"`
+	// Error is why the executor cannot run VMs (no QEMU, no guest).
+	Error string `json:"error,omitempty"`
+}
+
+// ErrAgentDown: the node agent that must act is not running.
+var ErrAgentDown = errors.New("node agent is not running")
+
+// qemuDriver is the engine side of the qemu driver of one cluster.
+type qemuDriver struct {
+	e       *Engine
+	cluster string
+}
+
+var _ hypervisor.Driver = (*qemuDriver)(nil)
+
+// hypervisorFor returns the qemu driver when cluster runs qemu (nil: the
+// simulator).
+func (e *Engine) hypervisorFor(cluster string) hypervisor.Driver {
+	c, err := e.GetCluster(context.Background(), cluster)
+	if err != nil || c.Hypervisor != HypervisorQEMU {
+		return nil
+	}
+	return &qemuDriver{e: e, cluster: cluster}
+}
+
+func (d *qemuDriver) Name() string { return HypervisorQEMU }
+
+// QEMUNodeVMs returns every node's view of the VMs of cluster (name ""
+// all VMs), by node then VM.
+func (e *Engine) QEMUNodeVMs(ctx context.Context, cluster, name string) ([]QEMUNodeVM, error) {
+	recs, _, err := listJSON[QEMUNodeVM](ctx, e.st, qemuPrefix+cluster+"/node/")
+	if err != nil {
+		return nil, err
+	}
+	out := recs[:0]
+	for _, r := range recs {
+		if name == "" || r.Name == name {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Node != out[j].Node {
+			return out[i].Node < out[j].Node
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+func (d *qemuDriver) record(ctx context.Context, node, name string) (QEMUNodeVM, bool, error) {
+	var r QEMUNodeVM
+	_, err := getJSON(ctx, d.e.st, qemuNodeKey(d.cluster, node, name), &r)
+	if errors.Is(err, store.ErrNotFound) {
+		return r, false, nil
+	}
+	return r, err == nil, err
+}
+
+// agentUp reports whether node's agent runs its QEMU executor.
+func (e *Engine) qemuAgentUp(ctx context.Context, node string) error {
+	var b QEMUAgentBeat
+	_, err := getJSON(ctx, e.st, qemuAgentKey(node), &b)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("node %s: %w: no agent has ever run there; start `kayoctl agent --node %s` (it runs the node's QEMU processes and serves their disks)",
+			node, ErrAgentDown, node)
+	}
+	if err != nil {
+		return err
+	}
+	if age := e.now().Sub(b.Time); age > QEMUAgentTimeout {
+		return fmt.Errorf("node %s: %w: its agent (%s) last reported %s ago (timeout %s); start `kayoctl agent --node %s`",
+			node, ErrAgentDown, b.Agent, age.Round(time.Millisecond), QEMUAgentTimeout, node)
+	}
+	if b.Error != "" {
+		return fmt.Errorf("node %s: its agent cannot run QEMU VMs: %s", node, b.Error)
+	}
+	return nil
+}
+
+// fence refuses tok when a newer token was seen for name and records it
+// as the newest otherwise.
+func (d *qemuDriver) fence(ctx context.Context, name string, tok hypervisor.Token) error {
+	return d.e.retry(ctx, func() error {
+		key := qemuFenceKey(d.cluster, name)
+		var seen hypervisor.Token
+		rev, err := getJSON(ctx, d.e.st, key, &seen)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if tok < seen {
+			return fmt.Errorf("VM %q: token %d is older than token %d: %w", name, tok, seen, hypervisor.ErrFenced)
+		}
+		if tok == seen && rev != 0 {
+			return nil
+		}
+		cmp := store.Absent(key)
+		if rev != 0 {
+			cmp = store.At(key, rev)
+		}
+		_, err = d.e.st.Commit(ctx, []store.Cmp{cmp}, []store.Op{putJSON(key, tok)})
+		return err
+	})
+}
+
+func qemuSocket(dataDir, node string) string {
+	return filepath.Join(dataDir, "qemu", node+".sock")
+}
+
+// call asks node's agent to carry out req and waits for its result.
+func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, progress func(hypervisor.Progress)) (qemuResult, error) {
+	e := d.e
+	if err := e.qemuAgentUp(ctx, node); err != nil {
+		return qemuResult{}, fmt.Errorf("%s of VM %q: %w", req.Op, req.VM.Name, err)
+	}
+	req.ID, req.Created, req.By = randomHex(8), e.now().UTC(), hostName+"/"+fmt.Sprint(os.Getpid())
+	_, err := e.st.Commit(ctx, nil, []store.Op{putJSON(qemuReqKey(d.cluster, node, req.VM.Name), req),
+		store.Del(qemuResKey(d.cluster, node, req.VM.Name))})
+	if err != nil {
+		return qemuResult{}, err
+	}
+	if c, err := net.DialTimeout("unix", qemuSocket(e.dataDir, node), 100*time.Millisecond); err == nil {
+		_, _ = c.Write([]byte{1})
+		_ = c.Close()
+	}
+	var lastProg hypervisor.Progress
+	nextAlive := time.Now().Add(time.Second)
+	delay := 2 * time.Millisecond
+	for {
+		var res qemuResult
+		_, err := getJSON(ctx, e.st, qemuResKey(d.cluster, node, req.VM.Name), &res)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return res, err
+		}
+		if err == nil && res.ID != req.ID {
+			var cur qemuRequest
+			if _, err := getJSON(ctx, e.st, qemuReqKey(d.cluster, node, req.VM.Name), &cur); err == nil && cur.ID != req.ID {
+				return res, fmt.Errorf("%s of VM %q on %s: superseded by request %s (%s) of %s: %w", req.Op, req.VM.Name, node, cur.ID, cur.Op, cur.By, ErrBusy)
+			}
+		}
+		if err == nil && res.ID == req.ID {
+			if res.Progress != nil && progress != nil && *res.Progress != lastProg {
+				lastProg = *res.Progress
+				progress(lastProg)
+			}
+			if res.Done {
+				if res.Err != "" {
+					return res, qemuError(node, req, res)
+				}
+				return res, nil
+			}
+		}
+		if time.Now().After(nextAlive) {
+			nextAlive = time.Now().Add(time.Second)
+			if err := e.qemuAgentUp(ctx, node); err != nil {
+				return res, fmt.Errorf("%s of VM %q: the agent stopped answering: %w", req.Op, req.VM.Name, err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return res, fmt.Errorf("%s of VM %q on %s: waiting for its agent: %w", req.Op, req.VM.Name, node, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 25*time.Millisecond)
+	}
+}
+
+func qemuError(node string, req qemuRequest, res qemuResult) error {
+	var kind error
+	switch res.Kind {
+	case "fenced":
+		kind = hypervisor.ErrFenced
+	case "state":
+		kind = hypervisor.ErrState
+	case "notfound":
+		kind = hypervisor.ErrNotFound
+	}
+	msg := fmt.Sprintf("agent of %s: %s of VM %q: %s", node, req.Op, req.VM.Name, res.Err)
+	if kind != nil {
+		return fmt.Errorf("%s: %w", msg, kind)
+	}
+	return errors.New(msg)
+}
+
+func (d *qemuDriver) Status(ctx context.Context, node, name string) (hypervisor.Status, error) {
+	r, ok, err := d.record(ctx, node, name)
+	if err != nil {
+		return hypervisor.Status{}, err
+	}
+	if !ok {
+		return hypervisor.Status{}, fmt.Errorf("VM %q on node %q: %w", name, node, hypervisor.ErrNotFound)
+	}
+	if d.e.qemuAgentUp(ctx, node) != nil {
+		// The agent is gone, and its QEMU processes with it.
+		r.State = hypervisor.Off
+		return r.Status, nil
+	}
+	res, err := d.call(ctx, node, qemuRequest{Op: qopStatus, VM: hypervisor.VM{Name: name}}, nil)
+	if err != nil {
+		if errors.Is(err, hypervisor.ErrNotFound) {
+			return hypervisor.Status{}, fmt.Errorf("VM %q on node %q: %w", name, node, hypervisor.ErrNotFound)
+		}
+		return hypervisor.Status{}, err
+	}
+	if res.Status == nil {
+		return r.Status, nil
+	}
+	return res.Status.Status, nil
+}
+
+func (d *qemuDriver) Start(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token) error {
+	if err := d.fence(ctx, vm.Name, tok); err != nil {
+		return err
+	}
+	if err := d.fenceOthers(ctx, node, vm.Name, tok); err != nil {
+		return err
+	}
+	_, err := d.call(ctx, node, qemuRequest{Op: qopStart, VM: vm, Token: tok}, progressOf(ctx, vm.Name))
+	return err
+}
+
+func (d *qemuDriver) Stop(ctx context.Context, node, name string, tok hypervisor.Token) error {
+	if err := d.fence(ctx, name, tok); err != nil {
+		return err
+	}
+	if _, ok, err := d.record(ctx, node, name); err != nil || !ok {
+		return err
+	}
+	if d.e.qemuAgentUp(ctx, node) != nil {
+		return nil // the agent is gone, and its QEMU processes with it
+	}
+	_, err := d.call(ctx, node, qemuRequest{Op: qopStop, VM: hypervisor.VM{Name: name}, Token: tok}, nil)
+	return err
+}
+
+func (d *qemuDriver) Discard(ctx context.Context, node, name string) error {
+	if _, ok, err := d.record(ctx, node, name); err != nil || !ok {
+		return err
+	}
+	if d.e.qemuAgentUp(ctx, node) != nil {
+		// Its QEMU processes died with the agent (they are killed when it
+		// exits): only the record is left.
+		_, err := d.e.st.Commit(ctx, nil, []store.Op{store.Del(qemuNodeKey(d.cluster, node, name))})
+		return err
+	}
+	_, err := d.call(ctx, node, qemuRequest{Op: qopDiscard, VM: hypervisor.VM{Name: name}}, nil)
+	return err
+}
+
+// fenceOthers stops the VM's QEMU on every node but keep (and refuses its
+// disk writes there): the source of a migration is fenced before the
+// target resumes, so two QEMU processes never run one VM.
+func (d *qemuDriver) fenceOthers(ctx context.Context, keep, name string, tok hypervisor.Token) error {
+	recs, err := d.e.QEMUNodeVMs(ctx, d.cluster, name)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Node == keep || (r.State != hypervisor.Running && r.State != hypervisor.Paused && r.State != qemuIncoming && r.State != hypervisor.Received) {
+			continue
+		}
+		if d.e.qemuAgentUp(ctx, r.Node) != nil {
+			continue // its QEMU processes died with the agent
+		}
+		if _, err := d.call(ctx, r.Node, qemuRequest{Op: qopFence, VM: hypervisor.VM{Name: name}, Token: tok}, nil); err != nil {
+			return fmt.Errorf("fencing VM %q on %s before it runs on %s: %w", name, r.Node, keep, err)
+		}
+	}
+	return nil
+}
+
+func (d *qemuDriver) Save(ctx context.Context, node, name string, tok hypervisor.Token, _ hypervisor.StateFile, progress func(hypervisor.Progress)) (hypervisor.SaveResult, error) {
+	if err := d.fence(ctx, name, tok); err != nil {
+		return hypervisor.SaveResult{}, err
+	}
+	t0 := time.Now()
+	res, err := d.call(ctx, node, qemuRequest{Op: qopSave, VM: hypervisor.VM{Name: name}, Token: tok}, progress)
+	if err != nil {
+		return hypervisor.SaveResult{}, err
+	}
+	return hypervisor.SaveResult{Bytes: res.Bytes, DurationMs: time.Since(t0).Milliseconds()}, nil
+}
+
+func (d *qemuDriver) Restore(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token, _ hypervisor.StateFile, progress func(hypervisor.Progress)) error {
+	if err := d.fence(ctx, vm.Name, tok); err != nil {
+		return err
+	}
+	if err := d.fenceOthers(ctx, node, vm.Name, tok); err != nil {
+		return err
+	}
+	_, err := d.call(ctx, node, qemuRequest{Op: qopRestore, VM: vm, Token: tok}, progress)
+	return err
+}
+
+func (d *qemuDriver) PreCopy(ctx context.Context, from, to hypervisor.Node, vm hypervisor.VM, tok hypervisor.Token, progress func(hypervisor.Progress)) (hypervisor.LiveResult, error) {
+	if from.ProcessorVendor != to.ProcessorVendor {
+		return hypervisor.LiveResult{}, fmt.Errorf("VM %q from %s (%s) to %s (%s): %w", vm.Name, from.Name, from.ProcessorVendor,
+			to.Name, to.ProcessorVendor, hypervisor.ErrIncompatible)
+	}
+	if err := d.fence(ctx, vm.Name, tok); err != nil {
+		return hypervisor.LiveResult{}, err
+	}
+	// Both agents must be there before anything starts.
+	for _, n := range []string{from.Name, to.Name} {
+		if err := d.e.qemuAgentUp(ctx, n); err != nil {
+			return hypervisor.LiveResult{}, err
+		}
+	}
+	in, err := d.call(ctx, to.Name, qemuRequest{Op: qopIncoming, VM: vm, Token: tok}, progress)
+	if err != nil {
+		return hypervisor.LiveResult{}, err
+	}
+	out, err := d.call(ctx, from.Name, qemuRequest{Op: qopMigrate, VM: vm, Token: tok, Port: in.Port}, progress)
+	if err != nil {
+		return hypervisor.LiveResult{}, err
+	}
+	if out.Live == nil {
+		return hypervisor.LiveResult{}, fmt.Errorf("live migration of VM %q: the agent of %s reported no result", vm.Name, from.Name)
+	}
+	return hypervisor.LiveResult{Plan: *out.Live}, nil
+}
+
+func (d *qemuDriver) Resume(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token) error {
+	if err := d.fence(ctx, vm.Name, tok); err != nil {
+		return err
+	}
+	if err := d.fenceOthers(ctx, node, vm.Name, tok); err != nil {
+		return err
+	}
+	_, err := d.call(ctx, node, qemuRequest{Op: qopResume, VM: vm, Token: tok}, progressOf(ctx, vm.Name))
+	return err
+}
+
+// QEMUProcesses lists the QEMU processes running VM name of cluster, as
+// the agents report them ("node pid" pairs): tests check there is one.
+func (e *Engine) QEMUProcesses(ctx context.Context, cluster, name string) ([]string, error) {
+	recs, err := e.QEMUNodeVMs(ctx, cluster, name)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range recs {
+		if r.PID > 0 && r.State != hypervisor.Off && r.State != hypervisor.Saved {
+			out = append(out, fmt.Sprintf("%s pid %d (%s)", r.Node, r.PID, r.State))
+		}
+	}
+	return out, nil
+}
+
+func trimLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, " | ")
+}
