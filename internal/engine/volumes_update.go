@@ -248,21 +248,13 @@ func (e *Engine) changeOnDisk(v Volume, s VolumeSpec) error {
 	if err != nil {
 		return err
 	}
-	defer fd.Close()
-	if fd.Size() < size {
+	devSize := fd.Size()
+	fd.Close()
+	if devSize < size {
 		return &InputError{Attribute: "size_gib", Value: fmt.Sprint(s.SizeGiB),
-			Detail: fmt.Sprintf("%d GiB is larger than LUN %q (%d bytes); grow the device first", s.SizeGiB, s.LUN, fd.Size())}
+			Detail: fmt.Sprintf("%d GiB is larger than LUN %q (%d bytes); grow the device first", s.SizeGiB, s.LUN, devSize)}
 	}
-	nodes := sortedKeys(v.Mounts)
-	node := "kayo-engine"
-	if len(nodes) > 0 {
-		node = nodes[0]
-	}
-	fv, err := kayofs.Mount(fd, node)
-	if err != nil {
-		return fmt.Errorf("volume %s: on %s: %w", v.DriveLetter, node, err)
-	}
-	err = func() error {
+	change := func(fv *kayofs.Volume) error {
 		if err := fv.Grow(size); err != nil {
 			return fmt.Errorf("volume %s: growing to %d GiB: %w", v.DriveLetter, s.SizeGiB, err)
 		}
@@ -273,13 +265,23 @@ func (e *Engine) changeOnDisk(v Volume, s VolumeSpec) error {
 			return fmt.Errorf("volume %s: label: %w", v.DriveLetter, err)
 		}
 		return nil
-	}()
-	if len(nodes) == 0 {
-		if uerr := fv.Unmount(); err == nil {
-			err = uerr
-		}
-	} else if derr := detach(fv); err == nil {
-		err = derr
+	}
+	if nodes := sortedKeys(v.Mounts); len(nodes) > 0 {
+		return e.WithVolume(context.Background(), v.ID, nodes[0], change)
+	}
+	// mounted nowhere: a transient mount of the engine's own
+	fd, err = openDevice(v)
+	if err != nil {
+		return err
+	}
+	defer fd.Close()
+	fv, err := kayofs.Mount(fd, "kayo-engine")
+	if err != nil {
+		return fmt.Errorf("volume %s: %w", v.DriveLetter, err)
+	}
+	err = change(fv)
+	if uerr := fv.Unmount(); err == nil {
+		err = uerr
 	}
 	return err
 }
@@ -366,4 +368,25 @@ func (e *Engine) SyncClusterVolumes(ctx context.Context, cluster string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// VolumeUnmountedNodes lists the nodes of a volume's cluster that do not
+// mount it (the cluster outgrew node_slots, or a membership change whose
+// mount step failed; the next UpdateVolume mounts them).
+func (e *Engine) VolumeUnmountedNodes(ctx context.Context, id string) ([]string, Volume, error) {
+	v, err := e.GetVolume(ctx, id)
+	if err != nil {
+		return nil, v, err
+	}
+	c, err := e.GetCluster(ctx, v.Cluster)
+	if err != nil {
+		return nil, v, err
+	}
+	var out []string
+	for _, n := range c.Nodes {
+		if _, ok := v.Mounts[n]; !ok {
+			out = append(out, n)
+		}
+	}
+	return out, v, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -258,6 +259,7 @@ func (r *sharedVolumeResource) ModifyPlan(ctx context.Context, req resource.Modi
 			return
 		}
 		if plan.spec() == state.spec() {
+			r.warnUnmounted(ctx, state, &resp.Diagnostics)
 			return // nothing changes
 		}
 		id = state.ID.ValueString()
@@ -268,6 +270,19 @@ func (r *sharedVolumeResource) ModifyPlan(ctx context.Context, req resource.Modi
 	if err != nil {
 		resp.Diagnostics.Append(engineDiags("Invalid shared volume "+plan.DriveLetter.ValueString()+":", err)...)
 	}
+}
+
+// warnUnmounted says when nodes of the cluster do not mount the volume
+// (the cluster grew past node_slots): applying a larger node_slots mounts
+// them.
+func (r *sharedVolumeResource) warnUnmounted(ctx context.Context, state sharedVolumeModel, diags *diag.Diagnostics) {
+	missing, v, err := r.engine.VolumeUnmountedNodes(ctx, state.ID.ValueString())
+	if err != nil || len(missing) == 0 {
+		return
+	}
+	diags.AddAttributeWarning(path.Root("node_slots"), fmt.Sprintf("Volume %s: is not mounted on %d node(s)", v.DriveLetter, len(missing)),
+		fmt.Sprintf("%s of cluster %q do not mount volume %s: (%s): its %d node slots are taken. Raise node_slots to at least %d "+
+			"and apply; the change mounts them.", strings.Join(missing, ", "), v.Cluster, v.DriveLetter, v.ID, v.NodeSlots, len(v.Mounts)+len(missing)))
 }
 
 func (r *sharedVolumeResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {

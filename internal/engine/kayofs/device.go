@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 )
 
 // Device is the block device a volume lives on.
@@ -26,7 +27,7 @@ type PathDevice interface {
 type FileDevice struct {
 	f    *os.File
 	path string
-	size int64
+	size atomic.Int64 // re-read by Grow: the LUN may have grown since open
 }
 
 var _ PathDevice = (*FileDevice)(nil)
@@ -50,7 +51,9 @@ func CreateImage(path string, size int64) (*FileDevice, error) {
 		os.Remove(abs)
 		return nil, fmt.Errorf("kayofs: sizing image %s to %d bytes: %w", abs, size, err)
 	}
-	return &FileDevice{f: f, path: abs, size: size}, nil
+	d := &FileDevice{f: f, path: abs}
+	d.size.Store(size)
+	return d, nil
 }
 
 // OpenDevice opens an existing image file or block device by absolute path.
@@ -67,7 +70,9 @@ func OpenDevice(path string) (*FileDevice, error) {
 		f.Close()
 		return nil, err
 	}
-	return &FileDevice{f: f, path: path, size: size}, nil
+	d := &FileDevice{f: f, path: path}
+	d.size.Store(size)
+	return d, nil
 }
 
 func (d *FileDevice) ReadAt(p []byte, off int64) (int, error) {
@@ -79,14 +84,26 @@ func (d *FileDevice) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (d *FileDevice) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > d.size {
-		return 0, fmt.Errorf("%w: write [%d,%d) beyond device size %d", ErrInvalid, off, off+int64(len(p)), d.size)
+	if size := d.size.Load(); off < 0 || off+int64(len(p)) > size {
+		return 0, fmt.Errorf("%w: write [%d,%d) beyond device size %d", ErrInvalid, off, off+int64(len(p)), size)
 	}
 	return d.f.WriteAt(p, off)
 }
 
-func (d *FileDevice) Sync() error  { return d.f.Sync() }
-func (d *FileDevice) Size() int64  { return d.size }
+func (d *FileDevice) Sync() error { return d.f.Sync() }
+func (d *FileDevice) Size() int64 { return d.size.Load() }
+
+// refreshSize re-reads the size of the image or device (it only grows).
+func (d *FileDevice) refreshSize() error {
+	n, err := d.f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	if n > d.size.Load() {
+		d.size.Store(n)
+	}
+	return nil
+}
 func (d *FileDevice) Path() string { return d.path }
 func (d *FileDevice) Close() error { return d.f.Close() }
 

@@ -35,6 +35,11 @@ func (v *Volume) Grow(newSize int64) error {
 	if err := v.live(); err != nil {
 		return err
 	}
+	if rd, ok := v.dev.(interface{ refreshSize() error }); ok {
+		if err := rd.refreshSize(); err != nil {
+			return err
+		}
+	}
 	if newSize > v.dev.Size() {
 		return fmt.Errorf("%w: grow to %d bytes: the device has only %d", ErrInvalid, newSize, v.dev.Size())
 	}

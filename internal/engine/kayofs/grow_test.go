@@ -278,3 +278,23 @@ func TestCrashGrow(t *testing.T) {
 	t.Logf("grown to %d bytes, %d slots", sb.Size(), sb.SlotCount)
 	mustCheck(t, dev)
 }
+
+// The LUN image grows under an open device (the engine extends it, then
+// grows the file system through a mount it already holds).
+func TestGrowAfterDeviceExtended(t *testing.T) {
+	dev := newImage(t, 64<<20)
+	mustFormat(t, dev, FormatOptions{Slots: 2})
+	v := mustMount(t, dev, "A")
+	if err := os.Truncate(dev.Path(), 256<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Grow(256 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := v.Create("x")
+	if err := f.Allocate(150 << 20); err != nil {
+		t.Fatal(err)
+	}
+	v.Unmount()
+	mustCheck(t, dev)
+}
