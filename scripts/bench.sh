@@ -27,3 +27,9 @@ if [ "${BENCH_ENGINE:-1}" != 0 ]; then
   # shellcheck disable=SC2086
   go test -count=1 -run '^$' -bench . -benchmem -benchtime="${BENCH_ENGINE_TIME:-1s}" -timeout 30m $pkgs
 fi
+
+if [ "${BENCH_MKFS:-1}" != 0 ]; then
+  echo
+  echo "== mkfs: Kayo FS next to mkfs.ocfs2 and mkfs.gfs2, 16 slots (bench/mkfs.sh)"
+  "$root/bench/mkfs.sh"
+fi
