@@ -28,6 +28,12 @@ if [ "${BENCH_ENGINE:-1}" != 0 ]; then
   go test -count=1 -run '^$' -bench . -benchmem -benchtime="${BENCH_ENGINE_TIME:-1s}" -timeout 30m $pkgs
 fi
 
+if [ "${BENCH_QEMU:-1}" != 0 ]; then
+  echo
+  echo "== qemu driver: live migration of 128 MiB and 1 GiB guests, raw QMP floor vs engine + agents (bench/qemu_test.go)"
+  go test -count=1 -run '^$' -bench QEMUMigration -benchtime="${BENCH_QEMU_ROUNDS:-3}x" -timeout 15m ./bench/
+fi
+
 if [ "${BENCH_MKFS:-1}" != 0 ]; then
   echo
   echo "== mkfs: Kayo FS next to mkfs.ocfs2 and mkfs.gfs2, 16 slots (bench/mkfs.sh)"

@@ -2,6 +2,8 @@ package qemu
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -87,7 +89,14 @@ type Machine struct {
 
 // QMPPath, SerialPath and LogPath are where a machine named name in dir
 // keeps its socket and logs.
-func QMPPath(dir, name string) string    { return filepath.Join(dir, name+".qmp") }
+func QMPPath(dir, name string) string {
+	p := filepath.Join(dir, name+".qmp")
+	if len(p) > 100 { // a unix socket path holds at most 107 bytes
+		sum := sha256.Sum256([]byte(p))
+		p = filepath.Join(os.TempDir(), "kayo-qmp-"+hex.EncodeToString(sum[:8])+".sock")
+	}
+	return p
+}
 func SerialPath(dir, name string) string { return filepath.Join(dir, name+".serial.log") }
 func LogPath(dir, name string) string    { return filepath.Join(dir, name+".qemu.log") }
 
@@ -103,8 +112,8 @@ func (c Config) Args() []string {
 		"-name", c.Name, "-accel", "tcg", "-m", strconv.FormatInt(mem, 10), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
 		"-kernel", c.Guest.Kernel, "-initrd", c.Guest.Initrd, "-append", c.Guest.Cmdline,
-		"-chardev", "file,id=ser0,append=on,path=" + SerialPath(c.Dir, c.Name), "-serial", "chardev:ser0",
-		"-qmp", "unix:" + QMPPath(c.Dir, c.Name) + ",server=on,wait=off",
+		"-chardev", "file,id=ser0,append=on,path=" + optEscape(SerialPath(c.Dir, c.Name)), "-serial", "chardev:ser0",
+		"-chardev", "socket,id=qmp0,server=on,wait=off,path=" + optEscape(QMPPath(c.Dir, c.Name)), "-mon", "chardev=qmp0,mode=control",
 	}
 	if c.Disk != "" {
 		a = append(a, "-drive", "file="+c.Disk+",format=raw,if=virtio,cache=none,aio=threads")
@@ -114,6 +123,9 @@ func (c Config) Args() []string {
 	}
 	return a
 }
+
+// optEscape escapes a value inside a QEMU option string (commas double).
+func optEscape(v string) string { return strings.ReplaceAll(v, ",", ",,") }
 
 // Launch starts QEMU for c and connects to its QMP socket. The process is
 // tied to the caller (SIGKILL when the launching process dies: the NBD
