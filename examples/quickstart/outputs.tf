@@ -27,6 +27,13 @@ output "summary" {
     ],
     [
       "",
+      format("Shared volume %s: %s (%s), %d GiB, mounted on %s",
+        kayo_shared_volume.o.drive_letter, kayo_shared_volume.o.label, kayo_shared_volume.o.id,
+        kayo_shared_volume.o.size_gib,
+      join(", ", [for n, s in kayo_shared_volume.o.mounts : "${n} (slot ${s})"])),
+      format("Virtual machine %s: %s on %s, VHD %s",
+      kayo_virtual_machine.web01.name, kayo_virtual_machine.web01.status, kayo_virtual_machine.web01.current_node, kayo_virtual_machine.web01.vhd_path),
+      "",
       "Validation report",
       format("  %-22s %-40s %-8s %s", "CATEGORY", "TEST", "RESULT", "MESSAGE"),
     ],

@@ -13,7 +13,7 @@ import (
 )
 
 // TestQuickstart runs examples/quickstart as `make demo` does: init, apply,
-// the validation report, an empty second plan, destroy.
+// the validation report, the volume and the VM, an empty second plan, destroy.
 func TestQuickstart(t *testing.T) {
 	root, err := testcli.RepoRoot()
 	if err != nil {
@@ -65,7 +65,8 @@ func TestQuickstart(t *testing.T) {
 			}
 
 			summary := testcli.Must(t, wd.Run(ctx, "output", "-raw", "summary")).Stdout
-			for _, s := range []string{"HVCLUSTER", "Y-21-2k8x64", "Y-22-2k8x64", "Validation report"} {
+			for _, s := range []string{"HVCLUSTER", "Y-21-2k8x64", "Y-22-2k8x64", "Validation report",
+				"Shared volume O: VMSTORE", "Virtual machine WEB01: running on Y-21-2k8x64, VHD O:\\WEB01\\WEB01.vhd"} {
 				if !strings.Contains(summary, s) {
 					t.Errorf("summary output lacks %q:\n%s", s, summary)
 				}
