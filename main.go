@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/provider"
 )
 
@@ -20,10 +21,13 @@ func main() {
 	flag.BoolVar(&debug, "debug", false, "run the provider under a debugger (prints TF_REATTACH_PROVIDERS)")
 	flag.Parse()
 
+	stopProfiles := startProfiles()
 	err := providerserver.Serve(context.Background(), provider.New(version), providerserver.ServeOpts{
 		Address: provider.Address,
 		Debug:   debug,
 	})
+	engine.ReleaseMounts() // detach the volume mounts cached for VM operations
+	stopProfiles()
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -27,6 +27,9 @@ import (
 // a changed attribute); terraform_data: 200 terraform_data (input change).
 //
 //	go test -run '^$' -bench VMLifecycle -benchtime=3x ./bench/...
+//
+// KAYO_PROFILE_DIR=dir makes every kayo provider process write its CPU
+// profile and execution trace there (see main_profile.go).
 const vmCount, vmHosts = 200, 16
 
 var vmPhases = [...]string{"create", "migrate", "destroy"}
@@ -67,6 +70,10 @@ func BenchmarkVMLifecycle(b *testing.B) {
 			b.Fatal(err)
 		}
 		s.wd = testcli.NewWorkdir(cli, dir, mirror)
+		if d := os.Getenv("KAYO_PROFILE_DIR"); d != "" && s.name == "kayo" {
+			// Profiles of every provider process (main_profile.go).
+			s.wd.Env = append(s.wd.Env, "KAYO_PROFILE_DIR="+d)
+		}
 		if err := s.wd.WriteFile("main.tf", s.cfg(filepath.Join(base, "init"), "00000000-0000-0000-0000-000000000000", 0)); err != nil {
 			b.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -524,25 +525,11 @@ func CheckVMChange(vm VM, s VMSpec) error {
 
 // ---- volume access ----
 
-var volumeNodeLocks sync.Map // volumeID + "\x00" + node → *sync.Mutex
-
-// onVolume runs fn on the volume mounted as node: one mount per node at a
-// time in this process, and a mount another process holds is waited for.
+// onVolume runs fn on the volume mounted as node: a mount this process
+// caches and shares between operations (volume_mounts.go); a mount
+// another process holds is waited for, up to the lock timeout.
 func (e *Engine) onVolume(ctx context.Context, volumeID, node string, fn func(*kayofs.Volume) error) error {
-	mu, _ := volumeNodeLocks.LoadOrStore(volumeID+"\x00"+node, &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
-	for attempt := 0; ; attempt++ {
-		err := e.WithVolume(ctx, volumeID, node, fn)
-		if !errors.Is(err, kayofs.ErrMounted) || attempt >= 400 {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(min(attempt+1, 20)) * 5 * time.Millisecond):
-		}
-	}
+	return e.WithVolume(ctx, volumeID, node, fn)
 }
 
 // vmFile adapts a kayofs file to vhd.File with unwritten-extent
@@ -559,9 +546,22 @@ func openOrCreate(fv *kayofs.Volume, p string) (*kayofs.File, error) {
 	return f, err
 }
 
+// createOrOpen is openOrCreate for a file that is most likely new: one
+// namespace change instead of a lookup and a change.
+func createOrOpen(fv *kayofs.Volume, p string) (*kayofs.File, error) {
+	f, err := fv.Create(p)
+	if errors.Is(err, kayofs.ErrExist) {
+		return fv.Open(p)
+	}
+	return f, err
+}
+
 // writeFiles creates (fresh) or checks and grows the VM's VHD, and writes
-// its configuration file beside it (atomically, by rename), as the owner
-// node. A stale owner (the token moved on) is refused before it writes.
+// its configuration file beside it, as the owner node. A stale owner (the
+// token moved on) is refused before it writes. A changed configuration
+// replaces the old one atomically (by rename); a fresh VM's is written in
+// place, since nothing reads it before the creation commits (a creation
+// that fails or crashes removes the files).
 func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
 	p, err := PathsFor(vm.DriveLetter, vm.Name)
 	if err != nil {
@@ -571,71 +571,109 @@ func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
 		if err := e.fenceCheck(ctx, vm); err != nil {
 			return err
 		}
-		if err := fv.MkdirAll(p.Dir); err != nil {
+		return serialVolume(vm.Volume, func() error { return e.writeFilesOn(fv, vm, p, fresh) })
+	})
+}
+
+func (e *Engine) writeFilesOn(fv *kayofs.Volume, vm VM, p VMPaths, fresh bool) error {
+	open := openOrCreate
+	if fresh {
+		open = createOrOpen
+		if err := fv.Mkdir(p.Dir); err != nil && !errors.Is(err, kayofs.ErrExist) {
 			return fmt.Errorf("creating %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
 		}
-		size := vm.VHD.SizeGiB << 30
-		f, err := openOrCreate(fv, p.VolVHD)
+	} else if err := fv.MkdirAll(p.Dir); err != nil {
+		return fmt.Errorf("creating %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
+	}
+	size := vm.VHD.SizeGiB << 30
+	f, err := open(fv, p.VolVHD)
+	if err != nil {
+		return fmt.Errorf("%s: %w", vm.VHDPath, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%s: %w", vm.VHDPath, err)
+	}
+	if fresh || fi.Size == 0 {
+		if _, err := vhd.Create(vmFile{f}, vhd.Options{Type: vhdType(vm.VHD.Type), Size: size, Time: e.now()}); err != nil {
+			return fmt.Errorf("creating %s: %w", vm.VHDPath, err)
+		}
+	} else {
+		d, err := vhd.Open(vmFile{f}, fi.Size)
 		if err != nil {
 			return fmt.Errorf("%s: %w", vm.VHDPath, err)
 		}
-		fi, err := f.Stat()
+		want, err := vhd.RoundSize(size)
 		if err != nil {
-			return fmt.Errorf("%s: %w", vm.VHDPath, err)
+			return err
 		}
-		if fresh || fi.Size == 0 {
-			if _, err := vhd.Create(vmFile{f}, vhd.Options{Type: vhdType(vm.VHD.Type), Size: size, Time: e.now()}); err != nil {
-				return fmt.Errorf("creating %s: %w", vm.VHDPath, err)
-			}
-		} else {
-			d, err := vhd.Open(vmFile{f}, fi.Size)
-			if err != nil {
-				return fmt.Errorf("%s: %w", vm.VHDPath, err)
-			}
-			want, err := vhd.RoundSize(size)
-			if err != nil {
-				return err
-			}
-			if d.Size() < want {
-				if err := d.Grow(size); err != nil {
-					return fmt.Errorf("growing %s to %d GiB: %w", vm.VHDPath, vm.VHD.SizeGiB, err)
-				}
+		if d.Size() < want {
+			if err := d.Grow(size); err != nil {
+				return fmt.Errorf("growing %s to %d GiB: %w", vm.VHDPath, vm.VHD.SizeGiB, err)
 			}
 		}
-		tmp := p.VolConfig + ".tmp"
-		cf, err := openOrCreate(fv, tmp)
-		if err != nil {
-			return fmt.Errorf("%s: %w", vm.ConfigPath, err)
-		}
-		x := vm.ConfigXML()
+	}
+	x := vm.ConfigXML()
+	target := p.VolConfig
+	if !fresh {
+		target += ".tmp"
+	}
+	cf, err := open(fv, target)
+	if err != nil {
+		return fmt.Errorf("%s: %w", vm.ConfigPath, err)
+	}
+	if fi, err := cf.Stat(); err != nil || fi.Size > 0 {
 		if err := cf.Truncate(0); err != nil {
 			return err
 		}
-		if _, err := cf.WriteAt(x, 0); err != nil {
-			return fmt.Errorf("%s: %w", vm.ConfigPath, err)
-		}
-		return fv.Rename(tmp, p.VolConfig)
-	})
+	}
+	if _, err := cf.WriteAt(x, 0); err != nil {
+		return fmt.Errorf("%s: %w", vm.ConfigPath, err)
+	}
+	if fresh {
+		return nil
+	}
+	return fv.Rename(target, p.VolConfig)
 }
 
 // removeFiles deletes the VM's files and directory (missing ones are
 // fine).
 func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
-	if _, err := e.GetVolume(ctx, vm.Volume); errors.Is(err, ErrNotFound) {
-		return nil // the volume went first (force_destroy): nothing left to remove
-	}
 	p, err := PathsFor(vm.DriveLetter, vm.Name)
 	if err != nil {
 		return err
 	}
-	return e.onVolume(ctx, vm.Volume, vm.Node, func(fv *kayofs.Volume) error {
-		for _, f := range []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD, p.Dir} {
-			if err := fv.Remove(f); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
-				return fmt.Errorf("removing %s:\\%s: %w", vm.DriveLetter, strings.ReplaceAll(f, "/", `\`), err)
+	err = e.onVolume(ctx, vm.Volume, vm.Node, func(fv *kayofs.Volume) error {
+		return serialVolume(vm.Volume, func() error {
+			// One lookup, then only the files that exist.
+			ents, err := fv.ReadDir(p.Dir)
+			if errors.Is(err, kayofs.ErrNotExist) {
+				return nil
 			}
-		}
-		return nil
+			if err != nil {
+				return fmt.Errorf("reading %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
+			}
+			have := map[string]bool{}
+			for _, fi := range ents {
+				have[path.Base(fi.Name)] = true
+			}
+			for _, f := range []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD, p.Dir} {
+				if f != p.Dir && !have[path.Base(f)] {
+					continue
+				}
+				if err := fv.Remove(f); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
+					return fmt.Errorf("removing %s:\\%s: %w", vm.DriveLetter, strings.ReplaceAll(f, "/", `\`), err)
+				}
+			}
+			return nil
+		})
 	})
+	if errors.Is(err, ErrNotFound) {
+		if _, gerr := e.GetVolume(ctx, vm.Volume); errors.Is(gerr, ErrNotFound) {
+			return nil // the volume went first (force_destroy): nothing left to remove
+		}
+	}
+	return err
 }
 
 // fenceCheck refuses to act for vm when the database has moved its

@@ -413,8 +413,8 @@ func openDevice(v Volume) (*kayofs.FileDevice, error) {
 }
 
 // WithVolume runs fn on the volume as mounted by node: it takes node's
-// slot (replaying any journal a crash left), runs fn, and detaches, so the
-// node's mount stays claimed for the next process.
+// slot (replaying any journal a crash left), runs fn, and detaches once
+// idle, so the node's mount stays claimed for the next process.
 func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(*kayofs.Volume) error) error {
 	v, err := e.GetVolume(ctx, volumeID)
 	if err != nil {
@@ -424,20 +424,7 @@ func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(
 		return fmt.Errorf("volume %s: (%s) is not mounted on %q (mounted on %s)",
 			v.DriveLetter, v.ID, node, strings.Join(sortedKeys(v.Mounts), ", "))
 	}
-	fd, err := openDevice(v)
-	if err != nil {
-		return err
-	}
-	defer fd.Close()
-	fv, err := kayofs.Mount(fd, node)
-	if err != nil {
-		return fmt.Errorf("volume %s: on %s: %w", v.DriveLetter, node, err)
-	}
-	ferr := fn(fv)
-	if err := detach(fv); err != nil && ferr == nil {
-		ferr = err
-	}
-	return ferr
+	return e.withMount(ctx, v, node, fn) // volume_mounts.go: a cached mount
 }
 
 // VolumeUsage returns used and free bytes of a volume (read from the
@@ -460,6 +447,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 		return err
 	}
 	force = force || v.ForceDestroy
+	releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
 	fd, err := openDevice(v)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

@@ -81,7 +81,9 @@ func TestVolumeLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Both nodes stay mounted (detached between uses) and the volume is clean.
+	// Both nodes stay mounted (detached between uses, once the process's
+	// cached mounts go idle: volume_mounts.go) and the volume is clean.
+	releaseVolumeMounts(v.ID)
 	fd, err := kayofs.OpenDevice(v.Device)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,145 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkVMPhases does at the engine level what one `terraform apply`
+// of the CLI benchmark (bench/vm_test.go) asks of the provider, with
+// Terraform's parallelism of 10: per VM, the plan's judgement (PlanVM,
+// once in plan and once in apply) and then CreateVM, UpdateVM moving
+// owner_node to the next host (live migrations), or the refresh and
+// DeleteVM. It runs on the embedded bbolt database (fsync'd commits) and
+// the embedded SAN, the way the provider does.
+//
+//	go test -run '^$' -bench VMPhases -benchtime=3x ./internal/engine/ \
+//	    -cpuprofile cpu.out -blockprofile block.out -mutexprofile mutex.out
+//	go tool pprof -top engine.test cpu.out
+func BenchmarkVMPhases(b *testing.B) {
+	const n, hosts, par = 200, 16, 10
+	ctx := context.Background()
+	var times [3]time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		e, vol := vmBenchEnv(b, hosts)
+		spec := func(i, phase int) VMSpec {
+			s := vmSpec(vol, fmt.Sprintf("VM%03d", i), 1024)
+			s.VHD.SizeGiB = 10
+			s.OwnerNode = benchNode((i + phase) % hosts)
+			return s
+		}
+		b.StartTimer()
+		for p, op := range []func(i int) error{
+			func(i int) error {
+				if _, err := e.PlanVM(ctx, spec(i, 0)); err != nil {
+					return err
+				}
+				if _, err := e.PlanVM(ctx, spec(i, 0)); err != nil {
+					return err
+				}
+				_, err := e.CreateVM(ctx, spec(i, 0))
+				return err
+			},
+			func(i int) error {
+				if _, err := e.RefreshVM(ctx, vol.Cluster, spec(i, 1).Name); err != nil {
+					return err
+				}
+				if _, err := e.PlanVM(ctx, spec(i, 1)); err != nil {
+					return err
+				}
+				if _, err := e.PlanVM(ctx, spec(i, 1)); err != nil {
+					return err
+				}
+				_, err := e.UpdateVM(ctx, spec(i, 1))
+				return err
+			},
+			func(i int) error {
+				if _, err := e.RefreshVM(ctx, vol.Cluster, spec(i, 1).Name); err != nil {
+					return err
+				}
+				return e.DeleteVM(ctx, vol.Cluster, spec(i, 1).Name)
+			},
+		} {
+			start := time.Now()
+			if err := runN(n, par, op); err != nil {
+				b.Fatal(err)
+			}
+			times[p] += time.Since(start)
+		}
+		b.StopTimer()
+		e.Close()
+		b.StartTimer()
+	}
+	for p, name := range []string{"create", "migrate", "destroy"} {
+		b.ReportMetric(float64(times[p].Milliseconds())/float64(b.N), name+"-ms")
+	}
+}
+
+func benchNode(i int) string { return fmt.Sprintf("BENCH-%02d", i) }
+
+// vmBenchEnv is an engine on bbolt in a temp data dir with hosts hosts, a
+// cluster of them and volume O:.
+func vmBenchEnv(b *testing.B, hosts int) (*Engine, Volume) {
+	b.Helper()
+	ctx := context.Background()
+	e, err := Open(Config{DataDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var names []string
+	for i := range hosts {
+		s := seedSpec(benchNode(i), 100+i)
+		if _, err := e.CreateHost(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+		names = append(names, s.Name)
+	}
+	if _, err := e.CreateCluster(ctx, seedCluster("BENCHCLUSTER", names...)); err != nil {
+		b.Fatal(err)
+	}
+	vol, err := e.CreateVolume(ctx, VolumeSpec{Cluster: "BENCHCLUSTER", LUN: "lun0", SizeGiB: 500, Label: "VMSTORE",
+		DriveLetter: "O", BlockSize: 4096, NodeSlots: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e, vol
+}
+
+// runN runs op(0..n-1) on par goroutines and returns the first error.
+func runN(n, par int, op func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  int
+	)
+	for range par {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				stop := first != nil
+				mu.Unlock()
+				if i >= n || stop {
+					return
+				}
+				if err := op(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("VM %d: %w", i, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"runtime/trace"
+)
+
+// profileEnv names a directory: when set, the provider process writes a
+// CPU profile (kayo-<pid>.cpu.pprof) and an execution trace
+// (kayo-<pid>.trace) there, from start until it is told to exit, and a
+// block and mutex profile at exit. For benchmarks (bench/vm_test.go passes
+// it through); the trace gives the time spent blocked in system calls
+// (fsync, file locks), which a CPU profile does not show:
+//
+//	KAYO_PROFILE_DIR=/tmp/prof go test -run '^$' -bench VMLifecycle -benchtime=1x ./bench/
+//	go tool pprof -top terraform-provider-kayo /tmp/prof/kayo-1234.cpu.pprof
+//	go tool trace -pprof=syscall /tmp/prof/kayo-1234.trace > sys.pprof && go tool pprof -top sys.pprof
+const profileEnv = "KAYO_PROFILE_DIR"
+
+// startProfiles starts the profiles KAYO_PROFILE_DIR asks for and returns
+// the function that writes them out.
+func startProfiles() (stop func()) {
+	dir := os.Getenv(profileEnv)
+	if dir == "" {
+		return func() {}
+	}
+	base := filepath.Join(dir, fmt.Sprintf("kayo-%d", os.Getpid()))
+	var closers []func()
+	if f, err := os.Create(base + ".cpu.pprof"); err == nil {
+		if pprof.StartCPUProfile(f) == nil {
+			closers = append(closers, func() { pprof.StopCPUProfile(); f.Close() })
+		} else {
+			f.Close()
+		}
+	}
+	if f, err := os.Create(base + ".trace"); err == nil {
+		if trace.Start(f) == nil {
+			closers = append(closers, func() { trace.Stop(); f.Close() })
+		} else {
+			f.Close()
+		}
+	}
+	runtime.SetBlockProfileRate(int(1e5)) // one event per 100µs blocked
+	runtime.SetMutexProfileFraction(10)
+	return func() {
+		for _, c := range closers {
+			c()
+		}
+		for _, name := range []string{"block", "mutex"} {
+			if f, err := os.Create(base + "." + name + ".pprof"); err == nil {
+				_ = pprof.Lookup(name).WriteTo(f, 0)
+				f.Close()
+			}
+		}
+	}
+}
