@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,10 +41,13 @@ type BoltOptions struct {
 // It holds the file only for the duration of each operation: every Get,
 // List and Commit opens the file, takes its lock (shared for reads,
 // exclusive for commits), runs one transaction and closes it again. Within
-// one process operations on one file run one at a time. A process that
-// finds the file locked polls it (every 0.5-5 ms) until LockTimeout; there
-// is no queue, so a process issuing operations back to back without pause
-// can keep another one waiting until it pauses.
+// one process, commits run one at a time (and concurrent ones are written
+// together: bolt_batch.go), and reads that arrive while another read of
+// this process has the file open share that open (a read session: see
+// readShare) instead of queueing for their own. A process that finds the
+// file locked polls it (every 0.5-5 ms) until LockTimeout; there is no
+// queue, so a process issuing operations back to back without pause can
+// keep another one waiting until it pauses.
 type Bolt struct {
 	path string
 	opts BoltOptions
@@ -55,6 +59,74 @@ type Bolt struct {
 	// queue holds this process's commits waiting for the file (shared by
 	// every Bolt on the same file), written together by group commit.
 	queue *commitQueue
+	// reads is the file's read session in this process (shared by every
+	// Bolt on the same file).
+	reads *readShare
+}
+
+// readShare lets concurrent reads of one process share one read-only open
+// of the file. The read that opens it holds sem for the session; later
+// reads join while it is open, no writer of this process waits, and it is
+// younger than maxReadSession; the last read to leave closes the file and
+// releases sem. A session holds the file's shared lock, so it is kept
+// short: writers of this process stop new reads from joining, and the
+// age limit lets other processes' writers in between sessions.
+type readShare struct {
+	mu      sync.Mutex
+	db      *bolt.DB // open while readers > 0
+	readers int
+	opened  time.Time
+	// writers counts operations of this process waiting to write.
+	writers atomic.Int32
+}
+
+// maxReadSession bounds how long reads keep joining one read session.
+const maxReadSession = 10 * time.Millisecond
+
+var shares sync.Map // absolute path -> *readShare
+
+func shareFor(path string) *readShare {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	r, _ := shares.LoadOrStore(path, &readShare{})
+	return r.(*readShare)
+}
+
+// join returns the open session's file, or nil when a read must open its
+// own.
+func (r *readShare) join() *bolt.DB {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.db == nil || r.writers.Load() > 0 || time.Since(r.opened) >= maxReadSession {
+		return nil
+	}
+	r.readers++
+	return r.db
+}
+
+// start makes db, opened by a read holding sem, the session's file.
+func (r *readShare) start(db *bolt.DB) {
+	r.mu.Lock()
+	r.db, r.readers, r.opened = db, 1, time.Now()
+	r.mu.Unlock()
+}
+
+// leave ends one read; the last one closes the file and releases sem.
+func (r *readShare) leave(sem chan struct{}) {
+	r.mu.Lock()
+	r.readers--
+	if r.readers > 0 {
+		r.mu.Unlock()
+		return
+	}
+	db := r.db
+	r.db = nil
+	r.mu.Unlock()
+	// Read results are already copied out (decode), so a close error
+	// changes nothing.
+	_ = db.Close()
+	<-sem
 }
 
 // sems holds one semaphore per database file (absolute path) of the process.
@@ -116,7 +188,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
 	}
-	b := &Bolt{path: path, opts: opts, sem: semFor(path), queue: queueFor(path)}
+	b := &Bolt{path: path, opts: opts, sem: semFor(path), queue: queueFor(path), reads: shareFor(path)}
 	// Every plugin process opens the store: an initialised file is only
 	// read (a shared lock, no fsync); anything else goes on to the write.
 	if _, err := os.Stat(path); err == nil {
@@ -160,6 +232,10 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 
 // Path returns the database file.
 func (b *Bolt) Path() string { return b.path }
+
+// WaitPolicy returns the lock timeout and the wait callback, for callers
+// that wait for other shared resources (volume mounts) the same way.
+func (b *Bolt) WaitPolicy() (time.Duration, WaitFunc) { return b.opts.LockTimeout, b.opts.OnWait }
 
 // Get implements Store.
 func (b *Bolt) Get(ctx context.Context, key string) (KV, error) {
@@ -483,27 +559,43 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if !write {
+		if db := b.reads.join(); db != nil {
+			err := db.View(fn)
+			b.reads.leave(b.sem)
+			return err
+		}
+	} else {
+		b.reads.writers.Add(1)
+	}
 	start := time.Now()
 	deadline := start.Add(b.opts.LockTimeout)
-	if err := b.acquire(ctx, deadline); err != nil {
+	err := b.acquire(ctx, deadline)
+	if write {
+		b.reads.writers.Add(-1)
+	}
+	if err != nil {
 		return err
 	}
-	defer func() { <-b.sem }()
 	if b.closed {
+		<-b.sem
 		return ErrClosed
 	}
 	db, err := b.open(ctx, write, start, deadline)
 	if err != nil {
+		<-b.sem
 		return err
 	}
-	if write {
-		err = db.Update(fn)
-	} else {
+	if !write {
+		b.reads.start(db)
 		err = db.View(fn)
+		b.reads.leave(b.sem)
+		return err
 	}
-	// A close error cannot undo a transaction that committed, and read
-	// results are already copied out, so it is not reported.
+	err = db.Update(fn)
+	// A close error cannot undo a transaction that committed.
 	_ = db.Close()
+	<-b.sem
 	return err
 }
 
