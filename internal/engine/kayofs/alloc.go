@@ -183,7 +183,9 @@ func (t *txn) allocate(want uint64, goal uint64, maxRuns int) ([]run, error) {
 			busy = append(busy, k)
 		}
 	}
-	if got == 0 {
+	// Wait for a busy group only while holding no other group: blocking
+	// with a group held could deadlock against a node doing the reverse.
+	if got == 0 && !t.holdsAG() {
 		for _, k := range busy {
 			if _, err := tryAG(k, true); err != nil {
 				return runs, err
@@ -197,6 +199,16 @@ func (t *txn) allocate(want uint64, goal uint64, maxRuns int) ([]run, error) {
 		return nil, ErrNoSpace
 	}
 	return runs, nil
+}
+
+// holdsAG reports whether the transaction holds any allocation-group lock.
+func (t *txn) holdsAG() bool {
+	for _, h := range t.held {
+		if h.key >= keyAGBase && h.key < keyInodeBase {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetAG drops cached, clean blocks of group k (its lock is going away).

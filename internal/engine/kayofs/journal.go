@@ -230,11 +230,12 @@ type heldLock struct {
 }
 
 type txn struct {
-	v      *Volume
-	blocks map[uint64]*tblk
-	held   []heldLock
-	inTree bool // allocating extent-tree blocks: the reserved room is for them
-	trees  map[uint32]treeCacheEnt
+	v        *Volume
+	blocks   map[uint64]*tblk
+	held     []heldLock
+	inTree   bool // allocating extent-tree blocks: the reserved room is for them
+	trees    map[uint32]treeCacheEnt
+	deferred []run // tree blocks to free after the commit (see freeTree)
 }
 
 // slack is the room data allocation leaves for the extent-tree blocks the
@@ -333,8 +334,19 @@ func (t *txn) ndirty() int {
 func (t *txn) room() int { return int(t.v.sbl().JournalBlocks) - 4 - t.ndirty() }
 
 // commit journals and applies the dirty blocks. Locks stay held; the
-// caller releases them afterwards.
+// caller releases them afterwards (group locks may have been dropped when
+// deferred tree-block frees ran: callers drop them after a commit anyway).
 func (t *txn) commit() error {
+	if err := t.commitOnce(); err != nil {
+		return err
+	}
+	if len(t.deferred) > 0 {
+		return t.freeDeferred()
+	}
+	return nil
+}
+
+func (t *txn) commitOnce() error {
 	v := t.v
 	var blks []uint64
 	for blk, b := range t.blocks {

@@ -363,9 +363,58 @@ func (t *txn) allocTreeBlock(goal uint64) (uint64, error) {
 	return runs[0].start, nil
 }
 
+// freeTree returns tree blocks to their groups. A group the transaction
+// does not hold is taken only without waiting when other groups are held
+// (waiting could deadlock: lock order is ascending or try-lock); a block
+// whose group is busy is freed right after the commit instead, in a
+// transaction of its own (a crash in between leaks it: Check reports it,
+// nothing else is affected).
 func (t *txn) freeTree(runs []run) error {
 	for _, r := range runs {
 		delete(t.blocks, r.start) // never write a freed tree block
 	}
-	return t.free(runs)
+	if !t.holdsAG() {
+		return t.free(runs)
+	}
+	sb := t.v.sbl()
+	var now []run
+	for _, r := range runs {
+		k, _, ok := sb.agOf(r.start)
+		if !ok {
+			return fmt.Errorf("%w: tree block %d outside the data area", ErrCorrupt, r.start)
+		}
+		if t.holds(keyAG(k)) {
+			now = append(now, r)
+			continue
+		}
+		got, err := t.tryLock(keyAG(k))
+		if err != nil {
+			return err
+		}
+		if got {
+			now = append(now, r)
+		} else {
+			t.deferred = append(t.deferred, r)
+		}
+	}
+	if len(now) == 0 {
+		return nil
+	}
+	return t.free(now)
+}
+
+// freeDeferred frees what freeTree deferred, after a commit: with every
+// group lock dropped, groups are taken in ascending order.
+func (t *txn) freeDeferred() error {
+	runs := t.deferred
+	t.deferred = nil
+	t.dropAGs()
+	if err := t.free(runs); err != nil {
+		return err
+	}
+	if err := t.commit(); err != nil {
+		return err
+	}
+	t.dropAGs()
+	return nil
 }

@@ -264,3 +264,55 @@ func TestExtentTreeTwoNodes(t *testing.T) {
 	b.Unmount()
 	mustCheck(t, dev)
 }
+
+// A tree block whose group another node holds is freed after the commit,
+// not by waiting for the group while holding another (deadlock order).
+func TestTreeFreeDeferredWhileGroupBusy(t *testing.T) {
+	dev := newImage(t, 256<<20)
+	mustFormat(t, dev, FormatOptions{Slots: 2})
+	a := mustMount(t, dev, "A")
+	b := mustMount(t, dev, "B")
+	st0, _ := a.Stats()
+	tx := a.newTxn()
+	blk, err := tx.allocTreeBlock(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.commit(); err != nil {
+		t.Fatal(err)
+	}
+	tx.release()
+	sb := a.sbl()
+	g, _, _ := sb.agOf(blk)
+	h := (g + 1) % sb.AGCount
+	if err := b.lk.lock(keyAG(g), true); err != nil {
+		t.Fatal(err)
+	}
+	tx = a.newTxn()
+	if err := tx.lock(keyAG(h), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.freeTree([]run{{blk, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(tx.deferred) != 1 {
+		t.Fatalf("deferred %v: the busy group's block was not deferred", tx.deferred)
+	}
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		b.lk.unlock(keyAG(g), true)
+		close(released)
+	}()
+	if err := tx.commit(); err != nil {
+		t.Fatal(err)
+	}
+	tx.release()
+	<-released
+	if st, _ := a.Stats(); st.FreeBytes != st0.FreeBytes {
+		t.Fatalf("free %d, want %d", st.FreeBytes, st0.FreeBytes)
+	}
+	a.Unmount()
+	b.Unmount()
+	mustCheck(t, dev)
+}
