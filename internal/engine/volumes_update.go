@@ -141,8 +141,11 @@ func mountedElsewhere(fd *kayofs.FileDevice, s VolumeSpec) error {
 	}
 	var by []string
 	for _, si := range slots {
-		if si.State == "mounted" || si.State == "detached" {
+		switch si.State {
+		case "mounted", "detached":
 			by = append(by, fmt.Sprintf("%s (slot %d)", si.Node, si.Slot))
+		case "dead":
+			by = append(by, fmt.Sprintf("%s (slot %d, crashed while mounted: recover it with its node)", si.Node, si.Slot))
 		}
 	}
 	if len(by) == 0 {
