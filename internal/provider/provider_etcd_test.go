@@ -150,7 +150,7 @@ func TestAccEtcd_tlsAuthFromEnv(t *testing.T) {
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6,
 		Steps: []resource.TestStep{{
-			Config: providerBlock(dir) + seedHost("y21", "Y-21-2k8x64", 21).hcl(),
+			Config: plainProviderBlock(dir) + seedHost("y21", "Y-21-2k8x64", 21).hcl(),
 			ConfigStateChecks: []statecheck.StateCheck{
 				statecheck.ExpectKnownValue("kayo_host.y21", tfjsonpath.New("id"), knownvalue.StringExact("Y-21-2k8x64")),
 			},
@@ -181,8 +181,10 @@ func TestAccEtcd_unreachable(t *testing.T) {
 	_ = l.Close()
 	cfg := fmt.Sprintf("provider \"kayo\" {\n  data_dir = %q\n  etcd {\n    endpoints = [%q]\n    dial_timeout = \"1s\"\n  }\n}\n",
 		t.TempDir(), ep) + seedHost("y21", "Y-21-2k8x64", 21).hcl()
+	// Time the test itself, not the wait of a parallel test for its turn.
+	t.Parallel()
 	start := time.Now()
-	resource.ParallelTest(t, resource.TestCase{
+	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6,
 		Steps: []resource.TestStep{{
 			Config:      cfg,

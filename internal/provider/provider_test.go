@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
 // protoV6 serves the provider in-process to the CLI under test
@@ -21,8 +23,38 @@ var protoV6 = map[string]func() (tfprotov6.ProviderServer, error){
 }
 
 // providerBlock points the provider at a data dir of the test's own.
+// With KAYO_TEST_ETCD_ENDPOINTS set (make acc-etcd) the whole suite runs
+// on etcd: each test's cluster database lives under a key prefix of its
+// own, derived from its data dir, so tests in parallel never meet.
 func providerBlock(dataDir string) string {
+	eps := store.SplitEndpoints(os.Getenv(envTestEtcd))
+	if len(eps) == 0 {
+		return plainProviderBlock(dataDir)
+	}
+	return fmt.Sprintf("provider \"kayo\" {\n  data_dir = %q\n  etcd {\n    endpoints = [%s]\n    prefix = %q\n  }\n}\n",
+		dataDir, quoteList(eps), testEtcdPrefix(dataDir))
+}
+
+// plainProviderBlock names only the data dir, for tests that configure
+// the store through the environment themselves.
+func plainProviderBlock(dataDir string) string {
 	return fmt.Sprintf("provider \"kayo\" {\n  data_dir = %q\n}\n", dataDir)
+}
+
+// envTestEtcd names the etcd endpoints the acceptance suite runs on.
+const envTestEtcd = "KAYO_TEST_ETCD_ENDPOINTS"
+
+func testEtcdPrefix(dataDir string) string {
+	return "/kayo-acc/" + strings.ReplaceAll(strings.TrimPrefix(dataDir, os.TempDir()), "/", "_") + "/"
+}
+
+// testEngine is the engine configuration a test's provider block names.
+func testEngine(dataDir string) engine.Config {
+	cfg := engine.Config{DataDir: dataDir}
+	if eps := store.SplitEndpoints(os.Getenv(envTestEtcd)); len(eps) > 0 {
+		cfg.Etcd = &store.EtcdOptions{Endpoints: eps, Prefix: testEtcdPrefix(dataDir)}
+	}
+	return cfg
 }
 
 // hostOpts describes one kayo_host in test configurations.
@@ -81,7 +113,7 @@ func clusterHCL(name, static string, hostRes ...string) string {
 // dbCheck opens the test's data dir directly, as kayoctl would, and runs fn.
 func dbCheck(dataDir string, fn func(context.Context, *engine.Engine) error) func(*terraform.State) error {
 	return func(*terraform.State) error {
-		e, err := engine.Open(engine.Config{DataDir: dataDir})
+		e, err := engine.Open(testEngine(dataDir))
 		if err != nil {
 			return err
 		}

@@ -144,7 +144,7 @@ func TestAccQuorum_lifecycle(t *testing.T) {
 // host fail / recover do.
 func setDown(t *testing.T, dir string, down bool, hosts ...string) {
 	t.Helper()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(testEngine(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

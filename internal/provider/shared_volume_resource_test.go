@@ -78,7 +78,7 @@ func mountCount(n int) func(engine.Volume, kayofs.Superblock, []kayofs.SlotInfo)
 
 func writeFile(t *testing.T, dir, ref, name string) {
 	t.Helper()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(testEngine(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

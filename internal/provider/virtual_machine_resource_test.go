@@ -31,7 +31,7 @@ type labHost struct {
 func vmLab(t *testing.T, dir, cluster string, static int, letter string, hosts ...labHost) string {
 	t.Helper()
 	ctx := context.Background()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(testEngine(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func vmLab(t *testing.T, dir, cluster string, static int, letter string, hosts .
 
 func labVolume(t *testing.T, dir, cluster, letter string) string {
 	t.Helper()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(testEngine(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
