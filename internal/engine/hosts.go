@@ -155,22 +155,28 @@ func (e *Engine) UpdateHost(ctx context.Context, s HostSpec) (Host, error) {
 			return err
 		}
 		entering := s.Maintenance && !h.Maintenance
-		h.HostSpec = normalizeHost(s)
+		next := normalizeHost(s)
+		judged := affectsValidation(h.HostSpec, next)
+		h.HostSpec = next
 		cmps := []store.Cmp{store.At(hostKey(s.Name), h.Revision)}
 		if h.Cluster != "" {
 			c, err := e.GetCluster(ctx, h.Cluster)
 			if err != nil {
 				return err
 			}
-			hosts, err := e.hostMap(ctx)
-			if err != nil {
-				return err
-			}
-			hosts[h.Name] = h
-			rep := validate.Run(validationInput(c.ClusterSpec, hosts))
-			if failed := rep.Failed(); len(failed) > 0 {
-				return fmt.Errorf("host %q is a node of cluster %q and this change would fail its validation: %w",
-					s.Name, c.Name, &ValidationError{Cluster: c.Name, Failed: failed})
+			// Hardware facts and maintenance only ever warn; anything that
+			// can fail a test re-validates the cluster with the new host.
+			var hosts map[string]Host
+			if judged {
+				if hosts, err = e.hostMap(ctx); err != nil {
+					return err
+				}
+				hosts[h.Name] = h
+				rep := validate.Run(validationInput(c.ClusterSpec, hosts))
+				if failed := rep.Failed(); len(failed) > 0 {
+					return fmt.Errorf("host %q is a node of cluster %q and this change would fail its validation: %w",
+						s.Name, c.Name, &ValidationError{Cluster: c.Name, Failed: failed})
+				}
 			}
 			qcmps, err := e.guardWith(ctx, c, hosts, fmt.Sprintf("changing node %q", s.Name))
 			if err != nil {
@@ -225,6 +231,14 @@ func (e *Engine) DeleteHost(ctx context.Context, name string) error {
 		})
 		return err
 	})
+}
+
+// affectsValidation reports whether changing a node from old to next can
+// fail a cluster validation test (edition, features, addresses, adapters);
+// processor, memory and maintenance changes can only warn.
+func affectsValidation(old, next HostSpec) bool {
+	return old.Address != next.Address || old.OSEdition != next.OSEdition ||
+		!slices.Equal(old.Features, next.Features) || !slices.Equal(old.Adapters, next.Adapters)
 }
 
 func (e *Engine) hostMap(ctx context.Context) (map[string]Host, error) {

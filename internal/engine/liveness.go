@@ -36,11 +36,20 @@ func livenessOp(cluster string, nodes []string, hosts map[string]Host) store.Op 
 // nodeStates returns c's nodes with their Down flags as of the liveness
 // record, and the comparison that pins it. A cluster formed before the
 // record existed falls back to its nodes' host records.
+//
+// hosts may be nil: a node cannot be unregistered while it is a node, so
+// the record and the cluster's node list are enough; only the fallback
+// reads the hosts.
 func (e *Engine) nodeStates(ctx context.Context, c Cluster, hosts map[string]Host) ([]Host, []store.Cmp, error) {
-	nodes := clusterNodes(c, hosts)
 	var rec livenessRecord
 	rev, err := getJSON(ctx, e.st, livenessKey(c.Name), &rec)
 	if errors.Is(err, store.ErrNotFound) {
+		if hosts == nil {
+			if hosts, err = e.hostMap(ctx); err != nil {
+				return nil, nil, err
+			}
+		}
+		nodes := clusterNodes(c, hosts)
 		cmps := []store.Cmp{store.Absent(livenessKey(c.Name))}
 		for _, n := range c.Nodes {
 			if h, ok := hosts[n]; ok {
@@ -52,10 +61,14 @@ func (e *Engine) nodeStates(ctx context.Context, c Cluster, hosts map[string]Hos
 	if err != nil {
 		return nil, nil, err
 	}
-	for i := range nodes {
-		if _, registered := hosts[nodes[i].Name]; registered {
-			nodes[i].Down = slices.Contains(rec.Down, nodes[i].Name)
+	nodes := make([]Host, 0, len(c.Nodes))
+	for _, n := range c.Nodes {
+		h, ok := hosts[n]
+		if !ok {
+			h = Host{HostSpec: HostSpec{Name: n}, Cluster: c.Name}
 		}
+		h.Down = slices.Contains(rec.Down, n)
+		nodes = append(nodes, h)
 	}
 	return nodes, []store.Cmp{store.At(livenessKey(c.Name), rev), store.At(clusterKey(c.Name), c.Revision)}, nil
 }
