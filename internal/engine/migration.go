@@ -92,6 +92,7 @@ var errPairBusy = errors.New("a live migration between these nodes is in progres
 // they are refused: CheckVMChange); the VHD grows in place; state starts
 // or stops it.
 func (e *Engine) UpdateVM(ctx context.Context, s VMSpec) (VM, error) {
+	ctx = withHVBuffer(ctx) // simulator writes ride on the VM's commits (vms_hv.go)
 	if err := CheckVMSpec(s); err != nil {
 		return VM{}, err
 	}
@@ -385,6 +386,10 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 		if err != nil {
 			return vm, fmt.Errorf("quick migration of VM %q: restoring it on %s from %s: %w", vm.Name, p.To, paths.State, err)
 		}
+		// The restore must be durable before its saved state goes.
+		if vm, err = e.flushHV(ctx, vm); err != nil {
+			return vm, err
+		}
 		if err := e.onVolume(ctx, vm.Volume, p.To, func(fv *kayofs.Volume) error {
 			if err := fv.Remove(paths.VolState); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
 				return err
@@ -431,6 +436,16 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 		t.vm.Pending = nil
 		return nil
 	})
+}
+
+// flushHV commits the operation's buffered simulator writes (vms_hv.go)
+// now, if vm's pending operation is still this process's: before a side
+// effect outside the database that assumes them (removing a saved state).
+func (e *Engine) flushHV(ctx context.Context, vm VM) (VM, error) {
+	if ops, _ := hvBufferOf(ctx).pending(); len(ops) == 0 {
+		return vm, nil
+	}
+	return e.pendingCommit(ctx, vm, func(*vmTxn) error { return errNoCommit })
 }
 
 // pendingCommit commits fn on the VM if its pending operation is still
@@ -505,6 +520,10 @@ func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, error) {
 		}
 	}
 	if p.Type == MigrationQuick {
+		// The source runs again (durably) before its saved state goes.
+		if vm, err = e.flushHV(ctx, vm); err != nil {
+			return vm, err
+		}
 		_ = e.onVolume(ctx, vm.Volume, p.From, func(fv *kayofs.Volume) error {
 			if err := fv.Remove(paths.VolState); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
 				return err
@@ -600,6 +619,7 @@ func (e *Engine) recoverVM(ctx context.Context, vm VM) (VM, error) {
 // crashed process left (a live one is left alone: the VM shows
 // "migrating").
 func (e *Engine) RefreshVM(ctx context.Context, cluster, name string) (VM, error) {
+	ctx = withHVBuffer(ctx) // simulator writes ride on the VM's commits (vms_hv.go)
 	vm, err := e.GetVM(ctx, cluster, name)
 	if err != nil {
 		return vm, err

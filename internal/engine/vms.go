@@ -237,6 +237,7 @@ var errNoCommit = errors.New("nothing to commit")
 // conflict starts over from a fresh read.
 func (e *Engine) vmCommit(ctx context.Context, cluster, name string, fn func(t *vmTxn) error) (VM, error) {
 	var out VM
+	hv := hvBufferOf(ctx)
 	err := e.retry(ctx, func() error {
 		t := &vmTxn{e: e, ctx: ctx, cluster: cluster, nodes: map[string]*nodeVMs{}, nodeRevs: map[string]int64{}, touched: map[string]bool{}}
 		v, err := e.GetVM(ctx, cluster, name)
@@ -249,12 +250,25 @@ func (e *Engine) vmCommit(ctx context.Context, cluster, name string, fn func(t *
 			return err
 		}
 		if err := fn(t); err != nil {
-			if errors.Is(err, errNoCommit) {
-				out = t.vm
-				return nil
+			if !errors.Is(err, errNoCommit) {
+				return err
 			}
-			return err
+			// Nothing to change but the operation's simulator writes
+			// (vms_hv.go), if any.
+			if hvOps, hvSeq := hv.pending(); len(hvOps) > 0 {
+				cmp := store.Absent(vmKey(cluster, name))
+				if t.exists {
+					cmp = store.At(vmKey(cluster, name), v.Revision)
+				}
+				if _, err := e.st.Commit(ctx, []store.Cmp{cmp}, hvOps); err != nil {
+					return err
+				}
+				hv.committed(hvSeq)
+			}
+			out = t.vm
+			return nil
 		}
+		hvOps, hvSeq := hv.pending() // the operation's simulator writes (vms_hv.go)
 		cmps := slices.Clone(t.cmps)
 		if t.exists {
 			cmps = append(cmps, store.At(vmKey(cluster, name), v.Revision))
@@ -279,10 +293,12 @@ func (e *Engine) vmCommit(ctx context.Context, cluster, name string, fn func(t *
 				ops = append(ops, putJSON(vmNodeKey(cluster, n), t.nodes[n]))
 			}
 		}
+		ops = append(ops, hvOps...)
 		rev, err := e.st.Commit(ctx, cmps, ops)
 		if err != nil {
 			return err
 		}
+		hv.committed(hvSeq)
 		t.vm.Revision = rev
 		out = t.vm
 		return nil
@@ -571,25 +587,44 @@ func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
 		if err := e.fenceCheck(ctx, vm); err != nil {
 			return err
 		}
-		return serialVolume(vm.Volume, func() error { return e.writeFilesOn(fv, vm, p, fresh) })
+		return e.writeFilesOn(fv, vm, p, fresh)
 	})
 }
 
+// writeFilesOn does writeFiles' work on the mount fv. Namespace changes
+// run serialVolume (they take the volume's namespace lock anyway); the
+// data written into the new files does not, so the writes of concurrent
+// creations overlap.
 func (e *Engine) writeFilesOn(fv *kayofs.Volume, vm VM, p VMPaths, fresh bool) error {
-	open := openOrCreate
-	if fresh {
-		open = createOrOpen
-		if err := fv.Mkdir(p.Dir); err != nil && !errors.Is(err, kayofs.ErrExist) {
+	serial := func(fn func() error) error { return serialVolume(vm.Volume, fn) }
+	var f, cf *kayofs.File
+	cfgPath := p.VolConfig
+	if !fresh {
+		cfgPath += ".tmp"
+	}
+	err := serial(func() error {
+		open := openOrCreate
+		if fresh {
+			open = createOrOpen
+			if err := fv.Mkdir(p.Dir); err != nil && !errors.Is(err, kayofs.ErrExist) {
+				return fmt.Errorf("creating %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
+			}
+		} else if err := fv.MkdirAll(p.Dir); err != nil {
 			return fmt.Errorf("creating %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
 		}
-	} else if err := fv.MkdirAll(p.Dir); err != nil {
-		return fmt.Errorf("creating %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
+		var err error
+		if f, err = open(fv, p.VolVHD); err != nil {
+			return fmt.Errorf("%s: %w", vm.VHDPath, err)
+		}
+		if cf, err = open(fv, cfgPath); err != nil {
+			return fmt.Errorf("%s: %w", vm.ConfigPath, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	size := vm.VHD.SizeGiB << 30
-	f, err := open(fv, p.VolVHD)
-	if err != nil {
-		return fmt.Errorf("%s: %w", vm.VHDPath, err)
-	}
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("%s: %w", vm.VHDPath, err)
@@ -613,27 +648,18 @@ func (e *Engine) writeFilesOn(fv *kayofs.Volume, vm VM, p VMPaths, fresh bool) e
 			}
 		}
 	}
-	x := vm.ConfigXML()
-	target := p.VolConfig
-	if !fresh {
-		target += ".tmp"
-	}
-	cf, err := open(fv, target)
-	if err != nil {
-		return fmt.Errorf("%s: %w", vm.ConfigPath, err)
-	}
 	if fi, err := cf.Stat(); err != nil || fi.Size > 0 {
 		if err := cf.Truncate(0); err != nil {
 			return err
 		}
 	}
-	if _, err := cf.WriteAt(x, 0); err != nil {
+	if _, err := cf.WriteAt(vm.ConfigXML(), 0); err != nil {
 		return fmt.Errorf("%s: %w", vm.ConfigPath, err)
 	}
 	if fresh {
 		return nil
 	}
-	return fv.Rename(target, p.VolConfig)
+	return serial(func() error { return fv.Rename(cfgPath, p.VolConfig) })
 }
 
 // removeFiles deletes the VM's files and directory (missing ones are
@@ -692,39 +718,6 @@ func (e *Engine) fenceCheck(ctx context.Context, vm VM) error {
 
 // ---- the hypervisor ----
 
-// hvBackend keeps the simulator's records in the cluster database.
-type hvBackend struct{ st store.Store }
-
-func (b hvBackend) Get(ctx context.Context, key string) ([]byte, error) {
-	kv, err := b.st.Get(ctx, hvPrefix+key)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%s: %w", key, hypervisor.ErrNotFound)
-	}
-	return kv.Value, err
-}
-
-func (b hvBackend) Put(ctx context.Context, key string, value []byte) error {
-	_, err := b.st.Commit(ctx, nil, []store.Op{store.Put(hvPrefix+key, value)})
-	return err
-}
-
-func (b hvBackend) Delete(ctx context.Context, key string) error {
-	_, err := b.st.Commit(ctx, nil, []store.Op{store.Del(hvPrefix + key)})
-	return err
-}
-
-func (b hvBackend) List(ctx context.Context, prefix string) (map[string][]byte, error) {
-	kvs, _, err := b.st.List(ctx, hvPrefix+prefix)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string][]byte, len(kvs))
-	for _, kv := range kvs {
-		out[strings.TrimPrefix(kv.Key, hvPrefix)] = kv.Value
-	}
-	return out, nil
-}
-
 // Hypervisor returns the driver of cluster's hypervisor. Only the
 // embedded simulator exists so far (QEMU is issue 7).
 func (e *Engine) Hypervisor(cluster string) hypervisor.Driver {
@@ -748,6 +741,7 @@ func (e *Engine) Simulator(cluster string) *hypervisor.Simulator {
 // state is running. A creation that fails midway is rolled back; one
 // whose process died is rolled back by the next call.
 func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
+	ctx = withHVBuffer(ctx) // simulator writes ride on the VM's commits (vms_hv.go)
 	if err := CheckVMSpec(s); err != nil {
 		return VM{}, err
 	}
@@ -893,6 +887,7 @@ func (e *Engine) converge(ctx context.Context, vm VM, pendingID string) (VM, err
 // DeleteVM stops a VM, removes its files from the volume and its record
 // and reservation. A missing VM is no error.
 func (e *Engine) DeleteVM(ctx context.Context, cluster, name string) error {
+	ctx = withHVBuffer(ctx) // simulator writes ride on the VM's commits (vms_hv.go)
 	if err := e.settleAbandoned(ctx, cluster, name); err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
