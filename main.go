@@ -21,6 +21,7 @@ func main() {
 	flag.BoolVar(&debug, "debug", false, "run the provider under a debugger (prints TF_REATTACH_PROVIDERS)")
 	flag.Parse()
 
+	quietSDKLogs()
 	stopProfiles := startProfiles()
 	err := providerserver.Serve(context.Background(), provider.New(version), providerserver.ServeOpts{
 		Address: provider.Address,

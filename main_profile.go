@@ -10,14 +10,15 @@ import (
 )
 
 // profileEnv names a directory: when set, the provider process writes a
-// CPU profile (kayo-<pid>.cpu.pprof) and an execution trace
-// (kayo-<pid>.trace) there, from start until it is told to exit, and a
-// block and mutex profile at exit. For benchmarks (bench/vm_test.go passes
-// it through); the trace gives the time spent blocked in system calls
-// (fsync, file locks), which a CPU profile does not show:
+// CPU profile (kayo-<pid>.cpu.pprof) there, from start until it is told to
+// exit, and a block and mutex profile at exit; with KAYO_PROFILE_TRACE=1
+// also an execution trace (kayo-<pid>.trace), which gives the time spent
+// blocked in system calls (fsync, file locks) that a CPU profile does not
+// show, at a cost of its own (it slows the process noticeably). For
+// benchmarks (bench/vm_test.go passes both through):
 //
 //	KAYO_PROFILE_DIR=/tmp/prof go test -run '^$' -bench VMLifecycle -benchtime=1x ./bench/
-//	go tool pprof -top terraform-provider-kayo /tmp/prof/kayo-1234.cpu.pprof
+//	go tool pprof -top /tmp/prof/kayo-1234.cpu.pprof
 //	go tool trace -pprof=syscall /tmp/prof/kayo-1234.trace > sys.pprof && go tool pprof -top sys.pprof
 const profileEnv = "KAYO_PROFILE_DIR"
 
@@ -37,11 +38,13 @@ func startProfiles() (stop func()) {
 			f.Close()
 		}
 	}
-	if f, err := os.Create(base + ".trace"); err == nil {
-		if trace.Start(f) == nil {
-			closers = append(closers, func() { trace.Stop(); f.Close() })
-		} else {
-			f.Close()
+	if os.Getenv("KAYO_PROFILE_TRACE") == "1" {
+		if f, err := os.Create(base + ".trace"); err == nil {
+			if trace.Start(f) == nil {
+				closers = append(closers, func() { trace.Stop(); f.Close() })
+			} else {
+				f.Close()
+			}
 		}
 	}
 	runtime.SetBlockProfileRate(int(1e5)) // one event per 100µs blocked

@@ -29,7 +29,8 @@ import (
 //	go test -run '^$' -bench VMLifecycle -benchtime=3x ./bench/...
 //
 // KAYO_PROFILE_DIR=dir makes every kayo provider process write its CPU
-// profile and execution trace there (see main_profile.go).
+// profile there, and with KAYO_PROFILE_TRACE=1 its execution trace (see
+// main_profile.go).
 const vmCount, vmHosts = 200, 16
 
 var vmPhases = [...]string{"create", "migrate", "destroy"}
@@ -53,6 +54,7 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		setup func(round int) string // returns the data dir (kayo)
 		cfg   func(dataDir, vol string, phase int) string
 		times [3][]time.Duration
+		cpu   [3][]time.Duration // user+sys of the CLI and its plugins
 	}
 	var volID string
 	scens := []*scen{
@@ -72,7 +74,7 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		s.wd = testcli.NewWorkdir(cli, dir, mirror)
 		if d := os.Getenv("KAYO_PROFILE_DIR"); d != "" && s.name == "kayo" {
 			// Profiles of every provider process (main_profile.go).
-			s.wd.Env = append(s.wd.Env, "KAYO_PROFILE_DIR="+d)
+			s.wd.Env = append(s.wd.Env, "KAYO_PROFILE_DIR="+d, "KAYO_PROFILE_TRACE="+os.Getenv("KAYO_PROFILE_TRACE"))
 		}
 		if err := s.wd.WriteFile("main.tf", s.cfg(filepath.Join(base, "init"), "00000000-0000-0000-0000-000000000000", 0)); err != nil {
 			b.Fatal(err)
@@ -94,12 +96,16 @@ func BenchmarkVMLifecycle(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StartTimer()
+				c0 := childCPU()
 				r1 := testcli.Must(b, s.wd.Run(ctx, "plan", "-out=bench.tfplan", "-input=false", "-no-color"))
 				r2 := testcli.Must(b, s.wd.Run(ctx, "apply", "-input=false", "-no-color", "bench.tfplan"))
 				s.times[p] = append(s.times[p], r1.Duration+r2.Duration)
+				s.cpu[p] = append(s.cpu[p], childCPU()-c0)
 			}
+			c0 := childCPU()
 			r := testcli.Must(b, s.wd.Run(ctx, "destroy", "-auto-approve", "-input=false", "-no-color"))
 			s.times[2] = append(s.times[2], r.Duration)
+			s.cpu[2] = append(s.cpu[2], childCPU()-c0)
 		}
 		round++
 	}
@@ -131,6 +137,16 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		for p := range vmPhases {
 			fmt.Fprintf(&sb, " %16s", ratio(mean(k.times[p])/mean(floor.times[p]), median(k.times[p])/median(floor.times[p])))
 			b.ReportMetric(mean(k.times[p])/mean(floor.times[p]), "kayo/"+floor.name+"-"+vmPhases[p])
+		}
+		sb.WriteString("\n")
+	}
+	// CPU time (user + sys of the CLI and the plugins it ran) is what a
+	// loaded machine disturbs least.
+	fmt.Fprintf(&sb, "CPU (user+sys) ms, mean\n")
+	for _, s := range scens {
+		fmt.Fprintf(&sb, "%-22s", s.name)
+		for p := range vmPhases {
+			fmt.Fprintf(&sb, " %16.0f", mean(s.cpu[p]))
 		}
 		sb.WriteString("\n")
 	}
