@@ -66,22 +66,31 @@ type Bolt struct {
 
 // readShare lets concurrent reads of one process share one read-only open
 // of the file. The read that opens it holds sem for the session; later
-// reads join while it is open, no writer of this process waits, and it is
-// younger than maxReadSession; the last read to leave closes the file and
-// releases sem. A session holds the file's shared lock, so it is kept
-// short: writers of this process stop new reads from joining, and the
-// age limit lets other processes' writers in between sessions.
+// reads join while it is open and younger than maxReadSession (or, while
+// a writer of this process waits, younger than readJoinWithWriter); the
+// last read to leave closes the file and releases sem. A session holds
+// the file's shared lock, so it is kept short: a waiting writer is held up
+// by at most readJoinWithWriter plus the reads in flight (and gathers more
+// commits into its group commit meanwhile), and the age limit lets other
+// processes' writers in between sessions.
 type readShare struct {
 	mu      sync.Mutex
 	db      *bolt.DB // open while readers > 0
 	readers int
 	opened  time.Time
+	// opening is closed once the read holding sem has opened the file (or
+	// failed to): reads arriving meanwhile wait for it and join.
+	opening chan struct{}
 	// writers counts operations of this process waiting to write.
 	writers atomic.Int32
 }
 
-// maxReadSession bounds how long reads keep joining one read session.
-const maxReadSession = 10 * time.Millisecond
+// maxReadSession bounds how long reads keep joining one read session;
+// readJoinWithWriter, while a writer of this process waits.
+const (
+	maxReadSession     = 10 * time.Millisecond
+	readJoinWithWriter = 2 * time.Millisecond
+)
 
 var shares sync.Map // absolute path -> *readShare
 
@@ -95,20 +104,45 @@ func shareFor(path string) *readShare {
 
 // join returns the open session's file, or nil when a read must open its
 // own.
-func (r *readShare) join() *bolt.DB {
+func (r *readShare) join(ctx context.Context) *bolt.DB {
 	r.mu.Lock()
+	if r.db == nil && r.opening != nil {
+		opening := r.opening
+		r.mu.Unlock()
+		select {
+		case <-opening:
+		case <-ctx.Done():
+			return nil
+		}
+		r.mu.Lock()
+	}
 	defer r.mu.Unlock()
-	if r.db == nil || r.writers.Load() > 0 || time.Since(r.opened) >= maxReadSession {
+	if r.db == nil {
+		return nil
+	}
+	if age := time.Since(r.opened); age >= maxReadSession || r.writers.Load() > 0 && age >= readJoinWithWriter {
 		return nil
 	}
 	r.readers++
 	return r.db
 }
 
-// start makes db, opened by a read holding sem, the session's file.
+// beginOpen marks the file as being opened by a read holding sem.
+func (r *readShare) beginOpen() {
+	r.mu.Lock()
+	r.opening = make(chan struct{})
+	r.mu.Unlock()
+}
+
+// start makes db (nil: the open failed), opened by a read holding sem,
+// the session's file, and lets the reads waiting for it join.
 func (r *readShare) start(db *bolt.DB) {
 	r.mu.Lock()
-	r.db, r.readers, r.opened = db, 1, time.Now()
+	if db != nil {
+		r.db, r.readers, r.opened = db, 1, time.Now()
+	}
+	close(r.opening)
+	r.opening = nil
 	r.mu.Unlock()
 }
 
@@ -560,7 +594,7 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 		return err
 	}
 	if !write {
-		if db := b.reads.join(); db != nil {
+		if db := b.reads.join(ctx); db != nil {
 			err := db.View(fn)
 			b.reads.leave(b.sem)
 			return err
@@ -581,8 +615,14 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 		<-b.sem
 		return ErrClosed
 	}
+	if !write {
+		b.reads.beginOpen()
+	}
 	db, err := b.open(ctx, write, start, deadline)
 	if err != nil {
+		if !write {
+			b.reads.start(nil)
+		}
 		<-b.sem
 		return err
 	}
