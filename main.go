@@ -11,6 +11,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/provider"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/sdklogs"
 )
 
 // Set by the build (-ldflags "-X main.version=...").
@@ -21,7 +22,7 @@ func main() {
 	flag.BoolVar(&debug, "debug", false, "run the provider under a debugger (prints TF_REATTACH_PROVIDERS)")
 	flag.Parse()
 
-	quietSDKLogs()
+	sdklogs.QuietUnlessAsked()
 	stopProfiles := startProfiles()
 	err := providerserver.Serve(context.Background(), provider.New(version), providerserver.ServeOpts{
 		Address: provider.Address,

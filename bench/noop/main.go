@@ -19,12 +19,15 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/sdklogs"
 )
 
 func main() {
 	var debug bool
 	flag.BoolVar(&debug, "debug", false, "run with support for debuggers")
 	flag.Parse()
+	sdklogs.QuietUnlessAsked() // as the kayo provider does: a like-for-like floor
 	err := providerserver.Serve(context.Background(), func() provider.Provider { return &noopProvider{} },
 		providerserver.ServeOpts{Address: "local/bench/noop", Debug: debug})
 	if err != nil {
