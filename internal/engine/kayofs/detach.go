@@ -9,7 +9,11 @@ import "time"
 // slot; no other node's Mount takes it; Unmount (by a Mount of that node)
 // frees it. This is how a node stays mounted across short-lived processes
 // such as Terraform's plugin.
-func (v *Volume) Detach() error {
+func (v *Volume) Detach() error { return v.leave(SlotDetached, v.node) }
+
+// leave ends this process's mount, leaving the slot entry in state for
+// node (SlotFree and "" to release it), with a final inactive heartbeat.
+func (v *Volume) leave(state uint32, node string) error {
 	if v.closed.Swap(true) {
 		return ErrUnmounted
 	}
@@ -23,9 +27,9 @@ func (v *Volume) Detach() error {
 	defer v.lk.unlock(keySlotTable, true)
 	e, err := readSlot(v.dev, v.sbl(), v.slot)
 	if err != nil {
-		return err
+		e = SlotEntry{} // a torn entry is rewritten whole
 	}
-	e.State, e.Node, e.Gen = SlotDetached, v.node, e.Gen+1
+	e.State, e.Node, e.Gen = state, node, e.Gen+1
 	if err := writeSlot(v.dev, v.sbl(), v.slot, e); err != nil {
 		return err
 	}

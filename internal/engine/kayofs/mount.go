@@ -309,37 +309,7 @@ func mount(dev Device, lk *lockMgr, node string) (*Volume, error) {
 }
 
 // Unmount releases the slot. Open files become unusable.
-func (v *Volume) Unmount() error {
-	if v.closed.Swap(true) {
-		return ErrUnmounted
-	}
-	close(v.hbStop)
-	<-v.hbDone
-	defer v.lk.close()
-	defer v.lk.rawUnlock(keyLive(v.slot))
-	if err := v.lk.lock(keySlotTable, true); err != nil {
-		return err
-	}
-	defer v.lk.unlock(keySlotTable, true)
-	e, err := readSlot(v.dev, v.sbl(), v.slot)
-	if err != nil {
-		e = SlotEntry{}
-	}
-	e.State, e.Node, e.Gen = SlotFree, "", e.Gen+1
-	if err := writeSlot(v.dev, v.sbl(), v.slot, e); err != nil {
-		return err
-	}
-	v.hbMu.Lock()
-	v.hb.Active = false
-	v.hb.Counter++
-	v.hb.Timestamp = time.Now()
-	err = writeHeartbeat(v.dev, v.sbl(), v.slot, v.hb)
-	v.hbMu.Unlock()
-	if err != nil {
-		return err
-	}
-	return v.dev.Sync()
-}
+func (v *Volume) Unmount() error { return v.leave(SlotFree, "") }
 
 // Crash abandons the mount as a dying node would: no slot release, no
 // unmount record; the kernel-visible liveness lock is dropped. Tests and
