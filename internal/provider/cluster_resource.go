@@ -256,11 +256,9 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 	if !ok || resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, w := withWaitRecorder(ctx)
-	c, err := r.engine.CreateCluster(ctx, s)
-	w.report(&resp.Diagnostics, "Forming cluster "+s.Name)
+	c, err := engineCall(ctx, &resp.Diagnostics, "Forming cluster "+s.Name, "Cannot form cluster "+s.Name,
+		func(ctx context.Context) (engine.Cluster, error) { return r.engine.CreateCluster(ctx, s) })
 	if err != nil {
-		resp.Diagnostics.Append(engineDiags("Cannot form cluster "+s.Name, err)...)
 		return
 	}
 	warnValidation(&resp.Diagnostics, c.Name, c.Validation)
@@ -273,15 +271,14 @@ func (r *clusterResource) Read(ctx context.Context, req resource.ReadRequest, re
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, w := withWaitRecorder(ctx)
-	c, err := r.engine.GetCluster(ctx, m.ID.ValueString())
-	w.report(&resp.Diagnostics, "Reading cluster "+m.ID.ValueString())
+	id := m.ID.ValueString()
+	c, err := engineCall(ctx, &resp.Diagnostics, "Reading cluster "+id, "Cannot read cluster "+id,
+		func(ctx context.Context) (engine.Cluster, error) { return r.engine.GetCluster(ctx, id) }, engine.ErrNotFound)
 	if errors.Is(err, engine.ErrNotFound) {
 		resp.State.RemoveResource(ctx)
 		return
 	}
 	if err != nil {
-		resp.Diagnostics.Append(engineDiags("Cannot read cluster "+m.ID.ValueString(), err)...)
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, clusterToModel(c))...)
@@ -294,11 +291,9 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 	if !ok || resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, w := withWaitRecorder(ctx)
-	c, err := r.engine.UpdateCluster(ctx, s)
-	w.report(&resp.Diagnostics, "Updating cluster "+s.Name)
+	c, err := engineCall(ctx, &resp.Diagnostics, "Updating cluster "+s.Name, "Cannot update cluster "+s.Name,
+		func(ctx context.Context) (engine.Cluster, error) { return r.engine.UpdateCluster(ctx, s) })
 	if err != nil {
-		resp.Diagnostics.Append(engineDiags("Cannot update cluster "+s.Name, err)...)
 		return
 	}
 	warnValidation(&resp.Diagnostics, c.Name, c.Validation)
@@ -311,12 +306,9 @@ func (r *clusterResource) Delete(ctx context.Context, req resource.DeleteRequest
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, w := withWaitRecorder(ctx)
-	err := r.engine.DeleteCluster(ctx, m.ID.ValueString())
-	w.report(&resp.Diagnostics, "Destroying cluster "+m.ID.ValueString())
-	if err != nil && !errors.Is(err, engine.ErrNotFound) {
-		resp.Diagnostics.Append(engineDiags("Cannot destroy cluster "+m.ID.ValueString(), err)...)
-	}
+	id := m.ID.ValueString()
+	_, _ = engineCall(ctx, &resp.Diagnostics, "Destroying cluster "+id, "Cannot destroy cluster "+id,
+		noValue(func(ctx context.Context) error { return r.engine.DeleteCluster(ctx, id) }), engine.ErrNotFound)
 }
 
 func (r *clusterResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {

@@ -156,3 +156,29 @@ func engineFrom(data any, diags *diag.Diagnostics) *engine.Engine {
 	}
 	return e
 }
+
+// engineCall runs one engine operation for a resource or data source
+// method: it reports a noticeable wait for the database (doing names the
+// operation) and turns an error into diagnostics under the summary failed,
+// except errors matching one of quiet, which the caller handles (a Read
+// that finds the object gone). It returns the error either way.
+func engineCall[T any](ctx context.Context, diags *diag.Diagnostics, doing, failed string,
+	fn func(context.Context) (T, error), quiet ...error) (T, error) {
+	ctx, w := withWaitRecorder(ctx)
+	v, err := fn(ctx)
+	w.report(diags, doing)
+	if err != nil {
+		for _, q := range quiet {
+			if errors.Is(err, q) {
+				return v, err
+			}
+		}
+		diags.Append(engineDiags(failed, err)...)
+	}
+	return v, err
+}
+
+// noValue adapts an operation that returns only an error to engineCall.
+func noValue(fn func(context.Context) error) func(context.Context) (struct{}, error) {
+	return func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) }
+}

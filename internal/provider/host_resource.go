@@ -325,11 +325,9 @@ func (r *hostResource) Create(ctx context.Context, req resource.CreateRequest, r
 	if !ok || resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, w := withWaitRecorder(ctx)
-	h, err := r.engine.CreateHost(ctx, s)
-	w.report(&resp.Diagnostics, "Registering host "+s.Name)
+	h, err := engineCall(ctx, &resp.Diagnostics, "Registering host "+s.Name, "Cannot register host "+s.Name,
+		func(ctx context.Context) (engine.Host, error) { return r.engine.CreateHost(ctx, s) })
 	if err != nil {
-		resp.Diagnostics.Append(engineDiags("Cannot register host "+s.Name, err)...)
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, hostToModel(h))...)
@@ -341,15 +339,14 @@ func (r *hostResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, w := withWaitRecorder(ctx)
-	h, err := r.engine.GetHost(ctx, m.ID.ValueString())
-	w.report(&resp.Diagnostics, "Reading host "+m.ID.ValueString())
+	id := m.ID.ValueString()
+	h, err := engineCall(ctx, &resp.Diagnostics, "Reading host "+id, "Cannot read host "+id,
+		func(ctx context.Context) (engine.Host, error) { return r.engine.GetHost(ctx, id) }, engine.ErrNotFound)
 	if errors.Is(err, engine.ErrNotFound) {
 		resp.State.RemoveResource(ctx)
 		return
 	}
 	if err != nil {
-		resp.Diagnostics.Append(engineDiags("Cannot read host "+m.ID.ValueString(), err)...)
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, hostToModel(h))...)
@@ -362,11 +359,9 @@ func (r *hostResource) Update(ctx context.Context, req resource.UpdateRequest, r
 	if !ok || resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, w := withWaitRecorder(ctx)
-	h, err := r.engine.UpdateHost(ctx, s)
-	w.report(&resp.Diagnostics, "Updating host "+s.Name)
+	h, err := engineCall(ctx, &resp.Diagnostics, "Updating host "+s.Name, "Cannot update host "+s.Name,
+		func(ctx context.Context) (engine.Host, error) { return r.engine.UpdateHost(ctx, s) })
 	if err != nil {
-		resp.Diagnostics.Append(engineDiags("Cannot update host "+s.Name, err)...)
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, hostToModel(h))...)
@@ -378,12 +373,9 @@ func (r *hostResource) Delete(ctx context.Context, req resource.DeleteRequest, r
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, w := withWaitRecorder(ctx)
-	err := r.engine.DeleteHost(ctx, m.ID.ValueString())
-	w.report(&resp.Diagnostics, "Removing host "+m.ID.ValueString())
-	if err != nil && !errors.Is(err, engine.ErrNotFound) {
-		resp.Diagnostics.Append(engineDiags("Cannot remove host "+m.ID.ValueString(), err)...)
-	}
+	id := m.ID.ValueString()
+	_, _ = engineCall(ctx, &resp.Diagnostics, "Removing host "+id, "Cannot remove host "+id,
+		noValue(func(ctx context.Context) error { return r.engine.DeleteHost(ctx, id) }), engine.ErrNotFound)
 }
 
 func (r *hostResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {

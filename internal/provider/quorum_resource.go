@@ -270,11 +270,9 @@ func (r *quorumResource) Create(ctx context.Context, req resource.CreateRequest,
 		return
 	}
 	s := m.spec()
-	ctx, w := withWaitRecorder(ctx)
-	q, err := r.engine.CreateQuorum(ctx, s)
-	w.report(&resp.Diagnostics, "Setting the quorum of cluster "+s.Cluster)
+	q, err := engineCall(ctx, &resp.Diagnostics, "Setting the quorum of cluster "+s.Cluster, "Cannot set the quorum of cluster "+s.Cluster,
+		func(ctx context.Context) (engine.Quorum, error) { return r.engine.CreateQuorum(ctx, s) })
 	if err != nil {
-		resp.Diagnostics.Append(engineDiags("Cannot set the quorum of cluster "+s.Cluster, err)...)
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, quorumToModel(q))...)
@@ -287,15 +285,13 @@ func (r *quorumResource) Read(ctx context.Context, req resource.ReadRequest, res
 		return
 	}
 	cluster := m.ID.ValueString()
-	ctx, w := withWaitRecorder(ctx)
-	q, err := r.engine.GetQuorum(ctx, cluster)
-	w.report(&resp.Diagnostics, "Reading the quorum of cluster "+cluster)
+	q, err := engineCall(ctx, &resp.Diagnostics, "Reading the quorum of cluster "+cluster, "Cannot read the quorum of cluster "+cluster,
+		func(ctx context.Context) (engine.Quorum, error) { return r.engine.GetQuorum(ctx, cluster) }, engine.ErrNotFound)
 	if errors.Is(err, engine.ErrNotFound) {
 		resp.State.RemoveResource(ctx)
 		return
 	}
 	if err != nil {
-		resp.Diagnostics.Append(engineDiags("Cannot read the quorum of cluster "+cluster, err)...)
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, quorumToModel(q))...)
@@ -308,11 +304,9 @@ func (r *quorumResource) Update(ctx context.Context, req resource.UpdateRequest,
 		return
 	}
 	s := m.spec()
-	ctx, w := withWaitRecorder(ctx)
-	q, err := r.engine.UpdateQuorum(ctx, s)
-	w.report(&resp.Diagnostics, "Changing the quorum of cluster "+s.Cluster)
+	q, err := engineCall(ctx, &resp.Diagnostics, "Changing the quorum of cluster "+s.Cluster, "Cannot change the quorum of cluster "+s.Cluster,
+		func(ctx context.Context) (engine.Quorum, error) { return r.engine.UpdateQuorum(ctx, s) })
 	if err != nil {
-		resp.Diagnostics.Append(engineDiags("Cannot change the quorum of cluster "+s.Cluster, err)...)
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, quorumToModel(q))...)
@@ -325,12 +319,8 @@ func (r *quorumResource) Delete(ctx context.Context, req resource.DeleteRequest,
 		return
 	}
 	cluster := m.ID.ValueString()
-	ctx, w := withWaitRecorder(ctx)
-	err := r.engine.ResetQuorum(ctx, cluster)
-	w.report(&resp.Diagnostics, "Resetting the quorum of cluster "+cluster)
-	if err != nil && !errors.Is(err, engine.ErrNotFound) {
-		resp.Diagnostics.Append(engineDiags("Cannot return cluster "+cluster+" to node_majority", err)...)
-	}
+	_, _ = engineCall(ctx, &resp.Diagnostics, "Resetting the quorum of cluster "+cluster, "Cannot return cluster "+cluster+" to node_majority",
+		noValue(func(ctx context.Context) error { return r.engine.ResetQuorum(ctx, cluster) }), engine.ErrNotFound)
 }
 
 // ImportState takes the cluster name. A cluster without a kayo_quorum
