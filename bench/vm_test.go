@@ -24,9 +24,15 @@ import (
 // kayo: 200 kayo_virtual_machine (1 GiB, 10 GiB dynamic VHD, running) over
 // a 16-node cluster and volume O: that the engine sets up, untimed, in a
 // fresh data_dir every round; noop: 200 noop_thing of bench/noop (update:
-// a changed attribute); terraform_data: 200 terraform_data (input change).
+// a changed attribute); noop_vm: 200 noop_vm of bench/noop, kayo's VM
+// schema and configuration on a provider that does nothing (so
+// kayo/noop_vm is what the provider and engine add to what Terraform and
+// the framework spend on this schema); terraform_data: 200 terraform_data
+// (input change).
 //
 //	go test -run '^$' -bench VMLifecycle -benchtime=3x ./bench/...
+//
+// BENCH_SCENARIOS (comma-separated) runs only the scenarios it names.
 //
 // KAYO_PROFILE_DIR=dir makes every kayo provider process write its CPU
 // profile there, and with KAYO_PROFILE_TRACE=1 its execution trace (see
@@ -60,12 +66,22 @@ func BenchmarkVMLifecycle(b *testing.B) {
 	scens := []*scen{
 		{name: "terraform_data", cfg: func(_, _ string, phase int) string { return tfDataVMs(phase) }},
 		{name: "noop", cfg: func(_, _ string, phase int) string { return noopVMs(phase) }},
+		{name: "noop_vm", cfg: func(_, _ string, phase int) string { return noopShapeVMs(phase) }},
 		{name: "kayo", setup: func(round int) string {
 			dir := filepath.Join(base, "kayo-data", fmt.Sprint(round))
 			volID = vmBenchLab(b, dir)
 			return dir
 		}, cfg: kayoVMs},
 	}
+	// BENCH_SCENARIOS=kayo runs kayo alone (to profile it); ratios are
+	// printed for the floors that ran.
+	var kept []*scen
+	for _, s := range scens {
+		if wanted(s.name) {
+			kept = append(kept, s)
+		}
+	}
+	scens = kept
 	for _, s := range scens {
 		dir := filepath.Join(base, s.name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -131,8 +147,14 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		}
 		sb.WriteString("\n")
 	}
-	k := scens[2]
-	for _, floor := range scens[:2] {
+	k := scens[len(scens)-1]
+	if k.name != "kayo" {
+		k = nil
+	}
+	for _, floor := range scens[:len(scens)-1] {
+		if k == nil {
+			break
+		}
 		fmt.Fprintf(&sb, "%-22s", "kayo/"+floor.name)
 		for p := range vmPhases {
 			fmt.Fprintf(&sb, " %16s", ratio(mean(k.times[p])/mean(floor.times[p]), median(k.times[p])/median(floor.times[p])))
@@ -199,8 +221,27 @@ provider "kayo" {
   data_dir = %q
 }
 `, testcli.KayoSource, dataDir)
+	vmResources(&sb, "kayo_virtual_machine", vol, phase)
+	return sb.String()
+}
+
+// noopShapeVMs is kayoVMs' configuration on noop_vm, which has the same
+// schema and does nothing.
+func noopShapeVMs(phase int) string {
+	var sb strings.Builder
+	sb.WriteString(`terraform {
+  required_providers {
+    noop = { source = "local/bench/noop" }
+  }
+}
+`)
+	vmResources(&sb, "noop_vm", "00000000-0000-0000-0000-000000000000", phase)
+	return sb.String()
+}
+
+func vmResources(sb *strings.Builder, typ, vol string, phase int) {
 	for i := 0; i < vmCount; i++ {
-		fmt.Fprintf(&sb, `resource "kayo_virtual_machine" "vm%03d" {
+		fmt.Fprintf(sb, `resource %q "vm%03d" {
   cluster_id       = "BENCHCLUSTER"
   volume_id        = %q
   name             = "VM%03d"
@@ -209,9 +250,8 @@ provider "kayo" {
   network_adapters = [{ switch = "Public" }]
   owner_node       = %q
 }
-`, i, vol, i, benchHost((i+phase)%vmHosts))
+`, typ, i, vol, i, benchHost((i+phase)%vmHosts))
 	}
-	return sb.String()
 }
 
 func noopVMs(phase int) string {

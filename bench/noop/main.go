@@ -1,6 +1,6 @@
-// Command noop is a provider that does nothing: one resource, noop_thing,
-// whose create, read, update and delete only copy the plan into state. It is
-// built with the same plugin framework as the kayo provider and serves as the
+// Command noop is a provider that does nothing: its resources, noop_thing
+// and noop_vm (vm.go: kayo_virtual_machine's schema), only copy the plan
+// into state on create, read, update and delete. It is built with the same plugin framework as the kayo provider and serves as the
 // "Terraform plus a plugin" floor of the lifecycle benchmark in bench/.
 package main
 
@@ -50,7 +50,7 @@ func (p *noopProvider) Configure(context.Context, provider.ConfigureRequest, *pr
 }
 
 func (p *noopProvider) Resources(context.Context) []func() resource.Resource {
-	return []func() resource.Resource{func() resource.Resource { return &thing{} }}
+	return []func() resource.Resource{func() resource.Resource { return &thing{} }, func() resource.Resource { return &vmShape{} }}
 }
 
 func (p *noopProvider) DataSources(context.Context) []func() datasource.DataSource { return nil }
