@@ -6,6 +6,8 @@ import (
 	"context"
 	"flag"
 	"log"
+	"os"
+	"runtime/debug"
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
@@ -23,6 +25,7 @@ func main() {
 	flag.Parse()
 
 	sdklogs.QuietUnlessAsked()
+	lessGC()
 	stopProfiles := startProfiles()
 	err := providerserver.Serve(context.Background(), provider.New(version), providerserver.ServeOpts{
 		Address: provider.Address,
@@ -32,5 +35,16 @@ func main() {
 	stopProfiles()
 	if err != nil {
 		log.Fatal(err)
+	}
+}
+
+// lessGC makes the garbage collector run a quarter as often as Go's
+// default unless GOGC says otherwise: the plugin lives for one Terraform
+// command and its live heap is a few MB, so trading some MB of memory
+// for CPU (the collector took a fifth of the plugin's CPU with 200 VMs)
+// is the right default here.
+func lessGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
 	}
 }
