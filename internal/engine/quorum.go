@@ -208,20 +208,26 @@ func (e *Engine) readQuorum(ctx context.Context, cluster string) (Quorum, store.
 // status, and the comparisons that pin what the status was computed from
 // (the quorum record and the cluster's liveness record).
 func (e *Engine) quorumOf(ctx context.Context, c Cluster, hosts map[string]Host) (Quorum, []store.Cmp, error) {
+	q, _, cmps, err := e.quorumAndNodes(ctx, c, hosts)
+	return q, cmps, err
+}
+
+// quorumAndNodes is quorumOf that also returns the node states it judged.
+func (e *Engine) quorumAndNodes(ctx context.Context, c Cluster, hosts map[string]Host) (Quorum, []Host, []store.Cmp, error) {
 	q, cmp, err := e.readQuorum(ctx, c.Name)
 	if err != nil {
-		return Quorum{}, nil, err
+		return Quorum{}, nil, nil, err
 	}
 	nodes, lcmps, err := e.nodeStates(ctx, c, hosts)
 	if err != nil {
-		return Quorum{}, nil, err
+		return Quorum{}, nil, nil, err
 	}
 	cmps := append([]store.Cmp{cmp}, lcmps...)
 	q.Status, err = EvaluateQuorum(q.QuorumSpec, nodes)
 	if err != nil {
-		return Quorum{}, nil, fmt.Errorf("cluster %q: quorum configuration %q: %w", c.Name, q.Type, err)
+		return Quorum{}, nil, nil, fmt.Errorf("cluster %q: quorum configuration %q: %w", c.Name, q.Type, err)
 	}
-	return q, cmps, nil
+	return q, nodes, cmps, nil
 }
 
 // GetQuorum returns a cluster's quorum configuration (node_majority, not

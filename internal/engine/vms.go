@@ -326,11 +326,7 @@ func (e *Engine) placementView(ctx context.Context, c Cluster) (*placementView, 
 	if err != nil {
 		return nil, err
 	}
-	q, guard, err := e.quorumOf(ctx, c, hosts)
-	if err != nil {
-		return nil, err
-	}
-	nodes, _, err := e.nodeStates(ctx, c, hosts)
+	q, nodes, guard, err := e.quorumAndNodes(ctx, c, hosts)
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,10 @@ type VMPlan struct {
 	// StayReason says why, for a warning.
 	Stay       bool
 	StayReason string
+	// Paths are the VM's files when its volume is committed (else zero).
+	Paths VMPaths
+	// ClusterNodes is the number of the cluster's nodes.
+	ClusterNodes int
 }
 
 // PlanVM judges spec s against the committed database without changing
@@ -56,7 +60,12 @@ func (e *Engine) PlanVM(ctx context.Context, s VMSpec) (VMPlan, error) {
 		return VMPlan{}, &InputError{Attribute: "volume_id", Value: s.Volume,
 			Detail: fmt.Sprintf("volume %s (%s) belongs to cluster %q, not %q", vol.DriveLetter, vol.ID, vol.Cluster, s.Cluster)}
 	}
-	plan := VMPlan{Judged: true}
+	plan := VMPlan{Judged: true, ClusterNodes: len(c.Nodes)}
+	if err == nil {
+		if paths, err := PathsFor(vol.DriveLetter, s.Name); err == nil {
+			plan.Paths = paths
+		}
+	}
 	var vm *VM
 	rec, err := e.GetVM(ctx, s.Cluster, s.Name)
 	switch {

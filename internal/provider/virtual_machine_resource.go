@@ -373,14 +373,9 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, plan)...)
 		return // judged at apply
 	}
-	if plan.MaxFailures.IsUnknown() {
-		if c, err := r.engine.GetCluster(ctx, plan.ClusterID.ValueString()); err == nil {
-			plan.MaxFailures = types.Int64Value(int64(max(len(c.Nodes)-1, 0)))
-		}
-	}
 	s := plan.spec(ctx, &resp.Diagnostics)
 	if plan.MaxFailures.IsUnknown() {
-		s.MaxFailures = 1
+		s.MaxFailures = 1 // placement does not depend on it; set below
 	}
 	ctx, w := withWaitRecorder(ctx)
 	p, err := r.engine.PlanVM(ctx, s)
@@ -390,10 +385,11 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 		return
 	}
 	if p.Judged {
-		if vol, err := r.engine.GetVolume(ctx, s.Volume); err == nil {
-			if paths, err := engine.PathsFor(vol.DriveLetter, s.Name); err == nil {
-				plan.VHDPath, plan.ConfigPath = types.StringValue(paths.VHD), types.StringValue(paths.Config)
-			}
+		if plan.MaxFailures.IsUnknown() { // as in Windows: nodes − 1
+			plan.MaxFailures = types.Int64Value(int64(max(p.ClusterNodes-1, 0)))
+		}
+		if p.Paths.VHD != "" {
+			plan.VHDPath, plan.ConfigPath = types.StringValue(p.Paths.VHD), types.StringValue(p.Paths.Config)
 		}
 		if p.Move {
 			detail := fmt.Sprintf("%s migration of VM %s from %s to %s.", p.Type, s.Name, p.From, p.To)
