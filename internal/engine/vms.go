@@ -385,6 +385,9 @@ type decision struct {
 // is (it moves back once the node returns); any other misfit is an
 // InputError naming the attribute to blame.
 func decide(v *placementView, s VMSpec, vm *VM) (decision, error) {
+	if err := checkOwnerNames(v.cluster, s, vm); err != nil {
+		return decision{}, err
+	}
 	current := ""
 	if vm != nil {
 		current = vm.Node
@@ -411,6 +414,45 @@ func decide(v *placementView, s VMSpec, vm *VM) (decision, error) {
 		}
 	}
 	return decision{}, blame(nf, s, vm)
+}
+
+// checkOwnerNames refuses possible_owners or preferred_owners naming a
+// host that is not a node of the cluster, when newly asked for (a node
+// removed later does not fail VMs that still list it: placement ignores
+// it). A typo would otherwise shrink possible_owners silently.
+func checkOwnerNames(c Cluster, s VMSpec, vm *VM) error {
+	lists := []struct {
+		attr      string
+		now       []string
+		unchanged bool
+	}{
+		{attr: "possible_owners", now: s.PossibleOwners},
+		{attr: "preferred_owners", now: s.PreferredOwners},
+	}
+	if vm != nil {
+		lists[0].unchanged = sameNames(s.PossibleOwners, vm.PossibleOwners)
+		lists[1].unchanged = sameNames(s.PreferredOwners, vm.PreferredOwners)
+	}
+	for _, l := range lists {
+		if l.unchanged {
+			continue
+		}
+		for _, n := range l.now {
+			if !slices.Contains(c.Nodes, n) {
+				allowed := "the cluster's nodes " + strings.Join(c.Nodes, ", ")
+				return &InputError{Attribute: l.attr, Value: n, Allowed: allowed,
+					Detail: fmt.Sprintf("%q is not a node of cluster %q; allowed: %s", n, c.Name, allowed)}
+			}
+		}
+	}
+	return nil
+}
+
+func sameNames(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 func onlyUnavailable(r placement.Rejection) bool {

@@ -372,6 +372,10 @@ func TestPlanVM(t *testing.T) {
 		{"not a possible owner", func(x *VMSpec) { x.OwnerNode = y23; x.PossibleOwners = []string{y21, y22} }, "owner_node", "not in possible_owners"},
 		{"too little memory", func(x *VMSpec) { x.OwnerNode = y22; x.MemoryMB = 40000; x.AllowRestart = true }, "owner_node", "not enough memory"},
 		{"unknown node", func(x *VMSpec) { x.OwnerNode = "Y-99" }, "owner_node", "not a node of the cluster"},
+		{"possible owner not a node", func(x *VMSpec) { x.PossibleOwners = []string{y21, "Y-99"} }, "possible_owners",
+			`"Y-99" is not a node of cluster "HVCLUSTER"; allowed: the cluster's nodes`},
+		{"preferred owner not a node", func(x *VMSpec) { x.PreferredOwners = []string{"y-21-2k8x64"} }, "preferred_owners",
+			`"y-21-2k8x64" is not a node of cluster "HVCLUSTER"`},
 	}
 	for _, tc := range cases {
 		x := s

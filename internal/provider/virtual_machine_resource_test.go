@@ -322,6 +322,7 @@ func TestAccVirtualMachine_planErrors(t *testing.T) {
 			plan(base(`owner_node = "Y-22-2k8x64"`, `memory_mb = 40000`), `not enough memory: needs 40000 MB`),
 			plan(base(`owner_node = "Y-21-2k8x64"`, `anti_affinity_class = "web"`), `required anti-affinity: VM "DB01" of anti_affinity_class "web"`),
 			plan(base(`possible_owners = ["Y-23-2k8x64"]`), `possible_owners: no node can run VM "WEB01"`),
+			plan(base(`possible_owners = ["Y-21-2k8x64", "Y-99"]`), `possible_owners: "Y-99" is not a node of cluster "HVCLUSTER"; allowed: the cluster's nodes Y-21-2k8x64`),
 			plan(quorumCfg, `cluster_id: cluster "QCLUSTER" has lost quorum`),
 			// On an existing running VM:
 			{Config: base(`owner_node = "Y-22-2k8x64"`)},
