@@ -139,9 +139,10 @@ func (r *vmResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp 
 			"owner_node": schema.StringAttribute{Optional: true, MarkdownDescription: "The pin: the node the VM runs on. Null lets " +
 				"the scheduler decide. Setting or changing it migrates the VM in place."},
 			"preferred_owners": schema.ListAttribute{Optional: true, ElementType: types.StringType,
-				MarkdownDescription: "Nodes in order of preference, for placement and failover."},
+				MarkdownDescription: "Nodes of the cluster in order of preference, for placement and failover."},
 			"possible_owners": schema.SetAttribute{Optional: true, ElementType: types.StringType,
-				MarkdownDescription: "The only nodes that may run the VM (null: every node). Excluding the current node migrates the VM."},
+				MarkdownDescription: "The only nodes that may run the VM (null: every node); each must be a node of the cluster. " +
+					"Excluding the current node migrates the VM."},
 			"anti_affinity_class": schema.StringAttribute{Optional: true, MarkdownDescription: "VMs of one class are kept on different nodes."},
 			"anti_affinity_mode": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("preferred"),
 				MarkdownDescription: "`preferred` (as in Windows: avoided when possible) or `required` (never two of the class on one node)."},
