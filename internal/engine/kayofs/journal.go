@@ -427,31 +427,3 @@ func (t *txn) commitOnce() error {
 	t.cacheAfterCommit()
 	return nil
 }
-
-// recoverDead replays the journal of every slot whose owner is gone. It runs
-// each time this mount newly takes a metadata lock, before the protected
-// blocks are read: a node that died holding that lock released it by dying,
-// and its committed transaction must land before anyone reads past it.
-func (v *Volume) recoverDead() error {
-	if err := v.refreshSB(); err != nil {
-		return err
-	}
-	for s := 0; s < int(v.sbl().SlotCount); s++ {
-		if s == v.slot {
-			continue
-		}
-		if err := v.lk.lock(keyRecover(s), true); err != nil {
-			return err
-		}
-		got, err := v.lk.rawTry(keyLive(s))
-		if err == nil && got {
-			_, err = recoverSlotJournal(v.dev, v.sbl(), s)
-			v.lk.rawUnlock(keyLive(s))
-		}
-		v.lk.unlock(keyRecover(s), true)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
