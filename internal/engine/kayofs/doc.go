@@ -59,9 +59,12 @@
 // journal: descriptor (sequence, target blocks, image checksums), full block
 // images, commit block (checksum of descriptor and images) → sync → blocks
 // written in place → sync → checkpoint header (two headers written
-// alternately, newest valid wins) → sync → locks released. A descriptor
-// newer than the checkpoint whose commit and images verify is replayed;
-// anything else is an uncommitted tail. Data of a write lands in blocks that
+// alternately, newest valid wins) → locks released. The checkpoint has no
+// sync of its own: every later in-place write of a block comes after some
+// node's journal sync, which orders it, and until then replaying the
+// transaction again rewrites what is already in place (journal.go). A
+// descriptor newer than the checkpoint whose commit and images verify is
+// replayed; anything else is an uncommitted tail. Data of a write lands in blocks that
 // are unwritten (or already written) before the transaction that marks them
 // written commits, so an acknowledged WriteAt survives a crash and an
 // unacknowledged one never exposes stale data.

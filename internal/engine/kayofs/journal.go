@@ -17,12 +17,23 @@ import (
 //	         image checksums
 //
 // A transaction is: write descriptor+images+commit, sync; write the blocks
-// in place, sync; write the checkpoint header (seq), sync; only then release
-// the cluster locks. A descriptor with seq > checkpoint whose commit and
-// images all verify is a committed transaction that must be replayed before
+// in place, sync; write the checkpoint header (seq); only then release the
+// cluster locks. A descriptor with seq > checkpoint whose commit and images
+// all verify is a committed transaction that must be replayed before
 // anyone reads the blocks it covers; anything else is an uncommitted tail
 // and is ignored. Journals are never zero-filled: stale records carry an
 // old sequence or another volume's UUID.
+//
+// The checkpoint needs no sync of its own. Until it is durable a power
+// loss can only make the transaction replay again, which rewrites what its
+// synced in-place writes already hold, unless a later write to one of its
+// blocks became durable first. It cannot: every later in-place write of a
+// metadata block (the next transaction, by this node or another, or the
+// replay of a dead node's) comes after a journal sync, and that sync
+// follows the checkpoint write (the checkpoint is written before the
+// locks go, and the later writer took them after). A block this
+// transaction wrote is reused for file data only after a later
+// transaction freed it, past that transaction's journal sync.
 const (
 	jdescHdr   = 64
 	jdescEntry = 12
@@ -414,10 +425,8 @@ func (t *txn) commitOnce() error {
 	if err := v.dev.Sync(); err != nil {
 		return fail(err)
 	}
+	// no sync: the next journal sync on the device orders it (see top)
 	if err := writeCheckpoint(v.dev, sb, v.slot, seq); err != nil {
-		return fail(err)
-	}
-	if err := v.dev.Sync(); err != nil {
 		return fail(err)
 	}
 	v.jseq = seq
