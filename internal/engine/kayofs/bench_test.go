@@ -98,15 +98,36 @@ func vmDestroy(v *Volume, name string) error {
 	return nil
 }
 
+// vmCreateBatch is vmCreate through CreateFiles (one transaction).
+func vmCreateBatch(v *Volume, name string, vhdBuf, xml []byte) error {
+	_, err := v.CreateFiles(name, []NewFile{{Name: name + ".vhd", Data: vhdBuf}, {Name: name + ".xml", Data: xml}})
+	return err
+}
+
+// vmDestroyBatch is vmDestroy through RemoveDir (one transaction).
+func vmDestroyBatch(v *Volume, name string) error { return v.RemoveDir(name) }
+
 // BenchmarkVMLifecycle is the Kayo FS share of the provider's VM benchmark
 // (issue #4): 200 VMs get their directory, dynamic VHD and configuration,
 // then are destroyed. "2mounts": two nodes of one volume (separate lock
 // descriptors and caches, as two processes), each VM created on one and,
-// as after a live migration, destroyed from the other. Metrics are per VM.
+// as after a live migration, destroyed from the other. "batch-": the same
+// through CreateFiles and RemoveDir. Metrics are per VM.
 func BenchmarkVMLifecycle(b *testing.B) {
 	const vms = 200
-	for _, mounts := range []int{1, 2} {
-		b.Run(fmt.Sprintf("%dmounts", mounts), func(b *testing.B) {
+	for _, c := range []struct {
+		prefix  string
+		create  func(*Volume, string, []byte, []byte) error
+		destroy func(*Volume, string) error
+		mounts  int
+	}{
+		{"", vmCreate, vmDestroy, 1},
+		{"", vmCreate, vmDestroy, 2},
+		{"batch-", vmCreateBatch, vmDestroyBatch, 1},
+		{"batch-", vmCreateBatch, vmDestroyBatch, 2},
+	} {
+		mounts := c.mounts
+		b.Run(fmt.Sprintf("%s%dmounts", c.prefix, mounts), func(b *testing.B) {
 			fd, err := CreateImage(filepath.Join(benchDir(b), "lun.img"), 64<<30)
 			if err != nil {
 				b.Fatal(err)
@@ -134,12 +155,12 @@ func BenchmarkVMLifecycle(b *testing.B) {
 			b.ResetTimer()
 			for n := 0; n < b.N; n++ {
 				for i := 0; i < vms; i++ {
-					if err := vmCreate(vs[i%mounts], fmt.Sprintf("VM%03d", i), vhdBuf, xml); err != nil {
+					if err := c.create(vs[i%mounts], fmt.Sprintf("VM%03d", i), vhdBuf, xml); err != nil {
 						b.Fatal(err)
 					}
 				}
 				for i := 0; i < vms; i++ {
-					if err := vmDestroy(vs[(i+1)%mounts], fmt.Sprintf("VM%03d", i)); err != nil {
+					if err := c.destroy(vs[(i+1)%mounts], fmt.Sprintf("VM%03d", i)); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -134,7 +134,27 @@ func powerLossRun(t *testing.T, seed int64) {
 		v := vs[rng.Intn(2)]
 		name := fmt.Sprintf("VM%d", i)
 		data := pattern(name, seed, 1+rng.Intn(40<<10))
+		batch := rng.Intn(2) == 0 // CreateFiles/RemoveDir instead of call by call
 		err := func() error {
+			if batch {
+				if _, err := v.CreateFiles(name, []NewFile{{Name: "disk", Data: data}}); err != nil || !acked() {
+					return err
+				}
+				want[name], want[name+"/disk"] = nil, data
+				if i > 0 && rng.Intn(3) == 0 {
+					old := fmt.Sprintf("VM%d", rng.Intn(i))
+					if _, ok := want[old]; !ok {
+						return nil
+					}
+					delete(want, old) // in flight: either way
+					delete(want, old+"/disk")
+					if err := v.RemoveDir(old); err != nil || !acked() {
+						return err
+					}
+					gone[old] = true
+				}
+				return nil
+			}
 			if err := v.Mkdir(name); err != nil || !acked() {
 				return err
 			}
