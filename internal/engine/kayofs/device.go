@@ -90,7 +90,13 @@ func (d *FileDevice) WriteAt(p []byte, off int64) (int, error) {
 	return d.f.WriteAt(p, off)
 }
 
-func (d *FileDevice) Sync() error { return d.f.Sync() }
+// Sync makes every write so far durable (fdatasync on Linux).
+func (d *FileDevice) Sync() error {
+	if err := datasync(d.f); err != nil {
+		return fmt.Errorf("kayofs: syncing %s: %w", d.path, err)
+	}
+	return nil
+}
 func (d *FileDevice) Size() int64 { return d.size.Load() }
 
 // refreshSize re-reads the size of the image or device (it only grows).

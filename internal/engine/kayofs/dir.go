@@ -129,76 +129,6 @@ func splitPath(p string) ([]string, error) {
 	return parts, nil
 }
 
-// nsCache is a mount's view of the namespace at one generation.
-type nsCache struct {
-	gen      uint64
-	hdr      nsHeader
-	ents     map[uint32]dirent
-	children map[uint32]map[string]uint32
-}
-
-// loadNS returns the namespace; the caller holds the namespace lock.
-func (t *txn) loadNS() (*nsCache, error) {
-	v := t.v
-	sb := v.sbl()
-	b, fresh, err := t.get(sb.nsBlock(), tNSHeader)
-	if err != nil {
-		return nil, err
-	}
-	if fresh {
-		return nil, fmt.Errorf("%w: namespace header never written", ErrCorrupt)
-	}
-	h, err := decodeNSHeader(b, sb.InodeCount)
-	if err != nil {
-		return nil, err
-	}
-	v.nsMu.Lock()
-	defer v.nsMu.Unlock()
-	if v.ns != nil && v.ns.gen == h.gen {
-		return v.ns, nil
-	}
-	c := &nsCache{gen: h.gen, hdr: h, ents: map[uint32]dirent{}, children: map[uint32]map[string]uint32{}}
-	per := uint32(sb.direntsPerBlock())
-	for ino := uint32(0); ino < h.hw; ino += per {
-		blk, _ := sb.direntBlock(ino)
-		db, err := readBlock(v.dev, sb.bs(), blk)
-		if err != nil {
-			return nil, err
-		}
-		st, why := checkBlock(db, tDirent, sb.UUID, blk)
-		if st == blockCorrupt {
-			return nil, fmt.Errorf("%w: directory block %d: %s", ErrCorrupt, blk, why)
-		}
-		if st == blockFresh {
-			continue
-		}
-		ents, err := decodeDirents(db, int(per))
-		if err != nil {
-			return nil, fmt.Errorf("%w: directory block %d: %v", ErrCorrupt, blk, err)
-		}
-		for i, e := range ents {
-			if e.typ == typeFree {
-				continue
-			}
-			c.ents[ino+uint32(i)] = e
-			if ino+uint32(i) == rootIno {
-				continue
-			}
-			m := c.children[e.parent]
-			if m == nil {
-				m = map[string]uint32{}
-				c.children[e.parent] = m
-			}
-			m[e.name] = ino + uint32(i)
-		}
-	}
-	if r, ok := c.ents[rootIno]; !ok || r.typ != typeDir {
-		return nil, fmt.Errorf("%w: root directory entry missing", ErrCorrupt)
-	}
-	v.ns = c
-	return c, nil
-}
-
 // lookup resolves path elements to an inode number.
 func (c *nsCache) lookup(parts []string) (uint32, dirent, error) {
 	ino := uint32(rootIno)
@@ -305,7 +235,11 @@ func (v *Volume) create(path string, typ uint8) (uint32, uint64, error) {
 		return 0, 0, err
 	}
 	t.putNSHeader(h)
-	return ino, gen, t.commit()
+	if err := t.commit(); err != nil {
+		return 0, 0, err
+	}
+	t.nsCommitted(c, h)
+	return ino, gen, nil
 }
 
 // Mkdir creates a directory; its parent must exist.
@@ -374,7 +308,11 @@ func (v *Volume) Remove(path string) error {
 	}
 	h.gen++
 	t.putNSHeader(h)
-	return t.commit()
+	if err := t.commit(); err != nil {
+		return err
+	}
+	t.nsCommitted(c, h)
+	return nil
 }
 
 // removeData locks a file exclusively and frees all its blocks (in as many
@@ -463,7 +401,11 @@ func (v *Volume) Rename(oldPath, newPath string) error {
 	}
 	h.gen++
 	t.putNSHeader(h)
-	return t.commit()
+	if err := t.commit(); err != nil {
+		return err
+	}
+	t.nsCommitted(c, h)
+	return nil
 }
 
 // Stat describes the file or directory at path ("" or "." is the root).

@@ -7,6 +7,8 @@
 //	sb, _ := kayofs.Format(dev, kayofs.FormatOptions{BlockSize: 4096, Slots: 16, Label: "VMSTORE"})
 //	v, _ := kayofs.Mount(dev, "Y-21-2k8x64")        // v.Slot() → record in the cluster DB
 //	f, _ := v.Create("WEB01/WEB01.vhd"); f.Allocate(40 << 30); f.WriteAt(p, off)
+//	fs, _ := v.CreateFiles("WEB02", []kayofs.NewFile{{Name: "WEB02.vhd", Data: hdr}}) // one transaction
+//	v.RemoveDir("WEB02")                            // directory and its files, one transaction
 //	v.Unmount()                                     // or v.Detach(): keep the slot for the node's next process
 //	v.Grow(newSize); v.AddSlots(n)                  // online, any mounted node
 //	problems, _ := kayofs.Check(dev)                // every violated invariant
@@ -59,9 +61,12 @@
 // journal: descriptor (sequence, target blocks, image checksums), full block
 // images, commit block (checksum of descriptor and images) → sync → blocks
 // written in place → sync → checkpoint header (two headers written
-// alternately, newest valid wins) → sync → locks released. A descriptor
-// newer than the checkpoint whose commit and images verify is replayed;
-// anything else is an uncommitted tail. Data of a write lands in blocks that
+// alternately, newest valid wins) → locks released. The checkpoint has no
+// sync of its own: every later in-place write of a block comes after some
+// node's journal sync, which orders it, and until then replaying the
+// transaction again rewrites what is already in place (journal.go). A
+// descriptor newer than the checkpoint whose commit and images verify is
+// replayed; anything else is an uncommitted tail. Data of a write lands in blocks that
 // are unwritten (or already written) before the transaction that marks them
 // written commits, so an acknowledged WriteAt survives a crash and an
 // unacknowledged one never exposes stale data.
@@ -79,6 +84,9 @@
 // of every slot whose liveness lock is free (its owner died), before reading
 // anything the lock protects; Mount does the same for every slot, so a dead
 // node's committed transaction always lands before anyone allocates again.
+// A slot found ownerless with a clean journal is skipped while its slot
+// block is unchanged (one read of the slot table per lock): only a Mount,
+// which rewrites that block first, can give it a journal again.
 // Each node starts allocating in its own group (slot × groups / slots) and
 // takes group locks with try-lock, moving to the next group when one is
 // busy. Heartbeats are written every period for cross-host liveness; in the

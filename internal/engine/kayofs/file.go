@@ -568,14 +568,28 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	defer t.release()
+	return t.writeAll(f.ino, p, uint64(off), true)
+}
+
+// writeAll writes p at off through writeSlow, in rounds of at most
+// writeChunk blocks, each committed except, when last is false, the final
+// one (the caller commits it). It returns the bytes committed.
+func (t *txn) writeAll(ino uint32, p []byte, off uint64, last bool) (int, error) {
+	bs := uint64(t.v.sbl().BlockSize)
+	end := off + uint64(len(p))
 	done := 0
 	for done < len(p) {
-		o := uint64(off) + uint64(done)
+		o := off + uint64(done)
 		b0 := o / bs
 		b1 := min((end+bs-1)/bs, b0+writeChunk)
 		m := int(min(uint64(len(p)-done), b1*bs-o))
-		if err := f.writeSlow(t, p[done:done+m], o); err != nil {
+		if err := t.writeSlow(ino, p[done:done+m], o); err != nil {
 			return done, err
+		}
+		if done+m < len(p) || last {
+			if err := t.commit(); err != nil {
+				return done, err
+			}
 		}
 		done += m
 	}
@@ -600,7 +614,9 @@ func goalFor(ext []extent, lblk uint64) uint64 {
 }
 
 // mapHoles maps every hole of [l0, l1) as unwritten extents, committing as
-// many transactions as needed.
+// many transactions as needed; the caller commits the last one. Blocks
+// allocated by an uncommitted transaction are free on disk until it
+// commits, so data written into them first exposes nothing after a crash.
 func (t *txn) mapHoles(ino uint32, l0, l1 uint64) error {
 	for {
 		in, err := t.inode(ino)
@@ -627,6 +643,11 @@ func (t *txn) mapHoles(ino uint32, l0, l1 uint64) error {
 		if err := t.putInode(ino, in); err != nil {
 			return err
 		}
+		if in.depth == 0 && len(holes(in.ext, l0, l1)) == 0 && t.room() >= 2*treeSlack+4 {
+			// a small file's last round: the caller's commit (which writes
+			// into the blocks and marks them written) carries it too
+			return nil
+		}
 		if err := t.commit(); err != nil {
 			return err
 		}
@@ -639,17 +660,18 @@ func (t *txn) mapHoles(ino uint32, l0, l1 uint64) error {
 // already written (only p's bytes are written into them, never a
 // read-modify-write, so concurrent fast-path writers lose nothing) or were
 // unwritten (written in full: zeros around p).
-func (f *File) writeSlow(t *txn, p []byte, off uint64) error {
-	sb := f.v.sbl()
+// The caller commits.
+func (t *txn) writeSlow(ino uint32, p []byte, off uint64) error {
+	sb := t.v.sbl()
 	bs := uint64(sb.BlockSize)
 	end := off + uint64(len(p))
 	b0, b1 := off/bs, (end+bs-1)/bs
 	cl := sb.clusterBlocks()
 	c0, c1 := b0/cl*cl, (b1+cl-1)/cl*cl
-	if err := t.mapHoles(f.ino, c0, c1); err != nil {
+	if err := t.mapHoles(ino, c0, c1); err != nil {
 		return err
 	}
-	in, err := t.inode(f.ino)
+	in, err := t.inode(ino)
 	if err != nil {
 		return err
 	}
@@ -665,7 +687,7 @@ func (f *File) writeSlow(t *txn, p []byte, off uint64) error {
 		if e.flags == 0 {
 			a, z := max(lo, off), min(hi, end)
 			if a < z {
-				if _, err := f.v.dev.WriteAt(p[a-off:z-off], int64(e.pblk*bs+(a-lo))); err != nil {
+				if _, err := t.v.dev.WriteAt(p[a-off:z-off], int64(e.pblk*bs+(a-lo))); err != nil {
 					return err
 				}
 			}
@@ -675,7 +697,7 @@ func (f *File) writeSlow(t *txn, p []byte, off uint64) error {
 			if a < z {
 				copy(buf[a-lo:], p[a-off:z-off])
 			}
-			if _, err := f.v.dev.WriteAt(buf, int64(e.pblk*bs)); err != nil {
+			if _, err := t.v.dev.WriteAt(buf, int64(e.pblk*bs)); err != nil {
 				return err
 			}
 		}
@@ -685,10 +707,7 @@ func (f *File) writeSlow(t *txn, p []byte, off uint64) error {
 	in.ext = markWritten(in.ext, c0, w1)
 	in.size = newSize
 	in.mtime = time.Now().UnixNano()
-	if err := t.putInode(f.ino, in); err != nil {
-		return err
-	}
-	return t.commit()
+	return t.putInode(ino, in)
 }
 
 // writeMapped writes p at logical offset off; every block must be mapped.
@@ -748,7 +767,10 @@ func (f *File) Truncate(size int64) error {
 		return err
 	}
 	defer t.release()
-	if uint64(size) >= in.size {
+	if uint64(size) == in.size {
+		return nil // nothing changes (POSIX: times change with the size)
+	}
+	if uint64(size) > in.size {
 		in.size = uint64(size)
 		in.mtime = time.Now().UnixNano()
 		if err := t.putInode(f.ino, in); err != nil {

@@ -17,12 +17,23 @@ import (
 //	         image checksums
 //
 // A transaction is: write descriptor+images+commit, sync; write the blocks
-// in place, sync; write the checkpoint header (seq), sync; only then release
-// the cluster locks. A descriptor with seq > checkpoint whose commit and
-// images all verify is a committed transaction that must be replayed before
+// in place, sync; write the checkpoint header (seq); only then release the
+// cluster locks. A descriptor with seq > checkpoint whose commit and images
+// all verify is a committed transaction that must be replayed before
 // anyone reads the blocks it covers; anything else is an uncommitted tail
 // and is ignored. Journals are never zero-filled: stale records carry an
 // old sequence or another volume's UUID.
+//
+// The checkpoint needs no sync of its own. Until it is durable a power
+// loss can only make the transaction replay again, which rewrites what its
+// synced in-place writes already hold, unless a later write to one of its
+// blocks became durable first. It cannot: every later in-place write of a
+// metadata block (the next transaction, by this node or another, or the
+// replay of a dead node's) comes after a journal sync, and that sync
+// follows the checkpoint write (the checkpoint is written before the
+// locks go, and the later writer took them after). A block this
+// transaction wrote is reused for file data only after a later
+// transaction freed it, past that transaction's journal sync.
 const (
 	jdescHdr   = 64
 	jdescEntry = 12
@@ -414,10 +425,8 @@ func (t *txn) commitOnce() error {
 	if err := v.dev.Sync(); err != nil {
 		return fail(err)
 	}
+	// no sync: the next journal sync on the device orders it (see top)
 	if err := writeCheckpoint(v.dev, sb, v.slot, seq); err != nil {
-		return fail(err)
-	}
-	if err := v.dev.Sync(); err != nil {
 		return fail(err)
 	}
 	v.jseq = seq
@@ -425,33 +434,5 @@ func (t *txn) commitOnce() error {
 		t.blocks[blk].dirty = false
 	}
 	t.cacheAfterCommit()
-	return nil
-}
-
-// recoverDead replays the journal of every slot whose owner is gone. It runs
-// each time this mount newly takes a metadata lock, before the protected
-// blocks are read: a node that died holding that lock released it by dying,
-// and its committed transaction must land before anyone reads past it.
-func (v *Volume) recoverDead() error {
-	if err := v.refreshSB(); err != nil {
-		return err
-	}
-	for s := 0; s < int(v.sbl().SlotCount); s++ {
-		if s == v.slot {
-			continue
-		}
-		if err := v.lk.lock(keyRecover(s), true); err != nil {
-			return err
-		}
-		got, err := v.lk.rawTry(keyLive(s))
-		if err == nil && got {
-			_, err = recoverSlotJournal(v.dev, v.sbl(), s)
-			v.lk.rawUnlock(keyLive(s))
-		}
-		v.lk.unlock(keyRecover(s), true)
-		if err != nil {
-			return err
-		}
-	}
 	return nil
 }

@@ -35,6 +35,9 @@ type Volume struct {
 	labelMu sync.Mutex
 	label   string
 
+	watchMu sync.Mutex
+	watch   []slotWatch // per slot: known ownerless and clean (recoverDead)
+
 	treeMu sync.Mutex
 	trees  map[uint32]treeCacheEnt // decoded extent trees by inode
 	closed atomic.Bool

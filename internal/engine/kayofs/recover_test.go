@@ -89,3 +89,46 @@ func TestRecoverAfterCrashedMount(t *testing.T) {
 	v.Unmount()
 	mustCheck(t, dev)
 }
+
+// recoverDead remembers slots it found ownerless and clean. A node that
+// mounts such a slot later, commits to its journal only and dies must
+// still be replayed by a mount that had remembered the slot as clean.
+func TestDeadCheckCacheSeesNewMount(t *testing.T) {
+	for _, leave := range []string{"crash", "detach-then-crash"} {
+		t.Run(leave, func(t *testing.T) {
+			dev := newImage(t, 512<<20)
+			mustFormat(t, dev, FormatOptions{Slots: 3})
+			b := mustMount(t, dev, "B")
+			defer b.Unmount()
+			if err := b.Mkdir("d"); err != nil { // b learns: the other slots are clean
+				t.Fatal(err)
+			}
+			if leave == "detach-then-crash" {
+				a := mustMount(t, dev, "A")
+				if err := a.Mkdir("a0"); err != nil {
+					t.Fatal(err)
+				}
+				if err := a.Detach(); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.Mkdir("d2"); err != nil { // the detached slot: clean again
+					t.Fatal(err)
+				}
+			}
+			a := mustMount(t, dev, "A")
+			testHookAfterJournal = func(v *Volume) bool { return v == a }
+			err := a.Mkdir("a1")
+			testHookAfterJournal = nil
+			if !errors.Is(err, errTestCrash) {
+				t.Fatalf("expected the injected crash, got %v", err)
+			}
+			a.Crash()
+			if _, err := b.Stat("a1"); err != nil {
+				t.Fatalf("the dead node's committed mkdir was not replayed: %v", err)
+			}
+			if p, _ := readPending(dev, b.sbl(), a.Slot()); p != nil {
+				t.Fatal("dead node's journal still dirty")
+			}
+		})
+	}
+}

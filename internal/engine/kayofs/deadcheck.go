@@ -1,0 +1,65 @@
+package kayofs
+
+import "bytes"
+
+// slotWatch is what recoverDead last learnt about another node's slot.
+type slotWatch struct {
+	raw   []byte // the slot block as read before the check
+	clean bool   // no owner and a clean journal, with raw current
+}
+
+// recoverDead replays the journal of every slot whose owner is gone. It runs
+// each time this mount newly takes a metadata lock, before the protected
+// blocks are read: a node that died holding that lock released it by dying,
+// and its committed transaction must land before anyone reads past it.
+//
+// A slot found ownerless with a clean journal stays so until some node
+// mounts it, and every Mount rewrites the slot block (new mount
+// generation and time) before it can commit anything. So one read of the
+// slot table tells which slots need the lock protocol again: those not
+// known clean, and those whose block changed since they were found clean.
+// Slots with an owner are always probed (it may have died since).
+func (v *Volume) recoverDead() error {
+	if err := v.refreshSB(); err != nil {
+		return err
+	}
+	sb := v.sbl()
+	bs := sb.bs()
+	n := int(sb.SlotCount)
+	table := make([]byte, n*bs)
+	if _, err := v.dev.ReadAt(table, int64(sb.slotBlock(0))*int64(bs)); err != nil {
+		return err
+	}
+	v.watchMu.Lock()
+	defer v.watchMu.Unlock()
+	for len(v.watch) < n {
+		v.watch = append(v.watch, slotWatch{})
+	}
+	for s := 0; s < n; s++ {
+		if s == v.slot {
+			continue
+		}
+		raw := table[s*bs : (s+1)*bs]
+		w := &v.watch[s]
+		if w.clean && bytes.Equal(w.raw, raw) {
+			continue
+		}
+		w.clean = false
+		if err := v.lk.lock(keyRecover(s), true); err != nil {
+			return err
+		}
+		got, err := v.lk.rawTry(keyLive(s))
+		if err == nil && got {
+			_, err = recoverSlotJournal(v.dev, sb, s)
+			v.lk.rawUnlock(keyLive(s))
+			if err == nil {
+				w.raw, w.clean = append(w.raw[:0], raw...), true
+			}
+		}
+		v.lk.unlock(keyRecover(s), true)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

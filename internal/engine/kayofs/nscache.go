@@ -1,0 +1,146 @@
+package kayofs
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// nsCache is a mount's view of the namespace at one generation. It keeps
+// the directory-entry blocks it was decoded from, so a reload after another
+// node's change reads the table in one call and decodes only the blocks
+// that differ, and this mount's own commits update it without a reload.
+type nsCache struct {
+	gen      uint64
+	hdr      nsHeader
+	ents     map[uint32]dirent
+	children map[uint32]map[string]uint32
+	raw      []byte // directory-entry blocks 0..len/bs as last decoded
+}
+
+func newNSCache() *nsCache {
+	return &nsCache{ents: map[uint32]dirent{}, children: map[uint32]map[string]uint32{}}
+}
+
+// setBlock makes directory-entry block i (raw bytes b) part of the view,
+// replacing what the view held for its entries.
+func (c *nsCache) setBlock(sb *Superblock, i uint64, b []byte) error {
+	bs := uint64(sb.bs())
+	if have := uint64(len(c.raw)) / bs; i < have && bytes.Equal(c.raw[i*bs:(i+1)*bs], b) {
+		return nil
+	}
+	blk := sb.direntStart() + i
+	st, why := checkBlock(b, tDirent, sb.UUID, blk)
+	if st == blockCorrupt {
+		return fmt.Errorf("%w: directory block %d: %s", ErrCorrupt, blk, why)
+	}
+	per := uint32(sb.direntsPerBlock())
+	var ents []dirent
+	if st == blockValid {
+		var err error
+		if ents, err = decodeDirents(b, int(per)); err != nil {
+			return fmt.Errorf("%w: directory block %d: %v", ErrCorrupt, blk, err)
+		}
+	}
+	first := uint32(i) * per
+	for ino := first; ino < first+per; ino++ {
+		if e, ok := c.ents[ino]; ok {
+			delete(c.ents, ino)
+			if ino != rootIno && c.children[e.parent][e.name] == ino {
+				delete(c.children[e.parent], e.name)
+			}
+		}
+	}
+	for j, e := range ents {
+		if e.typ == typeFree {
+			continue
+		}
+		ino := first + uint32(j)
+		c.ents[ino] = e
+		if ino == rootIno {
+			continue
+		}
+		m := c.children[e.parent]
+		if m == nil {
+			m = map[string]uint32{}
+			c.children[e.parent] = m
+		}
+		m[e.name] = ino
+	}
+	for uint64(len(c.raw)) < (i+1)*bs {
+		c.raw = append(c.raw, make([]byte, bs)...)
+	}
+	copy(c.raw[i*bs:], b)
+	return nil
+}
+
+// loadNS returns the namespace; the caller holds the namespace lock. The
+// header's generation changes with every namespace change, so an equal
+// generation means the view is current. Nobody of this mount uses the view
+// while the generation on disk differs from it (they would hold the lock,
+// and with it the generation), so it is updated in place.
+func (t *txn) loadNS() (*nsCache, error) {
+	v := t.v
+	sb := v.sbl()
+	b, fresh, err := t.get(sb.nsBlock(), tNSHeader)
+	if err != nil {
+		return nil, err
+	}
+	if fresh {
+		return nil, fmt.Errorf("%w: namespace header never written", ErrCorrupt)
+	}
+	h, err := decodeNSHeader(b, sb.InodeCount)
+	if err != nil {
+		return nil, err
+	}
+	v.nsMu.Lock()
+	defer v.nsMu.Unlock()
+	if v.ns != nil && v.ns.gen == h.gen {
+		return v.ns, nil
+	}
+	c := v.ns
+	v.ns = nil // until it is consistent again
+	if c == nil {
+		c = newNSCache()
+	}
+	per := uint64(sb.direntsPerBlock())
+	bs := uint64(sb.bs())
+	n := (uint64(h.hw) + per - 1) / per
+	raw := make([]byte, n*bs)
+	if _, err := v.dev.ReadAt(raw, int64(sb.direntStart()*bs)); err != nil {
+		return nil, fmt.Errorf("kayofs: reading the directory table: %w", err)
+	}
+	for i := uint64(0); i < n; i++ {
+		if err := c.setBlock(sb, i, raw[i*bs:(i+1)*bs]); err != nil {
+			return nil, err
+		}
+	}
+	if r, ok := c.ents[rootIno]; !ok || r.typ != typeDir {
+		return nil, fmt.Errorf("%w: root directory entry missing", ErrCorrupt)
+	}
+	c.gen, c.hdr = h.gen, h
+	v.ns = c
+	return c, nil
+}
+
+// nsCommitted brings the view c up to the namespace change t just
+// committed (header h): its directory-entry blocks are on disk as t holds
+// them. The caller still holds the namespace lock exclusively.
+func (t *txn) nsCommitted(c *nsCache, h nsHeader) {
+	v := t.v
+	sb := v.sbl()
+	v.nsMu.Lock()
+	defer v.nsMu.Unlock()
+	if v.ns != c {
+		return
+	}
+	lo, hi := sb.direntStart(), sb.direntStart()+sb.direntBlocks()
+	for blk, b := range t.blocks {
+		if blk >= lo && blk < hi {
+			if err := c.setBlock(sb, blk-lo, b.buf); err != nil {
+				v.ns = nil // reload from disk next time
+				return
+			}
+		}
+	}
+	c.gen, c.hdr = h.gen, h
+}
