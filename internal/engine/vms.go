@@ -635,6 +635,13 @@ func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
 // creations overlap.
 func (e *Engine) writeFilesOn(fv *kayofs.Volume, vm VM, p VMPaths, fresh bool) error {
 	serial := func(fn func() error) error { return serialVolume(vm.Volume, fn) }
+	if fresh {
+		err := e.createFiles(fv, vm, p)
+		if !errors.Is(err, kayofs.ErrExist) {
+			return err
+		}
+		// Left by a creation that crashed: overwrite, file by file.
+	}
 	var f, cf *kayofs.File
 	cfgPath := p.VolConfig
 	if !fresh {
@@ -700,6 +707,67 @@ func (e *Engine) writeFilesOn(fv *kayofs.Volume, vm VM, p VMPaths, fresh bool) e
 	return serial(func() error { return fv.Rename(cfgPath, p.VolConfig) })
 }
 
+// createFiles creates a new VM's directory, VHD and configuration file
+// with their contents in one Kayo FS change (kayofs.CreateFiles): the
+// VHD's structures are built in memory first. It fails with an error
+// wrapping kayofs.ErrExist, changing nothing, when the directory exists.
+func (e *Engine) createFiles(fv *kayofs.Volume, vm VM, p VMPaths) error {
+	var img memVHD
+	if _, err := vhd.Create(&img, vhd.Options{Type: vhdType(vm.VHD.Type), Size: vm.VHD.SizeGiB << 30, Time: e.now()}); err != nil {
+		return fmt.Errorf("creating %s: %w", vm.VHDPath, err)
+	}
+	files := []kayofs.NewFile{
+		{Name: path.Base(p.VolVHD), Allocate: img.alloc, Off: img.off, Data: img.data},
+		{Name: path.Base(p.VolConfig), Data: vm.ConfigXML()},
+	}
+	return serialVolume(vm.Volume, func() error {
+		_, err := fv.CreateFiles(p.Dir, files)
+		if err != nil && !errors.Is(err, kayofs.ErrExist) {
+			return fmt.Errorf("creating %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
+		}
+		return err
+	})
+}
+
+// memVHD takes what vhd.Create writes into a new file: one reservation
+// (fixed disks) and one contiguous run of bytes.
+type memVHD struct {
+	alloc int64
+	off   int64
+	data  []byte
+}
+
+func (m *memVHD) ReadAt(b []byte, off int64) (int, error) {
+	if off < m.off || off+int64(len(b)) > m.off+int64(len(m.data)) {
+		return 0, fmt.Errorf("memVHD: read outside the written bytes: %w", errors.ErrUnsupported)
+	}
+	return copy(b, m.data[off-m.off:]), nil
+}
+
+func (m *memVHD) WriteAt(b []byte, off int64) (int, error) {
+	switch {
+	case m.data == nil:
+		m.off, m.data = off, slices.Clone(b)
+	case off == m.off+int64(len(m.data)):
+		m.data = append(m.data, b...)
+	default:
+		return 0, fmt.Errorf("memVHD: a second, non-contiguous write at %d: %w", off, errors.ErrUnsupported)
+	}
+	return len(b), nil
+}
+
+func (m *memVHD) Truncate(size int64) error {
+	if size != 0 || m.data != nil {
+		return fmt.Errorf("memVHD: truncate to %d: %w", size, errors.ErrUnsupported)
+	}
+	return nil
+}
+
+func (m *memVHD) Allocate(off, n int64) error {
+	m.alloc = max(m.alloc, off+n)
+	return nil
+}
+
 // removeFiles deletes the VM's files and directory (missing ones are
 // fine).
 func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
@@ -717,10 +785,22 @@ func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
 			if err != nil {
 				return fmt.Errorf("reading %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
 			}
-			have := map[string]bool{}
+			ours := []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD}
+			have, others := map[string]bool{}, false
 			for _, fi := range ents {
 				have[path.Base(fi.Name)] = true
+				others = others || !slices.ContainsFunc(ours, func(f string) bool { return path.Base(f) == path.Base(fi.Name) })
 			}
+			if !others {
+				// Only the VM's own files: all of them and the directory
+				// in one change.
+				if err := fv.RemoveDir(p.Dir); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
+					return fmt.Errorf("removing %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
+				}
+				return nil
+			}
+			// Something else is in the directory: remove ours and let the
+			// directory's removal fail, naming it, rather than delete it.
 			for _, f := range []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD, p.Dir} {
 				if f != p.Dir && !have[path.Base(f)] {
 					continue

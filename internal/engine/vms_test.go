@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -589,4 +590,53 @@ func TestVMFailover(t *testing.T) {
 	}
 	runningOn(t, e, "WEB01", vm.Node)
 	ownerChain(t, e)
+}
+
+// A VM's directory goes with it in one change; a file the engine did not
+// put there stops the deletion instead of being deleted.
+func TestDeleteVMFilesInDirectory(t *testing.T) {
+	ctx := context.Background()
+	e, vol := vmEnv(t)
+	s := vmSpec(vol, "WEB01", 1024)
+	s.State = VMOff
+	vm, err := e.CreateVM(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onVol := func(fn func(fv *kayofs.Volume) error) {
+		t.Helper()
+		if err := e.WithVolume(ctx, vol.ID, vm.Node, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	onVol(func(fv *kayofs.Volume) error {
+		f, err := fv.Create("WEB01/notes.txt")
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteAt([]byte("keep me"), 0)
+		return err
+	})
+	if err := e.DeleteVM(ctx, vol.Cluster, "WEB01"); !errors.Is(err, kayofs.ErrNotEmpty) || !strings.Contains(err.Error(), `O:\WEB01`) {
+		t.Fatalf("delete with a foreign file: %v, want ErrNotEmpty naming O:\\WEB01", err)
+	}
+	onVol(func(fv *kayofs.Volume) error {
+		ents, err := fv.ReadDir("WEB01")
+		if err != nil || len(ents) != 1 || path.Base(ents[0].Name) != "notes.txt" {
+			t.Errorf("left: %v %v, want notes.txt only", ents, err)
+		}
+		return fv.Remove("WEB01/notes.txt")
+	})
+	if err := e.DeleteVM(ctx, vol.Cluster, "WEB01"); err != nil {
+		t.Fatal(err)
+	}
+	onVol(func(fv *kayofs.Volume) error {
+		if _, err := fv.ReadDir("WEB01"); !errors.Is(err, kayofs.ErrNotExist) {
+			t.Errorf("directory after delete: %v", err)
+		}
+		return nil
+	})
+	if _, err := e.GetVM(ctx, vol.Cluster, "WEB01"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("VM after delete: %v", err)
+	}
 }
