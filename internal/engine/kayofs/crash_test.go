@@ -168,6 +168,19 @@ func childMain() {
 			if err := f.Truncate(sz); err != nil {
 				die("truncate: %v", err)
 			}
+		case x < 19:
+			// a VM's directory made and removed whole (CreateFiles, RemoveDir)
+			dir := fmt.Sprintf("vms/%s-%d", node, rng.Intn(3))
+			fmt.Printf("BEGIN %s X 0 0 0\n", dir)
+			v.MkdirAll("vms")
+			_, err := v.CreateFiles(dir, []NewFile{{Name: "a.vhd", Data: pattern(dir, ps, 22528)},
+				{Name: "a.xml", Data: pattern(dir, ps+1, 2048)}, {Name: "b", Allocate: 1 << 20, Off: 1 << 20, Data: []byte("footer")}})
+			if errors.Is(err, ErrExist) {
+				err = v.RemoveDir(dir)
+			}
+			if err != nil {
+				die("vm dir %s: %v", dir, err)
+			}
 		default:
 			aux := fmt.Sprintf("aux/%s-%d", node, rng.Intn(4))
 			fmt.Printf("BEGIN %s X 0 0 0\n", aux)
