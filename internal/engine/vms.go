@@ -712,14 +712,15 @@ func (e *Engine) writeFilesOn(fv *kayofs.Volume, vm VM, p VMPaths, fresh bool) e
 // VHD's structures are built in memory first. It fails with an error
 // wrapping kayofs.ErrExist, changing nothing, when the directory exists.
 func (e *Engine) createFiles(fv *kayofs.Volume, vm VM, p VMPaths) error {
-	var img memVHD
+	var img kayofs.Recorder
 	if _, err := vhd.Create(&img, vhd.Options{Type: vhdType(vm.VHD.Type), Size: vm.VHD.SizeGiB << 30, Time: e.now()}); err != nil {
 		return fmt.Errorf("creating %s: %w", vm.VHDPath, err)
 	}
-	files := []kayofs.NewFile{
-		{Name: path.Base(p.VolVHD), Allocate: img.alloc, Off: img.off, Data: img.data},
-		{Name: path.Base(p.VolConfig), Data: vm.ConfigXML()},
+	disk, err := img.NewFile(path.Base(p.VolVHD))
+	if err != nil {
+		return err
 	}
+	files := []kayofs.NewFile{disk, {Name: path.Base(p.VolConfig), Data: vm.ConfigXML()}}
 	return serialVolume(vm.Volume, func() error {
 		_, err := fv.CreateFiles(p.Dir, files)
 		if err != nil && !errors.Is(err, kayofs.ErrExist) {
@@ -727,45 +728,6 @@ func (e *Engine) createFiles(fv *kayofs.Volume, vm VM, p VMPaths) error {
 		}
 		return err
 	})
-}
-
-// memVHD takes what vhd.Create writes into a new file: one reservation
-// (fixed disks) and one contiguous run of bytes.
-type memVHD struct {
-	alloc int64
-	off   int64
-	data  []byte
-}
-
-func (m *memVHD) ReadAt(b []byte, off int64) (int, error) {
-	if off < m.off || off+int64(len(b)) > m.off+int64(len(m.data)) {
-		return 0, fmt.Errorf("memVHD: read outside the written bytes: %w", errors.ErrUnsupported)
-	}
-	return copy(b, m.data[off-m.off:]), nil
-}
-
-func (m *memVHD) WriteAt(b []byte, off int64) (int, error) {
-	switch {
-	case m.data == nil:
-		m.off, m.data = off, slices.Clone(b)
-	case off == m.off+int64(len(m.data)):
-		m.data = append(m.data, b...)
-	default:
-		return 0, fmt.Errorf("memVHD: a second, non-contiguous write at %d: %w", off, errors.ErrUnsupported)
-	}
-	return len(b), nil
-}
-
-func (m *memVHD) Truncate(size int64) error {
-	if size != 0 || m.data != nil {
-		return fmt.Errorf("memVHD: truncate to %d: %w", size, errors.ErrUnsupported)
-	}
-	return nil
-}
-
-func (m *memVHD) Allocate(off, n int64) error {
-	m.alloc = max(m.alloc, off+n)
-	return nil
 }
 
 // removeFiles deletes the VM's files and directory (missing ones are
