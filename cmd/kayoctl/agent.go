@@ -17,7 +17,7 @@ func (c *cli) agent(args []string) error {
 	fs := c.newFlagSet("agent")
 	node := fs.String("node", "", "the host this agent runs for (required)")
 	interval := fs.Duration("interval", time.Second, "heartbeat and leader-check interval")
-	lease := fs.Duration("lease", 0, "leader lease lifetime (default 3 × interval)")
+	lease := fs.Duration("lease", 0, "leader lease lifetime (default 3 × interval; held on a store lease, rounded up to whole seconds)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -125,7 +125,7 @@ func collectStatus(ctx context.Context, e *engine.Engine, only string) (statusJS
 		cj := clusterJSON{Name: c.Name, StaticAddress: c.StaticAddress, HeartbeatTimeoutSeconds: c.HeartbeatTimeoutSeconds,
 			Quorum: toQuorumJSON(q), Nodes: []nodeJSON{}}
 		if l, err := e.Leader(ctx, c.Name); err == nil {
-			cj.Leader = &leaderJSON{Node: l.Holder, Term: l.Term, Expires: l.Expires, Valid: time.Now().Before(l.Expires)}
+			cj.Leader = &leaderJSON{Node: l.Holder, Term: l.Term, Expires: l.Expires, Valid: l.Live}
 		} else if !errors.Is(err, engine.ErrNotFound) {
 			return out, err
 		}

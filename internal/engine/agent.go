@@ -14,13 +14,17 @@ import (
 // interval: it heartbeats, campaigns for its cluster's leader lease, and,
 // while it leads, declares silent nodes down and returning ones up.
 //
-// The lease is a record at agents/<cluster>/leader taken and renewed by
-// compare-and-swap on its revision, with an expiry time. Taking it over
+// The lease is a record at agents/<cluster>/leader. On a store with leases
+// (store.Leaser: etcd, and bbolt and memstore alike) the record is held by
+// a key at agents/<cluster>/lock attached to a store lease the agent keeps
+// alive: the lease expires by the store's clock alone (agent_lease.go).
+// Otherwise the record itself is taken and renewed by compare-and-swap on
+// its revision, with an expiry time by the agents' clocks. Taking it over
 // (free, expired, or never held) increments its term; every action the
-// leader commits compares the lease's revision, so an agent that lost the
-// lease (paused past its expiry while another took over) cannot act: its
-// commit fails. The term is the fencing token recorded in every event a
-// leader writes.
+// leader commits compares the revision of the lock (or record), so an
+// agent that lost the lease (paused past its expiry while another took
+// over) cannot act: its commit fails. The term is the fencing token
+// recorded in every event a leader writes.
 
 const leasePrefix = "agents/"
 
@@ -45,18 +49,41 @@ type Lease struct {
 	Term     int64     `json:"term"`
 	Acquired time.Time `json:"acquired"`
 	Expires  time.Time `json:"expires"`
-	Revision int64     `json:"-"`
+	// TTL is set when a store lease holds the record (its lock key):
+	// then Expires is only when it was taken plus TTL, and Live says
+	// whether the lock is held now.
+	TTL      time.Duration `json:"ttl,omitempty"`
+	Live     bool          `json:"-"`
+	Revision int64         `json:"-"`
 }
 
 // Leader returns the lease of cluster (ErrNotFound when no agent ever led).
-// Whether it is still valid is Expires against the clock.
+// Live says whether it is still held.
 func (e *Engine) Leader(ctx context.Context, cluster string) (Lease, error) {
-	var l Lease
-	rev, err := getJSON(ctx, e.st, leaseKey(cluster), &l)
+	kvs, err := e.st.GetMany(ctx, leaseKey(cluster), lockKey(cluster))
 	if err != nil {
 		return Lease{}, fmt.Errorf("leader of cluster %q: %w", cluster, err)
 	}
-	l.Revision = rev
+	if !kvs[0].Exists() {
+		return Lease{}, fmt.Errorf("leader of cluster %q: %w", cluster, ErrNotFound)
+	}
+	var l Lease
+	if err := decode(kvs[0], &l); err != nil {
+		return Lease{}, fmt.Errorf("leader of cluster %q: %w", cluster, err)
+	}
+	l.Revision = kvs[0].ModRevision
+	if l.TTL == 0 {
+		l.Live = e.now().Before(l.Expires)
+		return l, nil
+	}
+	// Held under a store lease: the lock says, not the clock; a live
+	// lease lasts at most TTL more.
+	l.Live = kvs[1].Exists() && string(kvs[1].Value) == l.Agent
+	if now := e.now().UTC(); l.Live {
+		l.Expires = now.Add(l.TTL)
+	} else if l.Expires.After(now) {
+		l.Expires = now
+	}
 	return l, nil
 }
 
@@ -78,10 +105,16 @@ type Agent struct {
 	e   *Engine
 	cfg AgentConfig
 	seq int64
-	// While leading: the cluster, term and lease revision.
+	// While leading: the cluster, term and the revision of the key that
+	// fences the leader's commits (fenceKey: the lock or the record).
 	cluster  string
 	term     int64
 	leaseRev int64
+	fenceKey string
+	// leaser is the store's leases (nil: lease records by the clock);
+	// storeLease the lease this agent's lock is attached to.
+	leaser     store.Leaser
+	storeLease store.LeaseID
 }
 
 // NewAgent returns the agent of node cfg.Node.
@@ -95,7 +128,19 @@ func (e *Engine) NewAgent(cfg AgentConfig) (*Agent, error) {
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = DefaultLeaseTTL
 	}
-	return &Agent{e: e, cfg: cfg}, nil
+	a := &Agent{e: e, cfg: cfg}
+	a.leaser, _ = e.st.(store.Leaser)
+	return a, nil
+}
+
+// fence is the comparison every commit of the leader carries.
+func (a *Agent) fence() store.Cmp { return store.At(a.fenceKey, a.leaseRev) }
+
+// resign forgets leadership (a.term == 0 while not leading) and the store
+// lease, left to expire with any lock still attached to it (of a cluster
+// the node left, say).
+func (a *Agent) resign() {
+	a.cluster, a.term, a.leaseRev, a.fenceKey, a.storeLease = "", 0, 0, "", 0
 }
 
 // ID is the agent's identity as leases and heartbeats record it.
@@ -128,7 +173,7 @@ func (a *Agent) Tick(ctx context.Context) (TickReport, error) {
 		return TickReport{}, fmt.Errorf("node %q: %w (register it with a kayo_host first)", a.cfg.Node, err)
 	}
 	if a.cluster != "" && a.cluster != h.Cluster {
-		a.cluster, a.term, a.leaseRev = "", 0, 0 // no longer a node of that cluster
+		a.resign() // no longer a node of that cluster
 	}
 	rep := TickReport{Cluster: h.Cluster}
 	if h.Cluster == "" {
@@ -169,7 +214,7 @@ func (a *Agent) lead(ctx context.Context, cluster string) ([]FailbackDecision, e
 	if err != nil {
 		return nil, err
 	}
-	fence := []store.Cmp{store.At(leaseKey(cluster), a.leaseRev)}
+	fence := []store.Cmp{a.fence()}
 	derr := a.e.reconcileDrains(ctx, c, fence)
 	fb, ferr := a.e.reconcileFailback(ctx, c, fence, a.term)
 	return fb, errors.Join(derr, ferr)
@@ -178,6 +223,9 @@ func (a *Agent) lead(ctx context.Context, cluster string) ([]FailbackDecision, e
 // campaign takes or renews the cluster's lease. It reports whether this
 // agent took it over now; a.term > 0 while it leads.
 func (a *Agent) campaign(ctx context.Context, cluster string) (bool, error) {
+	if a.leaser != nil {
+		return a.campaignLeased(ctx, cluster)
+	}
 	e := a.e
 	now := e.now().UTC()
 	var cur Lease
@@ -187,7 +235,7 @@ func (a *Agent) campaign(ctx context.Context, cluster string) (bool, error) {
 	}
 	mine := rev != 0 && cur.Agent == a.cfg.ID
 	if rev != 0 && !mine && now.Before(cur.Expires) {
-		a.cluster, a.term, a.leaseRev = "", 0, 0
+		a.resign()
 		return false, nil // someone else leads
 	}
 	next := Lease{Cluster: cluster, Holder: a.cfg.Node, Agent: a.cfg.ID, Term: cur.Term,
@@ -211,13 +259,13 @@ func (a *Agent) campaign(ctx context.Context, cluster string) (bool, error) {
 	ops = append([]store.Op{putJSON(leaseKey(cluster), next)}, ops...)
 	newRev, err := e.st.Commit(ctx, []store.Cmp{cmp}, ops)
 	if errors.Is(err, store.ErrConflict) {
-		a.cluster, a.term, a.leaseRev = "", 0, 0
+		a.resign()
 		return false, nil // another agent won this round
 	}
 	if err != nil {
 		return false, err
 	}
-	a.cluster, a.term, a.leaseRev = cluster, next.Term, newRev
+	a.cluster, a.term, a.leaseRev, a.fenceKey = cluster, next.Term, newRev, leaseKey(cluster)
 	return !mine, nil
 }
 
@@ -263,7 +311,7 @@ func (a *Agent) judge(ctx context.Context, cluster string) ([]LivenessDecision, 
 		}
 		changes = append(changes, ch)
 	}
-	if err := e.applyHostChanges(ctx, cluster, changes, []store.Cmp{store.At(leaseKey(cluster), a.leaseRev)}); err != nil {
+	if err := e.applyHostChanges(ctx, cluster, changes, []store.Cmp{a.fence()}); err != nil {
 		return nil, err
 	}
 	return decisions, nil
@@ -272,12 +320,15 @@ func (a *Agent) judge(ctx context.Context, cluster string) ([]LivenessDecision, 
 // Release gives the lease up (on shutdown, or when the node is failed), so
 // another agent takes over at once instead of after its expiry.
 func (a *Agent) Release(ctx context.Context) error {
+	if a.leaser != nil {
+		return a.releaseLeased(ctx)
+	}
 	if a.term == 0 {
 		return nil
 	}
 	e := a.e
 	cluster, term, rev := a.cluster, a.term, a.leaseRev
-	a.cluster, a.term, a.leaseRev = "", 0, 0
+	a.resign()
 	l, err := e.Leader(ctx, cluster)
 	if err != nil || l.Revision != rev {
 		return nil // gone or taken over already

@@ -307,7 +307,7 @@ func (e *Engine) DeleteCluster(ctx context.Context, name string) error {
 		cmps := []store.Cmp{store.At(clusterKey(name), c.Revision)}
 		// Its quorum configuration and leader lease go with it.
 		ops := []store.Op{store.Del(clusterKey(name)), store.Del(quorumKey(name)), store.Del(leaseKey(name)),
-			store.Del(livenessKey(name)),
+			store.Del(lockKey(name)), store.Del(livenessKey(name)),
 			e.eventOp(Event{Kind: EventClusterDestroyed, Cluster: name, Subject: name})}
 		for _, n := range c.Nodes {
 			if h, ok := hosts[n]; ok && h.Cluster == name {

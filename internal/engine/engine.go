@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +56,13 @@ type Engine struct {
 	dataDir string
 	// eventSeq orders the events of one commit.
 	eventSeq atomic.Uint64
+	// clusterOf maps a host name to the cluster it was last read in: a
+	// guess that lets UpdateHost read a node and its cluster's records in
+	// one snapshot (readNodeRecs checks it against the host record).
+	clusterOf sync.Map
+	// heads holds the last cluster record decoded per cluster for node
+	// updates (clusterHeadRecord).
+	heads sync.Map
 }
 
 // Open returns an Engine on cfg.Store, on etcd (cfg.Etcd), or on the

@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
@@ -121,7 +123,106 @@ func (e *Engine) GetHost(ctx context.Context, name string) (Host, error) {
 		return Host{}, fmt.Errorf("host %q: %w", name, err)
 	}
 	h.Revision = rev
+	e.noteCluster(h)
 	return h, nil
+}
+
+// noteCluster remembers h's cluster for readNodeRecs.
+func (e *Engine) noteCluster(h Host) {
+	if h.Cluster == "" {
+		e.clusterOf.Delete(h.Name)
+	} else if c, ok := e.clusterOf.Load(h.Name); !ok || c != h.Cluster {
+		e.clusterOf.Store(h.Name, h.Cluster)
+	}
+}
+
+// nodeRecs is what UpdateHost reads: a host and, when it is a node, its
+// cluster and the quorum and liveness records of the cluster's guard.
+type nodeRecs struct {
+	h                Host
+	c                Cluster // zero when h is in no cluster
+	quorum, liveness store.KV
+}
+
+// clusterHead is a cluster record without its validation report, which a
+// node update never looks at: decoding the report is most of the cost of
+// decoding the record, on every node update.
+type clusterHead struct {
+	ClusterSpec
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// clusterHeadRecord is clusterRecord without the validation report. Never
+// write the Cluster it returns back: it would drop the report. The last
+// record decoded per cluster is kept with its bytes: a record that did not
+// change is not decoded again (it rarely changes; node updates are many).
+func (e *Engine) clusterHeadRecord(name string, kv store.KV) (Cluster, error) {
+	if !kv.Exists() {
+		return Cluster{}, fmt.Errorf("cluster %q does not exist: %w", name, ErrNotFound)
+	}
+	if v, ok := e.heads.Load(name); ok {
+		if last := v.(*decodedHead); bytes.Equal(last.raw, kv.Value) {
+			c := last.c
+			c.Nodes = slices.Clone(c.Nodes)
+			c.Revision = kv.ModRevision
+			return c, nil
+		}
+	}
+	var h clusterHead
+	if err := decode(kv, &h); err != nil {
+		return Cluster{}, fmt.Errorf("cluster %q: %w", name, err)
+	}
+	c := Cluster{ClusterSpec: h.ClusterSpec, CreatedAt: h.CreatedAt}
+	e.heads.Store(name, &decodedHead{raw: kv.Value, c: c})
+	c.Nodes = slices.Clone(c.Nodes)
+	c.Revision = kv.ModRevision
+	return c, nil
+}
+
+// decodedHead is a cluster record's bytes and their clusterHead.
+type decodedHead struct {
+	raw []byte
+	c   Cluster
+}
+
+// readNodeRecs reads host name and, for a node, its cluster's records: in
+// one snapshot when the host's cluster is known from an earlier read (the
+// host record read with them decides whether the guess holds), else in a
+// second read.
+func (e *Engine) readNodeRecs(ctx context.Context, name string) (nodeRecs, error) {
+	keys := []string{hostKey(name)}
+	guess, _ := e.clusterOf.Load(name)
+	if g, ok := guess.(string); ok {
+		keys = append(keys, clusterRecKeys(g)...)
+	}
+	kvs, err := e.st.GetMany(ctx, keys...)
+	if err != nil {
+		return nodeRecs{}, fmt.Errorf("host %q: %w", name, err)
+	}
+	var r nodeRecs
+	if !kvs[0].Exists() {
+		e.clusterOf.Delete(name)
+		return nodeRecs{}, fmt.Errorf("host %q is not registered: %w", name, ErrNotFound)
+	}
+	if err := decode(kvs[0], &r.h); err != nil {
+		return nodeRecs{}, fmt.Errorf("host %q: %w", name, err)
+	}
+	r.h.Revision = kvs[0].ModRevision
+	e.noteCluster(r.h)
+	if r.h.Cluster == "" {
+		return r, nil
+	}
+	recs := kvs[1:]
+	if guess != r.h.Cluster {
+		if recs, err = e.st.GetMany(ctx, clusterRecKeys(r.h.Cluster)...); err != nil {
+			return nodeRecs{}, fmt.Errorf("cluster %q: %w", r.h.Cluster, err)
+		}
+	}
+	if r.c, err = e.clusterHeadRecord(r.h.Cluster, recs[0]); err != nil {
+		return nodeRecs{}, err
+	}
+	r.quorum, r.liveness = recs[1], recs[2]
+	return r, nil
 }
 
 // ListHosts returns every registered host, by name.
@@ -150,20 +251,18 @@ func (e *Engine) UpdateHost(ctx context.Context, s HostSpec) (Host, error) {
 	var drainIn *Cluster
 	err := e.retry(ctx, func() error {
 		drainIn = nil
-		h, err := e.GetHost(ctx, s.Name)
+		r, err := e.readNodeRecs(ctx, s.Name)
 		if err != nil {
 			return err
 		}
+		h := r.h
 		entering := s.Maintenance && !h.Maintenance
 		next := normalizeHost(s)
 		judged := affectsValidation(h.HostSpec, next)
 		h.HostSpec = next
 		cmps := []store.Cmp{store.At(hostKey(s.Name), h.Revision)}
 		if h.Cluster != "" {
-			c, err := e.GetCluster(ctx, h.Cluster)
-			if err != nil {
-				return err
-			}
+			c := r.c
 			// Hardware facts and maintenance only ever warn; anything that
 			// can fail a test re-validates the cluster with the new host.
 			var hosts map[string]Host
@@ -178,7 +277,7 @@ func (e *Engine) UpdateHost(ctx context.Context, s HostSpec) (Host, error) {
 						s.Name, c.Name, &ValidationError{Cluster: c.Name, Failed: failed})
 				}
 			}
-			qcmps, err := e.guardWith(ctx, c, hosts, fmt.Sprintf("changing node %q", s.Name))
+			qcmps, err := e.guardFrom(ctx, c, r.quorum, r.liveness, hosts, fmt.Sprintf("changing node %q", s.Name))
 			if err != nil {
 				return err
 			}

@@ -41,10 +41,22 @@ func livenessOp(cluster string, nodes []string, hosts map[string]Host) store.Op 
 // the record and the cluster's node list are enough; only the fallback
 // reads the hosts.
 func (e *Engine) nodeStates(ctx context.Context, c Cluster, hosts map[string]Host) ([]Host, []store.Cmp, error) {
-	var rec livenessRecord
-	rev, err := getJSON(ctx, e.st, livenessKey(c.Name), &rec)
-	if errors.Is(err, store.ErrNotFound) {
+	kv, err := e.st.Get(ctx, livenessKey(c.Name))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		kv = store.KV{Key: livenessKey(c.Name)}
+	case err != nil:
+		return nil, nil, err
+	}
+	return e.nodeStatesFrom(ctx, c, kv, hosts)
+}
+
+// nodeStatesFrom is nodeStates on the liveness record already read
+// (GetMany: a missing record has no revision).
+func (e *Engine) nodeStatesFrom(ctx context.Context, c Cluster, kv store.KV, hosts map[string]Host) ([]Host, []store.Cmp, error) {
+	if !kv.Exists() {
 		if hosts == nil {
+			var err error
 			if hosts, err = e.hostMap(ctx); err != nil {
 				return nil, nil, err
 			}
@@ -58,7 +70,8 @@ func (e *Engine) nodeStates(ctx context.Context, c Cluster, hosts map[string]Hos
 		}
 		return nodes, cmps, nil
 	}
-	if err != nil {
+	var rec livenessRecord
+	if err := decode(kv, &rec); err != nil {
 		return nil, nil, err
 	}
 	nodes := make([]Host, 0, len(c.Nodes))
@@ -70,5 +83,5 @@ func (e *Engine) nodeStates(ctx context.Context, c Cluster, hosts map[string]Hos
 		h.Down = slices.Contains(rec.Down, n)
 		nodes = append(nodes, h)
 	}
-	return nodes, []store.Cmp{store.At(livenessKey(c.Name), rev), store.At(clusterKey(c.Name), c.Revision)}, nil
+	return nodes, []store.Cmp{store.At(livenessKey(c.Name), kv.ModRevision), store.At(clusterKey(c.Name), c.Revision)}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store/memstore"
 )
 
@@ -38,11 +39,32 @@ func (c *fakeClock) Advance(d time.Duration) {
 func newClocked(t *testing.T, dir string) (*Engine, *fakeClock) {
 	t.Helper()
 	clk := &fakeClock{t: fixedNow}
-	e, err := Open(Config{Store: memstore.New(), Clock: clk.Now, DataDir: dir})
+	st := memstore.New()
+	st.SetClock(clk.Now) // store leases expire by the same clock
+	e, err := Open(Config{Store: st, Clock: clk.Now, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
+	return e, clk
+}
+
+// agentModes: leader leases held under store leases, and lease records
+// judged by the clock (a store without leases).
+var agentModes = []struct {
+	name   string
+	leases bool
+}{{"store-leases", true}, {"records", false}}
+
+// noLeases hides a store's leases.
+type noLeases struct{ store.Store }
+
+func newClockedMode(t *testing.T, leases bool) (*Engine, *fakeClock) {
+	t.Helper()
+	e, clk := newClocked(t, "")
+	if !leases {
+		e.st = noLeases{e.st}
+	}
 	return e, clk
 }
 
@@ -363,8 +385,14 @@ func TestMarkHostDownQuorumLost(t *testing.T) {
 }
 
 func TestAgentsElectOneLeaderAndDetectSilence(t *testing.T) {
+	for _, m := range agentModes {
+		t.Run(m.name, func(t *testing.T) { testAgentsElectOneLeaderAndDetectSilence(t, m.leases) })
+	}
+}
+
+func testAgentsElectOneLeaderAndDetectSilence(t *testing.T, leases bool) {
 	ctx := context.Background()
-	e, clk := newClocked(t, "")
+	e, clk := newClockedMode(t, leases)
 	threeNodes(t, e, 2)
 	mk := func(node string) *Agent {
 		a, err := e.NewAgent(AgentConfig{Node: node, ID: node + "/test", LeaseTTL: 900 * time.Millisecond})
@@ -457,8 +485,14 @@ func TestAgentsElectOneLeaderAndDetectSilence(t *testing.T) {
 }
 
 func TestAgentFencedByLease(t *testing.T) {
+	for _, m := range agentModes {
+		t.Run(m.name, func(t *testing.T) { testAgentFencedByLease(t, m.leases) })
+	}
+}
+
+func testAgentFencedByLease(t *testing.T, leases bool) {
 	ctx := context.Background()
-	e, clk := newClocked(t, "")
+	e, clk := newClockedMode(t, leases)
 	threeNodes(t, e, 1)
 	a21, _ := e.NewAgent(AgentConfig{Node: "Y-21-2k8x64", ID: "a21", LeaseTTL: time.Second})
 	a22, _ := e.NewAgent(AgentConfig{Node: "Y-22-2k8x64", ID: "a22", LeaseTTL: time.Second})

@@ -192,21 +192,63 @@ func clusterNodes(c Cluster, hosts map[string]Host) []Host {
 // readQuorum returns the configuration of cluster (implicit when no record)
 // and the Cmp that pins it for a commit.
 func (e *Engine) readQuorum(ctx context.Context, cluster string) (Quorum, store.Cmp, error) {
-	var q Quorum
-	rev, err := getJSON(ctx, e.st, quorumKey(cluster), &q)
+	kv, err := e.st.Get(ctx, quorumKey(cluster))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return Quorum{QuorumSpec: implicitQuorum(cluster)}, store.Absent(quorumKey(cluster)), nil
+		kv = store.KV{Key: quorumKey(cluster)}
 	case err != nil:
 		return Quorum{}, store.Cmp{}, err
 	}
-	q.Managed, q.Revision = true, rev
-	return q, store.At(quorumKey(cluster), rev), nil
+	return quorumRecord(cluster, kv)
+}
+
+// quorumRecord is readQuorum on a record already read (GetMany: a missing
+// record has no revision).
+func quorumRecord(cluster string, kv store.KV) (Quorum, store.Cmp, error) {
+	if !kv.Exists() {
+		return Quorum{QuorumSpec: implicitQuorum(cluster)}, store.Absent(quorumKey(cluster)), nil
+	}
+	var q Quorum
+	if err := decode(kv, &q); err != nil {
+		return Quorum{}, store.Cmp{}, err
+	}
+	q.Managed, q.Revision = true, kv.ModRevision
+	return q, store.At(quorumKey(cluster), kv.ModRevision), nil
+}
+
+// clusterRecKeys are the records of a cluster a quorum guard reads:
+// the cluster, its quorum and its liveness record.
+func clusterRecKeys(cluster string) []string {
+	return []string{clusterKey(cluster), quorumKey(cluster), livenessKey(cluster)}
+}
+
+// readClusterRecs reads clusterRecKeys in one snapshot: the cluster and
+// the quorum and liveness records (possibly missing) for quorumFrom.
+func (e *Engine) readClusterRecs(ctx context.Context, name string) (Cluster, store.KV, store.KV, error) {
+	kvs, err := e.st.GetMany(ctx, clusterRecKeys(name)...)
+	if err != nil {
+		return Cluster{}, store.KV{}, store.KV{}, fmt.Errorf("cluster %q: %w", name, err)
+	}
+	c, err := clusterRecord(name, kvs[0])
+	return c, kvs[1], kvs[2], err
+}
+
+// clusterRecord is GetCluster on a record GetMany read.
+func clusterRecord(name string, kv store.KV) (Cluster, error) {
+	if !kv.Exists() {
+		return Cluster{}, fmt.Errorf("cluster %q does not exist: %w", name, ErrNotFound)
+	}
+	var c Cluster
+	if err := decode(kv, &c); err != nil {
+		return Cluster{}, fmt.Errorf("cluster %q: %w", name, err)
+	}
+	c.Revision = kv.ModRevision
+	return c, nil
 }
 
 // quorumOf evaluates cluster c with the given hosts: its configuration,
 // status, and the comparisons that pin what the status was computed from
-// (the quorum record and the cluster's liveness record).
+// (the quorum record and the cluster's liveness record, read together).
 func (e *Engine) quorumOf(ctx context.Context, c Cluster, hosts map[string]Host) (Quorum, []store.Cmp, error) {
 	q, _, cmps, err := e.quorumAndNodes(ctx, c, hosts)
 	return q, cmps, err
@@ -214,11 +256,25 @@ func (e *Engine) quorumOf(ctx context.Context, c Cluster, hosts map[string]Host)
 
 // quorumAndNodes is quorumOf that also returns the node states it judged.
 func (e *Engine) quorumAndNodes(ctx context.Context, c Cluster, hosts map[string]Host) (Quorum, []Host, []store.Cmp, error) {
-	q, cmp, err := e.readQuorum(ctx, c.Name)
+	kvs, err := e.st.GetMany(ctx, quorumKey(c.Name), livenessKey(c.Name))
 	if err != nil {
 		return Quorum{}, nil, nil, err
 	}
-	nodes, lcmps, err := e.nodeStates(ctx, c, hosts)
+	return e.quorumNodesFrom(ctx, c, kvs[0], kvs[1], hosts)
+}
+
+// quorumFrom is quorumOf on the quorum and liveness records already read.
+func (e *Engine) quorumFrom(ctx context.Context, c Cluster, qkv, lkv store.KV, hosts map[string]Host) (Quorum, []store.Cmp, error) {
+	q, _, cmps, err := e.quorumNodesFrom(ctx, c, qkv, lkv, hosts)
+	return q, cmps, err
+}
+
+func (e *Engine) quorumNodesFrom(ctx context.Context, c Cluster, qkv, lkv store.KV, hosts map[string]Host) (Quorum, []Host, []store.Cmp, error) {
+	q, cmp, err := quorumRecord(c.Name, qkv)
+	if err != nil {
+		return Quorum{}, nil, nil, err
+	}
+	nodes, lcmps, err := e.nodeStatesFrom(ctx, c, lkv, hosts)
 	if err != nil {
 		return Quorum{}, nil, nil, err
 	}
@@ -233,15 +289,13 @@ func (e *Engine) quorumAndNodes(ctx context.Context, c Cluster, hosts map[string
 // GetQuorum returns a cluster's quorum configuration (node_majority, not
 // Managed, when no kayo_quorum set one) and its current status.
 func (e *Engine) GetQuorum(ctx context.Context, cluster string) (Quorum, error) {
-	c, err := e.GetCluster(ctx, cluster)
+	c, qkv, lkv, err := e.readClusterRecs(ctx, cluster)
 	if err != nil {
 		return Quorum{}, err
 	}
-	hosts, err := e.hostMap(ctx)
-	if err != nil {
-		return Quorum{}, err
-	}
-	q, _, err := e.quorumOf(ctx, c, hosts)
+	// The status needs only the nodes' Down flags: the liveness record
+	// has them (without it, quorumFrom reads the hosts).
+	q, _, err := e.quorumFrom(ctx, c, qkv, lkv, nil)
 	return q, err
 }
 
@@ -260,19 +314,25 @@ func (e *Engine) RequireQuorum(ctx context.Context, cluster, action string) erro
 // down or the quorum configuration changes between the check and the
 // commit.
 func (e *Engine) QuorumGuard(ctx context.Context, cluster, action string) ([]store.Cmp, error) {
-	c, err := e.GetCluster(ctx, cluster)
+	c, qkv, lkv, err := e.readClusterRecs(ctx, cluster)
 	if err != nil {
 		return nil, err
 	}
-	hosts, err := e.hostMap(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return e.guardWith(ctx, c, hosts, action)
+	return e.guardFrom(ctx, c, qkv, lkv, nil, action)
 }
 
 func (e *Engine) guardWith(ctx context.Context, c Cluster, hosts map[string]Host, action string) ([]store.Cmp, error) {
 	q, cmps, err := e.quorumOf(ctx, c, hosts)
+	return guardCheck(c, q, cmps, err, action)
+}
+
+// guardFrom is guardWith on the quorum and liveness records already read.
+func (e *Engine) guardFrom(ctx context.Context, c Cluster, qkv, lkv store.KV, hosts map[string]Host, action string) ([]store.Cmp, error) {
+	q, cmps, err := e.quorumFrom(ctx, c, qkv, lkv, hosts)
+	return guardCheck(c, q, cmps, err, action)
+}
+
+func guardCheck(c Cluster, q Quorum, cmps []store.Cmp, err error, action string) ([]store.Cmp, error) {
 	if err != nil {
 		return nil, err
 	}

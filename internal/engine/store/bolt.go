@@ -296,6 +296,41 @@ func (b *Bolt) Get(ctx context.Context, key string) (KV, error) {
 	return kv, nil
 }
 
+// GetMany implements Store: one read transaction (joining this process's
+// read session like any read).
+func (b *Bolt) GetMany(ctx context.Context, keys ...string) ([]KV, error) {
+	if err := CheckKeys(keys); err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	kvs := make([]KV, len(keys))
+	err := b.do(ctx, false, func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketKV)
+		now := time.Now()
+		for i, k := range keys {
+			kvs[i] = KV{Key: k}
+			if bk == nil {
+				continue
+			}
+			v := bk.Get([]byte(k))
+			if v == nil || !leaseLive(tx, []byte(k), now) {
+				continue
+			}
+			var err error
+			if kvs[i], err = decode(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: get many: %w", err)
+	}
+	return kvs, nil
+}
+
 // List implements Store.
 func (b *Bolt) List(ctx context.Context, prefix string) ([]KV, int64, error) {
 	if err := CheckPrefix(prefix); err != nil {

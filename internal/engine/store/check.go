@@ -29,6 +29,24 @@ func checkKey(what, key string) error {
 	return nil
 }
 
+// MaxGetMany is the most keys one GetMany reads: etcd's default limit of
+// operations in one transaction (--max-txn-ops).
+const MaxGetMany = 128
+
+// CheckKeys returns an error wrapping ErrInvalid unless keys may be passed
+// to GetMany: at most MaxGetMany keys, each valid.
+func CheckKeys(keys []string) error {
+	if len(keys) > MaxGetMany {
+		return fmt.Errorf("store: get many: %d keys, at most %d allowed: %w", len(keys), MaxGetMany, ErrInvalid)
+	}
+	for _, k := range keys {
+		if err := CheckKey(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // CheckPrefix returns an error wrapping ErrInvalid unless prefix may be
 // passed to List: "" (every key) or anything valid as a key.
 func CheckPrefix(prefix string) error {

@@ -302,6 +302,42 @@ func (s *Etcd) Get(ctx context.Context, key string) (KV, error) {
 	return s.kv(r.Key, r.Value, r.ModRevision, r.CreateRevision), nil
 }
 
+// GetMany implements Store: one read-only etcd transaction of one range
+// read per key, so one round trip and one linearizable read for all keys.
+func (s *Etcd) GetMany(ctx context.Context, keys ...string) ([]KV, error) {
+	if err := CheckKeys(keys); err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	octx, cancel, err := s.op(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: get many: %w", err)
+	}
+	defer cancel()
+	gets := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		gets[i] = clientv3.OpGet(s.prefix + k)
+	}
+	resp, err := s.cli.Txn(octx).Then(gets...).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("store: get many %q: %w", keys, s.wrap(ctx, err))
+	}
+	if len(resp.Responses) != len(keys) {
+		return nil, fmt.Errorf("store: get many: etcd at %s answered %d reads for %d keys", s.eps, len(resp.Responses), len(keys))
+	}
+	kvs := make([]KV, len(keys))
+	for i, k := range keys {
+		kvs[i] = KV{Key: k}
+		if rr := resp.Responses[i].GetResponseRange(); rr != nil && len(rr.Kvs) > 0 {
+			r := rr.Kvs[0]
+			kvs[i] = s.kv(r.Key, r.Value, r.ModRevision, r.CreateRevision)
+		}
+	}
+	return kvs, nil
+}
+
 // List implements Store: one etcd range read, in key order, at the
 // revision etcd reports for it.
 func (s *Etcd) List(ctx context.Context, prefix string) ([]KV, int64, error) {

@@ -45,6 +45,11 @@ type KV struct {
 	CreateRevision int64
 }
 
+// Exists reports whether kv is a stored record rather than GetMany's
+// placeholder for a missing key: every stored record has revisions of at
+// least 1.
+func (kv KV) Exists() bool { return kv.ModRevision != 0 }
+
 // Cmp is a comparison a Commit checks before writing.
 type Cmp struct {
 	Key string
@@ -85,6 +90,12 @@ func At(key string, rev int64) Cmp { return Cmp{Key: key, ModRevision: rev} }
 type Store interface {
 	// Get returns the record at key or an error wrapping ErrNotFound.
 	Get(ctx context.Context, key string) (KV, error)
+	// GetMany reads keys in one consistent snapshot (one etcd transaction,
+	// one bbolt read transaction) and returns one KV per key, in the order
+	// of keys (a key given twice comes back twice). A missing key is no
+	// error: its KV is {Key: key} with zero revisions and a nil Value (see
+	// KV.Exists). At most MaxGetMany keys; none returns nothing at once.
+	GetMany(ctx context.Context, keys ...string) ([]KV, error)
 	// List returns every record whose key starts with prefix, in key order,
 	// and the store revision they were read at (one consistent snapshot).
 	List(ctx context.Context, prefix string) ([]KV, int64, error)

@@ -168,6 +168,29 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 	return clone(kv), nil
 }
 
+// GetMany implements store.Store.
+func (s *Store) GetMany(ctx context.Context, keys ...string) ([]store.KV, error) {
+	if err := store.CheckKeys(keys); err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	if err := s.begin(ctx); err != nil {
+		return nil, fmt.Errorf("store: get many: %w", err)
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	kvs := make([]store.KV, len(keys))
+	for i, k := range keys {
+		kvs[i] = store.KV{Key: k}
+		if kv, ok := s.live(k, now); ok {
+			kvs[i] = clone(kv)
+		}
+	}
+	return kvs, nil
+}
+
 // List implements store.Store.
 func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, int64, error) {
 	if err := store.CheckPrefix(prefix); err != nil {

@@ -51,6 +51,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentCAS", testConcurrentCAS},
 		{"ContextCanceled", testContextCanceled},
 		{"Close", testClose},
+		{"GetMany", testGetMany},
+		{"GetManySnapshot", testGetManySnapshot},
+		{"GetManyErrors", testGetManyErrors},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseCrashedClient", testLeaseCrashedClient},
 		{"LeaseKeepAliveRevoke", testLeaseKeepAliveRevoke},
 		{"LeaseDetach", testLeaseDetach},
+		{"LeaseGetMany", testLeaseGetMany},
 	}
 	for _, tc := range leaseTests {
 		t.Run(tc.name, func(t *testing.T) {

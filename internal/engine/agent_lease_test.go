@@ -1,0 +1,172 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store/memstore"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
+)
+
+// TestAgentLeaseClockSkew: an agent whose clock runs an hour ahead takes
+// over a lease still renewed only when leases are records judged by the
+// agents' clocks; on store leases the store's clock decides, and it
+// waits until the holder stops renewing.
+func TestAgentLeaseClockSkew(t *testing.T) {
+	for _, m := range agentModes {
+		t.Run(m.name, func(t *testing.T) {
+			ctx := context.Background()
+			storeClk := &fakeClock{t: fixedNow}
+			skewed := func() time.Time { return storeClk.Now().Add(time.Hour) }
+			ms := memstore.New()
+			ms.SetClock(storeClk.Now)
+			var st store.Store = ms
+			if !m.leases {
+				st = noLeases{ms}
+			}
+			e1, err := Open(Config{Store: st, Clock: storeClk.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e2, err := Open(Config{Store: st, Clock: skewed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			threeNodes(t, e1, 10)
+			a1, _ := e1.NewAgent(AgentConfig{Node: "Y-21-2k8x64", ID: "a1", LeaseTTL: time.Second})
+			a2, _ := e2.NewAgent(AgentConfig{Node: "Y-22-2k8x64", ID: "a2", LeaseTTL: time.Second})
+			if r, err := a1.Tick(ctx); err != nil || !r.Elected {
+				t.Fatalf("a1: %+v %v", r, err)
+			}
+			stolen := false
+			for range 5 {
+				storeClk.Advance(300 * time.Millisecond)
+				if _, err := a1.Tick(ctx); err != nil {
+					t.Fatal(err)
+				}
+				r, err := a2.Tick(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stolen = stolen || r.Leader
+			}
+			if stolen != !m.leases {
+				t.Fatalf("skewed agent took a renewed lease: %v, want %v", stolen, !m.leases)
+			}
+			if !m.leases {
+				return
+			}
+			// The holder stops renewing: the skewed agent takes over once
+			// the store lease expires, not before.
+			storeClk.Advance(900 * time.Millisecond)
+			if r, _ := a2.Tick(ctx); r.Leader {
+				t.Fatal("took over before the store lease expired")
+			}
+			storeClk.Advance(200 * time.Millisecond)
+			if r, err := a2.Tick(ctx); err != nil || !r.Elected || r.Term != 2 {
+				t.Fatalf("after expiry: %+v %v", r, err)
+			}
+		})
+	}
+}
+
+// TestAgentLeaseStores: on bbolt and etcd (real time, two engines as two
+// processes would have), a lease abandoned by its holder passes to the
+// other agent after about its TTL; the abandoned holder is fenced off;
+// Release hands the lease over at once.
+func TestAgentLeaseStores(t *testing.T) {
+	t.Parallel()
+	stores := []struct {
+		name string
+		open func(t *testing.T) (*Engine, *Engine)
+	}{
+		{"bolt", func(t *testing.T) (*Engine, *Engine) {
+			dir := filepath.Join(t.TempDir(), "d")
+			open := func() *Engine {
+				e, err := Open(Config{DataDir: dir})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = e.Close() })
+				return e
+			}
+			return open(), open()
+		}},
+		{"etcd", func(t *testing.T) (*Engine, *Engine) {
+			eps := etcdtest.Start(t, etcdtest.Options{}).Endpoints()
+			return openEtcdEngine(t, eps, "/kayo-lease/"), openEtcdEngine(t, eps, "/kayo-lease/")
+		}},
+	}
+	for _, sc := range stores {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e1, e2 := sc.open(t)
+			threeNodes(t, e1, 10)
+			a1, _ := e1.NewAgent(AgentConfig{Node: "Y-21-2k8x64", ID: "a1", LeaseTTL: time.Second})
+			a2, _ := e2.NewAgent(AgentConfig{Node: "Y-22-2k8x64", ID: "a2", LeaseTTL: time.Second})
+			// a1's store lease is granted after granted: it lasts until
+			// granted + TTL at least.
+			granted := time.Now()
+			if r, err := a1.Tick(ctx); err != nil || !r.Elected || r.Term != 1 {
+				t.Fatalf("a1: %+v %v", r, err)
+			}
+			if r, err := a2.Tick(ctx); err != nil || r.Leader {
+				t.Fatalf("a2 while a1 holds the lease: %+v %v", r, err)
+			}
+			if l, err := e2.Leader(ctx, "HVCLUSTER"); err != nil || !l.Live || l.Holder != "Y-21-2k8x64" || l.TTL != time.Second {
+				t.Fatalf("Leader: %+v %v", l, err)
+			}
+			fence := a1.fence()
+			// a1 stops renewing. etcd expires leases up to about a second late.
+			var took time.Duration
+			for took == 0 && time.Since(granted) < 6*time.Second {
+				time.Sleep(100 * time.Millisecond)
+				r, err := a2.Tick(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Elected {
+					if r.Term != 2 {
+						t.Fatalf("a2 elected with term %d, want 2", r.Term)
+					}
+					took = time.Since(granted)
+				}
+			}
+			if took < time.Second || took > 4*time.Second {
+				t.Fatalf("a2 took the lease over %s after a1 stopped; TTL 1s", took)
+			}
+			_, err := e1.st.Commit(ctx, []store.Cmp{fence}, []store.Op{store.Put("x", nil)})
+			if !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("the abandoned holder's commit: %v, want a conflict", err)
+			}
+			if r, err := a1.Tick(ctx); err != nil || r.Leader {
+				t.Fatalf("a1 after losing the lease: %+v %v", r, err)
+			}
+			if err := a2.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if l, err := e1.Leader(ctx, "HVCLUSTER"); err != nil || l.Live {
+				t.Fatalf("Leader after release: %+v %v", l, err)
+			}
+			if r, err := a1.Tick(ctx); err != nil || !r.Elected || r.Term != 3 {
+				t.Fatalf("a1 after release: %+v %v", r, err)
+			}
+			got := kinds(t, e1, "agent.")
+			want := []string{"agent.leader_elected Y-21-2k8x64", "agent.leader_elected Y-22-2k8x64",
+				"agent.leader_released Y-22-2k8x64", "agent.leader_elected Y-21-2k8x64"}
+			if len(got) != len(want) {
+				t.Fatalf("events %q, want %q", got, want)
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("events %q, want %q", got, want)
+				}
+			}
+		})
+	}
+}
