@@ -106,15 +106,24 @@ func (e *Engine) abandoned(p *Pending) bool {
 
 // GetVM returns a VM.
 func (e *Engine) GetVM(ctx context.Context, cluster, name string) (VM, error) {
-	var v VM
-	rev, err := getJSON(ctx, e.st, vmKey(cluster, name), &v)
-	if errors.Is(err, ErrNotFound) {
-		return VM{}, fmt.Errorf("VM %q of cluster %q does not exist: %w", name, cluster, ErrNotFound)
-	}
-	if err != nil {
+	kv, err := e.st.Get(ctx, vmKey(cluster, name))
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return VM{}, fmt.Errorf("VM %q: %w", name, err)
 	}
-	v.Revision = rev
+	return vmRecord(cluster, name, kv)
+}
+
+// vmRecord decodes the record of VM cluster/name read as kv (missing: an
+// error wrapping ErrNotFound).
+func vmRecord(cluster, name string, kv store.KV) (VM, error) {
+	if !kv.Exists() {
+		return VM{}, fmt.Errorf("VM %q of cluster %q does not exist: %w", name, cluster, ErrNotFound)
+	}
+	var v VM
+	if err := decode(kv, &v); err != nil {
+		return VM{}, fmt.Errorf("VM %q: %w", name, err)
+	}
+	v.Revision = kv.ModRevision
 	return v, nil
 }
 

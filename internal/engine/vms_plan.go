@@ -43,14 +43,19 @@ func (e *Engine) PlanVM(ctx context.Context, s VMSpec) (VMPlan, error) {
 		return VMPlan{}, err
 	}
 	s = NormalizeVMSpec(s)
-	c, err := e.GetCluster(ctx, s.Cluster)
+	// The cluster, volume and VM records in one read.
+	kvs, err := e.st.GetMany(ctx, clusterKey(s.Cluster), volumeKey(s.Volume), vmKey(s.Cluster, s.Name))
+	if err != nil {
+		return VMPlan{}, err
+	}
+	c, err := clusterRecord(s.Cluster, kvs[0])
 	if errors.Is(err, ErrNotFound) {
 		return VMPlan{}, nil
 	}
 	if err != nil {
 		return VMPlan{}, err
 	}
-	vol, err := e.GetVolume(ctx, s.Volume)
+	vol, err := volumeRecord(s.Volume, kvs[1])
 	switch {
 	case errors.Is(err, ErrNotFound):
 		// created in this apply, or a wrong id: apply judges
@@ -67,7 +72,7 @@ func (e *Engine) PlanVM(ctx context.Context, s VMSpec) (VMPlan, error) {
 		}
 	}
 	var vm *VM
-	rec, err := e.GetVM(ctx, s.Cluster, s.Name)
+	rec, err := vmRecord(s.Cluster, s.Name, kvs[2])
 	switch {
 	case err == nil:
 		vm = &rec

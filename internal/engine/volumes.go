@@ -355,15 +355,24 @@ func detach(fv *kayofs.Volume) error {
 
 // GetVolume returns a volume by UUID.
 func (e *Engine) GetVolume(ctx context.Context, id string) (Volume, error) {
-	var v Volume
-	rev, err := getJSON(ctx, e.st, volumeKey(id), &v)
-	if errors.Is(err, ErrNotFound) {
-		return Volume{}, fmt.Errorf("volume %q does not exist: %w", id, ErrNotFound)
-	}
-	if err != nil {
+	kv, err := e.st.Get(ctx, volumeKey(id))
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Volume{}, err
 	}
-	v.Revision = rev
+	return volumeRecord(id, kv)
+}
+
+// volumeRecord decodes the record of volume id read as kv (missing: an
+// error wrapping ErrNotFound).
+func volumeRecord(id string, kv store.KV) (Volume, error) {
+	if !kv.Exists() {
+		return Volume{}, fmt.Errorf("volume %q does not exist: %w", id, ErrNotFound)
+	}
+	var v Volume
+	if err := decode(kv, &v); err != nil {
+		return Volume{}, err
+	}
+	v.Revision = kv.ModRevision
 	return v, nil
 }
 
