@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"slices"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
@@ -33,26 +32,14 @@ func livenessOp(cluster string, nodes []string, hosts map[string]Host) store.Op 
 	return putJSON(livenessKey(cluster), rec)
 }
 
-// nodeStates returns c's nodes with their Down flags as of the liveness
-// record, and the comparison that pins it. A cluster formed before the
-// record existed falls back to its nodes' host records.
+// nodeStatesFrom returns c's nodes with their Down flags as of the
+// liveness record kv (read by GetMany: a missing record has no revision),
+// and the comparison that pins it. A cluster formed before the record
+// existed falls back to its nodes' host records.
 //
 // hosts may be nil: a node cannot be unregistered while it is a node, so
 // the record and the cluster's node list are enough; only the fallback
 // reads the hosts.
-func (e *Engine) nodeStates(ctx context.Context, c Cluster, hosts map[string]Host) ([]Host, []store.Cmp, error) {
-	kv, err := e.st.Get(ctx, livenessKey(c.Name))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		kv = store.KV{Key: livenessKey(c.Name)}
-	case err != nil:
-		return nil, nil, err
-	}
-	return e.nodeStatesFrom(ctx, c, kv, hosts)
-}
-
-// nodeStatesFrom is nodeStates on the liveness record already read
-// (GetMany: a missing record has no revision).
 func (e *Engine) nodeStatesFrom(ctx context.Context, c Cluster, kv store.KV, hosts map[string]Host) ([]Host, []store.Cmp, error) {
 	if !kv.Exists() {
 		if hosts == nil {
