@@ -38,11 +38,12 @@ func main() {
 	}
 }
 
-// lessGC makes the garbage collector run a quarter as often as Go's
-// default unless GOGC says otherwise: the plugin lives for one Terraform
-// command and its live heap is a few MB, so trading some MB of memory
-// for CPU (the collector took a fifth of the plugin's CPU with 200 VMs)
-// is the right default here.
+// lessGC makes the garbage collector run about a quarter as often as
+// Go's default unless GOGC says otherwise: the plugin lives for one
+// Terraform command with a small live heap. Measured over the 200-VM
+// benchmark's create, migrate and destroy (KAYO_PROFILE_GOGC, mem.txt):
+// plugin CPU 13.1 s at GOGC=100, 10.4 s at 200, 8.9 s at 400, for a
+// peak of 51, 84 and 117 MB taken from the OS.
 func lessGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)

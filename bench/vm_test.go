@@ -91,6 +91,9 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		if d := os.Getenv("KAYO_PROFILE_DIR"); d != "" && s.name == "kayo" {
 			// Profiles of every provider process (main_profile.go).
 			s.wd.Env = append(s.wd.Env, "KAYO_PROFILE_DIR="+d, "KAYO_PROFILE_TRACE="+os.Getenv("KAYO_PROFILE_TRACE"))
+			if g := os.Getenv("KAYO_PROFILE_GOGC"); g != "" {
+				s.wd.Env = append(s.wd.Env, "GOGC="+g) // the provider's collector setting, to compare
+			}
 		}
 		if err := s.wd.WriteFile("main.tf", s.cfg(filepath.Join(base, "init"), "00000000-0000-0000-0000-000000000000", 0)); err != nil {
 			b.Fatal(err)
