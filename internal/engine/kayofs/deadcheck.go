@@ -18,7 +18,8 @@ type slotWatch struct {
 // generation and time) before it can commit anything. So one read of the
 // slot table tells which slots need the lock protocol again: those not
 // known clean, and those whose block changed since they were found clean.
-// Slots with an owner are always probed (it may have died since).
+// Slots with an owner are always probed (it may have died since): one
+// probe of the owner lock, or the recovery-lock protocol.
 func (v *Volume) recoverDead() error {
 	if err := v.refreshSB(); err != nil {
 		return err
@@ -45,6 +46,13 @@ func (v *Volume) recoverDead() error {
 			continue
 		}
 		w.clean = false
+		// The owner lock is held only by a mount that holds the slot's
+		// liveness lock, so its holder is the slot's owner and alive now,
+		// after this mount took its metadata lock: not a node that died
+		// holding it. (A recoverer holds the liveness lock, not this one.)
+		if live, err := v.lk.heldElsewhere(keyOwner(s)); err == nil && live {
+			continue
+		}
 		if err := v.lk.lock(keyRecover(s), true); err != nil {
 			return err
 		}
