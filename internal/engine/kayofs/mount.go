@@ -38,6 +38,8 @@ type Volume struct {
 
 	watchMu sync.Mutex
 	watch   []slotWatch // per slot: known ownerless and clean (recoverDead)
+	need    []int       // recoverDead's scratch: slots whose block it reads
+	table   []byte      // recoverDead's scratch: those slot blocks
 
 	treeMu sync.Mutex
 	trees  map[uint32]treeCacheEnt // decoded extent trees by inode
