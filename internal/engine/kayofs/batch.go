@@ -236,6 +236,9 @@ func (v *Volume) RemoveDir(dir string) error {
 			return err
 		}
 	}
+	if err := t.lock(keyInode(dino), true); err != nil {
+		return err
+	}
 	sb := v.sbl()
 	h := c.hdr
 	for _, k := range kids {
@@ -268,9 +271,6 @@ func (v *Volume) RemoveDir(dir string) error {
 		h.files--
 		h.gen++
 		t.putNSHeader(h)
-	}
-	if err := t.lock(keyInode(dino), true); err != nil {
-		return err
 	}
 	if t.room() < 4 {
 		if err := t.commitDropAGs(); err != nil {

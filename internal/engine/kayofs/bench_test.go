@@ -112,7 +112,8 @@ func vmDestroyBatch(v *Volume, name string) error { return v.RemoveDir(name) }
 // then are destroyed. "2mounts": two nodes of one volume (separate lock
 // descriptors and caches, as two processes), each VM created on one and,
 // as after a live migration, destroyed from the other. "batch-": the same
-// through CreateFiles and RemoveDir. Metrics are per VM.
+// through CreateFiles and RemoveDir. "16mounts": every slot has a live
+// owner. Metrics are per VM.
 func BenchmarkVMLifecycle(b *testing.B) {
 	const vms = 200
 	for _, c := range []struct {
@@ -125,6 +126,8 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		{"", vmCreate, vmDestroy, 2},
 		{"batch-", vmCreateBatch, vmDestroyBatch, 1},
 		{"batch-", vmCreateBatch, vmDestroyBatch, 2},
+		{"", vmCreate, vmDestroy, 16}, // every slot live, as the 16-host benchmark
+		{"batch-", vmCreateBatch, vmDestroyBatch, 16},
 	} {
 		mounts := c.mounts
 		b.Run(fmt.Sprintf("%s%dmounts", c.prefix, mounts), func(b *testing.B) {

@@ -18,7 +18,8 @@ type slotWatch struct {
 // generation and time) before it can commit anything. So one read of the
 // slot table tells which slots need the lock protocol again: those not
 // known clean, and those whose block changed since they were found clean.
-// Slots with an owner are always probed (it may have died since).
+// Slots with an owner are always probed (it may have died since): one
+// probe of the owner lock, or the recovery-lock protocol.
 func (v *Volume) recoverDead() error {
 	if err := v.refreshSB(); err != nil {
 		return err
@@ -26,25 +27,47 @@ func (v *Volume) recoverDead() error {
 	sb := v.sbl()
 	bs := sb.bs()
 	n := int(sb.SlotCount)
-	table := make([]byte, n*bs)
-	if _, err := v.dev.ReadAt(table, int64(sb.slotBlock(0))*int64(bs)); err != nil {
-		return err
-	}
 	v.watchMu.Lock()
 	defer v.watchMu.Unlock()
 	for len(v.watch) < n {
 		v.watch = append(v.watch, slotWatch{})
 	}
+	// Slots not known clean: a live owner passes with one probe. The rest
+	// (known clean, or without an owner) need their slot block.
+	need := v.need[:0]
 	for s := 0; s < n; s++ {
 		if s == v.slot {
 			continue
 		}
-		raw := table[s*bs : (s+1)*bs]
-		w := &v.watch[s]
-		if w.clean && bytes.Equal(w.raw, raw) {
+		if !v.watch[s].clean && v.ownerLive(s) {
 			continue
 		}
-		w.clean = false
+		need = append(need, s)
+	}
+	v.need = need
+	if len(need) == 0 {
+		return nil
+	}
+	lo, hi := need[0], need[len(need)-1]
+	if len(v.table) < (hi-lo+1)*bs {
+		v.table = make([]byte, (hi-lo+1)*bs)
+	}
+	table := v.table[:(hi-lo+1)*bs]
+	if _, err := v.dev.ReadAt(table, int64(sb.slotBlock(lo))*int64(bs)); err != nil {
+		return err
+	}
+	for _, s := range need {
+		raw := table[(s-lo)*bs : (s-lo+1)*bs]
+		w := &v.watch[s]
+		if w.clean {
+			if bytes.Equal(w.raw, raw) {
+				continue
+			}
+			w.clean = false
+			if v.ownerLive(s) { // mounted since it was found clean
+				continue
+			}
+		}
 		if err := v.lk.lock(keyRecover(s), true); err != nil {
 			return err
 		}
@@ -62,4 +85,13 @@ func (v *Volume) recoverDead() error {
 		}
 	}
 	return nil
+}
+
+// ownerLive reports whether slot s's owner lock is held. Only a mount that
+// holds the slot's liveness lock holds it, so its holder is the slot's
+// owner and alive now, after this mount took its metadata lock: not a node
+// that died holding it. (A recoverer holds the liveness lock, not this.)
+func (v *Volume) ownerLive(s int) bool {
+	live, err := v.lk.heldElsewhere(keyOwner(s))
+	return err == nil && live
 }

@@ -21,6 +21,9 @@ func (v *Volume) leave(state uint32, node string) error {
 	<-v.hbDone
 	defer v.lk.close()
 	defer v.lk.rawUnlock(keyLive(v.slot))
+	if v.owner {
+		v.lk.rawUnlock(keyOwner(v.slot)) // before the liveness lock goes
+	}
 	if err := v.lk.lock(keySlotTable, true); err != nil {
 		return err
 	}

@@ -77,7 +77,11 @@
 // F_OFD_SETLK[W]) on the device node, at virtual offsets past 2^61: a slot
 // table lock, a namespace lock, one lock per file (shared for I/O, exclusive
 // for truncate/remove), one per inode, one per allocation group, and per
-// slot a liveness lock (held for the whole mount) and a recovery lock. OFD
+// slot a liveness lock (held for the whole mount), an owner lock (taken
+// after the liveness lock, dropped before it, so its holder is the live
+// owner: the dead-node check probes it once instead of taking the recovery
+// lock; mounts without it, as older binaries, get the recovery-lock
+// protocol) and a recovery lock. OFD
 // locks are per open file description, so goroutine nodes in one process
 // exclude each other like processes do, and the kernel drops a dead node's
 // locks. Whenever a node newly takes a metadata lock it replays the journal

@@ -18,6 +18,8 @@ import (
 //
 // Lock order (deadlock freedom): slot table → namespace → file(ino) →
 // inode(ino) → allocation groups (ascending, or try-lock) → recovery(slot).
+// owner(slot) is only try-locked by its own mount and probed by others
+// (F_OFD_GETLK), never waited for: it is outside the order.
 const (
 	fOFDGetlk  = 36
 	fOFDSetlk  = 37
@@ -28,6 +30,7 @@ const (
 	keyNS                = lockBase + 1
 	keyLiveBase          = lockBase + 0x100
 	keyRecoverBase       = lockBase + 0x200
+	keyOwnerBase         = lockBase + 0x300
 	keyAGBase            = lockBase + 0x1000_0000
 	keyInodeBase         = lockBase + 0x2000_0000
 	keyFileBase          = lockBase + 0x3000_0000
@@ -35,6 +38,7 @@ const (
 
 func keyLive(s int) int64       { return keyLiveBase + int64(s) }
 func keyRecover(s int) int64    { return keyRecoverBase + int64(s) }
+func keyOwner(s int) int64      { return keyOwnerBase + int64(s) }
 func keyAG(k uint32) int64      { return keyAGBase + int64(k) }
 func keyInode(ino uint32) int64 { return keyInodeBase + int64(ino) }
 func keyFile(ino uint32) int64  { return keyFileBase + int64(ino) }
@@ -196,3 +200,17 @@ func (m *lockMgr) rawTry(k int64) (bool, error) {
 	return err == nil, err
 }
 func (m *lockMgr) rawUnlock(k int64) { m.ofdUnlock(k) }
+
+// heldElsewhere reports whether another descriptor holds k (F_OFD_GETLK:
+// a probe that takes nothing).
+func (m *lockMgr) heldElsewhere(k int64) (bool, error) {
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0, Start: k, Len: 1}
+	lockCalls.Add(1)
+	for {
+		err := syscall.FcntlFlock(m.f.Fd(), fOFDGetlk, &lk)
+		if err == syscall.EINTR {
+			continue
+		}
+		return err == nil && lk.Type != syscall.F_UNLCK, err
+	}
+}

@@ -15,10 +15,11 @@ type Volume struct {
 	// node) only ever enlarge it; refreshSB reloads it from disk whenever a
 	// metadata lock is newly taken, so a node never acts on blocks or slots
 	// its view does not cover.
-	sbp  atomic.Pointer[Superblock]
-	lk   *lockMgr
-	slot int
-	node string
+	sbp   atomic.Pointer[Superblock]
+	lk    *lockMgr
+	slot  int
+	node  string
+	owner bool // holds the slot's owner lock (deadcheck.go)
 
 	jmu     sync.Mutex
 	jseq    uint64
@@ -37,6 +38,8 @@ type Volume struct {
 
 	watchMu sync.Mutex
 	watch   []slotWatch // per slot: known ownerless and clean (recoverDead)
+	need    []int       // recoverDead's scratch: slots whose block it reads
+	table   []byte      // recoverDead's scratch: those slot blocks
 
 	treeMu sync.Mutex
 	trees  map[uint32]treeCacheEnt // decoded extent trees by inode
@@ -301,6 +304,12 @@ func mount(dev Device, lk *lockMgr, node string) (*Volume, error) {
 		return fail(err)
 	}
 	v := &Volume{dev: dev, lk: lk, slot: chosen, node: node, jseq: ckpt, hb: hb, label: sb.Label}
+	// The owner lock (taken after the liveness lock, dropped before it):
+	// whoever holds it is the slot's live owner, never a recoverer, so
+	// other nodes' dead-node checks pass over this slot with one probe.
+	// Without it (a failure here, or an older binary) they take the
+	// recovery lock as before.
+	v.owner, _ = lk.rawTry(keyOwner(chosen))
 	v.sbp.Store(sb)
 	lk.onAcquire = func(k int64) error {
 		if k == keySlotTable || k == keyNS || (k >= keyAGBase && k < keyFileBase) {

@@ -132,3 +132,47 @@ func TestDeadCheckCacheSeesNewMount(t *testing.T) {
 		})
 	}
 }
+
+// A live node's journal is never replayed by another node's dead-node
+// check, whether the node holds the owner lock (one probe) or not (an
+// older binary: the recovery-lock protocol finds its liveness lock held).
+func TestLiveNodesJournalLeftAlone(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		owner bool
+	}{{"owner lock", true}, {"no owner lock", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			dev := newImage(t, 512<<20)
+			mustFormat(t, dev, FormatOptions{Slots: 3})
+			a := mustMount(t, dev, "A")
+			defer a.Crash()
+			b := mustMount(t, dev, "B")
+			defer b.Unmount()
+			if !a.owner {
+				t.Fatal("mount did not take its owner lock")
+			}
+			if !c.owner {
+				a.lk.rawUnlock(keyOwner(a.Slot()))
+			}
+			// a stops between its journal commit and the in-place writes,
+			// alive: a journal that looks like a dead node's
+			testHookAfterJournal = func(v *Volume) bool { return v == a }
+			err := a.Mkdir("x")
+			testHookAfterJournal = nil
+			if !errors.Is(err, errTestCrash) {
+				t.Fatalf("expected the injected stop, got %v", err)
+			}
+			lc := lockCalls.Load()
+			if err := b.Mkdir("y"); err != nil {
+				t.Fatal(err)
+			}
+			if p, _ := readPending(dev, b.sbl(), a.Slot()); p == nil {
+				t.Fatal("another node replayed a live node's journal")
+			}
+			if _, err := b.Stat("x"); !errors.Is(err, ErrNotExist) {
+				t.Fatalf("live node's unapplied mkdir visible: %v", err)
+			}
+			t.Logf("%d lock calls for b's mkdir", lockCalls.Load()-lc)
+		})
+	}
+}
