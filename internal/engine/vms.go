@@ -644,7 +644,9 @@ func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
 // creations overlap.
 func (e *Engine) writeFilesOn(fv *kayofs.Volume, vm VM, p VMPaths, fresh bool) error {
 	serial := func(fn func() error) error { return serialVolume(vm.Volume, fn) }
-	if fresh {
+	// A fixed disk's reservation takes transactions of its own: it runs
+	// outside serialVolume below, beside other VMs' changes.
+	if fresh && vm.VHD.Type != VHDFixed {
 		err := e.createFiles(fv, vm, p)
 		if !errors.Is(err, kayofs.ErrExist) {
 			return err
