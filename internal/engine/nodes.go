@@ -199,11 +199,12 @@ func (e *Engine) applyHostChanges(ctx context.Context, cluster string, changes [
 	var before Quorum
 	cmps := slices.Clone(extra)
 	if cluster != "" {
-		if c, err = e.GetCluster(ctx, cluster); err != nil {
+		var qkv, lkv store.KV
+		if c, qkv, lkv, err = e.readClusterRecs(ctx, cluster); err != nil {
 			return err
 		}
 		var qc []store.Cmp
-		if before, qc, err = e.quorumOf(ctx, c, hosts); err != nil {
+		if before, qc, err = e.quorumFrom(ctx, c, qkv, lkv, hosts); err != nil {
 			return err
 		}
 		cmps = append(cmps, qc...)
