@@ -179,10 +179,14 @@ func (a *Agent) tuneAlive(ctx context.Context, cluster string) error {
 	ttl := defaultAliveTTL
 	if cluster != "" {
 		c, err := a.e.GetCluster(ctx, cluster)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNotFound):
+			// Destroyed since the host was read: no timeout to keep.
+		case err != nil:
 			return err
+		default:
+			ttl = time.Duration(max(c.HeartbeatTimeoutSeconds, 1)) * time.Second
 		}
-		ttl = time.Duration(max(c.HeartbeatTimeoutSeconds, 1)) * time.Second
 	}
 	if ttl == a.aliveTTL {
 		return nil
