@@ -115,6 +115,10 @@ type Agent struct {
 	// storeLease the lease this agent's lock is attached to.
 	leaser     store.Leaser
 	storeLease store.LeaseID
+	// aliveLease holds the node's alive key, with aliveTTL (heartbeats on
+	// store leases).
+	aliveLease store.LeaseID
+	aliveTTL   time.Duration
 }
 
 // NewAgent returns the agent of node cfg.Node.
@@ -165,12 +169,15 @@ type TickReport struct {
 func (a *Agent) Tick(ctx context.Context) (TickReport, error) {
 	e := a.e
 	a.seq++
-	if _, err := e.Heartbeat(ctx, a.cfg.Node, a.cfg.ID, a.seq); err != nil {
+	if err := a.heartbeat(ctx); err != nil {
 		return TickReport{}, fmt.Errorf("heartbeat: %w", err)
 	}
 	h, err := e.GetHost(ctx, a.cfg.Node)
 	if err != nil {
 		return TickReport{}, fmt.Errorf("node %q: %w (register it with a kayo_host first)", a.cfg.Node, err)
+	}
+	if err := a.tuneAlive(ctx, h.Cluster); err != nil {
+		return TickReport{}, fmt.Errorf("heartbeat: %w", err)
 	}
 	if a.cluster != "" && a.cluster != h.Cluster {
 		a.resign() // no longer a node of that cluster
@@ -285,6 +292,10 @@ func (a *Agent) judge(ctx context.Context, cluster string) ([]LivenessDecision, 
 	if err != nil {
 		return nil, err
 	}
+	alive, err := e.aliveNodes(ctx, c.Nodes)
+	if err != nil {
+		return nil, err
+	}
 	nodes := make([]NodeLiveness, 0, len(c.Nodes))
 	for _, n := range c.Nodes {
 		h, ok := hosts[n]
@@ -292,7 +303,7 @@ func (a *Agent) judge(ctx context.Context, cluster string) ([]LivenessDecision, 
 			continue
 		}
 		nodes = append(nodes, NodeLiveness{Name: n, Down: h.Down, DownReason: h.DownReason,
-			DownSince: h.DownSince, LastHeartbeat: hbs[n].Time})
+			DownSince: h.DownSince, LastHeartbeat: hbs[n].Time, Leased: hbs[n].Leased, Alive: alive[n]})
 	}
 	timeout := time.Duration(c.HeartbeatTimeoutSeconds) * time.Second
 	decisions := DecideLiveness(nodes, timeout, e.now())

@@ -130,3 +130,86 @@ func (a *Agent) releaseLeased(ctx context.Context) error {
 	}
 	return a.leaser.Revoke(ctx, id)
 }
+
+// defaultAliveTTL is the alive key's TTL while the node is in no cluster
+// (none judges it then; a cluster it joins finds it alive).
+const defaultAliveTTL = 10 * time.Second
+
+// heartbeat writes the node's heartbeat record and, on store leases, its
+// alive key on a lease renewed here, in one commit: a record marked Leased
+// always came with its key.
+func (a *Agent) heartbeat(ctx context.Context) error {
+	e := a.e
+	if a.leaser == nil {
+		_, err := e.Heartbeat(ctx, a.cfg.Node, a.cfg.ID, a.seq)
+		return err
+	}
+	if a.aliveTTL == 0 {
+		a.aliveTTL = defaultAliveTTL
+	}
+	if a.aliveLease != 0 {
+		if err := a.leaser.KeepAlive(ctx, a.aliveLease); errors.Is(err, store.ErrLeaseNotFound) {
+			a.aliveLease = 0 // expired (the agent was paused): the node may be down now
+		} else if err != nil {
+			return err
+		}
+	}
+	if a.aliveLease == 0 {
+		id, err := a.leaser.Grant(ctx, a.aliveTTL)
+		if err != nil {
+			return err
+		}
+		a.aliveLease = id
+	}
+	hb := Heartbeat{Node: a.cfg.Node, Time: e.now().UTC(), Agent: a.cfg.ID, Seq: a.seq, Leased: true}
+	_, err := e.st.Commit(ctx, nil, []store.Op{putJSON(heartbeatKey(a.cfg.Node), hb),
+		store.PutLease(aliveKey(a.cfg.Node), []byte(a.cfg.ID), a.aliveLease)})
+	if errors.Is(err, store.ErrLeaseNotFound) {
+		a.aliveLease = 0 // expired between renewal and commit: next tick
+	}
+	return err
+}
+
+// tuneAlive makes the alive key's TTL the heartbeat timeout of the node's
+// cluster, writing it at once on a new lease when the TTL changes.
+func (a *Agent) tuneAlive(ctx context.Context, cluster string) error {
+	if a.leaser == nil {
+		return nil
+	}
+	ttl := defaultAliveTTL
+	if cluster != "" {
+		c, err := a.e.GetCluster(ctx, cluster)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			// Destroyed since the host was read: no timeout to keep.
+		case err != nil:
+			return err
+		default:
+			ttl = time.Duration(max(c.HeartbeatTimeoutSeconds, 1)) * time.Second
+		}
+	}
+	if ttl == a.aliveTTL {
+		return nil
+	}
+	// The old lease expires by itself, with nothing attached: the put
+	// below moves the key to the new one.
+	a.aliveTTL, a.aliveLease = ttl, 0
+	return a.heartbeat(ctx)
+}
+
+// aliveNodes reports which of nodes have their alive key.
+func (e *Engine) aliveNodes(ctx context.Context, nodes []string) (map[string]bool, error) {
+	keys := make([]string, len(nodes))
+	for i, n := range nodes {
+		keys[i] = aliveKey(n)
+	}
+	kvs, err := e.st.GetMany(ctx, keys...)
+	if err != nil {
+		return nil, err
+	}
+	alive := make(map[string]bool, len(nodes))
+	for i, n := range nodes {
+		alive[n] = kvs[i].Exists()
+	}
+	return alive, nil
+}

@@ -170,3 +170,76 @@ func TestAgentLeaseStores(t *testing.T) {
 		})
 	}
 }
+
+// TestHeartbeatClockSkew: a leader whose clock runs an hour ahead sees
+// every heartbeat record an hour old. Judged by records and its clock it
+// declares a live node down; on store leases the node's alive key says it
+// is alive, and once its agent stops, the key's expiry says it is down.
+func TestHeartbeatClockSkew(t *testing.T) {
+	for _, m := range agentModes {
+		t.Run(m.name, func(t *testing.T) {
+			ctx := context.Background()
+			storeClk := &fakeClock{t: fixedNow}
+			ms := memstore.New()
+			ms.SetClock(storeClk.Now)
+			var st store.Store = ms
+			if !m.leases {
+				st = noLeases{ms}
+			}
+			ahead, err := Open(Config{Store: st, Clock: func() time.Time { return storeClk.Now().Add(time.Hour) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fair, err := Open(Config{Store: st, Clock: storeClk.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			threeNodes(t, fair, 2)
+			leader, _ := ahead.NewAgent(AgentConfig{Node: "Y-21-2k8x64", ID: "leader", LeaseTTL: time.Second})
+			node, _ := fair.NewAgent(AgentConfig{Node: "Y-22-2k8x64", ID: "node", LeaseTTL: time.Second})
+			if r, err := leader.Tick(ctx); err != nil || !r.Elected {
+				t.Fatalf("leader: %+v %v", r, err)
+			}
+			var decisions []LivenessDecision
+			for range 4 {
+				storeClk.Advance(300 * time.Millisecond)
+				if _, err := node.Tick(ctx); err != nil {
+					t.Fatal(err)
+				}
+				r, err := leader.Tick(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				decisions = append(decisions, r.Decisions...)
+			}
+			if falseDown := len(decisions) > 0; falseDown != !m.leases {
+				t.Fatalf("decisions about a live node: %+v; want some: %v", decisions, !m.leases)
+			}
+			if !m.leases {
+				return
+			}
+			// The node's agent stops: down once its alive key expires (2s).
+			var downAfter time.Duration
+			for step := 300 * time.Millisecond; step <= 3*time.Second && downAfter == 0; step += 300 * time.Millisecond {
+				storeClk.Advance(300 * time.Millisecond)
+				r, err := leader.Tick(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(r.Decisions) == 1 && r.Decisions[0].Node == "Y-22-2k8x64" && r.Decisions[0].Down {
+					downAfter = step
+				}
+			}
+			if downAfter < 2*time.Second || downAfter > 2400*time.Millisecond {
+				t.Fatalf("Y-22 declared down %s after its agent stopped; timeout 2s", downAfter)
+			}
+			// It returns: up at the leader's next tick.
+			if _, err := node.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := leader.Tick(ctx); err != nil || len(r.Decisions) != 1 || r.Decisions[0].Down {
+				t.Fatalf("Y-22 back: %+v %v", r, err)
+			}
+		})
+	}
+}

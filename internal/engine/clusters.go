@@ -221,7 +221,7 @@ func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 	s = normalizeCluster(s)
 	var out Cluster
 	err := e.retry(ctx, func() error {
-		c, err := e.GetCluster(ctx, s.Name)
+		c, qkv, lkv, err := e.readClusterRecs(ctx, s.Name)
 		if err != nil {
 			return err
 		}
@@ -238,11 +238,11 @@ func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 		}
 		added, removed := diffNodes(c.Nodes, s.Nodes)
 		// No change without quorum, and no membership change that loses it.
-		qcmps, err := e.guardWith(ctx, c, hosts, "changing the cluster")
+		qcmps, err := e.guardFrom(ctx, c, qkv, lkv, hosts, "changing the cluster")
 		if err != nil {
 			return err
 		}
-		if err := e.checkMembershipQuorum(ctx, c, s, hosts, removed); err != nil {
+		if err := checkMembershipQuorum(c, s, hosts, removed, qkv); err != nil {
 			return err
 		}
 		// Removed nodes are drained first (refused, with nothing moved,

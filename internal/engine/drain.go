@@ -366,7 +366,7 @@ func (e *Engine) reconcileDrains(ctx context.Context, c Cluster, extra []store.C
 // would lose quorum, or a *DrainError naming the VMs that fit nowhere.
 func (e *Engine) PlanNodeRemoval(ctx context.Context, next ClusterSpec) ([]PlannedMove, error) {
 	next = normalizeCluster(next)
-	c, err := e.GetCluster(ctx, next.Name)
+	c, qkv, lkv, err := e.readClusterRecs(ctx, next.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -378,10 +378,10 @@ func (e *Engine) PlanNodeRemoval(ctx context.Context, next ClusterSpec) ([]Plann
 	if err != nil {
 		return nil, err
 	}
-	if _, err := e.guardWith(ctx, c, hosts, "changing the cluster"); err != nil {
+	if _, err := e.guardFrom(ctx, c, qkv, lkv, hosts, "changing the cluster"); err != nil {
 		return nil, err
 	}
-	if err := e.checkMembershipQuorum(ctx, c, next, hosts, removed); err != nil {
+	if err := checkMembershipQuorum(c, next, hosts, removed, qkv); err != nil {
 		return nil, err
 	}
 	moves, _, err := e.planDrain(ctx, c, removed, ReasonNodeRemoval)

@@ -11,9 +11,13 @@ import (
 )
 
 // Node liveness. Each node's agent writes a heartbeat record at
-// nodes/<host>/heartbeat; the cluster's leader agent compares them with the
-// cluster's heartbeat_timeout_seconds and declares silent nodes down (and
-// up again when their heartbeats return). The lab marks nodes down and up
+// nodes/<host>/heartbeat; the cluster's leader agent declares silent nodes
+// down (and up again when their heartbeats return). On a store with leases
+// the agent also keeps nodes/<host>/alive on a store lease whose TTL is
+// the cluster's heartbeat_timeout_seconds, written in the same commit as a
+// record marked Leased: such a node is silent when that key is gone, by
+// the store's clock alone (agent_lease.go). Otherwise the leader compares
+// the record's time with its own clock and the timeout. The lab marks nodes down and up
 // by hand (kayoctl host fail / recover). Either way the change is one commit
 // that also records the events: host.down / host.up, and quorum.lost /
 // quorum.regained when the cluster's quorum changes with it.
@@ -21,6 +25,8 @@ import (
 const nodesPrefix = "nodes/"
 
 func heartbeatKey(host string) string { return nodesPrefix + host + "/heartbeat" }
+
+func aliveKey(host string) string { return nodesPrefix + host + "/alive" }
 
 // Why a node is down.
 const (
@@ -45,6 +51,9 @@ type Heartbeat struct {
 	Agent string `json:"agent"`
 	// Seq counts this agent's heartbeats.
 	Seq int64 `json:"seq"`
+	// Leased: written with the node's alive key on a store lease, which
+	// says whether the node is silent.
+	Leased bool `json:"leased,omitempty"`
 }
 
 // Heartbeat records that node's agent is alive now.
@@ -56,12 +65,19 @@ func (e *Engine) Heartbeat(ctx context.Context, node, agent string, seq int64) (
 
 // Heartbeats returns the last heartbeat of every node that has one, by node.
 func (e *Engine) Heartbeats(ctx context.Context) (map[string]Heartbeat, error) {
-	hbs, _, err := listJSON[Heartbeat](ctx, e.st, nodesPrefix)
+	kvs, _, err := e.st.List(ctx, nodesPrefix)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]Heartbeat, len(hbs))
-	for _, hb := range hbs {
+	out := map[string]Heartbeat{}
+	for _, kv := range kvs {
+		if !strings.HasSuffix(kv.Key, "/heartbeat") {
+			continue // alive keys
+		}
+		var hb Heartbeat
+		if err := decode(kv, &hb); err != nil {
+			return nil, err
+		}
 		out[hb.Node] = hb
 	}
 	return out, nil
@@ -76,6 +92,10 @@ type NodeLiveness struct {
 	// LastHeartbeat is zero for a node whose agent never heartbeat: such a
 	// node is not monitored and never declared down or up automatically.
 	LastHeartbeat time.Time
+	// Leased: the last heartbeat came with an alive key on a store lease;
+	// Alive: that key is still there. Then Alive alone says whether the
+	// node is silent, not LastHeartbeat against now.
+	Leased, Alive bool
 }
 
 // LivenessDecision is a node to declare down or up.
@@ -99,10 +119,16 @@ func DecideLiveness(nodes []NodeLiveness, timeout time.Duration, now time.Time) 
 			continue
 		}
 		silent := now.Sub(n.LastHeartbeat)
+		gone, back := silent > timeout, silent <= timeout && n.LastHeartbeat.After(n.DownSince)
+		if n.Leased {
+			// The store expired the key; an alive key present after a
+			// down verdict was written after it.
+			gone, back = !n.Alive, n.Alive
+		}
 		switch {
-		case !n.Down && silent > timeout:
+		case !n.Down && gone:
 			out = append(out, LivenessDecision{Node: n.Name, Down: true, Silent: silent})
-		case n.Down && n.DownReason == DownByHeartbeat && silent <= timeout && n.LastHeartbeat.After(n.DownSince):
+		case n.Down && n.DownReason == DownByHeartbeat && back:
 			out = append(out, LivenessDecision{Node: n.Name, Down: false, Silent: silent})
 		}
 	}
@@ -173,11 +199,12 @@ func (e *Engine) applyHostChanges(ctx context.Context, cluster string, changes [
 	var before Quorum
 	cmps := slices.Clone(extra)
 	if cluster != "" {
-		if c, err = e.GetCluster(ctx, cluster); err != nil {
+		var qkv, lkv store.KV
+		if c, qkv, lkv, err = e.readClusterRecs(ctx, cluster); err != nil {
 			return err
 		}
 		var qc []store.Cmp
-		if before, qc, err = e.quorumOf(ctx, c, hosts); err != nil {
+		if before, qc, err = e.quorumFrom(ctx, c, qkv, lkv, hosts); err != nil {
 			return err
 		}
 		cmps = append(cmps, qc...)

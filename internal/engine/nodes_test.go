@@ -118,6 +118,15 @@ func TestDecideLiveness(t *testing.T) {
 			DownSince: ago(time.Second), LastHeartbeat: ago(2 * time.Second)}, ""},
 		{"lab-failed stays down despite heartbeats", NodeLiveness{Name: "A", Down: true, DownReason: DownByLab,
 			DownSince: ago(5 * time.Second), LastHeartbeat: ago(time.Second)}, ""},
+		// On store leases the alive key decides, whatever the record's time.
+		{"leased, alive, record old", NodeLiveness{Name: "A", LastHeartbeat: ago(time.Hour), Leased: true, Alive: true}, ""},
+		{"leased, key expired, record fresh", NodeLiveness{Name: "A", LastHeartbeat: ago(time.Second), Leased: true}, "down"},
+		{"leased, back after a down verdict", NodeLiveness{Name: "A", Down: true, DownReason: DownByHeartbeat,
+			DownSince: ago(time.Second), LastHeartbeat: ago(time.Hour), Leased: true, Alive: true}, "up"},
+		{"leased, still gone", NodeLiveness{Name: "A", Down: true, DownReason: DownByHeartbeat,
+			DownSince: ago(time.Second), LastHeartbeat: ago(time.Second), Leased: true}, ""},
+		{"leased, lab-failed stays down", NodeLiveness{Name: "A", Down: true, DownReason: DownByLab,
+			LastHeartbeat: ago(time.Second), Leased: true, Alive: true}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

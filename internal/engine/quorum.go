@@ -189,21 +189,9 @@ func clusterNodes(c Cluster, hosts map[string]Host) []Host {
 	return out
 }
 
-// readQuorum returns the configuration of cluster (implicit when no record)
-// and the Cmp that pins it for a commit.
-func (e *Engine) readQuorum(ctx context.Context, cluster string) (Quorum, store.Cmp, error) {
-	kv, err := e.st.Get(ctx, quorumKey(cluster))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		kv = store.KV{Key: quorumKey(cluster)}
-	case err != nil:
-		return Quorum{}, store.Cmp{}, err
-	}
-	return quorumRecord(cluster, kv)
-}
-
-// quorumRecord is readQuorum on a record already read (GetMany: a missing
-// record has no revision).
+// quorumRecord returns the configuration of cluster from its quorum
+// record as GetMany read it (implicit when missing) and the Cmp that pins
+// it for a commit.
 func quorumRecord(cluster string, kv store.KV) (Quorum, store.Cmp, error) {
 	if !kv.Exists() {
 		return Quorum{QuorumSpec: implicitQuorum(cluster)}, store.Absent(quorumKey(cluster)), nil
@@ -321,18 +309,11 @@ func (e *Engine) QuorumGuard(ctx context.Context, cluster, action string) ([]sto
 	return e.guardFrom(ctx, c, qkv, lkv, nil, action)
 }
 
-func (e *Engine) guardWith(ctx context.Context, c Cluster, hosts map[string]Host, action string) ([]store.Cmp, error) {
-	q, cmps, err := e.quorumOf(ctx, c, hosts)
-	return guardCheck(c, q, cmps, err, action)
-}
-
-// guardFrom is guardWith on the quorum and liveness records already read.
+// guardFrom checks c's quorum from its quorum and liveness records as read
+// with c, returning the comparisons that pin them (a *QuorumLostError
+// naming action when c has no quorum).
 func (e *Engine) guardFrom(ctx context.Context, c Cluster, qkv, lkv store.KV, hosts map[string]Host, action string) ([]store.Cmp, error) {
 	q, cmps, err := e.quorumFrom(ctx, c, qkv, lkv, hosts)
-	return guardCheck(c, q, cmps, err, action)
-}
-
-func guardCheck(c Cluster, q Quorum, cmps []store.Cmp, err error, action string) ([]store.Cmp, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +338,7 @@ func (e *Engine) UpdateQuorum(ctx context.Context, s QuorumSpec) (Quorum, error)
 func (e *Engine) setQuorum(ctx context.Context, s QuorumSpec, create bool) (Quorum, error) {
 	var out Quorum
 	err := e.retry(ctx, func() error {
-		c, err := e.GetCluster(ctx, s.Cluster)
+		c, qkv, lkv, err := e.readClusterRecs(ctx, s.Cluster)
 		if err != nil {
 			return err
 		}
@@ -368,7 +349,7 @@ func (e *Engine) setQuorum(ctx context.Context, s QuorumSpec, create bool) (Quor
 		if err != nil {
 			return err
 		}
-		cur, cmps, err := e.quorumOf(ctx, c, hosts)
+		cur, cmps, err := e.quorumFrom(ctx, c, qkv, lkv, hosts)
 		if err != nil {
 			return err
 		}
@@ -417,7 +398,7 @@ func (e *Engine) setQuorum(ctx context.Context, s QuorumSpec, create bool) (Quor
 // destroying its kayo_quorum does).
 func (e *Engine) ResetQuorum(ctx context.Context, cluster string) error {
 	return e.retry(ctx, func() error {
-		c, err := e.GetCluster(ctx, cluster)
+		c, qkv, lkv, err := e.readClusterRecs(ctx, cluster)
 		if err != nil {
 			return err
 		}
@@ -425,7 +406,7 @@ func (e *Engine) ResetQuorum(ctx context.Context, cluster string) error {
 		if err != nil {
 			return err
 		}
-		cur, cmps, err := e.quorumOf(ctx, c, hosts)
+		cur, cmps, err := e.quorumFrom(ctx, c, qkv, lkv, hosts)
 		if err != nil {
 			return err
 		}
@@ -525,11 +506,12 @@ func (e *Engine) checkWitnessDisk(ctx context.Context, s QuorumSpec) error {
 // checkMembershipQuorum refuses a membership change of c to next that
 // would leave the cluster without quorum (removing up nodes shrinks the
 // votes present faster than the votes needed).
-func (e *Engine) checkMembershipQuorum(ctx context.Context, c Cluster, next ClusterSpec, hosts map[string]Host, removed []string) error {
+// qkv is c's quorum record as read with c (readClusterRecs).
+func checkMembershipQuorum(c Cluster, next ClusterSpec, hosts map[string]Host, removed []string, qkv store.KV) error {
 	if len(removed) == 0 {
 		return nil
 	}
-	q, _, err := e.readQuorum(ctx, c.Name)
+	q, _, err := quorumRecord(c.Name, qkv)
 	if err != nil {
 		return err
 	}
