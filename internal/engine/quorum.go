@@ -234,15 +234,10 @@ func clusterRecord(name string, kv store.KV) (Cluster, error) {
 	return c, nil
 }
 
-// quorumOf evaluates cluster c with the given hosts: its configuration,
-// status, and the comparisons that pin what the status was computed from
-// (the quorum record and the cluster's liveness record, read together).
-func (e *Engine) quorumOf(ctx context.Context, c Cluster, hosts map[string]Host) (Quorum, []store.Cmp, error) {
-	q, _, cmps, err := e.quorumAndNodes(ctx, c, hosts)
-	return q, cmps, err
-}
-
-// quorumAndNodes is quorumOf that also returns the node states it judged.
+// quorumAndNodes evaluates cluster c with the given hosts: its
+// configuration, status, the node states it judged, and the comparisons
+// that pin what the status was computed from (the quorum record and the
+// cluster's liveness record, read together).
 func (e *Engine) quorumAndNodes(ctx context.Context, c Cluster, hosts map[string]Host) (Quorum, []Host, []store.Cmp, error) {
 	kvs, err := e.st.GetMany(ctx, quorumKey(c.Name), livenessKey(c.Name))
 	if err != nil {
@@ -251,7 +246,8 @@ func (e *Engine) quorumAndNodes(ctx context.Context, c Cluster, hosts map[string
 	return e.quorumNodesFrom(ctx, c, kvs[0], kvs[1], hosts)
 }
 
-// quorumFrom is quorumOf on the quorum and liveness records already read.
+// quorumFrom is quorumAndNodes on the quorum and liveness records already
+// read, without the nodes.
 func (e *Engine) quorumFrom(ctx context.Context, c Cluster, qkv, lkv store.KV, hosts map[string]Host) (Quorum, []store.Cmp, error) {
 	q, _, cmps, err := e.quorumNodesFrom(ctx, c, qkv, lkv, hosts)
 	return q, cmps, err
