@@ -68,7 +68,8 @@ func encodeNode(b []byte, level int, ino uint32, items []extent) {
 func decodeNode(b []byte, level int, ino uint32, parent extent) ([]extent, error) {
 	le := binary.LittleEndian
 	n := int(le.Uint32(b[52:]))
-	if int(b[48]) != level || le.Uint32(b[56:]) != ino || n != int(parent.n) || n > nodeCap(len(b)) || le.Uint32(b[60:]) != 0 {
+	// A tree block holds at least one record (its parent's key is its first).
+	if int(b[48]) != level || le.Uint32(b[56:]) != ino || n != int(parent.n) || n < 1 || n > nodeCap(len(b)) || le.Uint32(b[60:]) != 0 {
 		return nil, fmt.Errorf("tree block: level %d, inode %d, %d records; parent expects level %d, inode %d, %d records",
 			b[48], le.Uint32(b[56:]), n, level, ino, parent.n)
 	}
