@@ -75,6 +75,10 @@ type qemuVMRun struct {
 	cancel  context.CancelFunc
 	curOp   string
 	handled string
+	// batch: a request runs; its record write (recOp) waits for the
+	// commit of its result (worker goroutine only).
+	batch bool
+	recOp *store.Op
 }
 
 // QEMUAgent is the executor of one node agent.
@@ -309,10 +313,12 @@ func (q *QEMUAgent) worker(ctx context.Context, cluster string, v *qemuVMRun) {
 			res.Progress = &pp
 			res.Updated = q.e.now().UTC()
 			_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuResKey(cluster, q.node, r.VM.Name), res)})
+			notifyDriver(r)
 		}
 		if r.Op != qopStatus {
 			q.cfg.Logf("qemu: %s %s (token %d, request %s)", r.Op, r.VM.Name, r.Token, r.ID)
 		}
+		v.batch, v.recOp = true, nil
 		err := q.do(rctx, cluster, v, r, &res, report)
 		cancel()
 		v.mu.Lock()
@@ -331,7 +337,14 @@ func (q *QEMUAgent) worker(ctx context.Context, cluster string, v *qemuVMRun) {
 			}
 			q.cfg.Logf("qemu: %s %s failed: %v", r.Op, r.VM.Name, err)
 		}
-		_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuResKey(cluster, q.node, r.VM.Name), res)})
+		// The record and the result in one commit: the driver sees both.
+		ops := []store.Op{putJSON(qemuResKey(cluster, q.node, r.VM.Name), res)}
+		if v.recOp != nil {
+			ops = append(ops, *v.recOp)
+		}
+		v.batch, v.recOp = false, nil
+		_, _ = q.e.st.Commit(ctx, nil, ops)
+		notifyDriver(r)
 	}
 }
 
@@ -345,7 +358,17 @@ func (q *QEMUAgent) save(ctx context.Context, cluster string, v *qemuVMRun) erro
 	} else {
 		v.rec.PID = 0
 	}
-	_, err := q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuNodeKey(cluster, q.node, v.name), v.rec)})
+	return q.writeRec(ctx, v, putJSON(qemuNodeKey(cluster, q.node, v.name), v.rec))
+}
+
+// writeRec commits op (v's record), or within a request leaves it to the
+// commit of the request's result.
+func (q *QEMUAgent) writeRec(ctx context.Context, v *qemuVMRun, op store.Op) error {
+	if v.batch {
+		v.recOp = &op
+		return nil
+	}
+	_, err := q.e.st.Commit(ctx, nil, []store.Op{op})
 	return err
 }
 
@@ -397,8 +420,7 @@ func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu
 	case qopDiscard:
 		q.stopMachine(ctx, v)
 		v.rec = QEMUNodeVM{}
-		_, err := q.e.st.Commit(ctx, nil, []store.Op{store.Del(qemuNodeKey(cluster, q.node, v.name))})
-		return err
+		return q.writeRec(ctx, v, store.Del(qemuNodeKey(cluster, q.node, v.name)))
 	case qopIncoming:
 		if v.m != nil && (v.rec.State == hypervisor.Running || v.rec.State == hypervisor.Paused) {
 			if done, _ := v.m.Exited(); !done {
@@ -618,7 +640,7 @@ func (q *QEMUAgent) migrateOut(ctx context.Context, cluster string, v *qemuVMRun
 	}
 	var rounds []hypervisor.Round
 	var lastRound int64
-	var lastReport time.Time
+	lastReport := time.Now() // no progress write for a migration done within 100 ms
 	mi, err := v.m.QMP.WaitMigration(ctx, 5*time.Millisecond, func(mi qemu.MigrationInfo) {
 		if mi.RAM == nil {
 			return

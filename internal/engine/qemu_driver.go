@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -74,13 +75,17 @@ const (
 )
 
 type qemuRequest struct {
-	ID      string           `json:"id"`
-	Op      string           `json:"op"`
-	VM      hypervisor.VM    `json:"vm"`
-	Token   hypervisor.Token `json:"token"`
-	Port    int              `json:"port,omitempty"`
-	By      string           `json:"by"`
-	Created time.Time        `json:"created"`
+	ID    string           `json:"id"`
+	Op    string           `json:"op"`
+	VM    hypervisor.VM    `json:"vm"`
+	Token hypervisor.Token `json:"token"`
+	Port  int              `json:"port,omitempty"`
+	By    string           `json:"by"`
+	// Notify is a unix socket the agent dials after each write of the
+	// result, so the waiting driver reads it at once rather than at its
+	// next poll ("" none).
+	Notify  string    `json:"notify,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 type qemuResult struct {
@@ -231,6 +236,8 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, pro
 		return qemuResult{}, fmt.Errorf("%s of VM %q: %w", req.Op, req.VM.Name, err)
 	}
 	req.ID, req.Created, req.By = randomHex(8), e.now().UTC(), hostName+"/"+fmt.Sprint(os.Getpid())
+	wake, stop := listenNotify(&req)
+	defer stop()
 	_, err := e.st.Commit(ctx, nil, []store.Op{putJSON(qemuReqKey(d.cluster, node, req.VM.Name), req),
 		store.Del(qemuResKey(d.cluster, node, req.VM.Name))})
 	if err != nil {
@@ -276,9 +283,50 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, pro
 		select {
 		case <-ctx.Done():
 			return res, fmt.Errorf("%s of VM %q on %s: waiting for its agent: %w", req.Op, req.VM.Name, node, ctx.Err())
+		case <-wake:
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 25*time.Millisecond)
+	}
+}
+
+// listenNotify opens the socket an agent dials when it wrote req's result
+// (Linux: an abstract unix socket, nothing on disk; elsewhere none, and the
+// driver only polls). wake receives after each dial.
+func listenNotify(req *qemuRequest) (wake <-chan struct{}, stop func()) {
+	if runtime.GOOS != "linux" {
+		return nil, func() {}
+	}
+	addr := "@kayo-qemu-" + randomHex(8)
+	ln, err := net.Listen("unix", addr)
+	if err != nil {
+		return nil, func() {}
+	}
+	ch := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	req.Notify = addr
+	return ch, func() { _ = ln.Close() }
+}
+
+// notifyDriver tells the driver waiting for r that its result changed.
+func notifyDriver(r qemuRequest) {
+	if r.Notify == "" || runtime.GOOS != "linux" {
+		return
+	}
+	if c, err := net.DialTimeout("unix", r.Notify, 50*time.Millisecond); err == nil {
+		_ = c.Close()
 	}
 }
 
@@ -351,7 +399,22 @@ func (d *qemuDriver) Stop(ctx context.Context, node, name string, tok hypervisor
 }
 
 func (d *qemuDriver) Discard(ctx context.Context, node, name string) error {
-	if _, ok, err := d.record(ctx, node, name); err != nil || !ok {
+	key := qemuNodeKey(d.cluster, node, name)
+	var r QEMUNodeVM
+	rev, err := getJSON(ctx, d.e.st, key, &r)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if r.State == hypervisor.Off && r.PID == 0 {
+		// Already stopped there (the source of a migration, fenced before
+		// the target resumed): only the record is left, no agent round trip.
+		_, err := d.e.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{store.Del(key)})
+		if errors.Is(err, store.ErrConflict) {
+			return d.Discard(ctx, node, name) // the agent wrote it meanwhile
+		}
 		return err
 	}
 	if d.e.qemuAgentUp(ctx, node) != nil {
@@ -360,7 +423,7 @@ func (d *qemuDriver) Discard(ctx context.Context, node, name string) error {
 		_, err := d.e.st.Commit(ctx, nil, []store.Op{store.Del(qemuNodeKey(d.cluster, node, name))})
 		return err
 	}
-	_, err := d.call(ctx, node, qemuRequest{Op: qopDiscard, VM: hypervisor.VM{Name: name}}, nil)
+	_, err = d.call(ctx, node, qemuRequest{Op: qopDiscard, VM: hypervisor.VM{Name: name}}, nil)
 	return err
 }
 
