@@ -455,7 +455,11 @@ func (q *QEMUAgent) refreshState(ctx context.Context, v *qemuVMRun) {
 	if v.m == nil {
 		return
 	}
-	if done, _ := v.m.Exited(); done {
+	if done, err := v.m.Exited(); done {
+		if v.rec.State != hypervisor.Off && v.rec.State != hypervisor.Saved {
+			// It crashed (watch recorded why): nothing runs here now.
+			v.rec.State, v.rec.PID, v.rec.Reason = hypervisor.Off, 0, fmt.Sprintf("QEMU exited unexpectedly: %v", err)
+		}
 		return
 	}
 	st, err := v.m.QMP.Status(ctx)
@@ -575,26 +579,60 @@ func (q *QEMUAgent) launch(ctx context.Context, cluster string, v *qemuVMRun, r 
 	return nil
 }
 
-// watch reports a QEMU process that exits without being asked to.
+// watch reports a QEMU process that exits without being asked to: the
+// node's record goes off, and a VM that should run here with this token
+// is marked failed with the reason (its status, and so the next plan,
+// says so; re-apply starts it again).
 func (q *QEMUAgent) watch(cluster string, v *qemuVMRun, m *qemu.Machine) {
 	<-m.Done()
 	if m.Killed {
 		return
 	}
-	_, err := m.Exited()
+	_, exit := m.Exited()
 	tail, _ := os.ReadFile(qemu.LogPath(q.dir, v.name))
-	reason := fmt.Sprintf("QEMU (pid %d) exited unexpectedly: %v; log: %s", m.PID(), err, trimLines(string(tail), 3))
+	reason := fmt.Sprintf("QEMU (pid %d) exited unexpectedly: %v; log: %s", m.PID(), exit, trimLines(string(tail), 3))
 	q.cfg.Logf("qemu: VM %s: %s", v.name, reason)
 	// The worker owns v's fields; it sees the exit on its next request.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var rec QEMUNodeVM
-	if _, err := getJSON(ctx, q.e.st, qemuNodeKey(cluster, q.node, v.name), &rec); err == nil && rec.PID == m.PID() {
+	key := qemuNodeKey(cluster, q.node, v.name)
+	// exited returns the commit of the record (off) and the event, or
+	// false when the record is no longer this process's.
+	exited := func() ([]store.Cmp, []store.Op, hypervisor.Token, bool) {
+		var rec QEMUNodeVM
+		rev, err := getJSON(ctx, q.e.st, key, &rec)
+		if err != nil || rec.PID != m.PID() {
+			return nil, nil, 0, false
+		}
+		tok := rec.Token
 		rec.State, rec.Reason, rec.PID, rec.Updated = hypervisor.Off, reason, 0, q.e.now().UTC()
-		_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuNodeKey(cluster, q.node, v.name), rec),
-			q.e.eventOp(Event{Kind: EventVMQEMUExited, Cluster: cluster, Subject: v.name,
-				Detail: map[string]string{"node": q.node, "pid": fmt.Sprint(m.PID()), "reason": reason}})})
+		return []store.Cmp{store.At(key, rev)}, []store.Op{putJSON(key, rec), q.e.eventOp(Event{Kind: EventVMQEMUExited, Cluster: cluster,
+			Subject: v.name, Detail: map[string]string{"node": q.node, "pid": fmt.Sprint(m.PID()), "reason": reason}})}, tok, true
 	}
+	failed := false
+	_, err := q.e.vmCommit(ctx, cluster, v.name, func(t *vmTxn) error {
+		cmps, ops, tok, ok := exited()
+		if !ok || !t.exists || t.vm.Node != q.node || t.vm.Token != int64(tok) || t.vm.Pending != nil || t.vm.Status != VMRunning {
+			return errNoCommit // an operation in flight, or not this node's VM: it judges
+		}
+		t.cmps, t.ops = append(t.cmps, cmps...), append(t.ops, ops...)
+		t.vm.Status = StatusFailed
+		t.vm.StatusReason = fmt.Sprintf("its QEMU process (pid %d) on %s exited unexpectedly (%v); apply starts it again", m.PID(), q.node, exit)
+		t.event(EventVMFailed, map[string]string{"node": q.node, "reason": t.vm.StatusReason, "token": fmt.Sprint(t.vm.Token)})
+		failed = true
+		return nil
+	})
+	if err == nil && failed {
+		return
+	}
+	_ = q.e.retry(ctx, func() error {
+		cmps, ops, _, ok := exited()
+		if !ok {
+			return nil
+		}
+		_, err := q.e.st.Commit(ctx, cmps, ops)
+		return err
+	})
 }
 
 func (q *QEMUAgent) dropDisk(v *qemuVMRun) {
