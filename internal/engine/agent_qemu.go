@@ -44,7 +44,9 @@ type QEMUAgentConfig struct {
 	Guest qemu.Guest
 	// Logf receives what the executor does.
 	Logf func(format string, args ...any)
-	// Poll is how often requests are polled besides pokes (default 20ms).
+	// Poll is how often requests are polled besides pokes (default 100ms:
+	// the driver pokes the agent's socket with every request; polling is
+	// the fallback, and its reads compete with the guests for CPU).
 	Poll time.Duration
 }
 
@@ -104,7 +106,7 @@ type QEMUAgent struct {
 // nothing until Run.
 func (a *Agent) NewQEMUAgent(cfg QEMUAgentConfig) *QEMUAgent {
 	if cfg.Poll <= 0 {
-		cfg.Poll = 20 * time.Millisecond
+		cfg.Poll = 100 * time.Millisecond
 	}
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
