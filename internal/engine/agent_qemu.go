@@ -773,6 +773,7 @@ func (q *QEMUAgent) resume(ctx context.Context, cluster string, v *qemuVMRun, r 
 	if _, err := v.m.QMP.Execute(ctx, "cont", nil); err != nil {
 		return err
 	}
+	q.cfg.Logf("qemu: %s resumed (token %d)", r.VM.Name, r.Token)
 	v.rec.State, v.rec.Token, v.rec.VM, v.rec.Reason = hypervisor.Running, r.Token, r.VM, ""
 	return q.save(ctx, cluster, v)
 }
