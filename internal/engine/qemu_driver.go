@@ -204,25 +204,35 @@ func (e *Engine) qemuAgentUp(ctx context.Context, node string) error {
 // as the newest otherwise.
 func (d *qemuDriver) fence(ctx context.Context, name string, tok hypervisor.Token) error {
 	return d.e.retry(ctx, func() error {
-		key := qemuFenceKey(d.cluster, name)
-		var seen hypervisor.Token
-		rev, err := getJSON(ctx, d.e.st, key, &seen)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		cmps, ops, err := d.fenceOps(ctx, name, tok)
+		if err != nil || len(ops) == 0 {
 			return err
 		}
-		if tok < seen {
-			return fmt.Errorf("VM %q: token %d is older than token %d: %w", name, tok, seen, hypervisor.ErrFenced)
-		}
-		if tok == seen && rev != 0 {
-			return nil
-		}
-		cmp := store.Absent(key)
-		if rev != 0 {
-			cmp = store.At(key, rev)
-		}
-		_, err = d.e.st.Commit(ctx, []store.Cmp{cmp}, []store.Op{putJSON(key, tok)})
+		_, err = d.e.st.Commit(ctx, cmps, ops)
 		return err
 	})
+}
+
+// fenceOps is fence as the comparison and write of a commit (none when tok
+// is recorded already): a request carries them in its own commit.
+func (d *qemuDriver) fenceOps(ctx context.Context, name string, tok hypervisor.Token) ([]store.Cmp, []store.Op, error) {
+	key := qemuFenceKey(d.cluster, name)
+	var seen hypervisor.Token
+	rev, err := getJSON(ctx, d.e.st, key, &seen)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, nil, err
+	}
+	if tok < seen {
+		return nil, nil, fmt.Errorf("VM %q: token %d is older than token %d: %w", name, tok, seen, hypervisor.ErrFenced)
+	}
+	if tok == seen && rev != 0 {
+		return nil, nil, nil
+	}
+	cmp := store.Absent(key)
+	if rev != 0 {
+		cmp = store.At(key, rev)
+	}
+	return []store.Cmp{cmp}, []store.Op{putJSON(key, tok)}, nil
 }
 
 func qemuSocket(dataDir, node string) string {
@@ -238,8 +248,21 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, pro
 	req.ID, req.Created, req.By = randomHex(8), e.now().UTC(), hostName+"/"+fmt.Sprint(os.Getpid())
 	wake, stop := listenNotify(&req)
 	defer stop()
-	_, err := e.st.Commit(ctx, nil, []store.Op{putJSON(qemuReqKey(d.cluster, node, req.VM.Name), req),
-		store.Del(qemuResKey(d.cluster, node, req.VM.Name))})
+	// A request with a token records it as the VM's newest (fence) in the
+	// same commit, or is refused when a newer one was seen.
+	err := e.retry(ctx, func() error {
+		var cmps []store.Cmp
+		var ops []store.Op
+		if req.Token > 0 {
+			var err error
+			if cmps, ops, err = d.fenceOps(ctx, req.VM.Name, req.Token); err != nil {
+				return err
+			}
+		}
+		ops = append(ops, putJSON(qemuReqKey(d.cluster, node, req.VM.Name), req), store.Del(qemuResKey(d.cluster, node, req.VM.Name)))
+		_, err := e.st.Commit(ctx, cmps, ops)
+		return err
+	})
 	if err != nil {
 		return qemuResult{}, err
 	}
@@ -374,9 +397,6 @@ func (d *qemuDriver) Status(ctx context.Context, node, name string) (hypervisor.
 }
 
 func (d *qemuDriver) Start(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token) error {
-	if err := d.fence(ctx, vm.Name, tok); err != nil {
-		return err
-	}
 	if err := d.fenceOthers(ctx, node, vm.Name, tok); err != nil {
 		return err
 	}
@@ -450,9 +470,6 @@ func (d *qemuDriver) fenceOthers(ctx context.Context, keep, name string, tok hyp
 }
 
 func (d *qemuDriver) Save(ctx context.Context, node, name string, tok hypervisor.Token, _ hypervisor.StateFile, progress func(hypervisor.Progress)) (hypervisor.SaveResult, error) {
-	if err := d.fence(ctx, name, tok); err != nil {
-		return hypervisor.SaveResult{}, err
-	}
 	t0 := time.Now()
 	res, err := d.call(ctx, node, qemuRequest{Op: qopSave, VM: hypervisor.VM{Name: name}, Token: tok}, progress)
 	if err != nil {
@@ -462,9 +479,6 @@ func (d *qemuDriver) Save(ctx context.Context, node, name string, tok hypervisor
 }
 
 func (d *qemuDriver) Restore(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token, _ hypervisor.StateFile, progress func(hypervisor.Progress)) error {
-	if err := d.fence(ctx, vm.Name, tok); err != nil {
-		return err
-	}
 	if err := d.fenceOthers(ctx, node, vm.Name, tok); err != nil {
 		return err
 	}
@@ -476,9 +490,6 @@ func (d *qemuDriver) PreCopy(ctx context.Context, from, to hypervisor.Node, vm h
 	if from.ProcessorVendor != to.ProcessorVendor {
 		return hypervisor.LiveResult{}, fmt.Errorf("VM %q from %s (%s) to %s (%s): %w", vm.Name, from.Name, from.ProcessorVendor,
 			to.Name, to.ProcessorVendor, hypervisor.ErrIncompatible)
-	}
-	if err := d.fence(ctx, vm.Name, tok); err != nil {
-		return hypervisor.LiveResult{}, err
 	}
 	// Both agents must be there before anything starts.
 	for _, n := range []string{from.Name, to.Name} {
@@ -501,9 +512,6 @@ func (d *qemuDriver) PreCopy(ctx context.Context, from, to hypervisor.Node, vm h
 }
 
 func (d *qemuDriver) Resume(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token) error {
-	if err := d.fence(ctx, vm.Name, tok); err != nil {
-		return err
-	}
 	if err := d.fenceOthers(ctx, node, vm.Name, tok); err != nil {
 		return err
 	}
