@@ -76,6 +76,8 @@ type qemuVMRun struct {
 	cancel  context.CancelFunc
 	curOp   string
 	handled string
+	// dying: a fenced QEMU, killed but maybe not gone yet (worker only).
+	dying *qemu.Machine
 	// batch: a request runs; its record write (recOp) waits for the
 	// commit of its result (worker goroutine only).
 	batch bool
@@ -352,12 +354,13 @@ func (q *QEMUAgent) worker(ctx context.Context, cluster string, v *qemuVMRun) {
 // save writes v's record.
 func (q *QEMUAgent) save(ctx context.Context, cluster string, v *qemuVMRun) error {
 	v.rec.Node, v.rec.Name, v.rec.Agent, v.rec.Updated = q.node, v.name, q.agentID, q.e.now().UTC()
-	if v.m != nil {
-		if done, _ := v.m.Exited(); !done {
-			v.rec.PID = v.m.PID()
+	v.rec.PID = 0
+	for _, m := range []*qemu.Machine{v.m, v.dying} {
+		if m != nil {
+			if done, _ := m.Exited(); !done {
+				v.rec.PID = m.PID() // a fenced one keeps its pid until it is gone
+			}
 		}
-	} else {
-		v.rec.PID = 0
 	}
 	return q.writeRec(ctx, v, putJSON(qemuNodeKey(cluster, q.node, v.name), v.rec))
 }
@@ -406,10 +409,11 @@ func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu
 		if v.rec.Name == "" {
 			return nil
 		}
-		if r.Op == qopFence && v.export != nil {
-			v.export.Fence() // no write of the old owner lands after this
+		if r.Op == qopFence {
+			q.fenceMachine(cluster, v)
+		} else {
+			q.stopMachine(ctx, v)
 		}
-		q.stopMachine(ctx, v)
 		v.rec.State = hypervisor.Off
 		v.rec.Reason = "stopped"
 		if r.Op == qopFence {
@@ -592,13 +596,55 @@ func (q *QEMUAgent) dropDisk(v *qemuVMRun) {
 	v.rec.NBD = ""
 }
 
+// stopMachine ends v's QEMU and waits until it is gone (a fenced one
+// too).
 func (q *QEMUAgent) stopMachine(ctx context.Context, v *qemuVMRun) {
 	if v.m != nil {
 		v.m.Kill()
 		v.m = nil
 	}
+	if v.dying != nil {
+		<-v.dying.Done()
+		v.dying = nil
+	}
 	q.dropDisk(v)
 	_ = ctx
+}
+
+// fenceMachine refuses every later disk write of v's QEMU and kills it
+// without waiting for the exit: stopped, it runs no guest code, so the new
+// owner may resume at once (a 1 GiB guest can take 100 ms to tear down).
+// The record keeps its pid until it is gone; then it is cleared, and a
+// later stop or discard here waits for the exit.
+func (q *QEMUAgent) fenceMachine(cluster string, v *qemuVMRun) {
+	if v.export != nil {
+		v.export.Fence() // no write of the old owner lands after this
+	}
+	if m := v.m; m != nil {
+		m.Signal()
+		v.m, v.dying = nil, m
+		go q.reap(cluster, v.name, m)
+	}
+	q.dropDisk(v)
+}
+
+// reap clears the pid in the record of a fenced QEMU once it is gone.
+func (q *QEMUAgent) reap(cluster, name string, m *qemu.Machine) {
+	<-m.Done()
+	_ = os.Remove(qemu.QMPPath(q.dir, name))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	key := qemuNodeKey(cluster, q.node, name)
+	_ = q.e.retry(ctx, func() error {
+		var rec QEMUNodeVM
+		rev, err := getJSON(ctx, q.e.st, key, &rec)
+		if err != nil || rec.PID != m.PID() || rec.State != hypervisor.Off {
+			return nil // rewritten meanwhile (the worker sees the exit itself)
+		}
+		rec.PID = 0
+		_, err = q.e.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{putJSON(key, rec)})
+		return err
+	})
 }
 
 func (q *QEMUAgent) migrateOut(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, res *qemuResult, report func(hypervisor.Progress)) error {

@@ -116,11 +116,8 @@ func (q *QEMUAgent) sweep(ctx context.Context, cluster string, v *qemuVMRun, tok
 	if v.m == nil || v.rec.Token >= tok || (v.rec.State != hypervisor.Running && v.rec.State != hypervisor.Paused) {
 		return
 	}
-	if v.export != nil {
-		v.export.Fence()
-	}
 	q.cfg.Logf("qemu: %s: token %d is stale (newest %d): fenced, QEMU stopped", v.name, v.rec.Token, tok)
-	q.stopMachine(ctx, v)
+	q.fenceMachine(cluster, v)
 	v.rec.State, v.rec.Reason = hypervisor.Off, fmt.Sprintf("fenced: token %d owns the VM now", tok)
 	_ = q.save(ctx, cluster, v)
 }

@@ -202,6 +202,15 @@ func (m *Machine) PID() int { return m.Cmd.Process.Pid }
 
 // Kill stops the process at once (SIGKILL) and waits for it to be gone.
 func (m *Machine) Kill() {
+	m.Signal()
+	<-m.done
+	_ = os.Remove(QMPPath(m.Cfg.Dir, m.Name))
+}
+
+// Signal sends SIGKILL and returns without waiting for the exit (tearing
+// down a large guest's memory can take a while): the process runs no more
+// guest code; Done is closed once it is gone.
+func (m *Machine) Signal() {
 	m.mu.Lock()
 	m.Killed = true
 	m.mu.Unlock()
@@ -209,8 +218,6 @@ func (m *Machine) Kill() {
 		_ = m.QMP.Close()
 	}
 	_ = m.Cmd.Process.Signal(syscall.SIGKILL)
-	<-m.done
-	_ = os.Remove(QMPPath(m.Cfg.Dir, m.Name))
 }
 
 // Quit asks QEMU to exit (QMP quit), killing it if it has not within a
