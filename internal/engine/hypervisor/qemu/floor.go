@@ -62,7 +62,7 @@ type FloorResult struct {
 	TotalMs    int64 // QEMU's total-time
 	DowntimeMs int64 // QEMU's downtime
 	// WallMs: the whole move, from launching the target to the target
-	// running (cont returned) with the source gone; what the driver's
+	// running (cont returned) and the source gone; what the driver's
 	// UpdateVM is compared with.
 	WallMs int64
 	// LaunchMs: starting the target QEMU until its QMP answers.
@@ -75,8 +75,9 @@ type FloorResult struct {
 // live-migrated back and forth between two sides on loopback, the way the
 // driver's agents do it, with nothing else: for each move the target QEMU
 // is launched with -incoming, the source gets MigrationParams and
-// `migrate`, query-migrate is polled every 5 ms, the source is killed once
-// the target has loaded the stream, and the target gets `cont`.
+// `migrate`, query-migrate is polled every 5 ms, the source gets SIGKILL
+// once the target has loaded the stream, the target gets `cont`, and the
+// source's exit is waited for.
 //
 // Its disk is a sparse raw file of the VM's VHD size, served over NBD
 // by this package's server, one server per side (as each node agent has
@@ -183,14 +184,20 @@ func (f *Floor) Migrate(ctx context.Context) (FloorResult, error) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	f.cur.Kill()
+	// As the driver fences: SIGKILL, `cont` on the target, then wait for
+	// the source to be gone.
+	src := f.cur
+	src.Signal()
 	f.cur, f.side = dst, to
 	if _, err := dst.QMP.Execute(ctx, "cont", nil); err != nil {
+		src.Kill()
 		return res, err
 	}
 	t2 := time.Now()
+	src.Kill()
+	t3 := time.Now()
 	res.TotalMs, res.DowntimeMs = mi.TotalTime, mi.Downtime
-	res.WallMs, res.LaunchMs, res.ResumeMs = t2.Sub(t0).Milliseconds(), tl.Sub(t0).Milliseconds(), t2.Sub(t1).Milliseconds()
+	res.WallMs, res.LaunchMs, res.ResumeMs = t3.Sub(t0).Milliseconds(), tl.Sub(t0).Milliseconds(), t2.Sub(t1).Milliseconds()
 	return res, nil
 }
 
