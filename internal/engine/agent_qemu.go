@@ -604,6 +604,7 @@ func (q *QEMUAgent) stopMachine(ctx context.Context, v *qemuVMRun) {
 		v.m = nil
 	}
 	if v.dying != nil {
+		v.dying.Signal()
 		<-v.dying.Done()
 		v.dying = nil
 	}
@@ -611,26 +612,37 @@ func (q *QEMUAgent) stopMachine(ctx context.Context, v *qemuVMRun) {
 	_ = ctx
 }
 
-// fenceMachine refuses every later disk write of v's QEMU and kills it
-// without waiting for the exit: stopped, it runs no guest code, so the new
-// owner may resume at once (a 1 GiB guest can take 100 ms to tear down).
-// The record keeps its pid until it is gone; then it is cleared, and a
-// later stop or discard here waits for the exit.
+// fenceMachine refuses every later disk write of v's QEMU and freezes it
+// (SIGSTOP): it runs no guest code, so the new owner may resume at once.
+// It is killed a moment later (or by a stop or discard here, which wait
+// for the exit): tearing down a 1 GiB guest takes up to 100 ms of CPU
+// that would otherwise delay the target's resume on a busy machine. The
+// record keeps the pid until the process is gone.
 func (q *QEMUAgent) fenceMachine(cluster string, v *qemuVMRun) {
 	if v.export != nil {
 		v.export.Fence() // no write of the old owner lands after this
 	}
 	if m := v.m; m != nil {
-		m.Signal()
+		m.Freeze()
 		v.m, v.dying = nil, m
 		go q.reap(cluster, v.name, m)
 	}
 	q.dropDisk(v)
 }
 
-// reap clears the pid in the record of a fenced QEMU once it is gone.
+// fencedKillDelay: how long a fenced QEMU stays frozen before it is
+// killed, if no stop or discard kills it first.
+const fencedKillDelay = 500 * time.Millisecond
+
+// reap kills a fenced QEMU after fencedKillDelay and clears the pid in
+// its record once it is gone.
 func (q *QEMUAgent) reap(cluster, name string, m *qemu.Machine) {
-	<-m.Done()
+	select {
+	case <-m.Done():
+	case <-time.After(fencedKillDelay):
+		m.Signal()
+		<-m.Done()
+	}
 	_ = os.Remove(qemu.QMPPath(q.dir, name))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
