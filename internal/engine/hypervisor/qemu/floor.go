@@ -75,9 +75,9 @@ type FloorResult struct {
 // live-migrated back and forth between two sides on loopback, the way the
 // driver's agents do it, with nothing else: for each move the target QEMU
 // is launched with -incoming, the source gets MigrationParams and
-// `migrate`, query-migrate is polled every 5 ms, the source gets SIGKILL
-// once the target has loaded the stream, the target gets `cont`, and the
-// source's exit is waited for.
+// `migrate`, query-migrate is polled every 5 ms, the source is frozen
+// (SIGSTOP) once the target has loaded the stream, the target gets `cont`,
+// and the source is killed and its exit waited for.
 //
 // Its disk is a sparse raw file of the VM's VHD size, served over NBD
 // by this package's server, one server per side (as each node agent has
@@ -184,10 +184,10 @@ func (f *Floor) Migrate(ctx context.Context) (FloorResult, error) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	// As the driver fences: SIGKILL, `cont` on the target, then wait for
-	// the source to be gone.
+	// As the driver fences: freeze the source, `cont` on the target, then
+	// kill the source and wait for it to be gone.
 	src := f.cur
-	src.Signal()
+	src.Freeze()
 	f.cur, f.side = dst, to
 	if _, err := dst.QMP.Execute(ctx, "cont", nil); err != nil {
 		src.Kill()
