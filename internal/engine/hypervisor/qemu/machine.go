@@ -210,7 +210,13 @@ func (m *Machine) Kill() {
 // Freeze stops the process (SIGSTOP): it runs nothing, guest code and
 // disk I/O included, until Signal kills it; the teardown of its memory
 // comes later, when it costs no one waiting.
-func (m *Machine) Freeze() { _ = m.Cmd.Process.Signal(syscall.SIGSTOP) }
+// Its exit from here on is one it was asked for (Killed).
+func (m *Machine) Freeze() {
+	m.mu.Lock()
+	m.Killed = true
+	m.mu.Unlock()
+	_ = m.Cmd.Process.Signal(syscall.SIGSTOP)
+}
 
 // Signal sends SIGKILL and returns without waiting for the exit (tearing
 // down a large guest's memory can take a while): the process runs no more
