@@ -19,8 +19,8 @@ type FileDisk struct {
 // Size implements Disk.
 func (d FileDisk) Size() int64 { return d.Bytes }
 
-// Flush implements Disk.
-func (d FileDisk) Flush() error { return d.Sync() }
+// Flush implements Disk (fdatasync on Linux, as the driver's disks).
+func (d FileDisk) Flush() error { return syncData(d.File) }
 
 var counterRE = regexp.MustCompile(`KAYO-COUNTER id=(\S+) n=(\d+)`)
 
