@@ -27,7 +27,8 @@ import (
 //
 // Each driver call writes its request, pokes the agent's unix socket
 // (<data_dir>/qemu/<node>.sock; it also polls) and waits for the result,
-// reporting the agent's progress; an agent whose executor heartbeat is
+// reporting the agent's progress (the agent dials the request's notify
+// socket after each write of the result; the driver also polls); an agent whose executor heartbeat is
 // older than QEMUAgentTimeout is a clear error, not a wait. The agent runs
 // one QEMU process per running VM (internal/engine/agent_qemu.go), its
 // disk served over NBD out of the Kayo FS volume.
