@@ -9,6 +9,9 @@
 #   BENCH_CLI=terraform|tofu  the CLI to time (bin/terraform by default)
 #   BENCH_ENGINE_TIME=1s      -benchtime of the engine benchmarks
 #   BENCH_ENGINE=0            skip the engine benchmarks
+#   BENCH_QEMU_ROUNDS=5       timed rounds of the qemu live-migration benchmark
+#                             (each: one raw-QMP floor move and one kayo move)
+#   BENCH_QEMU=0              skip it
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${BENCH_ROUNDS:-5}
@@ -31,7 +34,7 @@ fi
 if [ "${BENCH_QEMU:-1}" != 0 ]; then
   echo
   echo "== qemu driver: live migration of 128 MiB and 1 GiB guests, raw QMP floor vs engine + agents (bench/qemu_test.go)"
-  go test -count=1 -run '^$' -bench QEMUMigration -benchtime="${BENCH_QEMU_ROUNDS:-3}x" -timeout 15m ./bench/
+  go test -count=1 -run '^$' -bench QEMUMigration -benchtime="${BENCH_QEMU_ROUNDS:-5}x" -timeout 15m ./bench/
 fi
 
 if [ "${BENCH_MKFS:-1}" != 0 ]; then

@@ -1,12 +1,9 @@
 package engine
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -46,7 +43,9 @@ type QEMUAgentConfig struct {
 	Guest qemu.Guest
 	// Logf receives what the executor does.
 	Logf func(format string, args ...any)
-	// Poll is how often requests are polled besides pokes (default 20ms).
+	// Poll is how often requests are polled besides pokes (default 100ms:
+	// the driver pokes the agent's socket with every request; polling is
+	// the fallback, and its reads compete with the guests for CPU).
 	Poll time.Duration
 }
 
@@ -77,6 +76,12 @@ type qemuVMRun struct {
 	cancel  context.CancelFunc
 	curOp   string
 	handled string
+	// dying: a fenced QEMU, killed but maybe not gone yet (worker only).
+	dying *qemu.Machine
+	// batch: a request runs; its record write (recOp) waits for the
+	// commit of its result (worker goroutine only).
+	batch bool
+	recOp *store.Op
 }
 
 // QEMUAgent is the executor of one node agent.
@@ -102,7 +107,7 @@ type QEMUAgent struct {
 // nothing until Run.
 func (a *Agent) NewQEMUAgent(cfg QEMUAgentConfig) *QEMUAgent {
 	if cfg.Poll <= 0 {
-		cfg.Poll = 20 * time.Millisecond
+		cfg.Poll = 100 * time.Millisecond
 	}
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
@@ -311,10 +316,12 @@ func (q *QEMUAgent) worker(ctx context.Context, cluster string, v *qemuVMRun) {
 			res.Progress = &pp
 			res.Updated = q.e.now().UTC()
 			_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuResKey(cluster, q.node, r.VM.Name), res)})
+			notifyDriver(r)
 		}
 		if r.Op != qopStatus {
 			q.cfg.Logf("qemu: %s %s (token %d, request %s)", r.Op, r.VM.Name, r.Token, r.ID)
 		}
+		v.batch, v.recOp = true, nil
 		err := q.do(rctx, cluster, v, r, &res, report)
 		cancel()
 		v.mu.Lock()
@@ -333,21 +340,39 @@ func (q *QEMUAgent) worker(ctx context.Context, cluster string, v *qemuVMRun) {
 			}
 			q.cfg.Logf("qemu: %s %s failed: %v", r.Op, r.VM.Name, err)
 		}
-		_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuResKey(cluster, q.node, r.VM.Name), res)})
+		// The record and the result in one commit: the driver sees both.
+		ops := []store.Op{putJSON(qemuResKey(cluster, q.node, r.VM.Name), res)}
+		if v.recOp != nil {
+			ops = append(ops, *v.recOp)
+		}
+		v.batch, v.recOp = false, nil
+		_, _ = q.e.st.Commit(ctx, nil, ops)
+		notifyDriver(r)
 	}
 }
 
 // save writes v's record.
 func (q *QEMUAgent) save(ctx context.Context, cluster string, v *qemuVMRun) error {
 	v.rec.Node, v.rec.Name, v.rec.Agent, v.rec.Updated = q.node, v.name, q.agentID, q.e.now().UTC()
-	if v.m != nil {
-		if done, _ := v.m.Exited(); !done {
-			v.rec.PID = v.m.PID()
+	v.rec.PID = 0
+	for _, m := range []*qemu.Machine{v.m, v.dying} {
+		if m != nil {
+			if done, _ := m.Exited(); !done {
+				v.rec.PID = m.PID() // a fenced one keeps its pid until it is gone
+			}
 		}
-	} else {
-		v.rec.PID = 0
 	}
-	_, err := q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuNodeKey(cluster, q.node, v.name), v.rec)})
+	return q.writeRec(ctx, v, putJSON(qemuNodeKey(cluster, q.node, v.name), v.rec))
+}
+
+// writeRec commits op (v's record), or within a request leaves it to the
+// commit of the request's result.
+func (q *QEMUAgent) writeRec(ctx context.Context, v *qemuVMRun, op store.Op) error {
+	if v.batch {
+		v.recOp = &op
+		return nil
+	}
+	_, err := q.e.st.Commit(ctx, nil, []store.Op{op})
 	return err
 }
 
@@ -384,10 +409,11 @@ func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu
 		if v.rec.Name == "" {
 			return nil
 		}
-		if r.Op == qopFence && v.export != nil {
-			v.export.Fence() // no write of the old owner lands after this
+		if r.Op == qopFence {
+			q.fenceMachine(cluster, v)
+		} else {
+			q.stopMachine(ctx, v)
 		}
-		q.stopMachine(ctx, v)
 		v.rec.State = hypervisor.Off
 		v.rec.Reason = "stopped"
 		if r.Op == qopFence {
@@ -399,8 +425,7 @@ func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu
 	case qopDiscard:
 		q.stopMachine(ctx, v)
 		v.rec = QEMUNodeVM{}
-		_, err := q.e.st.Commit(ctx, nil, []store.Op{store.Del(qemuNodeKey(cluster, q.node, v.name))})
-		return err
+		return q.writeRec(ctx, v, store.Del(qemuNodeKey(cluster, q.node, v.name)))
 	case qopIncoming:
 		if v.m != nil && (v.rec.State == hypervisor.Running || v.rec.State == hypervisor.Paused) {
 			if done, _ := v.m.Exited(); !done {
@@ -435,7 +460,11 @@ func (q *QEMUAgent) refreshState(ctx context.Context, v *qemuVMRun) {
 	if v.m == nil {
 		return
 	}
-	if done, _ := v.m.Exited(); done {
+	if done, err := v.m.Exited(); done {
+		if v.rec.State != hypervisor.Off && v.rec.State != hypervisor.Saved {
+			// It crashed (watch recorded why): nothing runs here now.
+			v.rec.State, v.rec.PID, v.rec.Reason = hypervisor.Off, 0, fmt.Sprintf("QEMU exited unexpectedly: %v", err)
+		}
 		return
 	}
 	st, err := v.m.QMP.Status(ctx)
@@ -555,28 +584,6 @@ func (q *QEMUAgent) launch(ctx context.Context, cluster string, v *qemuVMRun, r 
 	return nil
 }
 
-// watch reports a QEMU process that exits without being asked to.
-func (q *QEMUAgent) watch(cluster string, v *qemuVMRun, m *qemu.Machine) {
-	<-m.Done()
-	if m.Killed {
-		return
-	}
-	_, err := m.Exited()
-	tail, _ := os.ReadFile(qemu.LogPath(q.dir, v.name))
-	reason := fmt.Sprintf("QEMU (pid %d) exited unexpectedly: %v; log: %s", m.PID(), err, trimLines(string(tail), 3))
-	q.cfg.Logf("qemu: VM %s: %s", v.name, reason)
-	// The worker owns v's fields; it sees the exit on its next request.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var rec QEMUNodeVM
-	if _, err := getJSON(ctx, q.e.st, qemuNodeKey(cluster, q.node, v.name), &rec); err == nil && rec.PID == m.PID() {
-		rec.State, rec.Reason, rec.PID, rec.Updated = hypervisor.Off, reason, 0, q.e.now().UTC()
-		_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuNodeKey(cluster, q.node, v.name), rec),
-			q.e.eventOp(Event{Kind: EventVMQEMUExited, Cluster: cluster, Subject: v.name,
-				Detail: map[string]string{"node": q.node, "pid": fmt.Sprint(m.PID()), "reason": reason}})})
-	}
-}
-
 func (q *QEMUAgent) dropDisk(v *qemuVMRun) {
 	if v.export != nil {
 		q.nbd.Remove(v.name)
@@ -589,13 +596,67 @@ func (q *QEMUAgent) dropDisk(v *qemuVMRun) {
 	v.rec.NBD = ""
 }
 
+// stopMachine ends v's QEMU and waits until it is gone (a fenced one
+// too).
 func (q *QEMUAgent) stopMachine(ctx context.Context, v *qemuVMRun) {
 	if v.m != nil {
 		v.m.Kill()
 		v.m = nil
 	}
+	if v.dying != nil {
+		v.dying.Signal()
+		<-v.dying.Done()
+		v.dying = nil
+	}
 	q.dropDisk(v)
 	_ = ctx
+}
+
+// fenceMachine refuses every later disk write of v's QEMU and freezes it
+// (SIGSTOP): it runs no guest code, so the new owner may resume at once.
+// It is killed a moment later (or by a stop or discard here, which wait
+// for the exit): tearing down a 1 GiB guest takes up to 100 ms of CPU
+// that would otherwise delay the target's resume on a busy machine. The
+// record keeps the pid until the process is gone.
+func (q *QEMUAgent) fenceMachine(cluster string, v *qemuVMRun) {
+	if v.export != nil {
+		v.export.Fence() // no write of the old owner lands after this
+	}
+	if m := v.m; m != nil {
+		m.Freeze()
+		v.m, v.dying = nil, m
+		go q.reap(cluster, v.name, m)
+	}
+	q.dropDisk(v)
+}
+
+// fencedKillDelay: how long a fenced QEMU stays frozen before it is
+// killed, if no stop or discard kills it first.
+const fencedKillDelay = 500 * time.Millisecond
+
+// reap kills a fenced QEMU after fencedKillDelay and clears the pid in
+// its record once it is gone.
+func (q *QEMUAgent) reap(cluster, name string, m *qemu.Machine) {
+	select {
+	case <-m.Done():
+	case <-time.After(fencedKillDelay):
+		m.Signal()
+		<-m.Done()
+	}
+	_ = os.Remove(qemu.QMPPath(q.dir, name))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	key := qemuNodeKey(cluster, q.node, name)
+	_ = q.e.retry(ctx, func() error {
+		var rec QEMUNodeVM
+		rev, err := getJSON(ctx, q.e.st, key, &rec)
+		if err != nil || rec.PID != m.PID() || rec.State != hypervisor.Off {
+			return nil // rewritten meanwhile (the worker sees the exit itself)
+		}
+		rec.PID = 0
+		_, err = q.e.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{putJSON(key, rec)})
+		return err
+	})
 }
 
 func (q *QEMUAgent) migrateOut(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, res *qemuResult, report func(hypervisor.Progress)) error {
@@ -620,7 +681,7 @@ func (q *QEMUAgent) migrateOut(ctx context.Context, cluster string, v *qemuVMRun
 	}
 	var rounds []hypervisor.Round
 	var lastRound int64
-	var lastReport time.Time
+	lastReport := time.Now() // no progress write for a migration done within 100 ms
 	mi, err := v.m.QMP.WaitMigration(ctx, 5*time.Millisecond, func(mi qemu.MigrationInfo) {
 		if mi.RAM == nil {
 			return
@@ -713,258 +774,7 @@ func (q *QEMUAgent) resume(ctx context.Context, cluster string, v *qemuVMRun, r 
 	if _, err := v.m.QMP.Execute(ctx, "cont", nil); err != nil {
 		return err
 	}
+	q.cfg.Logf("qemu: %s resumed (token %d)", r.VM.Name, r.Token)
 	v.rec.State, v.rec.Token, v.rec.VM, v.rec.Reason = hypervisor.Running, r.Token, r.VM, ""
 	return q.save(ctx, cluster, v)
-}
-
-// stateFile opens the VM's saved-state file on the volume.
-func (q *QEMUAgent) stateFile(ctx context.Context, cluster, name string, create bool) (*kayofs.File, func(), error) {
-	vm, err := q.e.GetVM(ctx, cluster, name)
-	if err != nil {
-		return nil, nil, err
-	}
-	paths, err := PathsFor(vm.DriveLetter, vm.Name)
-	if err != nil {
-		return nil, nil, err
-	}
-	fv, err := q.mount(vm.Volume)
-	if err != nil {
-		return nil, nil, err
-	}
-	release := func() { q.unmount(vm.Volume) }
-	var f *kayofs.File
-	if create {
-		f, err = openOrCreate(fv, paths.VolState)
-	} else {
-		f, err = fv.Open(paths.VolState)
-	}
-	if err != nil {
-		release()
-		return nil, nil, fmt.Errorf("%s: %w", paths.State, err)
-	}
-	return f, release, nil
-}
-
-const stateHeaderSize = 4096
-
-type qemuStateHeader struct {
-	Magic string           `json:"magic"`
-	Name  string           `json:"name"`
-	Node  string           `json:"node"`
-	Token hypervisor.Token `json:"token"`
-	Bytes int64            `json:"bytes"`
-}
-
-const qemuStateMagic = "KAYO-QEMU-SAVED-STATE-1"
-
-// saveState pauses the guest and migrates its state into the VM's .vsv
-// file on the volume (QMP migrate to a loopback socket the agent copies
-// into the Kayo FS file), then ends the source QEMU: quick migration's
-// first half.
-func (q *QEMUAgent) saveState(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, res *qemuResult, report func(hypervisor.Progress)) error {
-	if v.rec.State == hypervisor.Saved && v.rec.Token == r.Token {
-		return nil
-	}
-	if v.m == nil || v.rec.Token != r.Token {
-		return fmt.Errorf("VM %q does not run on %s with token %d: %w", r.VM.Name, q.node, r.Token, hypervisor.ErrState)
-	}
-	f, release, err := q.stateFile(ctx, cluster, v.name, true)
-	if err != nil {
-		return err
-	}
-	defer release()
-	if err := f.Truncate(0); err != nil {
-		return err
-	}
-	if _, err := v.m.QMP.Execute(ctx, "stop", nil); err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = ln.Close() }()
-	copied := make(chan error, 1)
-	var n int64
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			copied <- err
-			return
-		}
-		defer func() { _ = c.Close() }()
-		br := bufio.NewReaderSize(c, 1<<20)
-		buf := make([]byte, 1<<20)
-		off := int64(stateHeaderSize)
-		for {
-			k, rerr := io.ReadFull(br, buf)
-			if k > 0 {
-				if _, err := f.WriteAt(buf[:k], off); err != nil {
-					copied <- err
-					return
-				}
-				off += int64(k)
-			}
-			if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-				n = off - stateHeaderSize
-				copied <- nil
-				return
-			}
-			if rerr != nil {
-				copied <- rerr
-				return
-			}
-		}
-	}()
-	if err := v.m.StartMigration(ctx, "tcp:"+ln.Addr().String()); err != nil {
-		return err
-	}
-	report(hypervisor.Progress{Phase: "save", Percent: 0})
-	if _, err := v.m.QMP.WaitMigration(ctx, 10*time.Millisecond, nil); err != nil {
-		return err
-	}
-	// The source is fenced now: its QEMU ends before anyone restores.
-	if v.export != nil {
-		v.export.Fence()
-	}
-	q.stopMachine(ctx, v)
-	if err := <-copied; err != nil {
-		return fmt.Errorf("writing the saved state: %w", err)
-	}
-	hdr, _ := json.Marshal(qemuStateHeader{Magic: qemuStateMagic, Name: v.name, Node: q.node, Token: r.Token, Bytes: n})
-	blk := make([]byte, stateHeaderSize)
-	copy(blk, hdr)
-	if _, err := f.WriteAt(blk, 0); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	res.Bytes = n
-	report(hypervisor.Progress{Phase: "save", Percent: 100})
-	v.rec.State, v.rec.Reason = hypervisor.Saved, "state saved to the volume"
-	return q.save(ctx, cluster, v)
-}
-
-// restore starts QEMU waiting for a migration stream and feeds it the
-// saved state from the volume, then runs the guest.
-func (q *QEMUAgent) restore(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, report func(hypervisor.Progress)) error {
-	if v.m != nil && v.rec.State == hypervisor.Running && v.rec.Token == r.Token {
-		return nil
-	}
-	f, release, err := q.stateFile(ctx, cluster, v.name, false)
-	if err != nil {
-		return err
-	}
-	defer release()
-	blk := make([]byte, stateHeaderSize)
-	if _, err := f.ReadAt(blk, 0); err != nil {
-		return fmt.Errorf("reading the saved state: %w", err)
-	}
-	var hdr qemuStateHeader
-	if err := json.Unmarshal(trimNUL(blk), &hdr); err != nil || hdr.Magic != qemuStateMagic || hdr.Name != v.name {
-		return fmt.Errorf("the saved-state file of VM %q holds no QEMU state of it: %w", v.name, hypervisor.ErrState)
-	}
-	q.stopMachine(ctx, v)
-	port, err := qemu.FreePort()
-	if err != nil {
-		return err
-	}
-	if err := q.launch(ctx, cluster, v, r, fmt.Sprintf("tcp:127.0.0.1:%d", port)); err != nil {
-		return err
-	}
-	report(hypervisor.Progress{Phase: "restore", Percent: 0})
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(c, io.NewSectionReader(f, stateHeaderSize, hdr.Bytes))
-	_ = c.Close()
-	if err != nil {
-		return fmt.Errorf("streaming the saved state: %w", err)
-	}
-	v.rec.State, v.rec.Token, v.rec.VM = qemuIncoming, r.Token, r.VM
-	for {
-		q.refreshState(ctx, v)
-		if v.rec.State != qemuIncoming {
-			break
-		}
-		if done, _ := v.m.Exited(); done {
-			return fmt.Errorf("VM %q: QEMU exited while loading the saved state", v.name)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
-	if _, err := v.m.QMP.Execute(ctx, "cont", nil); err != nil {
-		return err
-	}
-	report(hypervisor.Progress{Phase: "restore", Percent: 100})
-	v.rec.State, v.rec.Reason = hypervisor.Running, ""
-	v.rec.Boots++
-	return q.save(ctx, cluster, v)
-}
-
-func trimNUL(b []byte) []byte {
-	for i, c := range b {
-		if c == 0 {
-			return b[:i]
-		}
-	}
-	return b
-}
-
-// sweepFences kills (and fences the exports of) VMs this node runs with a
-// token older than the VM's newest: their ownership moved on.
-func (q *QEMUAgent) sweepFences(ctx context.Context) {
-	q.mu.Lock()
-	cluster := q.cluster
-	vms := make([]*qemuVMRun, 0, len(q.vms))
-	for _, v := range q.vms {
-		vms = append(vms, v)
-	}
-	q.mu.Unlock()
-	if cluster == "" || len(vms) == 0 {
-		return
-	}
-	kvs, _, err := q.e.st.List(ctx, qemuPrefix+cluster+"/fence/")
-	if err != nil {
-		return
-	}
-	fences := map[string]hypervisor.Token{}
-	for _, kv := range kvs {
-		var t hypervisor.Token
-		if json.Unmarshal(kv.Value, &t) == nil {
-			fences[filepath.Base(kv.Key)] = t
-		}
-	}
-	for _, v := range vms {
-		f, ok := fences[v.name]
-		if !ok || q.seenFence[v.name] == f {
-			continue
-		}
-		q.seenFence[v.name] = f
-		// The worker judges it (it owns v): an internal request, no result.
-		select {
-		case v.reqs <- qemuRequest{Op: qopSweep, VM: hypervisor.VM{Name: v.name}, Token: f}:
-		default:
-		}
-	}
-}
-
-// sweep fences v when it runs (or holds, paused) the VM with a token older
-// than tok; a migration target waiting to resume is left alone.
-func (q *QEMUAgent) sweep(ctx context.Context, cluster string, v *qemuVMRun, tok hypervisor.Token) {
-	if v.m == nil || v.rec.Token >= tok || (v.rec.State != hypervisor.Running && v.rec.State != hypervisor.Paused) {
-		return
-	}
-	if v.export != nil {
-		v.export.Fence()
-	}
-	q.cfg.Logf("qemu: %s: token %d is stale (newest %d): fenced, QEMU stopped", v.name, v.rec.Token, tok)
-	q.stopMachine(ctx, v)
-	v.rec.State, v.rec.Reason = hypervisor.Off, fmt.Sprintf("fenced: token %d owns the VM now", tok)
-	_ = q.save(ctx, cluster, v)
 }

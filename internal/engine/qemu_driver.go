@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -26,7 +27,8 @@ import (
 //
 // Each driver call writes its request, pokes the agent's unix socket
 // (<data_dir>/qemu/<node>.sock; it also polls) and waits for the result,
-// reporting the agent's progress; an agent whose executor heartbeat is
+// reporting the agent's progress (the agent dials the request's notify
+// socket after each write of the result; the driver also polls); an agent whose executor heartbeat is
 // older than QEMUAgentTimeout is a clear error, not a wait. The agent runs
 // one QEMU process per running VM (internal/engine/agent_qemu.go), its
 // disk served over NBD out of the Kayo FS volume.
@@ -74,13 +76,17 @@ const (
 )
 
 type qemuRequest struct {
-	ID      string           `json:"id"`
-	Op      string           `json:"op"`
-	VM      hypervisor.VM    `json:"vm"`
-	Token   hypervisor.Token `json:"token"`
-	Port    int              `json:"port,omitempty"`
-	By      string           `json:"by"`
-	Created time.Time        `json:"created"`
+	ID    string           `json:"id"`
+	Op    string           `json:"op"`
+	VM    hypervisor.VM    `json:"vm"`
+	Token hypervisor.Token `json:"token"`
+	Port  int              `json:"port,omitempty"`
+	By    string           `json:"by"`
+	// Notify is a unix socket the agent dials after each write of the
+	// result, so the waiting driver reads it at once rather than at its
+	// next poll ("" none).
+	Notify  string    `json:"notify,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 type qemuResult struct {
@@ -199,25 +205,35 @@ func (e *Engine) qemuAgentUp(ctx context.Context, node string) error {
 // as the newest otherwise.
 func (d *qemuDriver) fence(ctx context.Context, name string, tok hypervisor.Token) error {
 	return d.e.retry(ctx, func() error {
-		key := qemuFenceKey(d.cluster, name)
-		var seen hypervisor.Token
-		rev, err := getJSON(ctx, d.e.st, key, &seen)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		cmps, ops, err := d.fenceOps(ctx, name, tok)
+		if err != nil || len(ops) == 0 {
 			return err
 		}
-		if tok < seen {
-			return fmt.Errorf("VM %q: token %d is older than token %d: %w", name, tok, seen, hypervisor.ErrFenced)
-		}
-		if tok == seen && rev != 0 {
-			return nil
-		}
-		cmp := store.Absent(key)
-		if rev != 0 {
-			cmp = store.At(key, rev)
-		}
-		_, err = d.e.st.Commit(ctx, []store.Cmp{cmp}, []store.Op{putJSON(key, tok)})
+		_, err = d.e.st.Commit(ctx, cmps, ops)
 		return err
 	})
+}
+
+// fenceOps is fence as the comparison and write of a commit (none when tok
+// is recorded already): a request carries them in its own commit.
+func (d *qemuDriver) fenceOps(ctx context.Context, name string, tok hypervisor.Token) ([]store.Cmp, []store.Op, error) {
+	key := qemuFenceKey(d.cluster, name)
+	var seen hypervisor.Token
+	rev, err := getJSON(ctx, d.e.st, key, &seen)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, nil, err
+	}
+	if tok < seen {
+		return nil, nil, fmt.Errorf("VM %q: token %d is older than token %d: %w", name, tok, seen, hypervisor.ErrFenced)
+	}
+	if tok == seen && rev != 0 {
+		return nil, nil, nil
+	}
+	cmp := store.Absent(key)
+	if rev != 0 {
+		cmp = store.At(key, rev)
+	}
+	return []store.Cmp{cmp}, []store.Op{putJSON(key, tok)}, nil
 }
 
 func qemuSocket(dataDir, node string) string {
@@ -231,8 +247,23 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, pro
 		return qemuResult{}, fmt.Errorf("%s of VM %q: %w", req.Op, req.VM.Name, err)
 	}
 	req.ID, req.Created, req.By = randomHex(8), e.now().UTC(), hostName+"/"+fmt.Sprint(os.Getpid())
-	_, err := e.st.Commit(ctx, nil, []store.Op{putJSON(qemuReqKey(d.cluster, node, req.VM.Name), req),
-		store.Del(qemuResKey(d.cluster, node, req.VM.Name))})
+	wake, stop := listenNotify(&req)
+	defer stop()
+	// A request with a token records it as the VM's newest (fence) in the
+	// same commit, or is refused when a newer one was seen.
+	err := e.retry(ctx, func() error {
+		var cmps []store.Cmp
+		var ops []store.Op
+		if req.Token > 0 {
+			var err error
+			if cmps, ops, err = d.fenceOps(ctx, req.VM.Name, req.Token); err != nil {
+				return err
+			}
+		}
+		ops = append(ops, putJSON(qemuReqKey(d.cluster, node, req.VM.Name), req), store.Del(qemuResKey(d.cluster, node, req.VM.Name)))
+		_, err := e.st.Commit(ctx, cmps, ops)
+		return err
+	})
 	if err != nil {
 		return qemuResult{}, err
 	}
@@ -276,9 +307,50 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, pro
 		select {
 		case <-ctx.Done():
 			return res, fmt.Errorf("%s of VM %q on %s: waiting for its agent: %w", req.Op, req.VM.Name, node, ctx.Err())
+		case <-wake:
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 25*time.Millisecond)
+	}
+}
+
+// listenNotify opens the socket an agent dials when it wrote req's result
+// (Linux: an abstract unix socket, nothing on disk; elsewhere none, and the
+// driver only polls). wake receives after each dial.
+func listenNotify(req *qemuRequest) (wake <-chan struct{}, stop func()) {
+	if runtime.GOOS != "linux" {
+		return nil, func() {}
+	}
+	addr := "@kayo-qemu-" + randomHex(8)
+	ln, err := net.Listen("unix", addr)
+	if err != nil {
+		return nil, func() {}
+	}
+	ch := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	req.Notify = addr
+	return ch, func() { _ = ln.Close() }
+}
+
+// notifyDriver tells the driver waiting for r that its result changed.
+func notifyDriver(r qemuRequest) {
+	if r.Notify == "" || runtime.GOOS != "linux" {
+		return
+	}
+	if c, err := net.DialTimeout("unix", r.Notify, 50*time.Millisecond); err == nil {
+		_ = c.Close()
 	}
 }
 
@@ -326,9 +398,6 @@ func (d *qemuDriver) Status(ctx context.Context, node, name string) (hypervisor.
 }
 
 func (d *qemuDriver) Start(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token) error {
-	if err := d.fence(ctx, vm.Name, tok); err != nil {
-		return err
-	}
 	if err := d.fenceOthers(ctx, node, vm.Name, tok); err != nil {
 		return err
 	}
@@ -351,7 +420,22 @@ func (d *qemuDriver) Stop(ctx context.Context, node, name string, tok hypervisor
 }
 
 func (d *qemuDriver) Discard(ctx context.Context, node, name string) error {
-	if _, ok, err := d.record(ctx, node, name); err != nil || !ok {
+	key := qemuNodeKey(d.cluster, node, name)
+	var r QEMUNodeVM
+	rev, err := getJSON(ctx, d.e.st, key, &r)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if r.State == hypervisor.Off && r.PID == 0 {
+		// Already stopped there (the source of a migration, fenced before
+		// the target resumed): only the record is left, no agent round trip.
+		_, err := d.e.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{store.Del(key)})
+		if errors.Is(err, store.ErrConflict) {
+			return d.Discard(ctx, node, name) // the agent wrote it meanwhile
+		}
 		return err
 	}
 	if d.e.qemuAgentUp(ctx, node) != nil {
@@ -360,7 +444,7 @@ func (d *qemuDriver) Discard(ctx context.Context, node, name string) error {
 		_, err := d.e.st.Commit(ctx, nil, []store.Op{store.Del(qemuNodeKey(d.cluster, node, name))})
 		return err
 	}
-	_, err := d.call(ctx, node, qemuRequest{Op: qopDiscard, VM: hypervisor.VM{Name: name}}, nil)
+	_, err = d.call(ctx, node, qemuRequest{Op: qopDiscard, VM: hypervisor.VM{Name: name}}, nil)
 	return err
 }
 
@@ -387,9 +471,6 @@ func (d *qemuDriver) fenceOthers(ctx context.Context, keep, name string, tok hyp
 }
 
 func (d *qemuDriver) Save(ctx context.Context, node, name string, tok hypervisor.Token, _ hypervisor.StateFile, progress func(hypervisor.Progress)) (hypervisor.SaveResult, error) {
-	if err := d.fence(ctx, name, tok); err != nil {
-		return hypervisor.SaveResult{}, err
-	}
 	t0 := time.Now()
 	res, err := d.call(ctx, node, qemuRequest{Op: qopSave, VM: hypervisor.VM{Name: name}, Token: tok}, progress)
 	if err != nil {
@@ -399,9 +480,6 @@ func (d *qemuDriver) Save(ctx context.Context, node, name string, tok hypervisor
 }
 
 func (d *qemuDriver) Restore(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token, _ hypervisor.StateFile, progress func(hypervisor.Progress)) error {
-	if err := d.fence(ctx, vm.Name, tok); err != nil {
-		return err
-	}
 	if err := d.fenceOthers(ctx, node, vm.Name, tok); err != nil {
 		return err
 	}
@@ -413,9 +491,6 @@ func (d *qemuDriver) PreCopy(ctx context.Context, from, to hypervisor.Node, vm h
 	if from.ProcessorVendor != to.ProcessorVendor {
 		return hypervisor.LiveResult{}, fmt.Errorf("VM %q from %s (%s) to %s (%s): %w", vm.Name, from.Name, from.ProcessorVendor,
 			to.Name, to.ProcessorVendor, hypervisor.ErrIncompatible)
-	}
-	if err := d.fence(ctx, vm.Name, tok); err != nil {
-		return hypervisor.LiveResult{}, err
 	}
 	// Both agents must be there before anything starts.
 	for _, n := range []string{from.Name, to.Name} {
@@ -438,9 +513,6 @@ func (d *qemuDriver) PreCopy(ctx context.Context, from, to hypervisor.Node, vm h
 }
 
 func (d *qemuDriver) Resume(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token) error {
-	if err := d.fence(ctx, vm.Name, tok); err != nil {
-		return err
-	}
 	if err := d.fenceOthers(ctx, node, vm.Name, tok); err != nil {
 		return err
 	}

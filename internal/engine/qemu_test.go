@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,4 +217,76 @@ func checkContinues(t *testing.T, before, after []counterRec) {
 		t.Fatalf("first disk read after the move: %q, want %q (written before it)", a.disk, want)
 	}
 	t.Logf("counter continues: %d → %d, same boot %s; disk record written before the move read back: %q", b.n, a.n, a.id, a.disk)
+}
+
+// TestQEMUCrashFailsVM kills the guest's QEMU process outside the engine:
+// the VM's status becomes failed with a status_reason naming the exit (and
+// the events say so), and an update of the unchanged spec starts it again.
+func TestQEMUCrashFailsVM(t *testing.T) {
+	e, vol := qemuEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := vmSpec(vol, "WEB01", 128)
+	s.ProcessorCount, s.VHD.SizeGiB, s.OwnerNode, s.Adapters = 1, 1, y21, nil
+	if _, err := e.CreateVM(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	id, _, err := qemu.WaitCounter(ctx, serialOf(e, y21, "WEB01"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := e.QEMUNodeVMs(ctx, "HVCLUSTER", "WEB01")
+	if err != nil || len(recs) != 1 || recs[0].PID == 0 {
+		t.Fatalf("QEMU of WEB01: %+v %v", recs, err)
+	}
+	if err := syscall.Kill(recs[0].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var vm VM
+	for {
+		if vm, err = e.GetVM(ctx, "HVCLUSTER", "WEB01"); err != nil {
+			t.Fatal(err)
+		}
+		if vm.Status == StatusFailed {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("VM status %q after its QEMU was killed, want failed", vm.Status)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if !strings.Contains(vm.StatusReason, "exited unexpectedly") || !strings.Contains(vm.StatusReason, y21) {
+		t.Fatalf("status_reason %q", vm.StatusReason)
+	}
+	t.Logf("status %s: %s", vm.Status, vm.StatusReason)
+	evs, err := e.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, ev := range evs {
+		kinds[ev.Kind] = true
+	}
+	if !kinds[EventVMQEMUExited] || !kinds[EventVMFailed] {
+		t.Fatalf("events %v, want %s and %s", kinds, EventVMQEMUExited, EventVMFailed)
+	}
+	if procs, _ := e.QEMUProcesses(ctx, "HVCLUSTER", "WEB01"); len(procs) != 0 {
+		t.Fatalf("QEMU processes after the crash: %v", procs)
+	}
+	// Re-apply: the same spec starts it again (a new boot).
+	if vm, err = e.UpdateVM(ctx, s); err != nil || vm.Status != VMRunning || vm.StatusReason != "" {
+		t.Fatalf("after update: %s %q %v", vm.Status, vm.StatusReason, err)
+	}
+	for {
+		c := serialCounters(t, serialOf(e, y21, "WEB01"))
+		if len(c) > 0 && c[len(c)-1].id != id {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no new boot after the update")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

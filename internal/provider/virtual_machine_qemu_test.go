@@ -20,8 +20,9 @@ import (
 )
 
 // qemuLabHCL is the seed's two hosts, a cluster running the qemu driver,
-// volume O: and a 128 MiB guest WEB01 pinned to owner.
-func qemuLabHCL(dir, owner string) string {
+// volume O: and a 128 MiB guest WEB01 pinned to owner, moved by migration
+// (live or quick).
+func qemuLabHCL(dir, owner, migration string) string {
 	var b strings.Builder
 	b.WriteString(providerBlock(dir))
 	b.WriteString(seedHost("y21", "Y-21-2k8x64", 21).hcl())
@@ -50,8 +51,9 @@ resource "kayo_shared_volume" "o" {
   vhd              = { size_gib = 1, type = "dynamic" }
   network_adapters = []
   owner_node       = %q
+  migration        = %q
 }
-`, owner)
+`, owner, migration)
 	return b.String()
 }
 
@@ -60,7 +62,16 @@ resource "kayo_shared_volume" "o" {
 // and proves the guest kept running across the live migration: its
 // counter continues on Y-22 without a reset, the source QEMU process is
 // gone, and records it wrote to its disk before the move read back after.
-func TestAccVirtualMachine_qemuLiveMigration(t *testing.T) {
+func TestAccVirtualMachine_qemuLiveMigration(t *testing.T) { testAccQEMUMigration(t, "live") }
+
+// TestAccVirtualMachine_qemuQuickMigration is the same with migration =
+// "quick": the guest is paused, its state saved into WEB01.vsv on the
+// volume by Y-21's agent, its QEMU ended, and Y-22's agent restores it
+// from that file: the same boot goes on (the counter continues), the
+// source process is gone, and the disk records written before read back.
+func TestAccVirtualMachine_qemuQuickMigration(t *testing.T) { testAccQEMUMigration(t, "quick") }
+
+func testAccQEMUMigration(t *testing.T, migration string) {
 	if os.Getenv(envTestEtcd) != "" {
 		t.Skip("the QEMU test's node agents use the embedded data dir; it runs in the embedded acceptance runs")
 	}
@@ -77,7 +88,7 @@ func TestAccVirtualMachine_qemuLiveMigration(t *testing.T) {
 		ProtoV6ProviderFactories: protoV6,
 		Steps: []resource.TestStep{
 			{
-				Config: qemuLabHCL(dir, "Y-21-2k8x64"),
+				Config: qemuLabHCL(dir, "Y-21-2k8x64", migration),
 				ConfigStateChecks: []statecheck.StateCheck{
 					expectNode("Y-21-2k8x64"), expectAttr("status", "running"),
 					statecheck.ExpectKnownValue("kayo_cluster.c", tfjsonpath.New("hypervisor"), knownvalue.StringExact("qemu")),
@@ -99,13 +110,13 @@ func TestAccVirtualMachine_qemuLiveMigration(t *testing.T) {
 				},
 			},
 			{
-				Config: qemuLabHCL(dir, "Y-22-2k8x64"),
+				Config: qemuLabHCL(dir, "Y-22-2k8x64", migration),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(res, plancheck.ResourceActionUpdate),
 				}},
 				ConfigStateChecks: []statecheck.StateCheck{
 					expectNode("Y-22-2k8x64"), expectAttr("status", "running"),
-					statecheck.ExpectKnownValue(res, tfjsonpath.New("last_migration").AtMapKey("type"), knownvalue.StringExact("live")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("last_migration").AtMapKey("type"), knownvalue.StringExact(migration)),
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("last_migration").AtMapKey("from"), knownvalue.StringExact("Y-21-2k8x64")),
 				},
 				Check: func(s *terraform.State) error {

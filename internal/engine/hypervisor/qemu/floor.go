@@ -19,8 +19,8 @@ type FileDisk struct {
 // Size implements Disk.
 func (d FileDisk) Size() int64 { return d.Bytes }
 
-// Flush implements Disk.
-func (d FileDisk) Flush() error { return d.Sync() }
+// Flush implements Disk (fdatasync on Linux, as the driver's disks).
+func (d FileDisk) Flush() error { return syncData(d.File) }
 
 var counterRE = regexp.MustCompile(`KAYO-COUNTER id=(\S+) n=(\d+)`)
 
@@ -55,71 +55,120 @@ func WaitCounter(ctx context.Context, serialLog string, min int) (string, int, e
 	}
 }
 
-// FloorResult is a raw QMP live migration driven without any cluster
+// FloorResult is one raw QMP live migration driven without any cluster
 // machinery: the floor the driver is measured against.
 type FloorResult struct {
 	MemoryMB   int64
 	TotalMs    int64 // QEMU's total-time
 	DowntimeMs int64 // QEMU's downtime
-	// WallMs: from the migrate command to the target running (cont).
+	// WallMs: the whole move, from launching the target to the target
+	// running (cont returned) and the source gone; what the driver's
+	// UpdateVM is compared with.
 	WallMs int64
+	// LaunchMs: starting the target QEMU until its QMP answers.
+	LaunchMs int64
 	// ResumeMs: from QEMU's completion (seen by polling) to cont returning.
 	ResumeMs int64
 }
 
-// RawMigration boots the guest with memMB on a raw disk in dir served by
-// this package's NBD server, waits for its counter, live-migrates it
-// to a second process on loopback with raw QMP, resumes the target, kills
-// the source, and checks the counter continues.
-func RawMigration(ctx context.Context, bin string, g Guest, memMB int64, dir string) (FloorResult, error) {
-	res := FloorResult{MemoryMB: memMB}
+// Floor is the benchmark's floor: the test guest booted once and then
+// live-migrated back and forth between two sides on loopback, the way the
+// driver's agents do it, with nothing else: for each move the target QEMU
+// is launched with -incoming, the source gets MigrationParams and
+// `migrate`, query-migrate is polled every 5 ms, the source is frozen
+// (SIGSTOP) once the target has loaded the stream, the target gets `cont`,
+// and the source is killed and its exit waited for.
+//
+// Its disk is a sparse raw file of the VM's VHD size, served over NBD
+// by this package's server, one server per side (as each node agent has
+// its own), attached the same way (Config.Args). The documented
+// difference from the driver: the driver's server reads and writes a
+// dynamic VHD inside Kayo FS (vhd + kayofs), the floor's a raw file.
+type Floor struct {
+	bin  string
+	g    Guest
+	mem  int64
+	dir  string
+	file *os.File
+	srv  [2]*Server
+	cur  *Machine
+	side int
+	// id and n: the guest's boot id and the last counter seen before the
+	// latest move (Verify checks the target continues it).
+	id string
+	n  int
+}
+
+// StartFloor boots the guest with memMB on side 0 in dir, disk size
+// diskBytes, and waits until its counter runs.
+func StartFloor(ctx context.Context, bin string, g Guest, memMB, diskBytes int64, dir string) (_ *Floor, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return res, err
+		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "floor.raw"), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
-	if err != nil {
-		return res, err
+	f := &Floor{bin: bin, g: g, mem: memMB, dir: dir}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	if f.file, err = os.OpenFile(filepath.Join(dir, "floor.raw"), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644); err != nil {
+		return nil, err
 	}
-	defer f.Close()
-	const size = 64 << 20
-	if err := f.Truncate(size); err != nil {
-		return res, err
+	if err := f.file.Truncate(diskBytes); err != nil {
+		return nil, err
 	}
-	srv, err := ListenNBD("127.0.0.1:0")
-	if err != nil {
-		return res, err
+	for i := range f.srv {
+		if f.srv[i], err = ListenNBD("127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		f.srv[i].Add("floor", FileDisk{File: f.file, Bytes: diskBytes})
 	}
-	defer func() { _ = srv.Close() }()
-	srv.Add("floor", FileDisk{File: f, Bytes: size})
-	name := fmt.Sprintf("floor%d", memMB)
-	src, err := Launch(ctx, bin, Config{Name: name + "-src", MemoryMB: memMB, Processors: 1, Guest: g, Disk: srv.URL("floor"), Dir: dir})
-	if err != nil {
-		return res, err
+	if f.cur, err = Launch(ctx, bin, f.config(0, "")); err != nil {
+		return nil, err
 	}
-	defer src.Kill()
-	if _, err := src.QMP.Execute(ctx, "cont", nil); err != nil {
-		return res, err
+	if _, err := f.cur.QMP.Execute(ctx, "cont", nil); err != nil {
+		return nil, err
 	}
-	id, n0, err := WaitCounter(ctx, SerialPath(dir, name+"-src"), 3)
-	if err != nil {
-		return res, err
+	if f.id, f.n, err = WaitCounter(ctx, f.Serial(), 3); err != nil {
+		return nil, err
 	}
+	return f, nil
+}
+
+func (f *Floor) name(side int) string { return fmt.Sprintf("floor%d-%c", f.mem, 'a'+side) }
+
+func (f *Floor) config(side int, incoming string) Config {
+	return Config{Name: f.name(side), MemoryMB: f.mem, Processors: 1, Guest: f.g, Disk: f.srv[side].URL("floor"), Dir: f.dir, Incoming: incoming}
+}
+
+// Serial is the serial log of the side the guest runs on now.
+func (f *Floor) Serial() string { return SerialPath(f.dir, f.name(f.side)) }
+
+// Migrate moves the guest to the other side.
+func (f *Floor) Migrate(ctx context.Context) (FloorResult, error) {
+	res := FloorResult{MemoryMB: f.mem}
+	if id, n, ok := Counter(f.Serial()); ok {
+		f.id, f.n = id, n
+	}
+	to := 1 - f.side
 	port, err := FreePort()
 	if err != nil {
 		return res, err
 	}
 	uri := fmt.Sprintf("tcp:127.0.0.1:%d", port)
-	dst, err := Launch(ctx, bin, Config{Name: name + "-dst", MemoryMB: memMB, Processors: 1, Guest: g, Disk: srv.URL("floor"), Dir: dir, Incoming: uri})
-	if err != nil {
-		return res, err
-	}
-	defer dst.Kill()
 	t0 := time.Now()
-	if err := src.StartMigration(ctx, uri); err != nil {
+	dst, err := Launch(ctx, f.bin, f.config(to, uri))
+	if err != nil {
 		return res, err
 	}
-	mi, err := src.QMP.WaitMigration(ctx, 5*time.Millisecond, nil)
+	tl := time.Now()
+	if err := f.cur.StartMigration(ctx, uri); err != nil {
+		dst.Kill()
+		return res, err
+	}
+	mi, err := f.cur.QMP.WaitMigration(ctx, 5*time.Millisecond, nil)
 	if err != nil {
+		dst.Kill()
 		return res, err
 	}
 	t1 := time.Now()
@@ -127,6 +176,7 @@ func RawMigration(ctx context.Context, bin string, g Guest, memMB int64, dir str
 	for {
 		st, err := dst.QMP.Status(ctx)
 		if err != nil {
+			dst.Kill()
 			return res, err
 		}
 		if st != "inmigrate" {
@@ -134,21 +184,54 @@ func RawMigration(ctx context.Context, bin string, g Guest, memMB int64, dir str
 		}
 		time.Sleep(time.Millisecond)
 	}
-	src.Kill()
+	// As the driver fences: freeze the source, `cont` on the target, then
+	// kill the source and wait for it to be gone.
+	src := f.cur
+	src.Freeze()
+	f.cur, f.side = dst, to
 	if _, err := dst.QMP.Execute(ctx, "cont", nil); err != nil {
+		src.Kill()
 		return res, err
 	}
 	t2 := time.Now()
+	src.Kill()
+	t3 := time.Now()
 	res.TotalMs, res.DowntimeMs = mi.TotalTime, mi.Downtime
-	res.WallMs, res.ResumeMs = t2.Sub(t0).Milliseconds(), t2.Sub(t1).Milliseconds()
-	id2, n2, err := WaitCounter(ctx, SerialPath(dir, name+"-dst"), 1)
-	if err != nil {
-		return res, err
-	}
-	if id2 != id {
-		return res, fmt.Errorf("the guest rebooted: boot id %s on the source, %s on the target", id, id2)
-	}
-	_ = n0
-	_ = n2
+	res.WallMs, res.LaunchMs, res.ResumeMs = t3.Sub(t0).Milliseconds(), tl.Sub(t0).Milliseconds(), t2.Sub(t1).Milliseconds()
 	return res, nil
+}
+
+// Verify waits until the guest's counter advances on its new side and
+// checks it is the same boot.
+func (f *Floor) Verify(ctx context.Context) error {
+	for {
+		id, n, ok := Counter(f.Serial())
+		if ok && id != f.id {
+			return fmt.Errorf("the guest rebooted: boot id %s before the move, %s after", f.id, id)
+		}
+		if ok && n > f.n {
+			f.n = n
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("guest counter in %s: %w (last n=%d, want > %d)", f.Serial(), ctx.Err(), n, f.n)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Close kills the guest and stops the NBD servers.
+func (f *Floor) Close() {
+	if f.cur != nil {
+		f.cur.Kill()
+	}
+	for _, s := range f.srv {
+		if s != nil {
+			_ = s.Close()
+		}
+	}
+	if f.file != nil {
+		_ = f.file.Close()
+	}
 }

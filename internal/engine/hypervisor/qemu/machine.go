@@ -202,6 +202,26 @@ func (m *Machine) PID() int { return m.Cmd.Process.Pid }
 
 // Kill stops the process at once (SIGKILL) and waits for it to be gone.
 func (m *Machine) Kill() {
+	m.Signal()
+	<-m.done
+	_ = os.Remove(QMPPath(m.Cfg.Dir, m.Name))
+}
+
+// Freeze stops the process (SIGSTOP): it runs nothing, guest code and
+// disk I/O included, until Signal kills it; the teardown of its memory
+// comes later, when it costs no one waiting.
+// Its exit from here on is one it was asked for (Killed).
+func (m *Machine) Freeze() {
+	m.mu.Lock()
+	m.Killed = true
+	m.mu.Unlock()
+	_ = m.Cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Signal sends SIGKILL and returns without waiting for the exit (tearing
+// down a large guest's memory can take a while): the process runs no more
+// guest code; Done is closed once it is gone.
+func (m *Machine) Signal() {
 	m.mu.Lock()
 	m.Killed = true
 	m.mu.Unlock()
@@ -209,8 +229,6 @@ func (m *Machine) Kill() {
 		_ = m.QMP.Close()
 	}
 	_ = m.Cmd.Process.Signal(syscall.SIGKILL)
-	<-m.done
-	_ = os.Remove(QMPPath(m.Cfg.Dir, m.Name))
 }
 
 // Quit asks QEMU to exit (QMP quit), killing it if it has not within a

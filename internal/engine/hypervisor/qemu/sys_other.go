@@ -2,6 +2,11 @@
 
 package qemu
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+func syncData(f *os.File) error { return f.Sync() }
