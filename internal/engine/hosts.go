@@ -179,6 +179,18 @@ func (e *Engine) clusterHeadRecord(name string, kv store.KV) (Cluster, error) {
 	return c, nil
 }
 
+// clusterHead reads cluster name without its validation report, for the
+// many operations (VMs, placement) that only need its nodes and settings:
+// GetCluster's errors, clusterHeadRecord's caching and its rule (never
+// write the result back).
+func (e *Engine) clusterHead(ctx context.Context, name string) (Cluster, error) {
+	kv, err := e.st.Get(ctx, clusterKey(name))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Cluster{}, fmt.Errorf("cluster %q: %w", name, err)
+	}
+	return e.clusterHeadRecord(name, kv)
+}
+
 // decodedHead is a cluster record's bytes and their clusterHead.
 type decodedHead struct {
 	raw []byte

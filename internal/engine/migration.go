@@ -100,7 +100,7 @@ func (e *Engine) UpdateVM(ctx context.Context, s VMSpec) (VM, error) {
 	if err := e.settleAbandoned(ctx, s.Cluster, s.Name); err != nil {
 		return VM{}, err
 	}
-	c, err := e.GetCluster(ctx, s.Cluster)
+	c, err := e.clusterHead(ctx, s.Cluster)
 	if err != nil {
 		return VM{}, err
 	}

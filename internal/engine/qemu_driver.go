@@ -140,7 +140,7 @@ var _ hypervisor.Driver = (*qemuDriver)(nil)
 // hypervisorFor returns the qemu driver when cluster runs qemu (nil: the
 // simulator).
 func (e *Engine) hypervisorFor(cluster string) hypervisor.Driver {
-	c, err := e.GetCluster(context.Background(), cluster)
+	c, err := e.clusterHead(context.Background(), cluster)
 	if err != nil || c.Hypervisor != HypervisorQEMU {
 		return nil
 	}

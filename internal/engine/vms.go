@@ -840,7 +840,7 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 	if err := e.settleAbandoned(ctx, s.Cluster, s.Name); err != nil {
 		return VM{}, err
 	}
-	c, err := e.GetCluster(ctx, s.Cluster)
+	c, err := e.clusterHead(ctx, s.Cluster)
 	if errors.Is(err, ErrNotFound) {
 		return VM{}, &InputError{Attribute: "cluster_id", Value: s.Cluster, Detail: err.Error()}
 	}

@@ -48,7 +48,7 @@ func (e *Engine) PlanVM(ctx context.Context, s VMSpec) (VMPlan, error) {
 	if err != nil {
 		return VMPlan{}, err
 	}
-	c, err := clusterRecord(s.Cluster, kvs[0])
+	c, err := e.clusterHeadRecord(s.Cluster, kvs[0])
 	if errors.Is(err, ErrNotFound) {
 		return VMPlan{}, nil
 	}
