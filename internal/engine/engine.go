@@ -63,6 +63,9 @@ type Engine struct {
 	// heads holds the last cluster record decoded per cluster for node
 	// updates (clusterHeadRecord).
 	heads sync.Map
+	// hostRecs holds the last record decoded per host (ListHosts), kept
+	// with its bytes like heads: placement lists every host per VM.
+	hostRecs sync.Map
 }
 
 // Open returns an Engine on cfg.Store, on etcd (cfg.Etcd), or on the

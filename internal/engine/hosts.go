@@ -239,14 +239,39 @@ func (e *Engine) readNodeRecs(ctx context.Context, name string) (nodeRecs, error
 
 // ListHosts returns every registered host, by name.
 func (e *Engine) ListHosts(ctx context.Context) ([]Host, error) {
-	hosts, revs, err := listJSON[Host](ctx, e.st, hostsPrefix)
+	kvs, _, err := e.st.List(ctx, hostsPrefix)
 	if err != nil {
 		return nil, err
 	}
-	for i := range hosts {
-		hosts[i].Revision = revs[i]
+	hosts := make([]Host, len(kvs))
+	for i, kv := range kvs {
+		if hosts[i], err = e.hostRecord(kv); err != nil {
+			return nil, err
+		}
 	}
 	return hosts, nil
+}
+
+// hostRecord decodes a host record, or copies the one decoded last from
+// the same bytes.
+func (e *Engine) hostRecord(kv store.KV) (Host, error) {
+	var h Host
+	if v, ok := e.hostRecs.Load(kv.Key); ok && bytes.Equal(v.(*decodedHost).raw, kv.Value) {
+		h = v.(*decodedHost).h
+	} else {
+		if err := decode(kv, &h); err != nil {
+			return Host{}, err
+		}
+		e.hostRecs.Store(kv.Key, &decodedHost{raw: kv.Value, h: h})
+	}
+	h.Features, h.Adapters = slices.Clone(h.Features), slices.Clone(h.Adapters)
+	h.Revision = kv.ModRevision
+	return h, nil
+}
+
+type decodedHost struct {
+	raw []byte
+	h   Host
 }
 
 // UpdateHost changes a host's declared facts. A change that would make the
