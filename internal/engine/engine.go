@@ -66,6 +66,9 @@ type Engine struct {
 	// hostRecs holds the last record decoded per host (ListHosts), kept
 	// with its bytes like heads: placement lists every host per VM.
 	hostRecs sync.Map
+	// nodeVMRecs holds the last capacity record decoded per node
+	// (nodeVMsRecord).
+	nodeVMRecs sync.Map
 }
 
 // Open returns an Engine on cfg.Store, on etcd (cfg.Etcd), or on the

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -350,23 +351,46 @@ func (e *Engine) placementView(ctx context.Context, c Cluster) (*placementView, 
 		return nil, err
 	}
 	for _, kv := range kvs {
-		var r nodeVMs
-		if err := decode(kv, &r); err != nil {
+		d, err := e.nodeVMsRecord(c.Name, kv)
+		if err != nil {
 			return nil, err
 		}
-		n := strings.TrimPrefix(kv.Key, vmNodesPrefix+c.Name+"/")
-		v.recs[n], v.revs[n] = r, kv.ModRevision
-		for _, name := range sortedKeys(r.VMs) {
-			x := r.VMs[name]
-			pname := name
-			if x.Incoming {
-				pname = name + "@incoming"
-			}
-			v.state.VMs = append(v.state.VMs, placement.VM{Name: pname, MemoryMB: x.MemoryMB, Node: n,
-				AntiAffinityClass: x.Class, AntiAffinityMode: x.Mode})
-		}
+		v.recs[d.node], v.revs[d.node] = d.r, kv.ModRevision
+		v.state.VMs = append(v.state.VMs, d.vms...)
 	}
 	return v, nil
+}
+
+// decodedNodeVMs is a node's capacity record decoded, with the VMs it
+// holds as placement sees them, kept with its bytes: the record changes
+// with every VM placed on or moved off the node, but a plan reads it for
+// every VM. Its map is shared and must not be written (vmTxn.seed copies).
+type decodedNodeVMs struct {
+	raw  []byte
+	node string
+	r    nodeVMs
+	vms  []placement.VM
+}
+
+func (e *Engine) nodeVMsRecord(cluster string, kv store.KV) (*decodedNodeVMs, error) {
+	if v, ok := e.nodeVMRecs.Load(kv.Key); ok && bytes.Equal(v.(*decodedNodeVMs).raw, kv.Value) {
+		return v.(*decodedNodeVMs), nil
+	}
+	d := &decodedNodeVMs{raw: kv.Value, node: strings.TrimPrefix(kv.Key, vmNodesPrefix+cluster+"/")}
+	if err := decode(kv, &d.r); err != nil {
+		return nil, err
+	}
+	for _, name := range sortedKeys(d.r.VMs) {
+		x := d.r.VMs[name]
+		pname := name
+		if x.Incoming {
+			pname = name + "@incoming"
+		}
+		d.vms = append(d.vms, placement.VM{Name: pname, MemoryMB: x.MemoryMB, Node: d.node,
+			AntiAffinityClass: x.Class, AntiAffinityMode: x.Mode})
+	}
+	e.nodeVMRecs.Store(kv.Key, d)
+	return d, nil
 }
 
 // hostCmp pins the host record of node (maintenance, memory) in a commit.
