@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -351,6 +352,14 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	asked := plan
+	// setPlan writes the plan back only when it changed: the framework
+	// converts the whole object on every Set.
+	setPlan := func() {
+		if !sameModel(plan, asked) {
+			resp.Diagnostics.Append(resp.Plan.Set(ctx, plan)...)
+		}
+	}
 	// MACs are derived from cluster, name and position: known now.
 	if !plan.ClusterID.IsUnknown() && !plan.Name.IsUnknown() && !plan.NetworkAdapters.IsUnknown() && !plan.NetworkAdapters.IsNull() {
 		var switches []string
@@ -371,7 +380,7 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 		plan.MaxFailures = state.MaxFailures
 	}
 	if !plan.known() {
-		resp.Diagnostics.Append(resp.Plan.Set(ctx, plan)...)
+		setPlan()
 		return // judged at apply
 	}
 	s := plan.spec(ctx, &resp.Diagnostics)
@@ -416,7 +425,21 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 			plan.Status, plan.StatusReason, plan.LastMigration = types.StringUnknown(), types.StringUnknown(), types.ObjectUnknown(migrationAttrTypes)
 		}
 	}
-	resp.Diagnostics.Append(resp.Plan.Set(ctx, plan)...)
+	setPlan()
+}
+
+// sameModel reports whether two models of one resource hold equal values
+// in every field (each field an attr.Value).
+func sameModel[M any](a, b M) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	for i := range va.NumField() {
+		x, ok := va.Field(i).Interface().(attr.Value)
+		y, ok2 := vb.Field(i).Interface().(attr.Value)
+		if !ok || !ok2 || !x.Equal(y) {
+			return false
+		}
+	}
+	return true
 }
 
 func progressLogger(ctx context.Context) context.Context {
@@ -477,7 +500,10 @@ func (r *vmResource) Read(ctx context.Context, req resource.ReadRequest, resp *r
 		resp.Diagnostics.Append(vmDiags("Cannot read VM "+name, err)...)
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, vmToModel(vm, m))...)
+	// resp.State holds the prior state: write only what changed.
+	if next := vmToModel(vm, m); !sameModel(next, m) {
+		resp.Diagnostics.Append(resp.State.Set(ctx, next)...)
+	}
 }
 
 func (r *vmResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {

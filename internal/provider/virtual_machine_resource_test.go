@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
@@ -332,4 +334,27 @@ func TestAccVirtualMachine_planErrors(t *testing.T) {
 			plan(strings.Replace(base(`owner_node = "Y-22-2k8x64"`), vol, vol2, 1), `a VM's storage does not move`),
 		},
 	})
+}
+
+func TestSameModel(t *testing.T) {
+	base := vmModel{Name: types.StringValue("WEB01"), MemoryMB: types.Int64Value(1024),
+		VHD: types.ObjectValueMust(vhdAttrTypes, map[string]attr.Value{"size_gib": types.Int64Value(10), "type": types.StringValue("dynamic")})}
+	for _, tc := range []struct {
+		name string
+		mod  func(*vmModel)
+		same bool
+	}{
+		{"identical", func(*vmModel) {}, true},
+		{"string differs", func(m *vmModel) { m.Name = types.StringValue("WEB02") }, false},
+		{"null vs unknown", func(m *vmModel) { m.CurrentNode = types.StringUnknown() }, false},
+		{"nested value differs", func(m *vmModel) {
+			m.VHD = types.ObjectValueMust(vhdAttrTypes, map[string]attr.Value{"size_gib": types.Int64Value(20), "type": types.StringValue("dynamic")})
+		}, false},
+	} {
+		m := base
+		tc.mod(&m)
+		if got := sameModel(base, m); got != tc.same {
+			t.Errorf("%s: sameModel = %v, want %v", tc.name, got, tc.same)
+		}
+	}
 }
