@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -337,8 +338,17 @@ func TestAccVirtualMachine_planErrors(t *testing.T) {
 }
 
 func TestSameModel(t *testing.T) {
-	base := vmModel{Name: types.StringValue("WEB01"), MemoryMB: types.Int64Value(1024),
-		VHD: types.ObjectValueMust(vhdAttrTypes, map[string]attr.Value{"size_gib": types.Int64Value(10), "type": types.StringValue("dynamic")})}
+	// A model as Read builds it (every field set, as the framework's Get
+	// sets them).
+	prior := vmModel{NetworkAdapters: types.ListNull(vmAdapterObjType), PreferredOwners: types.ListNull(types.StringType),
+		Failback: types.ObjectNull(failbackAttrTypes), Timeouts: timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{
+			"create": types.StringType, "update": types.StringType, "delete": types.StringType})}}
+	base := vmToModel(engine.VM{VMSpec: engine.VMSpec{Cluster: "HVCLUSTER", Volume: "v", Name: "WEB01", MemoryMB: 1024,
+		ProcessorCount: 1, VHD: engine.VHDSpec{SizeGiB: 10, Type: "dynamic"}, State: "running"}, Node: "Y-21-2k8x64"}, prior)
+	if again := vmToModel(engine.VM{VMSpec: engine.VMSpec{Cluster: "HVCLUSTER", Volume: "v", Name: "WEB01", MemoryMB: 1024,
+		ProcessorCount: 1, VHD: engine.VHDSpec{SizeGiB: 10, Type: "dynamic"}, State: "running"}, Node: "Y-21-2k8x64"}, prior); !sameModel(base, again) {
+		t.Fatal("two conversions of one VM differ")
+	}
 	for _, tc := range []struct {
 		name string
 		mod  func(*vmModel)
