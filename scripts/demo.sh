@@ -95,7 +95,13 @@ if [ "$hypervisor" = qemu ]; then
       >"$demo/agent-$node.log" 2>&1 </dev/null &
     echo $! >>"$demo/agents.pid"
   done
-  sleep 1 # their first heartbeats
+  for node in Y-21-2k8x64 Y-22-2k8x64; do # their first heartbeats
+    for _ in $(seq 300); do
+      grep -q "qemu: accepting VMs" "$demo/agent-$node.log" 2>/dev/null && break
+      sleep 0.1
+    done
+    grep -q "qemu: accepting VMs" "$demo/agent-$node.log" || { echo "demo: the agent of $node did not start:" >&2; tail -20 "$demo/agent-$node.log" >&2; exit 1; }
+  done
 fi
 
 cd "$demo/work"

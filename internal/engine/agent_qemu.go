@@ -167,6 +167,9 @@ func (q *QEMUAgent) Run(ctx context.Context) error {
 	}
 	defer q.shutdown()
 	q.adoptOrphans(ctx)
+	if q.initErr == "" {
+		q.cfg.Logf("qemu: accepting VMs (heartbeat written)")
+	}
 	var lastBeat, lastSweep time.Time
 	for {
 		if time.Since(lastBeat) >= 500*time.Millisecond {

@@ -60,6 +60,17 @@ func qemuEnv(t *testing.T) (*Engine, Volume) {
 			<-ch
 		}
 	})
+	// The agents run in goroutines: wait for their first heartbeat, as a
+	// user starts `kayoctl agent` before applying.
+	for _, n := range []string{y21, y22} {
+		deadline := time.Now().Add(30 * time.Second)
+		for e.qemuAgentUp(ctx, n) != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("agent of %s: %v", n, e.qemuAgentUp(ctx, n))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	return e, vol
 }
 

@@ -63,6 +63,21 @@ func StartAgents(t testing.TB, dataDir, guestDir string, nodes ...string) []*Age
 		out = append(out, a)
 		t.Cleanup(func() { a.Stop(t) })
 	}
+	// Ready once each has written its first heartbeat, as a user starts
+	// the agents before applying.
+	for _, a := range out {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			b, _ := os.ReadFile(a.Log)
+			if strings.Contains(string(b), "qemu: accepting VMs") {
+				break
+			}
+			if time.Now().After(deadline) || a.Cmd.ProcessState != nil {
+				t.Fatalf("agent %s not ready within 60 s:\n%s", a.Node, tail(string(b), 3000))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	return out
 }
 
