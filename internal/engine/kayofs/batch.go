@@ -47,15 +47,11 @@ func (v *Volume) CreateFiles(dir string, files []NewFile) ([]*File, error) {
 	if 2*len(files)+3 > int(v.sbl().JournalBlocks)-4-4*treeSlack {
 		return v.createFilesStepwise(dir, files)
 	}
-	t := v.newTxn()
-	defer t.release()
-	if err := t.lock(keyNS, true); err != nil {
-		return nil, err
-	}
-	c, err := t.loadNS()
+	t, c, err := v.nsTxn()
 	if err != nil {
 		return nil, err
 	}
+	defer t.release()
 	pino, pe, err := c.lookup(parts[:len(parts)-1])
 	if err != nil {
 		return nil, err
@@ -202,15 +198,11 @@ func (v *Volume) RemoveDir(dir string) error {
 	if err := v.live(); err != nil {
 		return err
 	}
-	t := v.newTxn()
-	defer t.release()
-	if err := t.lock(keyNS, true); err != nil {
-		return err
-	}
-	c, err := t.loadNS()
+	t, c, err := v.nsTxn()
 	if err != nil {
 		return err
 	}
+	defer t.release()
 	dino, de, err := c.lookup(parts)
 	if err != nil {
 		return err

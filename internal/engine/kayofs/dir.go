@@ -191,15 +191,11 @@ func (v *Volume) create(path string, typ uint8) (uint32, uint64, error) {
 	if err := v.live(); err != nil {
 		return 0, 0, err
 	}
-	t := v.newTxn()
-	defer t.release()
-	if err := t.lock(keyNS, true); err != nil {
-		return 0, 0, err
-	}
-	c, err := t.loadNS()
+	t, c, err := v.nsTxn()
 	if err != nil {
 		return 0, 0, err
 	}
+	defer t.release()
 	pino, pe, err := c.lookup(parts[:len(parts)-1])
 	if err != nil {
 		return 0, 0, err
@@ -263,6 +259,23 @@ func (v *Volume) MkdirAll(path string) error {
 	return nil
 }
 
+// nsTxn starts a transaction that holds the namespace lock exclusively,
+// with the namespace loaded: the start of every namespace change. The
+// caller releases the transaction.
+func (v *Volume) nsTxn() (*txn, *nsCache, error) {
+	t := v.newTxn()
+	if err := t.lock(keyNS, true); err != nil {
+		t.release()
+		return nil, nil, err
+	}
+	c, err := t.loadNS()
+	if err != nil {
+		t.release()
+		return nil, nil, err
+	}
+	return t, c, nil
+}
+
 // Remove deletes a file (freeing its blocks) or an empty directory.
 func (v *Volume) Remove(path string) error {
 	parts, err := splitPath(path)
@@ -272,15 +285,11 @@ func (v *Volume) Remove(path string) error {
 	if err := v.live(); err != nil {
 		return err
 	}
-	t := v.newTxn()
-	defer t.release()
-	if err := t.lock(keyNS, true); err != nil {
-		return err
-	}
-	c, err := t.loadNS()
+	t, c, err := v.nsTxn()
 	if err != nil {
 		return err
 	}
+	defer t.release()
 	ino, e, err := c.lookup(parts)
 	if err != nil {
 		return err
@@ -341,15 +350,11 @@ func (v *Volume) Rename(oldPath, newPath string) error {
 	if err := v.live(); err != nil {
 		return err
 	}
-	t := v.newTxn()
-	defer t.release()
-	if err := t.lock(keyNS, true); err != nil {
-		return err
-	}
-	c, err := t.loadNS()
+	t, c, err := v.nsTxn()
 	if err != nil {
 		return err
 	}
+	defer t.release()
 	sino, se, err := c.lookup(op)
 	if err != nil {
 		return err
