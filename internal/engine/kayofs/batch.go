@@ -195,9 +195,6 @@ func (v *Volume) RemoveDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := v.live(); err != nil {
-		return err
-	}
 	t, c, err := v.nsTxn()
 	if err != nil {
 		return err

@@ -188,9 +188,6 @@ func (v *Volume) create(path string, typ uint8) (uint32, uint64, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	if err := v.live(); err != nil {
-		return 0, 0, err
-	}
 	t, c, err := v.nsTxn()
 	if err != nil {
 		return 0, 0, err
@@ -260,9 +257,12 @@ func (v *Volume) MkdirAll(path string) error {
 }
 
 // nsTxn starts a transaction that holds the namespace lock exclusively,
-// with the namespace loaded: the start of every namespace change. The
-// caller releases the transaction.
+// with the namespace loaded, on a live mount: the start of every
+// namespace change. The caller releases the transaction.
 func (v *Volume) nsTxn() (*txn, *nsCache, error) {
+	if err := v.live(); err != nil {
+		return nil, nil, err
+	}
 	t := v.newTxn()
 	if err := t.lock(keyNS, true); err != nil {
 		t.release()
@@ -280,9 +280,6 @@ func (v *Volume) nsTxn() (*txn, *nsCache, error) {
 func (v *Volume) Remove(path string) error {
 	parts, err := splitPath(path)
 	if err != nil {
-		return err
-	}
-	if err := v.live(); err != nil {
 		return err
 	}
 	t, c, err := v.nsTxn()
@@ -345,9 +342,6 @@ func (v *Volume) Rename(oldPath, newPath string) error {
 	}
 	np, err := splitPath(newPath)
 	if err != nil {
-		return err
-	}
-	if err := v.live(); err != nil {
 		return err
 	}
 	t, c, err := v.nsTxn()
