@@ -7,6 +7,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -177,6 +178,29 @@ func listJSON[T any](ctx context.Context, st store.Store, prefix string) ([]T, [
 		revs = append(revs, kv.ModRevision)
 	}
 	return out, revs, nil
+}
+
+// memo returns the value fn decoded last from the same bytes raw under
+// key in m, or runs fn and keeps its value with raw. Records change
+// rarely compared with how often placement and node updates read them;
+// the value is shared, so callers copy what they change.
+func memo[T any](m *sync.Map, key string, raw []byte, fn func() (T, error)) (T, error) {
+	if v, ok := m.Load(key); ok {
+		if d := v.(*memoEntry[T]); bytes.Equal(d.raw, raw) {
+			return d.v, nil
+		}
+	}
+	x, err := fn()
+	if err != nil {
+		return x, err
+	}
+	m.Store(key, &memoEntry[T]{raw: raw, v: x})
+	return x, nil
+}
+
+type memoEntry[T any] struct {
+	raw []byte
+	v   T
 }
 
 func putJSON(key string, v any) store.Op {

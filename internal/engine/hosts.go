@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -160,20 +159,16 @@ func (e *Engine) clusterHeadRecord(name string, kv store.KV) (Cluster, error) {
 	if !kv.Exists() {
 		return Cluster{}, fmt.Errorf("cluster %q does not exist: %w", name, ErrNotFound)
 	}
-	if v, ok := e.heads.Load(name); ok {
-		if last := v.(*decodedHead); bytes.Equal(last.raw, kv.Value) {
-			c := last.c
-			c.Nodes = slices.Clone(c.Nodes)
-			c.Revision = kv.ModRevision
-			return c, nil
+	c, err := memo(&e.heads, name, kv.Value, func() (Cluster, error) {
+		var h clusterHead
+		if err := decode(kv, &h); err != nil {
+			return Cluster{}, fmt.Errorf("cluster %q: %w", name, err)
 		}
+		return Cluster{ClusterSpec: h.ClusterSpec, CreatedAt: h.CreatedAt}, nil
+	})
+	if err != nil {
+		return Cluster{}, err
 	}
-	var h clusterHead
-	if err := decode(kv, &h); err != nil {
-		return Cluster{}, fmt.Errorf("cluster %q: %w", name, err)
-	}
-	c := Cluster{ClusterSpec: h.ClusterSpec, CreatedAt: h.CreatedAt}
-	e.heads.Store(name, &decodedHead{raw: kv.Value, c: c})
 	c.Nodes = slices.Clone(c.Nodes)
 	c.Revision = kv.ModRevision
 	return c, nil
@@ -189,12 +184,6 @@ func (e *Engine) clusterHead(ctx context.Context, name string) (Cluster, error) 
 		return Cluster{}, fmt.Errorf("cluster %q: %w", name, err)
 	}
 	return e.clusterHeadRecord(name, kv)
-}
-
-// decodedHead is a cluster record's bytes and their clusterHead.
-type decodedHead struct {
-	raw []byte
-	c   Cluster
 }
 
 // readNodeRecs reads host name and, for a node, its cluster's records: in
@@ -255,23 +244,16 @@ func (e *Engine) ListHosts(ctx context.Context) ([]Host, error) {
 // hostRecord decodes a host record, or copies the one decoded last from
 // the same bytes.
 func (e *Engine) hostRecord(kv store.KV) (Host, error) {
-	var h Host
-	if v, ok := e.hostRecs.Load(kv.Key); ok && bytes.Equal(v.(*decodedHost).raw, kv.Value) {
-		h = v.(*decodedHost).h
-	} else {
-		if err := decode(kv, &h); err != nil {
-			return Host{}, err
-		}
-		e.hostRecs.Store(kv.Key, &decodedHost{raw: kv.Value, h: h})
+	h, err := memo(&e.hostRecs, kv.Key, kv.Value, func() (Host, error) {
+		var h Host
+		return h, decode(kv, &h)
+	})
+	if err != nil {
+		return Host{}, err
 	}
 	h.Features, h.Adapters = slices.Clone(h.Features), slices.Clone(h.Adapters)
 	h.Revision = kv.ModRevision
 	return h, nil
-}
-
-type decodedHost struct {
-	raw []byte
-	h   Host
 }
 
 // UpdateHost changes a host's declared facts. A change that would make the

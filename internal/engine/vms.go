@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -366,31 +365,28 @@ func (e *Engine) placementView(ctx context.Context, c Cluster) (*placementView, 
 // with every VM placed on or moved off the node, but a plan reads it for
 // every VM. Its map is shared and must not be written (vmTxn.seed copies).
 type decodedNodeVMs struct {
-	raw  []byte
 	node string
 	r    nodeVMs
 	vms  []placement.VM
 }
 
 func (e *Engine) nodeVMsRecord(cluster string, kv store.KV) (*decodedNodeVMs, error) {
-	if v, ok := e.nodeVMRecs.Load(kv.Key); ok && bytes.Equal(v.(*decodedNodeVMs).raw, kv.Value) {
-		return v.(*decodedNodeVMs), nil
-	}
-	d := &decodedNodeVMs{raw: kv.Value, node: strings.TrimPrefix(kv.Key, vmNodesPrefix+cluster+"/")}
-	if err := decode(kv, &d.r); err != nil {
-		return nil, err
-	}
-	for _, name := range sortedKeys(d.r.VMs) {
-		x := d.r.VMs[name]
-		pname := name
-		if x.Incoming {
-			pname = name + "@incoming"
+	return memo(&e.nodeVMRecs, kv.Key, kv.Value, func() (*decodedNodeVMs, error) {
+		d := &decodedNodeVMs{node: strings.TrimPrefix(kv.Key, vmNodesPrefix+cluster+"/")}
+		if err := decode(kv, &d.r); err != nil {
+			return nil, err
 		}
-		d.vms = append(d.vms, placement.VM{Name: pname, MemoryMB: x.MemoryMB, Node: d.node,
-			AntiAffinityClass: x.Class, AntiAffinityMode: x.Mode})
-	}
-	e.nodeVMRecs.Store(kv.Key, d)
-	return d, nil
+		for _, name := range sortedKeys(d.r.VMs) {
+			x := d.r.VMs[name]
+			pname := name
+			if x.Incoming {
+				pname = name + "@incoming"
+			}
+			d.vms = append(d.vms, placement.VM{Name: pname, MemoryMB: x.MemoryMB, Node: d.node,
+				AntiAffinityClass: x.Class, AntiAffinityMode: x.Mode})
+		}
+		return d, nil
+	})
 }
 
 // hostCmp pins the host record of node (maintenance, memory) in a commit.
