@@ -34,7 +34,7 @@ fi
 if [ "${BENCH_QEMU:-1}" != 0 ]; then
   echo
   echo "== qemu driver: live migration of 128 MiB and 1 GiB guests, raw QMP floor vs engine + agents (bench/qemu_test.go)"
-  go test -count=1 -run '^$' -bench QEMUMigration -benchtime="${BENCH_QEMU_ROUNDS:-5}x" -timeout 15m ./bench/
+  go test -count=1 -run '^$' -bench QEMUMigration -benchtime="${BENCH_QEMU_ROUNDS:-30}x" -timeout 15m ./bench/
 fi
 
 if [ "${BENCH_MKFS:-1}" != 0 ]; then

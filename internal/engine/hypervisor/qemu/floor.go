@@ -221,17 +221,20 @@ func (f *Floor) Verify(ctx context.Context) error {
 	}
 }
 
-// Close kills the guest and stops the NBD servers.
+// Close kills the guest and stops the NBD servers; again, it does nothing.
 func (f *Floor) Close() {
 	if f.cur != nil {
 		f.cur.Kill()
+		f.cur = nil
 	}
-	for _, s := range f.srv {
+	for i, s := range f.srv {
 		if s != nil {
 			_ = s.Close()
+			f.srv[i] = nil
 		}
 	}
 	if f.file != nil {
 		_ = f.file.Close()
+		f.file = nil
 	}
 }
