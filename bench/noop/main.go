@@ -8,6 +8,8 @@ import (
 	"context"
 	"flag"
 	"log"
+	"os"
+	rdebug "runtime/debug"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -28,6 +30,9 @@ func main() {
 	flag.BoolVar(&debug, "debug", false, "run with support for debuggers")
 	flag.Parse()
 	sdklogs.QuietUnlessAsked() // as the kayo provider does: a like-for-like floor
+	if os.Getenv("GOGC") == "" {
+		rdebug.SetGCPercent(400) // the kayo provider's collector setting (main.go), likewise
+	}
 	err := providerserver.Serve(context.Background(), func() provider.Provider { return &noopProvider{} },
 		providerserver.ServeOpts{Address: "local/bench/noop", Debug: debug})
 	if err != nil {
