@@ -22,7 +22,7 @@ import (
 func BenchmarkVMPhases(b *testing.B) {
 	const n, hosts, par = 200, 16, 10
 	ctx := context.Background()
-	var times [3]time.Duration
+	var times, cpu [3]time.Duration
 	for b.Loop() {
 		b.StopTimer()
 		e, vol := vmBenchEnv(b, hosts)
@@ -64,11 +64,12 @@ func BenchmarkVMPhases(b *testing.B) {
 				return e.DeleteVM(ctx, vol.Cluster, spec(i, 1).Name)
 			},
 		} {
-			start := time.Now()
+			start, c0 := time.Now(), selfCPU()
 			if err := runN(n, par, op); err != nil {
 				b.Fatal(err)
 			}
 			times[p] += time.Since(start)
+			cpu[p] += selfCPU() - c0
 		}
 		b.StopTimer()
 		e.Close()
@@ -76,6 +77,7 @@ func BenchmarkVMPhases(b *testing.B) {
 	}
 	for p, name := range []string{"create", "migrate", "destroy"} {
 		b.ReportMetric(float64(times[p].Milliseconds())/float64(b.N), name+"-ms")
+		b.ReportMetric(float64(cpu[p].Milliseconds())/float64(b.N), name+"-cpu-ms")
 	}
 }
 
