@@ -770,7 +770,20 @@ func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
 	}
 	err = e.onVolume(ctx, vm.Volume, vm.Node, func(fv *kayofs.Volume) error {
 		return serialVolume(vm.Volume, func() error {
-			// One lookup, then only the files that exist.
+			ours := []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD}
+			// Only the VM's own files (the usual case): all of them and
+			// the directory in one change, the check inside it.
+			names := make([]string, len(ours))
+			for i, f := range ours {
+				names[i] = path.Base(f)
+			}
+			err := fv.RemoveDirOnly(p.Dir, names)
+			if err == nil || errors.Is(err, kayofs.ErrNotExist) {
+				return nil
+			}
+			if !errors.Is(err, kayofs.ErrNotEmpty) {
+				return fmt.Errorf("removing %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
+			}
 			ents, err := fv.ReadDir(p.Dir)
 			if errors.Is(err, kayofs.ErrNotExist) {
 				return nil
@@ -778,19 +791,9 @@ func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
 			if err != nil {
 				return fmt.Errorf("reading %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
 			}
-			ours := []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD}
-			have, others := map[string]bool{}, false
+			have := map[string]bool{}
 			for _, fi := range ents {
 				have[path.Base(fi.Name)] = true
-				others = others || !slices.ContainsFunc(ours, func(f string) bool { return path.Base(f) == path.Base(fi.Name) })
-			}
-			if !others {
-				// Only the VM's own files: all of them and the directory
-				// in one change.
-				if err := fv.RemoveDir(p.Dir); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
-					return fmt.Errorf("removing %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
-				}
-				return nil
 			}
 			// Something else is in the directory: remove ours and let the
 			// directory's removal fail, naming it, rather than delete it.

@@ -190,7 +190,21 @@ func (v *Volume) createFilesStepwise(dir string, files []NewFile) ([]*File, erro
 // file (large or fragmented files free their blocks in transactions of
 // their own first, as Remove does). A subdirectory makes it refuse, changing
 // nothing (ErrNotEmpty).
-func (v *Volume) RemoveDir(dir string) error {
+func (v *Volume) RemoveDir(dir string) error { return v.removeDir(dir, nil) }
+
+// RemoveDirOnly is RemoveDir for a directory expected to hold only files
+// named in names (some may be missing): any other entry makes it refuse,
+// changing nothing, with ErrNotEmpty naming the entry. The check and the
+// removal are one change, so nothing written in between is lost.
+func (v *Volume) RemoveDirOnly(dir string, names []string) error {
+	if names == nil {
+		names = []string{}
+	}
+	return v.removeDir(dir, names)
+}
+
+// removeDir: only == nil allows any file.
+func (v *Volume) removeDir(dir string, only []string) error {
 	parts, err := splitPath(dir)
 	if err != nil {
 		return err
@@ -211,6 +225,9 @@ func (v *Volume) RemoveDir(dir string) error {
 	for _, k := range c.children[dino] {
 		if c.ents[k].typ == typeDir {
 			return fmt.Errorf("%w: %s holds directory %s", ErrNotEmpty, dir, c.ents[k].name)
+		}
+		if only != nil && !slices.Contains(only, c.ents[k].name) {
+			return fmt.Errorf("%w: %s holds %s", ErrNotEmpty, dir, c.ents[k].name)
 		}
 		kids = append(kids, k)
 	}

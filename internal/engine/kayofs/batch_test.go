@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -160,6 +161,42 @@ func TestCreateFilesRemoveDirRefuse(t *testing.T) {
 	}
 	if _, err := v.Stat("d/sub"); err != nil {
 		t.Fatalf("a refused RemoveDir removed: %v", err)
+	}
+	mustCheck(t, dev)
+}
+
+// RemoveDirOnly removes a directory holding only the named files (some
+// missing) and refuses, changing nothing, when anything else is there.
+func TestRemoveDirOnly(t *testing.T) {
+	dev := newImage(t, 1<<30)
+	mustFormat(t, dev, FormatOptions{Slots: 2})
+	v := mustMount(t, dev, "A")
+	defer v.Unmount()
+	if _, err := v.CreateFiles("VM", []NewFile{{Name: "VM.vhd", Data: []byte("v")}, {Name: "VM.xml", Data: []byte("x")},
+		{Name: "notes.txt", Data: []byte("mine")}}); err != nil {
+		t.Fatal(err)
+	}
+	ours := []string{"VM.vhd", "VM.xml", "VM.vsv"}
+	err := v.RemoveDirOnly("VM", ours)
+	if !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "notes.txt") {
+		t.Fatalf("with a foreign file: got %v, want ErrNotEmpty naming notes.txt", err)
+	}
+	for _, f := range []string{"VM/VM.vhd", "VM/VM.xml", "VM/notes.txt"} {
+		if _, err := v.Stat(f); err != nil {
+			t.Fatalf("a refused RemoveDirOnly removed %s: %v", f, err)
+		}
+	}
+	if err := v.Remove("VM/notes.txt"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.RemoveDirOnly("VM", ours); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Stat("VM"); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("after RemoveDirOnly: %v", err)
+	}
+	if err := v.RemoveDirOnly("VM", ours); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("again: got %v, want ErrNotExist", err)
 	}
 	mustCheck(t, dev)
 }
