@@ -44,15 +44,14 @@ func crashPoint(phase string) {
 
 // Crash points, in order.
 const (
-	CrashAfterIntent      = "after-intent"
-	CrashAfterTransfer    = "after-transfer"
-	CrashAfterTransferred = "after-transferred-commit"
-	CrashAfterSwitch      = "after-switch"
-	CrashAfterResume      = "after-resume"
+	CrashAfterIntent   = "after-intent"
+	CrashAfterTransfer = "after-transfer"
+	CrashAfterSwitch   = "after-switch"
+	CrashAfterResume   = "after-resume"
 )
 
 // CrashPoints lists the migration's crash points in order.
-var CrashPoints = []string{CrashAfterIntent, CrashAfterTransfer, CrashAfterTransferred, CrashAfterSwitch, CrashAfterResume}
+var CrashPoints = []string{CrashAfterIntent, CrashAfterTransfer, CrashAfterSwitch, CrashAfterResume}
 
 type progressKey struct{}
 
@@ -277,6 +276,23 @@ func (e *Engine) runPending(ctx context.Context, vm VM) (VM, error) {
 	return e.converge(ctx, vm, vm.Pending.ID)
 }
 
+// switchOwner makes the migration's target the VM's owner: a new token
+// (which fences the source), the reservation moved, PhaseSwitched.
+func switchOwner(t *vmTxn, p *Pending) error {
+	prev := t.vm.Token
+	t.vm.Token++
+	t.vm.Node = p.To
+	t.vm.Pending.Phase = PhaseSwitched
+	if err := t.release(p.From, t.vm.Name); err != nil {
+		return err
+	}
+	if err := t.reserve(p.To, t.vm.VMSpec, false); err != nil {
+		return err
+	}
+	t.ownerChanged(p.From, p.To, prev, "migration", map[string]string{"migration": p.ID, "type": p.Type})
+	return nil
+}
+
 // migrateForward runs a migration from whatever phase it reached.
 func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 	p := vm.Pending
@@ -325,31 +341,12 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 			}
 		}
 		crashPoint(CrashAfterTransfer)
+		// The state is on the target: record it and switch the owner in
+		// one commit (the guest is paused until the target resumes it). A
+		// crash before this commit rolls back, as one during the transfer.
 		vm, err = e.pendingCommit(ctx, vm, func(t *vmTxn) error {
-			t.vm.Pending.Phase = PhaseTransferred
 			t.vm.Pending.Live, t.vm.Pending.SaveMs = live, saveMs
-			return nil
-		})
-		if err != nil {
-			return vm, err
-		}
-		crashPoint(CrashAfterTransferred)
-		p = vm.Pending
-	}
-	if p.Phase == PhaseTransferred {
-		vm, err = e.pendingCommit(ctx, vm, func(t *vmTxn) error {
-			prev := t.vm.Token
-			t.vm.Token++
-			t.vm.Node = p.To
-			t.vm.Pending.Phase = PhaseSwitched
-			if err := t.release(p.From, t.vm.Name); err != nil {
-				return err
-			}
-			if err := t.reserve(p.To, t.vm.VMSpec, false); err != nil {
-				return err
-			}
-			t.ownerChanged(p.From, p.To, prev, "migration", map[string]string{"migration": p.ID, "type": p.Type})
-			return nil
+			return switchOwner(t, p)
 		})
 		if err != nil {
 			return vm, err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -115,7 +116,7 @@ func TestVMCrashMidMigration(t *testing.T) {
 					t.Fatal(err)
 				}
 				want := y21
-				if i >= 3 { // after the switch
+				if i >= slices.Index(CrashPoints, CrashAfterSwitch) { // after the switch
 					want = target
 				}
 				if vm.Pending != nil || vm.Node != want || vm.Status != VMRunning {

@@ -154,13 +154,14 @@ const (
 	opConverge = "converge"
 
 	// PhasePrepare: intent committed, capacity reserved on the target;
-	// nothing moved. A crash here rolls back.
+	// memory is being copied (live: the source pauses at the end) or the
+	// state saved (quick). A crash here rolls back: the source resumes.
+	// (Earlier versions recorded a "transferred" phase in between; it
+	// rolls back the same way.)
 	PhasePrepare = "prepare"
-	// PhaseTransferred: memory copied (live: source paused) or state saved
-	// (quick). A crash here rolls back: the source resumes.
-	PhaseTransferred = "transferred"
-	// PhaseSwitched: the target owns the VM (new token). A crash here
-	// rolls forward: the target resumes or restores.
+	// PhaseSwitched: the transfer is done and the target owns the VM (new
+	// token), one commit after the transfer. A crash here rolls forward:
+	// the target resumes or restores.
 	PhaseSwitched = "switched"
 )
 
