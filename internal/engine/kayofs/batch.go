@@ -205,11 +205,7 @@ func (v *Volume) RemoveDirOnly(dir string, names []string) error {
 
 // removeDir: only == nil allows any file.
 func (v *Volume) removeDir(dir string, only []string) error {
-	parts, err := splitPath(dir)
-	if err != nil {
-		return err
-	}
-	t, c, err := v.nsTxn()
+	t, c, parts, err := v.nsTxnPath(dir)
 	if err != nil {
 		return err
 	}

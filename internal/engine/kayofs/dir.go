@@ -184,11 +184,7 @@ type FileInfo struct {
 }
 
 func (v *Volume) create(path string, typ uint8) (uint32, uint64, error) {
-	parts, err := splitPath(path)
-	if err != nil {
-		return 0, 0, err
-	}
-	t, c, err := v.nsTxn()
+	t, c, parts, err := v.nsTxnPath(path)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -276,13 +272,23 @@ func (v *Volume) nsTxn() (*txn, *nsCache, error) {
 	return t, c, nil
 }
 
-// Remove deletes a file (freeing its blocks) or an empty directory.
-func (v *Volume) Remove(path string) error {
+// nsTxnPath is nsTxn for a change at path, split into its parts first
+// (a bad path starts nothing).
+func (v *Volume) nsTxnPath(path string) (*txn, *nsCache, []string, error) {
 	parts, err := splitPath(path)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	t, c, err := v.nsTxn()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return t, c, parts, nil
+}
+
+// Remove deletes a file (freeing its blocks) or an empty directory.
+func (v *Volume) Remove(path string) error {
+	t, c, parts, err := v.nsTxnPath(path)
 	if err != nil {
 		return err
 	}
