@@ -263,10 +263,7 @@ func (v *Volume) removeDir(dir string, only []string) error {
 		if err := t.shrink(k, 0); err != nil {
 			return err
 		}
-		if err := t.putDirent(k, dirent{}); err != nil {
-			return err
-		}
-		if err := t.putInode(k, &inode{}); err != nil {
+		if err := t.freeEntry(k); err != nil {
 			return err
 		}
 		// header with every transaction: counts match the table on disk
@@ -279,10 +276,7 @@ func (v *Volume) removeDir(dir string, only []string) error {
 			return err
 		}
 	}
-	if err := t.putDirent(dino, dirent{}); err != nil {
-		return err
-	}
-	if err := t.putInode(dino, &inode{}); err != nil {
+	if err := t.freeEntry(dino); err != nil {
 		return err
 	}
 	h.dirs--

@@ -272,6 +272,15 @@ func (v *Volume) nsTxn() (*txn, *nsCache, error) {
 	return t, c, nil
 }
 
+// freeEntry clears ino's directory entry and inode (its blocks are freed
+// already).
+func (t *txn) freeEntry(ino uint32) error {
+	if err := t.putDirent(ino, dirent{}); err != nil {
+		return err
+	}
+	return t.putInode(ino, &inode{})
+}
+
 // nsTxnPath is nsTxn for a change at path, split into its parts first
 // (a bad path starts nothing).
 func (v *Volume) nsTxnPath(path string) (*txn, *nsCache, []string, error) {
@@ -312,10 +321,7 @@ func (v *Volume) Remove(path string) error {
 		}
 		h.files--
 	}
-	if err := t.putDirent(ino, dirent{}); err != nil {
-		return err
-	}
-	if err := t.putInode(ino, &inode{}); err != nil {
+	if err := t.freeEntry(ino); err != nil {
 		return err
 	}
 	h.gen++
@@ -392,10 +398,7 @@ func (v *Volume) Rename(oldPath, newPath string) error {
 		if err := t.removeData(tino); err != nil {
 			return err
 		}
-		if err := t.putDirent(tino, dirent{}); err != nil {
-			return err
-		}
-		if err := t.putInode(tino, &inode{}); err != nil {
+		if err := t.freeEntry(tino); err != nil {
 			return err
 		}
 		h.files--
