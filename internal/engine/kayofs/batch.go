@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 )
 
 // NewFile is one file of a CreateFiles batch.
@@ -79,18 +78,8 @@ func (v *Volume) CreateFiles(dir string, files []NewFile) ([]*File, error) {
 		if err := t.lock(keyInode(ino), true); err != nil {
 			return 0, 0, err
 		}
-		gen := h.nextGen
-		h.nextGen++
-		h.hw = max(h.hw, ino+1)
-		if typ == typeDir {
-			h.dirs++
-		} else {
-			h.files++
-		}
-		if err := t.putDirent(ino, dirent{typ: typ, parent: parent, gen: gen, name: name}); err != nil {
-			return 0, 0, err
-		}
-		return ino, gen, t.putInode(ino, &inode{typ: typ, gen: gen, mtime: time.Now().UnixNano()})
+		gen, err := t.addEntry(&h, ino, typ, parent, name)
+		return ino, gen, err
 	}
 	dino, _, err := newEntry(typeDir, pino, name)
 	if err != nil {

@@ -208,19 +208,9 @@ func (v *Volume) create(path string, typ uint8) (uint32, uint64, error) {
 		return 0, 0, err
 	}
 	h := c.hdr
-	gen := h.nextGen
-	h.nextGen++
 	h.gen++
-	h.hw = max(h.hw, ino+1)
-	if typ == typeDir {
-		h.dirs++
-	} else {
-		h.files++
-	}
-	if err := t.putDirent(ino, dirent{typ: typ, parent: pino, gen: gen, name: name}); err != nil {
-		return 0, 0, err
-	}
-	if err := t.putInode(ino, &inode{typ: typ, gen: gen, mtime: time.Now().UnixNano()}); err != nil {
+	gen, err := t.addEntry(&h, ino, typ, pino, name)
+	if err != nil {
 		return 0, 0, err
 	}
 	t.putNSHeader(h)
@@ -270,6 +260,23 @@ func (v *Volume) nsTxn() (*txn, *nsCache, error) {
 		return nil, nil, err
 	}
 	return t, c, nil
+}
+
+// addEntry writes a new entry (directory entry and inode) at the free
+// inode ino, counting it in the namespace header h.
+func (t *txn) addEntry(h *nsHeader, ino uint32, typ uint8, parent uint32, name string) (uint64, error) {
+	gen := h.nextGen
+	h.nextGen++
+	h.hw = max(h.hw, ino+1)
+	if typ == typeDir {
+		h.dirs++
+	} else {
+		h.files++
+	}
+	if err := t.putDirent(ino, dirent{typ: typ, parent: parent, gen: gen, name: name}); err != nil {
+		return 0, err
+	}
+	return gen, t.putInode(ino, &inode{typ: typ, gen: gen, mtime: time.Now().UnixNano()})
 }
 
 // freeEntry clears ino's directory entry and inode (its blocks are freed
