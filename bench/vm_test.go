@@ -32,6 +32,12 @@ import (
 //
 //	go test -run '^$' -bench VMLifecycle -benchtime=3x ./bench/...
 //
+// BENCH_VM_LAYOUT=for_each writes each scenario's 200 resources as one
+// block with for_each instead of 200 blocks. The migrate phase differs
+// most: to render a diagnostic, Terraform and OpenTofu re-parse the file
+// holding its block, so 200 warnings over a file of 200 blocks cost them
+// quadratic time (noop_vm pays it as kayo does).
+//
 // BENCH_SCENARIOS (comma-separated) runs only the scenarios it names.
 //
 // KAYO_PROFILE_DIR=dir makes every kayo provider process write its CPU
@@ -139,8 +145,12 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		return float64(sum) / float64(len(ds)) / float64(time.Millisecond)
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\nVM lifecycle of %d resources (kayo: %d VMs over %d hosts) with %s, %d rounds, interleaved; mean (median) ms; ratios of means (of medians)\n",
-		vmCount, vmCount, vmHosts, cli.Name, round)
+	layout := "200 resource blocks"
+	if forEach() {
+		layout = "one block, for_each"
+	}
+	fmt.Fprintf(&sb, "\nVM lifecycle of %d resources (kayo: %d VMs over %d hosts; %s) with %s, %d rounds, interleaved; mean (median) ms; ratios of means (of medians)\n",
+		vmCount, vmCount, vmHosts, layout, cli.Name, round)
 	fmt.Fprintf(&sb, "%-22s %16s %16s %16s\n", "scenario", vmPhases[0], vmPhases[1], vmPhases[2])
 	for _, s := range scens {
 		fmt.Fprintf(&sb, "%-22s", s.name)
@@ -242,7 +252,35 @@ func noopShapeVMs(phase int) string {
 	return sb.String()
 }
 
+// forEach reports whether the resources are written as one resource
+// block with for_each over a map (BENCH_VM_LAYOUT=for_each), the way 200
+// like VMs are usually written, instead of 200 blocks (the default). It
+// matters for the per-VM migration warning: Terraform re-parses the file
+// holding the diagnostic's block to render each one.
+func forEach() bool { return os.Getenv("BENCH_VM_LAYOUT") == "for_each" }
+
+// vmMap writes local.vms: name => owner node in phase.
+func vmMap(sb *strings.Builder, phase int) {
+	fmt.Fprintf(sb, "locals {\n  vms = { for i in range(%d) : format(\"VM%%03d\", i) => format(\"BENCH-%%02d\", (i + %d) %% %d) }\n}\n",
+		vmCount, phase, vmHosts)
+}
+
 func vmResources(sb *strings.Builder, typ, vol string, phase int) {
+	if forEach() {
+		vmMap(sb, phase)
+		fmt.Fprintf(sb, `resource %q "vm" {
+  for_each         = local.vms
+  cluster_id       = "BENCHCLUSTER"
+  volume_id        = %q
+  name             = each.key
+  memory_mb        = 1024
+  vhd              = { size_gib = 10 }
+  network_adapters = [{ switch = "Public" }]
+  owner_node       = each.value
+}
+`, typ, vol)
+		return
+	}
 	for i := 0; i < vmCount; i++ {
 		fmt.Fprintf(sb, `resource %q "vm%03d" {
   cluster_id       = "BENCHCLUSTER"
@@ -265,6 +303,18 @@ func noopVMs(phase int) string {
   }
 }
 `)
+	if forEach() {
+		vmMap(&sb, phase)
+		sb.WriteString(`resource "noop_thing" "vm" {
+  for_each  = local.vms
+  name      = each.key
+  model     = each.value
+  memory_mb = 1024
+  cores     = 1
+}
+`)
+		return sb.String()
+	}
 	for i := 0; i < vmCount; i++ {
 		fmt.Fprintf(&sb, `resource "noop_thing" "vm%03d" {
   name      = "VM%03d"
@@ -279,6 +329,15 @@ func noopVMs(phase int) string {
 
 func tfDataVMs(phase int) string {
 	var sb strings.Builder
+	if forEach() {
+		vmMap(&sb, phase)
+		sb.WriteString(`resource "terraform_data" "vm" {
+  for_each = local.vms
+  input    = { name = each.key, memory_mb = 1024, owner_node = each.value }
+}
+`)
+		return sb.String()
+	}
 	for i := 0; i < vmCount; i++ {
 		fmt.Fprintf(&sb, `resource "terraform_data" "vm%03d" {
   input = { name = "VM%03d", memory_mb = 1024, owner_node = %q }

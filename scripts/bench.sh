@@ -19,8 +19,11 @@ export BENCH_CLI=${BENCH_CLI:-terraform}
 cd "$root"
 "$root/scripts/tools.sh" "$BENCH_CLI"
 
-echo "== lifecycle benchmark: $rounds rounds with $BENCH_CLI"
+echo "== lifecycle benchmarks: $rounds rounds with $BENCH_CLI (the VM one with 200 resource blocks)"
 go test -count=1 -run '^$' -bench Lifecycle -benchtime="${rounds}x" -timeout 60m ./bench/...
+echo
+echo "== VM lifecycle again, the 200 resources as one block with for_each"
+BENCH_VM_LAYOUT=for_each go test -count=1 -run '^$' -bench VMLifecycle -benchtime="${rounds}x" -timeout 60m ./bench/
 
 if [ "${BENCH_ENGINE:-1}" != 0 ]; then
   echo
