@@ -145,7 +145,7 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		return float64(sum) / float64(len(ds)) / float64(time.Millisecond)
 	}
 	var sb strings.Builder
-	layout := "200 resource blocks"
+	layout := fmt.Sprint(vmCount, " resource blocks")
 	if forEach() {
 		layout = "one block, for_each"
 	}
@@ -252,11 +252,7 @@ func noopShapeVMs(phase int) string {
 	return sb.String()
 }
 
-// forEach reports whether the resources are written as one resource
-// block with for_each over a map (BENCH_VM_LAYOUT=for_each), the way 200
-// like VMs are usually written, instead of 200 blocks (the default). It
-// matters for the per-VM migration warning: Terraform re-parses the file
-// holding the diagnostic's block to render each one.
+// forEach: BENCH_VM_LAYOUT=for_each (see BenchmarkVMLifecycle).
 func forEach() bool { return os.Getenv("BENCH_VM_LAYOUT") == "for_each" }
 
 // vmMap writes local.vms: name => owner node in phase.
