@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
@@ -18,8 +19,12 @@ func (c *cli) agent(args []string) error {
 	node := fs.String("node", "", "the host this agent runs for (required)")
 	interval := fs.Duration("interval", time.Second, "heartbeat and leader-check interval")
 	lease := fs.Duration("lease", 0, "leader lease lifetime (default 3 × interval; held on a store lease, rounded up to whole seconds)")
+	migAddr := fs.String("migration-address", "127.0.0.1", "the IP address of this host's migration network: incoming live migrations of qemu clusters listen there (TLS with the cluster's key)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if ip := net.ParseIP(*migAddr); ip == nil || ip.IsUnspecified() {
+		return usagef("agent: --migration-address %q is not allowed; allowed: one IP address of this host (not 0.0.0.0 or ::)", *migAddr)
 	}
 	if err := noArgs(fs); err != nil {
 		return err
@@ -51,7 +56,7 @@ func (c *cli) agent(args []string) error {
 		_, _ = fmt.Fprintf(c.stderr, "%s agent %s: %s\n", time.Now().Format("15:04:05.000"), *node, fmt.Sprintf(format, args...))
 	}
 	logf("started (id %s, interval %s, lease %s, data dir %s)", a.ID(), *interval, *lease, e.DataDir())
-	defer startQEMU(ctx, a, logf)() // VMs of qemu clusters (agent_qemu.go)
+	defer startQEMU(ctx, a, *migAddr, logf)() // VMs of qemu clusters (agent_qemu.go)
 	ticker := time.NewTicker(*interval)
 	defer ticker.Stop()
 	var last engine.TickReport

@@ -9,12 +9,12 @@ import (
 // startQEMU runs the agent's QEMU executor (the VMs of qemu clusters on
 // this node, their NBD disks) beside the heartbeat loop; the returned
 // function stops it and waits until its QEMU processes are gone.
-func startQEMU(ctx context.Context, a *engine.Agent, logf func(string, ...any)) func() {
+func startQEMU(ctx context.Context, a *engine.Agent, migrationAddress string, logf func(string, ...any)) func() {
 	qctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := a.NewQEMUAgent(engine.QEMUAgentConfig{Logf: logf}).Run(qctx); err != nil {
+		if err := a.NewQEMUAgent(engine.QEMUAgentConfig{Logf: logf, MigrationAddress: migrationAddress}).Run(qctx); err != nil {
 			logf("qemu executor: %v", err)
 		}
 	}()

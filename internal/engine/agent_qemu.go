@@ -7,12 +7,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/privsock"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
 )
@@ -36,6 +38,9 @@ const QEMUMountSuffix = "#qemu"
 // EventVMQEMUExited: a VM's QEMU process exited without being asked to.
 const EventVMQEMUExited = "vm.qemu_exited"
 
+// qemuRequestTimeout bounds a request that carries no deadline.
+const qemuRequestTimeout = 10 * time.Minute
+
 // QEMUAgentConfig configures the executor.
 type QEMUAgentConfig struct {
 	// Guest is the kernel + initramfs VMs boot; found with
@@ -47,6 +52,9 @@ type QEMUAgentConfig struct {
 	// the driver pokes the agent's socket with every request; polling is
 	// the fallback, and its reads compete with the guests for CPU).
 	Poll time.Duration
+	// MigrationAddress is the IP address incoming live migrations listen
+	// on: the host's migration network (default 127.0.0.1).
+	MigrationAddress string
 }
 
 type qemuVolume struct {
@@ -112,6 +120,9 @@ func (a *Agent) NewQEMUAgent(cfg QEMUAgentConfig) *QEMUAgent {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
+	if cfg.MigrationAddress == "" {
+		cfg.MigrationAddress = "127.0.0.1"
+	}
 	return &QEMUAgent{e: a.e, node: a.cfg.Node, agentID: a.cfg.ID, cfg: cfg,
 		dir: filepath.Join(a.e.dataDir, "qemu", a.cfg.Node), vms: map[string]*qemuVMRun{}, vols: map[string]*qemuVolume{},
 		wake: make(chan struct{}, 1), seenFence: map[string]hypervisor.Token{}}
@@ -121,7 +132,9 @@ func (a *Agent) NewQEMUAgent(cfg QEMUAgentConfig) *QEMUAgent {
 // process it runs. It returns only when ctx ends (or the node's files
 // cannot be created).
 func (q *QEMUAgent) Run(ctx context.Context) error {
-	if err := os.MkdirAll(q.dir, 0o755); err != nil {
+	// Sockets, guest consoles and the migration key live here: only the
+	// agent's user may enter.
+	if err := privsock.Dir(q.dir); err != nil {
 		return err
 	}
 	if b, err := qemu.Binary(); err != nil {
@@ -136,15 +149,16 @@ func (q *QEMUAgent) Run(ctx context.Context) error {
 		}
 		q.cfg.Guest = g
 	}
-	srv, err := qemu.ListenNBD("127.0.0.1:0")
+	srv, err := qemu.ListenNBD(privsock.Path(q.dir, "nbd.sock"))
 	if err != nil {
 		return err
 	}
 	srv.Logf = q.cfg.Logf
 	q.nbd = srv
 	sock := qemuSocket(q.e.dataDir, q.node)
-	_ = os.Remove(sock)
-	if ln, err := net.Listen("unix", sock); err == nil {
+	if ln, err := privsock.Listen(sock); err != nil {
+		q.cfg.Logf("qemu: no request socket (requests are polled): %v", err)
+	} else {
 		go func() {
 			for {
 				c, err := ln.Accept()
@@ -163,7 +177,8 @@ func (q *QEMUAgent) Run(ctx context.Context) error {
 	if q.initErr != "" {
 		q.cfg.Logf("qemu: cannot run VMs: %s", q.initErr)
 	} else {
-		q.cfg.Logf("qemu: executor ready (%s, guest %s, NBD on %s, files in %s)", q.bin, filepath.Dir(q.cfg.Guest.Kernel), srv.Addr(), q.dir)
+		q.cfg.Logf("qemu: executor ready (%s, guest %s, NBD on %s, live migrations to %s, files in %s)", q.bin, filepath.Dir(q.cfg.Guest.Kernel),
+			srv.Path(), q.cfg.MigrationAddress, q.dir)
 	}
 	defer q.shutdown()
 	q.adoptOrphans(ctx)
@@ -309,7 +324,11 @@ func (q *QEMUAgent) worker(ctx context.Context, cluster string, v *qemuVMRun) {
 			q.sweep(ctx, cluster, v, r.Token)
 			continue
 		}
-		rctx, cancel := context.WithCancel(ctx)
+		// Every wait of the request ends by its deadline.
+		rctx, cancel := context.WithTimeout(ctx, qemuRequestTimeout)
+		if !r.Deadline.IsZero() {
+			rctx, cancel = context.WithDeadline(ctx, r.Deadline)
+		}
 		v.mu.Lock()
 		v.cancel, v.curOp = cancel, r.Op
 		v.mu.Unlock()
@@ -402,7 +421,7 @@ func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu
 			return fmt.Errorf("VM %q on %s is %s (a live migration holds it): resume or discard it first: %w", r.VM.Name, q.node, v.rec.State, hypervisor.ErrState)
 		}
 		q.stopMachine(ctx, v)
-		if err := q.launch(ctx, cluster, v, r, ""); err != nil {
+		if err := q.launch(ctx, cluster, v, r, "", nil); err != nil {
 			return err
 		}
 		v.rec.State, v.rec.Token, v.rec.VM, v.rec.Reason = hypervisor.Running, r.Token, r.VM, ""
@@ -436,15 +455,20 @@ func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu
 			}
 		}
 		q.stopMachine(ctx, v)
-		port, err := qemu.FreePort()
+		tls, err := q.migrationTLS(ctx, cluster)
 		if err != nil {
 			return err
 		}
-		if err := q.launch(ctx, cluster, v, r, fmt.Sprintf("tcp:127.0.0.1:%d", port)); err != nil {
+		if err := q.launch(ctx, cluster, v, r, "defer", nil); err != nil {
 			return err
 		}
+		port, err := v.m.ListenIncoming(ctx, q.cfg.MigrationAddress, tls)
+		if err != nil {
+			q.stopMachine(ctx, v)
+			return fmt.Errorf("VM %q: listening for its live migration on %s: %w", r.VM.Name, q.cfg.MigrationAddress, err)
+		}
 		v.rec.State, v.rec.Token, v.rec.VM, v.rec.Reason = qemuIncoming, r.Token, r.VM, ""
-		res.Port = port
+		res.Addr, res.Port = q.cfg.MigrationAddress, port
 		return q.save(ctx, cluster, v)
 	case qopMigrate:
 		return q.migrateOut(ctx, cluster, v, r, res, report)
@@ -571,12 +595,14 @@ func (q *QEMUAgent) unmount(volID string) {
 	}
 }
 
-func (q *QEMUAgent) launch(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, incoming string) error {
+// launch starts v's QEMU; incoming as qemu.Config's (in: the stream of
+// "fd").
+func (q *QEMUAgent) launch(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, incoming string, in *os.File) error {
 	if err := q.disk(ctx, cluster, v); err != nil {
 		return err
 	}
 	m, err := qemu.Launch(ctx, q.bin, qemu.Config{Name: v.name, MemoryMB: r.VM.MemoryMB, Processors: r.VM.Processors,
-		Guest: q.cfg.Guest, Disk: q.nbd.URL(v.name), Incoming: incoming, Dir: q.dir})
+		Guest: q.cfg.Guest, Disk: q.nbd.Disk(v.name), Incoming: incoming, IncomingFile: in, Dir: q.dir})
 	if err != nil {
 		q.dropDisk(v)
 		return err
@@ -679,7 +705,15 @@ func (q *QEMUAgent) migrateOut(ctx context.Context, cluster string, v *qemuVMRun
 	if v.rec.State != hypervisor.Running {
 		return fmt.Errorf("VM %q on %s is %s, not running: %w", r.VM.Name, q.node, v.rec.State, hypervisor.ErrState)
 	}
-	if err := v.m.StartMigration(ctx, fmt.Sprintf("tcp:127.0.0.1:%d", r.Port)); err != nil {
+	tls, err := q.migrationTLS(ctx, cluster)
+	if err != nil {
+		return err
+	}
+	addr := r.Addr
+	if addr == "" {
+		addr = "127.0.0.1"
+	}
+	if err := v.m.StartMigration(ctx, "tcp:"+net.JoinHostPort(addr, strconv.Itoa(r.Port)), tls); err != nil {
 		return err
 	}
 	var rounds []hypervisor.Round
@@ -720,6 +754,9 @@ func (q *QEMUAgent) migrateOut(ctx context.Context, cluster string, v *qemuVMRun
 			}
 			q.refreshState(cctx, v)
 			_ = q.save(cctx, cluster, v)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("live migration of VM %q cancelled: not done by the request's deadline (%s); %s runs it on", r.VM.Name, r.Deadline.Format(time.RFC3339), q.node)
+			}
 			return fmt.Errorf("live migration of VM %q cancelled: a newer request replaced it", r.VM.Name)
 		}
 		q.refreshState(ctx, v)

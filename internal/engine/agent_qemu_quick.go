@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
@@ -58,10 +58,12 @@ type qemuStateHeader struct {
 const qemuStateMagic = "KAYO-QEMU-SAVED-STATE-1"
 
 // saveState pauses the guest and migrates its state into the VM's .vsv
-// file on the volume (QMP migrate to a loopback socket the agent copies
-// into the Kayo FS file), then ends the source QEMU: quick migration's
-// first half.
-func (q *QEMUAgent) saveState(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, res *qemuResult, report func(hypervisor.Progress)) error {
+// file on the volume (QMP migrate into a socket pair only this agent and
+// the QEMU process hold, copied into the Kayo FS file), then ends the
+// source QEMU: quick migration's first half. Every wait ends with ctx
+// (the request's deadline); a save that fails lets the guest run on
+// here, and says so.
+func (q *QEMUAgent) saveState(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, res *qemuResult, report func(hypervisor.Progress)) (err error) {
 	if v.rec.State == hypervisor.Saved && v.rec.Token == r.Token {
 		return nil
 	}
@@ -79,57 +81,44 @@ func (q *QEMUAgent) saveState(ctx context.Context, cluster string, v *qemuVMRun,
 	if _, err := v.m.QMP.Execute(ctx, "stop", nil); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	m, saved := v.m, false
+	defer func() {
+		if err != nil && !saved {
+			err = fmt.Errorf("saving the state of VM %q on %s: %w; %s", v.name, q.node, err, q.unpause(m))
+		}
+	}()
+	stream, err := m.SaveState(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = ln.Close() }()
+	defer func() { _ = stream.Close() }()
 	copied := make(chan error, 1)
 	var n int64
 	go func() {
-		c, err := ln.Accept()
+		var err error
+		n, err = copyState(stream, f)
 		if err != nil {
-			copied <- err
-			return
+			_ = stream.Close() // QEMU's write fails: the migration ends
 		}
-		defer func() { _ = c.Close() }()
-		br := bufio.NewReaderSize(c, 1<<20)
-		buf := make([]byte, 1<<20)
-		off := int64(stateHeaderSize)
-		for {
-			k, rerr := io.ReadFull(br, buf)
-			if k > 0 {
-				if _, err := f.WriteAt(buf[:k], off); err != nil {
-					copied <- err
-					return
-				}
-				off += int64(k)
-			}
-			if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-				n = off - stateHeaderSize
-				copied <- nil
-				return
-			}
-			if rerr != nil {
-				copied <- rerr
-				return
-			}
-		}
+		copied <- err
 	}()
-	if err := v.m.StartMigration(ctx, "tcp:"+ln.Addr().String()); err != nil {
-		return err
-	}
 	report(hypervisor.Progress{Phase: "save", Percent: 0})
-	if _, err := v.m.QMP.WaitMigration(ctx, 10*time.Millisecond, nil); err != nil {
+	if _, err := m.QMP.WaitMigration(ctx, 10*time.Millisecond, nil); err != nil {
 		return err
 	}
-	// The source is fenced now: its QEMU ends before anyone restores.
-	if v.export != nil {
-		v.export.Fence()
+	// QEMU closed its end: the copy ends at EOF (or with ctx).
+	select {
+	case err = <-copied:
+	case <-ctx.Done():
+		_ = stream.Close()
+		<-copied
+		err = ctx.Err()
 	}
-	q.stopMachine(ctx, v)
-	if err := <-copied; err != nil {
+	if err != nil {
 		return fmt.Errorf("writing the saved state: %w", err)
+	}
+	if n == 0 {
+		return errors.New("QEMU wrote no state")
 	}
 	hdr, _ := json.Marshal(qemuStateHeader{Magic: qemuStateMagic, Name: v.name, Node: q.node, Token: r.Token, Bytes: n})
 	blk := make([]byte, stateHeaderSize)
@@ -140,14 +129,65 @@ func (q *QEMUAgent) saveState(ctx context.Context, cluster string, v *qemuVMRun,
 	if err := f.Sync(); err != nil {
 		return err
 	}
+	saved = true
+	// The state is durable: the source is fenced and ends before anyone
+	// restores.
+	if v.export != nil {
+		v.export.Fence()
+	}
+	q.stopMachine(ctx, v)
 	res.Bytes = n
 	report(hypervisor.Progress{Phase: "save", Percent: 100})
 	v.rec.State, v.rec.Reason = hypervisor.Saved, "state saved to the volume"
 	return q.save(ctx, cluster, v)
 }
 
-// restore starts QEMU waiting for a migration stream and feeds it the
-// saved state from the volume, then runs the guest.
+// unpause cancels a failed save and lets the guest run on (the source
+// still owns the VM); it says what became of it.
+func (q *QEMUAgent) unpause(m *qemu.Machine) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if done, _ := m.Exited(); done {
+		return "its QEMU exited: the guest's memory state is lost"
+	}
+	_, _ = m.QMP.Execute(ctx, "migrate_cancel", nil)
+	for i := 0; i < 200; i++ {
+		mi, err := m.QMP.QueryMigrate(ctx)
+		if err != nil || (mi.Status != "active" && mi.Status != "cancelling" && mi.Status != "setup" && mi.Status != "device") {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := m.QMP.Execute(ctx, "cont", nil); err != nil {
+		return fmt.Sprintf("the guest stays paused here (resuming it failed: %v)", err)
+	}
+	return "the guest runs on here, nothing was moved"
+}
+
+// copyState copies a saved-state stream to f after its header block.
+func copyState(r io.Reader, f *kayofs.File) (int64, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	buf := make([]byte, 1<<20)
+	off := int64(stateHeaderSize)
+	for {
+		k, rerr := io.ReadFull(br, buf)
+		if k > 0 {
+			if _, err := f.WriteAt(buf[:k], off); err != nil {
+				return off - stateHeaderSize, err
+			}
+			off += int64(k)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return off - stateHeaderSize, nil
+		}
+		if rerr != nil {
+			return off - stateHeaderSize, rerr
+		}
+	}
+}
+
+// restore starts QEMU loading the saved state from the volume through an
+// inherited descriptor (no listener), then runs the guest.
 func (q *QEMUAgent) restore(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, report func(hypervisor.Progress)) error {
 	if v.m != nil && v.rec.State == hypervisor.Running && v.rec.Token == r.Token {
 		return nil
@@ -162,25 +202,36 @@ func (q *QEMUAgent) restore(ctx context.Context, cluster string, v *qemuVMRun, r
 		return fmt.Errorf("reading the saved state: %w", err)
 	}
 	var hdr qemuStateHeader
-	if err := json.Unmarshal(trimNUL(blk), &hdr); err != nil || hdr.Magic != qemuStateMagic || hdr.Name != v.name {
+	if err := json.Unmarshal(trimNUL(blk), &hdr); err != nil || hdr.Magic != qemuStateMagic || hdr.Name != v.name || hdr.Bytes <= 0 {
 		return fmt.Errorf("the saved-state file of VM %q holds no QEMU state of it: %w", v.name, hypervisor.ErrState)
 	}
 	q.stopMachine(ctx, v)
-	port, err := qemu.FreePort()
+	ours, theirs, err := qemu.SocketPair()
 	if err != nil {
 		return err
 	}
-	if err := q.launch(ctx, cluster, v, r, fmt.Sprintf("tcp:127.0.0.1:%d", port)); err != nil {
+	defer func() { _ = ours.Close() }()
+	err = q.launch(ctx, cluster, v, r, "fd", theirs)
+	_ = theirs.Close()
+	if err != nil {
 		return err
 	}
 	report(hypervisor.Progress{Phase: "restore", Percent: 0})
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		return err
+	streamed := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(ours, io.NewSectionReader(f, stateHeaderSize, hdr.Bytes))
+		_ = ours.Close() // EOF: the stream is complete
+		streamed <- err
+	}()
+	select {
+	case err = <-streamed:
+	case <-ctx.Done():
+		_ = ours.Close()
+		<-streamed
+		err = ctx.Err()
 	}
-	_, err = io.Copy(c, io.NewSectionReader(f, stateHeaderSize, hdr.Bytes))
-	_ = c.Close()
 	if err != nil {
+		q.stopMachine(ctx, v)
 		return fmt.Errorf("streaming the saved state: %w", err)
 	}
 	v.rec.State, v.rec.Token, v.rec.VM = qemuIncoming, r.Token, r.VM
@@ -194,7 +245,8 @@ func (q *QEMUAgent) restore(ctx context.Context, cluster string, v *qemuVMRun, r
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			q.stopMachine(ctx, v)
+			return fmt.Errorf("VM %q: loading the saved state: %w", v.name, ctx.Err())
 		case <-time.After(2 * time.Millisecond):
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/privsock"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
@@ -80,8 +81,13 @@ type qemuRequest struct {
 	Op    string           `json:"op"`
 	VM    hypervisor.VM    `json:"vm"`
 	Token hypervisor.Token `json:"token"`
-	Port  int              `json:"port,omitempty"`
-	By    string           `json:"by"`
+	// Addr and Port: where a live migration's target listens.
+	Addr string `json:"addr,omitempty"`
+	Port int    `json:"port,omitempty"`
+	By   string `json:"by"`
+	// Deadline bounds the agent's work on the request (the caller's
+	// context's deadline; zero: the agent's default, qemuRequestTimeout).
+	Deadline time.Time `json:"deadline,omitempty"`
 	// Notify is a unix socket the agent dials after each write of the
 	// result, so the waiting driver reads it at once rather than at its
 	// next poll ("" none).
@@ -95,6 +101,7 @@ type qemuResult struct {
 	Err      string               `json:"err,omitempty"`
 	Kind     string               `json:"kind,omitempty"`
 	Progress *hypervisor.Progress `json:"progress,omitempty"`
+	Addr     string               `json:"addr,omitempty"`
 	Port     int                  `json:"port,omitempty"`
 	Bytes    int64                `json:"bytes,omitempty"`
 	Live     *hypervisor.LivePlan `json:"live,omitempty"`
@@ -236,8 +243,10 @@ func (d *qemuDriver) fenceOps(ctx context.Context, name string, tok hypervisor.T
 	return []store.Cmp{cmp}, []store.Op{putJSON(key, tok)}, nil
 }
 
+// qemuSocket is the unix socket node's agent is poked on (0600 in a
+// private directory; privsock).
 func qemuSocket(dataDir, node string) string {
-	return filepath.Join(dataDir, "qemu", node+".sock")
+	return privsock.Path(filepath.Join(dataDir, "qemu"), node+".sock")
 }
 
 // call asks node's agent to carry out req and waits for its result.
@@ -247,6 +256,9 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, pro
 		return qemuResult{}, fmt.Errorf("%s of VM %q: %w", req.Op, req.VM.Name, err)
 	}
 	req.ID, req.Created, req.By = randomHex(8), e.now().UTC(), hostName+"/"+fmt.Sprint(os.Getpid())
+	if dl, ok := ctx.Deadline(); ok {
+		req.Deadline = dl.UTC()
+	}
 	wake, stop := listenNotify(&req)
 	defer stop()
 	// A request with a token records it as the VM's newest (fence) in the
@@ -333,7 +345,13 @@ func listenNotify(req *qemuRequest) (wake <-chan struct{}, stop func()) {
 			if err != nil {
 				return
 			}
+			// An abstract socket has no file mode: a poke of another
+			// user is dropped (it could only cause an early re-read).
+			_, perr := privsock.Check(c.(*net.UnixConn))
 			_ = c.Close()
+			if perr != nil {
+				continue
+			}
 			select {
 			case ch <- struct{}{}:
 			default:
@@ -502,7 +520,7 @@ func (d *qemuDriver) PreCopy(ctx context.Context, from, to hypervisor.Node, vm h
 	if err != nil {
 		return hypervisor.LiveResult{}, err
 	}
-	out, err := d.call(ctx, from.Name, qemuRequest{Op: qopMigrate, VM: vm, Token: tok, Port: in.Port}, progress)
+	out, err := d.call(ctx, from.Name, qemuRequest{Op: qopMigrate, VM: vm, Token: tok, Addr: in.Addr, Port: in.Port}, progress)
 	if err != nil {
 		return hypervisor.LiveResult{}, err
 	}

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/privsock"
 )
 
 // FileDisk serves an *os.File as an NBD Disk (raw).
@@ -93,6 +95,8 @@ type Floor struct {
 	srv  [2]*Server
 	cur  *Machine
 	side int
+	// TLS, when set, encrypts the moves as the driver's agents do.
+	TLS *TLS
 	// id and n: the guest's boot id and the last counter seen before the
 	// latest move (Verify checks the target continues it).
 	id string
@@ -118,7 +122,7 @@ func StartFloor(ctx context.Context, bin string, g Guest, memMB, diskBytes int64
 		return nil, err
 	}
 	for i := range f.srv {
-		if f.srv[i], err = ListenNBD("127.0.0.1:0"); err != nil {
+		if f.srv[i], err = ListenNBD(privsock.Path(dir, fmt.Sprintf("nbd%d.sock", i))); err != nil {
 			return nil, err
 		}
 		f.srv[i].Add("floor", FileDisk{File: f.file, Bytes: diskBytes})
@@ -138,7 +142,7 @@ func StartFloor(ctx context.Context, bin string, g Guest, memMB, diskBytes int64
 func (f *Floor) name(side int) string { return fmt.Sprintf("floor%d-%c", f.mem, 'a'+side) }
 
 func (f *Floor) config(side int, incoming string) Config {
-	return Config{Name: f.name(side), MemoryMB: f.mem, Processors: 1, Guest: f.g, Disk: f.srv[side].URL("floor"), Dir: f.dir, Incoming: incoming}
+	return Config{Name: f.name(side), MemoryMB: f.mem, Processors: 1, Guest: f.g, Disk: f.srv[side].Disk("floor"), Dir: f.dir, Incoming: incoming}
 }
 
 // Serial is the serial log of the side the guest runs on now.
@@ -151,18 +155,18 @@ func (f *Floor) Migrate(ctx context.Context) (FloorResult, error) {
 		f.id, f.n = id, n
 	}
 	to := 1 - f.side
-	port, err := FreePort()
+	t0 := time.Now()
+	dst, err := Launch(ctx, f.bin, f.config(to, "defer"))
 	if err != nil {
 		return res, err
 	}
-	uri := fmt.Sprintf("tcp:127.0.0.1:%d", port)
-	t0 := time.Now()
-	dst, err := Launch(ctx, f.bin, f.config(to, uri))
+	port, err := dst.ListenIncoming(ctx, "127.0.0.1", f.TLS)
 	if err != nil {
+		dst.Kill()
 		return res, err
 	}
 	tl := time.Now()
-	if err := f.cur.StartMigration(ctx, uri); err != nil {
+	if err := f.cur.StartMigration(ctx, fmt.Sprintf("tcp:127.0.0.1:%d", port), f.TLS); err != nil {
 		dst.Kill()
 		return res, err
 	}

@@ -2,11 +2,8 @@ package qemu
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/privsock"
 )
 
 // Guest is the kernel and initramfs every VM of the qemu driver boots
@@ -66,14 +65,29 @@ type Config struct {
 	MemoryMB   int64
 	Processors int
 	Guest      Guest
-	// Disk is the NBD URL of the VM's disk ("" = none), attached raw.
-	Disk string
-	// Incoming: "" boots the guest; "tcp:127.0.0.1:PORT" waits for a
-	// migration stream there (and stays paused after it: -S).
+	// Disk is the VM's disk, an NBD export on a unix socket (zero: none),
+	// attached raw.
+	Disk NBDDisk
+	// Incoming: "" boots the guest; else QEMU waits for a migration
+	// stream (and stays paused after it: -S): "defer" until QMP
+	// migrate-incoming (Machine.Incoming), "fd" from IncomingFile.
 	Incoming string
-	// Dir holds the QMP socket, the serial console log and QEMU's log.
+	// IncomingFile is the stream of Incoming "fd" (a saved state).
+	IncomingFile *os.File
+	// Dir holds the QMP socket, the serial console log and QEMU's log;
+	// it is made private (0700), the socket 0600 and the logs, which
+	// carry guest output, 0600.
 	Dir string
 }
+
+// Descriptors QEMU inherits (exec.Cmd.ExtraFiles starts at 3).
+const (
+	qmpFD      = 3
+	incomingFD = 4
+)
+
+// NBDDisk is an export of an NBD server on a unix socket.
+type NBDDisk struct{ Socket, Export string }
 
 // Machine is a running QEMU process.
 type Machine struct {
@@ -89,14 +103,7 @@ type Machine struct {
 
 // QMPPath, SerialPath and LogPath are where a machine named name in dir
 // keeps its socket and logs.
-func QMPPath(dir, name string) string {
-	p := filepath.Join(dir, name+".qmp")
-	if len(p) > 100 { // a unix socket path holds at most 107 bytes
-		sum := sha256.Sum256([]byte(p))
-		p = filepath.Join(os.TempDir(), "kayo-qmp-"+hex.EncodeToString(sum[:8])+".sock")
-	}
-	return p
-}
+func QMPPath(dir, name string) string    { return privsock.Path(dir, name+".qmp") }
 func SerialPath(dir, name string) string { return filepath.Join(dir, name+".serial.log") }
 func LogPath(dir, name string) string    { return filepath.Join(dir, name+".qemu.log") }
 
@@ -113,12 +120,18 @@ func (c Config) Args() []string {
 		"-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
 		"-kernel", c.Guest.Kernel, "-initrd", c.Guest.Initrd, "-append", c.Guest.Cmdline,
 		"-chardev", "file,id=ser0,append=on,path=" + optEscape(SerialPath(c.Dir, c.Name)), "-serial", "chardev:ser0",
-		"-chardev", "socket,id=qmp0,server=on,wait=off,path=" + optEscape(QMPPath(c.Dir, c.Name)), "-mon", "chardev=qmp0,mode=control",
+		// QMP on the socket Launch created (0600) and passes as a descriptor.
+		"-chardev", "socket,id=qmp0,server=on,wait=off,fd=" + strconv.Itoa(qmpFD), "-mon", "chardev=qmp0,mode=control",
 	}
-	if c.Disk != "" {
-		a = append(a, "-drive", "file="+c.Disk+",format=raw,if=virtio,cache=none,aio=threads")
+	if c.Disk.Socket != "" {
+		a = append(a, "-drive", "format=raw,file.driver=nbd,file.server.type=unix,file.server.path="+optEscape(c.Disk.Socket)+
+			",file.export="+optEscape(c.Disk.Export)+",if=virtio,cache=none,aio=threads")
 	}
-	if c.Incoming != "" {
+	switch c.Incoming {
+	case "":
+	case "fd":
+		a = append(a, "-S", "-incoming", "fd:"+strconv.Itoa(incomingFD))
+	default:
 		a = append(a, "-S", "-incoming", c.Incoming)
 	}
 	return a
@@ -131,11 +144,33 @@ func optEscape(v string) string { return strings.ReplaceAll(v, ",", ",,") }
 // tied to the caller (SIGKILL when the launching process dies: the NBD
 // server it depends on lives there too).
 func Launch(ctx context.Context, bin string, c Config) (*Machine, error) {
-	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+	if err := privsock.Dir(c.Dir); err != nil {
 		return nil, err
 	}
-	_ = os.Remove(QMPPath(c.Dir, c.Name))
-	logf, err := os.OpenFile(LogPath(c.Dir, c.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	ln, err := privsock.Listen(QMPPath(c.Dir, c.Name))
+	if err != nil {
+		return nil, fmt.Errorf("qemu %s: QMP socket: %w", c.Name, err)
+	}
+	ln.SetUnlinkOnClose(false) // QEMU serves it from here on
+	qmpf, err := ln.File()
+	_ = ln.Close()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = qmpf.Close() }()
+	// QEMU's own file chardev and our log take the umask: created 0600
+	// first (and an older file made so).
+	for _, p := range []string{SerialPath(c.Dir, c.Name), LogPath(c.Dir, c.Name)} {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		_ = f.Close()
+		if err := os.Chmod(p, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	logf, err := os.OpenFile(LogPath(c.Dir, c.Name), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -143,6 +178,13 @@ func Launch(ctx context.Context, bin string, c Config) (*Machine, error) {
 	_, _ = fmt.Fprintf(logf, "%s launching: %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(c.Args(), " "))
 	cmd := exec.Command(bin, c.Args()...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{qmpf}
+	if c.Incoming == "fd" {
+		if c.IncomingFile == nil {
+			return nil, fmt.Errorf("qemu %s: incoming from a descriptor, but none given", c.Name)
+		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, c.IncomingFile)
+	}
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("qemu: starting %s: %w", bin, err)
@@ -245,29 +287,4 @@ func (m *Machine) Quit(ctx context.Context) {
 	case <-qctx.Done():
 		m.Kill()
 	}
-}
-
-// FreePort returns a free TCP port on 127.0.0.1.
-func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// MigrationParams are the parameters every migration uses (the driver
-// and the raw-QMP floor of the benchmark alike): loopback bandwidth
-// unthrottled (QEMU's default caps it at 128 MiB/s), QEMU's default
-// 300 ms downtime limit.
-var MigrationParams = map[string]any{"max-bandwidth": int64(20) << 30, "downtime-limit": 300}
-
-// StartMigration sets MigrationParams and starts a migration to uri.
-func (m *Machine) StartMigration(ctx context.Context, uri string) error {
-	if _, err := m.QMP.Execute(ctx, "migrate-set-parameters", MigrationParams); err != nil {
-		return err
-	}
-	_, err := m.QMP.Execute(ctx, "migrate", map[string]any{"uri": uri})
-	return err
 }

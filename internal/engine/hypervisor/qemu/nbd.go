@@ -9,6 +9,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/privsock"
 )
 
 // A small NBD server (https://github.com/NetworkBlockDevice/nbd/blob/master/doc/proto.md):
@@ -117,9 +119,12 @@ func (x *Export) Fenced() bool {
 	return x.fenced
 }
 
-// Server serves exports on one listener (127.0.0.1 only).
+// Server serves exports on one unix socket only its user reaches
+// (privsock: 0600 in a 0700 directory, peers of other users refused):
+// NBD has no authentication of its own, and the node agent serves only
+// its own host's QEMU processes.
 type Server struct {
-	ln      net.Listener
+	ln      *privsock.Listener
 	mu      sync.Mutex
 	exports map[string]*Export
 	wg      sync.WaitGroup
@@ -127,25 +132,29 @@ type Server struct {
 	Logf func(format string, args ...any)
 }
 
-// ListenNBD starts a server on addr (e.g. "127.0.0.1:0").
-func ListenNBD(addr string) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// ListenNBD starts a server on the unix socket at path (privsock.Listen).
+func ListenNBD(path string) (*Server, error) {
+	ln, err := privsock.Listen(path)
 	if err != nil {
 		return nil, fmt.Errorf("nbd: %w", err)
 	}
 	s := &Server{ln: ln, exports: map[string]*Export{}}
+	ln.Refused = func(c privsock.Cred, err error) { s.logf("nbd: %s: connection refused: %v", path, err) }
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
 }
 
-// Addr is the listening address.
-func (s *Server) Addr() *net.TCPAddr { return s.ln.Addr().(*net.TCPAddr) }
+// Path is the server's socket.
+func (s *Server) Path() string { return s.ln.Path() }
 
-// URL is the nbd:// URL of export name for QEMU's -drive file=.
+// URL is the nbd+unix URL of export name (qemu-io, qemu-img; records).
 func (s *Server) URL(name string) string {
-	return fmt.Sprintf("nbd://127.0.0.1:%d/%s", s.Addr().Port, name)
+	return fmt.Sprintf("nbd+unix:///%s?socket=%s", name, s.Path())
 }
+
+// Disk is export name as QEMU's disk.
+func (s *Server) Disk(name string) NBDDisk { return NBDDisk{Socket: s.Path(), Export: name} }
 
 // Add publishes an export (replacing one of the same name, which is fenced).
 func (s *Server) Add(name string, d Disk) *Export {
@@ -210,7 +219,7 @@ func (s *Server) serve() {
 			defer s.wg.Done()
 			defer func() { _ = c.Close() }()
 			if err := s.handle(c); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				s.logf("nbd: %s: %v", c.RemoteAddr(), err)
+				s.logf("nbd: %s: %v", s.Path(), err)
 			}
 		}()
 	}

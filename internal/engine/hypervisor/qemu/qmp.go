@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -82,6 +84,12 @@ func (q *QMP) readMsg(v any) error {
 // Execute runs command with args (nil: none) and returns its "return"
 // value.
 func (q *QMP) Execute(ctx context.Context, command string, args any) (json.RawMessage, error) {
+	return q.ExecuteFile(ctx, command, args, nil)
+}
+
+// ExecuteFile is Execute passing f's descriptor with the command (unix
+// SCM_RIGHTS: QMP getfd, add-fd), f nil none.
+func (q *QMP) ExecuteFile(ctx context.Context, command string, args any, f *os.File) (json.RawMessage, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	req := map[string]any{"execute": command}
@@ -95,7 +103,15 @@ func (q *QMP) Execute(ctx context.Context, command string, args any) (json.RawMe
 	}
 	_ = q.conn.SetDeadline(dl)
 	defer func() { _ = q.conn.SetDeadline(time.Time{}) }()
-	if _, err := q.conn.Write(append(b, '\n')); err != nil {
+	if f != nil {
+		uc, ok := q.conn.(*net.UnixConn)
+		if !ok {
+			return nil, ErrNoFD
+		}
+		if _, _, err := uc.WriteMsgUnix(append(b, '\n'), syscall.UnixRights(int(f.Fd())), nil); err != nil {
+			return nil, fmt.Errorf("qmp %s: %w", command, err)
+		}
+	} else if _, err := q.conn.Write(append(b, '\n')); err != nil {
 		return nil, fmt.Errorf("qmp %s: %w", command, err)
 	}
 	for {

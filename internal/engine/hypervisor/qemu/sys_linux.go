@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 )
@@ -29,4 +30,20 @@ func syncData(f *os.File) error {
 		return err
 	}
 	return serr
+}
+
+// SocketPair returns the two ends of a unix stream socket pair: ours
+// non-blocking (Go's poller: Close interrupts a blocked read or write),
+// theirs blocking, for QEMU.
+func SocketPair() (ours, theirs *os.File, err error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	if err := syscall.SetNonblock(fds[0], true); err != nil {
+		_ = syscall.Close(fds[0])
+		_ = syscall.Close(fds[1])
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "kayo-state-0"), os.NewFile(uintptr(fds[1]), "kayo-state-1"), nil
 }

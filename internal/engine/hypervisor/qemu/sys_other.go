@@ -3,6 +3,7 @@
 package qemu
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -10,3 +11,8 @@ import (
 func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
 func syncData(f *os.File) error { return f.Sync() }
+
+// SocketPair: the qemu driver needs Linux.
+func SocketPair() (*os.File, *os.File, error) {
+	return nil, nil, errors.New("the qemu driver needs Linux")
+}
