@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -86,6 +84,9 @@ type qemuVMRun struct {
 	handled string
 	// dying: a fenced QEMU, killed but maybe not gone yet (worker only).
 	dying *qemu.Machine
+	// stopAccept ends a target's wait for its live migration's source
+	// (worker only; nil none).
+	stopAccept context.CancelFunc
 	// batch: a request runs; its record write (recOp) waits for the
 	// commit of its result (worker goroutine only).
 	batch bool
@@ -455,20 +456,21 @@ func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu
 			}
 		}
 		q.stopMachine(ctx, v)
-		tls, err := q.migrationTLS(ctx, cluster)
+		key, tls, err := q.migrationKeys(ctx, cluster)
+		if err != nil {
+			return err
+		}
+		ln, err := qemu.ListenMigration(q.cfg.MigrationAddress, key, qemuMigrationID(cluster, r.VM.Name, r.Token))
 		if err != nil {
 			return err
 		}
 		if err := q.launch(ctx, cluster, v, r, "defer", nil); err != nil {
+			_ = ln.Close()
 			return err
 		}
-		port, err := v.m.ListenIncoming(ctx, q.cfg.MigrationAddress, tls)
-		if err != nil {
-			q.stopMachine(ctx, v)
-			return fmt.Errorf("VM %q: listening for its live migration on %s: %w", r.VM.Name, q.cfg.MigrationAddress, err)
-		}
+		v.stopAccept = q.acceptMigration(ln, v.m, tls, r)
 		v.rec.State, v.rec.Token, v.rec.VM, v.rec.Reason = qemuIncoming, r.Token, r.VM, ""
-		res.Addr, res.Port = q.cfg.MigrationAddress, port
+		res.Addr, res.Port = q.cfg.MigrationAddress, ln.Port()
 		return q.save(ctx, cluster, v)
 	case qopMigrate:
 		return q.migrateOut(ctx, cluster, v, r, res, report)
@@ -628,6 +630,10 @@ func (q *QEMUAgent) dropDisk(v *qemuVMRun) {
 // stopMachine ends v's QEMU and waits until it is gone (a fenced one
 // too).
 func (q *QEMUAgent) stopMachine(ctx context.Context, v *qemuVMRun) {
+	if v.stopAccept != nil {
+		v.stopAccept()
+		v.stopAccept = nil
+	}
 	if v.m != nil {
 		v.m.Kill()
 		v.m = nil
@@ -648,6 +654,10 @@ func (q *QEMUAgent) stopMachine(ctx context.Context, v *qemuVMRun) {
 // that would otherwise delay the target's resume on a busy machine. The
 // record keeps the pid until the process is gone.
 func (q *QEMUAgent) fenceMachine(cluster string, v *qemuVMRun) {
+	if v.stopAccept != nil {
+		v.stopAccept()
+		v.stopAccept = nil
+	}
 	if v.export != nil {
 		v.export.Fence() // no write of the old owner lands after this
 	}
@@ -705,15 +715,17 @@ func (q *QEMUAgent) migrateOut(ctx context.Context, cluster string, v *qemuVMRun
 	if v.rec.State != hypervisor.Running {
 		return fmt.Errorf("VM %q on %s is %s, not running: %w", r.VM.Name, q.node, v.rec.State, hypervisor.ErrState)
 	}
-	tls, err := q.migrationTLS(ctx, cluster)
+	key, tls, err := q.migrationKeys(ctx, cluster)
 	if err != nil {
 		return err
 	}
-	addr := r.Addr
-	if addr == "" {
-		addr = "127.0.0.1"
+	conn, err := qemu.DialMigration(ctx, r.Addr, r.Port, key, qemuMigrationID(cluster, r.VM.Name, r.Token))
+	if err != nil {
+		return fmt.Errorf("live migration of VM %q: %w", r.VM.Name, err)
 	}
-	if err := v.m.StartMigration(ctx, "tcp:"+net.JoinHostPort(addr, strconv.Itoa(r.Port)), tls); err != nil {
+	err = v.m.MigrateTo(ctx, conn, tls)
+	_ = conn.Close()
+	if err != nil {
 		return err
 	}
 	var rounds []hypervisor.Round

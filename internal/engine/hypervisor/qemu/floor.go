@@ -95,8 +95,13 @@ type Floor struct {
 	srv  [2]*Server
 	cur  *Machine
 	side int
-	// TLS, when set, encrypts the moves as the driver's agents do.
-	TLS *TLS
+	// Key, when set, is a cluster key: the moves run as the driver's
+	// agents run them (an authenticated connection handed to QEMU, TLS
+	// with a pre-shared key derived from it); else plain text.
+	Key []byte
+	// OnListen, when set, runs once the target listens, before the
+	// source connects (tests: a local peer that connects first).
+	OnListen func(port int)
 	// id and n: the guest's boot id and the last counter seen before the
 	// latest move (Verify checks the target continues it).
 	id string
@@ -160,13 +165,8 @@ func (f *Floor) Migrate(ctx context.Context) (FloorResult, error) {
 	if err != nil {
 		return res, err
 	}
-	port, err := dst.ListenIncoming(ctx, "127.0.0.1", f.TLS)
-	if err != nil {
-		dst.Kill()
-		return res, err
-	}
 	tl := time.Now()
-	if err := f.cur.StartMigration(ctx, fmt.Sprintf("tcp:127.0.0.1:%d", port), f.TLS); err != nil {
+	if err := f.start(ctx, dst); err != nil {
 		dst.Kill()
 		return res, err
 	}
@@ -203,6 +203,51 @@ func (f *Floor) Migrate(ctx context.Context) (FloorResult, error) {
 	res.TotalMs, res.DowntimeMs = mi.TotalTime, mi.Downtime
 	res.WallMs, res.LaunchMs, res.ResumeMs = t3.Sub(t0).Milliseconds(), tl.Sub(t0).Milliseconds(), t2.Sub(t1).Milliseconds()
 	return res, nil
+}
+
+// start connects the current side to dst (launched with "defer") and
+// starts the migration, as Migrate's doc says.
+func (f *Floor) start(ctx context.Context, dst *Machine) error {
+	if f.Key == nil {
+		port, err := dst.ListenIncoming(ctx, "127.0.0.1")
+		if err != nil {
+			return err
+		}
+		if f.OnListen != nil {
+			f.OnListen(port)
+		}
+		return f.cur.StartMigration(ctx, fmt.Sprintf("tcp:127.0.0.1:%d", port))
+	}
+	tls, err := WritePSK(filepath.Join(f.dir, "tls"), "kayo", DeriveKey(f.Key, "qemu tls-psk"))
+	if err != nil {
+		return err
+	}
+	ln, err := ListenMigration("127.0.0.1", f.Key, "floor")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ln.Close() }()
+	if f.OnListen != nil {
+		f.OnListen(ln.Port())
+	}
+	accepted := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept(ctx)
+		if err == nil {
+			err = dst.IncomingFrom(ctx, conn, &tls)
+			_ = conn.Close()
+		}
+		accepted <- err
+	}()
+	conn, err := DialMigration(ctx, "127.0.0.1", ln.Port(), f.Key, "floor")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	if err := <-accepted; err != nil {
+		return err
+	}
+	return f.cur.MigrateTo(ctx, conn, &tls)
 }
 
 // Verify waits until the guest's counter advances on its new side and

@@ -92,15 +92,11 @@ func (m *Machine) addTLS(ctx context.Context, t *TLS, id, endpoint string) (stri
 }
 
 // ListenIncoming makes a target started with Incoming "defer" wait for
-// a live migration on addr (an IP address; the port is chosen by the
-// system, so nothing else can hold it), with TLS when t is set, and
-// returns the port.
-func (m *Machine) ListenIncoming(ctx context.Context, addr string, t *TLS) (int, error) {
-	creds, err := m.addTLS(ctx, t, tlsServerID, "server")
-	if err != nil {
-		return 0, err
-	}
-	if _, err := m.QMP.Execute(ctx, "migrate-set-parameters", map[string]any{"tls-creds": creds}); err != nil {
+// a plain-text migration on addr (the system picks the port, returned).
+// Anyone who connects first feeds it: the benchmark's plain baseline and
+// tests only; the driver migrates with IncomingFrom and MigrateTo.
+func (m *Machine) ListenIncoming(ctx context.Context, addr string) (int, error) {
+	if _, err := m.QMP.Execute(ctx, "migrate-set-parameters", map[string]any{"tls-creds": ""}); err != nil {
 		return 0, err
 	}
 	uri := "tcp:" + net.JoinHostPort(addr, "0")
@@ -128,19 +124,61 @@ func (m *Machine) ListenIncoming(ctx context.Context, addr string, t *TLS) (int,
 	return 0, fmt.Errorf("qemu %s: no listening port reported for %s: %s", m.Name, uri, raw)
 }
 
-// StartMigration sets MigrationParams (with TLS when t is set) and
-// starts a live migration to uri ("tcp:HOST:PORT").
-func (m *Machine) StartMigration(ctx context.Context, uri string, t *TLS) error {
+// StartMigration sets MigrationParams and starts a plain-text migration
+// to uri (the counterpart of ListenIncoming).
+func (m *Machine) StartMigration(ctx context.Context, uri string) error {
+	return m.migrate(ctx, uri, nil)
+}
+
+// IncomingFrom makes a target started with Incoming "defer" load the
+// migration arriving on conn (an authenticated socket: DialMigration's
+// peer), with TLS when t is set.
+func (m *Machine) IncomingFrom(ctx context.Context, conn *os.File, t *TLS) error {
+	creds, err := m.addTLS(ctx, t, tlsServerID, "server")
+	if err != nil {
+		return err
+	}
+	if _, err := m.QMP.Execute(ctx, "migrate-set-parameters", map[string]any{"tls-creds": creds}); err != nil {
+		return err
+	}
+	const name = "kayo-incoming"
+	if _, err := m.QMP.ExecuteFile(ctx, "getfd", map[string]any{"fdname": name}, conn); err != nil {
+		return err
+	}
+	_, err = m.QMP.Execute(ctx, "migrate-incoming", map[string]any{"uri": "fd:" + name})
+	return err
+}
+
+// MigrateTo sets MigrationParams (with TLS when t is set) and starts a
+// live migration into conn (an authenticated socket to the target).
+func (m *Machine) MigrateTo(ctx context.Context, conn *os.File, t *TLS) error {
 	creds, err := m.addTLS(ctx, t, tlsClientID, "client")
 	if err != nil {
 		return err
 	}
-	return m.migrate(ctx, uri, creds)
+	const name = "kayo-migrate"
+	if _, err := m.QMP.ExecuteFile(ctx, "getfd", map[string]any{"fdname": name}, conn); err != nil {
+		return err
+	}
+	extra := map[string]any{"tls-creds": creds}
+	if creds != "" {
+		// PSK checks no host name; QEMU asks for one with TLS over a
+		// descriptor.
+		extra["tls-hostname"] = "kayo-migration"
+	}
+	if err := m.migrate(ctx, "fd:"+name, extra); err != nil {
+		_, _ = m.QMP.Execute(ctx, "closefd", map[string]any{"fdname": name})
+		return err
+	}
+	return nil
 }
 
-func (m *Machine) migrate(ctx context.Context, uri, creds string) error {
-	p := map[string]any{"tls-creds": creds}
+func (m *Machine) migrate(ctx context.Context, uri string, extra map[string]any) error {
+	p := map[string]any{"tls-creds": ""}
 	for k, v := range MigrationParams {
+		p[k] = v
+	}
+	for k, v := range extra {
 		p[k] = v
 	}
 	if _, err := m.QMP.Execute(ctx, "migrate-set-parameters", p); err != nil {
@@ -165,7 +203,7 @@ func (m *Machine) SaveState(ctx context.Context) (*os.File, error) {
 		_ = ours.Close()
 		return nil, err
 	}
-	if err := m.migrate(ctx, "fd:"+name, ""); err != nil {
+	if err := m.migrate(ctx, "fd:"+name, nil); err != nil {
 		_, _ = m.QMP.Execute(ctx, "closefd", map[string]any{"fdname": name})
 		_ = ours.Close()
 		return nil, err
