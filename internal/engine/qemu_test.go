@@ -100,11 +100,16 @@ func serialOf(e *Engine, node, vm string) string {
 // TestQEMULiveAndQuickMigration boots the guest on Y-21, live-migrates it
 // to Y-22 and quick-migrates it back: the counter continues without a
 // reset, one QEMU process runs it, and records it wrote to its disk before
-// a move read back after it (and are in the VHD on the volume).
+// a move read back after it (and are in the VHD on the volume). Local
+// users attack throughout (localAttacker: nobody connects first to every
+// new listener of the agents and their QEMU processes, root injects a
+// plain-text stream): neither move breaks, and the quick migration opens
+// no listener at all.
 func TestQEMULiveAndQuickMigration(t *testing.T) {
 	e, vol := qemuEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	attacker := startLocalAttacker(t, qemuPIDs(e, "HVCLUSTER"))
 	s := vmSpec(vol, "WEB01", 128)
 	s.ProcessorCount, s.VHD.SizeGiB, s.OwnerNode, s.Adapters = 1, 1, y21, nil
 	vm, err := e.CreateVM(ctx, s)
@@ -130,7 +135,7 @@ func TestQEMULiveAndQuickMigration(t *testing.T) {
 	if vm.Node != y22 || lm == nil || lm.Type != MigrationLive {
 		t.Fatalf("after live migration: node %s, last migration %+v", vm.Node, lm)
 	}
-	t.Logf("live migration: total %d ms, downtime %d ms, %d rounds", lm.DurationMs, lm.DowntimeMs, lm.Rounds)
+	t.Logf("live migration: total %d ms, downtime %d ms, %d rounds; attacked listeners: %v", lm.DurationMs, lm.DowntimeMs, lm.Rounds, attacker.Hits())
 	procs, err := e.QEMUProcesses(ctx, "HVCLUSTER", "WEB01")
 	if err != nil || len(procs) != 1 || !strings.HasPrefix(procs[0], y22) {
 		t.Fatalf("QEMU processes of WEB01: %v %v, want one on %s", procs, err, y22)
@@ -150,6 +155,9 @@ func TestQEMULiveAndQuickMigration(t *testing.T) {
 	}
 	if vm.Node != y21 || vm.LastMigration == nil || vm.LastMigration.Type != MigrationQuick {
 		t.Fatalf("after quick migration: node %s, %+v", vm.Node, vm.LastMigration)
+	}
+	if h := attacker.Hits(); len(h) > 0 {
+		t.Fatalf("the quick migration opened TCP listeners a local user reached: %v", h)
 	}
 	mid := serialCounters(t, serialOf(e, y22, "WEB01"))
 	before := len(serialCounters(t, serialOf(e, y21, "WEB01")))
