@@ -78,15 +78,15 @@ func (q *QEMUAgent) saveState(ctx context.Context, cluster string, v *qemuVMRun,
 	if err := f.Truncate(0); err != nil {
 		return err
 	}
-	if _, err := v.m.QMP.Execute(ctx, "stop", nil); err != nil {
-		return err
-	}
 	m, saved := v.m, false
 	defer func() {
 		if err != nil && !saved {
 			err = fmt.Errorf("saving the state of VM %q on %s: %w; %s", v.name, q.node, err, q.unpause(m))
 		}
 	}()
+	if _, err := m.QMP.Execute(ctx, "stop", nil); err != nil {
+		return err
+	}
 	stream, err := m.SaveState(ctx)
 	if err != nil {
 		return err

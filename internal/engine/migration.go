@@ -356,16 +356,18 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 	}
 	// PhaseSwitched: the target owns the VM.
 	tok = hypervisor.Token(vm.Token)
-	running := false
+	running, coldBoot := false, ""
 	switch p.Type {
 	case MigrationLive:
 		if err := drv.Resume(ctx, p.To, vm.hvVM(), tok); err != nil {
 			st, serr := drv.Status(ctx, p.To, vm.Name)
 			if serr != nil || st.State != hypervisor.Running || st.Token != tok {
-				// The received image is gone: cold start from the VHD.
+				// The received image is gone: cold start from the VHD,
+				// and the record and event say so.
 				if err := drv.Start(ctx, p.To, vm.hvVM(), tok); err != nil {
 					return vm, fmt.Errorf("resuming VM %q on %s: %w", vm.Name, p.To, err)
 				}
+				coldBoot = fmt.Sprintf("resuming the migrated guest on %s failed (%v): it was started again from its disk (a cold boot)", p.To, err)
 			}
 		}
 		running = true
@@ -401,7 +403,7 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 		return vm, err
 	}
 	crashPoint(CrashAfterResume)
-	rec := &MigrationRecord{ID: p.ID, Type: p.Type, From: p.From, To: p.To, Token: vm.Token, At: e.now().UTC()}
+	rec := &MigrationRecord{ID: p.ID, Type: p.Type, From: p.From, To: p.To, Token: vm.Token, At: e.now().UTC(), ColdBoot: coldBoot}
 	switch {
 	case p.Live != nil:
 		rec.DurationMs, rec.DowntimeMs, rec.Rounds = p.Live.Plan.DurationMs, p.Live.Plan.DowntimeMs, len(p.Live.Plan.Rounds)
@@ -418,9 +420,13 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 			return err
 		}
 		t.vm.LastMigration = rec
-		t.event(EventVMMigrationCompleted, map[string]string{"type": rec.Type, "from": rec.From, "to": rec.To,
+		d := map[string]string{"type": rec.Type, "from": rec.From, "to": rec.To,
 			"token": fmt.Sprint(rec.Token), "duration_ms": fmt.Sprint(rec.DurationMs), "downtime_ms": fmt.Sprint(rec.DowntimeMs),
-			"rounds": fmt.Sprint(rec.Rounds), "migration": rec.ID})
+			"rounds": fmt.Sprint(rec.Rounds), "migration": rec.ID}
+		if rec.ColdBoot != "" {
+			d["cold_boot"] = rec.ColdBoot
+		}
+		t.event(EventVMMigrationCompleted, d)
 		if running {
 			t.vm.Status = VMRunning
 		} else {
@@ -466,8 +472,12 @@ func (e *Engine) failMigration(ctx context.Context, cluster, name, id string, ca
 		return cause
 	}
 	if vm.Pending.Op == opMigrate && vm.Pending.Phase != PhaseSwitched {
-		if _, rerr := e.rollbackMigration(ctx, vm); rerr != nil {
+		_, coldBoot, rerr := e.rollbackMigration(ctx, vm)
+		if rerr != nil {
 			return fmt.Errorf("%w (rolling the migration back failed too: %v; the next apply retries)", cause, rerr)
+		}
+		if coldBoot != "" {
+			return fmt.Errorf("%w (the migration was rolled back: %s still owns VM %q; %s)", cause, vm.Pending.From, name, coldBoot)
 		}
 		return fmt.Errorf("%w (the migration was rolled back: %s still owns VM %q)", cause, vm.Pending.From, name)
 	}
@@ -477,8 +487,9 @@ func (e *Engine) failMigration(ctx context.Context, cluster, name, id string, ca
 // rollbackMigration undoes a migration that had not switched owners: the
 // source runs the VM again (resumed from pause, restored from its saved
 // state, or started) with the prior spec, the target's copy and
-// reservation go.
-func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, error) {
+// reservation go. coldBoot says why when the guest had to be started
+// anew (its event says so too).
+func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, string, error) {
 	p := vm.Pending
 	drv := e.Hypervisor(vm.Cluster)
 	tok := hypervisor.Token(vm.Token)
@@ -488,12 +499,13 @@ func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, error) {
 	}
 	pv := vm
 	pv.VMSpec = prior
+	coldBoot := ""
 	paths, err := PathsFor(vm.DriveLetter, vm.Name)
 	if err != nil {
-		return vm, err
+		return vm, "", err
 	}
 	if err := drv.Discard(ctx, p.To, vm.Name); err != nil {
-		return vm, err
+		return vm, "", err
 	}
 	if p.WasRunning {
 		st, err := drv.Status(ctx, p.From, vm.Name)
@@ -510,16 +522,21 @@ func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, error) {
 				return drv.Restore(ctx, p.From, pv.hvVM(), tok, f, nil)
 			})
 		default:
+			// Its running state is gone: a new boot, and said so.
+			coldBoot = fmt.Sprintf("its guest's running state was lost (%s on %s): it was started again from its disk (a cold boot)", st.State, p.From)
+			if err != nil {
+				coldBoot = fmt.Sprintf("its guest's running state was lost (%v): it was started again from its disk on %s (a cold boot)", err, p.From)
+			}
 			err = drv.Start(ctx, p.From, pv.hvVM(), tok)
 		}
 		if err != nil {
-			return vm, fmt.Errorf("rolling back the migration of VM %q: running it again on %s: %w", vm.Name, p.From, err)
+			return vm, "", fmt.Errorf("rolling back the migration of VM %q: running it again on %s: %w", vm.Name, p.From, err)
 		}
 	}
 	if p.Type == MigrationQuick {
 		// The source runs again (durably) before its saved state goes.
 		if vm, err = e.flushHV(ctx, vm); err != nil {
-			return vm, err
+			return vm, coldBoot, err
 		}
 		_ = e.onVolume(ctx, vm.Volume, p.From, func(fv *kayofs.Volume) error {
 			if err := fv.Remove(paths.VolState); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
@@ -528,7 +545,7 @@ func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, error) {
 			return nil
 		})
 	}
-	return e.pendingCommit(ctx, vm, func(t *vmTxn) error {
+	vm, err = e.pendingCommit(ctx, vm, func(t *vmTxn) error {
 		if err := e.dropPairLock(t, t.vm.Pending); err != nil {
 			return err
 		}
@@ -543,11 +560,16 @@ func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, error) {
 		if p.WasRunning {
 			t.vm.Status = VMRunning
 		}
-		t.event(EventVMMigrationRolledBack, map[string]string{"type": p.Type, "from": p.From, "to": p.To,
-			"phase": p.Phase, "token": fmt.Sprint(t.vm.Token), "migration": p.ID, "owner": p.From})
+		d := map[string]string{"type": p.Type, "from": p.From, "to": p.To,
+			"phase": p.Phase, "token": fmt.Sprint(t.vm.Token), "migration": p.ID, "owner": p.From}
+		if coldBoot != "" {
+			d["cold_boot"] = coldBoot
+		}
+		t.event(EventVMMigrationRolledBack, d)
 		t.vm.Pending = nil
 		return nil
 	})
+	return vm, coldBoot, err
 }
 
 // ---- recovery ----
@@ -606,7 +628,8 @@ func (e *Engine) recoverVM(ctx context.Context, vm VM) (VM, error) {
 	case old.Op == opCreate:
 		return VM{}, e.deleteVM(ctx, vm)
 	case old.Op == opMigrate && old.Phase != PhaseSwitched:
-		return e.rollbackMigration(ctx, vm)
+		vm, _, err := e.rollbackMigration(ctx, vm)
+		return vm, err
 	default:
 		return e.runPending(ctx, vm)
 	}

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -171,14 +170,27 @@ func (a *localAttacker) listeners() []int {
 }
 
 // qemuPIDs returns this test process (its agents run in it) and the QEMU
-// processes of cluster's VMs.
-func qemuPIDs(e *Engine, cluster string) func() []int {
+// processes running with files under e's data directory (found in /proc
+// as soon as they start, before any record names them).
+func qemuPIDs(e *Engine) func() []int {
+	ours := map[int]bool{}
 	return func() []int {
 		pids := []int{os.Getpid()}
-		recs, _ := e.QEMUNodeVMs(context.Background(), cluster, "")
-		for _, r := range recs {
-			if r.PID > 0 {
-				pids = append(pids, r.PID)
+		ents, _ := os.ReadDir("/proc")
+		for _, ent := range ents {
+			pid, err := strconv.Atoi(ent.Name())
+			if err != nil {
+				continue
+			}
+			is, known := ours[pid]
+			if !known {
+				b, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+				cmd := string(b)
+				is = strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, e.DataDir())
+				ours[pid] = is
+			}
+			if is {
+				pids = append(pids, pid)
 			}
 		}
 		return pids

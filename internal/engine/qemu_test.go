@@ -109,7 +109,7 @@ func TestQEMULiveAndQuickMigration(t *testing.T) {
 	e, vol := qemuEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	attacker := startLocalAttacker(t, qemuPIDs(e, "HVCLUSTER"))
+	attacker := startLocalAttacker(t, qemuPIDs(e))
 	s := vmSpec(vol, "WEB01", 128)
 	s.ProcessorCount, s.VHD.SizeGiB, s.OwnerNode, s.Adapters = 1, 1, y21, nil
 	vm, err := e.CreateVM(ctx, s)
@@ -241,7 +241,10 @@ func checkContinues(t *testing.T, before, after []counterRec) {
 // TestQEMUCrashFailsVM kills the guest's QEMU process outside the engine:
 // the VM's status becomes failed with a status_reason naming the exit (and
 // the events say so), and an update of the unchanged spec starts it again.
+// The agents run under umask 000: their sockets and the guest's logs are
+// private all the same (checkPrivate).
 func TestQEMUCrashFailsVM(t *testing.T) {
+	defer syscall.Umask(syscall.Umask(0))
 	e, vol := qemuEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -254,6 +257,7 @@ func TestQEMUCrashFailsVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkPrivate(t, e, y21, "WEB01")
 	recs, err := e.QEMUNodeVMs(ctx, "HVCLUSTER", "WEB01")
 	if err != nil || len(recs) != 1 || recs[0].PID == 0 {
 		t.Fatalf("QEMU of WEB01: %+v %v", recs, err)

@@ -109,6 +109,9 @@ type MigrationRecord struct {
 	Rounds     int       `json:"rounds,omitempty"`
 	Token      int64     `json:"token"`
 	At         time.Time `json:"at"`
+	// ColdBoot says why the guest had to be started anew from its disk
+	// after the move ("" it kept running: the move kept its state).
+	ColdBoot string `json:"cold_boot,omitempty"`
 }
 
 // Holder identifies the process running a multi-step operation, so a
