@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -21,10 +22,12 @@ import (
 // interleaved round by round in one run:
 //
 //	floor  raw QMP (qemu.Floor): the guest booted once; per move launch
-//	       the target with -incoming, the same MigrationParams, `migrate`,
-//	       poll query-migrate, kill the source once the target has the
-//	       state, `cont`. No database, no agents, no Kayo FS: its disk is
-//	       a raw file served by the same NBD server (one per side).
+//	       the target with -incoming defer, hand both QEMUs the
+//	       connection the agents' handshake authenticated, TLS with a
+//	       pre-shared key, the same MigrationParams, `migrate`, poll
+//	       query-migrate, kill the source once the target has the state,
+//	       `cont`. No database, no agents, no Kayo FS: its disk is a raw
+//	       file served by the same NBD server (one per side).
 //	kayo   the engine's UpdateVM of owner_node on a qemu cluster (what
 //	       terraform apply calls), carried out by two `kayoctl agent`
 //	       processes, the disk a dynamic VHD on Kayo FS served over NBD.
@@ -74,6 +77,7 @@ func BenchmarkQEMUMigration(b *testing.B) {
 				if floor, err = qemu.StartFloor(ctx, bin, g, mem, 1<<30, owner.TempDir()); err != nil {
 					b.Fatal(err)
 				}
+				floor.Key = bytes.Repeat([]byte{0x4b}, 32) // the agents' channel: authenticated, TLS-PSK
 				parent.Cleanup(floor.Close)
 				kayo = newQEMUKayo(owner, mem, filepath.Dir(g.Kernel))
 				for i := 0; i < 2; i++ {
