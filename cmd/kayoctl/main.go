@@ -46,7 +46,7 @@ Commands:
                                        verify every Kayo FS invariant (read-only); exit 1 on problems
   host fail NAME                       lab: declare a host down, as if it crashed
   host recover NAME                    lab: declare a failed host up again
-  agent --node NAME [--interval 1s] [--lease 3×interval]
+  agent --node NAME [--interval 1s] [--lease 3×interval] [--migration-address 127.0.0.1]
                                        the node agent: heartbeats; the elected leader declares
                                        silent nodes down (and up again); runs until SIGINT/SIGTERM
 

@@ -83,6 +83,8 @@ func TestUsageAndErrors(t *testing.T) {
 		{[]string{"agent"}, exitUsage, "--node NAME is required"},
 		{[]string{"agent", "--node", "Y-21-2k8x64", "--interval", "1ms"}, exitUsage, "--interval 1ms is not allowed"},
 		{[]string{"agent", "--node", "A", "--interval", "1s", "--lease", "1s"}, exitUsage, "must be longer than --interval"},
+		{[]string{"agent", "--node", "A", "--migration-address", "0.0.0.0"}, exitUsage, "--migration-address \"0.0.0.0\" is not allowed"},
+		{[]string{"agent", "--node", "A", "--migration-address", "host.example"}, exitUsage, "allowed: one IP address of this host"},
 		{[]string{"--data-dir", dir, "host", "fail", "NOPE"}, exitError, `host "NOPE" is not registered`},
 		{[]string{"--data-dir", dir, "status", "--cluster", "NOPE"}, exitError, `cluster "NOPE": not found`},
 		{[]string{"help"}, exitOK, "Exit codes: 0 ok, 1 error, 2 usage."},
