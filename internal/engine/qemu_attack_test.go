@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -46,10 +47,9 @@ func TestMain(m *testing.M) {
 // connects first and holds its connection, then root, without the
 // cluster's key, injects a plain-text migration stream.
 type localAttacker struct {
-	t      *testing.T
 	pids   func() []int
 	nobody *bufio.Reader
-	stdin  interface{ Close() error }
+	stdin  io.WriteCloser
 	wait   func() error
 	mu     sync.Mutex
 	seen   map[int]bool
@@ -84,7 +84,7 @@ func startLocalAttacker(t *testing.T, pids func() []int) *localAttacker {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	a := &localAttacker{t: t, pids: pids, nobody: bufio.NewReader(out), stdin: in, wait: cmd.Wait,
+	a := &localAttacker{pids: pids, nobody: bufio.NewReader(out), stdin: in, wait: cmd.Wait,
 		seen: map[int]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
 	for _, p := range a.listeners() {
 		a.seen[p] = true // there before: not the migration's
@@ -108,7 +108,7 @@ func (a *localAttacker) run() {
 			}
 			a.seen[port] = true
 			addr := "127.0.0.1:" + strconv.Itoa(port)
-			_, _ = fmt.Fprintln(a.stdin.(interface{ Write([]byte) (int, error) }), addr)
+			_, _ = fmt.Fprintln(a.stdin, addr)
 			line, _ := a.nobody.ReadString('\n')
 			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 				_, _ = c.Write([]byte{'Q', 'E', 'V', 'M', 0, 0, 0, 3, 0x1f})

@@ -129,8 +129,6 @@ func TestFloorCounterContinues(t *testing.T) {
 	f.Key = bytes.Repeat([]byte{7}, 32)
 	move("TLS-PSK, local users connected first")
 	release()
-	f.OnListen = nil
-	move("TLS-PSK")
 }
 
 // TestNBDLocalUser: nobody cannot reach a VM's disk on the agent's NBD
