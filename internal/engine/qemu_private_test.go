@@ -26,7 +26,10 @@ func checkPrivate(t *testing.T, e *Engine, node, vm string) {
 		t.Fatalf("records of %s: %+v %v", vm, recs, err)
 	}
 	dir := filepath.Join(e.DataDir(), "qemu", node)
-	nbdSock := strings.SplitN(recs[0].NBD, "?socket=", 2)[1]
+	_, nbdSock, ok := strings.Cut(recs[0].NBD, "?socket=")
+	if !ok {
+		t.Fatalf("the agent serves %s's disk at %s, not on a unix socket", vm, recs[0].NBD)
+	}
 	want := map[string]os.FileMode{
 		filepath.Dir(dir):             0o700 | os.ModeDir,
 		dir:                           0o700 | os.ModeDir,
