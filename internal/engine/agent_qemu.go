@@ -110,6 +110,9 @@ type QEMUAgent struct {
 	// seenFence: the fence tokens the sweep has passed on (Run's goroutine only).
 	seenFence map[string]hypervisor.Token
 	initErr   string
+	// life ends when Run returns: work that outlives a request (a
+	// target's wait for its migration's source) ends with it too.
+	life context.Context
 }
 
 // NewQEMUAgent returns the QEMU executor of agent a's node. It does
@@ -133,6 +136,9 @@ func (a *Agent) NewQEMUAgent(cfg QEMUAgentConfig) *QEMUAgent {
 // process it runs. It returns only when ctx ends (or the node's files
 // cannot be created).
 func (q *QEMUAgent) Run(ctx context.Context) error {
+	life, stop := context.WithCancel(ctx)
+	defer stop()
+	q.life = life
 	// Sockets, guest consoles and the migration key live here: only the
 	// agent's user may enter.
 	if err := privsock.Dir(q.dir); err != nil {

@@ -48,13 +48,13 @@ func qemuMigrationID(cluster, vm string, tok hypervisor.Token) string {
 
 // acceptMigration hands the first source that authenticates for r to
 // m (launched with incoming "defer"), until the request's deadline or
-// cancel; the listener is closed then.
+// cancel or the agent's end; the listener is closed then.
 func (q *QEMUAgent) acceptMigration(ln *qemu.MigrationListener, m *qemu.Machine, tls *qemu.TLS, r qemuRequest) context.CancelFunc {
 	dl := r.Deadline
 	if dl.IsZero() {
 		dl = time.Now().Add(qemuRequestTimeout)
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), dl)
+	ctx, cancel := context.WithDeadline(q.life, dl)
 	ln.Refused = func(addr string, err error) {
 		q.cfg.Logf("qemu: %s: migration connection from %s refused: %v", r.VM.Name, addr, err)
 	}
