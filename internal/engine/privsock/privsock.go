@@ -109,7 +109,7 @@ func (l *Listener) Path() string { return l.path }
 // others are closed (and reported to Refused).
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
-		c, err := l.UnixListener.AcceptUnix()
+		c, err := l.AcceptUnix()
 		if err != nil {
 			return nil, err
 		}
