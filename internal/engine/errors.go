@@ -23,6 +23,9 @@ var (
 	ErrInUse = errors.New("in use")
 	// ErrValidationFailed: cluster validation has failed tests.
 	ErrValidationFailed = errors.New("cluster validation failed")
+	// ErrLUNLost: a volume's LUN no longer holds that volume (zeroed,
+	// reformatted, deleted or swapped for another LUN); see LUNLostError.
+	ErrLUNLost = errors.New("the LUN does not hold the volume")
 )
 
 // InputError says which attribute was wrong, with what value, and what is
@@ -71,3 +74,64 @@ func (e *ValidationError) Error() string {
 
 // Is makes errors.Is(err, ErrValidationFailed) true.
 func (e *ValidationError) Is(target error) bool { return target == ErrValidationFailed }
+
+// LUNLostError says what a volume's LUN holds instead of the volume the
+// database records. It matches ErrLUNLost (and the cause, e.g. a missing
+// file).
+type LUNLostError struct {
+	Volume, Letter, LUN, Device string
+	// Holds is the UUID of the Kayo FS volume found instead ("" none).
+	Holds string
+	// Reason says what was found when no Kayo FS volume was.
+	Reason string
+	Err    error
+}
+
+// Found says what the LUN holds instead of the volume.
+func (e *LUNLostError) Found() string {
+	if e.Holds != "" {
+		return fmt.Sprintf("LUN %q (%s) holds volume UUID %s, the database expects %s (volume %s:)", e.LUN, e.Device, e.Holds, e.Volume, e.Letter)
+	}
+	return fmt.Sprintf("LUN %q (%s) no longer holds volume %s (%s:): %s", e.LUN, e.Device, e.Volume, e.Letter, e.Reason)
+}
+
+func (e *LUNLostError) Error() string {
+	if e.Holds != "" {
+		return e.Found() + "; this data_dir is a copy of another installation's whose LUN is not its own, or the LUN was " +
+			"swapped for another volume's. Nothing is written to it: point lun at the LUN that holds " + e.Volume + ", or put that LUN back"
+	}
+	return e.Found() + ". It was zeroed, reformatted or deleted outside Kayo; nothing is written to it. Restore it, or " +
+		"destroy the volume (destroy then only forgets it)"
+}
+
+// Is makes errors.Is(err, ErrLUNLost) true.
+func (e *LUNLostError) Is(target error) bool { return target == ErrLUNLost }
+
+func (e *LUNLostError) Unwrap() error { return e.Err }
+
+// tidyError drops a segment its message repeats: os errors carry their
+// path, and so does each wrapping that names the file ("open P: open P:
+// open P: permission denied" reads "open P: permission denied").
+type tidyError struct{ err error }
+
+func (t tidyError) Error() string {
+	parts := strings.Split(t.err.Error(), ": ")
+	out := parts[:0]
+	for i, p := range parts {
+		if i > 0 && p == out[len(out)-1] {
+			continue
+		}
+		out = append(out, p)
+	}
+	return strings.Join(out, ": ")
+}
+
+func (t tidyError) Unwrap() error { return t.err }
+
+// tidy wraps err so its message says each repeated segment once.
+func tidy(err error) error {
+	if err == nil {
+		return nil
+	}
+	return tidyError{err}
+}

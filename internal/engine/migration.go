@@ -650,5 +650,5 @@ func (e *Engine) RefreshVM(ctx context.Context, cluster, name string) (VM, error
 		}
 		return e.GetVM(ctx, cluster, name)
 	}
-	return vm, nil
+	return e.failIfVolumeLost(ctx, vm) // volumes_lun.go
 }

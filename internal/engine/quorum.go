@@ -69,6 +69,9 @@ type QuorumStatus struct {
 type Quorum struct {
 	QuorumSpec
 	UpdatedAt time.Time `json:"updated_at"`
+	// WitnessCreated: the embedded SAN image of WitnessDisk was created by
+	// this configuration, so it goes when the configuration stops using it.
+	WitnessCreated bool `json:"witness_created,omitempty"`
 	// Managed is true when a kayo_quorum set the configuration; false means
 	// the implicit node_majority of a cluster without one.
 	Managed  bool         `json:"-"`
@@ -333,6 +336,7 @@ func (e *Engine) UpdateQuorum(ctx context.Context, s QuorumSpec) (Quorum, error)
 
 func (e *Engine) setQuorum(ctx context.Context, s QuorumSpec, create bool) (Quorum, error) {
 	var out Quorum
+	made := false // the witness image was created by a try of this call
 	err := e.retry(ctx, func() error {
 		c, qkv, lkv, err := e.readClusterRecs(ctx, s.Cluster)
 		if err != nil {
@@ -356,10 +360,13 @@ func (e *Engine) setQuorum(ctx context.Context, s QuorumSpec, create bool) (Quor
 		if !cur.Status.HasQuorum {
 			return &QuorumLostError{Cluster: c.Name, Status: cur.Status, Action: "changing its quorum configuration"}
 		}
-		if err := e.checkWitnessDisk(ctx, s); err != nil {
+		created, err := e.checkWitnessDisk(ctx, s)
+		if err != nil {
 			return err
 		}
-		next := Quorum{QuorumSpec: s, UpdatedAt: e.now().UTC(), Managed: true}
+		made = made || created
+		next := Quorum{QuorumSpec: s, UpdatedAt: e.now().UTC(), Managed: true,
+			WitnessCreated: made || cur.Managed && cur.WitnessCreated && cur.WitnessDisk == s.WitnessDisk}
 		next.Status, err = EvaluateQuorum(s, clusterNodes(c, hosts))
 		if err != nil {
 			return err
@@ -385,9 +392,21 @@ func (e *Engine) setQuorum(ctx context.Context, s QuorumSpec, create bool) (Quor
 		}
 		next.Revision = rev
 		out = next
+		if cur.Managed && cur.WitnessDisk != s.WitnessDisk {
+			e.removeWitnessImage(cur)
+		}
 		return nil
 	})
 	return out, err
+}
+
+// removeWitnessImage deletes the embedded witness image q created, once
+// q's configuration no longer uses it.
+func (e *Engine) removeWitnessImage(q Quorum) {
+	if !q.WitnessCreated || q.WitnessDisk == "" || filepath.IsAbs(q.WitnessDisk) || e.dataDir == "" {
+		return
+	}
+	_ = os.Remove(e.LUNPath(q.WitnessDisk))
 }
 
 // ResetQuorum returns a cluster to the implicit node_majority (what
@@ -425,6 +444,9 @@ func (e *Engine) ResetQuorum(ctx context.Context, cluster string) error {
 			e.eventOp(Event{Kind: EventQuorumReset, Cluster: c.Name, Subject: c.Name,
 				Detail: map[string]string{"type": string(quorum.NodeMajority), "previous_type": cur.Type}}),
 		})
+		if err == nil {
+			e.removeWitnessImage(cur)
+		}
 		return err
 	})
 }
@@ -446,57 +468,57 @@ func (e *Engine) WitnessOf(ctx context.Context, lun string) (string, error) {
 
 // checkWitnessDisk checks s's witness disk: not another cluster's witness,
 // not a Kayo FS data volume; an embedded-SAN LUN that does not exist yet is
-// created small (sparse).
-func (e *Engine) checkWitnessDisk(ctx context.Context, s QuorumSpec) error {
+// created small (sparse), and created says so.
+func (e *Engine) checkWitnessDisk(ctx context.Context, s QuorumSpec) (created bool, err error) {
 	if s.WitnessDisk == "" {
-		return nil
+		return false, nil
 	}
 	owner, err := e.WitnessOf(ctx, s.WitnessDisk)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if owner != "" && owner != s.Cluster {
-		return &InputError{Attribute: "witness_disk", Value: s.WitnessDisk,
+		return false, &InputError{Attribute: "witness_disk", Value: s.WitnessDisk,
 			Detail: fmt.Sprintf("%q is already the witness disk of cluster %q; a witness disk belongs to one cluster: give this one its own LUN", s.WitnessDisk, owner)}
 	}
 	path := s.WitnessDisk
 	if !filepath.IsAbs(path) {
 		if e.dataDir == "" {
-			return nil // no embedded SAN on this store: the LUN is the operator's
+			return false, nil // no embedded SAN on this store: the LUN is the operator's
 		}
 		path = e.LUNPath(s.WitnessDisk)
 	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		if filepath.IsAbs(s.WitnessDisk) {
-			return &InputError{Attribute: "witness_disk", Value: s.WitnessDisk,
+			return false, &InputError{Attribute: "witness_disk", Value: s.WitnessDisk,
 				Detail: fmt.Sprintf("block device %q does not exist; give an existing device or a LUN name of the embedded SAN", s.WitnessDisk)}
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return fmt.Errorf("witness_disk %q: cannot create the embedded SAN directory: %w", s.WitnessDisk, err)
+			return false, fmt.Errorf("witness_disk %q: cannot create the embedded SAN directory: %w", s.WitnessDisk, pathCause(err))
 		}
 		dev, err := kayofs.CreateImage(path, WitnessDiskSize)
 		if err != nil && !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("witness_disk %q: cannot create LUN %s: %w", s.WitnessDisk, path, err)
+			return false, fmt.Errorf("witness_disk %q: cannot create LUN %s: %w", s.WitnessDisk, path, pathCause(err))
 		}
 		if dev != nil {
-			return dev.Close()
+			return true, dev.Close()
 		}
-		return nil
+		return false, nil
 	}
 	dev, err := kayofs.OpenDevice(path)
 	if err != nil {
-		return fmt.Errorf("witness_disk %q: cannot open %s: %w", s.WitnessDisk, path, err)
+		return false, fmt.Errorf("witness_disk %q: cannot open %s: %w", s.WitnessDisk, path, pathCause(err))
 	}
 	defer func() { _ = dev.Close() }()
 	fs, err := kayofs.Probe(dev)
 	if err != nil {
-		return fmt.Errorf("witness_disk %q: cannot read %s: %w", s.WitnessDisk, path, err)
+		return false, fmt.Errorf("witness_disk %q: cannot read %s: %w", s.WitnessDisk, path, pathCause(err))
 	}
 	if fs == "kayofs" {
-		return &InputError{Attribute: "witness_disk", Value: s.WitnessDisk,
+		return false, &InputError{Attribute: "witness_disk", Value: s.WitnessDisk,
 			Detail: fmt.Sprintf("%q holds a Kayo FS data volume; a witness disk must be a LUN of its own, not a shared volume", s.WitnessDisk)}
 	}
-	return nil
+	return false, nil
 }
 
 // checkMembershipQuorum refuses a membership change of c to next that

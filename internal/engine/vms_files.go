@@ -214,6 +214,12 @@ func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
 			return nil
 		})
 	})
+	var lost *LUNLostError
+	if errors.As(err, &lost) {
+		note(ctx, fmt.Sprintf("VM %s: its files were not removed: its volume's LUN no longer holds the volume", vm.Name),
+			lost.Found()+"; the VM is forgotten without touching that LUN.")
+		return nil
+	}
 	if errors.Is(err, ErrNotFound) {
 		if _, gerr := e.GetVolume(ctx, vm.Volume); errors.Is(gerr, ErrNotFound) {
 			return nil // the volume went first (force_destroy): nothing left to remove

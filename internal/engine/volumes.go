@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -9,8 +10,11 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/lunprobe"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
@@ -59,6 +63,11 @@ type VolumeSpec struct {
 	NodeSlots    int    `json:"node_slots"`
 	ForceFormat  bool   `json:"force_format"`
 	ForceDestroy bool   `json:"force_destroy"`
+	// ForceFormatOver names the recognised signatures (lunprobe names,
+	// comma-separated) a format may destroy; force_format does not.
+	ForceFormatOver string `json:"force_format_over,omitempty"`
+	// FileBacked allows a lun path that is a regular file.
+	FileBacked bool `json:"file_backed,omitempty"`
 }
 
 // Volume is a formatted, mounted shared volume as the database holds it.
@@ -66,12 +75,25 @@ type Volume struct {
 	VolumeSpec
 	// ID is the Kayo FS volume UUID.
 	ID string `json:"id"`
-	// Device is the absolute path of the LUN image or block device.
-	Device string `json:"device"`
+	// Device is the absolute path of the LUN image or block device, set
+	// when the record is read (resolveDevice). An embedded LUN's is not
+	// stored (MarshalJSON): it is found by name in the data dir in use.
+	Device string `json:"device,omitempty"`
 	// Mounts maps each node that mounts the volume to its slot.
 	Mounts    map[string]int `json:"mounts"`
 	CreatedAt time.Time      `json:"created_at"`
 	Revision  int64          `json:"-"`
+}
+
+// MarshalJSON stores an embedded LUN by its name only, so a copied or
+// moved data_dir never reaches the original's image through the record.
+func (v Volume) MarshalJSON() ([]byte, error) {
+	type plain Volume
+	p := plain(v)
+	if v.Embedded() {
+		p.Device = ""
+	}
+	return json.Marshal(p)
 }
 
 // Embedded reports whether the LUN lives in the embedded SAN.
@@ -99,8 +121,30 @@ func CheckVolumeSpec(s VolumeSpec) error {
 	if s.NodeSlots < 1 || s.NodeSlots > kayofs.MaxSlots {
 		return invalid("node_slots", fmt.Sprint(s.NodeSlots), fmt.Sprintf("1 to %d, and at least the cluster's node count", kayofs.MaxSlots))
 	}
-	if len(s.Label) > kayofs.MaxLabelLen {
-		return invalid("label", s.Label, fmt.Sprintf("at most %d bytes", kayofs.MaxLabelLen))
+	if err := CheckLabel(s.Label); err != nil {
+		return err
+	}
+	return checkFormatOver(s.ForceFormatOver)
+}
+
+// CheckLabel allows at most kayofs.MaxLabelLen bytes of printable UTF-8.
+func CheckLabel(l string) error {
+	for i, r := range l {
+		if r == utf8.RuneError {
+			return &InputError{Attribute: "label", Value: l,
+				Detail: fmt.Sprintf("%q is not valid UTF-8 (at byte %d); allowed: at most %d bytes of printable UTF-8", l, i, kayofs.MaxLabelLen)}
+		}
+		if unicode.IsControl(r) {
+			what := "a control character"
+			if r == 0 {
+				what = "a NUL byte"
+			}
+			return &InputError{Attribute: "label", Value: l,
+				Detail: fmt.Sprintf("%q contains %s (%U at byte %d); allowed: at most %d bytes of printable UTF-8", l, what, r, i, kayofs.MaxLabelLen)}
+		}
+	}
+	if len(l) > kayofs.MaxLabelLen {
+		return invalid("label", l, fmt.Sprintf("at most %d bytes", kayofs.MaxLabelLen))
 	}
 	return nil
 }
@@ -142,12 +186,18 @@ func (e *Engine) devicePath(s VolumeSpec) (string, error) {
 
 // volumeIntent is written before any side effect of a creation.
 type volumeIntent struct {
-	Spec   VolumeSpec `json:"spec"`
-	Device string     `json:"device"`
+	Spec VolumeSpec `json:"spec"`
+	// Device is a block device's path; an embedded LUN is found from
+	// Spec.LUN in the data dir in use (resolveDevice).
+	Device string `json:"device,omitempty"`
 	// Created is true when the intent's run created the LUN image.
 	Created bool `json:"created"`
-	// Found is the file system the LUN carried before ("" none).
-	Found     string    `json:"found"`
+	// Found is what the LUN carried before ("" nothing: see judgeLUN).
+	Found string `json:"found"`
+	// Writing is committed before the first write to the LUN: an intent
+	// without it wrote nothing (but perhaps a new, empty image) and is
+	// dropped when it fails or another LUN is asked for.
+	Writing   bool      `json:"writing,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 }
 
@@ -177,32 +227,38 @@ func (e *Engine) CreateVolume(ctx context.Context, s VolumeSpec) (Volume, error)
 	if err != nil {
 		return Volume{}, err
 	}
-	v, err := e.formatAndMount(ctx, c, in)
+	v, err := e.formatAndMount(ctx, c, in, dev)
 	if err != nil {
 		return Volume{}, err
 	}
 	return v, nil
 }
 
-// volumeIntent records (or resumes) the intent to create s on dev.
+// volumeIntent records (or resumes) the intent to create s on dev. Every
+// check of the LUN (kind, size, what it holds, mounts) comes first, so a
+// refused LUN leaves no intent behind.
 func (e *Engine) volumeIntent(ctx context.Context, s VolumeSpec, dev string) (volumeIntent, error) {
+	key := volumeIntentKey(s.Cluster, s.DriveLetter)
 	var in volumeIntent
-	_, err := getJSON(ctx, e.st, volumeIntentKey(s.Cluster, s.DriveLetter), &in)
+	cmp := store.Absent(key)
+	rev, err := getJSON(ctx, e.st, key, &in)
 	switch {
-	case err == nil:
-		if in.Device != dev {
-			return in, fmt.Errorf("creating volume %s: on cluster %q: an interrupted creation on %s is pending; "+
-				"apply it again with lun = %q, or remove that LUN: %w", s.DriveLetter, s.Cluster, in.Device, in.Spec.LUN, ErrConflict)
-		}
+	case err == nil && in.Spec.LUN == s.LUN:
 		in.Spec = s // a resumed creation takes the current options
 		return in, nil
+	case err == nil && in.Writing:
+		return in, fmt.Errorf("creating volume %s: on cluster %q: an interrupted creation had begun formatting LUN %q; "+
+			"apply it again with lun = %q to finish it (changing lun afterwards replaces it): %w",
+			s.DriveLetter, s.Cluster, in.Spec.LUN, in.Spec.LUN, ErrConflict)
+	case err == nil:
+		// It wrote nothing: replaced by this one (dropStaleIntent).
+		cmp = store.At(key, rev)
 	case !errors.Is(err, store.ErrNotFound):
 		return in, err
 	}
+	stale := in
 	if other, err := e.volumeByLetter(ctx, s.Cluster, s.DriveLetter); err == nil {
-		return in, &InputError{Attribute: "drive_letter", Value: s.DriveLetter,
-			Detail: fmt.Sprintf("%s: is already volume %s (%s) of cluster %q; drive letters are unique per cluster",
-				s.DriveLetter, other.ID, other.Label, s.Cluster)}
+		return in, letterTaken(s, other)
 	} else if !errors.Is(err, ErrNotFound) {
 		return in, err
 	}
@@ -222,75 +278,136 @@ func (e *Engine) volumeIntent(ctx context.Context, s VolumeSpec, dev string) (vo
 			}
 		}
 	}
-	in = volumeIntent{Spec: s, Device: dev, StartedAt: e.now().UTC()}
+	in = volumeIntent{Spec: s, StartedAt: e.now().UTC()}
+	if !s.Embedded() {
+		in.Device = dev
+	}
+	if err := e.checkLUNKind(s, dev); err != nil {
+		return in, err
+	}
 	if _, statErr := os.Stat(dev); statErr == nil {
-		fd, err := kayofs.OpenDevice(dev)
-		if err != nil {
-			return in, fmt.Errorf("lun %q: %w", s.LUN, err)
-		}
-		in.Found, err = kayofs.Probe(fd)
-		if err == nil && (in.Found == "" || s.ForceFormat) {
-			err = mountedElsewhere(fd, s) // force_format does not override it
-		}
-		fd.Close()
-		var ie *InputError
-		if errors.As(err, &ie) {
+		if in.Found, err = e.judgeExisting(s, dev); err != nil {
 			return in, err
 		}
-		if err != nil {
-			return in, fmt.Errorf("lun %q: %w", s.LUN, err)
-		}
-		if in.Found != "" && !s.ForceFormat {
-			return in, &InputError{Attribute: "force_format", Value: "false",
-				Detail: fmt.Sprintf("LUN %q (%s) already holds a %s file system; formatting would destroy it. "+
-					"Set force_format = true to format it anyway", s.LUN, dev, in.Found)}
-		}
 	} else if !s.Embedded() {
-		return in, &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, statErr)}
+		return in, &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, pathCause(statErr))}
 	} else {
 		in.Created = true
 	}
-	_, err = e.st.Commit(ctx, []store.Cmp{store.Absent(volumeIntentKey(s.Cluster, s.DriveLetter)),
-		store.Absent(volumeLetterKey(s.Cluster, s.DriveLetter))},
-		[]store.Op{putJSON(volumeIntentKey(s.Cluster, s.DriveLetter), in)})
+	_, err = e.st.Commit(ctx, []store.Cmp{cmp, store.Absent(volumeLetterKey(s.Cluster, s.DriveLetter))},
+		[]store.Op{putJSON(key, in)})
 	if isConflict(err) {
 		return in, fmt.Errorf("volume %s: of cluster %q is being created by another process: %w", s.DriveLetter, s.Cluster, ErrConflict)
+	}
+	if err == nil && cmp.ModRevision != 0 {
+		e.removeCreatedImage(stale)
 	}
 	return in, err
 }
 
+// judgeExisting opens the existing LUN dev (O_EXCL for a block device)
+// and checks its size, what it holds (judgeLUN) and that no node mounts a
+// Kayo FS on it (force_format does not override that).
+func (e *Engine) judgeExisting(s VolumeSpec, dev string) (string, error) {
+	fd, err := kayofs.OpenDeviceExclusive(dev)
+	if err != nil {
+		return "", &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, pathCause(err))}
+	}
+	defer fd.Close()
+	if err := checkLUNSize(s, dev, fd.Size()); err != nil {
+		return "", err
+	}
+	found, err := judgeLUN(fd, s)
+	if err != nil {
+		return found, err
+	}
+	if found == "kayofs" {
+		return found, mountedElsewhere(fd, s)
+	}
+	return found, nil
+}
+
+// removeCreatedImage removes the image a dropped intent created, if it is
+// still empty (nothing was written to it).
+func (e *Engine) removeCreatedImage(in volumeIntent) {
+	if !in.Created || !in.Spec.Embedded() || e.dataDir == "" {
+		return
+	}
+	path := e.LUNPath(in.Spec.LUN)
+	fd, err := kayofs.OpenDevice(path)
+	if err != nil {
+		return
+	}
+	ends, err := lunprobe.Read(fd, fd.Size())
+	_ = fd.Close()
+	if err == nil && ends.FirstNonZero() < 0 {
+		_ = os.Remove(path)
+	}
+}
+
+// dropIntent removes an intent that wrote nothing, after its creation
+// failed, so the drive letter and LUN are free again.
+func (e *Engine) dropIntent(ctx context.Context, in volumeIntent) {
+	if in.Writing {
+		return
+	}
+	key := volumeIntentKey(in.Spec.Cluster, in.Spec.DriveLetter)
+	if _, err := e.st.Commit(ctx, nil, []store.Op{store.Del(key)}); err == nil {
+		e.removeCreatedImage(in)
+	}
+}
+
 // formatAndMount carries out an intent: image, format, a slot per node,
-// then the record. Each step checks what an interrupted run left.
-func (e *Engine) formatAndMount(ctx context.Context, c Cluster, in volumeIntent) (Volume, error) {
+// then the record. Each step checks what an interrupted run left. A
+// failure before the first write drops the intent.
+func (e *Engine) formatAndMount(ctx context.Context, c Cluster, in volumeIntent, dev string) (v Volume, err error) {
+	defer func() {
+		if err != nil {
+			e.dropIntent(context.WithoutCancel(ctx), in)
+		}
+	}()
 	s := in.Spec
 	size := s.SizeGiB << 30
 	var fd *kayofs.FileDevice
-	var err error
-	if _, statErr := os.Stat(in.Device); statErr != nil && in.Created {
-		if err := os.MkdirAll(filepath.Dir(in.Device), 0o755); err != nil {
+	if _, statErr := os.Stat(dev); statErr != nil && in.Created {
+		if err := os.MkdirAll(filepath.Dir(dev), 0o755); err != nil {
 			return Volume{}, err
 		}
-		fd, err = kayofs.CreateImage(in.Device, size)
+		fd, err = kayofs.CreateImage(dev, size)
 	} else {
-		fd, err = kayofs.OpenDevice(in.Device)
+		fd, err = kayofs.OpenDeviceExclusive(dev)
 	}
 	if err != nil {
-		return Volume{}, fmt.Errorf("lun %q: %w", s.LUN, err)
+		return Volume{}, fmt.Errorf("lun %q: %w", s.LUN, tidy(err))
 	}
 	defer fd.Close()
-	if fd.Size() < size {
-		return Volume{}, &InputError{Attribute: "size_gib", Value: fmt.Sprint(s.SizeGiB),
-			Detail: fmt.Sprintf("%d GiB is larger than LUN %q (%d bytes)", s.SizeGiB, s.LUN, fd.Size())}
+	if err := checkLUNSize(s, dev, fd.Size()); err != nil {
+		return Volume{}, err
 	}
 	// A Kayo FS found now but not before was written by this intent's
-	// interrupted run: keep it. Anything else is formatted.
+	// interrupted run: keep it. Anything else is judged again (it may
+	// have changed since the intent) and formatted.
 	found, err := kayofs.Probe(fd)
 	if err != nil {
 		return Volume{}, err
 	}
+	if found == "kayofs" && in.Found == "" {
+		in.Writing = true // ours: never dropped
+	}
 	if found != "kayofs" || in.Found != "" {
+		// What an interrupted format of ours left is not judged again.
+		if !in.Writing {
+			if in.Found, err = judgeLUN(fd, s); err != nil {
+				return Volume{}, err
+			}
+			in.Writing = true
+			if _, err := e.st.Commit(ctx, nil, []store.Op{putJSON(volumeIntentKey(s.Cluster, s.DriveLetter), in)}); err != nil {
+				in.Writing = false
+				return Volume{}, err
+			}
+		}
 		if _, err := kayofs.Format(fd, kayofs.FormatOptions{BlockSize: s.BlockSize, Slots: s.NodeSlots,
-			Label: s.Label, Force: s.ForceFormat || in.Found == ""}); err != nil {
+			Label: s.Label, Force: true}); err != nil {
 			return Volume{}, fmt.Errorf("formatting lun %q: %w", s.LUN, err)
 		}
 		// Later resumes must not format again.
@@ -303,7 +420,7 @@ func (e *Engine) formatAndMount(ctx context.Context, c Cluster, in volumeIntent)
 	if err != nil {
 		return Volume{}, err
 	}
-	v := Volume{VolumeSpec: s, ID: sb.UUIDString(), Device: in.Device, Mounts: map[string]int{}, CreatedAt: e.now().UTC()}
+	v = Volume{VolumeSpec: s, ID: sb.UUIDString(), Device: dev, Mounts: map[string]int{}, CreatedAt: e.now().UTC()}
 	for _, n := range c.Nodes {
 		slot, err := mountNode(fd, n)
 		if err != nil {
@@ -359,7 +476,9 @@ func (e *Engine) GetVolume(ctx context.Context, id string) (Volume, error) {
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Volume{}, err
 	}
-	return volumeRecord(id, kv)
+	v, err := volumeRecord(id, kv)
+	e.resolveDevice(&v)
+	return v, err
 }
 
 // volumeRecord decodes the record of volume id read as kv (missing: an
@@ -406,19 +525,11 @@ func (e *Engine) ListVolumes(ctx context.Context, cluster string) ([]Volume, err
 	for i, v := range vs {
 		if cluster == "" || v.Cluster == cluster {
 			v.Revision = revs[i]
+			e.resolveDevice(&v)
 			out = append(out, v)
 		}
 	}
 	return out, nil
-}
-
-// openDevice opens a volume's LUN.
-func openDevice(v Volume) (*kayofs.FileDevice, error) {
-	fd, err := kayofs.OpenDevice(v.Device)
-	if err != nil {
-		return nil, fmt.Errorf("volume %s (%s): lun %q: %w", v.DriveLetter, v.ID, v.LUN, err)
-	}
-	return fd, nil
 }
 
 // WithVolume runs fn on the volume as mounted by node: it takes node's
@@ -449,7 +560,9 @@ func (e *Engine) VolumeUsage(ctx context.Context, v Volume) (kayofs.VolumeStats,
 
 // DeleteVolume unmounts a volume from every node and removes it (and its
 // embedded LUN image). While files exist it refuses unless the volume was
-// created with force_destroy, or force says so.
+// created with force_destroy, or force says so. A volume whose LUN no
+// longer holds it (zeroed, deleted or swapped outside Kayo) is only
+// forgotten: its LUN is left as found, and a note and the event say so.
 func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error {
 	v, err := e.GetVolume(ctx, id)
 	if err != nil {
@@ -458,36 +571,38 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 	force = force || v.ForceDestroy
 	releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
 	fd, err := openDevice(v)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	var lost *LUNLostError
+	if errors.As(err, &lost) {
+		return e.forgetVolume(ctx, v, lost)
+	}
+	if err != nil {
 		return err
 	}
-	if fd != nil {
-		defer fd.Close()
-		nodes := sortedKeys(v.Mounts)
-		for i, n := range nodes {
-			fv, err := kayofs.Mount(fd, n)
-			if err != nil {
-				return fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
-			}
-			if i == 0 && !force {
-				files, err := fv.ReadDir("")
-				if err == nil && len(files) > 0 {
-					_ = detach(fv)
-					names := make([]string, 0, len(files))
-					for _, f := range files {
-						names = append(names, f.Name)
-					}
-					return &InputError{Attribute: "force_destroy", Value: "false",
-						Detail: fmt.Sprintf("volume %s: (%s) still holds %d entries (%s); destroying it would lose them. "+
-							"Remove them, or set force_destroy = true", v.DriveLetter, v.ID, len(files), strings.Join(first(names, 5), ", "))}
-				} else if err != nil {
-					_ = detach(fv)
-					return err
+	defer fd.Close()
+	nodes := sortedKeys(v.Mounts)
+	for i, n := range nodes {
+		fv, err := kayofs.Mount(fd, n)
+		if err != nil {
+			return fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
+		}
+		if i == 0 && !force {
+			files, err := fv.ReadDir("")
+			if err == nil && len(files) > 0 {
+				_ = detach(fv)
+				names := make([]string, 0, len(files))
+				for _, f := range files {
+					names = append(names, f.Name)
 				}
+				return &InputError{Attribute: "force_destroy", Value: "false",
+					Detail: fmt.Sprintf("volume %s: (%s) still holds %d entries (%s); destroying it would lose them. "+
+						"Remove them, or set force_destroy = true", v.DriveLetter, v.ID, len(files), strings.Join(first(names, 5), ", "))}
+			} else if err != nil {
+				_ = detach(fv)
+				return err
 			}
-			if err := fv.Unmount(); err != nil {
-				return fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
-			}
+		}
+		if err := fv.Unmount(); err != nil {
+			return fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
 		}
 	}
 	ops := []store.Op{store.Del(volumeKey(v.ID)), store.Del(volumeLetterKey(v.Cluster, v.DriveLetter)),

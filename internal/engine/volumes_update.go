@@ -42,8 +42,9 @@ func CheckVolumeChange(old, s VolumeSpec) error {
 
 // CheckVolumePlan judges, from the committed database and the LUN, what a
 // plan can. For a new volume (id ""): the cluster's node count against
-// node_slots, and a LUN that is mounted elsewhere or holds a file system
-// (unless force_format). A LUN or drive letter that a recorded volume
+// node_slots, and a LUN path that is not a block device (file_backed), is
+// smaller than size_gib, is mounted elsewhere or holds anything
+// (judgeLUN). A LUN or drive letter that a recorded volume
 // holds is left to apply: Terraform plans a replacement's create without
 // saying which volume it replaces, and apply destroys that one first. For
 // an existing volume: the in-place change (shrink), node slots, and a new
@@ -93,25 +94,17 @@ func (e *Engine) CheckVolumePlan(ctx context.Context, id string, s VolumeSpec) e
 			return nil // a recorded volume's LUN: apply judges (see above)
 		}
 	}
+	if err := e.checkLUNKind(s, dev); err != nil {
+		return err
+	}
 	if _, err := os.Stat(dev); err != nil {
 		if !s.Embedded() {
-			return &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, err)}
+			return &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, pathCause(err))}
 		}
 		return nil // created at apply
 	}
-	fd, err := kayofs.OpenDevice(dev)
-	if err != nil {
-		return &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, err)}
-	}
-	defer fd.Close()
-	found, err := kayofs.Probe(fd)
-	if err != nil {
-		return err
-	}
-	if found != "" && !s.ForceFormat {
-		return existingFS(s, dev, found)
-	}
-	return mountedElsewhere(fd, s)
+	_, err = e.judgeExisting(s, dev)
+	return err
 }
 
 func slotsError(slots int, c Cluster) error {
@@ -240,19 +233,18 @@ func changes(a, b VolumeSpec) map[string]string {
 // relabels, through one of the volume's nodes. Each step is idempotent.
 func (e *Engine) changeOnDisk(v Volume, s VolumeSpec) error {
 	size := s.SizeGiB << 30
-	if v.Embedded() {
-		if fi, err := os.Stat(v.Device); err == nil && fi.Size() < size {
-			if err := os.Truncate(v.Device, size); err != nil {
-				return fmt.Errorf("volume %s: growing LUN image %s to %d GiB: %w", v.DriveLetter, v.Device, s.SizeGiB, err)
-			}
-		}
-	}
-	fd, err := openDevice(v)
+	fd, err := openDevice(v) // checks the LUN holds v before it grows
 	if err != nil {
 		return err
 	}
 	devSize := fd.Size()
 	fd.Close()
+	if v.Embedded() && devSize < size {
+		if err := os.Truncate(v.Device, size); err != nil {
+			return fmt.Errorf("volume %s: growing LUN image %s to %d GiB: %w", v.DriveLetter, v.Device, s.SizeGiB, pathCause(err))
+		}
+		devSize = size
+	}
 	if devSize < size {
 		return &InputError{Attribute: "size_gib", Value: fmt.Sprint(s.SizeGiB),
 			Detail: fmt.Sprintf("%d GiB is larger than LUN %q (%d bytes); grow the device first", s.SizeGiB, s.LUN, devSize)}

@@ -182,3 +182,10 @@ func engineCall[T any](ctx context.Context, diags *diag.Diagnostics, doing, fail
 func noValue(fn func(context.Context) error) func(context.Context) (struct{}, error) {
 	return func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) }
 }
+
+// reportNotes adds a warning per note the engine recorded.
+func reportNotes(diags *diag.Diagnostics, notes *engine.Notes) {
+	for _, n := range notes.List() {
+		diags.AddWarning(n.Summary, n.Detail)
+	}
+}

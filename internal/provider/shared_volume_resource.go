@@ -23,6 +23,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/lunprobe"
 )
 
 var (
@@ -48,9 +49,12 @@ type sharedVolumeModel struct {
 	NodeSlots    types.Int64  `tfsdk:"node_slots"`
 	ForceFormat  types.Bool   `tfsdk:"force_format"`
 	ForceDestroy types.Bool   `tfsdk:"force_destroy"`
-	Mounts       types.Map    `tfsdk:"mounts"`
-	UsedBytes    types.Int64  `tfsdk:"used_bytes"`
-	FreeBytes    types.Int64  `tfsdk:"free_bytes"`
+	// ForceFormatOver and FileBacked: see the schema.
+	ForceFormatOver types.String `tfsdk:"force_format_over"`
+	FileBacked      types.Bool   `tfsdk:"file_backed"`
+	Mounts          types.Map    `tfsdk:"mounts"`
+	UsedBytes       types.Int64  `tfsdk:"used_bytes"`
+	FreeBytes       types.Int64  `tfsdk:"free_bytes"`
 }
 
 func (r *sharedVolumeResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -67,9 +71,17 @@ func (r *sharedVolumeResource) Schema(_ context.Context, _ resource.SchemaReques
 			"In place: `label`, `drive_letter`, a larger `size_gib` (the LUN and the file system grow online) and " +
 			"more `node_slots`. A new `lun` or `block_size` replaces the volume (formats anew: its files are lost). " +
 			"Shrinking `size_gib` or `node_slots` is a plan-time error.\n\n" +
-			"Formatting refuses a LUN that holds a file system (Kayo FS, NTFS, ext2/3/4, XFS, OCFS2, GFS2, btrfs) " +
-			"unless `force_format`, and always refuses one that is mounted elsewhere. Destroy refuses while the " +
-			"volume holds files unless `force_destroy`.",
+			"Before formatting, the first and last MiB of the LUN are probed (at plan time when the LUN exists). " +
+			"A recognised signature — partition tables (MBR, GPT incl. its backup header), LUKS, LVM2, MD RAID, swap, " +
+			"qcow2/VHD/VHDX/VMDK images, file systems (ext2/3/4, XFS, Btrfs, NTFS, FAT, OCFS2, GFS2, ZFS) — is refused " +
+			"even with `force_format`, unless `force_format_over` names exactly what was found; other non-zero data " +
+			"and an existing Kayo FS need `force_format`; a Kayo FS mounted elsewhere is always refused. A `lun` path " +
+			"must be a block device (opened exclusively) unless `file_backed` says a file-backed LUN is intended.\n\n" +
+			"Before every write the volume UUID on the LUN must match the volume's: a LUN swapped for another, or a " +
+			"data_dir copied from another installation, is never written to. An embedded LUN is found by name in " +
+			"the `data_dir` in use. A volume whose LUN was zeroed or deleted outside Kayo can still be destroyed " +
+			"(with a warning): its records are removed, the LUN is left as it is.\n\n" +
+			"Destroy refuses while the volume holds files unless `force_destroy`.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Computed:            true,
@@ -98,7 +110,7 @@ func (r *sharedVolumeResource) Schema(_ context.Context, _ resource.SchemaReques
 				Optional:            true,
 				Computed:            true,
 				Default:             stringdefault.StaticString(""),
-				MarkdownDescription: fmt.Sprintf("Volume label, at most %d bytes. In place.", kayofs.MaxLabelLen),
+				MarkdownDescription: fmt.Sprintf("Volume label, at most %d bytes of printable UTF-8 (no NUL or control characters). In place.", kayofs.MaxLabelLen),
 				Validators:          []validator.String{stringvalidator.LengthAtMost(kayofs.MaxLabelLen)},
 			},
 			"drive_letter": schema.StringAttribute{
@@ -121,10 +133,23 @@ func (r *sharedVolumeResource) Schema(_ context.Context, _ resource.SchemaReques
 					"mount the volume at once. Default %d. Growing it is in place; shrinking it is an error.", kayofs.MaxSlots, engine.DefaultNodeSlots),
 			},
 			"force_format": schema.BoolAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+				MarkdownDescription: "Format the LUN even when it holds a Kayo FS volume or data no signature is known for " +
+					"(destroying it). Does not override a recognised signature (see `force_format_over`); never formats a LUN mounted elsewhere.",
+			},
+			"force_format_over": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "Format the LUN although it holds these recognised signatures (destroying what they hold): " +
+					"exactly the name(s) a refused plan reported, comma-separated in that order, e.g. `gpt` or `gpt,luks`. Known: `" +
+					strings.Join(lunprobe.Names(), "`, `") + "`.",
+			},
+			"file_backed": schema.BoolAttribute{
 				Optional:            true,
 				Computed:            true,
 				Default:             booldefault.StaticBool(false),
-				MarkdownDescription: "Format the LUN even when it holds a file system (destroying it). Never formats a LUN mounted elsewhere.",
+				MarkdownDescription: "Allow a `lun` path that is a regular file (a file-backed LUN) rather than a block device.",
 			},
 			"force_destroy": schema.BoolAttribute{
 				Optional:            true,
@@ -155,22 +180,24 @@ func (r *sharedVolumeResource) Configure(_ context.Context, req resource.Configu
 
 func (m sharedVolumeModel) spec() engine.VolumeSpec {
 	return engine.VolumeSpec{
-		Cluster:      m.ClusterID.ValueString(),
-		LUN:          m.LUN.ValueString(),
-		SizeGiB:      m.SizeGiB.ValueInt64(),
-		Label:        m.Label.ValueString(),
-		DriveLetter:  m.DriveLetter.ValueString(),
-		BlockSize:    int(m.BlockSize.ValueInt64()),
-		NodeSlots:    int(m.NodeSlots.ValueInt64()),
-		ForceFormat:  m.ForceFormat.ValueBool(),
-		ForceDestroy: m.ForceDestroy.ValueBool(),
+		Cluster:         m.ClusterID.ValueString(),
+		LUN:             m.LUN.ValueString(),
+		SizeGiB:         m.SizeGiB.ValueInt64(),
+		Label:           m.Label.ValueString(),
+		DriveLetter:     m.DriveLetter.ValueString(),
+		BlockSize:       int(m.BlockSize.ValueInt64()),
+		NodeSlots:       int(m.NodeSlots.ValueInt64()),
+		ForceFormat:     m.ForceFormat.ValueBool(),
+		ForceDestroy:    m.ForceDestroy.ValueBool(),
+		ForceFormatOver: m.ForceFormatOver.ValueString(),
+		FileBacked:      m.FileBacked.ValueBool(),
 	}
 }
 
 func (m sharedVolumeModel) anyUnknown() bool {
 	return m.ClusterID.IsUnknown() || m.LUN.IsUnknown() || m.SizeGiB.IsUnknown() || m.Label.IsUnknown() ||
 		m.DriveLetter.IsUnknown() || m.BlockSize.IsUnknown() || m.NodeSlots.IsUnknown() ||
-		m.ForceFormat.IsUnknown() || m.ForceDestroy.IsUnknown()
+		m.ForceFormat.IsUnknown() || m.ForceDestroy.IsUnknown() || m.ForceFormatOver.IsUnknown() || m.FileBacked.IsUnknown()
 }
 
 func (r *sharedVolumeResource) toModel(ctx context.Context, v engine.Volume) (sharedVolumeModel, error) {
@@ -183,19 +210,29 @@ func (r *sharedVolumeResource) toModel(ctx context.Context, v engine.Volume) (sh
 		return sharedVolumeModel{}, fmt.Errorf("mounts: %v", diags)
 	}
 	m := sharedVolumeModel{
-		ID:           types.StringValue(v.ID),
-		ClusterID:    types.StringValue(v.Cluster),
-		LUN:          types.StringValue(v.LUN),
-		SizeGiB:      types.Int64Value(v.SizeGiB),
-		Label:        types.StringValue(v.Label),
-		DriveLetter:  types.StringValue(v.DriveLetter),
-		BlockSize:    types.Int64Value(int64(v.BlockSize)),
-		NodeSlots:    types.Int64Value(int64(v.NodeSlots)),
-		ForceFormat:  types.BoolValue(v.ForceFormat),
-		ForceDestroy: types.BoolValue(v.ForceDestroy),
-		Mounts:       mv,
+		ID:              types.StringValue(v.ID),
+		ClusterID:       types.StringValue(v.Cluster),
+		LUN:             types.StringValue(v.LUN),
+		SizeGiB:         types.Int64Value(v.SizeGiB),
+		Label:           types.StringValue(v.Label),
+		DriveLetter:     types.StringValue(v.DriveLetter),
+		BlockSize:       types.Int64Value(int64(v.BlockSize)),
+		NodeSlots:       types.Int64Value(int64(v.NodeSlots)),
+		ForceFormat:     types.BoolValue(v.ForceFormat),
+		ForceDestroy:    types.BoolValue(v.ForceDestroy),
+		ForceFormatOver: types.StringNull(),
+		FileBacked:      types.BoolValue(v.FileBacked),
+		Mounts:          mv,
+	}
+	if v.ForceFormatOver != "" {
+		m.ForceFormatOver = types.StringValue(v.ForceFormatOver)
 	}
 	st, err := r.engine.VolumeUsage(ctx, v)
+	if errors.Is(err, engine.ErrLUNLost) {
+		// Reported (Read warns); destroy still works.
+		m.UsedBytes, m.FreeBytes = types.Int64Value(0), types.Int64Value(0)
+		return m, err
+	}
 	if err != nil {
 		return m, err
 	}
@@ -221,6 +258,8 @@ func (r *sharedVolumeResource) ValidateConfig(ctx context.Context, req resource.
 		{!m.DriveLetter.IsNull() && !m.DriveLetter.IsUnknown(), func(s *engine.VolumeSpec) { s.DriveLetter = m.DriveLetter.ValueString() }},
 		{!m.BlockSize.IsNull() && !m.BlockSize.IsUnknown(), func(s *engine.VolumeSpec) { s.BlockSize = int(m.BlockSize.ValueInt64()) }},
 		{!m.NodeSlots.IsNull() && !m.NodeSlots.IsUnknown(), func(s *engine.VolumeSpec) { s.NodeSlots = int(m.NodeSlots.ValueInt64()) }},
+		{!m.Label.IsNull() && !m.Label.IsUnknown(), func(s *engine.VolumeSpec) { s.Label = m.Label.ValueString() }},
+		{!m.ForceFormatOver.IsNull() && !m.ForceFormatOver.IsUnknown(), func(s *engine.VolumeSpec) { s.ForceFormatOver = m.ForceFormatOver.ValueString() }},
 	}
 	for _, c := range checks {
 		if !c.known {
@@ -325,7 +364,9 @@ func (r *sharedVolumeResource) Read(ctx context.Context, req resource.ReadReques
 		return
 	}
 	out, err := r.toModel(ctx, v)
-	if err != nil {
+	if errors.Is(err, engine.ErrLUNLost) {
+		resp.Diagnostics.AddWarning("Volume "+v.DriveLetter+": its LUN no longer holds it", err.Error())
+	} else if err != nil {
 		resp.Diagnostics.AddError("Cannot read shared volume "+v.DriveLetter+":", err.Error())
 		return
 	}
@@ -362,8 +403,10 @@ func (r *sharedVolumeResource) Delete(ctx context.Context, req resource.DeleteRe
 		return
 	}
 	ctx, w := withWaitRecorder(ctx)
+	ctx, notes := engine.WithNotes(ctx)
 	err := r.engine.DeleteVolume(ctx, m.ID.ValueString(), m.ForceDestroy.ValueBool())
 	w.report(&resp.Diagnostics, "Destroying shared volume "+m.DriveLetter.ValueString()+":")
+	reportNotes(&resp.Diagnostics, notes)
 	if err != nil && !errors.Is(err, engine.ErrNotFound) {
 		resp.Diagnostics.Append(engineDiags("Cannot destroy shared volume "+m.DriveLetter.ValueString()+":", err)...)
 	}

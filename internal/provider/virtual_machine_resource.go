@@ -542,8 +542,10 @@ func (r *vmResource) Delete(ctx context.Context, req resource.DeleteRequest, res
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ctx, w := withWaitRecorder(ctx)
+	ctx, notes := engine.WithNotes(ctx)
 	err := r.engine.DeleteVM(ctx, m.ClusterID.ValueString(), m.Name.ValueString())
 	w.report(&resp.Diagnostics, "Deleting VM "+m.Name.ValueString())
+	reportNotes(&resp.Diagnostics, notes)
 	if err != nil {
 		resp.Diagnostics.Append(vmDiags("Cannot delete VM "+m.Name.ValueString(), err)...)
 	}

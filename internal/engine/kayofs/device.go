@@ -57,11 +57,28 @@ func CreateImage(path string, size int64) (*FileDevice, error) {
 }
 
 // OpenDevice opens an existing image file or block device by absolute path.
-func OpenDevice(path string) (*FileDevice, error) {
+func OpenDevice(path string) (*FileDevice, error) { return openDevice(path, 0) }
+
+// OpenDeviceExclusive is OpenDevice for probing and formatting: a block
+// device is opened with O_EXCL, which Linux refuses (EBUSY) while the
+// device is mounted or claimed by a device mapper, an MD array or another
+// exclusive opener. Image files open as with OpenDevice.
+func OpenDeviceExclusive(path string) (*FileDevice, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0 {
+		return openDevice(path, os.O_EXCL)
+	}
+	return openDevice(path, 0)
+}
+
+func openDevice(path string, flags int) (*FileDevice, error) {
 	if !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("%w: device path %q is not absolute", ErrInvalid, path)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := os.OpenFile(path, os.O_RDWR|flags, 0)
 	if err != nil {
 		return nil, err
 	}

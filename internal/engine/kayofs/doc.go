@@ -49,8 +49,8 @@
 // ("fresh") and reads as its empty state: free slot, clean journal, all-free
 // group, unused inode. This is what makes formatting lazy: Format writes
 // the two superblocks, the namespace header, one directory-entry block and
-// the root inode, and zeroes foreign signature areas (first MiB, last
-// 128 KiB) only where they are not already zero — a 16 TiB sparse image
+// the root inode, and zeroes foreign signature areas (first and last MiB)
+// only where they are not already zero — a 16 TiB sparse image
 // gets about 20 KiB written in a few milliseconds. A block with the volume's
 // UUID but a wrong type, block number or checksum is torn or misdirected and
 // is never trusted (operations fail with ErrCorrupt; Check reports it).

@@ -3,10 +3,11 @@ package kayofs
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"time"
 	"unicode/utf8"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/lunprobe"
 )
 
 // FormatOptions control Format.
@@ -190,8 +191,9 @@ func Format(dev Device, o FormatOptions) (*Superblock, error) {
 }
 
 // wipeSignatures zeroes the areas other file systems keep their
-// superblocks in (first MiB, last 128 KiB), writing only non-zero chunks so
-// a fresh sparse image stays sparse.
+// superblocks, labels and footers in (the first and last MiB, the windows
+// lunprobe reads), writing only non-zero chunks so a fresh sparse image
+// stays sparse.
 func wipeSignatures(dev Device) error {
 	size := dev.Size()
 	const chunk = 64 << 10
@@ -214,61 +216,24 @@ func wipeSignatures(dev Device) error {
 	if err := wipe(0, min(size, 1<<20)); err != nil {
 		return err
 	}
-	tail := max(size-128<<10, 1<<20)
+	tail := max(size-lunprobe.Window, lunprobe.Window)
 	return wipe(tail, size)
 }
 
-// Probe names the file system whose signature the device carries, or ""
-// for none. Offsets are those of the real on-disk formats.
+// Probe names what the device carries: "kayofs", the known signatures
+// lunprobe finds in its first and last MiB (joined by commas, e.g. "gpt"
+// or "ext4"), or "" for none.
 func Probe(dev Device) (string, error) {
-	size := dev.Size()
-	at := func(off int64, n int) []byte {
-		if off+int64(n) > size {
-			return nil
-		}
-		b := make([]byte, n)
-		if _, err := dev.ReadAt(b, off); err != nil {
-			return nil
-		}
-		return b
-	}
 	if _, err := ReadSuperblock(dev); err == nil {
 		return "kayofs", nil
 	}
-	if b := at(0, 8); b != nil && string(b) == sbMagic {
+	b := make([]byte, len(sbMagic))
+	if _, err := dev.ReadAt(b, 0); err == nil && string(b) == sbMagic {
 		return "kayofs", nil // damaged Kayo FS
 	}
-	if b := at(3, 8); b != nil && string(b) == "NTFS    " {
-		return "ntfs", nil
+	ends, err := lunprobe.Read(dev, dev.Size())
+	if err != nil {
+		return "", fmt.Errorf("kayofs: probing: %w", err)
 	}
-	if b := at(0, 4); b != nil && string(b) == "XFSB" {
-		return "xfs", nil
-	}
-	// ext2/3/4: superblock at 1024, s_magic 0xEF53 at +56
-	if b := at(1024, 128); b != nil && binary.LittleEndian.Uint16(b[56:]) == 0xEF53 {
-		compat := binary.LittleEndian.Uint32(b[0x5C:])
-		incompat := binary.LittleEndian.Uint32(b[0x60:])
-		switch {
-		case incompat&(0x40|0x80|0x200|0x2000) != 0: // extents, 64bit, flex_bg, csum seed
-			return "ext4", nil
-		case compat&0x4 != 0: // has_journal
-			return "ext3", nil
-		default:
-			return "ext2", nil
-		}
-	}
-	// OCFS2: super block is block 2 for block sizes 512..4096, "OCFSV2"
-	for _, bsz := range []int64{512, 1024, 2048, 4096} {
-		if b := at(2*bsz, 6); b != nil && string(b) == "OCFSV2" {
-			return "ocfs2", nil
-		}
-	}
-	// GFS2: superblock at 64 KiB, big-endian magic 0x01161970, type 1 (SB)
-	if b := at(65536, 8); b != nil && binary.BigEndian.Uint32(b) == 0x01161970 && binary.BigEndian.Uint32(b[4:]) == 1 {
-		return "gfs2", nil
-	}
-	if b := at(65536+64, 8); b != nil && string(b) == "_BHRfS_M" {
-		return "btrfs", nil
-	}
-	return "", nil
+	return lunprobe.JoinNames(lunprobe.Probe(ends)), nil
 }
