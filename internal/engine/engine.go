@@ -113,7 +113,7 @@ func Open(cfg Config) (*Engine, error) {
 		OnWait:      cfg.OnWait,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("data_dir %q: %w", dir, err)
+		return nil, fmt.Errorf("data_dir %q: %w", dir, tidy(err)) // the store's wrappings each name the file
 	}
 	e.st, e.dataDir = st, dir
 	return e, nil

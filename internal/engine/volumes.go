@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -310,15 +311,20 @@ func (e *Engine) volumeIntent(ctx context.Context, s VolumeSpec, dev string) (vo
 // Kayo FS on it (force_format does not override that).
 func (e *Engine) judgeExisting(s VolumeSpec, dev string) (string, error) {
 	fd, err := kayofs.OpenDeviceExclusive(dev)
+	if errors.Is(err, syscall.EBUSY) {
+		return "", &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q is busy: something holds it exclusively "+
+			"(a mounted file system, device mapper, LVM, MD RAID or another program); it is not formatted while in use", s.LUN)}
+	}
 	if err != nil {
 		return "", &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, pathCause(err))}
 	}
 	defer fd.Close()
-	if err := checkLUNSize(s, dev, fd.Size()); err != nil {
-		return "", err
-	}
+	// What it holds first: that matters more than its size.
 	found, err := judgeLUN(fd, s)
 	if err != nil {
+		return found, err
+	}
+	if err := checkLUNSize(s, dev, fd.Size()); err != nil {
 		return found, err
 	}
 	if found == "kayofs" {

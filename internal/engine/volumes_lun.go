@@ -62,9 +62,12 @@ func checkLUNSize(s VolumeSpec, dev string, size int64) error {
 	if size >= s.SizeGiB<<30 {
 		return nil
 	}
+	fix := fmt.Sprintf("give a size_gib of at most %d, or a larger LUN", size>>30)
+	if size>>30 < MinVolumeGiB {
+		fix = fmt.Sprintf("the smallest volume is %d GiB: give a larger LUN", MinVolumeGiB)
+	}
 	return &InputError{Attribute: "size_gib", Value: fmt.Sprint(s.SizeGiB),
-		Detail: fmt.Sprintf("%d GiB (%d bytes) is larger than LUN %q (%s, %d bytes); give a size_gib of at most %d, "+
-			"or a larger LUN", s.SizeGiB, s.SizeGiB<<30, s.LUN, dev, size, size>>30)}
+		Detail: fmt.Sprintf("%d GiB (%d bytes) is larger than LUN %q (%s, %d bytes); %s", s.SizeGiB, s.SizeGiB<<30, s.LUN, dev, size, fix)}
 }
 
 // judgeLUN says what fd holds and whether s may format it: "" (all zero
