@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -46,5 +47,44 @@ func TestVMList(t *testing.T) {
 	}
 	if code, _, _ := kayoctl(t, nil, "--data-dir", dir, "vm"); code != 2 {
 		t.Errorf("vm without list: exit %d, want 2", code)
+	}
+}
+
+// A VM whose volume's LUN was zeroed outside Kayo is listed failed, with
+// the reason, not running.
+func TestVMListLostVolume(t *testing.T) {
+	dir := newDataDir(t, 10)
+	ctx := context.Background()
+	e, err := engine.Open(engine.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol, err := e.CreateVolume(ctx, engine.VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 1, DriveLetter: "O", BlockSize: 4096, NodeSlots: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := engine.VMSpec{Cluster: "HVCLUSTER", Volume: vol.ID, Name: "WEB01", MemoryMB: 1024, ProcessorCount: 1,
+		VHD: engine.VHDSpec{SizeGiB: 1, Type: "dynamic"}, AntiAffinityMode: "preferred",
+		Migration: "live", State: "running", Failback: engine.FailbackSpec{Mode: "prevent"}, MaxFailures: 2, FailurePeriodHours: 6}
+	if _, err := e.CreateVM(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	engine.ReleaseMounts()
+	_ = e.Close()
+	if code, out, _ := kayoctl(t, nil, "--data-dir", dir, "vm", "list", "--json"); code != 0 || !strings.Contains(out, `"status": "running"`) {
+		t.Fatalf("before: %d\n%s", code, out)
+	}
+	f, err := os.OpenFile(vol.Device, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt(make([]byte, 64<<10), 0)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := kayoctl(t, nil, "--data-dir", dir, "vm", "list")
+	if code != 0 || !strings.Contains(out, "failed (its volume is gone: LUN \"lun0\"") || strings.Contains(out, "running") {
+		t.Fatalf("vm list after the LUN was zeroed: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -94,7 +94,7 @@ func judgeLUN(fd *kayofs.FileDevice, s VolumeSpec) (string, error) {
 		if s.ForceFormatOver != names {
 			what := make([]string, len(sigs))
 			for i, sg := range sigs {
-				what[i] = fmt.Sprintf("%s %q (%s at byte %d)", article(sg.What), sg.Name, sg.What, sg.Offset)
+				what[i] = fmt.Sprintf("%q (%s at byte %d)", sg.Name, sg.What, sg.Offset)
 			}
 			got := "it is not set"
 			if s.ForceFormatOver != "" {
@@ -115,13 +115,6 @@ func judgeLUN(fd *kayofs.FileDevice, s VolumeSpec) (string, error) {
 		return "data", nil
 	}
 	return "", nil
-}
-
-func article(what string) string {
-	if strings.ContainsRune("AEIOU", rune(what[0])) {
-		return "an"
-	}
-	return "a"
 }
 
 // openDevice opens a volume's LUN after checking it still holds the

@@ -289,7 +289,12 @@ func TestAccSharedVolume_refusals(t *testing.T) {
 				PreConfig:   func() { ext4Image(t, filepath.Join(dir, "san", "lunx.img")) },
 				Config:      base + volumeHCL("x", `lun = "lunx"`, `size_gib = 2`, `drive_letter = "X"`),
 				PlanOnly:    true,
-				ExpectError: errRe(`already holds a ext4 file system; formatting would destroy it. Set force_format = true`),
+				ExpectError: errRe(`holds "ext4" (ext2/3/4 file system at byte 1080); formatting would destroy it, and force_format does not override`),
+			},
+			{
+				Config:      base + volumeHCL("x", `lun = "lunx"`, `size_gib = 2`, `drive_letter = "X"`, `force_format = true`),
+				PlanOnly:    true,
+				ExpectError: errRe(`set force_format_over = "ext4"`),
 			},
 			{
 				PreConfig:   func() { mountedImage(t, filepath.Join(dir, "san", "lunm.img")) },
@@ -297,17 +302,17 @@ func TestAccSharedVolume_refusals(t *testing.T) {
 				PlanOnly:    true,
 				ExpectError: errRe(`holds a Kayo FS volume that is mounted elsewhere, by OTHER-HOST (slot 0)`),
 			},
-			{Config: base + a + volumeHCL("x", `lun = "lunx"`, `size_gib = 2`, `drive_letter = "X"`, `force_format = true`),
+			{Config: base + a + volumeHCL("x", `lun = "lunx"`, `size_gib = 2`, `drive_letter = "X"`, `force_format_over = "ext4"`),
 				Check: volumeIs(dir, "X", mountCount(2))},
-			{Config: base + a + volumeHCL("x", `lun = "lunx"`, `size_gib = 2`, `drive_letter = "X"`, `force_format = true`) +
+			{Config: base + a + volumeHCL("x", `lun = "lunx"`, `size_gib = 2`, `drive_letter = "X"`, `force_format_over = "ext4"`) +
 				volumeHCL("dup", `lun = "lun2"`, `size_gib = 2`, `drive_letter = "O"`),
 				ExpectError: errRe(`drive_letter: O: is already volume`)},
-			{Config: base + a + volumeHCL("x", `lun = "lunx"`, `size_gib = 2`, `drive_letter = "X"`, `force_format = true`) +
+			{Config: base + a + volumeHCL("x", `lun = "lunx"`, `size_gib = 2`, `drive_letter = "X"`, `force_format_over = "ext4"`) +
 				volumeHCL("dup", `lun = "lun0"`, `size_gib = 2`, `drive_letter = "Q"`, `force_format = true`),
 				ExpectError: errRe(`LUN "lun0"`)},
 			{
 				// Changing a drive letter to one the cluster uses fails at plan.
-				Config:      base + a + volumeHCL("x", `lun = "lunx"`, `size_gib = 2`, `drive_letter = "O"`, `force_format = true`),
+				Config:      base + a + volumeHCL("x", `lun = "lunx"`, `size_gib = 2`, `drive_letter = "O"`, `force_format_over = "ext4"`),
 				PlanOnly:    true,
 				ExpectError: errRe(`drive_letter: O: is already volume`),
 			},
