@@ -15,9 +15,9 @@ import (
 func TestLabelControlCharacters(t *testing.T) {
 	base := VolumeSpec{Cluster: "c", LUN: "lun0", SizeGiB: 1, DriveLetter: "O", BlockSize: 4096, NodeSlots: 2}
 	for label, want := range map[string]string{
-		"VM\x00STORE":            "contains a NUL byte (U+0000 at byte 2)",
-		"VM\tSTORE":              "contains a control character (U+0009 at byte 2)",
-		"VM\xffSTORE":            "is not valid UTF-8 (at byte 2)",
+		"VM\x00STORE":           "contains a NUL byte (U+0000 at byte 2)",
+		"VM\tSTORE":             "contains a control character (U+0009 at byte 2)",
+		"VM\xffSTORE":           "is not valid UTF-8 (at byte 2)",
 		strings.Repeat("A", 33): "at most 32 bytes",
 	} {
 		s := base
