@@ -111,7 +111,7 @@ func TestAccSharedVolume_tooSmallLUN(t *testing.T) {
 		Steps: []resource.TestStep{
 			{Config: base},
 			{PreConfig: small, Config: base + volumeHCL("s", `lun = "small"`, `size_gib = 1`, `drive_letter = "S"`),
-				ExpectError: errRe(`size_gib: 1 GiB (1073741824 bytes) is larger than LUN "small"`)},
+				ExpectError: errRe(`is larger than LUN "small"`)},
 			{Config: base + volumeHCL("s", `lun = "big"`, `size_gib = 1`, `drive_letter = "S"`),
 				Check: volumeIs(dir, "S", mountCount(2))},
 		},
