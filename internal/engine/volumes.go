@@ -252,7 +252,7 @@ func (e *Engine) volumeIntent(ctx context.Context, s VolumeSpec, dev string) (vo
 			"apply it again with lun = %q to finish it (changing lun afterwards replaces it): %w",
 			s.DriveLetter, s.Cluster, in.Spec.LUN, in.Spec.LUN, ErrConflict)
 	case err == nil:
-		// It wrote nothing: replaced by this one (dropStaleIntent).
+		// It wrote nothing: this one replaces it (and its empty image goes).
 		cmp = store.At(key, rev)
 	case !errors.Is(err, store.ErrNotFound):
 		return in, err
