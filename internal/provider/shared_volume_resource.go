@@ -96,8 +96,8 @@ func (r *sharedVolumeResource) Schema(_ context.Context, _ resource.SchemaReques
 			"lun": schema.StringAttribute{
 				Required: true,
 				MarkdownDescription: "The LUN: a name in the embedded SAN (1–64 letters, digits, `.`, `_`, `-`; created " +
-					"sparse at `<data_dir>/san/<name>.img` with `size_gib`), or an absolute block-device path. " +
-					"Changing it replaces the volume.",
+					"sparse at `<data_dir>/san/<name>.img` with `size_gib`, and found by that name in the `data_dir` in use), " +
+					"or an absolute block-device path (a regular file only with `file_backed`). Changing it replaces the volume.",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
 			"size_gib": schema.Int64Attribute{
