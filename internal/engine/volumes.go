@@ -375,7 +375,11 @@ func (e *Engine) formatAndMount(ctx context.Context, c Cluster, in volumeIntent,
 	s := in.Spec
 	size := s.SizeGiB << 30
 	var fd *kayofs.FileDevice
-	if _, statErr := os.Stat(dev); statErr != nil && in.Created {
+	_, statErr := os.Stat(dev)
+	if statErr != nil && s.Embedded() && !in.Writing {
+		in.Created = true // an embedded LUN removed since the intent: nothing of it was ours yet
+	}
+	if statErr != nil && in.Created {
 		if err := os.MkdirAll(filepath.Dir(dev), 0o755); err != nil {
 			return Volume{}, err
 		}

@@ -370,4 +370,14 @@ func TestStaleVolumeIntent(t *testing.T) {
 	if v.LUN != "other" {
 		t.Fatalf("volume on %q", v.LUN)
 	}
+	// The other remedy: the LUN of an intent that wrote nothing was
+	// removed; applying again with the same lun creates it afresh.
+	gone := volumeIntent{Spec: VolumeSpec{Cluster: "HVCLUSTER", LUN: "gone", SizeGiB: 1, DriveLetter: "T", BlockSize: 4096, NodeSlots: 4},
+		StartedAt: fixedNow}
+	if _, err := e.st.Commit(ctx, nil, []store.Op{putJSON(volumeIntentKey("HVCLUSTER", "T"), gone)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.CreateVolume(ctx, gone.Spec); err != nil {
+		t.Fatalf("resuming an intent whose embedded LUN was removed: %v", err)
+	}
 }
