@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"text/tabwriter"
-
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 )
 
 // vmJSON is one VM of `kayoctl vm list --json`.
@@ -48,20 +46,10 @@ func (c *cli) vm(args []string) error {
 		return err
 	}
 	out := []vmJSON{}
-	lost := map[string]string{} // volume → why its LUN no longer holds it
 	for _, v := range vms {
+		v = e.ReportedVM(context.Background(), v) // failed when its volume's LUN is gone
 		j := vmJSON{Cluster: v.Cluster, Name: v.Name, Node: v.Node, OwnerNode: v.OwnerNode, Token: v.Token, Status: v.Status,
 			StatusReason: v.StatusReason, MemoryMB: v.MemoryMB, VHDPath: v.VHDPath}
-		if v.Pending == nil && (v.Status == engine.VMRunning || v.Status == engine.StatusMigrating) {
-			why, seen := lost[v.Volume]
-			if !seen {
-				why, _ = e.VolumeLost(context.Background(), v.Volume)
-				lost[v.Volume] = why
-			}
-			if why != "" {
-				j.Status, j.StatusReason = engine.StatusFailed, "its volume is gone: "+why
-			}
-		}
 		if p := v.Pending; p != nil {
 			j.Pending = fmt.Sprintf("%s %s (%s)", p.Op, p.Phase, p.Holder)
 		}

@@ -234,22 +234,32 @@ func (e *Engine) forgetVolume(ctx context.Context, v Volume, lost *LUNLostError)
 	return nil
 }
 
-// failIfVolumeLost marks vm failed when its volume's LUN no longer holds
-// the volume: a VM cannot run without its disk, whatever its process
-// (or the simulator) says.
-func (e *Engine) failIfVolumeLost(ctx context.Context, vm VM) (VM, error) {
+// ReportedVM is vm as a read reports it: failed, with the reason, when its
+// volume's LUN no longer holds the volume (nothing is written; RefreshVM
+// records it).
+func (e *Engine) ReportedVM(ctx context.Context, vm VM) VM {
 	if vm.Pending != nil || vm.Volume == "" || vm.Status == StatusFailed || vm.Status == VMOff {
-		return vm, nil
+		return vm
 	}
-	reason, err := e.VolumeLost(ctx, vm.Volume)
-	if err != nil || reason == "" {
-		return vm, err
+	if reason, err := e.VolumeLost(ctx, vm.Volume); err == nil && reason != "" {
+		vm.Status, vm.StatusReason = StatusFailed, "its volume is gone: "+reason
+	}
+	return vm
+}
+
+// failIfVolumeLost records vm failed when ReportedVM finds its volume's
+// LUN gone: a VM cannot run without its disk, whatever its process (or
+// the simulator) says.
+func (e *Engine) failIfVolumeLost(ctx context.Context, vm VM) (VM, error) {
+	r := e.ReportedVM(ctx, vm)
+	if r.Status != StatusFailed || vm.Status == StatusFailed {
+		return vm, nil
 	}
 	return e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
 		if !t.exists || t.vm.Pending != nil || t.vm.Status == StatusFailed || t.vm.Status == VMOff {
 			return errNoCommit
 		}
-		t.vm.Status, t.vm.StatusReason = StatusFailed, "its volume is gone: "+reason
+		t.vm.Status, t.vm.StatusReason = StatusFailed, r.StatusReason
 		t.event(EventVMFailed, map[string]string{"node": t.vm.Node, "reason": t.vm.StatusReason, "token": fmt.Sprint(t.vm.Token)})
 		return nil
 	})

@@ -100,6 +100,7 @@ func (d *vmDataSource) Read(ctx context.Context, req datasource.ReadRequest, res
 		resp.Diagnostics.Append(vmDiags("Cannot read VM "+m.Name.ValueString(), err)...)
 		return
 	}
+	vm = d.engine.ReportedVM(ctx, vm)
 	r := vmToModel(vm, vmModel{NetworkAdapters: types.ListNull(vmAdapterObjType), PreferredOwners: types.ListNull(types.StringType),
 		Failback: types.ObjectNull(failbackAttrTypes)})
 	if len(vm.Adapters) == 0 {
