@@ -247,10 +247,22 @@ func TestFormatRefusesUnknownDataAndFiles(t *testing.T) {
 	if sha(t, img) != before {
 		t.Fatal("the refused image changed")
 	}
-	s.ForceFormat = true
-	if err := os.Truncate(img, 1<<30); err != nil { // the data stays at the end of the first 64 MiB
+	// Grown to 1 GiB with the data moved into its last MiB: still refused
+	// without force_format, formatted with it.
+	if err := os.Truncate(img, 1<<30); err != nil {
 		t.Fatal(err)
 	}
+	if f, err = os.OpenFile(img, os.O_RDWR, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("precious"), (1<<30)-4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := e.CreateVolume(ctx, s); !isAttr(err, "force_format") {
+		t.Fatalf("unknown data in the last MiB: %v", err)
+	}
+	s.ForceFormat = true
 	if _, err := e.CreateVolume(ctx, s); err != nil {
 		t.Fatalf("force_format over unknown data: %v", err)
 	}
