@@ -116,8 +116,7 @@ func magicAt(magic string, offs ...int64) func(Ends) (int64, string, bool) {
 	}
 }
 
-// probes is the signature table. Order matters only for ties in Probe's
-// result, which is sorted by name.
+// probes is the signature table (Probe sorts what it finds by name).
 var probes = []probe{
 	{"gpt", "GPT partition table", findGPT},
 	{"mbr", "MBR partition table", findMBR},
