@@ -188,3 +188,26 @@ func TestFirstNonZero(t *testing.T) {
 		t.Fatalf("a byte outside the windows counts: %d", got)
 	}
 }
+
+// Probe reads bytes from any device: whatever they are, it never panics,
+// and every signature it reports lies inside the device.
+func FuzzProbe(f *testing.F) {
+	f.Add(uint32(64<<20), []byte("EFI PART"), []byte("conectix"))
+	f.Add(uint32(600), []byte{0xEB, 0x3C, 0x90}, []byte{0x55, 0xaa})
+	f.Add(uint32(0), []byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, size uint32, head, tail []byte) {
+		n := int64(size % (8 << 20))
+		m := newImage(n)
+		if int64(len(head)) <= n {
+			m.put(0, head)
+		}
+		if int64(len(tail)) <= n {
+			m.put(n-int64(len(tail)), tail)
+		}
+		for _, s := range probeOf(t, m) {
+			if s.Offset < 0 || s.Offset >= max(n, 1) {
+				t.Fatalf("%v outside a device of %d bytes", s, n)
+			}
+		}
+	})
+}
