@@ -1,0 +1,15 @@
+//go:build unix
+
+package store
+
+import (
+	"os"
+	"syscall"
+)
+
+// unlock releases the flock bbolt took on f. Closing f alone does not
+// while bbolt's memory map of the file lives on (the map holds the open
+// file, and with it the lock).
+func unlock(f *os.File) {
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+}
