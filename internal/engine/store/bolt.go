@@ -708,6 +708,9 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 		return err
 	}
 	err, broken := guard(b.path, func() error { return h.db.Update(fn) })
+	if err == nil {
+		markClean(h, b.path)
+	}
 	// A close error cannot undo a transaction that committed.
 	_ = h.close(broken)
 	<-b.sem

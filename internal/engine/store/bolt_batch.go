@@ -217,6 +217,9 @@ func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline t
 			return meta.Put(keyRev, rb[:])
 		})
 	})
+	if err == nil {
+		markClean(h, b.path)
+	}
 	_ = h.close(broken)
 	if err != nil {
 		fail(err)

@@ -148,9 +148,10 @@ func (h *handle) check(path string) error {
 	return err
 }
 
-// verify checks the whole file once (OpenBolt): meta pages, every page
-// reachable from the root read under guard, then bbolt's consistency
-// check. ready reports whether it holds the store's layout.
+// verify checks the file once (OpenBolt): meta pages, and unless it was
+// left cleanly (bolt_clean.go) every page reachable from the root read
+// under guard, then bbolt's consistency check. ready reports whether it
+// holds the store's layout.
 func (b *Bolt) verify(ctx context.Context) (ready bool, err error) {
 	start := time.Now()
 	deadline := start.Add(b.opts.LockTimeout)
@@ -162,19 +163,30 @@ func (b *Bolt) verify(ctx context.Context) (ready bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	full := !leftClean(h, b.path)
 	err, broken := guard(b.path, func() error {
 		return h.db.View(func(tx *bolt.Tx) error {
+			if !full {
+				return nil
+			}
 			if _, err := walk(tx); err != nil {
 				return err
 			}
-			if err := checkTx(b.path, tx); err != nil {
-				return err
-			}
-			meta := tx.Bucket(bucketMeta)
-			ready = meta != nil && bytes.Equal(meta.Get(keyVersion), layoutV1) && tx.Bucket(bucketKV) != nil
-			return nil
+			return checkTx(b.path, tx)
 		})
 	})
+	if err == nil && full {
+		markClean(h, b.path)
+	}
+	if err == nil {
+		err, broken = guard(b.path, func() error {
+			return h.db.View(func(tx *bolt.Tx) error {
+				meta := tx.Bucket(bucketMeta)
+				ready = meta != nil && bytes.Equal(meta.Get(keyVersion), layoutV1) && tx.Bucket(bucketKV) != nil
+				return nil
+			})
+		})
+	}
 	_ = h.close(broken)
 	return ready, err
 }
