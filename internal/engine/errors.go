@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
@@ -15,6 +16,11 @@ var (
 	ErrNotFound    = store.ErrNotFound
 	ErrConflict    = store.ErrConflict
 	ErrLockTimeout = store.ErrLockTimeout
+	// ErrCorrupt: the cluster database file is damaged (store.CorruptError).
+	ErrCorrupt = store.ErrCorrupt
+	// ErrDatabaseLost: the database file is missing or empty where one
+	// existed (DatabaseLostError).
+	ErrDatabaseLost = errors.New("cluster database missing")
 	// ErrInvalid: the request is malformed; see InputError for which attribute.
 	ErrInvalid = errors.New("invalid input")
 	// ErrExists: the object already exists (import it instead).
@@ -71,3 +77,26 @@ func (e *ValidationError) Error() string {
 
 // Is makes errors.Is(err, ErrValidationFailed) true.
 func (e *ValidationError) Is(target error) bool { return target == ErrValidationFailed }
+
+// DatabaseLostError: the embedded database file is missing or empty, yet
+// the data dir shows that one existed. It matches ErrDatabaseLost.
+type DatabaseLostError struct {
+	Dir, Path string
+	Empty     bool // the file exists with 0 bytes (else it is missing)
+	Evidence  []string
+}
+
+func (e *DatabaseLostError) Error() string {
+	state := "is missing"
+	if e.Empty {
+		state = "is empty (0 bytes)"
+	}
+	return fmt.Sprintf("the cluster database %s %s, yet a database existed in %s: %s. Nothing was created: a new, empty "+
+		"database would forget every host, cluster, volume and VM. Restore the last backup with "+
+		"`kayoctl --data-dir %s restore BACKUP_FILE`; or, to start over on purpose (the VMs on those LUNs are then orphaned), "+
+		"remove %s and move the LUN images out of %s",
+		e.Path, state, e.Dir, strings.Join(e.Evidence, "; "), e.Dir, filepath.Join(e.Dir, DatabaseMarker), filepath.Join(e.Dir, SANDir))
+}
+
+// Is makes errors.Is(err, ErrDatabaseLost) true.
+func (e *DatabaseLostError) Is(target error) bool { return target == ErrDatabaseLost }
