@@ -670,7 +670,7 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 	}
 	if !write {
 		if h := b.reads.join(ctx); h != nil {
-			err, broken := guard(b.path, func() error { return h.db.View(fn) })
+			broken, err := guard(b.path, func() error { return h.db.View(fn) })
 			b.reads.leave(b.sem, broken)
 			return err
 		}
@@ -703,11 +703,11 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 	}
 	if !write {
 		b.reads.start(h)
-		err, broken := guard(b.path, func() error { return h.db.View(fn) })
+		broken, err := guard(b.path, func() error { return h.db.View(fn) })
 		b.reads.leave(b.sem, broken)
 		return err
 	}
-	err, broken := guard(b.path, func() error { return h.db.Update(fn) })
+	broken, err := guard(b.path, func() error { return h.db.Update(fn) })
 	if err == nil {
 		markClean(h, b.path)
 	}

@@ -178,7 +178,7 @@ func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline t
 		fail(err)
 		return
 	}
-	err, broken := guard(b.path, func() error {
+	broken, err := guard(b.path, func() error {
 		return h.db.Update(func(tx *bolt.Tx) error {
 			bk, err := tx.CreateBucketIfNotExists(bucketKV)
 			if err != nil {

@@ -78,7 +78,7 @@ func (b *Bolt) openWith(ctx context.Context, write, freelist bool, start, deadli
 				return f, nil
 			}}
 		var db *bolt.DB
-		err, broken := guard(b.path, func() error {
+		broken, err := guard(b.path, func() error {
 			var err error
 			db, err = bolt.Open(b.path, 0o600, opts)
 			return err
@@ -164,7 +164,7 @@ func (b *Bolt) verify(ctx context.Context) (ready bool, err error) {
 		return false, err
 	}
 	full := !leftClean(h, b.path)
-	err, broken := guard(b.path, func() error {
+	broken, err := guard(b.path, func() error {
 		return h.db.View(func(tx *bolt.Tx) error {
 			if !full {
 				return nil
@@ -179,7 +179,7 @@ func (b *Bolt) verify(ctx context.Context) (ready bool, err error) {
 		markClean(h, b.path)
 	}
 	if err == nil {
-		err, broken = guard(b.path, func() error {
+		broken, err = guard(b.path, func() error {
 			return h.db.View(func(tx *bolt.Tx) error {
 				meta := tx.Bucket(bucketMeta)
 				ready = meta != nil && bytes.Equal(meta.Get(keyVersion), layoutV1) && tx.Bucket(bucketKV) != nil

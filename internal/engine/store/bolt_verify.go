@@ -172,7 +172,7 @@ func checkTx(path string, tx *bolt.Tx) error {
 // guard runs fn, turning a panic or memory fault of bbolt into a
 // CorruptError naming path. fault tells the caller that one happened, so it
 // abandons the bbolt handle instead of closing it (its locks may be held).
-func guard(path string, fn func() error) (err error, fault bool) {
+func guard(path string, fn func() error) (fault bool, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -181,8 +181,8 @@ func guard(path string, fn func() error) (err error, fault bool) {
 			if e, ok := r.(error); ok && errors.As(e, &re) {
 				detail = re.Error()
 			}
-			err, fault = corrupt(path, "reading it failed: %s", detail), true
+			fault, err = true, corrupt(path, "reading it failed: %s", detail)
 		}
 	}()
-	return fn(), false
+	return false, fn()
 }

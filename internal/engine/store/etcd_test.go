@@ -231,6 +231,29 @@ func TestEtcdTLSAuth(t *testing.T) {
 	}
 }
 
+// The wrong scheme is reported with its cause: an http:// endpoint of a
+// server that answers TLS, and the reverse.
+func TestEtcdWrongScheme(t *testing.T) {
+	t.Parallel()
+	certs := etcdtest.GenerateCerts(t)
+	secure := etcdtest.Start(t, etcdtest.Options{TLS: &etcdtest.TLS{CAFile: certs.CAFile, CertFile: certs.ServerCertFile, KeyFile: certs.ServerKey,
+		ClientCertAuth: true}})
+	plain := etcdtest.Start(t, etcdtest.Options{})
+	for _, tc := range []struct{ ep, want string }{
+		{strings.Replace(secure.Members[0].ClientURL, "https://", "http://", 1), "the server answered TLS; use https://"},
+		{strings.Replace(plain.Members[0].ClientURL, "http://", "https://", 1), "the server does not speak TLS; use http://"},
+	} {
+		s, err := store.OpenEtcd(bg, store.EtcdOptions{Endpoints: []string{tc.ep}, CAFile: certs.CAFile, DialTimeout: 2 * time.Second})
+		if err == nil {
+			_ = s.Close()
+			t.Fatalf("%s: OpenEtcd succeeded", tc.ep)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %q does not say %q", tc.ep, err, tc.want)
+		}
+	}
+}
+
 const crashHelperEnv = "KAYO_ETCD_CRASH_HELPER"
 
 // TestEtcdCrashedProcess: a process takes a lock under a 1s lease, writes
