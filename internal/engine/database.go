@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -99,4 +100,35 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// Backup writes a consistent copy of the cluster database to path: a
+// bbolt snapshot of the embedded database (store.Bolt.Backup), or an etcd
+// snapshot (store.Etcd.Snapshot), which etcd's tools restore.
+func (e *Engine) Backup(ctx context.Context, path string) (store.BackupInfo, error) {
+	switch st := e.st.(type) {
+	case *store.Bolt:
+		return st.Backup(ctx, path)
+	case *store.Etcd:
+		return st.Snapshot(ctx, path)
+	}
+	return store.BackupInfo{}, fmt.Errorf("the cluster database %T cannot be backed up: %w", e.st, ErrInvalid)
+}
+
+// RestoreDatabase puts the backup in place of the embedded database of
+// dataDir (store.RestoreBolt: verified first; a healthy database is
+// replaced only with force and kept next to it).
+func RestoreDatabase(ctx context.Context, dataDir, backup string, force bool, lockTimeout time.Duration) (store.RestoreResult, error) {
+	dir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return store.RestoreResult{}, fmt.Errorf("data_dir %q: %w", dataDir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return store.RestoreResult{}, fmt.Errorf("data_dir %q: cannot create it: %w", dir, err)
+	}
+	res, err := store.RestoreBolt(ctx, backup, filepath.Join(dir, DatabaseFile), force, lockTimeout)
+	if err != nil {
+		return res, err
+	}
+	return res, writeMarker(dir)
 }

@@ -246,11 +246,11 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		return nil, openError(path, corrupt(path, "the file %s, yet the database existed", what))
 	}
 	if err == nil && st.Size() > 0 {
-		ready, err := b.verify(context.Background())
+		sum, err := b.verify(context.Background(), false)
 		if err != nil {
 			return nil, openError(path, err)
 		}
-		if ready {
+		if sum.ready {
 			b.exists = true
 			return b, nil
 		}

@@ -148,22 +148,29 @@ func (h *handle) check(path string) error {
 	return err
 }
 
-// verify checks the file once (OpenBolt): meta pages, and unless it was
-// left cleanly (bolt_clean.go) every page reachable from the root read
-// under guard, then bbolt's consistency check. ready reports whether it
-// holds the store's layout.
-func (b *Bolt) verify(ctx context.Context) (ready bool, err error) {
+// summary is what verify learns of a database file.
+type summary struct {
+	ready bool // it holds the store's layout
+	rev   int64
+	keys  int
+}
+
+// verify checks the file (OpenBolt, backups): meta pages, and unless it
+// was left cleanly (bolt_clean.go; always when isCopy, a backup that is
+// never marked) every page reachable from the root read under guard, then
+// bbolt's consistency check.
+func (b *Bolt) verify(ctx context.Context, isCopy bool) (sum summary, err error) {
 	start := time.Now()
 	deadline := start.Add(b.opts.LockTimeout)
 	if err := b.acquire(ctx, deadline); err != nil {
-		return false, err
+		return sum, err
 	}
 	defer func() { <-b.sem }()
 	h, err := b.openWith(ctx, false, true, start, deadline)
 	if err != nil {
-		return false, err
+		return sum, err
 	}
-	full := !leftClean(h, b.path)
+	full := isCopy || !leftClean(h, b.path)
 	broken, err := guard(b.path, func() error {
 		return h.db.View(func(tx *bolt.Tx) error {
 			if !full {
@@ -175,20 +182,26 @@ func (b *Bolt) verify(ctx context.Context) (ready bool, err error) {
 			return checkTx(b.path, tx)
 		})
 	})
-	if err == nil && full {
+	if err == nil && full && !isCopy {
 		markClean(h, b.path)
 	}
 	if err == nil {
 		broken, err = guard(b.path, func() error {
 			return h.db.View(func(tx *bolt.Tx) error {
-				meta := tx.Bucket(bucketMeta)
-				ready = meta != nil && bytes.Equal(meta.Get(keyVersion), layoutV1) && tx.Bucket(bucketKV) != nil
-				return nil
+				meta, kv := tx.Bucket(bucketMeta), tx.Bucket(bucketKV)
+				sum.ready = meta != nil && bytes.Equal(meta.Get(keyVersion), layoutV1) && kv != nil
+				if !sum.ready {
+					return nil
+				}
+				sum.keys = kv.Stats().KeyN
+				var err error
+				sum.rev, err = readRev(meta)
+				return err
 			})
 		})
 	}
 	_ = h.close(broken)
-	return ready, err
+	return sum, err
 }
 
 // walk reads every key and value of every bucket (on this goroutine,

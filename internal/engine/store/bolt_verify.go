@@ -25,9 +25,14 @@ import (
 type CorruptError struct {
 	Path   string
 	Detail string
+	// Backup: Path is a backup, not the database in use.
+	Backup bool
 }
 
 func (e *CorruptError) Error() string {
+	if e.Backup {
+		return fmt.Sprintf("the backup %s is damaged (%s): it cannot be restored; use another backup", e.Path, e.Detail)
+	}
 	return fmt.Sprintf("the cluster database %s is damaged (%s); nothing was changed. Restore the last backup with "+
 		"`kayoctl restore BACKUP_FILE` (kayoctl backup takes one), or move %s away to start over with an empty database",
 		e.Path, e.Detail, e.Path)
