@@ -128,7 +128,7 @@ func RestoreBolt(ctx context.Context, backup, target string, force bool, lockTim
 		live, lerr := VerifyBackup(ctx, target, lockTimeout)
 		if lerr == nil {
 			return RestoreResult{}, fmt.Errorf("store: restore: %s holds an intact cluster database (revision %d, %d keys; the backup is at revision %d): "+
-				"restoring would replace it; pass --force to do so (it is kept next to it): %w", target, live.Revision, live.Keys, info.Revision, ErrInvalid)
+				"restoring would replace it; pass --force to do so (it is kept next to it)", target, live.Revision, live.Keys, info.Revision)
 		}
 		if !errors.Is(lerr, ErrCorrupt) {
 			return RestoreResult{}, fmt.Errorf("store: restore: cannot tell whether %s is in use: %w", target, lerr)
@@ -149,9 +149,17 @@ func RestoreBolt(ctx context.Context, backup, target string, force bool, lockTim
 	}
 	defer release()
 	if exists {
-		res.Previous = fmt.Sprintf("%s.replaced-%s", target, time.Now().UTC().Format("20060102T150405Z"))
-		if err := os.Link(target, res.Previous); err != nil {
-			return RestoreResult{}, fmt.Errorf("store: restore: keep the current database: %w", err)
+		stamp := fmt.Sprintf("%s.replaced-%s", target, time.Now().UTC().Format("20060102T150405Z"))
+		res.Previous = stamp
+		for n := 2; ; n++ {
+			err := os.Link(target, res.Previous)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, fs.ErrExist) || n > 100 {
+				return RestoreResult{}, fmt.Errorf("store: restore: keep the current database: %w", err)
+			}
+			res.Previous = fmt.Sprintf("%s-%d", stamp, n)
 		}
 	}
 	_ = os.Remove(CleanFile(target))

@@ -85,6 +85,11 @@ func (b *Bolt) openWith(ctx context.Context, write, freelist bool, start, deadli
 		})
 		if broken {
 			_ = abandon(file)
+			// bbolt reads pages while it opens (the freelist), before
+			// checkMeta could run: say what checkMeta finds, if anything.
+			if _, cerr := checkFile(b.path); cerr != nil {
+				err = cerr
+			}
 			return nil, err
 		}
 		if err == nil {
@@ -166,11 +171,19 @@ func (b *Bolt) verify(ctx context.Context, isCopy bool) (sum summary, err error)
 		return sum, err
 	}
 	defer func() { <-b.sem }()
-	h, err := b.openWith(ctx, false, true, start, deadline)
+	h, err := b.openWith(ctx, false, false, start, deadline)
 	if err != nil {
 		return sum, err
 	}
 	full := isCopy || !leftClean(h, b.path)
+	if full {
+		// Reopen, the meta pages checked, loading the freelist here
+		// rather than in bbolt's check goroutine.
+		_ = h.close(false)
+		if h, err = b.openWith(ctx, false, true, start, deadline); err != nil {
+			return sum, err
+		}
+	}
 	broken, err := guard(b.path, func() error {
 		return h.db.View(func(tx *bolt.Tx) error {
 			if !full {

@@ -34,8 +34,8 @@ func (e *CorruptError) Error() string {
 		return fmt.Sprintf("the backup %s is damaged (%s): it cannot be restored; use another backup", e.Path, e.Detail)
 	}
 	return fmt.Sprintf("the cluster database %s is damaged (%s); nothing was changed. Restore the last backup with "+
-		"`kayoctl restore BACKUP_FILE` (kayoctl backup takes one), or move %s away to start over with an empty database",
-		e.Path, e.Detail, e.Path)
+		"`kayoctl restore BACKUP_FILE` (it keeps the damaged file next to it; `kayoctl backup FILE` takes backups)",
+		e.Path, e.Detail)
 }
 
 // Is makes errors.Is(err, ErrCorrupt) true.
@@ -186,7 +186,7 @@ func guard(path string, fn func() error) (fault bool, err error) {
 			if e, ok := r.(error); ok && errors.As(e, &re) {
 				detail = re.Error()
 			}
-			fault, err = true, corrupt(path, "reading it failed: %s", detail)
+			fault, err = true, corrupt(path, "bbolt failed reading a page: %s", detail)
 		}
 	}()
 	return false, fn()
