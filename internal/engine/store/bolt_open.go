@@ -56,6 +56,22 @@ func (b *Bolt) open(ctx context.Context, write bool, start, deadline time.Time) 
 // under guard (bbolt's consistency check would load it on a goroutine of
 // its own).
 func (b *Bolt) openWith(ctx context.Context, write, freelist bool, start, deadline time.Time) (*handle, error) {
+	if write {
+		// bbolt reads the freelist while it opens for writing, before
+		// checkMeta could run: a truncated file would fault there. A
+		// look without the lock (a meta page may be in the middle of a
+		// commit of another process) that finds damage is confirmed
+		// under a shared lock, which reads no page.
+		if st, err := os.Stat(b.path); err == nil && st.Size() > 0 {
+			if _, err := checkFile(b.path); errors.Is(err, ErrCorrupt) {
+				h, err := b.openWith(ctx, false, false, start, deadline)
+				if err != nil {
+					return nil, err
+				}
+				_ = h.close(false)
+			}
+		}
+	}
 	poll := pollMin
 	var notified time.Time
 	for {
