@@ -222,7 +222,9 @@ func (b *Bolt) verify(ctx context.Context, isCopy bool) (sum summary, err error)
 				if !sum.ready {
 					return nil
 				}
-				sum.keys = kv.Stats().KeyN
+				if isCopy {
+					sum.keys = kv.Stats().KeyN // reads every page of kv
+				}
 				var err error
 				sum.rev, err = readRev(meta)
 				return err
