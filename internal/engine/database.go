@@ -44,7 +44,8 @@ func openBolt(dir string, cfg Config) (*store.Bolt, error) {
 	switch {
 	case err == nil && st.Size() > 0:
 	case (err == nil || errors.Is(err, fs.ErrNotExist)) && len(ev) > 0:
-		return nil, &DatabaseLostError{Dir: dir, Path: path, Empty: err == nil, Evidence: ev}
+		imgs, _ := filepath.Glob(filepath.Join(dir, SANDir, "*.img"))
+		return nil, &DatabaseLostError{Dir: dir, Path: path, Empty: err == nil, Evidence: ev, LUNs: len(imgs) > 0}
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}

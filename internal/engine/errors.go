@@ -84,6 +84,7 @@ type DatabaseLostError struct {
 	Dir, Path string
 	Empty     bool // the file exists with 0 bytes (else it is missing)
 	Evidence  []string
+	LUNs      bool // the evidence includes LUN images
 }
 
 func (e *DatabaseLostError) Error() string {
@@ -91,11 +92,15 @@ func (e *DatabaseLostError) Error() string {
 	if e.Empty {
 		state = "is empty (0 bytes)"
 	}
+	over := fmt.Sprintf("remove %s", filepath.Join(e.Dir, DatabaseMarker))
+	if e.LUNs {
+		over = fmt.Sprintf("remove %s and move the LUN images out of %s (the VMs on them are then orphaned)",
+			filepath.Join(e.Dir, DatabaseMarker), filepath.Join(e.Dir, SANDir))
+	}
 	return fmt.Sprintf("the cluster database %s %s, yet a database existed in %s: %s. Nothing was created: a new, empty "+
 		"database would forget every host, cluster, volume and VM. Restore the last backup with "+
-		"`kayoctl --data-dir %s restore BACKUP_FILE`; or, to start over on purpose (the VMs on those LUNs are then orphaned), "+
-		"remove %s and move the LUN images out of %s",
-		e.Path, state, e.Dir, strings.Join(e.Evidence, "; "), e.Dir, filepath.Join(e.Dir, DatabaseMarker), filepath.Join(e.Dir, SANDir))
+		"`kayoctl --data-dir %s restore BACKUP_FILE`; or, to start over on purpose, %s",
+		e.Path, state, e.Dir, strings.Join(e.Evidence, "; "), e.Dir, over)
 }
 
 // Is makes errors.Is(err, ErrDatabaseLost) true.
