@@ -29,7 +29,7 @@ func Pages(t testing.TB, path string) (pageSize int, classes map[string][]int) {
 	if err != nil {
 		t.Fatalf("pages of %s: %v", path, err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	classes = map[string][]int{PageMeta0: {0}, PageMeta1: {1}}
 	err = db.View(func(tx *bolt.Tx) error {
 		for id := 2; ; id++ {
