@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -40,6 +41,16 @@ func TestStatusOnEtcd(t *testing.T) {
 	code, out, errOut = kayoctl(t, env, "--data-dir", dir, "status")
 	if code != exitOK || !strings.Contains(out, "ETCDCLUSTER") {
 		t.Fatalf("status by environment: exit %d\n%s%s", code, out, errOut)
+	}
+	// On etcd, backup saves an etcd snapshot; restore points to etcd's tools.
+	snap := filepath.Join(t.TempDir(), "etcd.snapshot")
+	code, out, errOut = kayoctl(t, env, "--data-dir", dir, "backup", snap)
+	if code != exitOK || !strings.Contains(out, "etcd snapshot written to "+snap) {
+		t.Fatalf("backup on etcd: exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = kayoctl(t, env, "--data-dir", dir, "restore", snap)
+	if code != exitError || !strings.Contains(errOut, "etcdutl snapshot restore") {
+		t.Fatalf("restore on etcd: exit %d: %s", code, errOut)
 	}
 	code, _, errOut = kayoctl(t, nil, "--data-dir", dir, "--etcd-endpoints", "localhost:2379", "status")
 	if code != exitError || !strings.Contains(errOut, `--etcd-endpoints: endpoint "localhost:2379" is not an etcd client URL`) {

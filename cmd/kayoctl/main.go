@@ -3,8 +3,9 @@
 //
 //	kayoctl [--data-dir DIR] COMMAND [flags]
 //
-// Commands: status, events, quorum, host fail|recover NAME (lab), and
-// agent --node NAME, the long-running node agent. Exit codes: 0 ok, 1
+// Commands: status, events, quorum, vm list, volume check, backup FILE,
+// restore FILE, host fail|recover NAME (lab), and agent --node NAME, the
+// long-running node agent. Flags may follow positional arguments. Exit codes: 0 ok, 1
 // error, 2 usage.
 package main
 
@@ -17,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +46,10 @@ Commands:
   vm list [--cluster NAME] [--json]    VMs: owner node and fencing token, pin, status, VHD, last migration
   volume check (UUID | CLUSTER/LETTER | --device PATH) [--json]
                                        verify every Kayo FS invariant (read-only); exit 1 on problems
+  backup FILE                          a consistent copy of the cluster database, taken online, checked;
+                                       on etcd an etcd snapshot (restore it with etcdutl snapshot restore)
+  restore FILE [--force]               check the backup FILE and put it in place of the embedded database;
+                                       an intact database is replaced only with --force (kept next to it)
   host fail NAME                       lab: declare a host down, as if it crashed
   host recover NAME                    lab: declare a failed host up again
   agent --node NAME [--interval 1s] [--lease 3×interval] [--migration-address 127.0.0.1]
@@ -98,7 +104,44 @@ func (c *cli) newFlagSet(name string) *flag.FlagSet {
 }
 
 // parse parses args into fs and reports a usage error naming the command.
+// Flags may come before or after the positional arguments (the usage shows
+// `volume check ID --json`); "--" ends the flags.
 func parse(fs *flag.FlagSet, args []string) error {
+	return parseFlags(fs, interleaved(fs, args))
+}
+
+// interleaved moves the flags of args (with their values) before the
+// positional arguments, which follow a "--".
+func interleaved(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		// A flag that is not boolean takes the next argument as its value.
+		if f := fs.Lookup(name); f != nil && i+1 < len(args) {
+			if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !bf.IsBoolFlag() {
+				i++
+				flags = append(flags, args[i])
+			}
+		}
+	}
+	return append(append(flags, "--"), pos...)
+}
+
+// parseFlags parses args into fs, stopping at the first positional.
+func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -111,7 +154,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 func (c *cli) run(args []string) int {
 	c.lockTimeout = engine.DefaultLockTimeout
 	global := c.newFlagSet("")
-	if err := parse(global, args); err != nil {
+	if err := parseFlags(global, args); err != nil {
 		return c.fail(err)
 	}
 	rest := global.Args()
@@ -135,6 +178,10 @@ func (c *cli) run(args []string) int {
 		err = c.vm(rest)
 	case "volume":
 		err = c.volume(rest)
+	case "backup":
+		err = c.backup(rest)
+	case "restore":
+		err = c.restore(rest)
 	case "help", "-h", "--help":
 		_, _ = fmt.Fprint(c.stdout, usageText)
 		return exitOK
@@ -162,8 +209,8 @@ func (c *cli) fail(err error) int {
 	}
 }
 
-// open opens the engine on the data dir.
-func (c *cli) open() (*engine.Engine, error) {
+// dir is the data dir: --data-dir, $KAYO_DATA_DIR or the default.
+func (c *cli) dir() string {
 	dir := c.dataDir
 	if dir == "" {
 		dir = c.getenv("KAYO_DATA_DIR")
@@ -171,6 +218,12 @@ func (c *cli) open() (*engine.Engine, error) {
 	if dir == "" {
 		dir = engine.DefaultDataDir
 	}
+	return dir
+}
+
+// etcdOptions are the etcd options of the flags and environment, nil for
+// the embedded database.
+func (c *cli) etcdOptions() (*store.EtcdOptions, error) {
 	// --etcd-endpoints stands in for KAYO_ETCD_ENDPOINTS; the other
 	// KAYO_ETCD_* variables still apply.
 	getenv := c.getenv
@@ -185,11 +238,16 @@ func (c *cli) open() (*engine.Engine, error) {
 			return c.getenv(k)
 		}
 	}
-	etcd, err := store.EtcdOptionsFromEnv(getenv)
+	return store.EtcdOptionsFromEnv(getenv)
+}
+
+// open opens the engine on the data dir.
+func (c *cli) open() (*engine.Engine, error) {
+	etcd, err := c.etcdOptions()
 	if err != nil {
 		return nil, err
 	}
-	return engine.Open(engine.Config{DataDir: dir, LockTimeout: c.lockTimeout, Etcd: etcd,
+	return engine.Open(engine.Config{DataDir: c.dir(), LockTimeout: c.lockTimeout, Etcd: etcd,
 		OnWait: func(_ context.Context, waited, limit time.Duration) {
 			if waited >= time.Second {
 				_, _ = fmt.Fprintf(c.stderr, "kayoctl: waiting for the cluster database, held by another process (%s of at most %s)\n",

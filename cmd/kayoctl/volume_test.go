@@ -69,6 +69,11 @@ func TestVolumeCheck(t *testing.T) {
 	if code != 1 || !strings.Contains(out, `"area": "group"`) {
 		t.Errorf("damaged volume: exit %d\n%s", code, out)
 	}
+	// The order the usage shows: the flag after the volume.
+	code, out, _ = kayoctl(t, nil, "--data-dir", dir, "volume", "check", vol.ID, "--json")
+	if code != 1 || !strings.Contains(out, `"area": "group"`) {
+		t.Errorf("volume check ID --json: exit %d\n%s", code, out)
+	}
 	code, out, _ = kayoctl(t, nil, "volume", "check", "--device", vol.Device)
 	if code != 1 || !strings.Contains(out, "checksum mismatch") {
 		t.Errorf("--device on the damaged image: exit %d\n%s", code, out)

@@ -93,7 +93,9 @@ func Open(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data_dir %q: %w", cfg.DataDir, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// The data dir holds the cluster database and the LUN images: owner
+	// only (an existing directory keeps its mode).
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %q: cannot create it: %w", dir, err)
 	}
 	if cfg.Etcd != nil && len(cfg.Etcd.Endpoints) > 0 {
@@ -108,10 +110,7 @@ func Open(cfg Config) (*Engine, error) {
 		e.st, e.dataDir = st, dir
 		return e, nil
 	}
-	st, err := store.OpenBolt(filepath.Join(dir, DatabaseFile), store.BoltOptions{
-		LockTimeout: cfg.LockTimeout,
-		OnWait:      cfg.OnWait,
-	})
+	st, err := openBolt(dir, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("data_dir %q: %w", dir, tidy(err)) // the store's wrappings each name the file
 	}

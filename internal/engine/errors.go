@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
@@ -15,6 +16,11 @@ var (
 	ErrNotFound    = store.ErrNotFound
 	ErrConflict    = store.ErrConflict
 	ErrLockTimeout = store.ErrLockTimeout
+	// ErrCorrupt: the cluster database file is damaged (store.CorruptError).
+	ErrCorrupt = store.ErrCorrupt
+	// ErrDatabaseLost: the database file is missing or empty where one
+	// existed (DatabaseLostError).
+	ErrDatabaseLost = errors.New("cluster database missing")
 	// ErrInvalid: the request is malformed; see InputError for which attribute.
 	ErrInvalid = errors.New("invalid input")
 	// ErrExists: the object already exists (import it instead).
@@ -135,3 +141,30 @@ func tidy(err error) error {
 	}
 	return tidyError{err}
 }
+// DatabaseLostError: the embedded database file is missing or empty, yet
+// the data dir shows that one existed. It matches ErrDatabaseLost.
+type DatabaseLostError struct {
+	Dir, Path string
+	Empty     bool // the file exists with 0 bytes (else it is missing)
+	Evidence  []string
+	LUNs      bool // the evidence includes LUN images
+}
+
+func (e *DatabaseLostError) Error() string {
+	state := "is missing"
+	if e.Empty {
+		state = "is empty (0 bytes)"
+	}
+	over := fmt.Sprintf("remove %s", filepath.Join(e.Dir, DatabaseMarker))
+	if e.LUNs {
+		over = fmt.Sprintf("remove %s and move the LUN images out of %s (the VMs on them are then orphaned)",
+			filepath.Join(e.Dir, DatabaseMarker), filepath.Join(e.Dir, SANDir))
+	}
+	return fmt.Sprintf("the cluster database %s %s, yet a database existed in %s: %s. Nothing was created: a new, empty "+
+		"database would forget every host, cluster, volume and VM. Restore the last backup with "+
+		"`kayoctl --data-dir %s restore BACKUP_FILE`; or, to start over on purpose, %s",
+		e.Path, state, e.Dir, strings.Join(e.Evidence, "; "), e.Dir, over)
+}
+
+// Is makes errors.Is(err, ErrDatabaseLost) true.
+func (e *DatabaseLostError) Is(target error) bool { return target == ErrDatabaseLost }

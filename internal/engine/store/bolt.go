@@ -6,15 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // DefaultLockTimeout is how long an operation waits for the database file
@@ -34,6 +33,9 @@ type BoltOptions struct {
 	// NoSync skips fsync on commit. Only for tests: a crash of the machine
 	// may lose or corrupt recent commits.
 	NoSync bool
+	// Existing says the file held a database: a missing or empty file is
+	// an error wrapping ErrCorrupt instead of a new, empty database.
+	Existing bool
 }
 
 // Bolt is the embedded Store: one bbolt file that several processes share.
@@ -55,7 +57,10 @@ type Bolt struct {
 	// is shared by every Bolt on the same file): two flocks taken on two
 	// descriptors of one process conflict like two processes.
 	sem    chan struct{}
-	closed bool // guarded by sem
+	closed atomic.Bool
+	// exists: OpenBolt found or made the database; later opens never
+	// create the file again (set before b is shared).
+	exists bool
 	// queue holds this process's commits waiting for the file (shared by
 	// every Bolt on the same file), written together by group commit.
 	queue *commitQueue
@@ -75,9 +80,12 @@ type Bolt struct {
 // processes' writers in between sessions.
 type readShare struct {
 	mu      sync.Mutex
-	db      *bolt.DB // open while readers > 0
+	h       *handle // open while readers > 0
 	readers int
-	opened  time.Time
+	// broken: a read of the session hit damage; the last reader
+	// abandons h instead of closing it.
+	broken bool
+	opened time.Time
 	// opening is closed once the read holding sem has opened the file (or
 	// failed to): reads arriving meanwhile wait for it and join.
 	opening chan struct{}
@@ -104,9 +112,9 @@ func shareFor(path string) *readShare {
 
 // join returns the open session's file, or nil when a read must open its
 // own.
-func (r *readShare) join(ctx context.Context) *bolt.DB {
+func (r *readShare) join(ctx context.Context) *handle {
 	r.mu.Lock()
-	if r.db == nil && r.opening != nil {
+	if r.h == nil && r.opening != nil {
 		opening := r.opening
 		r.mu.Unlock()
 		select {
@@ -117,14 +125,14 @@ func (r *readShare) join(ctx context.Context) *bolt.DB {
 		r.mu.Lock()
 	}
 	defer r.mu.Unlock()
-	if r.db == nil {
+	if r.h == nil || r.broken {
 		return nil
 	}
 	if age := time.Since(r.opened); age >= maxReadSession || r.writers.Load() > 0 && age >= readJoinWithWriter {
 		return nil
 	}
 	r.readers++
-	return r.db
+	return r.h
 }
 
 // beginOpen marks the file as being opened by a read holding sem.
@@ -134,32 +142,34 @@ func (r *readShare) beginOpen() {
 	r.mu.Unlock()
 }
 
-// start makes db (nil: the open failed), opened by a read holding sem,
+// start makes h (nil: the open failed), opened by a read holding sem,
 // the session's file, and lets the reads waiting for it join.
-func (r *readShare) start(db *bolt.DB) {
+func (r *readShare) start(h *handle) {
 	r.mu.Lock()
-	if db != nil {
-		r.db, r.readers, r.opened = db, 1, time.Now()
+	if h != nil {
+		r.h, r.readers, r.opened, r.broken = h, 1, time.Now(), false
 	}
 	close(r.opening)
 	r.opening = nil
 	r.mu.Unlock()
 }
 
-// leave ends one read; the last one closes the file and releases sem.
-func (r *readShare) leave(sem chan struct{}) {
+// leave ends one read (broken: it hit damage); the last one closes the
+// file and releases sem.
+func (r *readShare) leave(sem chan struct{}, broken bool) {
 	r.mu.Lock()
+	r.broken = r.broken || broken
 	r.readers--
 	if r.readers > 0 {
 		r.mu.Unlock()
 		return
 	}
-	db := r.db
-	r.db = nil
+	h, broken := r.h, r.broken
+	r.h = nil
 	r.mu.Unlock()
 	// Read results are already copied out (decode), so a close error
 	// changes nothing.
-	_ = db.Close()
+	_ = h.close(broken)
 	<-sem
 }
 
@@ -216,8 +226,10 @@ const (
 var waitNotifyEvery = time.Second
 
 // OpenBolt opens the store in the bbolt file at path, creating and
-// initialising the file if needed (its directory must exist). It does not
-// keep the file open: Close only marks the store closed.
+// initialising the file if it is missing or empty (its directory must
+// exist). An existing file is checked first (checkMeta, then bbolt's full
+// consistency check): a damaged one is an error wrapping ErrCorrupt. It
+// does not keep the file open: Close only marks the store closed.
 func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
@@ -225,18 +237,28 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	b := &Bolt{path: path, opts: opts, sem: semFor(path), queue: queueFor(path), reads: shareFor(path)}
 	// Every plugin process opens the store: an initialised file is only
 	// read (a shared lock, no fsync); anything else goes on to the write.
-	if _, err := os.Stat(path); err == nil {
-		ready := false
-		rerr := b.do(context.Background(), false, func(tx *bolt.Tx) error {
-			meta := tx.Bucket(bucketMeta)
-			ready = meta != nil && bytes.Equal(meta.Get(keyVersion), layoutV1) && tx.Bucket(bucketKV) != nil
-			return nil
-		})
-		if rerr == nil && ready {
+	st, err := os.Stat(path)
+	if opts.Existing && (err != nil || st.Size() == 0) {
+		what := "is empty"
+		if err != nil {
+			what = fmt.Sprintf("cannot be read (%v)", err)
+		}
+		return nil, openError(path, corrupt(path, "the file %s, yet the database existed", what))
+	}
+	if err == nil && st.Size() > 0 {
+		sum, err := b.verify(context.Background(), false)
+		if err != nil {
+			return nil, openError(path, err)
+		}
+		if sum.ready {
+			b.exists = true
 			return b, nil
 		}
+		if opts.Existing {
+			return nil, openError(path, corrupt(path, "the file holds no kayo cluster database (no layout version), yet one existed"))
+		}
 	}
-	err := b.do(context.Background(), true, func(tx *bolt.Tx) error {
+	err = b.do(context.Background(), true, func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			if tx.Bucket(bucketKV) != nil || firstKey(tx) != nil {
@@ -259,9 +281,18 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, openError(path, err)
 	}
+	b.exists = true
 	return b, nil
+}
+
+// openError says which file failed to open, once.
+func openError(path string, err error) error {
+	if strings.Contains(err.Error(), path) {
+		return fmt.Errorf("store: %w", err)
+	}
+	return fmt.Errorf("store: open %s: %w", path, err)
 }
 
 // Path returns the database file.
@@ -370,13 +401,21 @@ func (b *Bolt) List(ctx context.Context, prefix string) ([]KV, int64, error) {
 	return kvs, rev, nil
 }
 
-// Close implements Store. It waits for an operation in progress, then
-// makes later operations fail with ErrClosed. Closing twice is no error.
+// Close implements Store. It makes later operations fail with ErrClosed
+// and waits, at most the lock timeout, for an operation in progress.
+// Closing twice is no error.
 func (b *Bolt) Close() error {
-	b.sem <- struct{}{}
-	b.closed = true
-	<-b.sem
-	return nil
+	b.closed.Store(true)
+	t := time.NewTimer(b.opts.LockTimeout)
+	defer t.Stop()
+	select {
+	case b.sem <- struct{}{}:
+		<-b.sem
+		return nil
+	case <-t.C:
+		return fmt.Errorf("store: close %s: %w: an operation still held the file after %s (lock timeout)",
+			b.path, ErrLockTimeout, b.opts.LockTimeout)
+	}
 }
 
 // Grant implements Leaser.
@@ -623,15 +662,16 @@ func readRev(meta *bolt.Bucket) (int64, error) {
 }
 
 // do runs fn in one transaction on the file, opened for this call only:
-// read-only with a shared lock, or read-write with an exclusive lock.
+// read-only with a shared lock, or read-write with an exclusive lock. A
+// panic or fault of bbolt inside fn is an error wrapping ErrCorrupt.
 func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if !write {
-		if db := b.reads.join(ctx); db != nil {
-			err := db.View(fn)
-			b.reads.leave(b.sem)
+		if h := b.reads.join(ctx); h != nil {
+			broken, err := guard(b.path, func() error { return h.db.View(fn) })
+			b.reads.leave(b.sem, broken)
 			return err
 		}
 	} else {
@@ -646,14 +686,14 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 	if err != nil {
 		return err
 	}
-	if b.closed {
+	if b.closed.Load() {
 		<-b.sem
 		return ErrClosed
 	}
 	if !write {
 		b.reads.beginOpen()
 	}
-	db, err := b.open(ctx, write, start, deadline)
+	h, err := b.open(ctx, write, start, deadline)
 	if err != nil {
 		if !write {
 			b.reads.start(nil)
@@ -662,14 +702,17 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 		return err
 	}
 	if !write {
-		b.reads.start(db)
-		err = db.View(fn)
-		b.reads.leave(b.sem)
+		b.reads.start(h)
+		broken, err := guard(b.path, func() error { return h.db.View(fn) })
+		b.reads.leave(b.sem, broken)
 		return err
 	}
-	err = db.Update(fn)
+	broken, err := guard(b.path, func() error { return h.db.Update(fn) })
+	if err == nil {
+		markClean(h, b.path)
+	}
 	// A close error cannot undo a transaction that committed.
-	_ = db.Close()
+	_ = h.close(broken)
 	<-b.sem
 	return err
 }
@@ -691,40 +734,6 @@ func (b *Bolt) acquire(ctx context.Context, deadline time.Time) error {
 	case <-t.C:
 		return fmt.Errorf("%w: %s stayed busy with other operations of this process; gave up after %s (lock timeout)",
 			ErrLockTimeout, b.path, b.opts.LockTimeout)
-	}
-}
-
-// open opens and locks the file, retrying while another process holds it.
-func (b *Bolt) open(ctx context.Context, write bool, start, deadline time.Time) (*bolt.DB, error) {
-	opts := &bolt.Options{Timeout: tryOnce, ReadOnly: !write, NoSync: b.opts.NoSync}
-	poll := pollMin
-	var notified time.Time
-	for {
-		db, err := bolt.Open(b.path, 0o600, opts)
-		if err == nil {
-			return db, nil
-		}
-		if !errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: %w", b.path, err)
-		}
-		now := time.Now()
-		if !now.Before(deadline) {
-			return nil, fmt.Errorf("%w: %s is held by another process; gave up after %s (lock timeout)",
-				ErrLockTimeout, b.path, b.opts.LockTimeout)
-		}
-		if b.opts.OnWait != nil && (notified.IsZero() || now.Sub(notified) >= waitNotifyEvery) {
-			b.opts.OnWait(ctx, now.Sub(start), b.opts.LockTimeout)
-			notified = now
-		}
-		d := min(poll/2+rand.N(poll/2+1), time.Until(deadline))
-		t := time.NewTimer(max(d, 0))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-		poll = min(poll*2, pollMax)
 	}
 }
 

@@ -151,11 +151,11 @@ func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline t
 			r.rev, r.err = 0, err
 		}
 	}
-	if b.closed {
+	if b.closed.Load() {
 		fail(ErrClosed)
 		return
 	}
-	db, err := b.open(ctx, true, start, deadline)
+	h, err := b.open(ctx, true, start, deadline)
 	if err != nil && ctx.Err() != nil {
 		// This caller gave up waiting for the file; the others have not:
 		// queue their commits again for the next goroutine to write.
@@ -178,44 +178,49 @@ func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline t
 		fail(err)
 		return
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		bk, err := tx.CreateBucketIfNotExists(bucketKV)
-		if err != nil {
-			return err
-		}
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		lb, kl, err := leaseBuckets(tx)
-		if err != nil {
-			return err
-		}
-		if err := purgeExpired(bk, lb, kl, time.Now()); err != nil {
-			return err
-		}
-		rev, err := readRev(meta)
-		if err != nil {
-			return err
-		}
-		for _, r := range batch {
-			if r.err = checkLeases(lb, r.ops); r.err != nil {
-				continue
+	broken, err := guard(b.path, func() error {
+		return h.db.Update(func(tx *bolt.Tx) error {
+			bk, err := tx.CreateBucketIfNotExists(bucketKV)
+			if err != nil {
+				return err
 			}
-			if r.err = compareAll(bk, r.cmps); r.err != nil {
-				continue
+			meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+			if err != nil {
+				return err
 			}
-			rev++
-			if err := applyOps(bk, kl, r.ops, rev); err != nil {
-				return err // the bucket is in an unknown state: abort all
+			lb, kl, err := leaseBuckets(tx)
+			if err != nil {
+				return err
 			}
-			r.rev = rev
-		}
-		var rb [8]byte
-		binary.BigEndian.PutUint64(rb[:], uint64(rev))
-		return meta.Put(keyRev, rb[:])
+			if err := purgeExpired(bk, lb, kl, time.Now()); err != nil {
+				return err
+			}
+			rev, err := readRev(meta)
+			if err != nil {
+				return err
+			}
+			for _, r := range batch {
+				if r.err = checkLeases(lb, r.ops); r.err != nil {
+					continue
+				}
+				if r.err = compareAll(bk, r.cmps); r.err != nil {
+					continue
+				}
+				rev++
+				if err := applyOps(bk, kl, r.ops, rev); err != nil {
+					return err // the bucket is in an unknown state: abort all
+				}
+				r.rev = rev
+			}
+			var rb [8]byte
+			binary.BigEndian.PutUint64(rb[:], uint64(rev))
+			return meta.Put(keyRev, rb[:])
+		})
 	})
-	_ = db.Close()
+	if err == nil {
+		markClean(h, b.path)
+	}
+	_ = h.close(broken)
 	if err != nil {
 		fail(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -169,9 +170,15 @@ func diagnose(err error, opts EtcdOptions, tlsCfg *tls.Config) error {
 				}
 			}
 			conn = tc
-			if herr != nil {
+			var rh tls.RecordHeaderError
+			switch {
+			case herr != nil && (errors.As(herr, &rh) || speaksHTTP(u.Host, limit)):
+				causes = append(causes, fmt.Sprintf("%s: the server does not speak TLS; use http://%s", ep, u.Host))
+			case herr != nil:
 				causes = append(causes, fmt.Sprintf("%s: TLS: %v", ep, herr))
 			}
+		} else if speaksTLS(u.Host, limit) {
+			causes = append(causes, fmt.Sprintf("%s: the server answered TLS; use https://%s", ep, u.Host))
 		}
 		_ = conn.Close()
 	}
@@ -179,6 +186,37 @@ func diagnose(err error, opts EtcdOptions, tlsCfg *tls.Config) error {
 		return err
 	}
 	return fmt.Errorf("%w (%s)", err, strings.Join(causes, "; "))
+}
+
+// speaksTLS reports whether the server at host answers a TLS handshake.
+// It only probes: no certificate is trusted and nothing is sent after.
+func speaksTLS(host string, limit time.Duration) bool {
+	conn, err := net.DialTimeout("tcp", host, limit)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = conn.Close() }()
+	_ = conn.SetDeadline(time.Now().Add(limit))
+	err = tls.Client(conn, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}).Handshake() //nolint:gosec // a probe: nothing is sent
+	var alert tls.AlertError
+	return err == nil || errors.As(err, &alert)
+}
+
+// speaksHTTP reports whether the server at host answers plain HTTP (etcd
+// serves /health on its client port).
+func speaksHTTP(host string, limit time.Duration) bool {
+	conn, err := net.DialTimeout("tcp", host, limit)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = conn.Close() }()
+	_ = conn.SetDeadline(time.Now().Add(limit))
+	if _, err := fmt.Fprintf(conn, "GET /health HTTP/1.0\r\nHost: %s\r\n\r\n", host); err != nil {
+		return false
+	}
+	b := make([]byte, 5)
+	_, err = io.ReadFull(conn, b)
+	return err == nil && string(b) == "HTTP/"
 }
 
 // unavailable wraps a connection error in ErrUnavailable, saying how long

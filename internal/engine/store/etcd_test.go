@@ -2,18 +2,22 @@ package store_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store/storetest"
@@ -228,6 +232,63 @@ func TestEtcdTLSAuth(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), c.Members[0].ClientURL) {
 			t.Errorf("%s: error %q should name the endpoint and say %q", name, err, tc.want)
 		}
+	}
+}
+
+// The wrong scheme is reported with its cause: an http:// endpoint of a
+// server that answers TLS, and the reverse.
+func TestEtcdWrongScheme(t *testing.T) {
+	t.Parallel()
+	certs := etcdtest.GenerateCerts(t)
+	secure := etcdtest.Start(t, etcdtest.Options{TLS: &etcdtest.TLS{CAFile: certs.CAFile, CertFile: certs.ServerCertFile, KeyFile: certs.ServerKey,
+		ClientCertAuth: true}})
+	plain := etcdtest.Start(t, etcdtest.Options{})
+	for _, tc := range []struct{ ep, want string }{
+		{strings.Replace(secure.Members[0].ClientURL, "https://", "http://", 1), "the server answered TLS; use https://"},
+		{strings.Replace(plain.Members[0].ClientURL, "http://", "https://", 1), "the server does not speak TLS; use http://"},
+	} {
+		s, err := store.OpenEtcd(bg, store.EtcdOptions{Endpoints: []string{tc.ep}, CAFile: certs.CAFile, DialTimeout: 2 * time.Second})
+		if err == nil {
+			_ = s.Close()
+			t.Fatalf("%s: OpenEtcd succeeded", tc.ep)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %q does not say %q", tc.ep, err, tc.want)
+		}
+	}
+}
+
+// Snapshot saves etcd's own snapshot: a bbolt file holding the keys.
+func TestEtcdSnapshot(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t, etcdtest.Options{})
+	s := openEtcd(t, store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: "/snap/"})
+	rev, err := s.Commit(bg, nil, []store.Op{store.Put("hosts/h1", []byte("x"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "etcd.snapshot")
+	info, err := s.Snapshot(bg, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Revision < rev || info.Size == 0 || info.Path != path {
+		t.Fatalf("snapshot info %+v, want revision >= %d", info, rev)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("the snapshot is no bbolt file: %v", err)
+	}
+	defer db.Close()
+	found := false
+	_ = db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("key")).ForEach(func(_, v []byte) error {
+			found = found || bytes.Contains(v, []byte("/snap/hosts/h1"))
+			return nil
+		})
+	})
+	if !found {
+		t.Fatal("the snapshot lacks the key written before it")
 	}
 }
 

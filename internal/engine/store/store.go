@@ -33,6 +33,8 @@ var (
 	ErrLeaseNotFound = errors.New("lease not found or expired")
 	// ErrUnavailable: the database (etcd) could not be reached in time.
 	ErrUnavailable = errors.New("cluster database unavailable")
+	// ErrCorrupt: the database file failed a check (see CorruptError).
+	ErrCorrupt = errors.New("cluster database damaged")
 )
 
 // KV is one stored record.
