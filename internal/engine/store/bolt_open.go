@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -86,7 +87,11 @@ func (b *Bolt) openWith(ctx context.Context, write, freelist bool, start, deadli
 				if err != nil {
 					return nil, err
 				}
-				if st, err := f.Stat(); err == nil && st.Size() == 0 && (b.exists || !write) {
+				if st, err := f.Stat(); err == nil && st.IsDir() {
+					// Read-only opens of a directory succeed: not damage.
+					_ = f.Close()
+					return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EISDIR}
+				} else if err == nil && st.Size() == 0 && (b.exists || !write) {
 					_ = f.Close()
 					return nil, errEmptyFile
 				}
