@@ -637,7 +637,7 @@ func (e *Engine) recoverVM(ctx context.Context, vm VM) (VM, error) {
 
 // RefreshVM returns the VM after finishing or rolling back an operation a
 // crashed process left (a live one is left alone: the VM shows
-// "migrating").
+// "migrating"), as reads show it (vms_observe.go).
 func (e *Engine) RefreshVM(ctx context.Context, cluster, name string) (VM, error) {
 	ctx = withHVBuffer(ctx) // simulator writes ride on the VM's commits (vms_hv.go)
 	vm, err := e.GetVM(ctx, cluster, name)
@@ -650,5 +650,5 @@ func (e *Engine) RefreshVM(ctx context.Context, cluster, name string) (VM, error
 		}
 		return e.GetVM(ctx, cluster, name)
 	}
-	return vm, nil
+	return e.observe(ctx, vm, map[string]error{}), nil
 }

@@ -94,7 +94,7 @@ func (d *vmDataSource) Read(ctx context.Context, req datasource.ReadRequest, res
 		return
 	}
 	ctx, w := withWaitRecorder(ctx)
-	vm, err := d.engine.GetVM(ctx, m.ClusterID.ValueString(), m.Name.ValueString())
+	vm, err := d.engine.ObservedVM(ctx, m.ClusterID.ValueString(), m.Name.ValueString())
 	w.report(&resp.Diagnostics, "Reading VM "+m.Name.ValueString())
 	if err != nil {
 		resp.Diagnostics.Append(vmDiags("Cannot read VM "+m.Name.ValueString(), err)...)
