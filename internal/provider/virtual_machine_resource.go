@@ -172,11 +172,11 @@ func (r *vmResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp 
 				MarkdownDescription: "The period of `max_failures`, in hours."},
 			"current_node": schema.StringAttribute{Computed: true, MarkdownDescription: "The node the VM runs on (its owner). " +
 				"Known in the plan when `owner_node` pins it; unknown when the scheduler decides and the VM changes."},
-			"status":        schema.StringAttribute{Computed: true, MarkdownDescription: "`running`, `off`, `migrating` or `failed`."},
+			"status": schema.StringAttribute{Computed: true, MarkdownDescription: "`running`, `off`, `migrating` or `failed`."},
 			"status_reason": schema.StringAttribute{Computed: true, MarkdownDescription: "Why the VM is failed, or off though " +
 				"`state` is `running` (e.g. its node agent stopped its QEMU process); else empty."},
-			"vhd_path":      schema.StringAttribute{Computed: true, MarkdownDescription: "The VHD as nodes see it, e.g. `O:\\WEB01\\WEB01.vhd`."},
-			"config_path":   schema.StringAttribute{Computed: true, MarkdownDescription: "The configuration file beside it, e.g. `O:\\WEB01\\WEB01.xml`."},
+			"vhd_path":    schema.StringAttribute{Computed: true, MarkdownDescription: "The VHD as nodes see it, e.g. `O:\\WEB01\\WEB01.vhd`."},
+			"config_path": schema.StringAttribute{Computed: true, MarkdownDescription: "The configuration file beside it, e.g. `O:\\WEB01\\WEB01.xml`."},
 			"last_migration": schema.SingleNestedAttribute{Computed: true, MarkdownDescription: "The last migration: `type` " +
 				"(`live`, `quick`, `offline`), `from`, `to`, `duration_ms`, `downtime_ms` (modelled by the simulator).",
 				Attributes: map[string]schema.Attribute{
