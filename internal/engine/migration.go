@@ -137,6 +137,10 @@ func (e *Engine) UpdateVM(ctx context.Context, s VMSpec) (VM, error) {
 			p.Phase, p.Prior, p.Restart, p.Files = PhasePrepare, &old, restart || (running && s.State == VMOff), fileChanges
 			if d.Node == t.vm.Node {
 				if reflectSpecEqual(old, s) && t.vm.Status == s.State {
+					if err := e.agentDown(ctx, t.vm); err != nil {
+						// It reads failed (vms_observe.go): nothing can start it now.
+						return fmt.Errorf("VM %q cannot start on %s: %w", s.Name, t.vm.Node, err)
+					}
 					return errNoCommit
 				}
 				p.Op = opConverge

@@ -4,6 +4,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"syscall"
@@ -146,6 +147,18 @@ func TestQEMUAgentRestartStopsVMsVisibly(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = y21Agent.Cmd.Wait()
+	// Until an agent runs there again, reads say failed (its heartbeat
+	// goes stale), and an update cannot start it: a clear error.
+	time.Sleep(QEMUAgentTimeout + 500*time.Millisecond)
+	if vm, err := e.RefreshVM(ctx, "HVCLUSTER", "WEB01"); err != nil || vm.Status != StatusFailed || !strings.Contains(vm.StatusReason, "node agent") {
+		t.Fatalf("agent killed, not restarted: VM reads %s (%q) %v, want failed naming the node agent", vm.Status, vm.StatusReason, err)
+	}
+	if vms, err := e.ObservedVMs(ctx, "HVCLUSTER"); err != nil || len(vms) != 1 || vms[0].Status != StatusFailed {
+		t.Fatalf("agent killed, not restarted: kayoctl vm list reads %+v %v, want failed", vms, err)
+	}
+	if _, err := e.UpdateVM(ctx, s); !errors.Is(err, ErrAgentDown) {
+		t.Fatalf("update while the agent is down: %v, want %v", err, ErrAgentDown)
+	}
 	qemutest.StartAgents(t, dir, guest, y21)
 	stopped("SIGKILL", p, StatusFailed, "stopped without recording it")
 	restart("SIGKILL")

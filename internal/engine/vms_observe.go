@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -15,16 +16,14 @@ import (
 
 // observe returns vm as reads show it: failed, with the reason, when it
 // should run in a QEMU process of a node agent that is not running.
-// Nothing is written; down caches the agent check per node.
+// Nothing is written; down caches agentDown per node.
 func (e *Engine) observe(ctx context.Context, vm VM, down map[string]error) VM {
 	if vm.Pending != nil || vm.Status != VMRunning || vm.Node == "" {
 		return vm
 	}
 	err, ok := down[vm.Node]
 	if !ok {
-		if c, cerr := e.clusterHead(ctx, vm.Cluster); cerr == nil && c.Hypervisor == HypervisorQEMU {
-			err = e.qemuAgentUp(ctx, vm.Node)
-		}
+		err = e.agentDown(ctx, vm)
 		down[vm.Node] = err
 	}
 	if err != nil {
@@ -32,6 +31,22 @@ func (e *Engine) observe(ctx context.Context, vm VM, down map[string]error) VM {
 		vm.StatusReason = fmt.Sprintf("its QEMU process ended with the node agent of %s (%v); apply starts it again once the agent runs", vm.Node, err)
 	}
 	return vm
+}
+
+// agentDown is why vm's node cannot be running it (its node agent is not
+// running, for a qemu cluster), or nil.
+func (e *Engine) agentDown(ctx context.Context, vm VM) error {
+	if vm.Node == "" {
+		return nil
+	}
+	c, err := e.clusterHead(ctx, vm.Cluster)
+	if err != nil || c.Hypervisor != HypervisorQEMU {
+		return nil
+	}
+	if err := e.qemuAgentUp(ctx, vm.Node); errors.Is(err, ErrAgentDown) {
+		return err
+	}
+	return nil // up, or unknown (a failed read): the record stands
 }
 
 // ObservedVMs is ListVMs as reads show the VMs (observe): what `kayoctl
