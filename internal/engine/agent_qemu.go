@@ -248,9 +248,6 @@ func (q *QEMUAgent) shutdown() {
 		if v.m != nil {
 			v.m.Kill()
 		}
-		if v.dying != nil {
-			v.dying.Signal()
-		}
 		v.mu.Unlock()
 	}
 	q.recordShutdown() // each VM stopped here reads off, with why (agent_qemu_stop.go)
