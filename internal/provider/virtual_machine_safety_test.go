@@ -25,7 +25,7 @@ func quickstartHCL(dir, letter, name string) string {
 	b.WriteString(seedHost("y21", "Y-21-2k8x64", 21).hcl())
 	b.WriteString(seedHost("y22", "Y-22-2k8x64", 22).hcl())
 	b.WriteString(clusterHCL("HVCLUSTER", "192.0.2.50/24", "y21", "y22"))
-	b.WriteString(volumeHCL("o", `lun = "lun0"`, "size_gib = 20", `label = "VMSTORE"`, fmt.Sprintf("drive_letter = %q", letter),
+	b.WriteString(volumeHCL("o", `lun = "lun0"`, "size_gib = 100", `label = "VMSTORE"`, fmt.Sprintf("drive_letter = %q", letter),
 		"block_size = 4096", "node_slots = 16"))
 	fmt.Fprintf(&b, `resource "kayo_virtual_machine" "web" {
   cluster_id       = kayo_cluster.c.id
@@ -89,18 +89,25 @@ func TestAccVirtualMachine_driveLetterChange(t *testing.T) {
 			{
 				// A change of the VM in the same apply as a letter change
 				// back: no inconsistent result, and the paths follow.
-				Config: strings.Replace(quickstartHCL(dir, "O", "WEB01"), "memory_mb        = 2048", "memory_mb        = 1024", 1) + ds,
+				Config: withPeriod(quickstartHCL(dir, "O", "WEB01")) + ds,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(res, plancheck.ResourceActionUpdate),
 				}},
 			},
 			{
-				Config:            strings.Replace(quickstartHCL(dir, "O", "WEB01"), "memory_mb        = 2048", "memory_mb        = 1024", 1) + ds,
+				Config:            withPeriod(quickstartHCL(dir, "O", "WEB01")) + ds,
 				ConfigPlanChecks:  resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
 				ConfigStateChecks: paths("O"),
 			},
 		},
 	})
+}
+
+// withPeriod adds failure_period_hours = 12 to the VM of cfg: a change in
+// place that needs no restart.
+func withPeriod(cfg string) string {
+	return strings.Replace(cfg, `owner_node       = "Y-21-2k8x64"`, `owner_node       = "Y-21-2k8x64"
+  failure_period_hours = 12`, 1)
 }
 
 // TestAccVirtualMachine_invalidNameWithNewVolume: a VM name that could
