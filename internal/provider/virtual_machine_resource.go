@@ -401,6 +401,13 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 	if plan.MaxFailures.IsUnknown() && hasState && !state.MaxFailures.IsNull() {
 		plan.MaxFailures = state.MaxFailures
 	}
+	// A VM keeps its paths (its name does not change in place) but for a
+	// change of its volume's drive letter, which another resource makes,
+	// maybe in this apply: the plan holds the prior paths, apply keeps them
+	// (plannedPaths) and the next refresh reads the new ones.
+	if hasState && plan.VHDPath.IsUnknown() {
+		plan.VHDPath, plan.ConfigPath = state.VHDPath, state.ConfigPath
+	}
 	if !plan.known() {
 		setPlan()
 		return // judged at apply
@@ -420,7 +427,7 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 		if plan.MaxFailures.IsUnknown() { // as in Windows: nodes − 1
 			plan.MaxFailures = types.Int64Value(int64(max(p.ClusterNodes-1, 0)))
 		}
-		if p.Paths.VHD != "" {
+		if !hasState && p.Paths.VHD != "" {
 			plan.VHDPath, plan.ConfigPath = types.StringValue(p.Paths.VHD), types.StringValue(p.Paths.Config)
 		}
 		if p.Move {
@@ -554,16 +561,16 @@ func (r *vmResource) Update(ctx context.Context, req resource.UpdateRequest, res
 }
 
 // plannedPaths keeps the paths the plan promised when the volume's drive
-// letter changed in the same apply (the plan read the letter before it):
-// the apply must return what it planned, and the next refresh reads the
-// paths at the new letter.
+// letter changed after the plan read them (in this apply, or since the
+// last refresh): apply must return what it planned, and the next refresh
+// reads the paths at the new letter.
 func plannedPaths(next, plan vmModel, diags *diag.Diagnostics) vmModel {
 	if plan.VHDPath.IsUnknown() || plan.VHDPath.IsNull() || next.VHDPath.Equal(plan.VHDPath) {
 		return next
 	}
-	diags.AddWarning(fmt.Sprintf("VM %s: its volume's drive letter changed during this apply", next.Name.ValueString()),
-		fmt.Sprintf("The plan showed vhd_path %s; the VM's files are now at %s. The next plan or refresh records the new paths "+
-			"(no change to apply).", plan.VHDPath.ValueString(), next.VHDPath.ValueString()))
+	diags.AddWarning(fmt.Sprintf("VM %s: its volume's drive letter changed", next.Name.ValueString()),
+		fmt.Sprintf("The plan showed vhd_path %s; the VM's files are now at %s. The next refresh records the new paths "+
+			"(nothing to apply).", plan.VHDPath.ValueString(), next.VHDPath.ValueString()))
 	next.VHDPath, next.ConfigPath = plan.VHDPath, plan.ConfigPath
 	return next
 }
