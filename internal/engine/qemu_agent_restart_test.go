@@ -4,7 +4,9 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
 
 // TestQEMUAgentRestartStopsVMsVisibly runs the node agents as `kayoctl
@@ -50,6 +53,7 @@ func TestQEMUAgentRestartStopsVMsVisibly(t *testing.T) {
 		t.Fatal(err)
 	}
 	agents := qemutest.StartAgents(t, dir, guest, y21, y22)
+	kayoctl := testcli.Build(t, "./cmd/kayoctl")
 	s := vmSpec(vol, "WEB01", 128)
 	s.ProcessorCount, s.VHD.SizeGiB, s.OwnerNode, s.Adapters = 1, 1, y21, nil
 	if _, err := e.CreateVM(ctx, s); err != nil {
@@ -87,9 +91,13 @@ func TestQEMUAgentRestartStopsVMsVisibly(t *testing.T) {
 			t.Fatalf("%s: VM reads %s (%q); want %s with a reason naming %s and %q", how, vm.Status, vm.StatusReason, status, y21, reason)
 		}
 		t.Logf("%s: VM reads %s: %s", how, vm.Status, vm.StatusReason)
-		vms, err := e.ListVMs(ctx, "HVCLUSTER")
-		if err != nil || len(vms) != 1 || vms[0].Status != status {
-			t.Fatalf("%s: ListVMs (kayoctl vm list) %+v %v, want status %s", how, vms, err, status)
+		out, err := exec.CommandContext(ctx, kayoctl, "--data-dir", dir, "vm", "list", "--json").Output()
+		var listed []struct{ Name, Status string }
+		if err == nil {
+			err = json.Unmarshal(out, &listed)
+		}
+		if err != nil || len(listed) != 1 || listed[0].Status != status {
+			t.Fatalf("%s: kayoctl vm list --json: %s %v, want WEB01 %s", how, out, err, status)
 		}
 		if procs, _ := e.QEMUProcesses(ctx, "HVCLUSTER", "WEB01"); len(procs) != 0 {
 			t.Fatalf("%s: QEMU processes recorded after the agent ended: %v", how, procs)
