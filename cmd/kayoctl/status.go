@@ -129,7 +129,7 @@ func collectStatus(ctx context.Context, e *engine.Engine, only string) (statusJS
 		} else if !errors.Is(err, engine.ErrNotFound) {
 			return out, err
 		}
-		vms, err := e.ListVMs(ctx, c.Name)
+		vms, err := e.ObservedVMs(ctx, c.Name)
 		if err != nil {
 			return out, err
 		}

@@ -41,7 +41,7 @@ func (c *cli) vm(args []string) error {
 		return err
 	}
 	defer closeEngine(e)
-	vms, err := e.ListVMs(context.Background(), *only)
+	vms, err := e.ObservedVMs(context.Background(), *only)
 	if err != nil {
 		return err
 	}

@@ -113,6 +113,8 @@ type QEMUAgent struct {
 	// life ends when Run returns: work that outlives a request (a
 	// target's wait for its migration's source) ends with it too.
 	life context.Context
+	// workers: the VMs' worker goroutines (shutdown waits for them).
+	workers sync.WaitGroup
 }
 
 // NewQEMUAgent returns the QEMU executor of agent a's node. It does
@@ -224,24 +226,14 @@ func (q *QEMUAgent) beat(ctx context.Context) {
 	_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuAgentKey(q.node), b)})
 }
 
-// adoptOrphans marks records of this node left by a previous agent process
-// (its QEMU processes died with it) as off.
+// adoptOrphans marks the VMs a previous agent process of this node left
+// running (its QEMU processes died with it) as failed (agent_qemu_stop.go).
 func (q *QEMUAgent) adoptOrphans(ctx context.Context) {
 	q.beat(ctx)
 	if q.cluster == "" {
 		return
 	}
-	recs, _, err := listJSON[QEMUNodeVM](ctx, q.e.st, qemuPrefix+q.cluster+"/node/"+q.node+"/")
-	if err != nil {
-		return
-	}
-	for _, r := range recs {
-		if r.State != hypervisor.Off && r.State != hypervisor.Saved {
-			r.Reason = fmt.Sprintf("its QEMU (pid %d) ended with agent %s", r.PID, r.Agent)
-			r.State, r.PID, r.Updated = hypervisor.Off, 0, q.e.now().UTC()
-			_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuNodeKey(q.cluster, q.node, r.Name), r)})
-		}
-	}
+	q.adoptRecords(ctx, q.cluster)
 }
 
 func (q *QEMUAgent) shutdown() {
@@ -258,6 +250,7 @@ func (q *QEMUAgent) shutdown() {
 		}
 		v.mu.Unlock()
 	}
+	q.recordShutdown() // each VM stopped here reads off, with why (agent_qemu_stop.go)
 	_ = q.nbd.Close()
 	q.mu.Lock()
 	for id, vol := range q.vols {
@@ -315,7 +308,11 @@ func (q *QEMUAgent) vm(ctx context.Context, cluster, name string) *qemuVMRun {
 		}
 	}
 	q.vms[name] = v
-	go q.worker(ctx, cluster, v)
+	q.workers.Add(1)
+	go func() {
+		defer q.workers.Done()
+		q.worker(ctx, cluster, v)
+	}()
 	return v
 }
 
@@ -493,6 +490,11 @@ func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu
 // refreshState reads QEMU's own run state into the record.
 func (q *QEMUAgent) refreshState(ctx context.Context, v *qemuVMRun) {
 	if v.m == nil {
+		if v.rec.State != hypervisor.Off && v.rec.State != hypervisor.Saved && v.rec.State != "" {
+			// The record says it runs, but no QEMU of this process runs it.
+			v.rec.State, v.rec.PID = hypervisor.Off, 0
+			v.rec.Reason = fmt.Sprintf("no QEMU process runs it on %s (agent %s)", q.node, q.agentID)
+		}
 		return
 	}
 	if done, err := v.m.Exited(); done {

@@ -137,6 +137,10 @@ func (e *Engine) UpdateVM(ctx context.Context, s VMSpec) (VM, error) {
 			p.Phase, p.Prior, p.Restart, p.Files = PhasePrepare, &old, restart || (running && s.State == VMOff), fileChanges
 			if d.Node == t.vm.Node {
 				if reflectSpecEqual(old, s) && t.vm.Status == s.State {
+					if err := e.agentDown(ctx, t.vm); err != nil {
+						// It reads failed (vms_observe.go): nothing can start it now.
+						return fmt.Errorf("VM %q cannot start on %s: %w", s.Name, t.vm.Node, err)
+					}
 					return errNoCommit
 				}
 				p.Op = opConverge
@@ -637,7 +641,7 @@ func (e *Engine) recoverVM(ctx context.Context, vm VM) (VM, error) {
 
 // RefreshVM returns the VM after finishing or rolling back an operation a
 // crashed process left (a live one is left alone: the VM shows
-// "migrating").
+// "migrating"), as reads show it (vms_observe.go).
 func (e *Engine) RefreshVM(ctx context.Context, cluster, name string) (VM, error) {
 	ctx = withHVBuffer(ctx) // simulator writes ride on the VM's commits (vms_hv.go)
 	vm, err := e.GetVM(ctx, cluster, name)
@@ -650,5 +654,9 @@ func (e *Engine) RefreshVM(ctx context.Context, cluster, name string) (VM, error
 		}
 		return e.GetVM(ctx, cluster, name)
 	}
-	return e.failIfVolumeLost(ctx, vm) // volumes_lun.go
+	vm, err = e.failIfVolumeLost(ctx, vm) // volumes_lun.go
+	if err != nil {
+		return vm, err
+	}
+	return e.observe(ctx, vm, map[string]error{}), nil
 }

@@ -131,6 +131,8 @@ type QEMUAgentBeat struct {
 	Time    time.Time `json:"time"`
 	// Error is why the executor cannot run VMs (no QEMU, no guest).
 	Error string `json:"error,omitempty"`
+	// Stopped: the agent shut down then (its QEMU processes with it).
+	Stopped time.Time `json:"stopped,omitempty"`
 }
 
 // ErrAgentDown: the node agent that must act is not running.
@@ -197,6 +199,10 @@ func (e *Engine) qemuAgentUp(ctx context.Context, node string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if !b.Stopped.IsZero() {
+		return fmt.Errorf("node %s: %w: its agent (%s) shut down at %s; start `kayoctl agent --node %s`",
+			node, ErrAgentDown, b.Agent, b.Stopped.Format(time.RFC3339), node)
 	}
 	if age := e.now().Sub(b.Time); age > QEMUAgentTimeout {
 		return fmt.Errorf("node %s: %w: its agent (%s) last reported %s ago (timeout %s); start `kayoctl agent --node %s`",

@@ -106,7 +106,31 @@ func (e *Engine) GetVM(ctx context.Context, cluster, name string) (VM, error) {
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return VM{}, fmt.Errorf("VM %q: %w", name, err)
 	}
-	return vmRecord(cluster, name, kv)
+	vm, err := vmRecord(cluster, name, kv)
+	if err != nil {
+		return vm, err
+	}
+	vkv, err := e.st.Get(ctx, volumeKey(vm.Volume))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return VM{}, fmt.Errorf("VM %q: its volume: %w", name, err)
+	}
+	if vol, err := volumeRecord(vm.Volume, vkv); err == nil {
+		vm.atLetter(vol.DriveLetter)
+	}
+	return vm, nil
+}
+
+// atLetter gives v the paths at its volume's drive letter. The letter
+// changes in place (UpdateVolume) without touching the VMs on the volume:
+// their paths are read at the volume's current letter, and the next
+// commit of a VM's record writes them.
+func (v *VM) atLetter(letter string) {
+	if letter == "" || letter == v.DriveLetter {
+		return
+	}
+	if p, err := PathsFor(letter, v.Name); err == nil {
+		v.DriveLetter, v.VHDPath, v.ConfigPath = letter, p.VHD, p.Config
+	}
 }
 
 // vmRecord decodes the record of VM cluster/name read as kv (missing: an
@@ -143,8 +167,17 @@ func (e *Engine) ListVMs(ctx context.Context, cluster string) ([]VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	vols, _, err := listJSON[Volume](ctx, e.st, volumesPrefix)
+	if err != nil {
+		return nil, err
+	}
+	letters := make(map[string]string, len(vols))
+	for _, v := range vols {
+		letters[v.ID] = v.DriveLetter
+	}
 	for i := range vms {
 		vms[i].Revision = revs[i]
+		vms[i].atLetter(letters[vms[i].Volume])
 	}
 	return vms, nil
 }

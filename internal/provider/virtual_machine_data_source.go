@@ -71,7 +71,7 @@ func (d *vmDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, res
 			"state":            str("The desired state, `running` or `off`."),
 			"current_node":     str("The node the VM runs on (its owner)."),
 			"status":           str("`running`, `off`, `migrating` or `failed`."),
-			"status_reason":    str("Why the VM is failed (else empty)."),
+			"status_reason":    str("Why the VM is failed, or off though `state` is `running` (e.g. its node agent stopped its QEMU process); else empty."),
 			"vhd_path":         str("The VHD as nodes see it, e.g. `O:\\WEB01\\WEB01.vhd`."),
 			"config_path":      str("The configuration file beside it."),
 			"last_migration": schema.SingleNestedAttribute{Computed: true, MarkdownDescription: "The last migration, or null.",
@@ -94,7 +94,7 @@ func (d *vmDataSource) Read(ctx context.Context, req datasource.ReadRequest, res
 		return
 	}
 	ctx, w := withWaitRecorder(ctx)
-	vm, err := d.engine.GetVM(ctx, m.ClusterID.ValueString(), m.Name.ValueString())
+	vm, err := d.engine.ObservedVM(ctx, m.ClusterID.ValueString(), m.Name.ValueString())
 	w.report(&resp.Diagnostics, "Reading VM "+m.Name.ValueString())
 	if err != nil {
 		resp.Diagnostics.Append(vmDiags("Cannot read VM "+m.Name.ValueString(), err)...)

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
@@ -117,6 +118,7 @@ func (r *vmResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp 
 			"name": schema.StringAttribute{Required: true, MarkdownDescription: "The VM name, also its directory and file names on the " +
 				"volume: 1–64 letters, digits, `-`, `_`, `.`, starting with a letter or digit, no `..`, not a Windows device name. " +
 				"Changing it replaces the VM.",
+				Validators:    []validator.String{vmNameValidator{}},
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
 			"memory_mb": schema.Int64Attribute{Required: true, MarkdownDescription: "Memory in MB (32 to 1048576). Reserved on the " +
 				"owner node (after its 2048 MB host reserve). Changing it: in place when the VM is off; for a running VM only " +
@@ -170,10 +172,11 @@ func (r *vmResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp 
 				MarkdownDescription: "The period of `max_failures`, in hours."},
 			"current_node": schema.StringAttribute{Computed: true, MarkdownDescription: "The node the VM runs on (its owner). " +
 				"Known in the plan when `owner_node` pins it; unknown when the scheduler decides and the VM changes."},
-			"status":        schema.StringAttribute{Computed: true, MarkdownDescription: "`running`, `off`, `migrating` or `failed`."},
-			"status_reason": schema.StringAttribute{Computed: true, MarkdownDescription: "Why the VM is failed (else empty)."},
-			"vhd_path":      schema.StringAttribute{Computed: true, MarkdownDescription: "The VHD as nodes see it, e.g. `O:\\WEB01\\WEB01.vhd`."},
-			"config_path":   schema.StringAttribute{Computed: true, MarkdownDescription: "The configuration file beside it, e.g. `O:\\WEB01\\WEB01.xml`."},
+			"status": schema.StringAttribute{Computed: true, MarkdownDescription: "`running`, `off`, `migrating` or `failed`."},
+			"status_reason": schema.StringAttribute{Computed: true, MarkdownDescription: "Why the VM is failed, or off though " +
+				"`state` is `running` (e.g. its node agent stopped its QEMU process); else empty."},
+			"vhd_path":    schema.StringAttribute{Computed: true, MarkdownDescription: "The VHD as nodes see it, e.g. `O:\\WEB01\\WEB01.vhd`."},
+			"config_path": schema.StringAttribute{Computed: true, MarkdownDescription: "The configuration file beside it, e.g. `O:\\WEB01\\WEB01.xml`."},
 			"last_migration": schema.SingleNestedAttribute{Computed: true, MarkdownDescription: "The last migration: `type` " +
 				"(`live`, `quick`, `offline`), `from`, `to`, `duration_ms`, `downtime_ms` (modelled by the simulator).",
 				Attributes: map[string]schema.Attribute{
@@ -328,6 +331,25 @@ func vmToModel(vm engine.VM, prior vmModel) vmModel {
 	return m
 }
 
+// vmNameValidator applies the engine's VM name rule when the configuration
+// is validated: the rule depends on nothing else, so a bad name fails the
+// plan even while volume_id is unknown, before anything is created.
+type vmNameValidator struct{}
+
+func (vmNameValidator) Description(context.Context) string {
+	return "1–64 letters, digits, '-', '_' and '.', starting with a letter or digit, no \"..\", not a Windows device name"
+}
+func (v vmNameValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (vmNameValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if err := engine.CheckVMName(req.ConfigValue.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid VM name", err.Error())
+	}
+}
+
 // vmDiags turns an engine error into diagnostics naming the attribute.
 func vmDiags(summary string, err error) diag.Diagnostics {
 	var ql *engine.QuorumLostError
@@ -379,6 +401,13 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 	if plan.MaxFailures.IsUnknown() && hasState && !state.MaxFailures.IsNull() {
 		plan.MaxFailures = state.MaxFailures
 	}
+	// A VM keeps its paths (its name does not change in place) but for a
+	// change of its volume's drive letter, which another resource makes,
+	// maybe in this apply: the plan holds the prior paths, apply keeps them
+	// (plannedPaths) and the next refresh reads the new ones.
+	if hasState && plan.VHDPath.IsUnknown() {
+		plan.VHDPath, plan.ConfigPath = state.VHDPath, state.ConfigPath
+	}
 	if !plan.known() {
 		setPlan()
 		return // judged at apply
@@ -398,7 +427,7 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 		if plan.MaxFailures.IsUnknown() { // as in Windows: nodes − 1
 			plan.MaxFailures = types.Int64Value(int64(max(p.ClusterNodes-1, 0)))
 		}
-		if p.Paths.VHD != "" {
+		if !hasState && p.Paths.VHD != "" {
 			plan.VHDPath, plan.ConfigPath = types.StringValue(p.Paths.VHD), types.StringValue(p.Paths.Config)
 		}
 		if p.Move {
@@ -476,7 +505,7 @@ func (r *vmResource) Create(ctx context.Context, req resource.CreateRequest, res
 		return
 	}
 	tflog.Info(ctx, "VM created", map[string]any{"vm": vm.Name, "node": vm.Node, "vhd": vm.VHDPath})
-	resp.Diagnostics.Append(resp.State.Set(ctx, vmToModel(vm, m))...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, plannedPaths(vmToModel(vm, m), m, &resp.Diagnostics))...)
 }
 
 func (r *vmResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -528,7 +557,22 @@ func (r *vmResource) Update(ctx context.Context, req resource.UpdateRequest, res
 		tflog.Info(ctx, fmt.Sprintf("VM %s: %s migration from %s to %s in %d ms, %d ms downtime", vm.Name, lm.Type, lm.From, lm.To,
 			lm.DurationMs, lm.DowntimeMs))
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, vmToModel(vm, m))...)
+	resp.Diagnostics.Append(resp.State.Set(ctx, plannedPaths(vmToModel(vm, m), m, &resp.Diagnostics))...)
+}
+
+// plannedPaths keeps the paths the plan promised when the volume's drive
+// letter changed after the plan read them (in this apply, or since the
+// last refresh): apply must return what it planned, and the next refresh
+// reads the paths at the new letter.
+func plannedPaths(next, plan vmModel, diags *diag.Diagnostics) vmModel {
+	if plan.VHDPath.IsUnknown() || plan.VHDPath.IsNull() || next.VHDPath.Equal(plan.VHDPath) {
+		return next
+	}
+	diags.AddWarning(fmt.Sprintf("VM %s: its volume's drive letter changed", next.Name.ValueString()),
+		fmt.Sprintf("The plan showed vhd_path %s; the VM's files are now at %s. The next refresh records the new paths "+
+			"(nothing to apply).", plan.VHDPath.ValueString(), next.VHDPath.ValueString()))
+	next.VHDPath, next.ConfigPath = plan.VHDPath, plan.ConfigPath
+	return next
 }
 
 func (r *vmResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
