@@ -225,6 +225,27 @@ func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 		if err != nil {
 			return err
 		}
+		if flagOnly(c.ClusterSpec, s) {
+			// force_destroy alone: no membership, address or runtime
+			// change, so no validation and no quorum needed (a cluster
+			// without quorum must be able to say it may be torn down).
+			if c.ForceDestroy == s.ForceDestroy {
+				out = c // nothing to do (e.g. the node already evicted)
+				return nil
+			}
+			next := c
+			next.ForceDestroy = s.ForceDestroy
+			rev, err := e.st.Commit(ctx, []store.Cmp{store.At(clusterKey(s.Name), c.Revision)}, []store.Op{
+				putJSON(clusterKey(s.Name), next),
+				e.eventOp(Event{Kind: EventClusterUpdated, Cluster: s.Name, Subject: s.Name,
+					Detail: map[string]string{"force_destroy": fmt.Sprint(s.ForceDestroy)}})})
+			if err != nil {
+				return err
+			}
+			next.Revision = rev
+			out = next
+			return nil
+		}
 		hosts, err := e.hostMap(ctx)
 		if err != nil {
 			return err
@@ -235,6 +256,9 @@ func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 		}
 		if failed := rep.Failed(); len(failed) > 0 {
 			return &ValidationError{Cluster: s.Name, Failed: failed}
+		}
+		if err := e.checkHypervisorChange(ctx, c, s.Hypervisor); err != nil {
+			return err
 		}
 		added, removed := diffNodes(c.Nodes, s.Nodes)
 		// No change without quorum, and no membership change that loses it.
@@ -319,6 +343,15 @@ func (e *Engine) DeleteCluster(ctx context.Context, name string) error {
 		_, err = e.st.Commit(ctx, cmps, ops)
 		return err
 	})
+}
+
+// flagOnly reports whether next differs from old in nothing but
+// ForceDestroy (nodes compared as normalized sets).
+func flagOnly(old, next ClusterSpec) bool {
+	old, next = normalizeCluster(old), normalizeCluster(next)
+	old.ForceDestroy = next.ForceDestroy
+	return old.Name == next.Name && slices.Equal(old.Nodes, next.Nodes) && old.StaticAddress == next.StaticAddress &&
+		old.Hypervisor == next.Hypervisor && old.HeartbeatTimeoutSeconds == next.HeartbeatTimeoutSeconds
 }
 
 func diffNodes(old, next []string) (added, removed []string) {

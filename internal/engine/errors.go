@@ -168,3 +168,16 @@ func (e *DatabaseLostError) Error() string {
 
 // Is makes errors.Is(err, ErrDatabaseLost) true.
 func (e *DatabaseLostError) Is(target error) bool { return target == ErrDatabaseLost }
+
+// ForceRequiredError is a destructive step refused because it cannot be
+// done safely; kayo_cluster's force_destroy = true (applied first) lets
+// it through. It matches its cause (e.g. ErrQuorumLost).
+type ForceRequiredError struct{ Cause error }
+
+func (e *ForceRequiredError) Error() string {
+	return e.Cause.Error() + ". If the down nodes are gone for good and the cluster is to be torn down, set " +
+		"force_destroy = true on its kayo_cluster, apply, then destroy again (only the quorum record and the " +
+		"cluster go; no node's data is touched)"
+}
+
+func (e *ForceRequiredError) Unwrap() error { return e.Cause }

@@ -76,6 +76,10 @@ type ClusterSpec struct {
 	StaticAddress           string   `json:"static_address"`
 	Hypervisor              string   `json:"hypervisor"`
 	HeartbeatTimeoutSeconds int      `json:"heartbeat_timeout_seconds"`
+	// ForceDestroy lets the cluster's quorum be reset (kayo_quorum's
+	// destroy) without quorum, so a cluster with nodes gone for good can
+	// be torn down.
+	ForceDestroy bool `json:"force_destroy,omitempty"`
 }
 
 // Cluster is a formed cluster as the cluster database holds it.

@@ -428,21 +428,30 @@ func (e *Engine) ResetQuorum(ctx context.Context, cluster string) error {
 		if !cur.Managed {
 			return nil
 		}
+		detail := map[string]string{"type": string(quorum.NodeMajority), "previous_type": cur.Type}
 		if !cur.Status.HasQuorum {
-			return &QuorumLostError{Cluster: c.Name, Status: cur.Status, Action: "resetting its quorum to node_majority"}
+			if !c.ForceDestroy {
+				return &ForceRequiredError{Cause: &QuorumLostError{Cluster: c.Name, Status: cur.Status,
+					Action: "resetting its quorum to node_majority"}}
+			}
+			detail["forced"] = "force_destroy"
 		}
 		next, err := EvaluateQuorum(implicitQuorum(c.Name), clusterNodes(c, hosts))
 		if err != nil {
 			return err
 		}
-		if !next.HasQuorum {
-			return &QuorumLostError{Cluster: c.Name, Status: next, Would: true,
-				Action: fmt.Sprintf("returning to %q", quorum.NodeMajority)}
+		if !next.HasQuorum && detail["forced"] == "" {
+			if !c.ForceDestroy {
+				return &ForceRequiredError{Cause: &QuorumLostError{Cluster: c.Name, Status: next, Would: true,
+					Action: fmt.Sprintf("returning to %q", quorum.NodeMajority)}}
+			}
+			detail["forced"] = "force_destroy"
 		}
+		// Forced: the cluster is being torn down with nodes gone for
+		// good; only its quorum record goes, no node's data is touched.
 		_, err = e.st.Commit(ctx, cmps, []store.Op{
 			store.Del(quorumKey(c.Name)),
-			e.eventOp(Event{Kind: EventQuorumReset, Cluster: c.Name, Subject: c.Name,
-				Detail: map[string]string{"type": string(quorum.NodeMajority), "previous_type": cur.Type}}),
+			e.eventOp(Event{Kind: EventQuorumReset, Cluster: c.Name, Subject: c.Name, Detail: detail}),
 		})
 		if err == nil {
 			e.removeWitnessImage(cur)

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
@@ -43,6 +44,7 @@ type clusterModel struct {
 	StaticAddress           types.String `tfsdk:"static_address"`
 	Hypervisor              types.String `tfsdk:"hypervisor"`
 	HeartbeatTimeoutSeconds types.Int64  `tfsdk:"heartbeat_timeout_seconds"`
+	ForceDestroy            types.Bool   `tfsdk:"force_destroy"`
 	Validation              types.List   `tfsdk:"validation"`
 }
 
@@ -110,6 +112,19 @@ func (r *clusterResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 				MarkdownDescription: "A node silent this long is declared down. 1–3600, default 10.",
 				Validators:          []validator.Int64{int64validator.Between(engine.MinHeartbeatTimeout, engine.MaxHeartbeatTimeout)},
 			},
+			"force_destroy": schema.BoolAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+				MarkdownDescription: "Allow tearing the cluster down while nodes are down for good. Destroying a " +
+					"`kayo_quorum` returns the cluster to `node_majority`, which is refused when the cluster has no quorum " +
+					"or would lose it (e.g. two nodes and a witness, one node dead); with `force_destroy = true` the quorum " +
+					"record is dropped anyway so the destroy can go on. Like any attribute read at destroy, it must be " +
+					"applied first: set it, `terraform apply` (an in-place change that needs neither validation nor " +
+					"quorum), then `terraform destroy`. Only the cluster's own records go; hosts stay registered and no " +
+					"node's data is touched. A dead node is evicted without it: drop it from `nodes` (or destroy its " +
+					"`kayo_host`) once its VMs have failed over. Default `false`.",
+			},
 			"validation": schema.ListNestedAttribute{
 				Computed:            true,
 				MarkdownDescription: validationSchemaDescription(),
@@ -129,7 +144,7 @@ func (r *clusterResource) Configure(_ context.Context, req resource.ConfigureReq
 }
 
 func (m clusterModel) spec(ctx context.Context, diags *diag.Diagnostics) (engine.ClusterSpec, bool) {
-	for _, v := range []attr.Value{m.Name, m.Nodes, m.StaticAddress, m.Hypervisor, m.HeartbeatTimeoutSeconds} {
+	for _, v := range []attr.Value{m.Name, m.Nodes, m.StaticAddress, m.Hypervisor, m.HeartbeatTimeoutSeconds, m.ForceDestroy} {
 		if v.IsUnknown() {
 			return engine.ClusterSpec{}, false
 		}
@@ -139,6 +154,7 @@ func (m clusterModel) spec(ctx context.Context, diags *diag.Diagnostics) (engine
 		StaticAddress:           m.StaticAddress.ValueString(),
 		Hypervisor:              m.Hypervisor.ValueString(),
 		HeartbeatTimeoutSeconds: int(m.HeartbeatTimeoutSeconds.ValueInt64()),
+		ForceDestroy:            m.ForceDestroy.ValueBool(),
 	}
 	var nodes []types.String
 	diags.Append(m.Nodes.ElementsAs(ctx, &nodes, false)...)
@@ -176,6 +192,7 @@ func clusterToModel(c engine.Cluster) clusterModel {
 		StaticAddress:           types.StringValue(c.StaticAddress),
 		Hypervisor:              types.StringValue(c.Hypervisor),
 		HeartbeatTimeoutSeconds: types.Int64Value(int64(c.HeartbeatTimeoutSeconds)),
+		ForceDestroy:            types.BoolValue(c.ForceDestroy),
 		Validation:              validationList(c.Validation),
 	}
 }
@@ -225,6 +242,13 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	if err != nil {
 		resp.Diagnostics.Append(engineDiags("Cannot validate cluster "+s.Name, err)...)
 		return
+	}
+	if !creating && !plan.Hypervisor.Equal(state.Hypervisor) {
+		// The VMs' guests live in the old runtime: refuse while any runs.
+		if err := r.engine.CheckHypervisorChange(ctx, s.Name, s.Hypervisor); err != nil && !errors.Is(err, engine.ErrNotFound) {
+			resp.Diagnostics.Append(engineDiags("Cluster "+s.Name+": the hypervisor cannot change now", err)...)
+			return
+		}
 	}
 	if !creating && !plan.Nodes.Equal(state.Nodes) {
 		// Removed nodes are drained first: say which VMs move where, and

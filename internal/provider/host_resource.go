@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 )
@@ -71,7 +72,16 @@ func (r *hostResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 		MarkdownDescription: "A physical server registered with the cluster manager: the Windows Server host that " +
 			"will run Hyper-V and Failover Clustering. Its hardware facts are declared (the embedded lab has no " +
 			"hardware to discover). Whether it can join a cluster (edition, features, adapters) is judged by " +
-			"`kayo_cluster` validation, so a host valid on its own registers even if it cannot be a node yet.",
+			"`kayo_cluster` validation, so a host valid on its own registers even if it cannot be a node yet.\n\n" +
+			"Destroying a host that is still a node of a cluster evicts it first, exactly as removing it from the " +
+			"cluster's `nodes` does (validation of the remaining nodes, quorum check, drain of its VMs, removal from the " +
+			"node list, volume mounts released), so dropping a host from a `for_each` that also feeds " +
+			"`kayo_cluster.nodes` works in one apply; the cluster's update then has nothing left to do. The plan warns " +
+			"for each such host (\"Destroying host HV-05 evicts it from cluster QCLUSTER\") with the VMs that move and " +
+			"the quorum after, or says why the eviction will be refused (quorum, a VM that fits nowhere, the last " +
+			"node); a refused eviction stops the apply at that host with nothing changed. When the whole cluster is " +
+			"destroyed in the same apply it goes before its hosts and nothing is evicted. A cluster whose configuration " +
+			"still lists a destroyed host fails its next plan (the host is not registered): remove it from `nodes`.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Computed:            true,
@@ -252,7 +262,11 @@ func (r *hostResource) ValidateConfig(ctx context.Context, req resource.Validate
 // and fails the plan when one of them fits on no other node. The moves are
 // judged against the committed cluster database; apply re-plans them.
 func (r *hostResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if r.engine == nil || req.Plan.Raw.IsNull() || req.State.Raw.IsNull() {
+	if r.engine == nil || req.State.Raw.IsNull() {
+		return
+	}
+	if req.Plan.Raw.IsNull() {
+		r.warnEviction(ctx, req, resp)
 		return
 	}
 	var plan, state hostModel
@@ -374,8 +388,57 @@ func (r *hostResource) Delete(ctx context.Context, req resource.DeleteRequest, r
 		return
 	}
 	id := m.ID.ValueString()
+	// A node is evicted first (drained, removed from its cluster's nodes,
+	// volumes unmounted), so dropping a host from a for_each that feeds
+	// kayo_cluster.nodes works in one apply although Terraform destroys
+	// the host before it updates the cluster.
 	_, _ = engineCall(ctx, &resp.Diagnostics, "Removing host "+id, "Cannot remove host "+id,
-		noValue(func(ctx context.Context) error { return r.engine.DeleteHost(ctx, id) }), engine.ErrNotFound)
+		noValue(func(ctx context.Context) error {
+			cluster, err := r.engine.EvictNode(ctx, id)
+			if err != nil {
+				return err
+			}
+			if cluster != "" {
+				tflog.Info(ctx, "host evicted from its cluster before removal", map[string]any{"host": id, "cluster": cluster})
+			}
+			return r.engine.DeleteHost(ctx, id)
+		}), engine.ErrNotFound)
+}
+
+// warnEviction says, when a host that is a node is destroyed, that its
+// destroy evicts it from the cluster: which VMs move where, the quorum
+// after, or why the eviction will be refused. Only warnings: in a full
+// destroy Terraform destroys the cluster first, and then the host is no
+// node by the time its delete runs.
+func (r *hostResource) warnEviction(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	var state hostModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	name := state.ID.ValueString()
+	ctx, w := withWaitRecorder(ctx)
+	defer w.report(&resp.Diagnostics, "Planning the removal of host "+name)
+	p, err := r.engine.PlanEviction(ctx, name)
+	if p.Cluster == "" {
+		return // no node (or unreadable: apply reports it)
+	}
+	if err != nil {
+		resp.Diagnostics.AddWarning(fmt.Sprintf("Destroying host %s will be refused unless cluster %s goes first", name, p.Cluster),
+			fmt.Sprintf("Host %s is a node of cluster %s. Destroying it evicts it from the cluster first, and that eviction "+
+				"is refused now: %v. This is fine if this apply also destroys kayo_cluster %s (it is destroyed before its "+
+				"hosts); otherwise the apply stops at this host with nothing changed.", name, p.Cluster, err, p.Cluster))
+		return
+	}
+	detail := fmt.Sprintf("Host %s is a node of cluster %s. Destroying it first evicts it, as removing it from the cluster's "+
+		"nodes does: its VMs move to the other nodes, it leaves the node list and its volume mounts are released. "+
+		"Afterwards the cluster has %d of %d votes present (%d needed). Remove the host from kayo_cluster.nodes in the "+
+		"same change (a for_each does it for you): a cluster configuration that still lists it fails its next plan, "+
+		"the host being gone. Nothing is evicted if this apply destroys kayo_cluster "+p.Cluster+" (it goes before its hosts).", name, p.Cluster, p.After.VotesPresent, p.After.TotalVotes, p.After.VotesNeeded)
+	for _, m := range p.Moves {
+		detail += "\n- " + m.Summary()
+	}
+	resp.Diagnostics.AddWarning(fmt.Sprintf("Destroying host %s evicts it from cluster %s", name, p.Cluster), detail)
 }
 
 func (r *hostResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
