@@ -1,0 +1,155 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+)
+
+// dbStateCheck runs a database check as a state check: the legacy Check
+// functions cannot shim a state holding for_each instances.
+type dbStateCheck func(*terraform.State) error
+
+func (c dbStateCheck) CheckState(_ context.Context, _ statecheck.CheckStateRequest, resp *statecheck.CheckStateResponse) {
+	resp.Error = c(nil)
+}
+
+func dbChecks(fns ...func(*terraform.State) error) []statecheck.StateCheck {
+	out := make([]statecheck.StateCheck, len(fns))
+	for i, fn := range fns {
+		out[i] = dbStateCheck(fn)
+	}
+	return out
+}
+
+// forEachHosts is hosts written with for_each over local.nodes (name =>
+// last address octet) feeding kayo_cluster.c's nodes, as users write them.
+func forEachHosts(dir string, names map[string]int, extra string) string {
+	var b strings.Builder
+	b.WriteString(providerBlock(dir))
+	b.WriteString("locals {\n  nodes = {\n")
+	keys := make([]string, 0, len(names))
+	for n := range names {
+		keys = append(keys, n)
+	}
+	slices.Sort(keys)
+	for _, n := range keys {
+		fmt.Fprintf(&b, "    %q = %d\n", n, names[n])
+	}
+	b.WriteString(`  }
+}
+resource "kayo_host" "h" {
+  for_each         = local.nodes
+  name             = each.key
+  address          = "192.0.2.${each.value}"
+  os_edition       = "enterprise"
+  processor_vendor = "intel"
+  processor_model  = "Xeon E5440"
+  processor_cores  = 8
+  memory_mb        = 32768
+  features         = ["Hyper-V", "Failover-Clustering"]
+  network_adapters = [
+    { name = "Public", network = "192.0.2.0/24", address = "192.0.2.${each.value}" },
+    { name = "Heartbeat", network = "10.10.10.0/24", address = "10.10.10.${each.value}" },
+  ]
+}
+resource "kayo_cluster" "c" {
+  name           = "HVCLUSTER"
+  nodes          = [for n in keys(local.nodes) : kayo_host.h[n].name]
+  static_address = "192.0.2.50/24"
+`)
+	b.WriteString(extra)
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// clusterState asserts the cluster's nodes and quorum in the database.
+func clusterState(dir string, nodes []string, total, needed int) func(*terraform.State) error {
+	return dbCheck(dir, func(ctx context.Context, e *engine.Engine) error {
+		c, err := e.GetCluster(ctx, "HVCLUSTER")
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(c.Nodes, nodes) {
+			return fmt.Errorf("cluster nodes are %v, want %v", c.Nodes, nodes)
+		}
+		q, err := e.GetQuorum(ctx, "HVCLUSTER")
+		if err != nil {
+			return err
+		}
+		if !q.Status.HasQuorum || q.Status.TotalVotes != total || q.Status.VotesNeeded != needed || q.Status.Nodes != len(nodes) {
+			return fmt.Errorf("quorum is %+v, want %d nodes, %d votes, %d needed, with quorum", q.Status, len(nodes), total, needed)
+		}
+		return nil
+	})
+}
+
+// hostGone asserts that name is no longer registered.
+func hostGone(dir, name string) func(*terraform.State) error {
+	return dbCheck(dir, func(ctx context.Context, e *engine.Engine) error {
+		if _, err := e.GetHost(ctx, name); !errors.Is(err, engine.ErrNotFound) {
+			return fmt.Errorf("host %s: want not found, got %v", name, err)
+		}
+		return nil
+	})
+}
+
+// Dropping one host from the for_each that feeds kayo_cluster.nodes
+// shrinks the cluster in one apply: Terraform destroys the host before it
+// updates the cluster, and the host's destroy evicts the node.
+func TestAccCluster_shrinkByForEach(t *testing.T) {
+	dir := t.TempDir()
+	five := map[string]int{"HV-01": 21, "HV-02": 22, "HV-03": 23, "HV-04": 24, "HV-05": 25}
+	four := map[string]int{"HV-01": 21, "HV-02": 22, "HV-03": 23, "HV-04": 24}
+	quorum := quorumHCL("q", "node_majority")
+	vol := volumeHCL("o", `lun = "lun0"`, `size_gib = 4`, `label = "VMSTORE"`, `drive_letter = "O"`, `node_slots = 8`)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{
+			{
+				Config: forEachHosts(dir, five, "") + quorum + vol,
+				ConfigStateChecks: dbChecks(
+					clusterState(dir, []string{"HV-01", "HV-02", "HV-03", "HV-04", "HV-05"}, 5, 3),
+					volumeIs(dir, "O", mountCount(5))),
+			},
+			{
+				Config: forEachHosts(dir, four, "") + quorum + vol,
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(`kayo_host.h["HV-05"]`, plancheck.ResourceActionDestroy),
+						plancheck.ExpectResourceAction("kayo_cluster.c", plancheck.ResourceActionUpdate),
+						plancheck.ExpectResourceAction("kayo_quorum.q", plancheck.ResourceActionNoop),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				ConfigStateChecks: dbChecks(
+					clusterState(dir, []string{"HV-01", "HV-02", "HV-03", "HV-04"}, 4, 3),
+					hostGone(dir, "HV-05"),
+					volumeIs(dir, "O", mountCount(4))),
+			},
+			{
+				// Refreshed, the quorum's figures follow; nothing to change.
+				Config: forEachHosts(dir, four, "") + quorum + vol,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+				ConfigStateChecks: figures("kayo_quorum.q", 4, 3, 1, true),
+			},
+			{
+				// Torn down in this step: terraform-plugin-testing cannot
+				// read back a state holding for_each instances after the
+				// last step (state_shim.go), so none may be left.
+				Config:            providerBlock(dir),
+				ConfigStateChecks: dbChecks(noClusters(dir)),
+			},
+		},
+	})
+}
