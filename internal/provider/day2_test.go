@@ -153,3 +153,78 @@ func TestAccCluster_shrinkByForEach(t *testing.T) {
 		},
 	})
 }
+
+// A two-node cluster with a file-share witness whose node Y-22 is dead for
+// good: destroying it is refused at the quorum, naming force_destroy;
+// with force_destroy = true applied first, the destroy goes through.
+func TestAccCluster_forceDestroyWithDeadNode(t *testing.T) {
+	dir := t.TempDir()
+	share := quorumHCL("q", "node_and_file_share_majority", `  witness_share = "\\\\fs01\\witness"`)
+	base := twoNodeCluster(dir) + share
+	forced := strings.Replace(base, "  static_address =", "  force_destroy = true\n  static_address =", 1)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{
+			{Config: base, Check: quorumIs(dir, "node_and_file_share_majority", true)},
+			{
+				// Y-22 dies: the witness keeps the cluster's quorum (2 of 3).
+				PreConfig:   func() { setDown(t, dir, true, "Y-22-2k8x64") },
+				Config:      base,
+				Destroy:     true,
+				ExpectError: errRe(`would leave cluster "HVCLUSTER" without quorum (1 of 2 votes present, 2 needed; down: Y-22-2k8x64); refused. If the down nodes are gone for good and the cluster is to be torn down, set force_destroy = true on its kayo_cluster, apply, then destroy again`),
+			},
+			{
+				// Nothing went: the quorum and both nodes are as they were.
+				Config: forced,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("kayo_cluster.c", plancheck.ResourceActionUpdate),
+					plancheck.ExpectResourceAction("kayo_quorum.q", plancheck.ResourceActionNoop),
+				}},
+				Check: resource.ComposeTestCheckFunc(
+					quorumIs(dir, "node_and_file_share_majority", true),
+					resource.TestCheckResourceAttr("kayo_cluster.c", "force_destroy", "true"),
+					resource.TestCheckResourceAttr("kayo_cluster.c", "nodes.#", "2"),
+				),
+			},
+			{
+				Config:  forced,
+				Destroy: true,
+				Check:   resource.ComposeTestCheckFunc(noClusters(dir)),
+			},
+		},
+		CheckDestroy: noClusters(dir),
+	})
+}
+
+// Changing hypervisor while a VM runs is refused at plan time, naming the
+// attribute, the VM and what to do; with the VM off it goes through.
+func TestAccCluster_hypervisorChangeWhileVMsRun(t *testing.T) {
+	dir := t.TempDir()
+	hosts := seedHost("y21", "Y-21-2k8x64", 21).hcl() + seedHost("y22", "Y-22-2k8x64", 22).hcl()
+	cluster := func(hv string) string {
+		return strings.Replace(clusterHCL("HVCLUSTER", "192.0.2.50/24", "y21", "y22"), "  static_address =",
+			fmt.Sprintf("  hypervisor = %q\n  static_address =", hv), 1)
+	}
+	vol := volumeHCL("o", `lun = "lun0"`, `size_gib = 4`, `label = "VMSTORE"`, `drive_letter = "O"`)
+	vm := func(state string) string {
+		return strings.Replace(vmHCL("${kayo_shared_volume.o.id}", "WEB01", vhd(4, "dynamic"), fmt.Sprintf("state = %q", state)),
+			`cluster_id = "HVCLUSTER"`, `cluster_id = kayo_cluster.c.id`, 1)
+	}
+	base := providerBlock(dir) + hosts + vol
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{
+			{Config: base + cluster("simulator") + vm("running")},
+			{
+				Config:      base + cluster("qemu") + vm("running"),
+				PlanOnly:    true,
+				ExpectError: errRe(`hypervisor: cannot change from "simulator" to "qemu" while VMs run on cluster "HVCLUSTER": WEB01 (their guests run in the simulator runtime, which qemu can neither see nor migrate from). Set state = "off" on those VMs (or destroy them) and apply, then change hypervisor`),
+			},
+			{
+				// The refusal changed nothing.
+				Config: base + cluster("simulator") + vm("running"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+			},
+		},
+	})
+}
