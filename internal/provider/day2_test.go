@@ -139,8 +139,8 @@ func TestAccCluster_shrinkByForEach(t *testing.T) {
 			},
 			{
 				// Refreshed, the quorum's figures follow; nothing to change.
-				Config: forEachHosts(dir, four, "") + quorum + vol,
-				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+				Config:            forEachHosts(dir, four, "") + quorum + vol,
+				ConfigPlanChecks:  resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
 				ConfigStateChecks: figures("kayo_quorum.q", 4, 3, 1, true),
 			},
 			{
@@ -222,7 +222,7 @@ func TestAccCluster_hypervisorChangeWhileVMsRun(t *testing.T) {
 			},
 			{
 				// The refusal changed nothing.
-				Config: base + cluster("simulator") + vm("running"),
+				Config:           base + cluster("simulator") + vm("running"),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
 			},
 		},
