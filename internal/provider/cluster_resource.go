@@ -102,7 +102,9 @@ func (r *clusterResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 				Default:  stringdefault.StaticString(engine.HypervisorSimulator),
 				MarkdownDescription: "The VM runtime: `simulator` (the embedded engine's simulated Hyper-V; " +
 					"default), or `qemu`: real QEMU guests (TCG) run by each node's `kayoctl agent`, their disks served over " +
-					"NBD out of the Kayo FS volume, live-migrated with QMP.",
+					"NBD out of the Kayo FS volume, live-migrated with QMP. Changing it in place is refused at plan time while " +
+					"any VM of the cluster has `state = \"running\"` (their guests live in the old runtime): the error names " +
+					"the VMs; set them `off`, apply, then change `hypervisor`.",
 				Validators: []validator.String{stringvalidator.OneOf(engine.HypervisorSimulator, engine.HypervisorQEMU)},
 			},
 			"heartbeat_timeout_seconds": schema.Int64Attribute{
