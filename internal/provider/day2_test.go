@@ -228,3 +228,46 @@ func TestAccCluster_hypervisorChangeWhileVMsRun(t *testing.T) {
 		},
 	})
 }
+
+// A host destroyed while the cluster's configuration still lists it (a
+// literal name) does not vanish silently: the apply evicts it (the plan
+// warned), the next plan shows the cluster adding it back, and that apply
+// fails naming the unregistered host until it leaves nodes.
+func TestAccCluster_destroyedHostStillListed(t *testing.T) {
+	dir := t.TempDir()
+	hosts := []hostOpts{seedHost("y21", "Y-21-2k8x64", 21), seedHost("y22", "Y-22-2k8x64", 22), seedHost("y23", "Y-23-2k8x64", 23)}
+	cfg := func(keep int, nodes ...string) string {
+		b := providerBlock(dir)
+		var deps []string
+		for _, h := range hosts[:keep] {
+			b += h.hcl()
+			deps = append(deps, "kayo_host."+h.res)
+		}
+		return b + fmt.Sprintf("resource \"kayo_cluster\" \"c\" {\n  name = \"HVCLUSTER\"\n  nodes = [%s]\n  static_address = \"192.0.2.50/24\"\n  depends_on = [%s]\n}\n",
+			quoteList(nodes), strings.Join(deps, ", "))
+	}
+	all := []string{"Y-21-2k8x64", "Y-22-2k8x64", "Y-23-2k8x64"}
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{
+			{Config: cfg(3, all...)},
+			{
+				Config: cfg(2, all...),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("kayo_host.y23", plancheck.ResourceActionDestroy),
+					plancheck.ExpectResourceAction("kayo_cluster.c", plancheck.ResourceActionNoop),
+				}},
+				ExpectNonEmptyPlan: true,
+				Check:              clusterState(dir, all[:2], 2, 2),
+			},
+			{
+				Config:      cfg(2, all...),
+				ExpectError: errRe(`node "Y-23-2k8x64" is not a registered host; every node must be a registered kayo_host`),
+			},
+			{
+				Config: cfg(2, all[:2]...),
+				Check:  clusterState(dir, all[:2], 2, 2),
+			},
+		},
+	})
+}

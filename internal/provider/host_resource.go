@@ -81,7 +81,8 @@ func (r *hostResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 			"the quorum after, or says why the eviction will be refused (quorum, a VM that fits nowhere, the last " +
 			"node); a refused eviction stops the apply at that host with nothing changed. When the whole cluster is " +
 			"destroyed in the same apply it goes before its hosts and nothing is evicted. A cluster whose configuration " +
-			"still lists a destroyed host fails its next plan (the host is not registered): remove it from `nodes`.",
+			"still lists a destroyed host (a literal name) shows the cluster adding it back in the next plan, and that " +
+			"apply fails naming the unregistered host: remove it from `nodes`.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Computed:            true,
@@ -433,8 +434,8 @@ func (r *hostResource) warnEviction(ctx context.Context, req resource.ModifyPlan
 	detail := fmt.Sprintf("Host %s is a node of cluster %s. Destroying it first evicts it, as removing it from the cluster's "+
 		"nodes does: its VMs move to the other nodes, it leaves the node list and its volume mounts are released. "+
 		"Afterwards the cluster has %d of %d votes present (%d needed). Remove the host from kayo_cluster.nodes in the "+
-		"same change (a for_each does it for you): a cluster configuration that still lists it fails its next plan, "+
-		"the host being gone. Nothing is evicted if this apply destroys kayo_cluster "+p.Cluster+" (it goes before its hosts).", name, p.Cluster, p.After.VotesPresent, p.After.TotalVotes, p.After.VotesNeeded)
+		"same change (a for_each does it for you): a cluster configuration that still lists it plans to add it back "+
+		"afterwards, and that apply fails, the host being gone. Nothing is evicted if this apply destroys kayo_cluster "+p.Cluster+" (it goes before its hosts).", name, p.Cluster, p.After.VotesPresent, p.After.TotalVotes, p.After.VotesNeeded)
 	for _, m := range p.Moves {
 		detail += "\n- " + m.Summary()
 	}
