@@ -230,7 +230,16 @@ func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 			// change, so no validation and no quorum needed (a cluster
 			// without quorum must be able to say it may be torn down).
 			if c.ForceDestroy == s.ForceDestroy {
-				out = c // nothing to do (e.g. the node already evicted)
+				// Nothing to do (e.g. the node already evicted by its
+				// kayo_host's destroy), but still no change without quorum.
+				hosts, err := e.hostMap(ctx)
+				if err != nil {
+					return err
+				}
+				if _, err := e.guardFrom(ctx, c, qkv, lkv, hosts, "changing the cluster"); err != nil {
+					return err
+				}
+				out = c
 				return nil
 			}
 			next := c
