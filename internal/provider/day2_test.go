@@ -111,6 +111,7 @@ func TestAccCluster_shrinkByForEach(t *testing.T) {
 	dir := t.TempDir()
 	five := map[string]int{"HV-01": 21, "HV-02": 22, "HV-03": 23, "HV-04": 24, "HV-05": 25}
 	four := map[string]int{"HV-01": 21, "HV-02": 22, "HV-03": 23, "HV-04": 24}
+	three := map[string]int{"HV-01": 21, "HV-02": 22, "HV-03": 23}
 	quorum := quorumHCL("q", "node_majority")
 	vol := volumeHCL("o", `lun = "lun0"`, `size_gib = 4`, `label = "VMSTORE"`, `drive_letter = "O"`, `node_slots = 8`)
 	resource.ParallelTest(t, resource.TestCase{
@@ -142,6 +143,24 @@ func TestAccCluster_shrinkByForEach(t *testing.T) {
 				Config:            forEachHosts(dir, four, "") + quorum + vol,
 				ConfigPlanChecks:  resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
 				ConfigStateChecks: figures("kayo_quorum.q", 4, 3, 1, true),
+			},
+			{
+				// HV-04 dies for good (it runs no VM here): dropping it
+				// from the for_each evicts the down node in one apply, no
+				// force needed while the others keep quorum.
+				PreConfig: func() { setDown(t, dir, true, "HV-04") },
+				Config:    forEachHosts(dir, three, "") + quorum + vol,
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(`kayo_host.h["HV-04"]`, plancheck.ResourceActionDestroy),
+						plancheck.ExpectResourceAction("kayo_cluster.c", plancheck.ResourceActionUpdate),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				ConfigStateChecks: dbChecks(
+					clusterState(dir, []string{"HV-01", "HV-02", "HV-03"}, 3, 2),
+					hostGone(dir, "HV-04"),
+					volumeIs(dir, "O", mountCount(3))),
 			},
 			{
 				// Torn down in this step: terraform-plugin-testing cannot
