@@ -33,6 +33,8 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 			"hypervisor":     schema.StringAttribute{Computed: true, MarkdownDescription: "The VM runtime."},
 			"heartbeat_timeout_seconds": schema.Int64Attribute{Computed: true,
 				MarkdownDescription: "Seconds of silence after which a node is down."},
+			"force_destroy": schema.BoolAttribute{Computed: true,
+				MarkdownDescription: "Whether the cluster may be torn down without quorum (see `kayo_cluster`)."},
 			"validation": schema.ListNestedAttribute{Computed: true, MarkdownDescription: validationSchemaDescription(),
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"category": schema.StringAttribute{Computed: true, MarkdownDescription: "Test category."},
