@@ -141,6 +141,7 @@ func tidy(err error) error {
 	}
 	return tidyError{err}
 }
+
 // DatabaseLostError: the embedded database file is missing or empty, yet
 // the data dir shows that one existed. It matches ErrDatabaseLost.
 type DatabaseLostError struct {
