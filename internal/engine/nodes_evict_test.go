@@ -149,6 +149,9 @@ func TestForceDestroyResetsQuorumWithNodeDown(t *testing.T) {
 	if q, _ := e.GetQuorum(ctx, "HVCLUSTER"); !q.Managed {
 		t.Fatal("the refused reset dropped the quorum record")
 	}
+	if forced, err := e.PlanQuorumReset(ctx, "HVCLUSTER"); forced || !errors.As(err, &fe) {
+		t.Fatalf("PlanQuorumReset without force_destroy: %v %v", forced, err)
+	}
 	c, err := e.GetCluster(ctx, "HVCLUSTER")
 	if err != nil {
 		t.Fatal(err)
@@ -157,6 +160,9 @@ func TestForceDestroyResetsQuorumWithNodeDown(t *testing.T) {
 	s.ForceDestroy = true
 	if c2, err := e.UpdateCluster(ctx, s); err != nil || !c2.ForceDestroy {
 		t.Fatalf("setting force_destroy: %+v %v", c2, err)
+	}
+	if forced, err := e.PlanQuorumReset(ctx, "HVCLUSTER"); !forced || err != nil {
+		t.Fatalf("PlanQuorumReset with force_destroy: %v %v", forced, err)
 	}
 	if err := e.ResetQuorum(ctx, "HVCLUSTER"); err != nil {
 		t.Fatalf("forced ResetQuorum: %v", err)

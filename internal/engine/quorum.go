@@ -428,23 +428,12 @@ func (e *Engine) ResetQuorum(ctx context.Context, cluster string) error {
 		if !cur.Managed {
 			return nil
 		}
-		detail := map[string]string{"type": string(quorum.NodeMajority), "previous_type": cur.Type}
-		if !cur.Status.HasQuorum {
-			if !c.ForceDestroy {
-				return &ForceRequiredError{Cause: &QuorumLostError{Cluster: c.Name, Status: cur.Status,
-					Action: "resetting its quorum to node_majority"}}
-			}
-			detail["forced"] = "force_destroy"
-		}
-		next, err := EvaluateQuorum(implicitQuorum(c.Name), clusterNodes(c, hosts))
+		forced, err := resetVerdict(c, cur, hosts)
 		if err != nil {
 			return err
 		}
-		if !next.HasQuorum && detail["forced"] == "" {
-			if !c.ForceDestroy {
-				return &ForceRequiredError{Cause: &QuorumLostError{Cluster: c.Name, Status: next, Would: true,
-					Action: fmt.Sprintf("returning to %q", quorum.NodeMajority)}}
-			}
+		detail := map[string]string{"type": string(quorum.NodeMajority), "previous_type": cur.Type}
+		if forced {
 			detail["forced"] = "force_destroy"
 		}
 		// Forced: the cluster is being torn down with nodes gone for
@@ -458,6 +447,50 @@ func (e *Engine) ResetQuorum(ctx context.Context, cluster string) error {
 		}
 		return err
 	})
+}
+
+// resetVerdict judges returning c (quorum cur) to node_majority: refused
+// with a *ForceRequiredError when c has no quorum or would lose it, unless
+// c.ForceDestroy, in which case forced is true.
+func resetVerdict(c Cluster, cur Quorum, hosts map[string]Host) (forced bool, err error) {
+	if !cur.Status.HasQuorum {
+		if !c.ForceDestroy {
+			return false, &ForceRequiredError{Cause: &QuorumLostError{Cluster: c.Name, Status: cur.Status,
+				Action: "resetting its quorum to node_majority"}}
+		}
+		return true, nil
+	}
+	next, err := EvaluateQuorum(implicitQuorum(c.Name), clusterNodes(c, hosts))
+	if err != nil {
+		return false, err
+	}
+	if !next.HasQuorum {
+		if !c.ForceDestroy {
+			return false, &ForceRequiredError{Cause: &QuorumLostError{Cluster: c.Name, Status: next, Would: true,
+				Action: fmt.Sprintf("returning to %q", quorum.NodeMajority)}}
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// PlanQuorumReset says, against the committed database, what ResetQuorum
+// would do: forced is true when it goes through only by force_destroy;
+// the error is its refusal.
+func (e *Engine) PlanQuorumReset(ctx context.Context, cluster string) (forced bool, err error) {
+	c, qkv, lkv, err := e.readClusterRecs(ctx, cluster)
+	if err != nil {
+		return false, err
+	}
+	hosts, err := e.hostMap(ctx)
+	if err != nil {
+		return false, err
+	}
+	cur, _, err := e.quorumFrom(ctx, c, qkv, lkv, hosts)
+	if err != nil || !cur.Managed {
+		return false, err
+	}
+	return resetVerdict(c, cur, hosts)
 }
 
 // WitnessOf returns the cluster whose quorum uses the witness disk lun, or

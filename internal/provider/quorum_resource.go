@@ -248,6 +248,18 @@ func (r *quorumResource) warnReset(ctx context.Context, state quorumModel, diags
 	if err != nil {
 		return
 	}
+	// Only a warning: a destroy that also destroys the cluster is judged
+	// by apply, and force_destroy must be applied before it counts.
+	switch forced, err := r.engine.PlanQuorumReset(ctx, c.Name); {
+	case err != nil:
+		diags.AddWarning("Destroying the kayo_quorum of cluster "+c.Name+" will be refused", err.Error()+".")
+		return
+	case forced:
+		diags.AddWarning("Cluster "+c.Name+" returns to node_majority without quorum (force_destroy)",
+			"kayo_cluster "+c.Name+" has force_destroy = true: its quorum record is dropped although the cluster has no "+
+				"quorum or would lose it, so that it can be torn down. Only the cluster's own records go.")
+		return
+	}
 	warnRisks(diags, c.Name, string(quorum.NodeMajority), len(c.Nodes), path.Empty())
 }
 
