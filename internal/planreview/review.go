@@ -494,10 +494,9 @@ func (rep *Report) sort() {
 	sort.SliceStable(rep.Clusters, func(i, j int) bool { return rep.Clusters[i].Address < rep.Clusters[j].Address })
 	sort.SliceStable(rep.Maintenance, func(i, j int) bool { return rep.Maintenance[i].Address < rep.Maintenance[j].Address })
 	sort.SliceStable(rep.Destroyed, func(i, j int) bool { return rep.Destroyed[i].Address < rep.Destroyed[j].Address })
-	for _, s := range []*[]Migration{&rep.Migrations} {
-		if *s == nil {
-			*s = []Migration{}
-		}
+	// Empty lists, not null, in the JSON.
+	if rep.Migrations == nil {
+		rep.Migrations = []Migration{}
 	}
 	if rep.Replacements == nil {
 		rep.Replacements = []Replacement{}
