@@ -32,7 +32,7 @@ variables {
 
 run "create" {
   assert {
-    condition     = output.cluster.name == "MODCLUSTER" && output.cluster.nodes == ["Y-31-2k8x64", "Y-32-2k8x64", "Y-33-2k8x64"]
+    condition     = output.cluster.name == "MODCLUSTER" && join(",", output.cluster.nodes) == "Y-31-2k8x64,Y-32-2k8x64,Y-33-2k8x64"
     error_message = "cluster output: ${jsonencode(output.cluster.nodes)}"
   }
   assert {
@@ -48,7 +48,7 @@ run "create" {
     error_message = "each volume is mounted on the three nodes"
   }
   assert {
-    condition     = output.vm_nodes == { APP01 = "Y-33-2k8x64", DB01 = "Y-32-2k8x64", WEB01 = "Y-31-2k8x64" }
+    condition     = jsonencode(output.vm_nodes) == jsonencode({ APP01 = "Y-33-2k8x64", DB01 = "Y-32-2k8x64", WEB01 = "Y-31-2k8x64" })
     error_message = "VM placement: ${jsonencode(output.vm_nodes)}"
   }
   assert {

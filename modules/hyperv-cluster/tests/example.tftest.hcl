@@ -8,15 +8,15 @@ run "two_clusters" {
     source = "./examples/two-clusters"
   }
   assert {
-    condition     = output.production_vm_nodes == { DB01 = "Y-22-2k8x64", WEB01 = "Y-21-2k8x64" }
+    condition     = jsonencode(output.production_vm_nodes) == jsonencode({ DB01 = "Y-22-2k8x64", WEB01 = "Y-21-2k8x64" })
     error_message = "production VMs: ${jsonencode(output.production_vm_nodes)}"
   }
   assert {
     condition     = length(distinct(values(output.lab_vm_nodes))) == 3
-    error_message = "the lab's anti-affinity class should spread its 3 VMs over 3 nodes: ${jsonencode(output.lab_vm_nodes)}"
+    error_message = "the lab's required anti-affinity class should spread its 3 VMs over 3 nodes: ${jsonencode(output.lab_vm_nodes)}"
   }
   assert {
-    condition     = output.failures_tolerated == { production = 1, lab = 1 }
+    condition     = jsonencode(output.failures_tolerated) == jsonencode({ lab = 1, production = 1 })
     error_message = "failures tolerated: ${jsonencode(output.failures_tolerated)}"
   }
 }

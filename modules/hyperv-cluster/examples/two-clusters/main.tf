@@ -67,6 +67,7 @@ module "lab" {
       memory_mb           = 1024
       vhd                 = { size_gib = 20 }
       anti_affinity_class = "test"
+      anti_affinity_mode  = "required"
     }
   }
 }
@@ -77,7 +78,7 @@ output "production_vm_nodes" {
 }
 
 output "lab_vm_nodes" {
-  description = "Where each VM of LABCLUSTER runs (spread by anti-affinity)."
+  description = "Where each VM of LABCLUSTER runs (kept apart by anti-affinity)."
   value       = module.lab.vm_nodes
 }
 
