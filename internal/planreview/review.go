@@ -257,7 +257,7 @@ func destroyRisk(typ string, before map[string]any) string {
 		if b, _ := before["force_destroy"].(bool); b {
 			return "data loss: force_destroy deletes every file on the volume"
 		}
-		return "refused at apply while files remain on it (force_destroy is false)"
+		return "apply refuses it while files remain on it (force_destroy is false)"
 	case "kayo_quorum":
 		return "the cluster returns to node_majority"
 	case "kayo_cluster":
