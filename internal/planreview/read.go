@@ -41,21 +41,19 @@ func Read(data []byte) (*tfjson.Plan, error) {
 	if !json.Valid(trimmed) {
 		return nil, &BadPlanError{fmt.Sprintf("the input is not JSON (it starts with %q): want the output of `terraform show -json PLANFILE`, not the plan file itself or `terraform plan`'s text", head(trimmed))}
 	}
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &keys); err != nil {
+	if trimmed[0] != '{' {
 		return nil, &BadPlanError{"the input is JSON but not an object: want the output of `terraform show -json PLANFILE`"}
 	}
-	if _, ok := keys["format_version"]; !ok {
-		return nil, &BadPlanError{"the input is JSON but has no format_version: want the output of `terraform show -json PLANFILE`"}
-	}
-	_, planned := keys["planned_values"]
-	_, changes := keys["resource_changes"]
-	if !planned && !changes {
-		return nil, &BadPlanError{"the input is not a plan (no planned_values or resource_changes; a state?): run `terraform plan -out=PLANFILE` and `terraform show -json PLANFILE`"}
-	}
+	// One decoding pass: terraform-json checks the format version.
 	var p tfjson.Plan
 	if err := json.Unmarshal(trimmed, &p); err != nil {
+		if p.FormatVersion == "" && strings.Contains(err.Error(), "format version is missing") {
+			return nil, &BadPlanError{"the input is JSON but has no format_version: want the output of `terraform show -json PLANFILE`"}
+		}
 		return nil, &BadPlanError{"the plan cannot be read: " + err.Error()}
+	}
+	if p.PlannedValues == nil && p.ResourceChanges == nil {
+		return nil, &BadPlanError{"the input is not a plan (no planned_values or resource_changes; a state?): run `terraform plan -out=PLANFILE` and `terraform show -json PLANFILE`"}
 	}
 	if !hasKayo(&p) {
 		return nil, &BadPlanError{fmt.Sprintf("the plan holds no kayo resource (kayo_* types of local/kayo/kayo); its providers: %s", providersOf(&p))}

@@ -162,7 +162,9 @@ func (f fakeSource) PlanDrain(context.Context, string, []string, string) ([]Move
 	return []Move{{VM: "DB01", From: "Y-22-2k8x64", To: "Y-23-2k8x64", Type: "quick", Why: "test"}}, f.err
 }
 
-func (f fakeSource) PlanNodeRemoval(context.Context, map[string]any) ([]Move, error) { return nil, f.err }
+func (f fakeSource) PlanNodeRemoval(context.Context, map[string]any) ([]Move, error) {
+	return nil, f.err
+}
 
 func (f fakeSource) Quorum(context.Context, string) (QuorumConfig, error) {
 	return QuorumConfig{Type: "node_majority"}, f.err
