@@ -78,14 +78,26 @@ run "cluster_address_without_prefix" {
 run "seventeen_hosts" {
   command = plan
   variables {
-    hosts = [for i in range(17) : {
-      name             = "H${i}"
-      address          = "192.0.2.${i + 1}"
-      processor_model  = "Xeon E5440"
-      processor_cores  = 8
-      memory_mb        = 32768
-      network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.${i + 1}" }]
-    }]
+    # Written out: OpenTofu allows no function calls in a run's variables.
+    hosts = [
+      { name = "H0", address = "192.0.2.1", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.1" }] },
+      { name = "H1", address = "192.0.2.2", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.2" }] },
+      { name = "H2", address = "192.0.2.3", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.3" }] },
+      { name = "H3", address = "192.0.2.4", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.4" }] },
+      { name = "H4", address = "192.0.2.5", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.5" }] },
+      { name = "H5", address = "192.0.2.6", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.6" }] },
+      { name = "H6", address = "192.0.2.7", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.7" }] },
+      { name = "H7", address = "192.0.2.8", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.8" }] },
+      { name = "H8", address = "192.0.2.9", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.9" }] },
+      { name = "H9", address = "192.0.2.10", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.10" }] },
+      { name = "H10", address = "192.0.2.11", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.11" }] },
+      { name = "H11", address = "192.0.2.12", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.12" }] },
+      { name = "H12", address = "192.0.2.13", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.13" }] },
+      { name = "H13", address = "192.0.2.14", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.14" }] },
+      { name = "H14", address = "192.0.2.15", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.15" }] },
+      { name = "H15", address = "192.0.2.16", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.16" }] },
+      { name = "H16", address = "192.0.2.17", processor_model = "Xeon E5440", processor_cores = 8, memory_mb = 32768, network_adapters = [{ name = "Public", network = "192.0.2.0/24", address = "192.0.2.17" }] },
+    ]
   }
   expect_failures = [var.hosts]
 }
