@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The time of `kayoctl plan review` on a 1,000-VM migration plan beside that
 # of `terraform show -json` of the same plan (what a pipeline runs first).
-# Applies 16 hosts, a cluster, a volume and PR_BENCH_VMS (1000) VMs pinned
-# round-robin (for_each), then plans every VM one node further on and times,
-# PR_BENCH_ROUNDS (3) times each: show -json, plan review with the cluster
-# database, plan review --no-database. BENCH_CLI=tofu uses OpenTofu.
+# Applies 16 hosts, a cluster and a volume, then plans PR_BENCH_VMS (1000)
+# VMs pinned round-robin (for_each): their creation (PR_BENCH_MODE=create,
+# the default), or, with PR_BENCH_MODE=migrate, applies them and plans every
+# VM one node further on (long: 1,000 VMs are created first). Then times,
+# PR_BENCH_ROUNDS (3) times each, in CPU seconds (user+sys) and wall: show
+# -json, plan review with the cluster database, plan review --no-database.
+# BENCH_CLI=tofu uses OpenTofu.
 # Run by scripts/bench.sh; alone: scripts/plan-review-bench.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,21 +77,20 @@ resource "kayo_virtual_machine" "vm" {
 HCL
 cd "$work/tf"
 "$cli" init -input=false -no-color >/dev/null
-t0=$(date +%s.%N)
-"$cli" apply -auto-approve -input=false -no-color -parallelism=16 >"$work/apply.log" || { tail -30 "$work/apply.log" >&2; exit 1; }
-t1=$(date +%s.%N)
-"$cli" plan -input=false -no-color -var shift=1 -out=plan.bin >"$work/plan.log"
-t2=$(date +%s.%N)
-echo "plan review bench ($cli_name, $vms VMs): apply $(echo "$t1 - $t0" | bc) s, plan of $vms migrations $(echo "$t2 - $t1" | bc) s"
-
-ms() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo $(((e - s) / 1000000)); }
-review() { "$work/kayoctl" plan review "$@" || [ $? -eq 3 ]; }
-show=() db=() nodb=()
+mode=${PR_BENCH_MODE:-create}
+if [ "$mode" = migrate ]; then
+  "$cli" apply -auto-approve -input=false -no-color -parallelism=16 >"$work/apply.log" || { tail -30 "$work/apply.log" >&2; exit 1; }
+  shift=1
+else
+  "$cli" apply -auto-approve -input=false -no-color -target=kayo_shared_volume.o >"$work/apply.log" || { tail -30 "$work/apply.log" >&2; exit 1; }
+  shift=0
+fi
+"$cli" plan -input=false -no-color -var shift=$shift -out=plan.bin >"$work/plan.log"
+"$cli" show -json plan.bin >plan.json
+echo "plan review bench ($cli_name, $vms VMs, $mode): plan.json $(du -k plan.json | cut -f1) KiB"
+cpu() { /usr/bin/time -f "%U+%S s CPU, %e s wall" "$@" 2>&1 >/dev/null | tail -1; }
 for _ in $(seq "$rounds"); do
-  show+=("$(ms "$cli" show -json plan.bin)")
-  "$cli" show -json plan.bin >plan.json
-  db+=("$(ms review plan.json)")
-  nodb+=("$(ms review --no-database plan.json)")
+  echo "  $cli_name show -json:          $(cpu "$cli" show -json plan.bin)"
+  echo "  plan review (database):     $(cpu "$work/kayoctl" plan review plan.json)"
+  echo "  plan review --no-database:  $(cpu "$work/kayoctl" plan review --no-database plan.json)"
 done
-echo "  plan.json: $(du -k plan.json | cut -f1) KiB; migrations reported: $("$work/kayoctl" plan review --format json plan.json | grep -c '"vm":')"
-echo "  ms per run (rounds: ${rounds}):  $cli_name show -json: ${show[*]}   plan review (database): ${db[*]}   plan review --no-database: ${nodb[*]}"
