@@ -63,7 +63,7 @@ Commands:
 The data directory is --data-dir, else $KAYO_DATA_DIR, else .kayo. With
 --etcd-endpoints (or $KAYO_ETCD_ENDPOINTS and the other KAYO_ETCD_*
 variables, as for the provider) the cluster database is in etcd.
-Exit codes: 0 ok, 1 error, 2 usage, 3 plan review found a denied change.
+Exit codes: 0 ok, 1 error, 2 usage. 3: plan review found a --deny category.
 `
 
 // usageError is a command line the commands do not accept.
