@@ -82,13 +82,24 @@ func TestReleaseArtifacts(t *testing.T) {
 	for _, p := range platforms {
 		want = append(want, zipName(version, p))
 	}
+	root, err := testcli.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The manifest is terraform-registry-manifest.json under its release
+	// name (a release uploads it; a snapshot only lists it).
+	manifestPath := filepath.Join(root, "terraform-registry-manifest.json")
 	for _, name := range want {
 		sum, ok := sums[name]
 		if !ok {
 			t.Errorf("SHA256SUMS lacks %s; it lists %v", name, sums)
 			continue
 		}
-		if got := sha256File(t, filepath.Join(dist, name)); got != sum {
+		path := filepath.Join(dist, name)
+		if name == manifest {
+			path = manifestPath
+		}
+		if got := sha256File(t, path); got != sum {
 			t.Errorf("%s: sha256 %s, SHA256SUMS says %s", name, got, sum)
 		}
 	}
@@ -102,7 +113,7 @@ func TestReleaseArtifacts(t *testing.T) {
 			ProtocolVersions []string `json:"protocol_versions"`
 		} `json:"metadata"`
 	}
-	b, err := os.ReadFile(filepath.Join(dist, manifest))
+	b, err := os.ReadFile(manifestPath)
 	if err != nil {
 		t.Fatal(err)
 	}
