@@ -12,8 +12,8 @@ run "two_clusters" {
     error_message = "production VMs: ${jsonencode(output.production_vm_nodes)}"
   }
   assert {
-    condition     = length(distinct(values(output.lab_vm_nodes))) == 3
-    error_message = "the lab's required anti-affinity class should spread its 3 VMs over 3 nodes: ${jsonencode(output.lab_vm_nodes)}"
+    condition     = jsonencode(output.lab_vm_nodes) == jsonencode({ TEST01 = "L-31-2k8x64", TEST02 = "L-32-2k8x64", TEST03 = "L-33-2k8x64" })
+    error_message = "the lab's VMs, one pinned to each node: ${jsonencode(output.lab_vm_nodes)}"
   }
   assert {
     condition     = jsonencode(output.failures_tolerated) == jsonencode({ lab = 1, production = 1 })
