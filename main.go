@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log"
 	"os"
 	"runtime/debug"
@@ -16,13 +17,18 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/sdklogs"
 )
 
-// Set by the build (-ldflags "-X main.version=...").
+// Set by the build (-ldflags "-X main.version=..."; .goreleaser.yml does).
 var version = "0.1.0"
 
 func main() {
-	var debug bool
+	var debug, showVersion bool
 	flag.BoolVar(&debug, "debug", false, "run the provider under a debugger (prints TF_REATTACH_PROVIDERS)")
+	flag.BoolVar(&showVersion, "version", false, "print the provider's version and exit")
 	flag.Parse()
+	if showVersion {
+		fmt.Println("terraform-provider-kayo v" + version)
+		return
+	}
 
 	sdklogs.QuietUnlessAsked()
 	lessGC()

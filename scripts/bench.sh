@@ -45,3 +45,9 @@ if [ "${BENCH_MKFS:-1}" != 0 ]; then
   echo "== mkfs: Kayo FS next to mkfs.ocfs2 and mkfs.gfs2, 16 slots (bench/mkfs.sh)"
   "$root/bench/mkfs.sh"
 fi
+
+if [ "${BENCH_PLAN_REVIEW:-1}" != 0 ]; then
+  echo
+  echo "== kayoctl plan review beside show -json, 1,000 VMs (scripts/plan-review-bench.sh)"
+  "$root/scripts/plan-review-bench.sh"
+fi

@@ -44,9 +44,20 @@ build_golangci() {
   GOBIN="$bin" GOFLAGS=-buildvcs=false go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v$GOLANGCI_VERSION"
 }
 
+GORELEASER_VERSION=${GORELEASER_VERSION:-2.17.0}
+
+# Only `make release-snapshot` (and the release test) needs goreleaser; it is
+# not part of `all`: a cold build from the module proxy is heavy on 2 cores.
+build_goreleaser() {
+  [ -x "$bin/goreleaser" ] && "$bin/goreleaser" --version 2>/dev/null | grep -q "GitVersion:[[:space:]]*v\?$GORELEASER_VERSION" && return
+  echo "tools: building goreleaser v$GORELEASER_VERSION from the Go module proxy"
+  GOBIN="$bin" GOFLAGS=-buildvcs=false go install "github.com/goreleaser/goreleaser/v2@v$GORELEASER_VERSION"
+}
+
 case "${1:-all}" in
   tfplugindocs) build_tfplugindocs ;;
   golangci-lint) build_golangci ;;
+  goreleaser) build_goreleaser ;;
   terraform) build_terraform ;;
   tofu) build_tofu ;;
   clis) build_terraform & p1=$!; build_tofu & p2=$!; wait $p1; wait $p2 ;;
@@ -56,5 +67,5 @@ case "${1:-all}" in
     build_tfplugindocs & p3=$!
     build_golangci & p4=$!
     wait $p1; wait $p2; wait $p3; wait $p4 ;;
-  *) echo "usage: tools.sh [all|clis|terraform|tofu|tfplugindocs|golangci-lint]" >&2; exit 2 ;;
+  *) echo "usage: tools.sh [all|clis|terraform|tofu|tfplugindocs|golangci-lint|goreleaser]" >&2; exit 2 ;;
 esac

@@ -50,6 +50,10 @@ Commands:
                                        on etcd an etcd snapshot (restore it with etcdutl snapshot restore)
   restore FILE [--force]               check the backup FILE and put it in place of the embedded database;
                                        an intact database is replaced only with --force (kept next to it)
+  plan review PLAN.json [--format table|markdown|json] [--deny CATEGORIES] [--no-database]
+                                       what a plan (terraform show -json) does to the clusters:
+                                       migrations, replacements, formats, nodes, quorum, maintenance;
+                                       exit 3 when a --deny category is present
   host fail NAME                       lab: declare a host down, as if it crashed
   host recover NAME                    lab: declare a failed host up again
   agent --node NAME [--interval 1s] [--lease 3×interval] [--migration-address 127.0.0.1]
@@ -59,7 +63,7 @@ Commands:
 The data directory is --data-dir, else $KAYO_DATA_DIR, else .kayo. With
 --etcd-endpoints (or $KAYO_ETCD_ENDPOINTS and the other KAYO_ETCD_*
 variables, as for the provider) the cluster database is in etcd.
-Exit codes: 0 ok, 1 error, 2 usage.
+Exit codes: 0 ok, 1 error, 2 usage. 3: plan review found a --deny category.
 `
 
 // usageError is a command line the commands do not accept.
@@ -182,6 +186,8 @@ func (c *cli) run(args []string) int {
 		err = c.backup(rest)
 	case "restore":
 		err = c.restore(rest)
+	case "plan":
+		err = c.plan(rest)
 	case "help", "-h", "--help":
 		_, _ = fmt.Fprint(c.stdout, usageText)
 		return exitOK
@@ -194,12 +200,16 @@ func (c *cli) run(args []string) int {
 // fail prints err and returns the exit code it means.
 func (c *cli) fail(err error) int {
 	var ue usageError
+	var denied deniedError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		_, _ = fmt.Fprint(c.stdout, usageText)
 		return exitOK
+	case errors.As(err, &denied):
+		_, _ = fmt.Fprintf(c.stderr, "kayoctl: %s\n", err)
+		return exitDenied
 	case errors.As(err, &ue):
 		_, _ = fmt.Fprintf(c.stderr, "kayoctl: %s\nRun 'kayoctl help' for usage.\n", ue.msg)
 		return exitUsage
