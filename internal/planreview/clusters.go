@@ -74,11 +74,10 @@ func quorumOf(v map[string]any) QuorumConfig {
 // VMs a node removal drains.
 func (r *reviewer) clusters(clusters, quorums []*tfjson.ResourceChange) {
 	type entry struct {
-		ch           ClusterChange
-		rc           *tfjson.ResourceChange
-		nb, na       []string // nodes before and after (nil: no cluster)
-		qb, qa       *QuorumConfig
-		before, gone bool
+		ch     ClusterChange
+		rc     *tfjson.ResourceChange
+		nb, na []string // nodes before and after (nil: no cluster)
+		qb, qa *QuorumConfig
 	}
 	byName := map[string]*entry{}
 	var order []string

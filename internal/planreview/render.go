@@ -156,9 +156,9 @@ func (rep *Report) writeTable(w io.Writer) error {
 	for _, s := range secs {
 		b.WriteString("\n" + s.title + "\n")
 		tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
-		fmt.Fprintln(tw, "  "+strings.Join(s.header, "\t"))
+		_, _ = fmt.Fprintln(tw, "  "+strings.Join(s.header, "\t"))
 		for _, r := range s.rows {
-			fmt.Fprintln(tw, "  "+strings.Join(r, "\t"))
+			_, _ = fmt.Fprintln(tw, "  "+strings.Join(r, "\t"))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
