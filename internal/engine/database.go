@@ -87,20 +87,7 @@ func writeMarker(dir string) error {
 	if err := errors.Join(werr, serr, cerr); err != nil {
 		return fmt.Errorf("write the database marker %s: %w", path, err)
 	}
-	return syncDir(dir)
-}
-
-// syncDir makes a new or renamed entry of dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return store.SyncDir(dir)
 }
 
 // Backup writes a consistent copy of the cluster database to path: a

@@ -54,7 +54,7 @@ func (b *Bolt) Backup(ctx context.Context, path string) (BackupInfo, error) {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return BackupInfo{}, fmt.Errorf("store: backup: %w", err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := SyncDir(filepath.Dir(path)); err != nil {
 		return BackupInfo{}, fmt.Errorf("store: backup: %w", err)
 	}
 	info.Path = path
@@ -166,7 +166,7 @@ func RestoreBolt(ctx context.Context, backup, target string, force bool, lockTim
 	if err := os.Rename(tmp, target); err != nil {
 		return RestoreResult{}, fmt.Errorf("store: restore: %w", err)
 	}
-	if err := syncDir(filepath.Dir(target)); err != nil {
+	if err := SyncDir(filepath.Dir(target)); err != nil {
 		return RestoreResult{}, fmt.Errorf("store: restore: %w", err)
 	}
 	res.Path = target
@@ -244,8 +244,9 @@ func same(a, b string) bool {
 	return aa == ab
 }
 
-// syncDir makes a new or renamed entry of dir durable.
-func syncDir(dir string) error {
+// SyncDir makes a new or renamed entry of dir durable (the engine's
+// database marker uses it too).
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

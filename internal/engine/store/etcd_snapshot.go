@@ -52,7 +52,7 @@ func (s *Etcd) Snapshot(ctx context.Context, path string) (BackupInfo, error) {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fail(err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := SyncDir(filepath.Dir(path)); err != nil {
 		return fail(err)
 	}
 	return BackupInfo{Path: path, Size: n, Revision: resp.Header.Revision}, nil
