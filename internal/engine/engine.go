@@ -112,7 +112,7 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	st, err := openBolt(dir, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("data_dir %q: %w", dir, tidy(err)) // the store's wrappings each name the file
+		return nil, fmt.Errorf("data_dir %q: %w", dir, err)
 	}
 	e.st, e.dataDir = st, dir
 	return e, nil
