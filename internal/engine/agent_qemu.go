@@ -497,15 +497,24 @@ func (q *QEMUAgent) refreshState(ctx context.Context, v *qemuVMRun) {
 		}
 		return
 	}
-	if done, err := v.m.Exited(); done {
-		if v.rec.State != hypervisor.Off && v.rec.State != hypervisor.Saved {
+	exited := func() bool {
+		done, err := v.m.Exited()
+		if done && v.rec.State != hypervisor.Off && v.rec.State != hypervisor.Saved {
 			// It crashed (watch recorded why): nothing runs here now.
 			v.rec.State, v.rec.PID, v.rec.Reason = hypervisor.Off, 0, fmt.Sprintf("QEMU exited unexpectedly: %v", err)
 		}
+		return done
+	}
+	if exited() {
 		return
 	}
 	st, err := v.m.QMP.Status(ctx)
 	if err != nil {
+		// A QMP socket that fails is most often a QEMU that is dying: its
+		// exit, not the stale record, is the answer.
+		if waitExit(ctx, v.m, 2*time.Second) {
+			exited()
+		}
 		return
 	}
 	switch st {

@@ -159,6 +159,9 @@ func (q *QEMUAgent) unpause(m *qemu.Machine) string {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if _, err := m.QMP.Execute(ctx, "cont", nil); err != nil {
+		if waitExit(ctx, m, 2*time.Second) {
+			return "its QEMU exited: the guest's memory state is lost"
+		}
 		return fmt.Sprintf("the guest stays paused here (resuming it failed: %v)", err)
 	}
 	return "the guest runs on here, nothing was moved"
@@ -266,4 +269,18 @@ func trimNUL(b []byte) []byte {
 		}
 	}
 	return b
+}
+
+// waitExit waits up to d for m's process to exit: a QMP error often comes
+// just before the exit is seen.
+func waitExit(ctx context.Context, m *qemu.Machine, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-m.Done():
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
