@@ -5,6 +5,9 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"debug/elf"
+	"debug/macho"
+	"debug/pe"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -25,8 +28,41 @@ import (
 
 const project = "terraform-provider-kayo"
 
-// windows is missing: .goreleaser.yml says why.
-var platforms = []string{"linux_amd64", "linux_arm64", "darwin_amd64", "darwin_arm64"}
+var platforms = []string{
+	"linux_amd64", "linux_arm64", "darwin_amd64", "darwin_arm64", "windows_amd64", "windows_arm64",
+}
+
+// exeFormat is the executable format each OS loads, checked by its header:
+// a zip with a binary for another platform would install and not run.
+var exeFormat = map[string]func(string) (string, error){
+	"linux": func(p string) (string, error) {
+		f, err := elf.Open(p)
+		return machineOf(f, err, func(f *elf.File) string { return f.Machine.String() })
+	},
+	"darwin": func(p string) (string, error) {
+		f, err := macho.Open(p)
+		return machineOf(f, err, func(f *macho.File) string { return f.Cpu.String() })
+	},
+	"windows": func(p string) (string, error) {
+		f, err := pe.Open(p)
+		return machineOf(f, err, func(f *pe.File) string { return fmt.Sprintf("pe-%#x", f.Machine) })
+	},
+}
+
+// wantMachine: the machine each platform's header names.
+var wantMachine = map[string]string{
+	"linux_amd64": "EM_X86_64", "linux_arm64": "EM_AARCH64",
+	"darwin_amd64": "CpuAmd64", "darwin_arm64": "CpuArm64",
+	"windows_amd64": "pe-0x8664", "windows_arm64": "pe-0xaa64",
+}
+
+func machineOf[F interface{ Close() error }](f F, err error, m func(F) string) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return m(f), nil
+}
 
 // snapshot returns the dist directory and version of `make
 // release-snapshot`, skipping the test when it was not built.
@@ -137,6 +173,12 @@ func TestReleaseArtifacts(t *testing.T) {
 		zr.Close()
 		if len(names) != 1 || names[0] != bin {
 			t.Errorf("%s holds %v, want exactly [%s]", zipName(version, p), names, bin)
+			continue
+		}
+		goos := strings.SplitN(p, "_", 2)[0]
+		got, err := exeFormat[goos](unpack(t, filepath.Join(dist, zipName(version, p)), t.TempDir()))
+		if err != nil || got != wantMachine[p] {
+			t.Errorf("%s: binary for %q (err %v), want a %s executable for %s", zipName(version, p), got, err, goos, wantMachine[p])
 		}
 	}
 

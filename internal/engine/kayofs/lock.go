@@ -5,7 +5,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 )
 
 // Cluster locks are Linux open-file-description (OFD) byte-range locks on the
@@ -81,36 +80,30 @@ func (m *lockMgr) key(k int64) *lkey {
 var lockCalls atomic.Int64
 
 func (m *lockMgr) fcntl(cmd int, typ int16, off int64) error {
-	lk := syscall.Flock_t{Type: typ, Whence: 0, Start: off, Len: 1}
 	lockCalls.Add(1)
-	for {
-		err := syscall.FcntlFlock(m.f.Fd(), cmd, &lk)
-		if err == syscall.EINTR {
-			continue
-		}
-		return err
-	}
+	_, err := ofdFcntl(m.f.Fd(), cmd, typ, off)
+	return err
 }
 
 var errWouldBlock = errors.New("would block")
 
 func (m *lockMgr) ofd(k int64, excl, wait bool) error {
-	typ := int16(syscall.F_RDLCK)
+	typ := lkRead
 	if excl {
-		typ = syscall.F_WRLCK
+		typ = lkWrite
 	}
 	cmd := fOFDSetlk
 	if wait {
 		cmd = fOFDSetlkw
 	}
 	err := m.fcntl(cmd, typ, k)
-	if err == syscall.EAGAIN || err == syscall.EACCES {
+	if isContended(err) {
 		return errWouldBlock
 	}
 	return err
 }
 
-func (m *lockMgr) ofdUnlock(k int64) { _ = m.fcntl(fOFDSetlk, syscall.F_UNLCK, k) }
+func (m *lockMgr) ofdUnlock(k int64) { _ = m.fcntl(fOFDSetlk, lkUnlock, k) }
 
 func (m *lockMgr) after(k int64) error {
 	if m.onAcquire != nil {
@@ -204,13 +197,7 @@ func (m *lockMgr) rawUnlock(k int64) { m.ofdUnlock(k) }
 // heldElsewhere reports whether another descriptor holds k (F_OFD_GETLK:
 // a probe that takes nothing).
 func (m *lockMgr) heldElsewhere(k int64) (bool, error) {
-	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0, Start: k, Len: 1}
 	lockCalls.Add(1)
-	for {
-		err := syscall.FcntlFlock(m.f.Fd(), fOFDGetlk, &lk)
-		if err == syscall.EINTR {
-			continue
-		}
-		return err == nil && lk.Type != syscall.F_UNLCK, err
-	}
+	typ, err := ofdFcntl(m.f.Fd(), fOFDGetlk, lkWrite, k)
+	return err == nil && typ != lkUnlock, err
 }

@@ -257,7 +257,7 @@ func (m *Machine) Freeze() {
 	m.mu.Lock()
 	m.Killed = true
 	m.mu.Unlock()
-	_ = m.Cmd.Process.Signal(syscall.SIGSTOP)
+	_ = stopProcess(m.Cmd.Process)
 }
 
 // Signal sends SIGKILL and returns without waiting for the exit (tearing

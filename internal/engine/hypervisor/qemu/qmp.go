@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -108,7 +107,7 @@ func (q *QMP) ExecuteFile(ctx context.Context, command string, args any, f *os.F
 		if !ok {
 			return nil, ErrNoFD
 		}
-		if _, _, err := uc.WriteMsgUnix(append(b, '\n'), syscall.UnixRights(int(f.Fd())), nil); err != nil {
+		if _, _, err := uc.WriteMsgUnix(append(b, '\n'), unixRights(f), nil); err != nil {
 			return nil, fmt.Errorf("qmp %s: %w", command, err)
 		}
 	} else if _, err := q.conn.Write(append(b, '\n')); err != nil {

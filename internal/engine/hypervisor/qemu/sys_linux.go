@@ -47,3 +47,9 @@ func SocketPair() (ours, theirs *os.File, err error) {
 	}
 	return os.NewFile(uintptr(fds[0]), "kayo-state-0"), os.NewFile(uintptr(fds[1]), "kayo-state-1"), nil
 }
+
+// stopProcess freezes p (SIGSTOP).
+func stopProcess(p *os.Process) error { return p.Signal(syscall.SIGSTOP) }
+
+// unixRights is the SCM_RIGHTS message passing f.
+func unixRights(f *os.File) []byte { return syscall.UnixRights(int(f.Fd())) }

@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !windows
 
 package qemu
 
@@ -16,3 +16,7 @@ func syncData(f *os.File) error { return f.Sync() }
 func SocketPair() (*os.File, *os.File, error) {
 	return nil, nil, errors.New("the qemu driver needs Linux")
 }
+
+func stopProcess(p *os.Process) error { return p.Signal(syscall.SIGSTOP) }
+
+func unixRights(f *os.File) []byte { return syscall.UnixRights(int(f.Fd())) }
