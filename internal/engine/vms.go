@@ -216,16 +216,25 @@ func (t *vmTxn) node(n string) (*nodeVMs, error) {
 	return &r, nil
 }
 
-// seed gives the transaction the capacity records placement read.
+// seed gives the transaction the capacity records placement read,
+// including the absence of a node's record: the commit then compares
+// what placement saw. (Read afresh instead, a record another VM created
+// meanwhile would pass unseen: two "required" VMs on one node.)
 func (t *vmTxn) seed(v *placementView) {
-	for n, r := range v.recs {
-		if _, ok := t.nodes[n]; !ok {
-			c := nodeVMs{VMs: make(map[string]nodeVM, len(r.VMs))}
-			for k, x := range r.VMs {
-				c.VMs[k] = x
-			}
-			t.nodes[n], t.nodeRevs[n] = &c, v.revs[n]
+	names := sortedKeys(v.recs)
+	for _, node := range v.state.Nodes {
+		names = append(names, node.Name)
+	}
+	for _, n := range names {
+		if _, ok := t.nodes[n]; ok {
+			continue
 		}
+		r := v.recs[n]
+		c := nodeVMs{VMs: make(map[string]nodeVM, len(r.VMs))}
+		for k, x := range r.VMs {
+			c.VMs[k] = x
+		}
+		t.nodes[n], t.nodeRevs[n] = &c, v.revs[n]
 	}
 }
 
