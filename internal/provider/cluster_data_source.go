@@ -41,6 +41,7 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 					"test":     schema.StringAttribute{Computed: true, MarkdownDescription: "Test name."},
 					"result":   schema.StringAttribute{Computed: true, MarkdownDescription: "`passed`, `warning` or `failed`."},
 					"message":  schema.StringAttribute{Computed: true, MarkdownDescription: "What the test found."},
+					"source":   schema.StringAttribute{Computed: true, MarkdownDescription: "`declared` or `probed` (see `kayo_cluster`)."},
 				}},
 			},
 		},

@@ -53,6 +53,7 @@ var validationAttrTypes = map[string]attr.Type{
 	"test":     types.StringType,
 	"result":   types.StringType,
 	"message":  types.StringType,
+	"source":   types.StringType,
 }
 
 func (r *clusterResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -135,6 +136,9 @@ func (r *clusterResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 					"test":     schema.StringAttribute{Computed: true, MarkdownDescription: "The test's name."},
 					"result":   schema.StringAttribute{Computed: true, MarkdownDescription: "`passed`, `warning` or `failed`."},
 					"message":  schema.StringAttribute{Computed: true, MarkdownDescription: "What the test found."},
+					"source": schema.StringAttribute{Computed: true, MarkdownDescription: "What the test looked at: `declared` " +
+						"(the facts in the configuration: no node agent reports, as in the embedded lab) or `probed` (what the " +
+						"nodes' agents report of their machines)."},
 				}},
 			},
 		},
@@ -177,9 +181,19 @@ func validationList(tests []validate.Test) types.List {
 			"test":     types.StringValue(t.Name),
 			"result":   types.StringValue(string(t.Result)),
 			"message":  types.StringValue(t.Message),
+			"source":   types.StringValue(sourceOf(t)),
 		}))
 	}
 	return types.ListValueMust(types.ObjectType{AttrTypes: validationAttrTypes}, vals)
+}
+
+// sourceOf: reports stored before tests had a source were all computed
+// from declared facts.
+func sourceOf(t validate.Test) string {
+	if t.Source == "" {
+		return validate.SourceDeclared
+	}
+	return t.Source
 }
 
 func clusterToModel(c engine.Cluster) clusterModel {

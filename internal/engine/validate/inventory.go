@@ -29,6 +29,7 @@ func inventoryTests(e *env) []Test {
 		memoryTest(e),
 		processorModelTest(e),
 		processorCoresTest(e),
+		reportedInventoryTest(e),
 	}
 }
 

@@ -36,6 +36,7 @@ func systemTests(e *env) []Test {
 		osEditionTest(e),
 		featuresTest(e),
 		processorVendorTest(e),
+		processorCompatTest(e),
 	}
 }
 

@@ -67,6 +67,19 @@ type Host struct {
 	Address         netip.Addr
 	Features        []string // e.g. "Hyper-V", "Failover-Clustering"
 	Adapters        []Adapter
+	// Reported is what the host's node agent reports of its machine; nil
+	// when no agent reports (the embedded lab): tests then use the
+	// declared facts above and say so (Source).
+	Reported *Reported
+}
+
+// Reported is a node agent's report of its machine.
+type Reported struct {
+	ProcessorVendor string // intel | amd (normalised from cpuinfo's vendor_id)
+	ProcessorModel  string
+	ProcessorCores  int
+	CPUFlags        []string // /proc/cpuinfo flags
+	MemoryMB        int64
 }
 
 // Input is what validation looks at: the cluster the user asks for and every
@@ -105,7 +118,21 @@ type Test struct {
 	Result    Result
 	Message   string // one sentence: names the host, the bad value and what is allowed
 	Attribute string // the kayo_cluster attribute it concerns: "name", "nodes" or "static_address"
+	// Source says what the test looked at: SourceDeclared (the facts in
+	// the configuration) or SourceProbed (what node agents report and
+	// measure).
+	Source string
 }
+
+// Sources of a test's data.
+const (
+	SourceDeclared = "declared"
+	SourceProbed   = "probed"
+)
+
+func declared(t Test) Test { t.Source = SourceDeclared; return t }
+
+func probed(t Test) Test { t.Source = SourceProbed; return t }
 
 // Report is the whole validation report, tests in a fixed order.
 type Report struct {
@@ -330,5 +357,5 @@ func quoteHosts(names []string) string {
 func problems(clauses []string) string { return strings.Join(clauses, "; ") }
 
 func test(category, name, attr string, res Result, msg string) Test {
-	return Test{Category: category, Name: name, Result: res, Message: msg, Attribute: attr}
+	return Test{Category: category, Name: name, Result: res, Message: msg, Attribute: attr, Source: SourceDeclared}
 }

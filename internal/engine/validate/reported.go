@@ -1,0 +1,101 @@
+package validate
+
+import (
+	"fmt"
+	"strings"
+)
+
+// TestReportedInventory compares each node's declared facts with what its
+// node agent reports: declared hardware can be wrong, and the wizard
+// inventories the real machines for that reason.
+const TestReportedInventory = "Compare Declared and Reported Inventory"
+
+// MemoryTolerance is how far, as a fraction of the declared memory, the
+// reported memory may fall short: the kernel's MemTotal leaves out what
+// firmware and the kernel reserve.
+const MemoryTolerance = 0.06
+
+// InventoryMismatches returns one clause per declared fact of h that its
+// report contradicts, naming the fact, the declared and the reported
+// value; nil when h has no report.
+func InventoryMismatches(name string, h Host) []string {
+	r := h.Reported
+	if r == nil {
+		return nil
+	}
+	var out []string
+	differs := func(fact, declared, reported string) {
+		out = append(out, fmt.Sprintf("host %q declares %s %s but its agent reports %s", name, fact, declared, reported))
+	}
+	if h.ProcessorVendor != "" && r.ProcessorVendor != "" && norm(h.ProcessorVendor) != norm(r.ProcessorVendor) {
+		differs("processor_vendor", fmt.Sprintf("%q", h.ProcessorVendor), fmt.Sprintf("%q", r.ProcessorVendor))
+	}
+	if h.ProcessorModel != "" && r.ProcessorModel != "" && !modelMatches(h.ProcessorModel, r.ProcessorModel) {
+		differs("processor_model", fmt.Sprintf("%q", h.ProcessorModel), fmt.Sprintf("%q", r.ProcessorModel))
+	}
+	if h.ProcessorCores > 0 && r.ProcessorCores > 0 && h.ProcessorCores != r.ProcessorCores {
+		differs("processor_cores", fmt.Sprint(h.ProcessorCores), fmt.Sprint(r.ProcessorCores))
+	}
+	if h.MemoryMB > 0 && r.MemoryMB > 0 && !memoryMatches(h.MemoryMB, r.MemoryMB) {
+		differs("memory_mb", fmt.Sprint(h.MemoryMB), fmt.Sprintf("%d (a declared value may exceed the reported one by at most %.0f%%)", r.MemoryMB, MemoryTolerance*100))
+	}
+	return out
+}
+
+func memoryMatches(declared, reported int64) bool {
+	return reported <= declared && float64(declared-reported) <= MemoryTolerance*float64(declared)
+}
+
+// modelMatches: every word of the declared model appears in the reported
+// one ("Xeon E5-2670" matches "Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz").
+func modelMatches(declared, reported string) bool {
+	words := func(s string) []string {
+		s = strings.NewReplacer("(r)", " ", "(tm)", " ", "(R)", " ", "(TM)", " ").Replace(s)
+		return strings.Fields(strings.ToLower(s))
+	}
+	have := map[string]bool{}
+	for _, w := range words(reported) {
+		have[w] = true
+	}
+	for _, w := range words(declared) {
+		if !have[w] {
+			return false
+		}
+	}
+	return true
+}
+
+func reportedInventoryTest(e *env) Test {
+	if len(e.nodes) == 0 {
+		return test(inventory, TestReportedInventory, AttrNodes, Passed, noRegisteredNodeCheck)
+	}
+	var clauses, silent []string
+	for _, n := range e.nodes {
+		if n.Reported == nil {
+			silent = append(silent, n.name)
+			continue
+		}
+		clauses = append(clauses, InventoryMismatches(n.name, n.Host)...)
+	}
+	switch {
+	case len(silent) == len(e.nodes):
+		return declared(test(inventory, TestReportedInventory, AttrNodes, Passed,
+			"computed from declared facts: no node agent reports its machine, so the inventory is the declared one"))
+	case len(clauses) > 0:
+		return probed(test(inventory, TestReportedInventory, AttrNodes, Failed,
+			problems(clauses)+"; correct the declared value (or leave it out: the reported one is used)"))
+	case len(silent) > 0:
+		return probed(test(inventory, TestReportedInventory, AttrNodes, Warning,
+			fmt.Sprintf("%s %s nothing (no node agent reporting): %s declared facts are unchecked",
+				quotedNames(silent), reportVerb(len(silent)), possessive(len(silent)))))
+	}
+	return probed(test(inventory, TestReportedInventory, AttrNodes, Passed,
+		fmt.Sprintf("the declared facts of %s match what their agents report", plural(len(e.nodes), "node"))))
+}
+
+func possessive(n int) string {
+	if n == 1 {
+		return "its"
+	}
+	return "their"
+}
