@@ -88,7 +88,11 @@ func (e *Engine) validateAgainst(ctx context.Context, s ClusterSpec, hosts map[s
 	if err != nil {
 		return validate.Report{}, err
 	}
-	in := validationInput(s, hosts)
+	reports, err := e.freshReports(ctx)
+	if err != nil {
+		return validate.Report{}, err
+	}
+	in := withReports(validationInput(s, hosts), reports)
 	in.OtherClusterAddresses = map[string]string{}
 	for _, c := range clusters {
 		if c.Name != s.Name && !ignoreOthers {

@@ -290,7 +290,11 @@ func (e *Engine) UpdateHost(ctx context.Context, s HostSpec) (Host, error) {
 					return err
 				}
 				hosts[h.Name] = h
-				rep := validate.Run(validationInput(c.ClusterSpec, hosts))
+				reports, err := e.freshReports(ctx)
+				if err != nil {
+					return err
+				}
+				rep := validate.Run(withReports(validationInput(c.ClusterSpec, hosts), reports))
 				if failed := rep.Failed(); len(failed) > 0 {
 					return fmt.Errorf("host %q is a node of cluster %q and this change would fail its validation: %w",
 						s.Name, c.Name, &ValidationError{Cluster: c.Name, Failed: failed})
@@ -345,6 +349,7 @@ func (e *Engine) DeleteHost(ctx context.Context, name string) error {
 		}
 		_, err = e.st.Commit(ctx, []store.Cmp{store.At(hostKey(name), h.Revision)}, []store.Op{
 			store.Del(hostKey(name)),
+			forgetHostReport(name),
 			e.eventOp(Event{Kind: EventHostRemoved, Subject: name}),
 		})
 		return err
