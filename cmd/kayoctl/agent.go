@@ -19,6 +19,7 @@ func (c *cli) agent(args []string) error {
 	node := fs.String("node", "", "the host this agent runs for (required)")
 	interval := fs.Duration("interval", time.Second, "heartbeat and leader-check interval")
 	lease := fs.Duration("lease", 0, "leader lease lifetime (default 3 × interval; held on a store lease, rounded up to whole seconds)")
+	reportFacts := fs.Bool("report-facts", true, "report this machine's processor, memory, adapters and hypervisor (kayo_host.reported; validated against the declared facts)")
 	migAddr := fs.String("migration-address", "127.0.0.1", "the IP address of this host's migration network: incoming live migrations of qemu clusters listen there (TLS with the cluster's key)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -57,6 +58,10 @@ func (c *cli) agent(args []string) error {
 	}
 	logf("started (id %s, interval %s, lease %s, data dir %s)", a.ID(), *interval, *lease, e.DataDir())
 	defer startQEMU(ctx, a, *migAddr, logf)() // VMs of qemu clusters (agent_qemu.go)
+	var facts factsReporter
+	if *reportFacts {
+		facts = factsReporter{e: e, node: *node, logf: logf}
+	}
 	ticker := time.NewTicker(*interval)
 	defer ticker.Stop()
 	var last engine.TickReport
@@ -64,6 +69,7 @@ func (c *cli) agent(args []string) error {
 	for {
 		// A tick must not outlive the process's wish to stop.
 		rep, err := a.Tick(ctx)
+		facts.tick(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			if err.Error() != lastErr {
