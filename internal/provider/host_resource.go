@@ -49,6 +49,7 @@ type hostModel struct {
 	NetworkAdapters types.List   `tfsdk:"network_adapters"`
 	Maintenance     types.Bool   `tfsdk:"maintenance"`
 	State           types.String `tfsdk:"state"`
+	Reported        types.Object `tfsdk:"reported"`
 }
 
 type adapterModel struct {
@@ -171,6 +172,7 @@ func (r *hostResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 				Computed:            true,
 				MarkdownDescription: "`up`, `down` or `maintenance`.",
 			},
+			"reported": reportedSchema(),
 		},
 	}
 }
@@ -238,6 +240,7 @@ func hostToModel(h engine.Host) hostModel {
 		NetworkAdapters: types.ListValueMust(types.ObjectType{AttrTypes: adapterAttrTypes}, adapters),
 		Maintenance:     types.BoolValue(h.Maintenance),
 		State:           types.StringValue(h.State()),
+		Reported:        types.ObjectNull(reportedAttrTypes),
 	}
 }
 
@@ -345,7 +348,11 @@ func (r *hostResource) Create(ctx context.Context, req resource.CreateRequest, r
 	if err != nil {
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, hostToModel(h))...)
+	out := hostToModel(h)
+	if out.Reported, err = reportedValue(ctx, r.engine, h.Name); err != nil {
+		resp.Diagnostics.AddError("Cannot read the report of host "+h.Name, err.Error())
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, out)...)
 }
 
 func (r *hostResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -364,7 +371,12 @@ func (r *hostResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 	if err != nil {
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, hostToModel(h))...)
+	out := hostToModel(h)
+	if out.Reported, err = reportedValue(ctx, r.engine, id); err != nil {
+		resp.Diagnostics.AddError("Cannot read the report of host "+id, err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, out)...)
 }
 
 func (r *hostResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -379,7 +391,16 @@ func (r *hostResource) Update(ctx context.Context, req resource.UpdateRequest, r
 	if err != nil {
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, hostToModel(h))...)
+	// The planned report (the prior state's: it is computed and kept)
+	// stays; the next refresh reads a newer one.
+	out := hostToModel(h)
+	out.Reported = m.Reported
+	if out.Reported.IsUnknown() {
+		if out.Reported, err = reportedValue(ctx, r.engine, h.Name); err != nil {
+			resp.Diagnostics.AddError("Cannot read the report of host "+h.Name, err.Error())
+		}
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, out)...)
 }
 
 func (r *hostResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {

@@ -28,6 +28,7 @@ func TestAccHost_lifecycle(t *testing.T) {
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue("kayo_host.y21", tfjsonpath.New("id"), knownvalue.StringExact("Y-21-2k8x64")),
 					statecheck.ExpectKnownValue("kayo_host.y21", tfjsonpath.New("state"), knownvalue.StringExact("up")),
+					statecheck.ExpectKnownValue("kayo_host.y21", tfjsonpath.New("reported"), knownvalue.Null()),
 					statecheck.ExpectKnownValue("kayo_host.y21", tfjsonpath.New("features"),
 						knownvalue.SetExact([]knownvalue.Check{knownvalue.StringExact("Hyper-V"), knownvalue.StringExact("Failover-Clustering")})),
 					statecheck.ExpectKnownValue("kayo_host.y21", tfjsonpath.New("network_adapters").AtSliceIndex(1).AtMapKey("address"),
