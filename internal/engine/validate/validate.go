@@ -95,6 +95,11 @@ type Input struct {
 	// Hosts holds every registered host (nodes and others) by name. The map
 	// key is the host's name; Host.Name is not consulted.
 	Hosts map[string]Host
+	// Probes are the node agents' probes of each other's addresses on the
+	// cluster networks (fresh ones only); a node in Probing sent them. With
+	// none, Network Communication is judged from the declared adapters.
+	Probes  []Probe
+	Probing map[string]bool
 	// OtherClusterAddresses holds the static addresses of other clusters,
 	// cluster name -> address (a CIDR or a bare address). The static address
 	// must not equal any of them. Leave out the cluster being validated.
