@@ -54,11 +54,16 @@ Commands:
                                        what a plan (terraform show -json) does to the clusters:
                                        migrations, replacements, formats, nodes, quorum, maintenance;
                                        exit 3 when a --deny category is present
+  cluster validate NAME [--json]       the validation report now, from the declared hosts and what their
+                                       agents report and probe; exit 1 when a test fails
   host fail NAME                       lab: declare a host down, as if it crashed
   host recover NAME                    lab: declare a failed host up again
   agent --node NAME [--interval 1s] [--lease 3×interval] [--migration-address 127.0.0.1]
+        [--report-facts=true] [--probe-port 3343]
                                        the node agent: heartbeats; the elected leader declares
-                                       silent nodes down (and up again); runs until SIGINT/SIGTERM
+                                       silent nodes down (and up again); reports its machine and
+                                       probes the other nodes on every cluster network;
+                                       runs until SIGINT/SIGTERM
 
 The data directory is --data-dir, else $KAYO_DATA_DIR, else .kayo. With
 --etcd-endpoints (or $KAYO_ETCD_ENDPOINTS and the other KAYO_ETCD_*
@@ -176,6 +181,8 @@ func (c *cli) run(args []string) int {
 		err = c.quorum(rest)
 	case "host":
 		err = c.host(rest)
+	case "cluster":
+		err = c.cluster(rest)
 	case "agent":
 		err = c.agent(rest)
 	case "vm":

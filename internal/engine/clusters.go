@@ -88,11 +88,10 @@ func (e *Engine) validateAgainst(ctx context.Context, s ClusterSpec, hosts map[s
 	if err != nil {
 		return validate.Report{}, err
 	}
-	reports, err := e.freshReports(ctx)
+	in, err := e.liveInput(ctx, validationInput(s, hosts))
 	if err != nil {
 		return validate.Report{}, err
 	}
-	in := withReports(validationInput(s, hosts), reports)
 	in.OtherClusterAddresses = map[string]string{}
 	for _, c := range clusters {
 		if c.Name != s.Name && !ignoreOthers {

@@ -290,11 +290,11 @@ func (e *Engine) UpdateHost(ctx context.Context, s HostSpec) (Host, error) {
 					return err
 				}
 				hosts[h.Name] = h
-				reports, err := e.freshReports(ctx)
+				in, err := e.liveInput(ctx, validationInput(c.ClusterSpec, hosts))
 				if err != nil {
 					return err
 				}
-				rep := validate.Run(withReports(validationInput(c.ClusterSpec, hosts), reports))
+				rep := validate.Run(in)
 				if failed := rep.Failed(); len(failed) > 0 {
 					return fmt.Errorf("host %q is a node of cluster %q and this change would fail its validation: %w",
 						s.Name, c.Name, &ValidationError{Cluster: c.Name, Failed: failed})

@@ -39,7 +39,9 @@ var reportedAttrTypes = map[string]attr.Type{
 }
 
 func reportedSchema() schema.SingleNestedAttribute {
-	str := func(d string) schema.StringAttribute { return schema.StringAttribute{Computed: true, MarkdownDescription: d} }
+	str := func(d string) schema.StringAttribute {
+		return schema.StringAttribute{Computed: true, MarkdownDescription: d}
+	}
 	return schema.SingleNestedAttribute{
 		Computed: true,
 		MarkdownDescription: "What the host's node agent (`kayoctl agent --node NAME`) reports of its machine; null until " +
