@@ -92,9 +92,10 @@ if [ "$hypervisor" = qemu ]; then
   (cd "$root" && go build -o "$demo/kayoctl" ./cmd/kayoctl)
   # The demo's hosts are the seed's fictional Xeons, all played by this one
   # machine: its agents do not report it (--report-facts=false), or
-  # validation would compare the declared Xeons with this machine.
+  # validation would compare the declared Xeons with this machine, and do
+  # not probe each other (--probe-port=0: they share one network stack).
   for node in Y-21-2k8x64 Y-22-2k8x64; do
-    KAYO_QEMU_GUEST_DIR="$root/guest/out" NO_COLOR=1 nohup "$demo/kayoctl" agent --node "$node" --interval 250ms --report-facts=false \
+    KAYO_QEMU_GUEST_DIR="$root/guest/out" NO_COLOR=1 nohup "$demo/kayoctl" agent --node "$node" --interval 250ms --report-facts=false --probe-port=0 \
       >"$demo/agent-$node.log" 2>&1 </dev/null &
     echo $! >>"$demo/agents.pid"
   done

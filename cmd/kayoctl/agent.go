@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/netprobe"
 )
 
 // agent runs the node agent until SIGINT/SIGTERM: every interval it
@@ -20,6 +21,7 @@ func (c *cli) agent(args []string) error {
 	interval := fs.Duration("interval", time.Second, "heartbeat and leader-check interval")
 	lease := fs.Duration("lease", 0, "leader lease lifetime (default 3 × interval; held on a store lease, rounded up to whole seconds)")
 	reportFacts := fs.Bool("report-facts", true, "report this machine's processor, memory, adapters and hypervisor (kayo_host.reported; validated against the declared facts)")
+	probePort := fs.Int("probe-port", netprobe.DefaultPort, "UDP port this agent answers the other nodes' network probes on, and probes theirs on; 0: no probes")
 	migAddr := fs.String("migration-address", "127.0.0.1", "the IP address of this host's migration network: incoming live migrations of qemu clusters listen there (TLS with the cluster's key)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -29,6 +31,9 @@ func (c *cli) agent(args []string) error {
 	}
 	if err := noArgs(fs); err != nil {
 		return err
+	}
+	if *probePort < 0 || *probePort > 65535 {
+		return usagef("agent: --probe-port %d is not allowed; allowed: 1 to 65535, or 0 for no probes", *probePort)
 	}
 	if *node == "" {
 		return usagef("agent: --node NAME is required")
@@ -61,6 +66,10 @@ func (c *cli) agent(args []string) error {
 	var facts factsReporter
 	if *reportFacts {
 		facts = factsReporter{e: e, node: *node, logf: logf}
+	}
+	if *probePort != 0 {
+		p := &prober{e: e, node: *node, port: *probePort, logf: logf}
+		go p.run(ctx)
 	}
 	ticker := time.NewTicker(*interval)
 	defer ticker.Stop()

@@ -49,8 +49,9 @@ func (p *agentProc) log() string {
 func startAgent(t *testing.T, bin, dir, node string) *agentProc {
 	t.Helper()
 	p := &agentProc{node: node}
-	// The lab's hosts are fictional, all played by this machine: no facts reported.
-	p.cmd = exec.Command(bin, "--data-dir", dir, "agent", "--node", node, "--interval", agentInterval.String(), "--report-facts=false")
+	// The lab's hosts are fictional, all played by this machine (one network
+	// namespace): no facts reported, no network probes.
+	p.cmd = exec.Command(bin, "--data-dir", dir, "agent", "--node", node, "--interval", agentInterval.String(), "--report-facts=false", "--probe-port=0")
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -135,8 +135,9 @@ type foLab struct {
 func (l *foLab) startAgent(node string) {
 	l.t.Helper()
 	p := &foAgent{node: node}
-	// The lab's hosts are fictional, all played by this machine: no facts reported.
-	p.cmd = exec.Command(l.bin, "--data-dir", l.dataDir, "agent", "--node", node, "--interval", foAgentInterval.String(), "--report-facts=false")
+	// The lab's hosts are fictional, all played by this machine (one network
+	// namespace): no facts reported, no network probes.
+	p.cmd = exec.Command(l.bin, "--data-dir", l.dataDir, "agent", "--node", node, "--interval", foAgentInterval.String(), "--report-facts=false", "--probe-port=0")
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		l.t.Fatal(err)

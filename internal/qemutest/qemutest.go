@@ -52,8 +52,9 @@ func StartAgents(t testing.TB, dataDir, guestDir string, nodes ...string) []*Age
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The lab's hosts are fictional, all played by this machine: no facts reported.
-		cmd := exec.Command(bin, "agent", "--node", n, "--interval", "250ms", "--report-facts=false")
+		// The lab's hosts are fictional, all played by this machine (one network
+	// namespace): no facts reported, no network probes.
+		cmd := exec.Command(bin, "agent", "--node", n, "--interval", "250ms", "--report-facts=false", "--probe-port=0")
 		cmd.Env = append(os.Environ(), "KAYO_DATA_DIR="+dataDir, "KAYO_QEMU_GUEST_DIR="+guestDir, "NO_COLOR=1")
 		cmd.Stdout, cmd.Stderr = f, f
 		if err := cmd.Start(); err != nil {
