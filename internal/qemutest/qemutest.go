@@ -53,7 +53,7 @@ func StartAgents(t testing.TB, dataDir, guestDir string, nodes ...string) []*Age
 			t.Fatal(err)
 		}
 		// The lab's hosts are fictional, all played by this machine (one network
-	// namespace): no facts reported, no network probes.
+		// namespace): no facts reported, no network probes.
 		cmd := exec.Command(bin, "agent", "--node", n, "--interval", "250ms", "--report-facts=false", "--probe-port=0")
 		cmd.Env = append(os.Environ(), "KAYO_DATA_DIR="+dataDir, "KAYO_QEMU_GUEST_DIR="+guestDir, "NO_COLOR=1")
 		cmd.Stdout, cmd.Stderr = f, f
