@@ -18,8 +18,40 @@ const maxProblems = 100
 // placement, and that every allocated block lies inside the file and
 // overlaps neither another block nor the footers, header or BAT.
 // Unused space (left by a crash mid-allocation or a relocated BAT) is
-// not a problem.
+// not a problem. A differencing disk's own structures are checked too
+// (parent UUID set, parent locators readable and not overlapping), but
+// its parent only by CheckChain: Check reports that it was not checked.
 func Check(f File, fileSize int64) []string {
+	return CheckChain(f, fileSize, nil)
+}
+
+// CheckChain is Check that, for a differencing disk, also opens its
+// parents through open (as OpenChain does) and reports a parent that is
+// missing or whose footer UUID is not the one its child records (naming
+// the parent's path), and each parent's own problems.
+func CheckChain(f File, fileSize int64, open ParentOpener) []string {
+	probs := checkImage(f, fileSize)
+	if len(probs) > 0 {
+		return probs
+	}
+	d, err := openImage(f, fileSize)
+	if err != nil || d.footer.DiskType != Differencing {
+		return probs
+	}
+	if err := d.openParent(open, "", 0); err != nil {
+		return append(probs, err.Error())
+	}
+	defer d.Close()
+	for p := d.parent; p != nil && len(probs) < maxProblems; p = p.parent {
+		for _, q := range checkImage(p.f, p.fileSize) {
+			probs = append(probs, fmt.Sprintf("parent %q: %s", d.parentPath, q))
+		}
+		d = p
+	}
+	return probs
+}
+
+func checkImage(f File, fileSize int64) []string {
 	var probs []string
 	add := func(format string, args ...any) bool {
 		if len(probs) < maxProblems {
@@ -77,7 +109,7 @@ func Check(f File, fileSize int64) []string {
 			add("footer copy at offset 0 differs from the footer at the end")
 		}
 	}
-	d, err := Open(f, fileSize)
+	d, err := openImage(f, fileSize)
 	if err != nil {
 		add("%v", err)
 		return probs
@@ -86,8 +118,18 @@ func Check(f File, fileSize int64) []string {
 	if h.DataOffset != fixedDataOff && h.DataOffset != 0xFFFFFFFF {
 		add("dynamic header data offset is %#x, want all ones", h.DataOffset)
 	}
-	if h.ParentUUID != (UUID{}) {
+	if ft.DiskType == Dynamic && h.ParentUUID != (UUID{}) {
 		add("dynamic (not differencing) disk has a parent UUID %v", h.ParentUUID)
+	}
+	var locs []Locator
+	if ft.DiskType == Differencing {
+		if h.ParentUUID == (UUID{}) {
+			add("differencing disk has no parent UUID")
+		}
+		if _, _, err := parentPath(f, h, fileSize); err != nil {
+			add("%v", err)
+		}
+		locs = h.Locators()
 	}
 
 	type extent struct {
@@ -99,6 +141,13 @@ func Check(f File, fileSize int64) []string {
 		{d.hdrOff, d.hdrOff + HeaderSize, "dynamic header"},
 		{int64(h.TableOffset), int64(h.TableOffset) + batBytes(h.MaxTableEntries), "BAT"},
 		{fileSize - FooterSize, fileSize, "footer"},
+	}
+	for _, l := range locs {
+		if l.Length == 0 || l.Offset%SectorSize != 0 || int64(l.Offset) > fileSize {
+			continue // parentPath reported it, or the entry holds no data
+		}
+		s := int64(l.Offset)
+		ext = append(ext, extent{s, s + (int64(l.Length)+SectorSize-1)/SectorSize*SectorSize, fmt.Sprintf("parent locator %q", l.Code[:])})
 	}
 	blockLen := d.bmSize + int64(h.BlockSize)
 	for i, e := range d.bat {

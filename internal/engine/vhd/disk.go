@@ -70,6 +70,11 @@ type Disk struct {
 	bmSize int64
 	bmMu   sync.Mutex
 	bmaps  map[uint32][]byte // cached sector bitmaps by block index
+
+	// differencing disks only: the open parent (read-only) and the path
+	// it was opened by
+	parent     *Disk
+	parentPath string
 }
 
 // Create writes a new, empty VHD into f, discarding f's previous
@@ -182,15 +187,22 @@ func extend(f File, off, n int64) error {
 // Open reads the VHD in f, whose length is fileSize, validating the
 // footer and, for dynamic disks, the dynamic header and BAT bounds.
 // Errors about damage wrap ErrCorrupt. The virtual size is the footer's
-// current size (as Hyper-V reads it), not the CHS geometry.
+// current size (as Hyper-V reads it), not the CHS geometry. A
+// differencing disk is refused with a *ParentError wrapping
+// ErrParentRequired: open it with OpenChain.
 func Open(f File, fileSize int64) (*Disk, error) {
+	return OpenChain(f, fileSize, nil)
+}
+
+// openImage is Open without resolving a differencing disk's parent.
+func openImage(f File, fileSize int64) (*Disk, error) {
 	if fileSize < FooterSize {
 		return nil, fmt.Errorf("%w: file is %d bytes, too small for a footer", ErrCorrupt, fileSize)
 	}
 	ft, err := readFooter(f, fileSize-FooterSize)
 	if err != nil {
 		err = fmt.Errorf("footer at end of file: %w", err)
-		if cp, err2 := readFooter(f, 0); err2 == nil && cp.DiskType == Dynamic {
+		if cp, err2 := readFooter(f, 0); err2 == nil && cp.DiskType != Fixed {
 			err = fmt.Errorf("%w (the footer copy at offset 0 is intact: the file was truncated or its tail damaged)", err)
 		}
 		return nil, err
@@ -271,7 +283,7 @@ func (d *Disk) Size() int64 {
 	return int64(d.footer.CurrentSize)
 }
 
-// Type is Fixed or Dynamic.
+// Type is Fixed, Dynamic or Differencing.
 func (d *Disk) Type() DiskType {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -352,7 +364,11 @@ func (d *Disk) WriteAt(p []byte, off int64) (int, error) {
 	if d.hdr == nil {
 		return d.f.WriteAt(p, off)
 	}
-	if err := d.writeDynamic(p, off); err != nil {
+	write := d.writeDynamic
+	if d.footer.DiskType == Differencing {
+		write = d.writeChildAt
+	}
+	if err := write(p, off); err != nil {
 		return 0, err
 	}
 	return len(p), nil

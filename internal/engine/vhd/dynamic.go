@@ -39,7 +39,8 @@ func (d *Disk) bitmap(idx uint32) ([]byte, error) {
 	return bm, nil
 }
 
-// readDynamic fills p from the virtual disk at off (within Size).
+// readDynamic fills p from the virtual disk at off (within Size):
+// sectors the disk holds from its blocks, the rest from readBelow.
 func (d *Disk) readDynamic(p []byte, off int64) error {
 	bs := int64(d.hdr.BlockSize)
 	for len(p) > 0 {
@@ -47,7 +48,9 @@ func (d *Disk) readDynamic(p []byte, off int64) error {
 		n := min(int64(len(p)), bs-in)
 		chunk := p[:n]
 		if e := d.bat[idx]; e == unallocated {
-			clear(chunk)
+			if err := d.readBelow(chunk, off); err != nil {
+				return err
+			}
 		} else {
 			bm, err := d.bitmap(uint32(idx))
 			if err != nil {
@@ -66,8 +69,8 @@ func (d *Disk) readDynamic(p []byte, off int64) error {
 					if err := readFull(d.f, sub, base+pos); err != nil {
 						return err
 					}
-				} else {
-					clear(sub)
+				} else if err := d.readBelow(sub, idx*bs+pos); err != nil {
+					return err
 				}
 				pos = end
 			}
@@ -159,6 +162,11 @@ func (d *Disk) growDynamic(nf Footer) error {
 		}
 		if d.hdrOff >= tbl && (limit < 0 || d.hdrOff < limit) {
 			limit = d.hdrOff
+		}
+		for _, l := range d.hdr.Locators() {
+			if s := int64(l.Offset); s >= tbl && (limit < 0 || s < limit) {
+				limit = s
+			}
 		}
 		newTbl := tbl
 		if limit >= 0 && tbl+newLen > limit {

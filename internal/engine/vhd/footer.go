@@ -54,8 +54,9 @@ var vhdEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 // DiskType is the footer's disk type.
 type DiskType uint32
 
-// Disk types. Only Fixed and Dynamic are supported; Differencing is
-// recognised so errors can name it.
+// Disk types. Create makes Fixed and Dynamic disks, CreateChild
+// Differencing ones (a dynamic disk whose unwritten sectors read from
+// its parent).
 const (
 	Fixed        DiskType = 2
 	Dynamic      DiskType = 3
@@ -304,9 +305,7 @@ func (f *Footer) validate() error {
 		return fmt.Errorf("%w: footer format version %#08x, want major version 1", ErrCorrupt, f.Version)
 	}
 	switch f.DiskType {
-	case Fixed, Dynamic:
-	case Differencing:
-		return fmt.Errorf("vhd: differencing disks are not supported")
+	case Fixed, Dynamic, Differencing:
 	default:
 		return fmt.Errorf("%w: unknown disk type %d", ErrCorrupt, uint32(f.DiskType))
 	}
