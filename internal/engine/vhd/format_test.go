@@ -221,6 +221,14 @@ func FuzzFooter(f *testing.F) {
 func FuzzHeader(f *testing.F) {
 	h := Header{DataOffset: fixedDataOff, TableOffset: 1536, Version: formatVersion, MaxTableEntries: 7, BlockSize: DefaultBlockSize}
 	f.Add(h.Marshal())
+	// A differencing header: parent UUID, timestamp, name and locators.
+	h.ParentUUID, h.ParentTimestamp = UUID{1, 2, 3}, 7
+	if err := h.setParentName(`..\templates\base.vhd`); err != nil {
+		f.Fatal(err)
+	}
+	h.setLocator(0, Locator{Code: [4]byte{'W', '2', 'r', 'u'}, Space: 512, Length: 44, Offset: 2048})
+	h.setLocator(1, Locator{Code: [4]byte{'W', '2', 'k', 'u'}, Space: 1, Length: 80, Offset: 2560})
+	f.Add(h.Marshal())
 	f.Add(make([]byte, 1024))
 	f.Add([]byte("cxsparse"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -230,6 +238,8 @@ func FuzzHeader(f *testing.F) {
 		}
 		_ = bitmapSize(h.BlockSize)
 		_ = batBytes(h.MaxTableEntries)
+		_ = h.ParentName()
+		_ = h.Locators()
 		again, err := ParseHeader(h.Marshal())
 		if err != nil || *again != *h {
 			t.Fatalf("re-encoding a valid header: %v", err)
@@ -245,10 +255,24 @@ func FuzzOpen(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(bytes.Clone(m.data))
+	// A differencing child of that disk: Check parses its locators, and
+	// OpenChain resolves the parent (the dynamic image below) by any name.
+	fs := memFS{"base.vhd": m}
+	c := &memFile{}
+	if _, err := CreateChild(c, fs.opener("."), ChildOptions{ParentPath: "base.vhd", ParentAbsPath: `C:\t\base.vhd`, BlockSize: 4 * kib}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(bytes.Clone(c.data))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m := &memFile{data: bytes.Clone(b)}
 		_ = Check(m, int64(len(b)))
-		d, err := Open(m, int64(len(b)))
+		parent := &memFile{}
+		if _, err := Create(parent, Options{Type: Dynamic, Size: 3 * mib, BlockSize: 512 * kib}); err != nil {
+			t.Fatal(err)
+		}
+		open := func(string) (File, int64, error) { return parent, parent.size(), nil }
+		_ = CheckChain(m, int64(len(b)), open)
+		d, err := OpenChain(m, int64(len(b)), open)
 		if err != nil {
 			return
 		}
