@@ -347,3 +347,46 @@ func TestCleanWin(t *testing.T) {
 		t.Errorf("joinWin = %q", got)
 	}
 }
+
+// countFile counts what a File's user reads and writes.
+type countFile struct {
+	File
+	read, written int64
+}
+
+func (c *countFile) ReadAt(p []byte, off int64) (int, error) {
+	c.read += int64(len(p))
+	return c.File.ReadAt(p, off)
+}
+
+func (c *countFile) WriteAt(p []byte, off int64) (int, error) {
+	c.written += int64(len(p))
+	return c.File.WriteAt(p, off)
+}
+
+// Creating a child reads only the parent's footer, header and BAT,
+// whatever the parent holds, and writes nothing to it.
+func TestCreateChildReadsOnlyParentMetadata(t *testing.T) {
+	for _, size := range []int64{64 * mib, 2 << 30} {
+		pf := &memFile{}
+		p := mustCreate(t, pf, Options{Type: Dynamic, Size: size})
+		for off := int64(0); off < p.Size(); off += 64 * mib {
+			if _, err := p.WriteAt(bytes.Repeat([]byte{7}, 4096), off); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cp := &countFile{File: pf}
+		open := func(string) (File, int64, error) { return cp, pf.size(), nil }
+		cf := &memFile{}
+		if _, err := CreateChild(cf, open, ChildOptions{ParentPath: "p.vhd"}); err != nil {
+			t.Fatal(err)
+		}
+		entries := (p.Size() + DefaultBlockSize - 1) / DefaultBlockSize
+		if max := FooterSize + HeaderSize + entries*4; cp.read > max || cp.written != 0 {
+			t.Errorf("%d-byte parent: read %d bytes (metadata is %d), wrote %d", size, cp.read, max, cp.written)
+		}
+		if want := int64(FooterSize + HeaderSize + batBytes(uint32(entries)) + SectorSize + FooterSize); cf.size() != want {
+			t.Errorf("%d-byte parent: child file %d bytes, want %d", size, cf.size(), want)
+		}
+	}
+}

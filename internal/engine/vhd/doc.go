@@ -1,7 +1,7 @@
 // Package vhd reads and writes fixed and dynamic Virtual Hard Disk images
 // as defined by Microsoft's "Virtual Hard Disk Image Format
-// Specification" (version 1.0), the format of Hyper-V's .vhd files.
-// Differencing disks are recognised and refused. It uses only the
+// Specification" (version 1.0), the format of Hyper-V's .vhd files,
+// including differencing disks (CreateChild, OpenChain). It uses only the
 // standard library and writes through the small File interface, so an
 // image can live in an *os.File or in a file on the clustered volume.
 //
@@ -25,6 +25,17 @@
 // original and current size, the specification's CHS geometry of the
 // current size, the disk type, the one's-complement checksum, a UUID
 // (random from crypto/rand unless given) and saved state 0.
+//
+// Differencing (type 4): laid out as dynamic, plus the parent's footer
+// UUID and timestamp and its path as the parent unicode name (UTF-16BE)
+// in the header, and the path in a W2ru (relative) and optionally a
+// W2ku (absolute) parent locator (UTF-16LE, sector padded, after the
+// BAT). Sectors whose bitmap bit is clear, and unallocated blocks, read
+// from the parent, recursively; writes go only to the child, a partly
+// written sector first completed from the parent. Parents are opened
+// through a ParentOpener with paths relative to the first child's
+// directory, and must carry the UUID the child recorded (*ParentError
+// otherwise). Copy flattens a chain into a standalone disk.
 //
 // # Sizes
 //
