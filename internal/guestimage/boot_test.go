@@ -22,7 +22,7 @@ import (
 
 // prepare builds the template and finds QEMU, skipping (failing under
 // CI=true, where .ci/run installs everything) when either is missing.
-func prepare(t *testing.T) (bin, template string) {
+func prepare(t testing.TB) (bin, template string) {
 	t.Helper()
 	fail := func(err error) {
 		t.Helper()
@@ -46,7 +46,7 @@ func prepare(t *testing.T) (bin, template string) {
 	return bin, template
 }
 
-func openVHD(t *testing.T, path string, open vhd.ParentOpener, write bool) (*os.File, *vhd.Disk) {
+func openVHD(t testing.TB, path string, open vhd.ParentOpener, write bool) (*os.File, *vhd.Disk) {
 	t.Helper()
 	flag := os.O_RDONLY
 	if write {
@@ -72,7 +72,7 @@ func openVHD(t *testing.T, path string, open vhd.ParentOpener, write bool) (*os.
 // boot runs QEMU (TCG, no -kernel: SeaBIOS boots the disk's MBR) on
 // drive until the serial console has printed every line matching want,
 // and returns the console log.
-func boot(t *testing.T, bin, drive string, want ...*regexp.Regexp) string {
+func boot(t testing.TB, bin, drive string, want ...*regexp.Regexp) string {
 	t.Helper()
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "serial.log")
@@ -91,7 +91,7 @@ func boot(t *testing.T, bin, drive string, want ...*regexp.Regexp) string {
 		_ = cmd.Process.Kill()
 		<-exited
 	}()
-	tick := time.NewTicker(200 * time.Millisecond)
+	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		log, _ := os.ReadFile(logPath)
