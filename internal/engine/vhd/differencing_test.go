@@ -390,3 +390,27 @@ func TestCreateChildReadsOnlyParentMetadata(t *testing.T) {
 		}
 	}
 }
+
+func TestReadParent(t *testing.T) {
+	m := memFS{}
+	template(t, m, `templates\base.vhd`, Dynamic, 13)
+	pf := m[`templates\base.vhd`]
+	pft, _ := ParseFooter(pf.data[pf.size()-FooterSize:])
+	cf := &memFile{}
+	if _, err := CreateChild(cf, m.opener("WEB01"), ChildOptions{ParentPath: `..\templates\base.vhd`}); err != nil {
+		t.Fatal(err)
+	}
+	pi, err := ReadParent(cf, cf.size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pi != (ParentInfo{Path: `..\templates\base.vhd`, Relative: true, UUID: pft.UUID, Timestamp: pft.Timestamp}) {
+		t.Errorf("ReadParent = %+v", pi)
+	}
+	if got := ResolveParentPath(`WEB01\WEB01.vhd`, pi.Path); got != `templates\base.vhd` {
+		t.Errorf("ResolveParentPath = %q", got)
+	}
+	if _, err := ReadParent(pf, pf.size()); !errors.Is(err, ErrNotDifferencing) {
+		t.Errorf("ReadParent of a dynamic disk: %v", err)
+	}
+}

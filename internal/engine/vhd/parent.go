@@ -34,6 +34,8 @@ const (
 var (
 	ErrParentMismatch = errors.New("vhd: parent's UUID does not match the one the differencing disk records")
 	ErrParentRequired = errors.New("vhd: a differencing disk needs its parent: open it with OpenChain")
+	// ErrNotDifferencing: ReadParent was given a fixed or dynamic disk.
+	ErrNotDifferencing = errors.New("vhd: not a differencing disk")
 )
 
 // ParentError says which parent of a differencing disk could not be used
@@ -334,4 +336,45 @@ func (d *Disk) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ParentInfo is what a differencing disk records about its parent.
+type ParentInfo struct {
+	// Path as recorded: relative to the child's directory (Relative), in
+	// cleaned Windows form, or absolute when the child records only an
+	// absolute locator.
+	Path      string
+	Relative  bool
+	UUID      UUID   // the parent's footer UUID
+	Timestamp uint32 // the parent's footer timestamp at the child's creation
+}
+
+// ReadParent reads what the differencing disk in f (fileSize bytes)
+// records about its parent, without opening the parent: to find the
+// children of a template (e.g. to refuse deleting it, naming them). A
+// disk that is not differencing is an error wrapping ErrNotDifferencing.
+func ReadParent(f File, fileSize int64) (ParentInfo, error) {
+	d, err := openImage(f, fileSize)
+	if err != nil {
+		return ParentInfo{}, err
+	}
+	if d.footer.DiskType != Differencing {
+		return ParentInfo{}, fmt.Errorf("%w: it is %v", ErrNotDifferencing, d.footer.DiskType)
+	}
+	p, rel, err := parentPath(f, d.hdr, fileSize)
+	if err != nil {
+		return ParentInfo{}, err
+	}
+	if rel {
+		p = cleanWin(p)
+	}
+	return ParentInfo{Path: p, Relative: rel, UUID: d.hdr.ParentUUID, Timestamp: d.hdr.ParentTimestamp}, nil
+}
+
+// ResolveParentPath resolves a parent path relative to the child at
+// child (both Windows style, e.g. `WEB01\WEB01.vhd` and
+// `..\templates\base.vhd`) into a path relative to the child's own
+// starting point (`templates\base.vhd`).
+func ResolveParentPath(child, parent string) string {
+	return joinWin(strings.ReplaceAll(child, "/", `\`), strings.ReplaceAll(parent, "/", `\`))
 }
