@@ -41,7 +41,7 @@ func CheckChain(f File, fileSize int64, open ParentOpener) []string {
 	if err := d.openParent(open, "", 0); err != nil {
 		return append(probs, err.Error())
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }()
 	for p := d.parent; p != nil && len(probs) < maxProblems; p = p.parent {
 		for _, q := range checkImage(p.f, p.fileSize) {
 			probs = append(probs, fmt.Sprintf("parent %q: %s", d.parentPath, q))

@@ -385,7 +385,7 @@ func TestCreateChildReadsOnlyParentMetadata(t *testing.T) {
 		if max := FooterSize + HeaderSize + entries*4; cp.read > max || cp.written != 0 {
 			t.Errorf("%d-byte parent: read %d bytes (metadata is %d), wrote %d", size, cp.read, max, cp.written)
 		}
-		if want := int64(FooterSize + HeaderSize + batBytes(uint32(entries)) + SectorSize + FooterSize); cf.size() != want {
+		if want := FooterSize + HeaderSize + batBytes(uint32(entries)) + SectorSize + FooterSize; cf.size() != want {
 			t.Errorf("%d-byte parent: child file %d bytes, want %d", size, cf.size(), want)
 		}
 	}
