@@ -94,6 +94,8 @@ truncate -s $(( disk_mib << 20 )) "$img"
 echo "start=$start, size=$part_sectors, type=6, bootable" | sfdisk --quiet --label dos "$img"
 dd if="$mbr" of="$img" bs=440 count=1 conv=notrunc status=none
 dd if="$part" of="$img" bs=1M seek=1 conv=notrunc,sparse status=none
-qemu-img convert -f raw -O vpc -o subformat=dynamic "$img" "$vhd.tmp"
-mv "$vhd.tmp" "$vhd"
+# A name of its own, then an atomic rename: concurrent builds (tests of
+# several packages) never see or leave a half-written template.
+qemu-img convert -f raw -O vpc -o subformat=dynamic "$img" "$vhd.$$.tmp"
+mv "$vhd.$$.tmp" "$vhd"
 echo "guest: $vhd (bootable template: syslinux, $kver, $(du -k "$vhd" | cut -f1) KiB)"
