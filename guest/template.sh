@@ -46,7 +46,7 @@ kver="${kernel#/boot/vmlinuz-}"
 [ -x /bin/busybox ] || die "need a static busybox at /bin/busybox: apt-get install busybox-static"
 
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+trap 'rm -rf "$tmp" "$vhd.$$.tmp"' EXIT
 # The initramfs: busybox and the virtio block modules, as guest/build.sh.
 root="$tmp/root"
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules}
