@@ -239,3 +239,40 @@ func TestMountpointRefused(t *testing.T) {
 		}
 	}
 }
+
+// Kayo FS gives a removed directory's inode number to the next one
+// created, while an open descriptor still holds the removed one: the new
+// directory works.
+func TestReusedInodeNumberIsNewNode(t *testing.T) {
+	tv := newVolume(t, 64<<20)
+	s := tv.mount(t, Options{})
+	d, e := filepath.Join(s.Dir(), "d"), filepath.Join(s.Dir(), "e")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	id, _ := tv.v.Stat("d")
+	if err := os.Remove(d); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(e, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ie, _ := tv.v.Stat("e")
+	if id.Ino != ie.Ino {
+		t.Fatalf("kayofs gave e inode %d, not d's %d: the test needs the reuse", ie.Ino, id.Ino)
+	}
+	if err := os.WriteFile(filepath.Join(e, "x"), []byte("xyz"), 0o644); err != nil {
+		t.Errorf("a file in the new directory: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(e, "x")); err != nil || string(got) != "xyz" {
+		t.Errorf("e/x reads %q, %v", got, err)
+	}
+	if ls := run(t, "ls", s.Dir()); ls != "e\n" {
+		t.Errorf("ls: %q", ls)
+	}
+}
