@@ -92,6 +92,6 @@ func (c *cli) volumeMount(args []string) error {
 	if err != nil {
 		return err
 	}
-	_, _ = fmt.Fprintf(c.stdout, "Unmounted %s; %s's slot is released.\n", dir, *node)
+	_, _ = fmt.Fprintf(c.stdout, "Unmounted %s; %s's slot is detached (it stays the node's).\n", dir, *node)
 	return nil
 }

@@ -184,7 +184,8 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	if err != nil {
 		return nil, n.fsys.errno("readdir", p, err)
 	}
-	ents := make([]fuse.DirEntry, 0, len(fis))
+	ents := make([]fuse.DirEntry, 0, len(fis)+2)
+	ents = append(ents, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR}, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR})
 	for _, fi := range fis {
 		mode := uint32(syscall.S_IFREG)
 		if fi.IsDir {
