@@ -62,6 +62,12 @@ func TestToolsThroughMount(t *testing.T) {
 	}
 	run(t, "cmp", hostDD, filepath.Join(mnt, "WEB01", "dd.bin"))
 
+	// what Kayo FS does not keep: refused, or (times) accepted
+	run(t, "touch", filepath.Join(mnt, "WEB01", "dd.bin"), filepath.Join(mnt, "WEB01", "new"))
+	run(t, "chmod", "644", filepath.Join(mnt, "WEB01", "new"))
+	runFails(t, "Operation not permitted", "chmod", "600", filepath.Join(mnt, "WEB01", "new"))
+	runFails(t, "Operation not supported", "ln", "-s", "new", filepath.Join(mnt, "WEB01", "link"))
+
 	run(t, "mv", in, filepath.Join(mnt, "moved.bin"))
 	if ls := run(t, "ls", filepath.Join(mnt, "WEB01")); strings.Contains(ls, "big.bin") {
 		t.Errorf("big.bin still listed after mv:\n%s", ls)
