@@ -73,7 +73,7 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	if err := h.n.settle(); err != nil {
 		// nobody can receive this error any more: it is logged
-		h.n.fsys.errno("release", h.f.Name(), err)
+		_ = h.n.fsys.errno("release", h.f.Name(), err)
 	}
 	h.n.mu.Lock()
 	if h.n.pending == nil {

@@ -55,7 +55,7 @@ func (n *node) child(name string) string { return path.Join(n.path(), name) }
 
 // fill sets out from fi.
 func (n *node) fill(fi kayofs.FileInfo, out *fuse.Attr) {
-	bs := uint32(n.fsys.v.Superblock().BlockSize)
+	bs := n.fsys.v.Superblock().BlockSize
 	out.Ino = uint64(fi.Ino)
 	out.Size = uint64(fi.Size)
 	out.Blocks = uint64(fi.Allocated) / 512
