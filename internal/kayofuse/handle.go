@@ -27,9 +27,10 @@ var (
 )
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	if e := h.n.fsys.check(); e != 0 {
+	if e := h.n.fsys.enter(); e != 0 {
 		return nil, e
 	}
+	defer h.n.fsys.leave()
 	if err := h.n.flush(); err != nil {
 		return nil, h.n.fsys.errno("read", h.f.Name(), err)
 	}
@@ -41,9 +42,10 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	if e := h.n.fsys.check(); e != 0 {
+	if e := h.n.fsys.enter(); e != 0 {
 		return 0, e
 	}
+	defer h.n.fsys.leave()
 	if err := h.n.write(h.f, data, off); err != nil {
 		return 0, h.n.fsys.errno("write", h.f.Name(), err)
 	}
@@ -53,16 +55,18 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 // Flush is every close(2) of the file: gathered writes go to the volume
 // and their error, if any, is close's.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
-	if e := h.n.fsys.check(); e != 0 {
+	if e := h.n.fsys.enter(); e != 0 {
 		return e
 	}
+	defer h.n.fsys.leave()
 	return h.n.fsys.errno("close", h.f.Name(), h.n.settle())
 }
 
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	if e := h.n.fsys.check(); e != 0 {
+	if e := h.n.fsys.enter(); e != 0 {
 		return e
 	}
+	defer h.n.fsys.leave()
 	if err := h.n.settle(); err != nil {
 		return h.n.fsys.errno("fsync", h.f.Name(), err)
 	}
@@ -71,6 +75,10 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 
 // Release is the last close of this open file; Flush came before it.
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	if e := h.n.fsys.enter(); e != 0 {
+		return 0 // nothing to write any more
+	}
+	defer h.n.fsys.leave()
 	if err := h.n.settle(); err != nil {
 		// nobody can receive this error any more: it is logged
 		_ = h.n.fsys.errno("release", h.f.Name(), err)

@@ -131,6 +131,8 @@ type Server struct {
 	// done is closed when the kernel connection ends (unmounted, by
 	// Unmount or by umount(8)).
 	done chan struct{}
+	// detached: Unmount detached the mount lazily (it was busy).
+	detached bool
 }
 
 // Mount serves v at dir, which must be an empty directory. The caller
@@ -193,6 +195,9 @@ func Mount(v *kayofs.Volume, dir string, o Options) (*Server, error) {
 	return s, nil
 }
 
+// errStopped: the mount was stopped while the kernel still had it.
+var errStopped = errors.New("kayofuse: mount stopped")
+
 // Dir is the mount point.
 func (s *Server) Dir() string { return s.dir }
 
@@ -203,7 +208,7 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 // or its working directory there); it was detached lazily.
 var ErrBusy = errors.New("mount point busy")
 
-// Unmount unmounts the volume and waits until the kernel connection has
+// Unmount (from one goroutine) unmounts the volume and waits until the kernel connection has
 // ended and every gathered write is on the volume. A busy mount point is
 // detached lazily (it disappears from the tree at once; open files keep
 // working until closed) and Unmount waits for those files until ctx is
@@ -211,32 +216,44 @@ var ErrBusy = errors.New("mount point busy")
 func (s *Server) Unmount(ctx context.Context) error {
 	select {
 	case <-s.done:
-		return s.fsys.flushAll()
+		return s.fsys.stop(errStopped, s.fsys.flushAll)
 	default:
 	}
-	if err := s.srv.Unmount(); err != nil {
-		if !errors.Is(err, syscall.EBUSY) {
+	if !s.detached {
+		err := s.srv.Unmount()
+		if err != nil && !errors.Is(err, syscall.EBUSY) {
 			return fmt.Errorf("unmounting %s: %w", s.dir, err)
 		}
-		if err := syscall.Unmount(s.dir, syscall.MNT_DETACH); err != nil {
-			return fmt.Errorf("unmounting %s lazily: %w", s.dir, err)
+		if err != nil {
+			if err := syscall.Unmount(s.dir, syscall.MNT_DETACH); err != nil {
+				return fmt.Errorf("unmounting %s lazily: %w", s.dir, err)
+			}
+			s.detached = true
 		}
+	}
+	if s.detached {
 		select {
 		case <-s.done:
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %w: detached, but files there are still open: %w", s.dir, ErrBusy, ctx.Err())
+			// Still connected: land the gathered writes, then fail every
+			// request, so the caller can detach the volume safely.
+			err := s.fsys.stop(errStopped, s.fsys.flushAll)
+			return errors.Join(fmt.Errorf("%s: %w: detached, but files there were still open (they fail with EIO from now on): %w",
+				s.dir, ErrBusy, ctx.Err()), err)
 		}
 	}
 	<-s.done
-	return s.fsys.flushAll()
+	return s.fsys.stop(errStopped, s.fsys.flushAll)
 }
 
 // fsys is the state every node of one mount shares.
 type fsys struct {
 	v *kayofs.Volume
 	o Options
+	// gate orders requests against stop (enter, leave).
+	gate sync.RWMutex
 	// lost is set once the mount itself is gone (unmounted under us, or
-	// fenced): from then on every request is EIO.
+	// fenced) or stopped: from then on every request is EIO.
 	lostMu sync.Mutex
 	lost   error
 	// dirty holds the nodes with gathered writes not yet on the volume.
@@ -244,14 +261,40 @@ type fsys struct {
 	dirty   map[*node]struct{}
 }
 
-// check is EIO once the mount is lost.
-func (f *fsys) check() syscall.Errno {
+// enter starts a request: EIO once the mount is lost or stopped. Every
+// request that touches the volume holds the gate (shared) from enter to
+// leave, so stop can wait for the requests in flight.
+func (f *fsys) enter() syscall.Errno {
+	f.gate.RLock()
 	f.lostMu.Lock()
-	defer f.lostMu.Unlock()
-	if f.lost != nil {
+	lost := f.lost
+	f.lostMu.Unlock()
+	if lost != nil {
+		f.gate.RUnlock()
 		return syscall.EIO
 	}
 	return 0
+}
+
+func (f *fsys) leave() { f.gate.RUnlock() }
+
+// stop waits for the requests in flight, runs last (under the gate, so no
+// request runs with it), and fails every later request with EIO: after
+// stop the caller may detach the volume while the kernel still sends
+// requests (a lazily detached mount whose files are still open).
+func (f *fsys) stop(why error, last func() error) error {
+	f.gate.Lock()
+	defer f.gate.Unlock()
+	var err error
+	if last != nil {
+		err = last()
+	}
+	f.lostMu.Lock()
+	if f.lost == nil {
+		f.lost = why
+	}
+	f.lostMu.Unlock()
+	return err
 }
 
 // errno maps a kayofs error to what the kernel should see.

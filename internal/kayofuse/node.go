@@ -81,9 +81,10 @@ func (n *node) newChild(ctx context.Context, fi kayofs.FileInfo, out *fuse.Entry
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	if e := n.fsys.check(); e != 0 {
+	if e := n.fsys.enter(); e != 0 {
 		return nil, e
 	}
+	defer n.fsys.leave()
 	p := n.child(name)
 	fi, err := n.fsys.v.Stat(p)
 	if err != nil {
@@ -103,9 +104,14 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 }
 
 func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if e := n.fsys.check(); e != 0 {
+	if e := n.fsys.enter(); e != 0 {
 		return e
 	}
+	defer n.fsys.leave()
+	return n.getattr(fh, out)
+}
+
+func (n *node) getattr(fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	p := n.path()
 	if err := n.flush(); err != nil {
 		return n.fsys.errno("getattr", p, err)
@@ -129,9 +135,10 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 // owner to anything but what Getattr reports is refused (EPERM, as vfat
 // does); times are accepted and not kept, so touch and cp work.
 func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if e := n.fsys.check(); e != 0 {
+	if e := n.fsys.enter(); e != 0 {
 		return e
 	}
+	defer n.fsys.leave()
 	p := n.path()
 	isDir := n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFDIR
 	if m, ok := in.GetMode(); ok {
@@ -164,7 +171,7 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 			return n.fsys.errno("truncate", p, err)
 		}
 	}
-	return n.Getattr(ctx, fh, out)
+	return n.getattr(fh, out)
 }
 
 // file is the open kayofs file of fh, or path opened anew.
@@ -176,9 +183,10 @@ func (n *node) file(fh fs.FileHandle, p string) (*kayofs.File, error) {
 }
 
 func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
-	if e := n.fsys.check(); e != 0 {
+	if e := n.fsys.enter(); e != 0 {
 		return nil, e
 	}
+	defer n.fsys.leave()
 	p := n.path()
 	fis, err := n.fsys.v.ReadDir(p)
 	if err != nil {
@@ -197,9 +205,10 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	if e := n.fsys.check(); e != 0 {
+	if e := n.fsys.enter(); e != 0 {
 		return nil, e
 	}
+	defer n.fsys.leave()
 	p := n.child(name)
 	if err := n.fsys.v.Mkdir(p); err != nil {
 		return nil, n.fsys.errno("mkdir", p, err)
@@ -212,9 +221,10 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	if e := n.fsys.check(); e != 0 {
+	if e := n.fsys.enter(); e != 0 {
 		return nil, nil, 0, e
 	}
+	defer n.fsys.leave()
 	p := n.child(name)
 	f, err := n.fsys.v.Create(p)
 	if err != nil && errors.Is(err, kayofs.ErrExist) && flags&syscall.O_EXCL == 0 {
@@ -237,9 +247,10 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 }
 
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if e := n.fsys.check(); e != 0 {
+	if e := n.fsys.enter(); e != 0 {
 		return nil, 0, e
 	}
+	defer n.fsys.leave()
 	p := n.path()
 	f, err := n.fsys.v.Open(p)
 	if err != nil {
@@ -259,9 +270,10 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
-	if e := n.fsys.check(); e != 0 {
+	if e := n.fsys.enter(); e != 0 {
 		return e
 	}
+	defer n.fsys.leave()
 	p := n.child(name)
 	if ch := n.GetChild(name); ch != nil {
 		if c, ok := ch.Operations().(*node); ok {
@@ -272,9 +284,10 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if e := n.fsys.check(); e != 0 {
+	if e := n.fsys.enter(); e != 0 {
 		return e
 	}
+	defer n.fsys.leave()
 	p := n.child(name)
 	fi, err := n.fsys.v.Stat(p)
 	if err != nil {
@@ -290,9 +303,10 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 // replaced. RENAME_NOREPLACE and RENAME_EXCHANGE are refused (EINVAL):
 // kayofs has no atomic form of them, and mv falls back to a plain rename.
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
-	if e := n.fsys.check(); e != 0 {
+	if e := n.fsys.enter(); e != 0 {
 		return e
 	}
+	defer n.fsys.leave()
 	if flags != 0 {
 		return syscall.EINVAL
 	}
@@ -314,9 +328,10 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 // Statfs reports the volume's space (df). Kayo FS's inode table is fixed
 // at format time; its use is not counted here, so df -i shows no figures.
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	if e := n.fsys.check(); e != 0 {
+	if e := n.fsys.enter(); e != 0 {
 		return e
 	}
+	defer n.fsys.leave()
 	st, err := n.fsys.v.Stats()
 	if err != nil {
 		return n.fsys.errno("statfs", "", err)

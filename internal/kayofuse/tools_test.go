@@ -2,6 +2,8 @@ package kayofuse
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -167,7 +169,11 @@ func TestLostMountIsEIO(t *testing.T) {
 	if _, err := f.Write(make([]byte, 1<<20)); err != nil {
 		t.Fatal(err) // gathered, not yet on the volume
 	}
-	tv.v.Crash() // the node's mount is gone, as after a lost lease
+	// The node's mount is gone, as after a lost lease: between requests
+	// (kayofs's Crash closes the lock file under operations in flight).
+	s.fsys.gate.Lock()
+	tv.v.Crash()
+	s.fsys.gate.Unlock()
 
 	if err := f.Close(); err == nil || !strings.Contains(err.Error(), "input/output error") {
 		t.Errorf("close of a file with gathered writes after the mount was lost: %v, want EIO", err)
@@ -280,5 +286,50 @@ func TestReusedInodeNumberIsNewNode(t *testing.T) {
 	}
 	if ls := run(t, "ls", s.Dir()); ls != "e\n" {
 		t.Errorf("ls: %q", ls)
+	}
+}
+
+// Giving up on a busy mount (a second signal) lands the gathered writes and
+// fails every later request, so the volume can be detached under it.
+func TestUnmountBusyGivenUp(t *testing.T) {
+	tv := newVolume(t, 256<<20)
+	s := tv.mount(t, Options{})
+	f, err := os.Create(filepath.Join(s.Dir(), "open.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte("gathered")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := s.Unmount(ctx); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Unmount of a busy mount given up: %v, want ErrBusy", err)
+	}
+	if _, err := f.Write([]byte("more")); err == nil || !strings.Contains(err.Error(), "input/output error") {
+		t.Errorf("a write after the mount was given up: %v, want EIO", err)
+	}
+	if err := tv.v.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	fd2, err := kayofs.OpenDevice(tv.image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd2.Close()
+	v2, err := kayofs.Mount(fd2, "Y-22-2k8x64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Unmount()
+	g, err := v2.Open("open.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 32)
+	n, _ := g.ReadAt(b, 0)
+	if string(b[:n]) != "gathered" {
+		t.Errorf("the volume holds %q, not the gathered write", b[:n])
 	}
 }
