@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/kayofuse"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
 
 // needFUSE skips a test that cannot mount FUSE here, except under CI=true
@@ -217,5 +219,37 @@ func TestVolumeMountRefuses(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
 		t.Errorf("a refused mount left %v in the directory", ents)
+	}
+}
+
+// Without root the mount is refused, saying why (as root, the test runs
+// kayoctl as nobody).
+func TestVolumeMountNeedsRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("runs kayoctl as another user: needs root")
+	}
+	bin := testcli.Build(t, "./cmd/kayoctl")
+	dir, err := os.MkdirTemp("", "kayoctl-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "kayoctl")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "volume", "mount", "HVCLUSTER/O", dir, "--node", "Y-21-2k8x64")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "needs root (running as uid 65534)") {
+		t.Errorf("volume mount as nobody: %v\n%s", err, out)
 	}
 }
