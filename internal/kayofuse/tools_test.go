@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -331,5 +333,51 @@ func TestUnmountBusyGivenUp(t *testing.T) {
 	n, _ := g.ReadAt(b, 0)
 	if string(b[:n]) != "gathered" {
 		t.Errorf("the volume holds %q, not the gathered write", b[:n])
+	}
+}
+
+// Writers of several files at once, each reading its file back through a
+// second descriptor while the first is still open: what a write returned
+// is read (gathered writes belong to the file, not to one descriptor).
+func TestParallelWritersReadTheirWrites(t *testing.T) {
+	tv := newVolume(t, 256<<20)
+	s := tv.mount(t, Options{})
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			errs <- func() error {
+				p := filepath.Join(s.Dir(), "f"+strconv.Itoa(i))
+				w, err := os.Create(p)
+				if err != nil {
+					return err
+				}
+				defer w.Close()
+				r, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECT, 0) // past the page cache
+				if err != nil {
+					return err
+				}
+				defer r.Close()
+				chunk := bytes.Repeat([]byte{byte('a' + i)}, 64<<10)
+				got := make([]byte, len(chunk))
+				for k := range 64 {
+					chunk[0] = byte(k)
+					if _, err := w.Write(chunk); err != nil {
+						return err
+					}
+					if _, err := r.ReadAt(got, int64(k)*int64(len(chunk))); err != nil {
+						return fmt.Errorf("%s: reading back chunk %d: %w", p, k, err)
+					}
+					if !bytes.Equal(got, chunk) {
+						return fmt.Errorf("%s: chunk %d reads back wrong", p, k)
+					}
+				}
+				return w.Close()
+			}()
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
