@@ -40,6 +40,9 @@ var (
 	// ErrMountpoint: the mount point is missing, not a directory, or not
 	// empty.
 	ErrMountpoint = errors.New("unusable mount point")
+	// ErrBusy: the mount point was busy at Unmount (a process had a file
+	// open or its working directory there); it was detached lazily.
+	ErrBusy = errors.New("mount point busy")
 )
 
 // DevFuse is the FUSE device.
@@ -170,15 +173,14 @@ func Mount(v *kayofs.Volume, dir string, o Options) (*Server, error) {
 			Name:              "kayofs",
 			// Other users may browse; the kernel checks the modes Getattr
 			// reports (files 0644, directories 0755, owned by root).
-			AllowOther:         true,
-			Options:            []string{"default_permissions"},
-			MaxWrite:           maxIO,
-			MaxReadAhead:       maxIO,
-			DisableXAttrs:      true,
-			Debug:              o.Debug,
-			Logger:             newLogger(o.Logf),
-			MaxBackground:      64,
-			DisableReadDirPlus: false,
+			AllowOther:    true,
+			Options:       []string{"default_permissions"},
+			MaxWrite:      maxIO,
+			MaxReadAhead:  maxIO,
+			DisableXAttrs: true,
+			Debug:         o.Debug,
+			Logger:        newLogger(o.Logf),
+			MaxBackground: 64,
 		},
 		Logger: newLogger(o.Logf),
 	}
@@ -204,15 +206,12 @@ func (s *Server) Dir() string { return s.dir }
 // Done is closed once the kernel connection has ended.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
-// ErrBusy: the mount point was busy at Unmount (a process had a file open
-// or its working directory there); it was detached lazily.
-var ErrBusy = errors.New("mount point busy")
-
-// Unmount (from one goroutine) unmounts the volume and waits until the kernel connection has
-// ended and every gathered write is on the volume. A busy mount point is
-// detached lazily (it disappears from the tree at once; open files keep
-// working until closed) and Unmount waits for those files until ctx is
-// done; it then returns an error wrapping ErrBusy or ctx's error.
+// Unmount (from one goroutine) unmounts the volume and waits until the
+// kernel connection has ended and every gathered write is on the volume.
+// A busy mount point is detached lazily (it disappears from the tree at
+// once; open files keep working until closed) and Unmount waits for those
+// files until ctx is done; it then lands the gathered writes, fails every
+// later request with EIO and returns an error wrapping ErrBusy.
 func (s *Server) Unmount(ctx context.Context) error {
 	select {
 	case <-s.done:
