@@ -3,7 +3,7 @@
 //
 //	kayoctl [--data-dir DIR] COMMAND [flags]
 //
-// Commands: status, events, quorum, vm list, volume check, backup FILE,
+// Commands: status, events, quorum, vm list, volume check, volume mount, backup FILE,
 // restore FILE, host fail|recover NAME (lab), and agent --node NAME, the
 // long-running node agent. Flags may follow positional arguments. Exit codes: 0 ok, 1
 // error, 2 usage.
@@ -46,6 +46,9 @@ Commands:
   vm list [--cluster NAME] [--json]    VMs: owner node and fencing token, pin, status, VHD, last migration
   volume check (UUID | CLUSTER/LETTER | --device PATH) [--json]
                                        verify every Kayo FS invariant (read-only); exit 1 on problems
+  volume mount (UUID | CLUSTER/LETTER) --node NAME DIR
+                                       mount the volume at the empty directory DIR through FUSE as
+                                       node NAME (root, /dev/fuse); runs until SIGINT/SIGTERM or umount
   backup FILE                          a consistent copy of the cluster database, taken online, checked;
                                        on etcd an etcd snapshot (restore it with etcdutl snapshot restore)
   restore FILE [--force]               check the backup FILE and put it in place of the embedded database;

@@ -40,7 +40,10 @@ var errProblems = errors.New("the volume has problems")
 // It verifies every Kayo FS invariant (read-only) and exits 1 when any is
 // violated.
 func (c *cli) volume(args []string) error {
-	const want = "volume: want 'volume check (UUID | CLUSTER/LETTER | --device PATH) [--json]'"
+	const want = "volume: want 'volume check (UUID | CLUSTER/LETTER | --device PATH) [--json]' or 'volume mount (UUID | CLUSTER/LETTER) --node NAME DIR'"
+	if len(args) > 0 && args[0] == "mount" {
+		return c.volumeMount(args[1:]) // volume_mount.go
+	}
 	if len(args) == 0 || args[0] != "check" {
 		return usagef(want)
 	}
