@@ -68,18 +68,14 @@ func (v *Volume) recoverDead() error {
 				continue
 			}
 		}
-		if err := v.lk.lock(keyRecover(s), true); err != nil {
-			return err
-		}
-		got, err := v.lk.rawTry(keyLive(s))
+		got, err := v.lk.cl.BeginRecovery(s)
 		if err == nil && got {
 			_, err = recoverSlotJournal(v.dev, sb, s)
-			v.lk.rawUnlock(keyLive(s))
+			v.lk.cl.EndRecovery(s)
 			if err == nil {
 				w.raw, w.clean = append(w.raw[:0], raw...), true
 			}
 		}
-		v.lk.unlock(keyRecover(s), true)
 		if err != nil {
 			return err
 		}
@@ -87,11 +83,6 @@ func (v *Volume) recoverDead() error {
 	return nil
 }
 
-// ownerLive reports whether slot s's owner lock is held. Only a mount that
-// holds the slot's liveness lock holds it, so its holder is the slot's
-// owner and alive now, after this mount took its metadata lock: not a node
-// that died holding it. (A recoverer holds the liveness lock, not this.)
-func (v *Volume) ownerLive(s int) bool {
-	live, err := v.lk.heldElsewhere(keyOwner(s))
-	return err == nil && live
-}
+// ownerLive reports whether slot s has a live owner other than this mount
+// (a probe: LockManager.OwnerLive).
+func (v *Volume) ownerLive(s int) bool { return v.lk.cl.OwnerLive(s) }

@@ -20,10 +20,7 @@ func (v *Volume) leave(state uint32, node string) error {
 	close(v.hbStop)
 	<-v.hbDone
 	defer v.lk.close()
-	defer v.lk.rawUnlock(keyLive(v.slot))
-	if v.owner {
-		v.lk.rawUnlock(keyOwner(v.slot)) // before the liveness lock goes
-	}
+	defer v.lk.cl.ReleaseSlot(v.slot)
 	if err := v.lk.lock(keySlotTable, true); err != nil {
 		return err
 	}

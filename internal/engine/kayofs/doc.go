@@ -73,7 +73,7 @@
 //
 // # Cluster locking and recovery
 //
-// Nodes coordinate through Linux OFD byte-range locks (fcntl
+// Nodes coordinate through a LockManager (lockmgr.go): by default Linux OFD byte-range locks (fcntl
 // F_OFD_SETLK[W]) on the device node, at virtual offsets past 2^61: a slot
 // table lock, a namespace lock, one lock per file (shared for I/O, exclusive
 // for truncate/remove), one per inode, one per allocation group, and per

@@ -121,10 +121,11 @@ func Format(dev Device, o FormatOptions) (*Superblock, error) {
 	sb.UUID[6] = sb.UUID[6]&0x0f | 0x40
 	sb.UUID[8] = sb.UUID[8]&0x3f | 0x80
 	if pd, ok := dev.(PathDevice); ok {
-		lk, err := newLockMgr(pd.Path())
+		cl, err := newOFD(pd.Path())
 		if err != nil {
 			return nil, err
 		}
+		lk := newLockMgr(cl)
 		defer lk.close()
 		if err := lk.lock(keySlotTable, true); err != nil {
 			return nil, err

@@ -15,11 +15,10 @@ type Volume struct {
 	// node) only ever enlarge it; refreshSB reloads it from disk whenever a
 	// metadata lock is newly taken, so a node never acts on blocks or slots
 	// its view does not cover.
-	sbp   atomic.Pointer[Superblock]
-	lk    *lockMgr
-	slot  int
-	node  string
-	owner bool // holds the slot's owner lock (deadcheck.go)
+	sbp  atomic.Pointer[Superblock]
+	lk   *lockMgr
+	slot int
+	node string
 
 	jmu     sync.Mutex
 	jseq    uint64
@@ -49,6 +48,9 @@ type Volume struct {
 // MountOptions tune a mount.
 type MountOptions struct {
 	HeartbeatPeriod time.Duration // default 1s
+	// Locks makes the mount's cluster lock manager (lockmgr.go); default
+	// NewOFDLocks, which coordinates one kernel only.
+	Locks LockManagerFactory
 }
 
 func (v *Volume) live() error {
@@ -174,14 +176,6 @@ func repairSuperblocks(dev Device, sb *Superblock) error {
 	return writeSuperblocks(dev, sb)
 }
 
-func pathDevice(dev Device) (PathDevice, error) {
-	pd, ok := dev.(PathDevice)
-	if !ok {
-		return nil, fmt.Errorf("%w: device %T has no path for cluster locks", ErrInvalid, dev)
-	}
-	return pd, nil
-}
-
 // Mount claims a free node slot for node (compare-and-swap on the on-disk
 // slot table under the cluster slot-table lock), replays the journal of
 // every slot whose owner died, and starts heartbeating.
@@ -189,18 +183,11 @@ func Mount(dev Device, node string, opts ...MountOptions) (*Volume, error) {
 	if err := validNodeName(node); err != nil {
 		return nil, err
 	}
-	var o MountOptions
-	if len(opts) > 0 {
-		o = opts[0]
-	}
+	o := firstOpts(opts)
 	if o.HeartbeatPeriod <= 0 {
 		o.HeartbeatPeriod = time.Second
 	}
-	pd, err := pathDevice(dev)
-	if err != nil {
-		return nil, err
-	}
-	lk, err := newLockMgr(pd.Path())
+	lk, err := o.lockMgr(dev, node)
 	if err != nil {
 		return nil, err
 	}
@@ -226,20 +213,15 @@ func mount(dev Device, lk *lockMgr, node string) (*Volume, error) {
 	chosen, mine := -1, -1
 	var entries []SlotEntry
 	for s := 0; s < int(sb.SlotCount); s++ {
-		if err := lk.lock(keyRecover(s), true); err != nil {
-			return nil, err
-		}
-		got, err := lk.rawTry(keyLive(s))
+		got, err := lk.cl.BeginRecovery(s)
 		if err != nil {
-			lk.unlock(keyRecover(s), true)
 			return nil, err
 		}
 		e, eerr := readSlot(dev, sb, s)
 		if got {
 			_, err = recoverSlotJournal(dev, sb, s)
-			lk.rawUnlock(keyLive(s))
+			lk.cl.EndRecovery(s)
 		}
-		lk.unlock(keyRecover(s), true)
 		if err != nil {
 			return nil, err
 		}
@@ -269,16 +251,12 @@ func mount(dev Device, lk *lockMgr, node string) (*Volume, error) {
 	if chosen < 0 {
 		return nil, fmt.Errorf("%w: all %d slots are mounted", ErrNoSlot, sb.SlotCount)
 	}
-	if err := lk.lock(keyRecover(chosen), true); err != nil {
-		return nil, err
-	}
-	got, err := lk.rawTry(keyLive(chosen))
-	lk.unlock(keyRecover(chosen), true)
+	got, err := lk.cl.ClaimSlot(chosen)
 	if err != nil || !got {
 		return nil, fmt.Errorf("%w: slot %d was taken concurrently (%v)", ErrNoSlot, chosen, err)
 	}
 	fail := func(err error) (*Volume, error) {
-		lk.rawUnlock(keyLive(chosen))
+		lk.cl.ReleaseSlot(chosen)
 		return nil, err
 	}
 	if err := repairSuperblocks(dev, sb); err != nil {
@@ -304,12 +282,6 @@ func mount(dev Device, lk *lockMgr, node string) (*Volume, error) {
 		return fail(err)
 	}
 	v := &Volume{dev: dev, lk: lk, slot: chosen, node: node, jseq: ckpt, hb: hb, label: sb.Label}
-	// The owner lock (taken after the liveness lock, dropped before it):
-	// whoever holds it is the slot's live owner, never a recoverer, so
-	// other nodes' dead-node checks pass over this slot with one probe.
-	// Without it (a failure here, or an older binary) they take the
-	// recovery lock as before.
-	v.owner, _ = lk.rawTry(keyOwner(chosen))
 	v.sbp.Store(sb)
 	lk.onAcquire = func(k int64) error {
 		if k == keySlotTable || k == keyNS || (k >= keyAGBase && k < keyFileBase) {
@@ -351,12 +323,8 @@ func (v *Volume) SetLabel(label string) error {
 
 // Recover replays the journal of a slot whose node is gone and frees the
 // slot. It refuses a slot whose node is alive.
-func Recover(dev Device, slot int) error {
-	pd, err := pathDevice(dev)
-	if err != nil {
-		return err
-	}
-	lk, err := newLockMgr(pd.Path())
+func Recover(dev Device, slot int, opts ...MountOptions) error {
+	lk, err := firstOpts(opts).lockMgr(dev, "")
 	if err != nil {
 		return err
 	}
@@ -376,18 +344,14 @@ func Recover(dev Device, slot int) error {
 }
 
 func recoverOne(dev Device, lk *lockMgr, sb *Superblock, slot int) error {
-	if err := lk.lock(keyRecover(slot), true); err != nil {
-		return err
-	}
-	defer lk.unlock(keyRecover(slot), true)
-	got, err := lk.rawTry(keyLive(slot))
+	got, err := lk.cl.BeginRecovery(slot)
 	if err != nil {
 		return err
 	}
 	if !got {
 		return fmt.Errorf("%w: slot %d is held by a live node", ErrMounted, slot)
 	}
-	defer lk.rawUnlock(keyLive(slot))
+	defer lk.cl.EndRecovery(slot)
 	if _, err := recoverSlotJournal(dev, sb, slot); err != nil {
 		return err
 	}
@@ -412,12 +376,8 @@ func recoverOne(dev Device, lk *lockMgr, sb *Superblock, slot int) error {
 
 // RecoverAll recovers every slot whose node is gone; live slots are left
 // alone. It returns the slots it recovered.
-func RecoverAll(dev Device) ([]int, error) {
-	pd, err := pathDevice(dev)
-	if err != nil {
-		return nil, err
-	}
-	lk, err := newLockMgr(pd.Path())
+func RecoverAll(dev Device, opts ...MountOptions) ([]int, error) {
+	lk, err := firstOpts(opts).lockMgr(dev, "")
 	if err != nil {
 		return nil, err
 	}
@@ -442,4 +402,24 @@ func RecoverAll(dev Device) ([]int, error) {
 		done = append(done, s)
 	}
 	return done, nil
+}
+
+func firstOpts(opts []MountOptions) MountOptions {
+	if len(opts) > 0 {
+		return opts[0]
+	}
+	return MountOptions{}
+}
+
+// lockMgr makes the in-process lock layer over the options' manager.
+func (o MountOptions) lockMgr(dev Device, node string) (*lockMgr, error) {
+	f := o.Locks
+	if f == nil {
+		f = NewOFDLocks
+	}
+	cl, err := f(dev, node)
+	if err != nil {
+		return nil, err
+	}
+	return newLockMgr(cl), nil
 }

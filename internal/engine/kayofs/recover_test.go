@@ -148,11 +148,17 @@ func TestLiveNodesJournalLeftAlone(t *testing.T) {
 			defer a.Crash()
 			b := mustMount(t, dev, "B")
 			defer b.Unmount()
-			if !a.owner {
+			ofd := a.lk.cl.(*OFDLocks)
+			if !ofd.owner.Load() {
 				t.Fatal("mount did not take its owner lock")
 			}
 			if !c.owner {
-				a.lk.rawUnlock(keyOwner(a.Slot()))
+				ofd.ReleaseSlot(a.Slot())                    // drops owner and liveness lock
+				if got, _ := ofd.ClaimSlot(a.Slot()); !got { // liveness lock again
+					t.Fatal("could not retake the liveness lock")
+				}
+				ofd.Unlock(keyOwner(a.Slot()), true)
+				ofd.owner.Store(false)
 			}
 			// a stops between its journal commit and the in-place writes,
 			// alive: a journal that looks like a dead node's

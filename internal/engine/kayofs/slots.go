@@ -116,14 +116,15 @@ type SlotInfo struct {
 
 // Slots reports the slot table of a volume (locks are only probed, never
 // kept).
-func Slots(dev Device) ([]SlotInfo, error) {
+func Slots(dev Device, opts ...MountOptions) ([]SlotInfo, error) {
 	sb, err := ReadSuperblock(dev)
 	if err != nil {
 		return nil, err
 	}
 	var lm *lockMgr
-	if pd, ok := dev.(PathDevice); ok {
-		if lm, err = newLockMgr(pd.Path()); err != nil {
+	o := firstOpts(opts)
+	if _, ok := dev.(PathDevice); ok || o.Locks != nil {
+		if lm, err = o.lockMgr(dev, ""); err != nil {
 			return nil, err
 		}
 		defer lm.close()
@@ -153,18 +154,15 @@ func Slots(dev Device) ([]SlotInfo, error) {
 	return out, nil
 }
 
-// probeLive reports whether some mount holds slot s's liveness lock.
+// probeLive reports whether some mount owns slot s (it takes the slot's
+// recovery for a moment when it has none).
 func probeLive(lm *lockMgr, s int) (bool, error) {
-	if err := lm.lock(keyRecover(s), true); err != nil {
-		return false, err
-	}
-	defer lm.unlock(keyRecover(s), true)
-	got, err := lm.rawTry(keyLive(s))
+	got, err := lm.cl.BeginRecovery(s)
 	if err != nil {
 		return false, err
 	}
 	if got {
-		lm.rawUnlock(keyLive(s))
+		lm.cl.EndRecovery(s)
 	}
 	return !got, nil
 }
