@@ -26,6 +26,7 @@ type PathDevice interface {
 // FileDevice is a sparse image file or a block device.
 type FileDevice struct {
 	f    *os.File
+	dio  *directIO // set by OpenDeviceDirect: reads and writes bypass the page cache
 	path string
 	size atomic.Int64 // re-read by Grow: the LUN may have grown since open
 }
@@ -74,6 +75,23 @@ func OpenDeviceExclusive(path string) (*FileDevice, error) {
 	return openDevice(path, 0)
 }
 
+// OpenDeviceDirect is OpenDevice with every read and write going around the
+// page cache (direct.go): what a node on a LUN shared between hosts needs,
+// so that a read under a cluster lock sees the last writer's blocks.
+func OpenDeviceDirect(path string) (*FileDevice, error) {
+	d, err := openDevice(path, 0)
+	if err != nil {
+		return nil, err
+	}
+	f, err := openDirect(path, 0)
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("kayofs: opening %s for direct I/O: %w", path, err)
+	}
+	d.dio = &directIO{f: f}
+	return d, nil
+}
+
 func openDevice(path string, flags int) (*FileDevice, error) {
 	if !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("%w: device path %q is not absolute", ErrInvalid, path)
@@ -93,6 +111,9 @@ func openDevice(path string, flags int) (*FileDevice, error) {
 }
 
 func (d *FileDevice) ReadAt(p []byte, off int64) (int, error) {
+	if d.dio != nil {
+		return d.dio.ReadAt(p, off)
+	}
 	n, err := d.f.ReadAt(p, off)
 	if err == io.EOF && n == len(p) {
 		err = nil
@@ -103,6 +124,9 @@ func (d *FileDevice) ReadAt(p []byte, off int64) (int, error) {
 func (d *FileDevice) WriteAt(p []byte, off int64) (int, error) {
 	if size := d.size.Load(); off < 0 || off+int64(len(p)) > size {
 		return 0, fmt.Errorf("%w: write [%d,%d) beyond device size %d", ErrInvalid, off, off+int64(len(p)), size)
+	}
+	if d.dio != nil {
+		return d.dio.WriteAt(p, off)
 	}
 	return d.f.WriteAt(p, off)
 }
@@ -128,7 +152,12 @@ func (d *FileDevice) refreshSize() error {
 	return nil
 }
 func (d *FileDevice) Path() string { return d.path }
-func (d *FileDevice) Close() error { return d.f.Close() }
+func (d *FileDevice) Close() error {
+	if d.dio != nil {
+		d.dio.f.Close()
+	}
+	return d.f.Close()
+}
 
 // readBlock reads one block.
 func readBlock(dev Device, bs int, blk uint64) ([]byte, error) {

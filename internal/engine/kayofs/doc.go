@@ -27,6 +27,9 @@
 //	2 .. 65           slot table: one block per slot (state, node name, mount generation, time)
 //	66 .. 129         heartbeat region: one block per slot (active, node, counter, timestamp)
 //	130 ..            64 journals of JournalBlocks each (max(16, 256 KiB/B) blocks)
+//	(version 2)       lease area, 1 MiB: host delta leases, slot owners, the
+//	                  metadata lease's leader, request and Disk Paxos blocks
+//	                  (leaserec.go); version-1 volumes have none
 //	NS                namespace header (high-water inode, namespace generation, counts)
 //	NS+1 ..           directory-entry table: one 272-byte entry per inode number
 //	                  (type, parent inode, generation, name ≤ 255 bytes)
@@ -91,6 +94,13 @@
 // A slot found ownerless with a clean journal is skipped while its slot
 // block is unchanged (one read of the slot table per lock): only a Mount,
 // which rewrites that block first, can give it a journal again.
+//
+// Across machines the OFD locks do nothing: NewDiskLeases (lease.go,
+// paxos.go) coordinates hosts through the lease area alone (sanlock-style
+// delta leases for host liveness, a Disk Paxos lease for metadata), with
+// direct I/O (OpenDeviceDirect) so no kernel serves another's stale blocks,
+// and self-fencing: a mount that cannot renew its lease in time fails every
+// write (ErrFenced) before any other host may recover it.
 // Each node starts allocating in its own group (slot × groups / slots) and
 // takes group locks with try-lock, moving to the next group when one is
 // busy. Heartbeats are written every period for cross-host liveness; in the

@@ -191,6 +191,9 @@ func Mount(dev Device, node string, opts ...MountOptions) (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, ofd := lk.cl.(*OFDLocks); !ofd {
+		dev = &fencedDevice{Device: dev, m: lk.cl}
+	}
 	v, err := mount(dev, lk, node)
 	if err != nil {
 		lk.close()
@@ -304,6 +307,10 @@ func (v *Volume) Crash() {
 	}
 	close(v.hbStop)
 	<-v.hbDone
+	if a, ok := v.lk.cl.(interface{ abandon() }); ok {
+		a.abandon() // leases stay on disk as a dead node leaves them
+		return
+	}
 	v.lk.close()
 }
 

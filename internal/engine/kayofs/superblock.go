@@ -11,12 +11,16 @@ import (
 
 // Format constants.
 const (
-	FormatVersion = 1
-	MaxSlots      = 64
-	MinBlockSize  = 4096
-	MaxBlockSize  = 65536
-	MaxLabelLen   = 32
-	MaxNameLen    = 255
+	// FormatVersion 2 adds the lease area (lease.go) between the journals
+	// and the namespace; version 1 volumes still mount with OFD locks.
+	FormatVersion = 2
+	// LeaseAreaBytes is the size of the version-2 lease area.
+	LeaseAreaBytes = 1 << 20
+	MaxSlots       = 64
+	MinBlockSize   = 4096
+	MaxBlockSize   = 65536
+	MaxLabelLen    = 32
+	MaxNameLen     = 255
 
 	sbMagic    = "KAYOFS01"
 	sbEncSize  = 512 // bytes of the superblock block that are encoded
@@ -96,7 +100,14 @@ func (sb *Superblock) hbBlock(s int) uint64   { return 2 + uint64(sb.MaxSlots) +
 func (sb *Superblock) journalStart(s int) uint64 {
 	return 2 + 2*uint64(sb.MaxSlots) + uint64(s)*uint64(sb.JournalBlocks)
 }
-func (sb *Superblock) nsBlock() uint64      { return sb.journalStart(int(sb.MaxSlots)) }
+func (sb *Superblock) leaseStart() uint64 { return sb.journalStart(int(sb.MaxSlots)) }
+func (sb *Superblock) leaseBlocks() uint64 {
+	if sb.Version < 2 {
+		return 0
+	}
+	return LeaseAreaBytes / uint64(sb.BlockSize)
+}
+func (sb *Superblock) nsBlock() uint64      { return sb.leaseStart() + sb.leaseBlocks() }
 func (sb *Superblock) direntsPerBlock() int { return (sb.bs() - blkHdrSize) / direntSize }
 func (sb *Superblock) direntStart() uint64  { return sb.nsBlock() + 1 }
 func (sb *Superblock) direntBlocks() uint64 {
@@ -232,7 +243,7 @@ func (sb *Superblock) validate() error {
 		return fmt.Errorf("%w: superblock: "+f, append([]any{ErrCorrupt}, a...)...)
 	}
 	switch {
-	case sb.Version != FormatVersion:
+	case sb.Version != 1 && sb.Version != FormatVersion:
 		return bad("unsupported format version %d", sb.Version)
 	case !validBlockSize(sb.BlockSize):
 		return bad("invalid block size %d", sb.BlockSize)

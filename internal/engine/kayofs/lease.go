@@ -1,0 +1,533 @@
+package kayofs
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DiskLeases is the LockManager that needs nothing but the LUN: leases in
+// the volume's lease area (leaserec.go), read and written with direct I/O
+// so hosts with separate kernels see each other's writes.
+//
+// Host liveness: each mount first takes a host id by a delta lease
+// (sanlock's algorithm: read the record; if it is held, watch it for
+// Timeout+Margin and take it only if it never changed; write it; wait
+// 2×IOTimeout; re-read: another writer means it lost the race) and renews
+// it every Renew. Every renewal also reads all hosts' records: a host whose
+// record has not changed for Timeout+Margin of watching is dead.
+//
+// Self-fencing: a mount whose last renewal that completed within
+// IOTimeout started Timeout ago or more stops writing: Fenced returns
+// ErrFenced and the Volume refuses every write. Others declare it dead only
+// Timeout+Margin after they first saw its last record, confirmed by a fresh
+// read, so Margin covers a renewal write in flight (IOTimeout) and clock
+// rate differences. What it does not cover: a process stopped between its
+// fence check and the write it then issues (sanlock's watchdog resets the
+// host for that; Kayo FS has no watchdog): the check and the write are
+// adjacent, so the window is one system call long.
+//
+// Locks: every metadata lock key maps onto one cluster-wide "metadata
+// lease" (the in-process layer keeps the keys apart inside a mount), taken
+// by Disk Paxos over the hosts' blocks (paxos.go): it needs only atomic
+// sector reads and writes, no compare-and-write. A mount keeps the lease
+// after its last unlock until another host asks (the request record), so
+// one busy node pays for the ballot once. A dead holder's lease is taken
+// over once its host lease expired; the taker replays its journal first
+// (the in-process layer's onAcquire).
+type DiskLeases struct {
+	o    DiskLeaseOptions
+	f    *os.File
+	uuid [16]byte
+	base int64
+	node string
+	host int
+	gen  uint64
+	mine deltaRec // this mount's host lease as last written
+
+	epoch     time.Time
+	lastRenew atomic.Int64 // since epoch: start of the last renewal done in time
+	fenceMu   sync.Mutex
+	fenced    error
+
+	obsMu sync.Mutex
+	obs   [MaxSlots]hostObs
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	held      bool
+	refs      int
+	acquiring bool
+	lver      uint64
+	owners    [MaxSlots]slotOwner
+	ownersSeq uint64
+	lastReq   []byte
+	mbal      uint64
+
+	stop, done chan struct{}
+	closeOnce  sync.Once
+}
+
+// hostObs is what this manager saw of a host's delta lease.
+type hostObs struct {
+	raw     []byte
+	changed int64 // since epoch: when raw was first seen
+	logged  uint64
+}
+
+// DiskLeaseOptions tune the on-disk lease manager.
+type DiskLeaseOptions struct {
+	// Timeout: a mount that has not renewed its host lease for Timeout
+	// fences itself; other hosts take it for dead after Timeout+Margin of
+	// watching its lease not change. Default 10s.
+	Timeout time.Duration
+	Margin  time.Duration // default Timeout/2
+	// Renew is the renewal period (default Timeout/4); IOTimeout bounds a
+	// lease write (default Margin/4): a slower renewal does not count.
+	Renew, IOTimeout time.Duration
+	// Logf receives what the manager decides: taking over a dead host's
+	// leases, fencing itself. Default: the standard logger.
+	Logf func(format string, args ...any)
+}
+
+func (o *DiskLeaseOptions) defaults() {
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.Margin <= 0 {
+		o.Margin = o.Timeout / 2
+	}
+	if o.Renew <= 0 {
+		o.Renew = o.Timeout / 4
+	}
+	if o.IOTimeout <= 0 {
+		o.IOTimeout = o.Margin / 4
+	}
+	if o.Logf == nil {
+		o.Logf = log.Printf
+	}
+}
+
+var errLeaseBusy = errors.New("kayofs: host lease busy")
+
+// NewDiskLeases returns the factory of on-disk lease managers, the lock
+// manager for hosts that share the LUN and nothing else.
+func NewDiskLeases(o DiskLeaseOptions) LockManagerFactory {
+	o.defaults()
+	return func(dev Device, node string) (LockManager, error) { return openDiskLeases(dev, node, o) }
+}
+
+func openDiskLeases(dev Device, node string, o DiskLeaseOptions) (*DiskLeases, error) {
+	pd, err := pathDevice(dev)
+	if err != nil {
+		return nil, err
+	}
+	if fd, ok := dev.(*FileDevice); ok && fd.dio == nil {
+		// another kernel's page cache would serve stale metadata
+		return nil, fmt.Errorf("%w: on-disk leases need the device opened with OpenDeviceDirect (%s)", ErrInvalid, pd.Path())
+	}
+	sb, err := ReadSuperblock(dev)
+	if err != nil {
+		return nil, err
+	}
+	if sb.leaseBlocks() == 0 {
+		return nil, fmt.Errorf("%w: volume format version %d has no lease area: on-disk leases need version 2 (reformat)", ErrInvalid, sb.Version)
+	}
+	f, err := openDirect(pd.Path(), os.O_SYNC)
+	if err != nil {
+		return nil, fmt.Errorf("kayofs: opening %s for lease I/O: %w", pd.Path(), err)
+	}
+	if node == "" {
+		node = fmt.Sprintf("kayofs-tool-%d", os.Getpid())
+	}
+	m := &DiskLeases{o: o, f: f, uuid: sb.UUID, base: int64(sb.leaseStart()) * int64(sb.BlockSize), node: node,
+		epoch: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+	m.cond = sync.NewCond(&m.mu)
+	if err := m.join(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	go m.renewLoop()
+	return m, nil
+}
+
+func (m *DiskLeases) now() int64 { return int64(time.Since(m.epoch)) }
+
+func (m *DiskLeases) readRecs(first, n int) ([]byte, error) {
+	b := alignedBuf(n * recSize)
+	if _, err := m.f.ReadAt(b, m.base+int64(first)*recSize); err != nil {
+		return nil, fmt.Errorf("kayofs: reading lease records %d..%d: %w", first, first+n-1, err)
+	}
+	return b, nil
+}
+
+func (m *DiskLeases) writeRec(i int, b []byte) error {
+	if _, err := m.f.WriteAt(b[:recSize], m.base+int64(i)*recSize); err != nil {
+		return fmt.Errorf("kayofs: writing lease record %d: %w", i, err)
+	}
+	return nil
+}
+
+func (m *DiskLeases) readDelta(h int) (deltaRec, []byte, error) {
+	b, err := m.readRecs(recDelta(h), 1)
+	if err != nil {
+		return deltaRec{}, nil, err
+	}
+	r, err := decDelta(b, m.uuid)
+	return r, b[:recCRCBytes], err
+}
+
+// join takes a host id: the one whose lease names this node (its previous
+// process; waiting out its lease), else a free one.
+func (m *DiskLeases) join() error {
+	b, err := m.readRecs(0, MaxSlots)
+	if err != nil {
+		return err
+	}
+	var mine, free []int
+	for h := 0; h < MaxSlots; h++ {
+		r, err := decDelta(b[h*recSize:], m.uuid)
+		switch {
+		case err != nil:
+		case r.Node == m.node:
+			mine = append(mine, h)
+		case r.free():
+			free = append(free, h)
+		}
+	}
+	for _, h := range append(mine, free...) {
+		err := m.acquireDelta(h)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errLeaseBusy) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: no free host lease on the volume (%d hosts)", ErrNoSlot, MaxSlots)
+}
+
+// acquireDelta is sanlock's delta lease acquisition (delta_lease.c).
+func (m *DiskLeases) acquireDelta(h int) error {
+	r, raw, err := m.readDelta(h)
+	if err != nil {
+		return err
+	}
+	if !r.free() {
+		wait := m.o.Timeout + m.o.Margin
+		m.o.Logf("kayofs: host lease %d is held by %s; watching it %v for renewals before taking it", h, r.Node, wait)
+		end := time.Now().Add(wait)
+		for time.Now().Before(end) {
+			time.Sleep(min(m.o.Renew, time.Until(end)))
+			r2, raw2, err := m.readDelta(h)
+			if err != nil {
+				return err
+			}
+			if r2.free() {
+				r = r2
+				break
+			}
+			if string(raw2) != string(raw) {
+				return fmt.Errorf("%w: host lease %d renewed by %s", errLeaseBusy, h, r2.Node)
+			}
+		}
+	}
+	nr := deltaRec{Gen: r.Gen + 1, Stamp: uint64(time.Now().UnixNano()), Counter: r.Counter + 1, Node: m.node}
+	b := alignedBuf(recSize)
+	encDelta(b, m.uuid, nr)
+	start := m.now()
+	if err := m.writeRec(recDelta(h), b); err != nil {
+		return err
+	}
+	time.Sleep(2 * m.o.IOTimeout)
+	_, raw2, err := m.readDelta(h)
+	if err != nil {
+		return err
+	}
+	if string(raw2) != string(b[:recCRCBytes]) {
+		return fmt.Errorf("%w: host lease %d taken concurrently", errLeaseBusy, h)
+	}
+	m.host, m.gen = h, nr.Gen
+	m.lastRenew.Store(start)
+	m.mine = nr
+	return nil
+}
+
+// renewLoop renews the host lease, watches the others' and hands the
+// metadata lease over when another host asked for it while it is idle.
+func (m *DiskLeases) renewLoop() {
+	defer close(m.done)
+	t := time.NewTicker(m.o.Renew)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		if m.Fenced() != nil {
+			return
+		}
+		m.renew()
+		m.mu.Lock()
+		if m.held && m.refs == 0 && m.requested() {
+			m.release()
+		}
+		if !m.held && !m.acquiring {
+			m.freeStale()
+		}
+		m.mu.Unlock()
+	}
+}
+
+// freeStale frees a leader record naming this mount as holder while it
+// does not hold the lease (a ballot that committed a version after its
+// release): otherwise other hosts would wait for a release that never
+// comes. Caller holds m.mu.
+func (m *DiskLeases) freeStale() {
+	b, err := m.readRecs(recLeader, 1)
+	if err != nil {
+		return
+	}
+	if ld, err := decLeader(b, m.uuid); err == nil && !ld.Free && ld.Owner == m.host+1 && ld.Gen == m.gen {
+		m.lver = ld.Lver
+		m.release()
+	}
+}
+
+func (m *DiskLeases) renew() {
+	start := m.now()
+	b, err := m.readRecs(0, MaxSlots)
+	if err != nil {
+		m.o.Logf("kayofs: node %s: renewing host lease %d: %v", m.node, m.host, err)
+		return
+	}
+	cur, err := decDelta(b[m.host*recSize:], m.uuid)
+	if err != nil || cur.Gen != m.gen || cur.Node != m.node {
+		m.fence(fmt.Sprintf("host lease %d was taken by %q (generation %d)", m.host, cur.Node, cur.Gen))
+		return
+	}
+	if m.Fenced() != nil {
+		return
+	}
+	nr := m.mine
+	nr.Counter++
+	nr.Stamp = uint64(time.Now().UnixNano())
+	w := alignedBuf(recSize)
+	encDelta(w, m.uuid, nr)
+	if err := m.writeRec(recDelta(m.host), w); err != nil {
+		m.o.Logf("kayofs: node %s: renewing host lease %d: %v", m.node, m.host, err)
+		return
+	}
+	m.mine = nr
+	if took := m.now() - start; took > int64(m.o.IOTimeout) {
+		m.o.Logf("kayofs: node %s: host lease renewal took %v (more than %v): not counted", m.node, time.Duration(took), m.o.IOTimeout)
+	} else {
+		m.lastRenew.Store(start)
+	}
+	m.observe(b)
+}
+
+// observe records which host leases changed since the last look.
+func (m *DiskLeases) observe(b []byte) {
+	m.obsMu.Lock()
+	defer m.obsMu.Unlock()
+	now := m.now()
+	for h := 0; h < MaxSlots; h++ {
+		raw := b[h*recSize : h*recSize+recCRCBytes]
+		o := &m.obs[h]
+		if o.raw == nil || string(o.raw) != string(raw) {
+			o.raw = append(o.raw[:0], raw...)
+			o.changed = now
+		}
+	}
+}
+
+// fence stops this mount's writes for good.
+func (m *DiskLeases) fence(why string) {
+	m.fenceMu.Lock()
+	defer m.fenceMu.Unlock()
+	if m.fenced != nil {
+		return
+	}
+	m.fenced = fmt.Errorf("%w (node %s, host lease %d: %s)", ErrFenced, m.node, m.host, why)
+	m.o.Logf("kayofs: node %s fenced itself: %s; every write to the volume now fails with EIO-like errors until it is mounted again", m.node, why)
+}
+
+func (m *DiskLeases) Fenced() error {
+	if since := time.Duration(m.now() - m.lastRenew.Load()); since >= m.o.Timeout {
+		m.fence(fmt.Sprintf("host lease not renewed for %v (timeout %v)", since.Round(time.Millisecond), m.o.Timeout))
+	}
+	m.fenceMu.Lock()
+	defer m.fenceMu.Unlock()
+	return m.fenced
+}
+
+// hostDead reports whether host h's incarnation gen is gone: its lease is
+// free, belongs to a later incarnation, or stayed unchanged for
+// Timeout+Margin of watching (confirmed by reading it again now).
+func (m *DiskLeases) hostDead(h int, gen uint64) (bool, error) {
+	if h == m.host && gen == m.gen {
+		return false, nil
+	}
+	dead := time.Duration(m.o.Timeout + m.o.Margin)
+	m.obsMu.Lock()
+	o := m.obs[h]
+	m.obsMu.Unlock()
+	if o.raw != nil && time.Duration(m.now()-o.changed) < dead {
+		if r, err := decDelta(o.raw, m.uuid); err == nil && !r.free() && r.Gen == gen {
+			return false, nil
+		}
+	}
+	b, err := m.readRecs(recDelta(h), 1)
+	if err != nil {
+		return false, err
+	}
+	m.observe1(h, b[:recCRCBytes])
+	r, err := decDelta(b, m.uuid)
+	if err != nil {
+		return false, err
+	}
+	if r.free() || r.Gen != gen {
+		return true, nil
+	}
+	m.obsMu.Lock()
+	defer m.obsMu.Unlock()
+	o2 := &m.obs[h]
+	if time.Duration(m.now()-o2.changed) < dead {
+		return false, nil
+	}
+	if o2.logged != gen+1 {
+		o2.logged = gen + 1
+		m.o.Logf("kayofs: node %s: host %d (%s, generation %d) is dead: its lease has not changed for %v (timeout %v + safety margin %v); recovering it",
+			m.node, h, r.Node, gen, time.Duration(m.now()-o2.changed).Round(time.Millisecond), m.o.Timeout, m.o.Margin)
+	}
+	return true, nil
+}
+
+func (m *DiskLeases) observe1(h int, raw []byte) {
+	m.obsMu.Lock()
+	defer m.obsMu.Unlock()
+	o := &m.obs[h]
+	if o.raw == nil || string(o.raw) != string(raw) {
+		o.raw = append(o.raw[:0], raw...)
+		o.changed = m.now()
+	}
+}
+
+// owner returns slot s's owner: from the table this mount keeps while it
+// holds the metadata lease (only a holder changes it), else read now.
+func (m *DiskLeases) owner(s int) (slotOwner, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.held {
+		if err := m.loadOwners(); err != nil {
+			return slotOwner{}, err
+		}
+	}
+	return m.owners[s], nil
+}
+
+func (m *DiskLeases) OwnerLive(s int) bool {
+	o, err := m.owner(s)
+	if err != nil {
+		return true
+	}
+	if o.Host == 0 || (o.Host-1 == m.host && o.Gen == m.gen) {
+		return false
+	}
+	dead, err := m.hostDead(o.Host-1, o.Gen)
+	return err != nil || !dead
+}
+
+// BeginRecovery: the caller holds the metadata lease, so no one else claims
+// or recovers a slot meanwhile; nothing more to hold.
+func (m *DiskLeases) BeginRecovery(s int) (bool, error) {
+	o, err := m.owner(s)
+	if err != nil {
+		return false, err
+	}
+	if o.Host == 0 {
+		return true, nil
+	}
+	if o.Host-1 == m.host && o.Gen == m.gen {
+		return false, nil
+	}
+	return m.hostDead(o.Host-1, o.Gen)
+}
+
+func (m *DiskLeases) EndRecovery(int) {}
+
+// ClaimSlot records this host as s's owner (the caller holds the slot
+// table lock, i.e. the metadata lease).
+func (m *DiskLeases) ClaimSlot(s int) (bool, error) {
+	if err := m.Fenced(); err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.held {
+		return false, fmt.Errorf("kayofs: claiming slot %d without the metadata lease", s)
+	}
+	o := m.owners[s]
+	if o.Host != 0 && !(o.Host-1 == m.host && o.Gen == m.gen) {
+		m.mu.Unlock()
+		dead, err := m.hostDead(o.Host-1, o.Gen)
+		m.mu.Lock()
+		if err != nil || !dead {
+			return false, err
+		}
+	}
+	m.owners[s] = slotOwner{Host: m.host + 1, Gen: m.gen}
+	return true, m.writeOwners()
+}
+
+func (m *DiskLeases) ReleaseSlot(s int) {
+	if m.Fenced() != nil {
+		return
+	}
+	if err := m.Lock(keySlotTable, true); err != nil {
+		return
+	}
+	m.mu.Lock()
+	if o := m.owners[s]; o.Host-1 == m.host && o.Gen == m.gen {
+		m.owners[s] = slotOwner{}
+		_ = m.writeOwners()
+	}
+	m.mu.Unlock()
+	m.Unlock(keySlotTable, true)
+}
+
+// Close releases the metadata lease and frees the host lease.
+func (m *DiskLeases) Close() error {
+	m.closeOnce.Do(func() {
+		close(m.stop)
+		<-m.done
+		if m.Fenced() == nil {
+			m.mu.Lock()
+			if m.held {
+				m.release()
+			}
+			m.mu.Unlock()
+			b := alignedBuf(recSize)
+			encDelta(b, m.uuid, deltaRec{Gen: m.gen, Counter: m.mine.Counter + 1, Node: m.node})
+			_ = m.writeRec(recDelta(m.host), b)
+		}
+		m.f.Close()
+	})
+	return nil
+}
+
+// abandon stops renewing and keeps every lease as it is: what a crash
+// leaves on disk (Volume.Crash).
+func (m *DiskLeases) abandon() {
+	m.closeOnce.Do(func() {
+		close(m.stop)
+		<-m.done
+		m.f.Close()
+	})
+}

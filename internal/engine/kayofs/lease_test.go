@@ -1,0 +1,409 @@
+package kayofs
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Nodes of these tests are separate OS processes (the test binary run
+// again as TestLeaseNodeChild) on one image file, so no lock of the kernel
+// coordinates them: only the on-disk leases do.
+
+const childEnv = "KAYOFS_LEASE_CHILD"
+
+// testLeaseOpts: short leases so the tests wait seconds, not minutes.
+func testLeaseOpts(logf func(string, ...any)) DiskLeaseOptions {
+	return DiskLeaseOptions{Timeout: time.Second, Margin: 500 * time.Millisecond, Renew: 200 * time.Millisecond,
+		IOTimeout: 100 * time.Millisecond, Logf: logf}
+}
+
+func leasePattern(node string, k int) []byte {
+	b := make([]byte, 4096)
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", node, k)))
+	for i := range b {
+		b[i] = h[i%len(h)]
+	}
+	return b
+}
+
+// TestLeaseNodeChild is a node process of the tests below (it does nothing
+// in a normal run).
+func TestLeaseNodeChild(t *testing.T) {
+	mode := os.Getenv(childEnv)
+	if mode == "" {
+		t.Skip("helper process of the on-disk lease tests")
+	}
+	node, img := os.Getenv("KAYOFS_NODE"), os.Getenv("KAYOFS_IMG")
+	out := bufio.NewWriter(os.Stdout)
+	say := func(f string, a ...any) { fmt.Fprintf(out, f+"\n", a...); out.Flush() }
+	logf := func(f string, a ...any) { say("LOG "+f, a...) }
+	dev, err := OpenDeviceDirect(img)
+	if err != nil {
+		say("FAIL open: %v", err)
+		return
+	}
+	v, err := Mount(dev, node, MountOptions{Locks: NewDiskLeases(testLeaseOpts(logf))})
+	if err != nil {
+		say("FAIL mount: %v", err)
+		return
+	}
+	say("MOUNTED %d", v.Slot())
+	switch mode {
+	case "work":
+		n, _ := strconv.Atoi(os.Getenv("KAYOFS_ITER"))
+		if err := childWork(v, node, n, say); err != nil {
+			say("FAIL %v", err)
+			return
+		}
+	case "writer":
+		childWriter(v, node, say)
+	}
+	if err := v.Unmount(); err != nil {
+		say("UNMOUNT %v", err)
+		return
+	}
+	say("DONE")
+}
+
+func childWork(v *Volume, node string, n int, say func(string, ...any)) error {
+	if err := v.MkdirAll("shared"); err != nil {
+		return err
+	}
+	prev := ""
+	for k := 0; k < n; k++ {
+		name := fmt.Sprintf("shared/%s-%d", node, k)
+		f, err := v.Create(name)
+		if err != nil {
+			return err
+		}
+		if _, err := f.WriteAt(leasePattern(node, k), 0); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		say("ACK %s %d", name, k)
+		switch {
+		case k%3 == 2 && prev != "":
+			if err := v.Remove(prev); err != nil {
+				return err
+			}
+			say("DEL %s", prev)
+		case k%5 == 4:
+			if err := v.Rename(name, name+".r"); err != nil {
+				return err
+			}
+			say("REN %s %s", name, name+".r")
+			name += ".r"
+		}
+		prev = name
+	}
+	return nil
+}
+
+// childWriter writes a new file every few milliseconds until its writes
+// fail (it fenced itself), then tries a few more.
+func childWriter(v *Volume, node string, say func(string, ...any)) {
+	refused := 0
+	for k := 0; refused < 5; k++ {
+		name := fmt.Sprintf("%s-%d", node, k)
+		err := func() error {
+			f, err := v.Create(name)
+			if err != nil {
+				return err
+			}
+			if _, err := f.WriteAt(leasePattern(node, k), 0); err != nil {
+				return err
+			}
+			return f.Sync()
+		}()
+		if err != nil {
+			refused++
+			say("REFUSED %s: %v", name, err)
+			continue
+		}
+		say("ACK %s %d", name, k)
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+type nodeProc struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string
+	done  chan struct{}
+}
+
+func startNode(t *testing.T, mode, node, img string, env ...string) *nodeProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLeaseNodeChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+mode, "KAYOFS_NODE="+node, "KAYOFS_IMG="+img)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &nodeProc{cmd: cmd, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(c.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			c.mu.Lock()
+			c.lines = append(c.lines, sc.Text())
+			c.mu.Unlock()
+		}
+		_ = cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-c.done
+	})
+	return c
+}
+
+func (c *nodeProc) snapshot() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.lines...)
+}
+
+func (c *nodeProc) count(prefix string) int {
+	n := 0
+	for _, l := range c.snapshot() {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *nodeProc) waitFor(t *testing.T, prefix string, n int, limit time.Duration) {
+	t.Helper()
+	end := time.Now().Add(limit)
+	for c.count(prefix) < n {
+		select {
+		case <-c.done:
+			if c.count(prefix) < n {
+				t.Fatalf("node exited before %d %q lines:\n%s", n, prefix, strings.Join(c.snapshot(), "\n"))
+			}
+		default:
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no %d %q lines after %v:\n%s", n, prefix, limit, strings.Join(c.snapshot(), "\n"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func newLeaseImage(t *testing.T) (string, *FileDevice) {
+	t.Helper()
+	img := filepath.Join(tmpDir(t), "lun.img")
+	d, err := CreateImage(img, 256<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	mustFormat(t, d, FormatOptions{Slots: 4})
+	return img, d
+}
+
+// TestDiskLeasesProcessesShareVolume: three node processes create, write,
+// fsync, rename and delete files in one directory at the same time under
+// on-disk leases; every acknowledged write is there afterwards, nothing
+// else is, and the volume checks clean.
+func TestDiskLeasesProcessesShareVolume(t *testing.T) {
+	img, dev := newLeaseImage(t)
+	const iters = 60
+	var kids []*nodeProc
+	nodes := []string{"N1", "N2", "N3"}
+	for _, n := range nodes {
+		kids = append(kids, startNode(t, "work", n, img, "KAYOFS_ITER="+strconv.Itoa(iters)))
+	}
+	want := map[string][]byte{}
+	for i, c := range kids {
+		<-c.done
+		lines := c.snapshot()
+		if c.count("DONE") != 1 {
+			t.Fatalf("node %s did not finish:\n%s", nodes[i], strings.Join(lines, "\n"))
+		}
+		for _, l := range lines {
+			f := strings.Fields(l)
+			switch f[0] {
+			case "ACK":
+				k, _ := strconv.Atoi(f[2])
+				want[f[1]] = leasePattern(nodes[i], k)
+			case "DEL":
+				delete(want, f[1])
+			case "REN":
+				want[f[2]] = want[f[1]]
+				delete(want, f[1])
+			}
+		}
+	}
+	mustCheck(t, dev)
+	v := mountLease(t, img, "CHECK", t.Logf)
+	defer v.Unmount()
+	ents, err := v.ReadDir("shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != len(want) {
+		t.Errorf("%d files in shared, %d acknowledged and kept", len(ents), len(want))
+	}
+	for name, data := range want {
+		f, err := v.Open(name)
+		if err != nil {
+			t.Errorf("acknowledged %s: %v", name, err)
+			continue
+		}
+		got := make([]byte, len(data))
+		if _, err := f.ReadAt(got, 0); err != nil && !errors.Is(err, io.EOF) {
+			t.Errorf("reading %s: %v", name, err)
+		} else if !bytes.Equal(got, data) {
+			t.Errorf("%s: content differs from what was acknowledged", name)
+		}
+	}
+}
+
+func fileHash(t *testing.T, path string) [32]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return [32]byte(h.Sum(nil))
+}
+
+// TestDiskLeasesFrozenNodeFencesItself: a writing node is frozen (SIGSTOP)
+// past its lease; another node waits for the lease to expire plus the
+// margin (and says so), takes the metadata lease, replays the frozen
+// node's journal and unmounts. Resumed (SIGCONT), the frozen node's writes
+// all fail: its log says it fenced itself, the image is byte for byte what
+// the survivor left, and it checks clean with every write the frozen node
+// acknowledged before the freeze.
+func TestDiskLeasesFrozenNodeFencesItself(t *testing.T) {
+	img, dev := newLeaseImage(t)
+	a := startNode(t, "writer", "A", img)
+	a.waitFor(t, "ACK", 20, 30*time.Second)
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozen := time.Now()
+	acked := a.snapshot()
+
+	var logMu sync.Mutex
+	var blog []string
+	logf := func(f string, args ...any) {
+		logMu.Lock()
+		blog = append(blog, fmt.Sprintf(f, args...))
+		logMu.Unlock()
+		t.Logf("B: "+f, args...)
+	}
+	bdev, err := OpenDeviceDirect(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bdev.Close()
+	b, err := Mount(bdev, "B", MountOptions{Locks: NewDiskLeases(testLeaseOpts(logf))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Mkdir("after"); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(frozen)
+	if err := b.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("B unmounted %v after A froze", time.Since(frozen))
+	logMu.Lock()
+	said := strings.Join(blog, "\n")
+	logMu.Unlock()
+	if !strings.Contains(said, "is dead") || !strings.Contains(said, "safety margin") {
+		t.Fatalf("B took over without saying it waited for A's lease to expire:\n%s", said)
+	}
+	t.Logf("B mounted and wrote %v after A froze", took)
+	before := fileHash(t, img)
+
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	lines := a.snapshot()
+	out := strings.Join(lines, "\n")
+	t.Logf("A resumed %v ago; its output:\n%s", time.Since(frozen), strings.Join(lines[len(acked):], "\n"))
+	if n := a.count("ACK") - countPrefix(acked, "ACK"); n != 0 {
+		t.Errorf("A acknowledged %d writes after it resumed:\n%s", n, out)
+	}
+	if a.count("REFUSED") == 0 || !strings.Contains(out, "fenced itself") {
+		t.Errorf("A's log does not show it fenced itself:\n%s", out)
+	}
+	if fileHash(t, img) != before {
+		t.Errorf("the image changed after A resumed: A wrote to the volume after losing its lease\n%s", out)
+	}
+	mustCheck(t, dev)
+	v := mountLease(t, img, "CHECK", t.Logf)
+	defer v.Unmount()
+	for _, l := range acked {
+		f := strings.Fields(l)
+		if f[0] != "ACK" {
+			continue
+		}
+		k, _ := strconv.Atoi(f[2])
+		fh, err := v.Open(f[1])
+		if err != nil {
+			t.Errorf("A's acknowledged %s: %v", f[1], err)
+			continue
+		}
+		got := make([]byte, 4096)
+		if _, err := fh.ReadAt(got, 0); err != nil && !errors.Is(err, io.EOF) || !bytes.Equal(got, leasePattern("A", k)) {
+			t.Errorf("A's acknowledged %s: content lost (%v)", f[1], err)
+		}
+	}
+}
+
+func countPrefix(lines []string, p string) int {
+	n := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, p) {
+			n++
+		}
+	}
+	return n
+}
+
+func mountLease(t testing.TB, img, node string, logf func(string, ...any)) *Volume {
+	t.Helper()
+	d, err := OpenDeviceDirect(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	v, err := Mount(d, node, MountOptions{Locks: NewDiskLeases(testLeaseOpts(logf))})
+	if err != nil {
+		t.Fatalf("mount %s: %v", node, err)
+	}
+	return v
+}
