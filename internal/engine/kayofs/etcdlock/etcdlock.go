@@ -175,8 +175,8 @@ func (m *Locks) failed(err error) error {
 }
 
 func (m *Locks) lockKey(k kayofs.LockKey) string { return fmt.Sprintf("%s/lock/%x", m.base, uint64(k)) }
-func (m *Locks) ownerKey(s int) string          { return fmt.Sprintf("%s/owner/%d", m.base, s) }
-func (m *Locks) recoverKey(s int) string        { return fmt.Sprintf("%s/recover/%d", m.base, s) }
+func (m *Locks) ownerKey(s int) string           { return fmt.Sprintf("%s/owner/%d", m.base, s) }
+func (m *Locks) recoverKey(s int) string         { return fmt.Sprintf("%s/recover/%d", m.base, s) }
 
 func (m *Locks) Lock(k kayofs.LockKey, excl bool) error {
 	if err := m.Fenced(); err != nil {
