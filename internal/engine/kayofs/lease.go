@@ -67,6 +67,8 @@ type DiskLeases struct {
 	ownersSeq uint64
 	lastReq   []byte
 	mbal      uint64
+	heldSince time.Time // when this mount last won the metadata lease
+	yielded   atomic.Int64 // since epoch: when it last released it to a host that asked
 
 	stop, done chan struct{}
 	closeOnce  sync.Once
@@ -89,6 +91,11 @@ type DiskLeaseOptions struct {
 	// Renew is the renewal period (default Timeout/4); IOTimeout bounds a
 	// lease write (default Margin/4): a slower renewal does not count.
 	Renew, IOTimeout time.Duration
+	// MinHold: a mount keeps the metadata lease at least this long after
+	// winning it, even when asked for it (GFS2's minimum glock hold time):
+	// nodes taking turns then each get a run of operations per ballot.
+	// Default 5ms.
+	MinHold time.Duration
 	// Logf receives what the manager decides: taking over a dead host's
 	// leases, fencing itself. Default: the standard logger.
 	Logf func(format string, args ...any)
@@ -109,6 +116,9 @@ func (o *DiskLeaseOptions) defaults() {
 	}
 	if o.Logf == nil {
 		o.Logf = log.Printf
+	}
+	if o.MinHold <= 0 {
+		o.MinHold = 5 * time.Millisecond
 	}
 }
 
@@ -274,8 +284,9 @@ func (m *DiskLeases) renewLoop() {
 		}
 		m.renew()
 		m.mu.Lock()
-		if m.held && m.refs == 0 && m.requested() {
+		if m.held && m.refs == 0 && time.Since(m.heldSince) >= m.o.MinHold && m.requested() {
 			m.release()
+			m.yielded.Store(m.now())
 		}
 		if !m.held && !m.acquiring {
 			m.freeStale()

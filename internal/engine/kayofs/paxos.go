@@ -56,6 +56,7 @@ func (m *DiskLeases) take(wait bool) (bool, error) {
 			return false, err
 		}
 		m.held = true
+		m.heldSince = time.Now()
 		if err := m.loadOwners(); err != nil {
 			m.release()
 			return false, err
@@ -69,8 +70,9 @@ func (m *DiskLeases) Unlock(k LockKey, excl bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.refs--
-	if m.refs == 0 && m.held && m.requested() {
+	if m.refs == 0 && m.held && time.Since(m.heldSince) >= m.o.MinHold && m.requested() {
 		m.release()
+		m.yielded.Store(m.now())
 	}
 }
 
@@ -114,9 +116,20 @@ func (m *DiskLeases) acquireMeta(wait bool) (bool, error) {
 					asked, askedAt = ld, time.Now()
 				}
 				time.Sleep(backoff)
-				backoff = min(2*backoff, 2*time.Millisecond)
+				backoff = min(2*backoff, time.Millisecond)
 				continue
 			}
+		}
+		if ld.Free && ld.Owner == m.host+1 && ld.Gen == m.gen && time.Duration(m.now()-m.yielded.Load()) < m.o.MinHold {
+			// we just let it go to a host that asked: leave it the ballot
+			if ld != asked {
+				if err := m.writeRequest(); err != nil {
+					return false, err
+				}
+				asked = ld
+			}
+			time.Sleep(50 * time.Microsecond)
+			continue
 		}
 		winner, err := m.ballot(ld.Lver + 1)
 		if errors.Is(err, errBallotAbort) {
