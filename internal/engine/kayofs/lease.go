@@ -67,7 +67,7 @@ type DiskLeases struct {
 	ownersSeq uint64
 	lastReq   []byte
 	mbal      uint64
-	heldSince time.Time // when this mount last won the metadata lease
+	heldSince time.Time    // when this mount last won the metadata lease
 	yielded   atomic.Int64 // since epoch: when it last released it to a host that asked
 
 	stop, done chan struct{}
