@@ -407,3 +407,105 @@ func mountLease(t testing.TB, img, node string, logf func(string, ...any)) *Volu
 	}
 	return v
 }
+
+// TestDiskLeasesKilledNodeRecovered: a node process is killed (SIGKILL,
+// the power cut of one host) while another works on the same volume; the
+// survivor takes over only after the dead node's lease expired (and says
+// so), finishes its work, and the volume checks clean with every write
+// either node acknowledged.
+func TestDiskLeasesKilledNodeRecovered(t *testing.T) {
+	img, dev := newLeaseImage(t)
+	a := startNode(t, "writer", "A", img)
+	a.waitFor(t, "ACK", 10, 30*time.Second)
+	b := startNode(t, "work", "B", img, "KAYOFS_ITER=200")
+	b.waitFor(t, "ACK", 5, 30*time.Second)
+	// kill A while it holds the metadata lease (stopped, then checked on
+	// disk), so B must take it over from a dead host
+	for tries := 0; ; tries++ {
+		if tries == 1000 || a.count("DONE") > 0 || b.count("DONE") > 0 {
+			t.Fatal("never caught A holding the metadata lease while B worked")
+		}
+		if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		if metaHolder(t, dev) == "A" {
+			break
+		}
+		if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := a.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	<-b.done
+	blines := b.snapshot()
+	bout := strings.Join(blines, "\n")
+	if b.count("DONE") != 1 {
+		t.Fatalf("B did not finish:\n%s", bout)
+	}
+	if !strings.Contains(bout, "is dead") || !strings.Contains(bout, "safety margin") {
+		t.Errorf("B's log does not say it waited for A's lease to expire:\n%s", bout)
+	}
+	mustCheck(t, dev)
+	v := mountLease(t, img, "CHECK", t.Logf)
+	defer v.Unmount()
+	verify := func(node string, lines []string, renames bool) {
+		want := map[string][]byte{}
+		for _, l := range lines {
+			f := strings.Fields(l)
+			switch f[0] {
+			case "ACK":
+				k, _ := strconv.Atoi(f[2])
+				want[f[1]] = leasePattern(node, k)
+			case "DEL":
+				delete(want, f[1])
+			case "REN":
+				want[f[2]] = want[f[1]]
+				delete(want, f[1])
+			}
+		}
+		for name, d := range want {
+			fh, err := v.Open(name)
+			if err != nil {
+				t.Errorf("%s's acknowledged %s: %v", node, name, err)
+				continue
+			}
+			got := make([]byte, len(d))
+			if _, err := fh.ReadAt(got, 0); err != nil && !errors.Is(err, io.EOF) || !bytes.Equal(got, d) {
+				t.Errorf("%s's acknowledged %s: content lost (%v)", node, name, err)
+			}
+		}
+		t.Logf("%s: %d acknowledged files verified", node, len(want))
+	}
+	verify("A", a.snapshot(), false)
+	verify("B", blines, true)
+}
+
+// metaHolder names the node holding the metadata lease ("" when free).
+func metaHolder(t *testing.T, dev Device) string {
+	t.Helper()
+	sb, err := ReadSuperblock(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := int64(sb.leaseStart()) * int64(sb.BlockSize)
+	b := make([]byte, recSize)
+	if _, err := dev.ReadAt(b, base+recLeader*recSize); err != nil {
+		t.Fatal(err)
+	}
+	ld, err := decLeader(b, sb.UUID)
+	if err != nil || ld.Free || ld.Owner == 0 {
+		return ""
+	}
+	if _, err := dev.ReadAt(b, base+int64(recDelta(ld.Owner-1))*recSize); err != nil {
+		t.Fatal(err)
+	}
+	r, err := decDelta(b, sb.UUID)
+	if err != nil || r.Gen != ld.Gen {
+		return ""
+	}
+	return r.Node
+}
