@@ -94,7 +94,7 @@ type DiskLeaseOptions struct {
 	// MinHold: a mount keeps the metadata lease at least this long after
 	// winning it, even when asked for it (GFS2's minimum glock hold time):
 	// nodes taking turns then each get a run of operations per ballot.
-	// Default 5ms.
+	// Default 20ms.
 	MinHold time.Duration
 	// Logf receives what the manager decides: taking over a dead host's
 	// leases, fencing itself. Default: the standard logger.
@@ -118,7 +118,7 @@ func (o *DiskLeaseOptions) defaults() {
 		o.Logf = log.Printf
 	}
 	if o.MinHold <= 0 {
-		o.MinHold = 5 * time.Millisecond
+		o.MinHold = 20 * time.Millisecond
 	}
 }
 

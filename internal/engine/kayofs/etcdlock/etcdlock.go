@@ -3,9 +3,13 @@
 // under the mount's etcd lease, a slot's owner is a key under that lease,
 // and a mount whose lease it could not keep alive in time fences itself.
 //
-// Keys: PREFIX/VOLUME-UUID/lock/KEY, .../recover/SLOT, .../owner/SLOT.
+// Keys: PREFIX/VOLUME-UUID/lock/meta (or lock/KEY with Options.PerKey),
+// .../recover/SLOT, .../owner/SLOT.
 // Shared holds are taken exclusive (one hold per key and mount: the mount's
-// in-process layer counts its own shared holds, kayofs/lock.go).
+// in-process layer counts its own shared holds, kayofs/lock.go). A mount
+// keeps a lock after its last unlock until another mount waits for it
+// (a DLM's lock caching; cache.go), so a node working alone pays etcd
+// round trips only for keys it never held.
 //
 // Fencing: the mount renews its lease itself (KeepAliveOnce every TTL/4)
 // and counts a renewal from the moment it sent it; etcd expires the lease
@@ -38,7 +42,15 @@ type Options struct {
 	Prefix string        // default "/kayo/kayofs"
 	TTL    time.Duration // the mount's lease; default 10s, at least 2s
 	Margin time.Duration // fence this long before the lease can expire; default TTL/4
-	Logf   func(format string, args ...any)
+	// MinHold: a lock another mount asks for is kept at least this long
+	// after it was taken (default 20ms), so nodes taking turns each get a
+	// run of operations per round trip.
+	MinHold time.Duration
+	Logf    func(format string, args ...any)
+	// PerKey gives every Kayo FS lock key its own etcd lock; by default
+	// they all map onto one metadata lock per volume (as the on-disk
+	// leases do): fewer round trips, one handoff per turn between nodes.
+	PerKey bool
 }
 
 // Locks is one mount's etcd lock manager.
@@ -57,11 +69,17 @@ type Locks struct {
 	fenceMu   sync.Mutex
 	fenced    error
 
-	mu     sync.Mutex
-	held   map[kayofs.LockKey]*concurrency.Mutex
-	recov  map[int]*concurrency.Mutex
-	done   chan struct{}
-	closed sync.Once
+	mu         sync.Mutex
+	held       map[kayofs.LockKey]*cached       // lock keys this mount holds or keeps (cache.go)
+	want       map[kayofs.LockKey]bool          // keys another mount waits for, not (yet) held here
+	gone       map[kayofs.LockKey]chan struct{} // keys whose release is under way
+	taking     map[kayofs.LockKey]chan struct{} // keys this mount is acquiring
+	recov      map[int]*concurrency.Mutex
+	owners     map[string]clientv3.LeaseID // slot owner keys as last seen (watchOwners)
+	ownersDone chan struct{}
+	done       chan struct{}
+	watchDone  chan struct{}
+	closed     sync.Once
 }
 
 var _ kayofs.LockManager = (*Locks)(nil)
@@ -80,6 +98,9 @@ func New(o Options) kayofs.LockManagerFactory {
 	}
 	if o.Logf == nil {
 		o.Logf = log.Printf
+	}
+	if o.MinHold <= 0 {
+		o.MinHold = 20 * time.Millisecond
 	}
 	return func(dev kayofs.Device, node string) (kayofs.LockManager, error) { return open(dev, node, o) }
 }
@@ -105,9 +126,21 @@ func open(dev kayofs.Device, node string, o Options) (*Locks, error) {
 		return nil, err
 	}
 	m := &Locks{o: o, cli: o.Client, sess: sess, lease: g.ID, base: fmt.Sprintf("%s/%s", o.Prefix, sb.UUIDString()),
-		node: node, ctx: ctx, cancel: cancel, epoch: start, held: map[kayofs.LockKey]*concurrency.Mutex{},
-		recov: map[int]*concurrency.Mutex{}, done: make(chan struct{})}
+		node: node, ctx: ctx, cancel: cancel, epoch: start, held: map[kayofs.LockKey]*cached{},
+		want: map[kayofs.LockKey]bool{}, gone: map[kayofs.LockKey]chan struct{}{}, taking: map[kayofs.LockKey]chan struct{}{},
+		recov: map[int]*concurrency.Mutex{}, owners: map[string]clientv3.LeaseID{}, done: make(chan struct{})}
+	or, err := o.Client.Get(ctx, m.base+"/owner/", clientv3.WithPrefix())
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	for _, kv := range or.Kvs {
+		m.owners[string(kv.Key)] = clientv3.LeaseID(kv.Lease)
+	}
 	go m.renewLoop()
+	m.watchDone, m.ownersDone = make(chan struct{}), make(chan struct{})
+	go m.watchWaiters(g.ResponseHeader.Revision + 1)
+	go m.watchOwners(or.Header.Revision + 1)
 	return m, nil
 }
 
@@ -174,62 +207,14 @@ func (m *Locks) failed(err error) error {
 	return err
 }
 
-func (m *Locks) lockKey(k kayofs.LockKey) string { return fmt.Sprintf("%s/lock/%x", m.base, uint64(k)) }
-func (m *Locks) ownerKey(s int) string           { return fmt.Sprintf("%s/owner/%d", m.base, s) }
-func (m *Locks) recoverKey(s int) string         { return fmt.Sprintf("%s/recover/%d", m.base, s) }
-
-func (m *Locks) Lock(k kayofs.LockKey, excl bool) error {
-	if err := m.Fenced(); err != nil {
-		return err
+func (m *Locks) lockKey(k kayofs.LockKey) string {
+	if k == metaKey {
+		return m.base + "/lock/meta"
 	}
-	mu := concurrency.NewMutex(m.sess, m.lockKey(k))
-	if err := mu.Lock(m.ctx); err != nil {
-		return m.failed(fmt.Errorf("kayofs: etcd lock %s: %w", m.lockKey(k), err))
-	}
-	m.mu.Lock()
-	m.held[k] = mu
-	m.mu.Unlock()
-	return nil
+	return fmt.Sprintf("%s/lock/%x", m.base, uint64(k))
 }
-
-func (m *Locks) TryLock(k kayofs.LockKey) (bool, error) {
-	if err := m.Fenced(); err != nil {
-		return false, err
-	}
-	mu := concurrency.NewMutex(m.sess, m.lockKey(k))
-	err := mu.TryLock(m.ctx)
-	if errors.Is(err, concurrency.ErrLocked) {
-		return false, nil
-	}
-	if err != nil {
-		return false, m.failed(fmt.Errorf("kayofs: etcd lock %s: %w", m.lockKey(k), err))
-	}
-	m.mu.Lock()
-	m.held[k] = mu
-	m.mu.Unlock()
-	return true, nil
-}
-
-func (m *Locks) Unlock(k kayofs.LockKey, excl bool) {
-	m.mu.Lock()
-	mu := m.held[k]
-	delete(m.held, k)
-	m.mu.Unlock()
-	if mu != nil {
-		_ = mu.Unlock(m.cli.Ctx())
-	}
-}
-
-// Token is the fencing token of a held lock: its key's creation revision
-// (a compare on it makes an etcd write conditional on still holding it).
-func (m *Locks) Token(k kayofs.LockKey) (int64, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if mu := m.held[k]; mu != nil && mu.Header() != nil {
-		return mu.Header().Revision, true
-	}
-	return 0, false
-}
+func (m *Locks) ownerKey(s int) string   { return fmt.Sprintf("%s/owner/%d", m.base, s) }
+func (m *Locks) recoverKey(s int) string { return fmt.Sprintf("%s/recover/%d", m.base, s) }
 
 // ClaimSlot puts s's owner key under the mount's lease if no live mount
 // has it, under the slot's recovery mutex so no recovery runs meanwhile.
@@ -260,13 +245,30 @@ func (m *Locks) ReleaseSlot(s int) {
 }
 
 // OwnerLive: s's owner key exists under another lease (etcd deletes it
-// when that lease expires).
+// when that lease expires), as the owners watch last saw it. A key created
+// since may still be missing here: then BeginRecovery, which reads etcd
+// under the slot's recovery mutex, finds it.
 func (m *Locks) OwnerLive(s int) bool {
-	r, err := m.cli.Get(m.ctx, m.ownerKey(s))
-	if err != nil {
-		return true
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.owners[m.ownerKey(s)]
+	return ok && l != m.lease
+}
+
+// watchOwners keeps m.owners current.
+func (m *Locks) watchOwners(rev int64) {
+	defer close(m.ownersDone)
+	for wr := range m.cli.Watch(m.ctx, m.base+"/owner/", clientv3.WithPrefix(), clientv3.WithRev(rev)) {
+		m.mu.Lock()
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				delete(m.owners, string(ev.Kv.Key))
+			} else {
+				m.owners[string(ev.Kv.Key)] = clientv3.LeaseID(ev.Kv.Lease)
+			}
+		}
+		m.mu.Unlock()
 	}
-	return len(r.Kvs) == 1 && clientv3.LeaseID(r.Kvs[0].Lease) != m.lease
 }
 
 func (m *Locks) BeginRecovery(s int) (bool, error) {
@@ -309,6 +311,8 @@ func (m *Locks) Close() error {
 		}
 		m.cancel()
 		<-m.done
+		<-m.watchDone
+		<-m.ownersDone
 	})
 	return err
 }
