@@ -220,7 +220,7 @@ func newLeaseImage(t *testing.T) (string, *FileDevice) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	mustFormat(t, d, FormatOptions{Slots: 4})
+	mustFormat(t, d, FormatOptions{Slots: 4, InodeCount: 4096})
 	return img, d
 }
 
