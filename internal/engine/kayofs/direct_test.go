@@ -19,6 +19,7 @@ func TestDirectDeviceUnaligned(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Close()
+	requireDirectIO(t, img)
 	dd, err := OpenDeviceDirect(img)
 	if err != nil {
 		t.Fatal(err)

@@ -100,7 +100,11 @@
 // delta leases for host liveness, a Disk Paxos lease for metadata), with
 // direct I/O (OpenDeviceDirect) so no kernel serves another's stale blocks,
 // and self-fencing: a mount that cannot renew its lease in time fails every
-// write (ErrFenced) before any other host may recover it.
+// write (ErrFenced) before any other host may recover it. When the
+// cluster database is etcd, etcdlock.New does the same through etcd (locks
+// under the mount's etcd lease, fencing before the lease can expire). Both
+// keep the metadata lock after use until another node asks for it, at
+// least MinHold (a DLM's lock caching, GFS2's minimum hold time).
 // Each node starts allocating in its own group (slot × groups / slots) and
 // takes group locks with try-lock, moving to the next group when one is
 // busy. Heartbeats are written every period for cross-host liveness; in the
