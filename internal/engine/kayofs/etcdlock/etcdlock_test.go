@@ -51,7 +51,7 @@ func TestEtcdLocksMountsShareVolume(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{})
 	cli := c.Client(t, "", "")
 	dev := newVolume(t)
-	locks := New(Options{Client: cli, TTL: 2 * time.Second, Logf: t.Logf})
+	locks := New(Options{Client: cli, TTL: 5 * time.Second, Logf: t.Logf})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	want := map[string][]byte{}
@@ -151,7 +151,7 @@ func TestEtcdLocksLostLeaseFences(t *testing.T) {
 		alog = append(alog, fmt.Sprintf(f, a...))
 		mu.Unlock()
 	}
-	a, err := kayofs.Mount(dev, "A", kayofs.MountOptions{Locks: New(Options{Client: cli, TTL: 2 * time.Second, Logf: logf})})
+	a, err := kayofs.Mount(dev, "A", kayofs.MountOptions{Locks: New(Options{Client: cli, TTL: 5 * time.Second, Logf: logf})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestEtcdLocksLostLeaseFences(t *testing.T) {
 	if !strings.Contains(said, "fenced itself") {
 		t.Errorf("A's log does not say it fenced itself:\n%s", said)
 	}
-	b, err := kayofs.Mount(dev, "B", kayofs.MountOptions{Locks: New(Options{Client: cli, TTL: 2 * time.Second, Logf: t.Logf})})
+	b, err := kayofs.Mount(dev, "B", kayofs.MountOptions{Locks: New(Options{Client: cli, TTL: 5 * time.Second, Logf: t.Logf})})
 	if err != nil {
 		t.Fatal(err)
 	}
