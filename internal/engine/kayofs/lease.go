@@ -48,6 +48,7 @@ type DiskLeases struct {
 	host int
 	gen  uint64
 	mine deltaRec // this mount's host lease as last written
+	tool bool     // Recover/RecoverAll/Slots: no mount; waits to judge hosts
 
 	epoch     time.Time
 	lastRenew atomic.Int64 // since epoch: start of the last renewal done in time
@@ -151,10 +152,11 @@ func openDiskLeases(dev Device, node string, o DiskLeaseOptions) (*DiskLeases, e
 	if err != nil {
 		return nil, fmt.Errorf("kayofs: opening %s for lease I/O: %w", pd.Path(), err)
 	}
-	if node == "" {
+	tool := node == ""
+	if tool {
 		node = fmt.Sprintf("kayofs-tool-%d", os.Getpid())
 	}
-	m := &DiskLeases{o: o, f: f, uuid: sb.UUID, base: int64(sb.leaseStart()) * int64(sb.BlockSize), node: node,
+	m := &DiskLeases{o: o, f: f, uuid: sb.UUID, base: int64(sb.leaseStart()) * int64(sb.BlockSize), node: node, tool: tool,
 		epoch: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	m.cond = sync.NewCond(&m.mu)
 	if err := m.join(); err != nil {
@@ -468,7 +470,27 @@ func (m *DiskLeases) BeginRecovery(s int) (bool, error) {
 	if o.Host-1 == m.host && o.Gen == m.gen {
 		return false, nil
 	}
-	return m.hostDead(o.Host-1, o.Gen)
+	dead, err := m.hostDead(o.Host-1, o.Gen)
+	if dead || err != nil || !m.tool {
+		return dead, err
+	}
+	// A tool (kayoctl's recover) has not watched the host before: watch it
+	// for Timeout+Margin now, as a mount's renewals would have.
+	start := m.now()
+	m.o.Logf("kayofs: %s: watching host %d's lease for up to %v before judging slot %d's owner", m.node, o.Host-1, m.o.Timeout+m.o.Margin, s)
+	for time.Duration(m.now()-start) <= m.o.Timeout+m.o.Margin+m.o.Renew {
+		time.Sleep(m.o.Renew)
+		if dead, err = m.hostDead(o.Host-1, o.Gen); dead || err != nil {
+			return dead, err
+		}
+		m.obsMu.Lock()
+		renewed := m.obs[o.Host-1].changed > start
+		m.obsMu.Unlock()
+		if renewed {
+			return false, nil
+		}
+	}
+	return false, nil
 }
 
 func (m *DiskLeases) EndRecovery(int) {}
