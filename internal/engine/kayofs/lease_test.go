@@ -352,6 +352,9 @@ func TestDiskLeasesFrozenNodeFencesItself(t *testing.T) {
 	if err := b.Mkdir("after"); err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Fenced(); err != nil {
+		t.Fatalf("B fenced: %v", err)
+	}
 	took := time.Since(frozen)
 	if err := b.Unmount(); err != nil {
 		t.Fatal(err)

@@ -93,6 +93,11 @@ func (v *Volume) refreshSB() error {
 	return nil
 }
 
+// Fenced is nil while this mount may write, and an error wrapping ErrFenced
+// once its lock manager lost its lease: the node's agent should then stop
+// its VMs (their disks' writes fail from then on) and mount again.
+func (v *Volume) Fenced() error { return v.lk.cl.Fenced() }
+
 // Slot is the node slot this mount holds (record it in the cluster DB).
 func (v *Volume) Slot() int { return v.slot }
 

@@ -175,6 +175,9 @@ func TestEtcdLocksLostLeaseFences(t *testing.T) {
 	if !errors.Is(werr, kayofs.ErrFenced) {
 		t.Fatalf("write after the lease was lost: %v, want ErrFenced", werr)
 	}
+	if !errors.Is(a.Fenced(), kayofs.ErrFenced) {
+		t.Errorf("Volume.Fenced after the lease was lost: %v", a.Fenced())
+	}
 	mu.Lock()
 	said := strings.Join(alog, "\n")
 	mu.Unlock()
