@@ -30,6 +30,7 @@ const shutdownRecordTimeout = 10 * time.Second
 // killed, so their requests end) and records each VM whose QEMU this
 // agent stopped: the VM reads off, with the reason.
 func (q *QEMUAgent) recordShutdown() {
+	// Detached: the agent's own context is cancelled when this runs.
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownRecordTimeout)
 	defer cancel()
 	done := make(chan struct{})

@@ -103,6 +103,7 @@ func Open(cfg Config) (*Engine, error) {
 		if opts.RequestTimeout <= 0 {
 			opts.RequestTimeout = cfg.LockTimeout
 		}
+		// Open takes no context; the dial timeout bounds the check.
 		st, err := store.OpenEtcd(context.Background(), opts)
 		if err != nil {
 			return nil, err

@@ -268,7 +268,11 @@ func (e *Engine) runPending(ctx context.Context, vm VM) (VM, error) {
 		}
 	}
 	if vm.Pending.Restart {
-		if err := e.Hypervisor(vm.Cluster).Stop(ctx, vm.Node, vm.Name, hypervisor.Token(vm.Token)); err != nil {
+		drv, err := e.Hypervisor(ctx, vm.Cluster)
+		if err != nil {
+			return vm, err
+		}
+		if err := drv.Stop(ctx, vm.Node, vm.Name, hypervisor.Token(vm.Token)); err != nil {
 			return vm, fmt.Errorf("stopping VM %q on %s for the change: %w", vm.Name, vm.Node, err)
 		}
 	}
@@ -300,7 +304,10 @@ func switchOwner(t *vmTxn, p *Pending) error {
 // migrateForward runs a migration from whatever phase it reached.
 func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 	p := vm.Pending
-	drv := e.Hypervisor(vm.Cluster)
+	drv, err := e.Hypervisor(ctx, vm.Cluster)
+	if err != nil {
+		return vm, err
+	}
 	tok := hypervisor.Token(vm.Token)
 	prog := progressOf(ctx, vm.Name)
 	paths, err := PathsFor(vm.DriveLetter, vm.Name)
@@ -495,7 +502,10 @@ func (e *Engine) failMigration(ctx context.Context, cluster, name, id string, ca
 // anew (its event says so too).
 func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, string, error) {
 	p := vm.Pending
-	drv := e.Hypervisor(vm.Cluster)
+	drv, err := e.Hypervisor(ctx, vm.Cluster)
+	if err != nil {
+		return vm, "", err
+	}
 	tok := hypervisor.Token(vm.Token)
 	prior := vm.VMSpec
 	if vm.Pending.Prior != nil {

@@ -147,13 +147,17 @@ type qemuDriver struct {
 var _ hypervisor.Driver = (*qemuDriver)(nil)
 
 // hypervisorFor returns the qemu driver when cluster runs qemu (nil: the
-// simulator).
-func (e *Engine) hypervisorFor(cluster string) hypervisor.Driver {
-	c, err := e.clusterHead(context.Background(), cluster)
-	if err != nil || c.Hypervisor != HypervisorQEMU {
-		return nil
+// simulator). A failed read of the cluster is an error, never the
+// simulator: a Stop sent to the wrong driver would leave the VM running.
+func (e *Engine) hypervisorFor(ctx context.Context, cluster string) (hypervisor.Driver, error) {
+	c, err := e.clusterHead(ctx, cluster)
+	if err != nil {
+		return nil, fmt.Errorf("the hypervisor of cluster %q: %w", cluster, err)
 	}
-	return &qemuDriver{e: e, cluster: cluster}
+	if c.Hypervisor != HypervisorQEMU {
+		return nil, nil
+	}
+	return &qemuDriver{e: e, cluster: cluster}, nil
 }
 
 func (d *qemuDriver) Name() string { return HypervisorQEMU }

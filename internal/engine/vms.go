@@ -400,13 +400,15 @@ func CheckVMChange(vm VM, s VMSpec) error {
 
 // ---- the hypervisor ----
 
-// Hypervisor returns the driver of cluster's hypervisor. Only the
-// embedded simulator exists so far (QEMU is issue 7).
-func (e *Engine) Hypervisor(cluster string) hypervisor.Driver {
-	if d := e.hypervisorFor(cluster); d != nil {
-		return d // kayo_cluster.hypervisor = "qemu" (qemu_driver.go)
+// Hypervisor returns the driver of cluster's hypervisor: the QEMU driver
+// (qemu_driver.go) or the embedded simulator. It fails when the cluster
+// cannot be read.
+func (e *Engine) Hypervisor(ctx context.Context, cluster string) (hypervisor.Driver, error) {
+	d, err := e.hypervisorFor(ctx, cluster)
+	if err != nil || d != nil {
+		return d, err
 	}
-	return hypervisor.NewSimulator(hvBackend{e.st}, cluster)
+	return hypervisor.NewSimulator(hvBackend{e.st}, cluster), nil
 }
 
 // Simulator returns the embedded simulator of cluster (tests and kayoctl
@@ -515,7 +517,10 @@ func (e *Engine) vmVolume(ctx context.Context, s VMSpec) (Volume, error) {
 // converge makes the VM's run state its desired state on its owner and
 // commits the status, clearing the pending operation pendingID (if any).
 func (e *Engine) converge(ctx context.Context, vm VM, pendingID string) (VM, error) {
-	drv := e.Hypervisor(vm.Cluster)
+	drv, err := e.Hypervisor(ctx, vm.Cluster)
+	if err != nil {
+		return vm, err
+	}
 	tok := hypervisor.Token(vm.Token)
 	status, reason := vm.State, ""
 	if vm.State == VMRunning {
@@ -590,7 +595,10 @@ func (e *Engine) DeleteVM(ctx context.Context, cluster, name string) error {
 }
 
 func (e *Engine) deleteVM(ctx context.Context, vm VM) error {
-	drv := e.Hypervisor(vm.Cluster)
+	drv, err := e.Hypervisor(ctx, vm.Cluster)
+	if err != nil {
+		return err
+	}
 	nodes := []string{vm.Node}
 	if p := vm.Pending; p != nil {
 		nodes = append(nodes, p.From, p.To)
@@ -606,7 +614,7 @@ func (e *Engine) deleteVM(ctx context.Context, vm VM) error {
 	if err := e.removeFiles(ctx, vm); err != nil {
 		return err
 	}
-	_, err := e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
+	_, err = e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
 		if !t.exists {
 			return errNoCommit
 		}
