@@ -63,35 +63,6 @@ type Misfit struct {
 	Why  string
 }
 
-// DrainError refuses a drain that cannot place every VM. It matches
-// ErrInvalid; Attribute is the attribute whose change asked for the drain
-// (maintenance, nodes).
-type DrainError struct {
-	Attribute string
-	Cluster   string
-	Nodes     []string
-	Reason    string
-	Misfits   []Misfit
-}
-
-func (e *DrainError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: cannot drain %s of cluster %q for %s: ", e.Attribute, strings.Join(e.Nodes, ", "), e.Cluster, e.Reason)
-	names := make([]string, len(e.Misfits))
-	for i, m := range e.Misfits {
-		names[i] = m.VM
-	}
-	fmt.Fprintf(&b, "%d VM(s) fit on no other node (%s); nothing was moved.", len(e.Misfits), strings.Join(names, ", "))
-	for _, m := range e.Misfits {
-		fmt.Fprintf(&b, "\n  - %s (on %s): %s", m.VM, m.Node, m.Why)
-	}
-	b.WriteString("\nFree memory on another node, widen possible_owners, relax required anti-affinity, or stop or delete those VMs first.")
-	return b.String()
-}
-
-// Is makes errors.Is(err, ErrInvalid) true.
-func (e *DrainError) Is(target error) bool { return target == ErrInvalid }
-
 // PlanDrain says what draining nodes of cluster would do, against the
 // committed database, without changing anything: the moves in order, or a
 // *DrainError naming every VM that fits nowhere. reason is
@@ -236,9 +207,6 @@ func (e *Engine) drainNodes(ctx context.Context, c Cluster, nodes []string, reas
 	return fmt.Errorf("draining %s of cluster %q for %s: VMs are still on it after %d rounds (last: %v); retry",
 		strings.Join(nodes, ", "), c.Name, reason, rounds, lastErr)
 }
-
-// errTargetTaken: the planned target of a move can no longer take the VM.
-var errTargetTaken = errors.New("the planned target can no longer take the VM")
 
 // migrateTo migrates VM name of c from node from to node to without
 // changing its configuration (a drain or a failback), through the same

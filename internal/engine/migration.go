@@ -80,8 +80,6 @@ type pairLock struct {
 	Holder    Holder `json:"holder"`
 }
 
-var errPairBusy = errors.New("a live migration between these nodes is in progress")
-
 // ---- update ----
 
 // UpdateVM changes a VM in place. It places the new spec against the

@@ -135,9 +135,6 @@ type QEMUAgentBeat struct {
 	Stopped time.Time `json:"stopped,omitempty"`
 }
 
-// ErrAgentDown: the node agent that must act is not running.
-var ErrAgentDown = errors.New("node agent is not running")
-
 // qemuDriver is the engine side of the qemu driver of one cluster.
 type qemuDriver struct {
 	e       *Engine

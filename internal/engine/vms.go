@@ -49,9 +49,6 @@ const (
 	EventVMMigrationRolledBack = "vm.migration_rolled_back"
 )
 
-// ErrBusy: another live process is changing the VM.
-var ErrBusy = errors.New("another operation is in progress")
-
 // nodeVM is one VM's hold on a node's capacity.
 type nodeVM struct {
 	MemoryMB int64  `json:"memory_mb"`
@@ -275,9 +272,6 @@ func (t *vmTxn) ownerChanged(from, to string, prevToken int64, reason string, ex
 	}
 	t.event(EventVMOwnerChanged, d)
 }
-
-// errNoCommit lets fn end a transaction without writing.
-var errNoCommit = errors.New("nothing to commit")
 
 // vmCommit reads VM cluster/name (absent is allowed: t.exists false), runs
 // fn, and commits what fn changed, comparing everything it read; a
