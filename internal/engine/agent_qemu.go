@@ -271,7 +271,7 @@ func (q *QEMUAgent) poll(ctx context.Context) {
 	if cluster == "" {
 		return
 	}
-	reqs, _, err := listJSON[qemuRequest](ctx, q.e.st, qemuPrefix+cluster+"/req/"+q.node+"/")
+	reqs, _, err := listJSON[qemuRequest](ctx, q.e.st, qemuReqPrefix(cluster, q.node))
 	if err != nil {
 		return
 	}

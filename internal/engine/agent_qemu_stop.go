@@ -77,7 +77,7 @@ func (q *QEMUAgent) recordShutdown() {
 // running (their QEMU processes ended with it) as failed, with the
 // reason, before this agent accepts requests.
 func (q *QEMUAgent) adoptRecords(ctx context.Context, cluster string) {
-	recs, _, err := listJSON[QEMUNodeVM](ctx, q.e.st, qemuPrefix+cluster+"/node/"+q.node+"/")
+	recs, _, err := listJSON[QEMUNodeVM](ctx, q.e.st, qemuNodePrefix(cluster)+q.node+"/")
 	if err != nil {
 		q.cfg.Logf("qemu: reading the VMs a previous agent ran: %v", err)
 		return

@@ -86,7 +86,7 @@ func (q *QEMUAgent) sweepFences(ctx context.Context) {
 	if cluster == "" || len(vms) == 0 {
 		return
 	}
-	kvs, _, err := q.e.st.List(ctx, qemuPrefix+cluster+"/fence/")
+	kvs, _, err := q.e.st.List(ctx, qemuFencePrefix(cluster))
 	if err != nil {
 		return
 	}

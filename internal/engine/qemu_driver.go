@@ -33,26 +33,10 @@ import (
 // older than QEMUAgentTimeout is a clear error, not a wait. The agent runs
 // one QEMU process per running VM (internal/engine/agent_qemu.go), its
 // disk served over NBD out of the Kayo FS volume.
-const (
-	qemuPrefix       = "qemu/"
-	qemuAgentsPrefix = "qemu-agents/"
-)
 
 // QEMUAgentTimeout: an agent whose QEMU executor has not reported for this
 // long is down.
 const QEMUAgentTimeout = 5 * time.Second
-
-func qemuReqKey(cluster, node, vm string) string {
-	return qemuPrefix + cluster + "/req/" + node + "/" + vm
-}
-func qemuResKey(cluster, node, vm string) string {
-	return qemuPrefix + cluster + "/res/" + node + "/" + vm
-}
-func qemuNodeKey(cluster, node, vm string) string {
-	return qemuPrefix + cluster + "/node/" + node + "/" + vm
-}
-func qemuFenceKey(cluster, vm string) string { return qemuPrefix + cluster + "/fence/" + vm }
-func qemuAgentKey(node string) string        { return qemuAgentsPrefix + node }
 
 // Requests an agent carries out.
 const (
@@ -162,7 +146,7 @@ func (d *qemuDriver) Name() string { return HypervisorQEMU }
 // QEMUNodeVMs returns every node's view of the VMs of cluster (name ""
 // all VMs), by node then VM.
 func (e *Engine) QEMUNodeVMs(ctx context.Context, cluster, name string) ([]QEMUNodeVM, error) {
-	recs, _, err := listJSON[QEMUNodeVM](ctx, e.st, qemuPrefix+cluster+"/node/")
+	recs, _, err := listJSON[QEMUNodeVM](ctx, e.st, qemuNodePrefix(cluster))
 	if err != nil {
 		return nil, err
 	}

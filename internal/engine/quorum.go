@@ -20,9 +20,6 @@ import (
 // until a kayo_quorum writes a record at quorum/<cluster>. Destroying the
 // kayo_quorum deletes the record, which returns the cluster to
 // node_majority.
-const quorumPrefix = "quorum/"
-
-func quorumKey(cluster string) string { return quorumPrefix + cluster }
 
 // Quorum event kinds.
 const (

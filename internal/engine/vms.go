@@ -21,18 +21,6 @@ import (
 // anti-affinity class): every placement commits its reservation there, in
 // the same commit as the VM record and comparing the revision placement
 // read, so two VMs planned onto the last free memory cannot both land.
-const (
-	vmsPrefix       = "vms/"
-	vmNodesPrefix   = "vm-nodes/"
-	vmMigLockPrefix = "vm-miglocks/"
-	hvPrefix        = "hv/"
-)
-
-func vmKey(cluster, name string) string     { return vmsPrefix + cluster + "/" + name }
-func vmNodeKey(cluster, node string) string { return vmNodesPrefix + cluster + "/" + node }
-func vmMigLockKey(cluster, from, to string) string {
-	return vmMigLockPrefix + cluster + "/" + from + "/" + to
-}
 
 // VM event kinds. Every ownership change is a vm.owner_changed event with
 // from, to, token and previous_token, in the commit that changes it.
