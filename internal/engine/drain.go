@@ -27,7 +27,7 @@ import (
 // chosen by the drain and the VM's configuration unchanged, so it produces
 // no Terraform diff for an unpinned VM; a pinned VM away from its pin gets
 // a plan warning while the pin is in maintenance, and a plan that moves it
-// back once maintenance ends (DESIGN.md, "Migration, drift and plans").
+// back once maintenance ends (docs/ARCHITECTURE.md, "Migration, drift and plans").
 
 // Drain reasons (the "reason" of vm.migration_started events).
 const (

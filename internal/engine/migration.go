@@ -13,7 +13,7 @@ import (
 )
 
 // Migration. A change that moves a VM runs between an intent commit and a
-// completion commit (DESIGN.md, "One durable commit per state change"):
+// completion commit (docs/ARCHITECTURE.md, "Intents"):
 //
 //	prepare      intent: new spec, Pending{migrate}, memory reserved on the
 //	             target (marked incoming), live pair lock, event

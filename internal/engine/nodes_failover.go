@@ -18,7 +18,7 @@ import (
 // idempotent and works from the committed database alone (a crash between
 // the node-state commit and this call is caught up on the next tick).
 //
-// Per DESIGN.md "Failure semantics":
+// Per docs/ARCHITECTURE.md, "Failure semantics":
 //   - quorum lost: every running VM of the cluster is stopped (status
 //     failed, reason "quorum lost"): no split brain;
 //   - quorum regained: the VMs stopped for it start again;
