@@ -215,8 +215,7 @@ func (e *Engine) drainNodes(ctx context.Context, c Cluster, nodes []string, reas
 // the intent commit. A drain (not a failback) leaves a failback record.
 func (e *Engine) migrateTo(ctx context.Context, c Cluster, name, to, from, reason string, extra []store.Cmp) (VM, error) {
 	p := &Pending{ID: randomHex(8), Holder: e.newHolder(), StartedAt: e.now().UTC()}
-	liveOps.Store(p.ID, true)
-	defer liveOps.Delete(p.ID)
+	defer e.rt.running(p.ID)()
 	for {
 		vm, err := e.vmCommit(ctx, c.Name, name, func(t *vmTxn) error {
 			if !t.exists {

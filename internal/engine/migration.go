@@ -33,11 +33,10 @@ import (
 // forward. Either way exactly one node owns the VM at every instant, and
 // the hypervisor refuses the stale token of a process that lost it.
 
-// migrationHook, when set (crash tests), is called at each phase boundary.
-var migrationHook func(phase string)
-
-func crashPoint(phase string) {
-	if h := migrationHook; h != nil {
+// crashPoint calls the engine's migration hook (crash tests) at a phase
+// boundary.
+func (e *Engine) crashPoint(phase string) {
+	if h := e.migrationHook; h != nil {
 		h(phase)
 	}
 }
@@ -102,8 +101,7 @@ func (e *Engine) UpdateVM(ctx context.Context, s VMSpec) (VM, error) {
 		return VM{}, err
 	}
 	p := &Pending{ID: randomHex(8), Holder: e.newHolder(), StartedAt: e.now().UTC()}
-	liveOps.Store(p.ID, true)
-	defer liveOps.Delete(p.ID)
+	defer e.rt.running(p.ID)()
 	for {
 		vm, err := e.vmCommit(ctx, s.Cluster, s.Name, func(t *vmTxn) error {
 			if !t.exists {
@@ -257,7 +255,7 @@ func (e *Engine) runPending(ctx context.Context, vm VM) (VM, error) {
 	p := vm.Pending
 	var err error
 	if p.Op == opMigrate {
-		crashPoint(CrashAfterIntent)
+		e.crashPoint(CrashAfterIntent)
 		if vm, err = e.migrateForward(ctx, vm); err != nil {
 			return vm, err
 		}
@@ -349,7 +347,7 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 				return vm, fmt.Errorf("quick migration of VM %q: saving its state to %s: %w", vm.Name, paths.State, err)
 			}
 		}
-		crashPoint(CrashAfterTransfer)
+		e.crashPoint(CrashAfterTransfer)
 		// The state is on the target: record it and switch the owner in
 		// one commit (the guest is paused until the target resumes it). A
 		// crash before this commit rolls back, as one during the transfer.
@@ -360,7 +358,7 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 		if err != nil {
 			return vm, err
 		}
-		crashPoint(CrashAfterSwitch)
+		e.crashPoint(CrashAfterSwitch)
 		p = vm.Pending
 	}
 	// PhaseSwitched: the target owns the VM.
@@ -411,7 +409,7 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 	if err := drv.Discard(ctx, p.From, vm.Name); err != nil {
 		return vm, err
 	}
-	crashPoint(CrashAfterResume)
+	e.crashPoint(CrashAfterResume)
 	rec := &MigrationRecord{ID: p.ID, Type: p.Type, From: p.From, To: p.To, Token: vm.Token, At: e.now().UTC(), ColdBoot: coldBoot}
 	switch {
 	case p.Live != nil:
@@ -622,8 +620,7 @@ func (e *Engine) settleAbandoned(ctx context.Context, cluster, name string) erro
 func (e *Engine) recoverVM(ctx context.Context, vm VM) (VM, error) {
 	old := vm.Pending
 	holder := e.newHolder()
-	liveOps.Store(old.ID, true)
-	defer liveOps.Delete(old.ID)
+	defer e.rt.running(old.ID)()
 	vm, err := e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
 		if t.vm.Pending == nil || t.vm.Pending.ID != old.ID {
 			return fmt.Errorf("VM %q: its operation changed while recovering it: %w", vm.Name, ErrConflict)

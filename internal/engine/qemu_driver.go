@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -246,7 +245,7 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, pro
 	if err := e.qemuAgentUp(ctx, node); err != nil {
 		return qemuResult{}, fmt.Errorf("%s of VM %q: %w", req.Op, req.VM.Name, err)
 	}
-	req.ID, req.Created, req.By = randomHex(8), e.now().UTC(), hostName+"/"+fmt.Sprint(os.Getpid())
+	req.ID, req.Created, req.By = randomHex(8), e.now().UTC(), e.rt.host+"/"+fmt.Sprint(e.rt.pid)
 	if dl, ok := ctx.Deadline(); ok {
 		req.Deadline = dl.UTC()
 	}

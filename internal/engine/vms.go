@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
@@ -53,28 +51,22 @@ type nodeVMs struct {
 
 // ---- processes holding operations ----
 
-var (
-	hostName, _ = os.Hostname()
-	// liveOps are the pending operations this process runs now.
-	liveOps sync.Map
-)
-
 // PendingLease bounds how long an operation's holder on another host is
 // trusted; on this host a dead pid is enough.
 const PendingLease = 2 * time.Minute
 
 func (e *Engine) newHolder() Holder {
-	return Holder{Host: hostName, PID: os.Getpid(), Expires: e.now().UTC().Add(PendingLease)}
+	return Holder{Host: e.rt.host, PID: e.rt.pid, Runtime: e.rt.id, Expires: e.now().UTC().Add(PendingLease)}
 }
 
-// abandoned reports whether p's holder is gone: this process but not
-// running it any more, a dead process on this host, or past its lease.
+// abandoned reports whether p's holder is gone: this runtime but not
+// running it any more, a dead process on this host, or past its lease
+// (another host, or another runtime of this process).
 func (e *Engine) abandoned(p *Pending) bool {
 	h := p.Holder
-	if h.Host == hostName {
-		if h.PID == os.Getpid() {
-			_, running := liveOps.Load(p.ID)
-			return !running
+	if h.Host == e.rt.host {
+		if h.PID == e.rt.pid && (h.Runtime == "" || h.Runtime == e.rt.id) {
+			return !e.rt.runs(p.ID)
 		}
 		if !pidAlive(h.PID) {
 			return true
@@ -431,8 +423,7 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 		return VM{}, err
 	}
 	p := &Pending{ID: randomHex(8), Op: opCreate, Phase: PhasePrepare, Holder: e.newHolder(), StartedAt: e.now().UTC()}
-	liveOps.Store(p.ID, true)
-	defer liveOps.Delete(p.ID)
+	defer e.rt.running(p.ID)()
 	vm, err := e.vmCommit(ctx, s.Cluster, s.Name, func(t *vmTxn) error {
 		if t.exists {
 			return fmt.Errorf("VM %q already exists in cluster %q (import it: terraform import kayo_virtual_machine.NAME %s/%s): %w",

@@ -562,7 +562,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 		return err
 	}
 	force = force || v.ForceDestroy
-	releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
+	e.releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
 	fd, err := openDevice(v)
 	var lost *LUNLostError
 	if errors.As(err, &lost) {

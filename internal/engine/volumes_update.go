@@ -300,7 +300,7 @@ func (e *Engine) syncVolumeMounts(ctx context.Context, v Volume, nodes []string)
 	if len(add) == 0 && len(remove) == 0 {
 		return v, nil
 	}
-	releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
+	e.releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
 	fd, err := openDevice(v)
 	if err != nil {
 		return v, err
