@@ -207,9 +207,6 @@ func reflectSpecEqual(a, b VMSpec) bool {
 		a.Failback == b.Failback && a.MaxFailures == b.MaxFailures && a.FailurePeriodHours == b.FailurePeriodHours
 }
 
-// SpecEqual reports whether two specs are the same configuration.
-func SpecEqual(a, b VMSpec) bool { return reflectSpecEqual(NormalizeVMSpec(a), NormalizeVMSpec(b)) }
-
 func (e *Engine) takePairLock(t *vmTxn, p *Pending) error {
 	key := vmMigLockKey(t.cluster, p.From, p.To)
 	var lk pairLock
