@@ -30,6 +30,18 @@ func livenessKey(cluster string) string { return livenessPrefix + cluster }
 func heartbeatKey(host string) string   { return nodesPrefix + host + "/heartbeat" }
 func aliveKey(host string) string       { return nodesPrefix + host + "/alive" }
 
+// What node agents report: host-reports/<host> (a host's machine,
+// hostfacts) and probes/<cluster>/<node> (a node's latest round of
+// network probes, netprobe).
+const (
+	hostReportsPrefix = "host-reports/"
+	probesPrefix      = "probes/"
+)
+
+func hostReportKey(node string) string         { return hostReportsPrefix + node }
+func probeKey(cluster, node string) string     { return probesPrefix + cluster + "/" + node }
+func probeClusterPrefix(cluster string) string { return probesPrefix + cluster + "/" }
+
 // The cluster agents' leader lease (agent.go, agent_lease.go).
 const (
 	// agents/<cluster>/leader: the leader's record with its term (the
