@@ -33,11 +33,12 @@ func main() {
 	sdklogs.QuietUnlessAsked()
 	lessGC()
 	stopProfiles := startProfiles()
-	err := providerserver.Serve(context.Background(), provider.New(version), providerserver.ServeOpts{
+	rt := engine.NewRuntime()
+	err := providerserver.Serve(context.Background(), provider.NewWithRuntime(version, rt), providerserver.ServeOpts{
 		Address: provider.Address,
 		Debug:   debug,
 	})
-	engine.ReleaseMounts() // detach the volume mounts cached for VM operations
+	rt.ReleaseMounts() // detach the volume mounts cached for VM operations
 	stopProfiles()
 	if err != nil {
 		log.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
 )
 
@@ -21,7 +20,7 @@ import (
 // back and forth between two QEMU processes on loopback, two ways,
 // interleaved round by round in one run:
 //
-//	floor  raw QMP (qemu.Floor): the guest booted once; per move launch
+//	floor  raw QMP (qemutest.Floor): the guest booted once; per move launch
 //	       the target with -incoming defer, hand both QEMUs the
 //	       connection the agents' handshake authenticated, TLS with a
 //	       pre-shared key, the same MigrationParams, `migrate`, poll
@@ -48,9 +47,9 @@ import (
 //
 //	go test -run '^$' -bench QEMUMigration -benchtime=30x ./bench/
 func BenchmarkQEMUMigration(b *testing.B) {
-	bin, g, err := qemu.Prepare(qemu.RepoRoot())
+	bin, g, err := qemutest.Prepare(qemutest.RepoRoot())
 	if err != nil {
-		qemu.SkipOrFail(b, err)
+		qemutest.SkipOrFail(b, err)
 	}
 	results := map[string]*migRow{}
 	add := func(key string, total, down, pause, wall int64) {
@@ -66,7 +65,7 @@ func BenchmarkQEMUMigration(b *testing.B) {
 	}
 	parent := b
 	for _, mem := range []int64{128, 1024} {
-		var floor *qemu.Floor
+		var floor *qemutest.Floor
 		var kayo *qemuKayo
 		b.Run(fmt.Sprintf("mem=%dMiB", mem), func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -74,7 +73,7 @@ func BenchmarkQEMUMigration(b *testing.B) {
 			if floor == nil { // once per size: the sub-benchmark runs with N=1 first
 				owner := cleanupOn{b, parent}
 				var err error
-				if floor, err = qemu.StartFloor(ctx, bin, g, mem, 1<<30, owner.TempDir()); err != nil {
+				if floor, err = qemutest.StartFloor(ctx, bin, g, mem, 1<<30, owner.TempDir()); err != nil {
 					b.Fatal(err)
 				}
 				floor.Key = bytes.Repeat([]byte{0x4b}, 32) // the agents' channel: authenticated, TLS-PSK
@@ -295,7 +294,7 @@ func newQEMUKayo(b testing.TB, mem int64, guestDir string) *qemuKayo {
 	if _, err := e.CreateVM(cctx, k.spec); err != nil {
 		b.Fatal(err)
 	}
-	if k.id, k.n, err = qemu.WaitCounter(cctx, k.serial(), 3); err != nil {
+	if k.id, k.n, err = qemutest.WaitCounterID(cctx, k.serial(), 3); err != nil {
 		b.Fatal(err)
 	}
 	return k
@@ -309,7 +308,7 @@ func (k *qemuKayo) serial() string { return qemutest.SerialPath(k.dir, k.spec.Ow
 // returning (from their logs).
 func (k *qemuKayo) migrate(ctx context.Context, b testing.TB) (lm *engine.MigrationRecord, resume, wall int64) {
 	b.Helper()
-	if id, n, ok := qemu.Counter(k.serial()); ok {
+	if id, n, ok := qemutest.Counter(k.serial()); ok {
 		k.id, k.n = id, n
 	}
 	if k.spec.OwnerNode == k.nodes[0] {
@@ -327,7 +326,7 @@ func (k *qemuKayo) migrate(ctx context.Context, b testing.TB) (lm *engine.Migrat
 	if lm == nil || lm.Type != engine.MigrationLive || vm.Node != k.spec.OwnerNode {
 		b.Fatalf("migration: node %s, %+v", vm.Node, lm)
 	}
-	id, n, err := qemu.WaitCounter(ctx, k.serial(), k.n+1)
+	id, n, err := qemutest.WaitCounterID(ctx, k.serial(), k.n+1)
 	if err != nil {
 		b.Fatal(err)
 	}

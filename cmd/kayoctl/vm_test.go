@@ -69,7 +69,7 @@ func TestVMListLostVolume(t *testing.T) {
 	if _, err := e.CreateVM(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	engine.ReleaseMounts()
+	e.ReleaseMounts()
 	_ = e.Close()
 	if code, out, _ := kayoctl(t, nil, "--data-dir", dir, "vm", "list", "--json"); code != 0 || !strings.Contains(out, `"status": "running"`) {
 		t.Fatalf("before: %d\n%s", code, out)

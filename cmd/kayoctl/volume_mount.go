@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/kayofuse"
 )
@@ -88,7 +87,7 @@ func (c *cli) volumeMount(args []string) error {
 	})
 	// The node keeps its slot (detached, as after any engine operation);
 	// this process's hold and heartbeats end now.
-	engine.ReleaseMounts()
+	e.ReleaseMounts()
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ import (
 )
 
 // needFUSE skips a test that cannot mount FUSE here, except under CI=true
-// (as qemu.SkipOrFail does for QEMU).
+// (as qemutest.SkipOrFail does for QEMU).
 func needFUSE(t *testing.T) {
 	t.Helper()
 	err := kayofuse.Available()
@@ -77,7 +77,7 @@ func TestVolumeMount(t *testing.T) {
 		Migration: "live", State: "running", Failback: engine.FailbackSpec{Mode: "prevent"}, MaxFailures: 2, FailurePeriodHours: 6}); err != nil {
 		t.Fatal(err)
 	}
-	engine.ReleaseMounts()
+	e.ReleaseMounts()
 	_ = e.Close()
 
 	mnt := filepath.Join(t.TempDir(), "O")
@@ -171,7 +171,7 @@ func TestVolumeMount(t *testing.T) {
 		}
 		return nil
 	})
-	engine.ReleaseMounts()
+	e.ReleaseMounts()
 	_ = e.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +192,7 @@ func TestVolumeMountRefuses(t *testing.T) {
 		DriveLetter: "O", BlockSize: 4096, NodeSlots: 4}); err != nil {
 		t.Fatal(err)
 	}
-	engine.ReleaseMounts()
+	e.ReleaseMounts()
 	_ = e.Close()
 	empty := t.TempDir()
 	full := t.TempDir()

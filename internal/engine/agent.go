@@ -26,10 +26,6 @@ import (
 // over) cannot act: its commit fails. The term is the fencing token
 // recorded in every event a leader writes.
 
-const leasePrefix = "agents/"
-
-func leaseKey(cluster string) string { return leasePrefix + cluster + "/leader" }
-
 // Agent event kinds.
 const (
 	EventLeaderElected  = "agent.leader_elected"

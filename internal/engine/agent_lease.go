@@ -20,8 +20,6 @@ import (
 // and, for a new holder, the record with the next term. The lock's
 // revision fences the leader's commits; it changes with every takeover.
 
-func lockKey(cluster string) string { return leasePrefix + cluster + "/lock" }
-
 // campaignLeased is campaign on store leases.
 func (a *Agent) campaignLeased(ctx context.Context, cluster string) (bool, error) {
 	e := a.e

@@ -271,7 +271,7 @@ func (q *QEMUAgent) poll(ctx context.Context) {
 	if cluster == "" {
 		return
 	}
-	reqs, _, err := listJSON[qemuRequest](ctx, q.e.st, qemuPrefix+cluster+"/req/"+q.node+"/")
+	reqs, _, err := listJSON[qemuRequest](ctx, q.e.st, qemuReqPrefix(cluster, q.node))
 	if err != nil {
 		return
 	}
@@ -545,7 +545,7 @@ func (q *QEMUAgent) disk(ctx context.Context, cluster string, v *qemuVMRun) erro
 	if err != nil {
 		return err
 	}
-	fv, err := q.mount(vm.Volume)
+	fv, err := q.mount(ctx, vm.Volume)
 	if err != nil {
 		return err
 	}
@@ -575,14 +575,14 @@ func (q *QEMUAgent) disk(ctx context.Context, cluster string, v *qemuVMRun) erro
 	return nil
 }
 
-func (q *QEMUAgent) mount(volID string) (*kayofs.Volume, error) {
+func (q *QEMUAgent) mount(ctx context.Context, volID string) (*kayofs.Volume, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if vol, ok := q.vols[volID]; ok {
 		vol.refs++
 		return vol.fv, nil
 	}
-	v, err := q.e.GetVolume(context.Background(), volID)
+	v, err := q.e.GetVolume(ctx, volID)
 	if err != nil {
 		return nil, err
 	}
@@ -700,6 +700,7 @@ func (q *QEMUAgent) reap(cluster, name string, m *qemu.Machine) {
 		<-m.Done()
 	}
 	_ = os.Remove(qemu.QMPPath(q.dir, name))
+	// Detached: the reaper outlives the request that fenced the machine.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	key := qemuNodeKey(cluster, q.node, name)

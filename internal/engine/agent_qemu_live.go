@@ -69,7 +69,8 @@ func (q *QEMUAgent) migrateOut(ctx context.Context, cluster string, v *qemuVMRun
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			// Superseded: cancel, and let the source run on if it can.
+			// Superseded: cancel, and let the source run on if it can
+			// (detached: ctx is done, the clean-up must still run).
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			_, _ = v.m.QMP.Execute(cctx, "migrate_cancel", nil)

@@ -27,7 +27,7 @@ func (q *QEMUAgent) stateFile(ctx context.Context, cluster, name string, create 
 	if err != nil {
 		return nil, nil, err
 	}
-	fv, err := q.mount(vm.Volume)
+	fv, err := q.mount(ctx, vm.Volume)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -145,6 +145,8 @@ func (q *QEMUAgent) saveState(ctx context.Context, cluster string, v *qemuVMRun,
 // unpause cancels a failed save and lets the guest run on (the source
 // still owns the VM); it says what became of it.
 func (q *QEMUAgent) unpause(m *qemu.Machine) string {
+	// Detached: it runs after the save failed, often because its
+	// request's context ended.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if done, _ := m.Exited(); done {

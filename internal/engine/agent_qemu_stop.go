@@ -30,6 +30,7 @@ const shutdownRecordTimeout = 10 * time.Second
 // killed, so their requests end) and records each VM whose QEMU this
 // agent stopped: the VM reads off, with the reason.
 func (q *QEMUAgent) recordShutdown() {
+	// Detached: the agent's own context is cancelled when this runs.
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownRecordTimeout)
 	defer cancel()
 	done := make(chan struct{})
@@ -76,7 +77,7 @@ func (q *QEMUAgent) recordShutdown() {
 // running (their QEMU processes ended with it) as failed, with the
 // reason, before this agent accepts requests.
 func (q *QEMUAgent) adoptRecords(ctx context.Context, cluster string) {
-	recs, _, err := listJSON[QEMUNodeVM](ctx, q.e.st, qemuPrefix+cluster+"/node/"+q.node+"/")
+	recs, _, err := listJSON[QEMUNodeVM](ctx, q.e.st, qemuNodePrefix(cluster)+q.node+"/")
 	if err != nil {
 		q.cfg.Logf("qemu: reading the VMs a previous agent ran: %v", err)
 		return

@@ -22,8 +22,6 @@ import (
 // same), held in the cluster database; each agent writes QEMU's to a
 // 0600 file in its private directory.
 
-func qemuMigrationKeyKey(cluster string) string { return qemuPrefix + cluster + "/migration-key" }
-
 // qemuPSKUser names the key in QEMU's key file.
 const qemuPSKUser = "kayo"
 

@@ -30,6 +30,7 @@ func (q *QEMUAgent) watch(cluster string, v *qemuVMRun, m *qemu.Machine) {
 	reason := fmt.Sprintf("QEMU (pid %d) exited unexpectedly: %v; log: %s", m.PID(), exit, trimLines(string(tail), 3))
 	q.cfg.Logf("qemu: VM %s: %s", v.name, reason)
 	// The worker owns v's fields; it sees the exit on its next request.
+	// Detached: the watcher belongs to the QEMU process, not to a request.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	key := qemuNodeKey(cluster, q.node, v.name)
@@ -85,7 +86,7 @@ func (q *QEMUAgent) sweepFences(ctx context.Context) {
 	if cluster == "" || len(vms) == 0 {
 		return
 	}
-	kvs, _, err := q.e.st.List(ctx, qemuPrefix+cluster+"/fence/")
+	kvs, _, err := q.e.st.List(ctx, qemuFencePrefix(cluster))
 	if err != nil {
 		return
 	}

@@ -11,10 +11,6 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
 )
 
-const clustersPrefix = "clusters/"
-
-func clusterKey(name string) string { return clustersPrefix + name }
-
 func isConflict(err error) bool { return errors.Is(err, store.ErrConflict) }
 
 // Heartbeat timeout bounds, in seconds.

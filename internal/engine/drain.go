@@ -27,7 +27,7 @@ import (
 // chosen by the drain and the VM's configuration unchanged, so it produces
 // no Terraform diff for an unpinned VM; a pinned VM away from its pin gets
 // a plan warning while the pin is in maintenance, and a plan that moves it
-// back once maintenance ends (DESIGN.md, "Migration, drift and plans").
+// back once maintenance ends (docs/ARCHITECTURE.md, "Migration, drift and plans").
 
 // Drain reasons (the "reason" of vm.migration_started events).
 const (
@@ -62,35 +62,6 @@ type Misfit struct {
 	Node string
 	Why  string
 }
-
-// DrainError refuses a drain that cannot place every VM. It matches
-// ErrInvalid; Attribute is the attribute whose change asked for the drain
-// (maintenance, nodes).
-type DrainError struct {
-	Attribute string
-	Cluster   string
-	Nodes     []string
-	Reason    string
-	Misfits   []Misfit
-}
-
-func (e *DrainError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: cannot drain %s of cluster %q for %s: ", e.Attribute, strings.Join(e.Nodes, ", "), e.Cluster, e.Reason)
-	names := make([]string, len(e.Misfits))
-	for i, m := range e.Misfits {
-		names[i] = m.VM
-	}
-	fmt.Fprintf(&b, "%d VM(s) fit on no other node (%s); nothing was moved.", len(e.Misfits), strings.Join(names, ", "))
-	for _, m := range e.Misfits {
-		fmt.Fprintf(&b, "\n  - %s (on %s): %s", m.VM, m.Node, m.Why)
-	}
-	b.WriteString("\nFree memory on another node, widen possible_owners, relax required anti-affinity, or stop or delete those VMs first.")
-	return b.String()
-}
-
-// Is makes errors.Is(err, ErrInvalid) true.
-func (e *DrainError) Is(target error) bool { return target == ErrInvalid }
 
 // PlanDrain says what draining nodes of cluster would do, against the
 // committed database, without changing anything: the moves in order, or a
@@ -237,9 +208,6 @@ func (e *Engine) drainNodes(ctx context.Context, c Cluster, nodes []string, reas
 		strings.Join(nodes, ", "), c.Name, reason, rounds, lastErr)
 }
 
-// errTargetTaken: the planned target of a move can no longer take the VM.
-var errTargetTaken = errors.New("the planned target can no longer take the VM")
-
 // migrateTo migrates VM name of c from node from to node to without
 // changing its configuration (a drain or a failback), through the same
 // phases as any migration. It does nothing when the VM is no longer on
@@ -247,8 +215,7 @@ var errTargetTaken = errors.New("the planned target can no longer take the VM")
 // the intent commit. A drain (not a failback) leaves a failback record.
 func (e *Engine) migrateTo(ctx context.Context, c Cluster, name, to, from, reason string, extra []store.Cmp) (VM, error) {
 	p := &Pending{ID: randomHex(8), Holder: e.newHolder(), StartedAt: e.now().UTC()}
-	liveOps.Store(p.ID, true)
-	defer liveOps.Delete(p.ID)
+	defer e.rt.running(p.ID)()
 	for {
 		vm, err := e.vmCommit(ctx, c.Name, name, func(t *vmTxn) error {
 			if !t.exists {

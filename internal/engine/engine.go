@@ -48,6 +48,9 @@ type Config struct {
 	Etcd *store.EtcdOptions
 	// Clock is the time source; time.Now when nil.
 	Clock func() time.Time
+	// Runtime is the process's state the engine shares with the other
+	// engines of the process (runtime.go); a runtime of its own when nil.
+	Runtime *Runtime
 }
 
 // Engine is the cluster manager. It is safe for concurrent use.
@@ -55,6 +58,13 @@ type Engine struct {
 	st      store.Store
 	now     func() time.Time
 	dataDir string
+	rt      *Runtime
+	// ownRuntime: rt was made for this engine alone; Close releases its
+	// mounts.
+	ownRuntime bool
+	// migrationHook, when set (crash tests), is called at each phase
+	// boundary of a migration (crashPoint).
+	migrationHook func(phase string)
 	// eventSeq orders the events of one commit.
 	eventSeq atomic.Uint64
 	// clusterOf maps a host name to the cluster it was last read in: a
@@ -76,9 +86,12 @@ type Engine struct {
 // embedded database in cfg.DataDir, creating the directory when missing.
 // Opening etcd checks within its dial timeout that it answers.
 func Open(cfg Config) (*Engine, error) {
-	e := &Engine{st: cfg.Store, now: cfg.Clock, dataDir: cfg.DataDir}
+	e := &Engine{st: cfg.Store, now: cfg.Clock, dataDir: cfg.DataDir, rt: cfg.Runtime}
 	if e.now == nil {
 		e.now = time.Now
+	}
+	if e.rt == nil {
+		e.rt, e.ownRuntime = NewRuntime(), true
 	}
 	if e.st != nil {
 		return e, nil
@@ -103,6 +116,7 @@ func Open(cfg Config) (*Engine, error) {
 		if opts.RequestTimeout <= 0 {
 			opts.RequestTimeout = cfg.LockTimeout
 		}
+		// Open takes no context; the dial timeout bounds the check.
 		st, err := store.OpenEtcd(context.Background(), opts)
 		if err != nil {
 			return nil, err
@@ -118,8 +132,17 @@ func Open(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Close releases the database.
-func (e *Engine) Close() error { return e.st.Close() }
+// Close releases the database, and the cached mounts of a runtime of the
+// engine's own.
+func (e *Engine) Close() error {
+	if e.ownRuntime {
+		e.rt.ReleaseMounts()
+	}
+	return e.st.Close()
+}
+
+// ReleaseMounts detaches every idle volume mount of the engine's runtime.
+func (e *Engine) ReleaseMounts() { e.rt.ReleaseMounts() }
 
 // DataDir is the absolute data directory (on etcd it still holds the
 // embedded SAN; as given, possibly "", when Config.Store is set).

@@ -182,3 +182,83 @@ func (e *ForceRequiredError) Error() string {
 }
 
 func (e *ForceRequiredError) Unwrap() error { return e.Cause }
+
+// ---- sentinels of the cluster operations ----
+
+// ErrAgentDown: the node agent that must act is not running.
+var ErrAgentDown = errors.New("node agent is not running")
+
+// ErrBusy: another live process is changing the VM.
+var ErrBusy = errors.New("another operation is in progress")
+
+// ErrQuorumLost: the cluster has no quorum (or a change would leave it
+// without), so the change is refused. See QuorumLostError.
+var ErrQuorumLost = errors.New("cluster has lost quorum")
+
+// QuorumLostError says that a cluster has no quorum (or that a change
+// would leave it without), with the figures. It matches ErrQuorumLost.
+type QuorumLostError struct {
+	Cluster string
+	Status  QuorumStatus
+	// Action is what was refused ("changing the cluster").
+	Action string
+	// Would is set when the cluster has quorum now and the change would
+	// lose it; Status is then the status after the change.
+	Would bool
+}
+
+func (e *QuorumLostError) Error() string {
+	figures := fmt.Sprintf("%d of %d votes present, %d needed", e.Status.VotesPresent, e.Status.TotalVotes, e.Status.VotesNeeded)
+	down := ""
+	if len(e.Status.Down) > 0 {
+		down = "; down: " + strings.Join(e.Status.Down, ", ")
+	}
+	if e.Would {
+		return fmt.Sprintf("%s would leave cluster %q without quorum (%s%s); refused", e.Action, e.Cluster, figures, down)
+	}
+	return fmt.Sprintf("cluster %q has lost quorum (%s%s): %s is refused until quorum returns — "+
+		"bring nodes back (restart their agents, or `kayoctl host recover NAME` in the lab)", e.Cluster, figures, down, e.Action)
+}
+
+// Is makes errors.Is(err, ErrQuorumLost) true.
+func (e *QuorumLostError) Is(target error) bool { return target == ErrQuorumLost }
+
+// DrainError refuses a drain that cannot place every VM. It matches
+// ErrInvalid; Attribute is the attribute whose change asked for the drain
+// (maintenance, nodes).
+type DrainError struct {
+	Attribute string
+	Cluster   string
+	Nodes     []string
+	Reason    string
+	Misfits   []Misfit
+}
+
+func (e *DrainError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: cannot drain %s of cluster %q for %s: ", e.Attribute, strings.Join(e.Nodes, ", "), e.Cluster, e.Reason)
+	names := make([]string, len(e.Misfits))
+	for i, m := range e.Misfits {
+		names[i] = m.VM
+	}
+	fmt.Fprintf(&b, "%d VM(s) fit on no other node (%s); nothing was moved.", len(e.Misfits), strings.Join(names, ", "))
+	for _, m := range e.Misfits {
+		fmt.Fprintf(&b, "\n  - %s (on %s): %s", m.VM, m.Node, m.Why)
+	}
+	b.WriteString("\nFree memory on another node, widen possible_owners, relax required anti-affinity, or stop or delete those VMs first.")
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *DrainError) Is(target error) bool { return target == ErrInvalid }
+
+// Internal sentinels: they never leave the engine.
+
+// errTargetTaken: the planned target of a move can no longer take the VM.
+var errTargetTaken = errors.New("the planned target can no longer take the VM")
+
+// errPairBusy: a live migration between the same two nodes runs.
+var errPairBusy = errors.New("a live migration between these nodes is in progress")
+
+// errNoCommit lets fn end a transaction without writing.
+var errNoCommit = errors.New("nothing to commit")

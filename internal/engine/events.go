@@ -9,8 +9,6 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
-const eventsPrefix = "events/"
-
 // Event kinds.
 const (
 	EventHostRegistered   = "host.registered"

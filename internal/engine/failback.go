@@ -32,10 +32,6 @@ import (
 // The move itself is an ordinary migration (live when possible), fenced by
 // the leader's lease as well as the VM's token.
 
-const failbackPrefix = "failback/"
-
-func failbackKey(cluster, vm string) string { return failbackPrefix + cluster + "/" + vm }
-
 // EventVMFailback is recorded when the leader decides to fail a VM back.
 const EventVMFailback = "vm.failback"
 
@@ -109,7 +105,7 @@ type FailbackDecision struct {
 // reconcileFailback runs the failback policy of cluster's VMs that have a
 // record; leaseCmp fences the moves by the leader's lease.
 func (e *Engine) reconcileFailback(ctx context.Context, c Cluster, leaseCmp []store.Cmp, term int64) ([]FailbackDecision, error) {
-	recs, revs, err := listJSON[failbackRecord](ctx, e.st, failbackPrefix+c.Name+"/")
+	recs, revs, err := listJSON[failbackRecord](ctx, e.st, failbackClusterPrefix(c.Name))
 	if err != nil || len(recs) == 0 {
 		return nil, err
 	}

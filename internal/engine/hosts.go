@@ -13,10 +13,6 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
 )
 
-const hostsPrefix = "hosts/"
-
-func hostKey(name string) string { return hostsPrefix + name }
-
 // OS editions, processor vendors and features a host may declare.
 var (
 	OSEditions       = []string{"standard", "enterprise", "datacenter"}

@@ -13,13 +13,10 @@ import (
 // What node agents report of their machines (kayoctl agent, hostfacts):
 // one record per host, rewritten by its agent. Validation compares the
 // declared facts with it; kayo_host shows it as `reported`.
-const hostReportsPrefix = "host-reports/"
 
 // ReportMaxAge is how old a host report may be and still count: an agent
 // re-reports every minute, so an older one is from an agent that stopped.
 const ReportMaxAge = 10 * time.Minute
-
-func hostReportKey(node string) string { return hostReportsPrefix + node }
 
 // ReportHost records node's report; the host must be registered.
 func (e *Engine) ReportHost(ctx context.Context, node string, r hostfacts.Report) error {

@@ -12,9 +12,6 @@ import (
 // changes), so a quorum check compares one key, not every node's host
 // record: updates of different hosts of one cluster then never conflict
 // with each other, only with a node actually going down or up.
-const livenessPrefix = "liveness/"
-
-func livenessKey(cluster string) string { return livenessPrefix + cluster }
 
 type livenessRecord struct {
 	Down []string `json:"down"`

@@ -13,7 +13,7 @@ import (
 )
 
 // Migration. A change that moves a VM runs between an intent commit and a
-// completion commit (DESIGN.md, "One durable commit per state change"):
+// completion commit (docs/ARCHITECTURE.md, "Intents"):
 //
 //	prepare      intent: new spec, Pending{migrate}, memory reserved on the
 //	             target (marked incoming), live pair lock, event
@@ -33,11 +33,10 @@ import (
 // forward. Either way exactly one node owns the VM at every instant, and
 // the hypervisor refuses the stale token of a process that lost it.
 
-// migrationHook, when set (crash tests), is called at each phase boundary.
-var migrationHook func(phase string)
-
-func crashPoint(phase string) {
-	if h := migrationHook; h != nil {
+// crashPoint calls the engine's migration hook (crash tests) at a phase
+// boundary.
+func (e *Engine) crashPoint(phase string) {
+	if h := e.migrationHook; h != nil {
 		h(phase)
 	}
 }
@@ -80,8 +79,6 @@ type pairLock struct {
 	Holder    Holder `json:"holder"`
 }
 
-var errPairBusy = errors.New("a live migration between these nodes is in progress")
-
 // ---- update ----
 
 // UpdateVM changes a VM in place. It places the new spec against the
@@ -104,8 +101,7 @@ func (e *Engine) UpdateVM(ctx context.Context, s VMSpec) (VM, error) {
 		return VM{}, err
 	}
 	p := &Pending{ID: randomHex(8), Holder: e.newHolder(), StartedAt: e.now().UTC()}
-	liveOps.Store(p.ID, true)
-	defer liveOps.Delete(p.ID)
+	defer e.rt.running(p.ID)()
 	for {
 		vm, err := e.vmCommit(ctx, s.Cluster, s.Name, func(t *vmTxn) error {
 			if !t.exists {
@@ -211,9 +207,6 @@ func reflectSpecEqual(a, b VMSpec) bool {
 		a.Failback == b.Failback && a.MaxFailures == b.MaxFailures && a.FailurePeriodHours == b.FailurePeriodHours
 }
 
-// SpecEqual reports whether two specs are the same configuration.
-func SpecEqual(a, b VMSpec) bool { return reflectSpecEqual(NormalizeVMSpec(a), NormalizeVMSpec(b)) }
-
 func (e *Engine) takePairLock(t *vmTxn, p *Pending) error {
 	key := vmMigLockKey(t.cluster, p.From, p.To)
 	var lk pairLock
@@ -259,7 +252,7 @@ func (e *Engine) runPending(ctx context.Context, vm VM) (VM, error) {
 	p := vm.Pending
 	var err error
 	if p.Op == opMigrate {
-		crashPoint(CrashAfterIntent)
+		e.crashPoint(CrashAfterIntent)
 		if vm, err = e.migrateForward(ctx, vm); err != nil {
 			return vm, err
 		}
@@ -268,7 +261,11 @@ func (e *Engine) runPending(ctx context.Context, vm VM) (VM, error) {
 		}
 	}
 	if vm.Pending.Restart {
-		if err := e.Hypervisor(vm.Cluster).Stop(ctx, vm.Node, vm.Name, hypervisor.Token(vm.Token)); err != nil {
+		drv, err := e.Hypervisor(ctx, vm.Cluster)
+		if err != nil {
+			return vm, err
+		}
+		if err := drv.Stop(ctx, vm.Node, vm.Name, hypervisor.Token(vm.Token)); err != nil {
 			return vm, fmt.Errorf("stopping VM %q on %s for the change: %w", vm.Name, vm.Node, err)
 		}
 	}
@@ -300,7 +297,10 @@ func switchOwner(t *vmTxn, p *Pending) error {
 // migrateForward runs a migration from whatever phase it reached.
 func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 	p := vm.Pending
-	drv := e.Hypervisor(vm.Cluster)
+	drv, err := e.Hypervisor(ctx, vm.Cluster)
+	if err != nil {
+		return vm, err
+	}
 	tok := hypervisor.Token(vm.Token)
 	prog := progressOf(ctx, vm.Name)
 	paths, err := PathsFor(vm.DriveLetter, vm.Name)
@@ -344,7 +344,7 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 				return vm, fmt.Errorf("quick migration of VM %q: saving its state to %s: %w", vm.Name, paths.State, err)
 			}
 		}
-		crashPoint(CrashAfterTransfer)
+		e.crashPoint(CrashAfterTransfer)
 		// The state is on the target: record it and switch the owner in
 		// one commit (the guest is paused until the target resumes it). A
 		// crash before this commit rolls back, as one during the transfer.
@@ -355,7 +355,7 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 		if err != nil {
 			return vm, err
 		}
-		crashPoint(CrashAfterSwitch)
+		e.crashPoint(CrashAfterSwitch)
 		p = vm.Pending
 	}
 	// PhaseSwitched: the target owns the VM.
@@ -406,7 +406,7 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 	if err := drv.Discard(ctx, p.From, vm.Name); err != nil {
 		return vm, err
 	}
-	crashPoint(CrashAfterResume)
+	e.crashPoint(CrashAfterResume)
 	rec := &MigrationRecord{ID: p.ID, Type: p.Type, From: p.From, To: p.To, Token: vm.Token, At: e.now().UTC(), ColdBoot: coldBoot}
 	switch {
 	case p.Live != nil:
@@ -495,7 +495,10 @@ func (e *Engine) failMigration(ctx context.Context, cluster, name, id string, ca
 // anew (its event says so too).
 func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, string, error) {
 	p := vm.Pending
-	drv := e.Hypervisor(vm.Cluster)
+	drv, err := e.Hypervisor(ctx, vm.Cluster)
+	if err != nil {
+		return vm, "", err
+	}
 	tok := hypervisor.Token(vm.Token)
 	prior := vm.VMSpec
 	if vm.Pending.Prior != nil {
@@ -614,8 +617,7 @@ func (e *Engine) settleAbandoned(ctx context.Context, cluster, name string) erro
 func (e *Engine) recoverVM(ctx context.Context, vm VM) (VM, error) {
 	old := vm.Pending
 	holder := e.newHolder()
-	liveOps.Store(old.ID, true)
-	defer liveOps.Delete(old.ID)
+	defer e.rt.running(old.ID)()
 	vm, err := e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
 		if t.vm.Pending == nil || t.vm.Pending.ID != old.ID {
 			return fmt.Errorf("VM %q: its operation changed while recovering it: %w", vm.Name, ErrConflict)

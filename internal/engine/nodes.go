@@ -22,12 +22,6 @@ import (
 // that also records the events: host.down / host.up, and quorum.lost /
 // quorum.regained when the cluster's quorum changes with it.
 
-const nodesPrefix = "nodes/"
-
-func heartbeatKey(host string) string { return nodesPrefix + host + "/heartbeat" }
-
-func aliveKey(host string) string { return nodesPrefix + host + "/alive" }
-
 // Why a node is down.
 const (
 	// DownByLab: kayoctl host fail. Only host recover brings it back.

@@ -18,7 +18,7 @@ import (
 // idempotent and works from the committed database alone (a crash between
 // the node-state commit and this call is caught up on the next tick).
 //
-// Per DESIGN.md "Failure semantics":
+// Per docs/ARCHITECTURE.md, "Failure semantics":
 //   - quorum lost: every running VM of the cluster is stopped (status
 //     failed, reason "quorum lost"): no split brain;
 //   - quorum regained: the VMs stopped for it start again;
@@ -78,7 +78,11 @@ const quorumLostReason = "quorum lost: the cluster stopped its VMs (no split bra
 // failVM stops vm where it is and marks it failed with reason.
 func (e *Engine) failVM(ctx context.Context, vm VM, reason string, stop bool) error {
 	if stop {
-		if err := e.Hypervisor(vm.Cluster).Stop(ctx, vm.Node, vm.Name, hypervisor.Token(vm.Token)); err != nil {
+		drv, err := e.Hypervisor(ctx, vm.Cluster)
+		if err != nil {
+			return err
+		}
+		if err := drv.Stop(ctx, vm.Node, vm.Name, hypervisor.Token(vm.Token)); err != nil {
 			return err
 		}
 	}
@@ -156,7 +160,11 @@ func (e *Engine) failoverVM(ctx context.Context, c Cluster, vm VM) error {
 	if err != nil || out.Node == from {
 		return err
 	}
-	_ = e.Hypervisor(vm.Cluster).Discard(ctx, from, vm.Name) // the dead node's copy
+	drv, err := e.Hypervisor(ctx, vm.Cluster)
+	if err != nil {
+		return err
+	}
+	_ = drv.Discard(ctx, from, vm.Name) // the dead node's copy
 	_, err = e.converge(ctx, out, "")
 	return err
 }

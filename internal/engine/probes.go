@@ -14,12 +14,9 @@ import (
 // The node agents' network probes (netprobe): one record per node of a
 // cluster, rewritten every round. Validation's Network Communication test
 // reads the fresh ones.
-const probesPrefix = "probes/"
 
 // ProbeMaxAge is how old a node's probe round may be and still count.
 const ProbeMaxAge = time.Minute
-
-func probeKey(cluster, node string) string { return probesPrefix + cluster + "/" + node }
 
 // ProbeRound is one node's probes of every other node on every network.
 type ProbeRound struct {
@@ -77,7 +74,7 @@ func (e *Engine) ProbeTargets(ctx context.Context, node string) (cluster string,
 // freshProbes returns the probes of cluster's nodes no older than
 // ProbeMaxAge, and which nodes sent them.
 func (e *Engine) freshProbes(ctx context.Context, cluster string) ([]validate.Probe, map[string]bool, error) {
-	kvs, _, err := e.st.List(ctx, probesPrefix+cluster+"/")
+	kvs, _, err := e.st.List(ctx, probeClusterPrefix(cluster))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -91,7 +88,7 @@ func (e *Engine) freshProbes(ctx context.Context, cluster string) ([]validate.Pr
 		if e.now().Sub(r.At) > ProbeMaxAge {
 			continue
 		}
-		from := strings.TrimPrefix(kv.Key, probesPrefix+cluster+"/")
+		from := strings.TrimPrefix(kv.Key, probeClusterPrefix(cluster))
 		probing[from] = true
 		for _, x := range r.Results {
 			p := validate.Probe{From: from, To: x.To, Reachable: x.Reachable, RTT: x.RTT, Error: x.Error}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -33,26 +32,10 @@ import (
 // older than QEMUAgentTimeout is a clear error, not a wait. The agent runs
 // one QEMU process per running VM (internal/engine/agent_qemu.go), its
 // disk served over NBD out of the Kayo FS volume.
-const (
-	qemuPrefix       = "qemu/"
-	qemuAgentsPrefix = "qemu-agents/"
-)
 
 // QEMUAgentTimeout: an agent whose QEMU executor has not reported for this
 // long is down.
 const QEMUAgentTimeout = 5 * time.Second
-
-func qemuReqKey(cluster, node, vm string) string {
-	return qemuPrefix + cluster + "/req/" + node + "/" + vm
-}
-func qemuResKey(cluster, node, vm string) string {
-	return qemuPrefix + cluster + "/res/" + node + "/" + vm
-}
-func qemuNodeKey(cluster, node, vm string) string {
-	return qemuPrefix + cluster + "/node/" + node + "/" + vm
-}
-func qemuFenceKey(cluster, vm string) string { return qemuPrefix + cluster + "/fence/" + vm }
-func qemuAgentKey(node string) string        { return qemuAgentsPrefix + node }
 
 // Requests an agent carries out.
 const (
@@ -135,9 +118,6 @@ type QEMUAgentBeat struct {
 	Stopped time.Time `json:"stopped,omitempty"`
 }
 
-// ErrAgentDown: the node agent that must act is not running.
-var ErrAgentDown = errors.New("node agent is not running")
-
 // qemuDriver is the engine side of the qemu driver of one cluster.
 type qemuDriver struct {
 	e       *Engine
@@ -147,13 +127,17 @@ type qemuDriver struct {
 var _ hypervisor.Driver = (*qemuDriver)(nil)
 
 // hypervisorFor returns the qemu driver when cluster runs qemu (nil: the
-// simulator).
-func (e *Engine) hypervisorFor(cluster string) hypervisor.Driver {
-	c, err := e.clusterHead(context.Background(), cluster)
-	if err != nil || c.Hypervisor != HypervisorQEMU {
-		return nil
+// simulator). A failed read of the cluster is an error, never the
+// simulator: a Stop sent to the wrong driver would leave the VM running.
+func (e *Engine) hypervisorFor(ctx context.Context, cluster string) (hypervisor.Driver, error) {
+	c, err := e.clusterHead(ctx, cluster)
+	if err != nil {
+		return nil, fmt.Errorf("the hypervisor of cluster %q: %w", cluster, err)
 	}
-	return &qemuDriver{e: e, cluster: cluster}
+	if c.Hypervisor != HypervisorQEMU {
+		return nil, nil
+	}
+	return &qemuDriver{e: e, cluster: cluster}, nil
 }
 
 func (d *qemuDriver) Name() string { return HypervisorQEMU }
@@ -161,7 +145,7 @@ func (d *qemuDriver) Name() string { return HypervisorQEMU }
 // QEMUNodeVMs returns every node's view of the VMs of cluster (name ""
 // all VMs), by node then VM.
 func (e *Engine) QEMUNodeVMs(ctx context.Context, cluster, name string) ([]QEMUNodeVM, error) {
-	recs, _, err := listJSON[QEMUNodeVM](ctx, e.st, qemuPrefix+cluster+"/node/")
+	recs, _, err := listJSON[QEMUNodeVM](ctx, e.st, qemuNodePrefix(cluster))
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +245,7 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, pro
 	if err := e.qemuAgentUp(ctx, node); err != nil {
 		return qemuResult{}, fmt.Errorf("%s of VM %q: %w", req.Op, req.VM.Name, err)
 	}
-	req.ID, req.Created, req.By = randomHex(8), e.now().UTC(), hostName+"/"+fmt.Sprint(os.Getpid())
+	req.ID, req.Created, req.By = randomHex(8), e.now().UTC(), e.rt.host+"/"+fmt.Sprint(e.rt.pid)
 	if dl, ok := ctx.Deadline(); ok {
 		req.Deadline = dl.UTC()
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/localuser"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
 )
 
 // checkPrivate checks what node's agent made for VM vm (run under umask
@@ -55,7 +56,7 @@ func checkPrivate(t *testing.T, e *Engine, node, vm string) {
 	}
 	qio, err := exec.LookPath("qemu-io")
 	if err != nil {
-		qemu.SkipOrFail(t, err)
+		qemutest.SkipOrFail(t, err)
 	}
 	cmd, err := localuser.Command(qio, "-f", "raw", recs[0].NBD, "-c", "write -P 0x66 0 32768")
 	if err != nil {
@@ -89,7 +90,7 @@ func TestQEMUQuickMigrationLostStateSaysColdBoot(t *testing.T) {
 	if _, err := e.CreateVM(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	boot, _, err := qemu.WaitCounter(ctx, serialOf(e, y21, "WEB01"), 2)
+	boot, _, err := qemutest.WaitCounterID(ctx, serialOf(e, y21, "WEB01"), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func TestQEMUQuickMigrationLostStateSaysColdBoot(t *testing.T) {
 	}
 	// It is a new boot indeed.
 	for {
-		if id, _, ok := qemu.Counter(serialOf(e, y21, "WEB01")); ok && id != boot {
+		if id, _, ok := qemutest.Counter(serialOf(e, y21, "WEB01")); ok && id != boot {
 			break
 		}
 		select {

@@ -15,15 +15,16 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store/memstore"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
 )
 
 // qemuEnv: the seed's two hosts in a qemu cluster with volume O:, and an
 // in-process QEMU executor per node (as `kayoctl agent` runs it).
 func qemuEnv(t *testing.T) (*Engine, Volume) {
 	t.Helper()
-	_, g, err := qemu.Prepare(qemu.RepoRoot())
+	_, g, err := qemutest.Prepare(qemutest.RepoRoot())
 	if err != nil {
-		qemu.SkipOrFail(t, err)
+		qemutest.SkipOrFail(t, err)
 	}
 	ctx := context.Background()
 	e, err := Open(Config{Store: memstore.New(), DataDir: t.TempDir()})
@@ -119,7 +120,7 @@ func TestQEMULiveAndQuickMigration(t *testing.T) {
 	if vm.Node != y21 || vm.Status != VMRunning {
 		t.Fatalf("created: node %s status %s", vm.Node, vm.Status)
 	}
-	id, n0, err := qemu.WaitCounter(ctx, serialOf(e, y21, "WEB01"), 3)
+	id, n0, err := qemutest.WaitCounterID(ctx, serialOf(e, y21, "WEB01"), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestQEMULiveAndQuickMigration(t *testing.T) {
 	}
 	src := serialCounters(t, serialOf(e, y21, "WEB01"))
 	lastSrc := src[len(src)-1]
-	if _, _, err := qemu.WaitCounter(ctx, serialOf(e, y22, "WEB01"), lastSrc.n+3); err != nil {
+	if _, _, err := qemutest.WaitCounterID(ctx, serialOf(e, y22, "WEB01"), lastSrc.n+3); err != nil {
 		t.Fatal(err)
 	}
 	checkContinues(t, src, serialCounters(t, serialOf(e, y22, "WEB01")))
@@ -161,7 +162,7 @@ func TestQEMULiveAndQuickMigration(t *testing.T) {
 	}
 	mid := serialCounters(t, serialOf(e, y22, "WEB01"))
 	before := len(serialCounters(t, serialOf(e, y21, "WEB01")))
-	if _, _, err := qemu.WaitCounter(ctx, serialOf(e, y21, "WEB01"), mid[len(mid)-1].n+3); err != nil {
+	if _, _, err := qemutest.WaitCounterID(ctx, serialOf(e, y21, "WEB01"), mid[len(mid)-1].n+3); err != nil {
 		t.Fatal(err)
 	}
 	back := serialCounters(t, serialOf(e, y21, "WEB01"))[before:]
@@ -253,7 +254,7 @@ func TestQEMUCrashFailsVM(t *testing.T) {
 	if _, err := e.CreateVM(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	id, _, err := qemu.WaitCounter(ctx, serialOf(e, y21, "WEB01"), 2)
+	id, _, err := qemutest.WaitCounterID(ctx, serialOf(e, y21, "WEB01"), 2)
 	if err != nil {
 		t.Fatal(err)
 	}

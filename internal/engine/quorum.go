@@ -20,9 +20,6 @@ import (
 // until a kayo_quorum writes a record at quorum/<cluster>. Destroying the
 // kayo_quorum deletes the record, which returns the cluster to
 // node_majority.
-const quorumPrefix = "quorum/"
-
-func quorumKey(cluster string) string { return quorumPrefix + cluster }
 
 // Quorum event kinds.
 const (
@@ -35,10 +32,6 @@ const (
 // WitnessDiskSize is the size of a witness LUN the embedded SAN creates
 // (sparse: nothing is allocated). Windows asks for at least 512 MB.
 const WitnessDiskSize = 512 << 20
-
-// ErrQuorumLost: the cluster has no quorum (or a change would leave it
-// without), so the change is refused. See QuorumLostError.
-var ErrQuorumLost = errors.New("cluster has lost quorum")
 
 // QuorumSpec is what a kayo_quorum declares.
 type QuorumSpec struct {
@@ -78,34 +71,6 @@ type Quorum struct {
 	Status   QuorumStatus `json:"-"`
 	Revision int64        `json:"-"`
 }
-
-// QuorumLostError says that a cluster has no quorum (or that a change
-// would leave it without), with the figures. It matches ErrQuorumLost.
-type QuorumLostError struct {
-	Cluster string
-	Status  QuorumStatus
-	// Action is what was refused ("changing the cluster").
-	Action string
-	// Would is set when the cluster has quorum now and the change would
-	// lose it; Status is then the status after the change.
-	Would bool
-}
-
-func (e *QuorumLostError) Error() string {
-	figures := fmt.Sprintf("%d of %d votes present, %d needed", e.Status.VotesPresent, e.Status.TotalVotes, e.Status.VotesNeeded)
-	down := ""
-	if len(e.Status.Down) > 0 {
-		down = "; down: " + strings.Join(e.Status.Down, ", ")
-	}
-	if e.Would {
-		return fmt.Sprintf("%s would leave cluster %q without quorum (%s%s); refused", e.Action, e.Cluster, figures, down)
-	}
-	return fmt.Sprintf("cluster %q has lost quorum (%s%s): %s is refused until quorum returns — "+
-		"bring nodes back (restart their agents, or `kayoctl host recover NAME` in the lab)", e.Cluster, figures, down, e.Action)
-}
-
-// Is makes errors.Is(err, ErrQuorumLost) true.
-func (e *QuorumLostError) Is(target error) bool { return target == ErrQuorumLost }
 
 // implicitQuorum is the configuration of a cluster without a kayo_quorum.
 func implicitQuorum(cluster string) QuorumSpec {

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
@@ -21,18 +19,6 @@ import (
 // anti-affinity class): every placement commits its reservation there, in
 // the same commit as the VM record and comparing the revision placement
 // read, so two VMs planned onto the last free memory cannot both land.
-const (
-	vmsPrefix       = "vms/"
-	vmNodesPrefix   = "vm-nodes/"
-	vmMigLockPrefix = "vm-miglocks/"
-	hvPrefix        = "hv/"
-)
-
-func vmKey(cluster, name string) string     { return vmsPrefix + cluster + "/" + name }
-func vmNodeKey(cluster, node string) string { return vmNodesPrefix + cluster + "/" + node }
-func vmMigLockKey(cluster, from, to string) string {
-	return vmMigLockPrefix + cluster + "/" + from + "/" + to
-}
 
 // VM event kinds. Every ownership change is a vm.owner_changed event with
 // from, to, token and previous_token, in the commit that changes it.
@@ -48,9 +34,6 @@ const (
 	EventVMMigrationCompleted  = "vm.migration_completed"
 	EventVMMigrationRolledBack = "vm.migration_rolled_back"
 )
-
-// ErrBusy: another live process is changing the VM.
-var ErrBusy = errors.New("another operation is in progress")
 
 // nodeVM is one VM's hold on a node's capacity.
 type nodeVM struct {
@@ -68,28 +51,22 @@ type nodeVMs struct {
 
 // ---- processes holding operations ----
 
-var (
-	hostName, _ = os.Hostname()
-	// liveOps are the pending operations this process runs now.
-	liveOps sync.Map
-)
-
 // PendingLease bounds how long an operation's holder on another host is
 // trusted; on this host a dead pid is enough.
 const PendingLease = 2 * time.Minute
 
 func (e *Engine) newHolder() Holder {
-	return Holder{Host: hostName, PID: os.Getpid(), Expires: e.now().UTC().Add(PendingLease)}
+	return Holder{Host: e.rt.host, PID: e.rt.pid, Runtime: e.rt.id, Expires: e.now().UTC().Add(PendingLease)}
 }
 
-// abandoned reports whether p's holder is gone: this process but not
-// running it any more, a dead process on this host, or past its lease.
+// abandoned reports whether p's holder is gone: this runtime but not
+// running it any more, a dead process on this host, or past its lease
+// (another host, or another runtime of this process).
 func (e *Engine) abandoned(p *Pending) bool {
 	h := p.Holder
-	if h.Host == hostName {
-		if h.PID == os.Getpid() {
-			_, running := liveOps.Load(p.ID)
-			return !running
+	if h.Host == e.rt.host {
+		if h.PID == e.rt.pid && (h.Runtime == "" || h.Runtime == e.rt.id) {
+			return !e.rt.runs(p.ID)
 		}
 		if !pidAlive(h.PID) {
 			return true
@@ -276,9 +253,6 @@ func (t *vmTxn) ownerChanged(from, to string, prevToken int64, reason string, ex
 	t.event(EventVMOwnerChanged, d)
 }
 
-// errNoCommit lets fn end a transaction without writing.
-var errNoCommit = errors.New("nothing to commit")
-
 // vmCommit reads VM cluster/name (absent is allowed: t.exists false), runs
 // fn, and commits what fn changed, comparing everything it read; a
 // conflict starts over from a fresh read.
@@ -400,13 +374,15 @@ func CheckVMChange(vm VM, s VMSpec) error {
 
 // ---- the hypervisor ----
 
-// Hypervisor returns the driver of cluster's hypervisor. Only the
-// embedded simulator exists so far (QEMU is issue 7).
-func (e *Engine) Hypervisor(cluster string) hypervisor.Driver {
-	if d := e.hypervisorFor(cluster); d != nil {
-		return d // kayo_cluster.hypervisor = "qemu" (qemu_driver.go)
+// Hypervisor returns the driver of cluster's hypervisor: the QEMU driver
+// (qemu_driver.go) or the embedded simulator. It fails when the cluster
+// cannot be read.
+func (e *Engine) Hypervisor(ctx context.Context, cluster string) (hypervisor.Driver, error) {
+	d, err := e.hypervisorFor(ctx, cluster)
+	if err != nil || d != nil {
+		return d, err
 	}
-	return hypervisor.NewSimulator(hvBackend{e.st}, cluster)
+	return hypervisor.NewSimulator(hvBackend{e.st}, cluster), nil
 }
 
 // Simulator returns the embedded simulator of cluster (tests and kayoctl
@@ -447,8 +423,7 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 		return VM{}, err
 	}
 	p := &Pending{ID: randomHex(8), Op: opCreate, Phase: PhasePrepare, Holder: e.newHolder(), StartedAt: e.now().UTC()}
-	liveOps.Store(p.ID, true)
-	defer liveOps.Delete(p.ID)
+	defer e.rt.running(p.ID)()
 	vm, err := e.vmCommit(ctx, s.Cluster, s.Name, func(t *vmTxn) error {
 		if t.exists {
 			return fmt.Errorf("VM %q already exists in cluster %q (import it: terraform import kayo_virtual_machine.NAME %s/%s): %w",
@@ -515,7 +490,10 @@ func (e *Engine) vmVolume(ctx context.Context, s VMSpec) (Volume, error) {
 // converge makes the VM's run state its desired state on its owner and
 // commits the status, clearing the pending operation pendingID (if any).
 func (e *Engine) converge(ctx context.Context, vm VM, pendingID string) (VM, error) {
-	drv := e.Hypervisor(vm.Cluster)
+	drv, err := e.Hypervisor(ctx, vm.Cluster)
+	if err != nil {
+		return vm, err
+	}
 	tok := hypervisor.Token(vm.Token)
 	status, reason := vm.State, ""
 	if vm.State == VMRunning {
@@ -590,7 +568,10 @@ func (e *Engine) DeleteVM(ctx context.Context, cluster, name string) error {
 }
 
 func (e *Engine) deleteVM(ctx context.Context, vm VM) error {
-	drv := e.Hypervisor(vm.Cluster)
+	drv, err := e.Hypervisor(ctx, vm.Cluster)
+	if err != nil {
+		return err
+	}
 	nodes := []string{vm.Node}
 	if p := vm.Pending; p != nil {
 		nodes = append(nodes, p.From, p.To)
@@ -606,7 +587,7 @@ func (e *Engine) deleteVM(ctx context.Context, vm VM) error {
 	if err := e.removeFiles(ctx, vm); err != nil {
 		return err
 	}
-	_, err := e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
+	_, err = e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
 		if !t.exists {
 			return errNoCommit
 		}

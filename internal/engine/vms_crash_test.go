@@ -29,15 +29,15 @@ func TestVMCrashHelper(t *testing.T) {
 		t.Skip("helper process of TestVMCrashMidMigration")
 	}
 	phase, target := os.Getenv("KAYO_VM_CRASH_PHASE"), os.Getenv("KAYO_VM_CRASH_TARGET")
-	migrationHook = func(p string) {
+	e, err := Open(Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.migrationHook = func(p string) {
 		if p == phase {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			time.Sleep(time.Minute)
 		}
-	}
-	e, err := Open(Config{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
 	}
 	ctx := context.Background()
 	vm, err := e.GetVM(ctx, "HVCLUSTER", "WEB01")

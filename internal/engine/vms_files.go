@@ -69,7 +69,7 @@ func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
 // data written into the new files does not, so the writes of concurrent
 // creations overlap.
 func (e *Engine) writeFilesOn(fv *kayofs.Volume, vm VM, p VMPaths, fresh bool) error {
-	serial := func(fn func() error) error { return serialVolume(vm.Volume, fn) }
+	serial := func(fn func() error) error { return e.serialVolume(vm.Volume, fn) }
 	// A fixed disk's reservation takes transactions of its own: it runs
 	// outside serialVolume below, beside other VMs' changes.
 	if fresh && vm.VHD.Type != VHDFixed {
@@ -158,7 +158,7 @@ func (e *Engine) createFiles(fv *kayofs.Volume, vm VM, p VMPaths) error {
 		return err
 	}
 	files := []kayofs.NewFile{disk, {Name: path.Base(p.VolConfig), Data: vm.ConfigXML()}}
-	return serialVolume(vm.Volume, func() error {
+	return e.serialVolume(vm.Volume, func() error {
 		_, err := fv.CreateFiles(p.Dir, files)
 		if err != nil && !errors.Is(err, kayofs.ErrExist) {
 			return fmt.Errorf("creating %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
@@ -175,7 +175,7 @@ func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
 		return err
 	}
 	err = e.onVolume(ctx, vm.Volume, vm.Node, func(fv *kayofs.Volume) error {
-		return serialVolume(vm.Volume, func() error {
+		return e.serialVolume(vm.Volume, func() error {
 			ours := []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD}
 			// Only the VM's own files (the usual case): all of them and
 			// the directory in one change, the check inside it.

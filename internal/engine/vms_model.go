@@ -118,8 +118,10 @@ type MigrationRecord struct {
 // crashed one can be told from a live one: its host and pid (a dead pid on
 // this host is a crashed holder) and a deadline for holders elsewhere.
 type Holder struct {
-	Host    string    `json:"host"`
-	PID     int       `json:"pid"`
+	Host string `json:"host"`
+	PID  int    `json:"pid"`
+	// Runtime tells apart the runtimes of one process (runtime.go).
+	Runtime string    `json:"runtime,omitempty"`
 	Expires time.Time `json:"expires"`
 }
 

@@ -41,7 +41,7 @@ func (e *Engine) placementView(ctx context.Context, c Cluster) (*placementView, 
 		v.state.Nodes = append(v.state.Nodes, placement.Node{Name: h.Name, Up: !h.Down, InCluster: registered,
 			Maintenance: h.Maintenance, MemoryMB: h.MemoryMB, ProcessorVendor: h.ProcessorVendor})
 	}
-	kvs, _, err := e.st.List(ctx, vmNodesPrefix+c.Name+"/")
+	kvs, _, err := e.st.List(ctx, vmNodeClusterPrefix(c.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +68,7 @@ type decodedNodeVMs struct {
 
 func (e *Engine) nodeVMsRecord(cluster string, kv store.KV) (*decodedNodeVMs, error) {
 	return memo(&e.nodeVMRecs, kv.Key, kv.Value, func() (*decodedNodeVMs, error) {
-		d := &decodedNodeVMs{node: strings.TrimPrefix(kv.Key, vmNodesPrefix+cluster+"/")}
+		d := &decodedNodeVMs{node: strings.TrimPrefix(kv.Key, vmNodeClusterPrefix(cluster))}
 		if err := decode(kv, &d.r); err != nil {
 			return nil, err
 		}

@@ -18,7 +18,7 @@ import (
 // milliseconds. So a process keeps one mount per (volume, node) and lends
 // it to every operation that needs that node's view: concurrent ones share
 // it (kayofs serialises goroutines of one mount itself) and back-to-back
-// ones reuse it. A mount nobody used for MountIdle is detached (the node's
+// ones reuse it. A mount nobody used for DefaultMountIdle is detached (the node's
 // slot stays claimed, as after WithVolume always), so another process — a
 // terraform run, kayoctl, an agent — can mount that node again within
 // milliseconds. Whoever finds the node mounted by another live process
@@ -27,11 +27,10 @@ import (
 //
 // A process that dies holding a cached mount leaves the node's slot as a
 // crash does: its journal (clean, since every transaction committed)
-// is replayed by the next mount. ReleaseMounts detaches every idle mount
-// at once; the provider calls it on exit, DeleteVolume before unmounting.
-
-// MountIdle is how long an unused cached mount stays attached.
-var MountIdle = 50 * time.Millisecond
+// is replayed by the next mount. The cache belongs to the process's
+// Runtime; Runtime.ReleaseMounts detaches every idle mount at once (the
+// provider calls it on exit), releaseVolumeMounts a volume's (DeleteVolume
+// before unmounting).
 
 type mountKey struct{ volume, device, node string }
 
@@ -55,30 +54,28 @@ type sharedMount struct {
 type mountCache struct {
 	mu sync.Mutex
 	m  map[mountKey]*sharedMount
+	// idle is how long an unused mount stays attached.
+	idle time.Duration
 }
-
-var mounts = &mountCache{m: map[mountKey]*sharedMount{}}
 
 // withMount runs fn on volume v mounted as node, from the cache.
 func (e *Engine) withMount(ctx context.Context, v Volume, node string, fn func(*kayofs.Volume) error) error {
-	sm, err := mounts.acquire(ctx, e, v, node)
+	sm, err := e.rt.mounts.acquire(ctx, e, v, node)
 	if err != nil {
 		return err
 	}
-	defer mounts.release(sm)
+	defer e.rt.mounts.release(sm)
 	return fn(sm.fv)
 }
 
-// volumeWorkLocks serialise this process's VM file work on one volume
-// (serialVolume). The volume's namespace lock serialises metadata changes
-// across nodes anyway, and a mount that takes it after another node's
-// mount had it re-reads the directory table: one VM's few changes at a
-// time keeps them on one mount together (one re-read, not one per change)
-// and spares the lock a convoy of waiting mounts.
-var volumeWorkLocks sync.Map // volume ID → *sync.Mutex
-
-func serialVolume(id string, fn func() error) error {
-	mu, _ := volumeWorkLocks.LoadOrStore(id, &sync.Mutex{})
+// serialVolume serialises the runtime's VM file work on one volume. The
+// volume's namespace lock serialises metadata changes across nodes
+// anyway, and a mount that takes it after another node's mount had it
+// re-reads the directory table: one VM's few changes at a time keeps them
+// on one mount together (one re-read, not one per change) and spares the
+// lock a convoy of waiting mounts.
+func (e *Engine) serialVolume(id string, fn func() error) error {
+	mu, _ := e.rt.volumeWorkLocks.LoadOrStore(id, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
 	return fn()
@@ -147,7 +144,7 @@ func (c *mountCache) release(sm *sharedMount) {
 	}
 	sm.gen++
 	gen := sm.gen
-	sm.idle = time.AfterFunc(MountIdle, func() { c.expire(sm, gen) })
+	sm.idle = time.AfterFunc(c.idle, func() { c.expire(sm, gen) })
 }
 
 // expire detaches sm if nobody used it since the release that set gen.
@@ -206,15 +203,11 @@ func (c *mountCache) releaseMounts(id string) {
 	}
 }
 
-// ReleaseMounts detaches every idle volume mount this process caches. The
-// provider calls it before it exits.
-func ReleaseMounts() { mounts.releaseMounts("") }
-
-// releaseVolumeMounts detaches this process's idle cached mounts of volume
+// releaseVolumeMounts detaches the runtime's idle cached mounts of volume
 // id: code that mounts nodes itself (to unmount them, or to delete the
 // volume) calls it first, since a mount this process holds refuses a
 // second one of the same node (kayofs.ErrMounted).
-func releaseVolumeMounts(id string) { mounts.releaseMounts(id) }
+func (e *Engine) releaseVolumeMounts(id string) { e.rt.mounts.releaseMounts(id) }
 
 // mountRetrying mounts v as node, waiting while another process holds
 // that node's mount (kayofs.ErrMounted), with backoff, up to the lock

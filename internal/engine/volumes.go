@@ -19,23 +19,6 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
-// Keys of shared volumes. A volume record is keyed by its UUID; a letter
-// record per cluster makes drive letters unique; an intent record marks a
-// creation in progress so a crashed one is resumed, not repeated.
-const (
-	volumesPrefix       = "volumes/"
-	volumeLettersPrefix = "volume-letters/"
-	volumeIntentsPrefix = "volume-intents/"
-)
-
-func volumeKey(id string) string { return volumesPrefix + id }
-func volumeLetterKey(cluster, letter string) string {
-	return volumeLettersPrefix + cluster + "/" + letter
-}
-func volumeIntentKey(cluster, letter string) string {
-	return volumeIntentsPrefix + cluster + "/" + letter
-}
-
 // Volume events.
 const (
 	EventVolumeCreated   = "volume.created"
@@ -579,7 +562,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 		return err
 	}
 	force = force || v.ForceDestroy
-	releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
+	e.releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
 	fd, err := openDevice(v)
 	var lost *LUNLostError
 	if errors.As(err, &lost) {

@@ -69,7 +69,7 @@ func TestCopiedDataDirUsesItsOwnLUN(t *testing.T) {
 	if _, ok := raw["device"]; ok {
 		t.Fatalf("the record stores the embedded LUN's path: %v", raw["device"])
 	}
-	ReleaseMounts()
+	ea.ReleaseMounts()
 	ea.Close()
 	if out, err := exec.Command("cp", "-a", a, b).CombinedOutput(); err != nil {
 		t.Fatalf("cp -a: %v %s", err, out)
@@ -93,7 +93,7 @@ func TestCopiedDataDirUsesItsOwnLUN(t *testing.T) {
 	if !hasDir(t, eb, vol.ID, "WEB02") || !hasDir(t, eb, vol.ID, "WEB01") {
 		t.Fatal("the copy's LUN lacks WEB02 or WEB01")
 	}
-	ReleaseMounts()
+	eb.ReleaseMounts()
 	if after := sha(t, orig); after != before {
 		t.Fatalf("the original installation's LUN changed (sha256 %s -> %s)", before, after)
 	}
@@ -112,7 +112,7 @@ func TestSwappedLUNRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ReleaseMounts()
+	e.ReleaseMounts()
 	l0, l1 := e.LUNPath("lun0"), e.LUNPath("lun1")
 	for _, mv := range [][2]string{{l0, l0 + ".tmp"}, {l1, l0}, {l0 + ".tmp", l1}} {
 		if err := os.Rename(mv[0], mv[1]); err != nil {
@@ -164,7 +164,7 @@ func TestLostLUNCanBeDestroyed(t *testing.T) {
 			if _, err := e.CreateVM(ctx, vmSpec(vol, "WEB01", 1024)); err != nil {
 				t.Fatal(err)
 			}
-			ReleaseMounts()
+			e.ReleaseMounts()
 			if how == "zeroed" {
 				zeroHead(t, vol.Device, 64<<10)
 			} else if err := os.Remove(vol.Device); err != nil {

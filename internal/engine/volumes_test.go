@@ -83,7 +83,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	}
 	// Both nodes stay mounted (detached between uses, once the process's
 	// cached mounts go idle: volume_mounts.go) and the volume is clean.
-	releaseVolumeMounts(v.ID)
+	e.releaseVolumeMounts(v.ID)
 	fd, err := kayofs.OpenDevice(v.Device)
 	if err != nil {
 		t.Fatal(err)

@@ -183,7 +183,7 @@ func (e *Engine) UpdateVolume(ctx context.Context, id string, s VolumeSpec) (Vol
 		}
 	}
 	if s.SizeGiB != v.SizeGiB || s.NodeSlots != v.NodeSlots || s.Label != v.Label {
-		if err := e.changeOnDisk(v, s); err != nil {
+		if err := e.changeOnDisk(ctx, v, s); err != nil {
 			return Volume{}, err
 		}
 	}
@@ -231,7 +231,7 @@ func changes(a, b VolumeSpec) map[string]string {
 
 // changeOnDisk grows the LUN image and the file system, adds slots and
 // relabels, through one of the volume's nodes. Each step is idempotent.
-func (e *Engine) changeOnDisk(v Volume, s VolumeSpec) error {
+func (e *Engine) changeOnDisk(ctx context.Context, v Volume, s VolumeSpec) error {
 	size := s.SizeGiB << 30
 	fd, err := openDevice(v) // checks the LUN holds v before it grows
 	if err != nil {
@@ -262,7 +262,7 @@ func (e *Engine) changeOnDisk(v Volume, s VolumeSpec) error {
 		return nil
 	}
 	if nodes := sortedKeys(v.Mounts); len(nodes) > 0 {
-		return e.WithVolume(context.Background(), v.ID, nodes[0], change)
+		return e.WithVolume(ctx, v.ID, nodes[0], change)
 	}
 	// mounted nowhere: a transient mount of the engine's own
 	fd, err = openDevice(v)
@@ -300,7 +300,7 @@ func (e *Engine) syncVolumeMounts(ctx context.Context, v Volume, nodes []string)
 	if len(add) == 0 && len(remove) == 0 {
 		return v, nil
 	}
-	releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
+	e.releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
 	fd, err := openDevice(v)
 	if err != nil {
 		return v, err

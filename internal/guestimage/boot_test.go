@@ -18,6 +18,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
 )
 
 // prepare builds the template and finds QEMU, skipping (failing under
@@ -38,7 +39,7 @@ func prepare(t testing.TB) (bin, template string) {
 	if err != nil {
 		fail(err)
 	}
-	b := &Builder{Root: qemu.RepoRoot()}
+	b := &Builder{Root: qemutest.RepoRoot()}
 	template, err = b.Build(context.Background())
 	if err != nil {
 		fail(err)

@@ -17,7 +17,7 @@ import (
 )
 
 // skipOrFail skips a test that cannot mount FUSE here, except under
-// CI=true, where it must (as qemu.SkipOrFail does for QEMU).
+// CI=true, where it must (as qemutest.SkipOrFail does for QEMU).
 func skipOrFail(t testing.TB, err error) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {

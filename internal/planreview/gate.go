@@ -22,15 +22,6 @@ var categoryHelp = map[string]string{
 	"migrate":      "a VM migrates, or may (the scheduler decides at apply)",
 }
 
-// CategoryHelp lists the categories with what each matches, one a line.
-func CategoryHelp() string {
-	var b strings.Builder
-	for _, c := range Categories {
-		fmt.Fprintf(&b, "  %-13s %s\n", c, categoryHelp[c])
-	}
-	return b.String()
-}
-
 // Denial is a denied category present in the plan.
 type Denial struct {
 	Category string   `json:"category"`

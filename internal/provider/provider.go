@@ -40,6 +40,8 @@ var (
 
 type kayoProvider struct {
 	version string
+	// rt is the plugin process's runtime, shared by all its engines.
+	rt *engine.Runtime
 
 	// Engines are shared per data dir within the plugin process.
 	mu      sync.Mutex
@@ -52,10 +54,17 @@ type providerModel struct {
 	Etcd        *etcdModel   `tfsdk:"etcd"`
 }
 
-// New returns the provider factory for providerserver.
+// New returns the provider factory for providerserver, its engines on a
+// runtime of their own.
 func New(version string) func() provider.Provider {
+	return NewWithRuntime(version, engine.NewRuntime())
+}
+
+// NewWithRuntime returns the provider factory whose engines run on rt, the
+// process's runtime (main releases its mounts on exit).
+func NewWithRuntime(version string, rt *engine.Runtime) func() provider.Provider {
 	return func() provider.Provider {
-		return &kayoProvider{version: version, engines: map[string]*engine.Engine{}}
+		return &kayoProvider{version: version, rt: rt, engines: map[string]*engine.Engine{}}
 	}
 }
 
@@ -147,7 +156,7 @@ func (p *kayoProvider) engine(dataDir string, timeout time.Duration, etcd *store
 	if e, ok := p.engines[key]; ok {
 		return e, nil
 	}
-	e, err := engine.Open(engine.Config{DataDir: dataDir, LockTimeout: timeout, OnWait: logWait, Etcd: etcd})
+	e, err := engine.Open(engine.Config{DataDir: dataDir, LockTimeout: timeout, OnWait: logWait, Etcd: etcd, Runtime: p.rt})
 	if err != nil {
 		return nil, err
 	}

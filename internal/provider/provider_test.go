@@ -19,8 +19,12 @@ import (
 // protoV6 serves the provider in-process to the CLI under test
 // (TF_ACC_TERRAFORM_PATH picks Terraform or OpenTofu).
 var protoV6 = map[string]func() (tfprotov6.ProviderServer, error){
-	"kayo": providerserver.NewProtocol6WithError(New("test")()),
+	"kayo": providerserver.NewProtocol6WithError(NewWithRuntime("test", testRuntime)()),
 }
+
+// testRuntime is the runtime of the provider under test (its cached
+// volume mounts).
+var testRuntime = engine.NewRuntime()
 
 // providerBlock points the provider at a data dir of the test's own.
 // With KAYO_TEST_ETCD_ENDPOINTS set (make acc-etcd) the whole suite runs

@@ -14,8 +14,6 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
-
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 )
 
 func fileSHA(t *testing.T, path string) string {
@@ -138,7 +136,7 @@ func TestAccSharedVolume_lostLUNDestroy(t *testing.T) {
 			{Config: cfg, Check: resource.TestCheckResourceAttr("kayo_virtual_machine.web", "status", "running")},
 			{
 				PreConfig: func() {
-					engine.ReleaseMounts()
+					testRuntime.ReleaseMounts()
 					f, err := os.OpenFile(lun, os.O_RDWR, 0)
 					if err != nil {
 						t.Fatal(err)

@@ -25,9 +25,9 @@ import (
 // CI=true it fails instead).
 func Guest(t testing.TB) string {
 	t.Helper()
-	_, g, err := qemu.Prepare(qemu.RepoRoot())
+	_, g, err := Prepare(RepoRoot())
 	if err != nil {
-		qemu.SkipOrFail(t, err)
+		SkipOrFail(t, err)
 	}
 	return filepath.Dir(g.Kernel)
 }
@@ -137,7 +137,7 @@ func Counters(path string) []Line {
 
 // WaitCounter waits until the log shows a counter of at least min.
 func WaitCounter(ctx context.Context, path string, min int) error {
-	_, _, err := qemu.WaitCounter(ctx, path, min)
+	_, _, err := WaitCounterID(ctx, path, min)
 	return err
 }
 

@@ -8,67 +8,17 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 )
 
 // Backend is where the simulator keeps its nodes' records, so they
-// outlive the process (the engine gives it the cluster database; tests a
-// MemBackend). Get returns an error wrapping ErrNotFound for a missing key.
+// outlive the process (the engine gives it the cluster database; tests an
+// in-memory one, membackend_test.go). Get returns an error wrapping ErrNotFound for a missing key.
 type Backend interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	Put(ctx context.Context, key string, value []byte) error
 	Delete(ctx context.Context, key string) error
 	// List returns the values under prefix, by key.
 	List(ctx context.Context, prefix string) (map[string][]byte, error)
-}
-
-// MemBackend is an in-memory Backend.
-type MemBackend struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-// NewMemBackend returns an empty MemBackend.
-func NewMemBackend() *MemBackend { return &MemBackend{m: map[string][]byte{}} }
-
-// Get implements Backend.
-func (b *MemBackend) Get(_ context.Context, key string) ([]byte, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	v, ok := b.m[key]
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
-	}
-	return bytes.Clone(v), nil
-}
-
-// Put implements Backend.
-func (b *MemBackend) Put(_ context.Context, key string, value []byte) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.m[key] = bytes.Clone(value)
-	return nil
-}
-
-// Delete implements Backend.
-func (b *MemBackend) Delete(_ context.Context, key string) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.m, key)
-	return nil
-}
-
-// List implements Backend.
-func (b *MemBackend) List(_ context.Context, prefix string) (map[string][]byte, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := map[string][]byte{}
-	for k, v := range b.m {
-		if strings.HasPrefix(k, prefix) {
-			out[k] = bytes.Clone(v)
-		}
-	}
-	return out, nil
 }
 
 // Simulator is the embedded Driver of one cluster. It keeps, per node, a

@@ -117,9 +117,6 @@ type Decision struct {
 	Reasons []string
 }
 
-// Moves reports whether the decision moves the VM from a node it runs on.
-func (d Decision) Moves() bool { return d.Current != "" && d.Current != d.Node }
-
 // ReasonCode classifies why a node cannot take a VM.
 type ReasonCode string
 
@@ -347,28 +344,6 @@ func (p *Planner) Assign(spec Spec, node string) error {
 	p.remove(spec.Name)
 	p.add(spec.Name, vmRec{node: ni, mem: spec.MemoryMB, class: spec.AntiAffinityClass, req: spec.AntiAffinityMode == ModeRequired})
 	return nil
-}
-
-// Remove forgets a VM (deleted), freeing its memory.
-func (p *Planner) Remove(name string) { p.remove(name) }
-
-// FreeMB is the memory of node available to VMs (after its host reserve);
-// ok is false for an unknown node.
-func (p *Planner) FreeMB(node string) (free int64, ok bool) {
-	i, ok := p.idx[node]
-	if !ok {
-		return 0, false
-	}
-	return p.nodes[i].MemoryMB - p.nodes[i].Reserve() - p.used[i], true
-}
-
-// NodeOf returns the node a VM is assigned to ("" if none or unknown).
-func (p *Planner) NodeOf(vm string) string {
-	r, ok := p.vms[vm]
-	if !ok || r.node < 0 {
-		return ""
-	}
-	return p.nodes[r.node].Name
 }
 
 func checkSpec(spec Spec) error {
@@ -694,10 +669,10 @@ type Move struct {
 }
 
 // Evacuate moves VMs off node (a drain for maintenance, or a failover when
-// the node is down): the VMs are placed one by one, the state updated as
-// each lands, so later VMs see the memory and anti-affinity of earlier
-// ones. node itself is excluded (reason "being evacuated") whatever its
-// state.
+// the node is down): the VMs are placed one by one, the Planner's state
+// updated as each lands, so later VMs see the memory and anti-affinity of
+// earlier ones. node itself is excluded (reason "being evacuated")
+// whatever its state.
 //
 // Order, deterministic: VMs with placement wishes (a pin elsewhere or
 // preferred owners) first, then larger memory first, then name. For each
@@ -709,18 +684,8 @@ type Move struct {
 //
 // moves lists the VMs placed, in placement order; failed has one error per
 // VM that fits nowhere (a *NoFitError naming it) or whose spec is invalid
-// (a *SpecError). err is set, and nothing placed, when the state is invalid
-// or node is not in it.
-func Evacuate(s State, node string, vms []Spec) (moves []Move, failed []error, err error) {
-	p, err := NewPlanner(s)
-	if err != nil {
-		return nil, nil, err
-	}
-	return p.Evacuate(node, vms)
-}
-
-// Evacuate is the package-level Evacuate against the Planner's state,
-// which it updates with every move.
+// (a *SpecError). err is set, and nothing placed, when node is not in the
+// state.
 func (p *Planner) Evacuate(node string, vms []Spec) (moves []Move, failed []error, err error) {
 	i, ok := p.idx[node]
 	if !ok {

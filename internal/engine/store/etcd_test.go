@@ -198,7 +198,7 @@ func TestEtcdTLSAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, _ := store.AsLeaser(s)
+	l, _ := storetest.AsLeaser(s)
 	id, err := l.Grant(bg, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

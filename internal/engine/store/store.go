@@ -13,7 +13,6 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -126,15 +125,6 @@ type Leaser interface {
 	// Revoke ends the lease now and deletes every key attached to it.
 	// Revoking an expired or unknown lease is no error.
 	Revoke(ctx context.Context, id LeaseID) error
-}
-
-// AsLeaser returns s as a Leaser, or an error wrapping ErrInvalid for a
-// store without leases (none in this module).
-func AsLeaser(s Store) (Leaser, error) {
-	if l, ok := s.(Leaser); ok {
-		return l, nil
-	}
-	return nil, fmt.Errorf("store %T has no leases: %w", s, ErrInvalid)
 }
 
 // LeaseSeconds is ttl in whole seconds as stores keep it: rounded up,

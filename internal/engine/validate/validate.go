@@ -200,13 +200,6 @@ func CheckName(name string) error {
 	return nil
 }
 
-// VendorMismatch reports whether two hosts' processor vendors differ
-// (case-insensitively). Live migration between such hosts is not possible;
-// the engine falls back to quick migration.
-func VendorMismatch(a, b Host) bool {
-	return norm(a.ProcessorVendor) != norm(b.ProcessorVendor)
-}
-
 // node is a registered host asked to be a node, with its name.
 type node struct {
 	name string

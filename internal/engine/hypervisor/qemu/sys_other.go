@@ -10,8 +10,6 @@ import (
 
 func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
-func syncData(f *os.File) error { return f.Sync() }
-
 // SocketPair: the qemu driver needs Linux.
 func SocketPair() (*os.File, *os.File, error) {
 	return nil, nil, errors.New("the qemu driver needs Linux")

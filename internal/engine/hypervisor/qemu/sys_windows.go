@@ -12,8 +12,6 @@ var errNeedsLinux = errors.New("the qemu driver needs Linux")
 
 func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{} }
 
-func syncData(f *os.File) error { return f.Sync() }
-
 // SocketPair: the qemu driver needs Linux.
 func SocketPair() (*os.File, *os.File, error) { return nil, nil, errNeedsLinux }
 

@@ -76,7 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Parallel()
 			s := open(t)
 			t.Cleanup(func() { _ = s.Close() })
-			l, err := store.AsLeaser(s)
+			l, err := AsLeaser(s)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -657,4 +657,13 @@ func testLeaseDetach(t *testing.T, s store.Store, l store.Leaser) {
 			t.Fatalf("Get(%q) after revoke: %v", k, err)
 		}
 	}
+}
+
+// AsLeaser returns s as a store.Leaser, or an error wrapping
+// store.ErrInvalid for a store without leases (none in this module).
+func AsLeaser(s store.Store) (store.Leaser, error) {
+	if l, ok := s.(store.Leaser); ok {
+		return l, nil
+	}
+	return nil, fmt.Errorf("store %T has no leases: %w", s, store.ErrInvalid)
 }

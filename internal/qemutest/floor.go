@@ -1,4 +1,4 @@
-package qemu
+package qemutest
 
 import (
 	"context"
@@ -9,19 +9,20 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/privsock"
 )
 
-// FileDisk serves an *os.File as an NBD Disk (raw).
+// FileDisk serves an *os.File as an NBD disk (raw).
 type FileDisk struct {
 	*os.File
 	Bytes int64
 }
 
-// Size implements Disk.
+// Size implements qemu.Disk.
 func (d FileDisk) Size() int64 { return d.Bytes }
 
-// Flush implements Disk (fdatasync on Linux, as the driver's disks).
+// Flush implements qemu.Disk (fdatasync on Linux, as the driver's disks).
 func (d FileDisk) Flush() error { return syncData(d.File) }
 
 var counterRE = regexp.MustCompile(`KAYO-COUNTER id=(\S+) n=(\d+)`)
@@ -42,8 +43,9 @@ func Counter(serialLog string) (id string, n int, ok bool) {
 	return string(last[1]), n, true
 }
 
-// WaitCounter waits until the serial log shows a counter of at least min.
-func WaitCounter(ctx context.Context, serialLog string, min int) (string, int, error) {
+// WaitCounterID waits until the serial log shows a counter of at least
+// min, and returns the guest's boot id and the counter.
+func WaitCounterID(ctx context.Context, serialLog string, min int) (string, int, error) {
 	for {
 		if id, n, ok := Counter(serialLog); ok && n >= min {
 			return id, n, nil
@@ -82,18 +84,18 @@ type FloorResult struct {
 // and the source is killed and its exit waited for.
 //
 // Its disk is a sparse raw file of the VM's VHD size, served over NBD
-// by this package's server, one server per side (as each node agent has
-// its own), attached the same way (Config.Args). The documented
+// by the qemu package's NBD server, one server per side (as each node agent has
+// its own), attached the same way (qemu.Config.Args). The documented
 // difference from the driver: the driver's server reads and writes a
 // dynamic VHD inside Kayo FS (vhd + kayofs), the floor's a raw file.
 type Floor struct {
 	bin  string
-	g    Guest
+	g    qemu.Guest
 	mem  int64
 	dir  string
 	file *os.File
-	srv  [2]*Server
-	cur  *Machine
+	srv  [2]*qemu.Server
+	cur  *qemu.Machine
 	side int
 	// Key, when set, is a cluster key: the moves run as the driver's
 	// agents run them (an authenticated connection handed to QEMU, TLS
@@ -110,7 +112,7 @@ type Floor struct {
 
 // StartFloor boots the guest with memMB on side 0 in dir, disk size
 // diskBytes, and waits until its counter runs.
-func StartFloor(ctx context.Context, bin string, g Guest, memMB, diskBytes int64, dir string) (_ *Floor, err error) {
+func StartFloor(ctx context.Context, bin string, g qemu.Guest, memMB, diskBytes int64, dir string) (_ *Floor, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -127,18 +129,18 @@ func StartFloor(ctx context.Context, bin string, g Guest, memMB, diskBytes int64
 		return nil, err
 	}
 	for i := range f.srv {
-		if f.srv[i], err = ListenNBD(privsock.Path(dir, fmt.Sprintf("nbd%d.sock", i))); err != nil {
+		if f.srv[i], err = qemu.ListenNBD(privsock.Path(dir, fmt.Sprintf("nbd%d.sock", i))); err != nil {
 			return nil, err
 		}
 		f.srv[i].Add("floor", FileDisk{File: f.file, Bytes: diskBytes})
 	}
-	if f.cur, err = Launch(ctx, bin, f.config(0, "")); err != nil {
+	if f.cur, err = qemu.Launch(ctx, bin, f.config(0, "")); err != nil {
 		return nil, err
 	}
 	if _, err := f.cur.QMP.Execute(ctx, "cont", nil); err != nil {
 		return nil, err
 	}
-	if f.id, f.n, err = WaitCounter(ctx, f.Serial(), 3); err != nil {
+	if f.id, f.n, err = WaitCounterID(ctx, f.Serial(), 3); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -146,12 +148,12 @@ func StartFloor(ctx context.Context, bin string, g Guest, memMB, diskBytes int64
 
 func (f *Floor) name(side int) string { return fmt.Sprintf("floor%d-%c", f.mem, 'a'+side) }
 
-func (f *Floor) config(side int, incoming string) Config {
-	return Config{Name: f.name(side), MemoryMB: f.mem, Processors: 1, Guest: f.g, Disk: f.srv[side].Disk("floor"), Dir: f.dir, Incoming: incoming}
+func (f *Floor) config(side int, incoming string) qemu.Config {
+	return qemu.Config{Name: f.name(side), MemoryMB: f.mem, Processors: 1, Guest: f.g, Disk: f.srv[side].Disk("floor"), Dir: f.dir, Incoming: incoming}
 }
 
 // Serial is the serial log of the side the guest runs on now.
-func (f *Floor) Serial() string { return SerialPath(f.dir, f.name(f.side)) }
+func (f *Floor) Serial() string { return qemu.SerialPath(f.dir, f.name(f.side)) }
 
 // Migrate moves the guest to the other side.
 func (f *Floor) Migrate(ctx context.Context) (FloorResult, error) {
@@ -161,7 +163,7 @@ func (f *Floor) Migrate(ctx context.Context) (FloorResult, error) {
 	}
 	to := 1 - f.side
 	t0 := time.Now()
-	dst, err := Launch(ctx, f.bin, f.config(to, "defer"))
+	dst, err := qemu.Launch(ctx, f.bin, f.config(to, "defer"))
 	if err != nil {
 		return res, err
 	}
@@ -207,7 +209,7 @@ func (f *Floor) Migrate(ctx context.Context) (FloorResult, error) {
 
 // start connects the current side to dst (launched with "defer") and
 // starts the migration, as Migrate's doc says.
-func (f *Floor) start(ctx context.Context, dst *Machine) error {
+func (f *Floor) start(ctx context.Context, dst *qemu.Machine) error {
 	if f.Key == nil {
 		port, err := dst.ListenIncoming(ctx, "127.0.0.1")
 		if err != nil {
@@ -218,11 +220,11 @@ func (f *Floor) start(ctx context.Context, dst *Machine) error {
 		}
 		return f.cur.StartMigration(ctx, fmt.Sprintf("tcp:127.0.0.1:%d", port))
 	}
-	tls, err := WritePSK(filepath.Join(f.dir, "tls"), "kayo", DeriveKey(f.Key, "qemu tls-psk"))
+	tls, err := qemu.WritePSK(filepath.Join(f.dir, "tls"), "kayo", qemu.DeriveKey(f.Key, "qemu tls-psk"))
 	if err != nil {
 		return err
 	}
-	ln, err := ListenMigration("127.0.0.1", f.Key, "floor")
+	ln, err := qemu.ListenMigration("127.0.0.1", f.Key, "floor")
 	if err != nil {
 		return err
 	}
@@ -239,7 +241,7 @@ func (f *Floor) start(ctx context.Context, dst *Machine) error {
 		}
 		accepted <- err
 	}()
-	conn, err := DialMigration(ctx, "127.0.0.1", ln.Port(), f.Key, "floor")
+	conn, err := qemu.DialMigration(ctx, "127.0.0.1", ln.Port(), f.Key, "floor")
 	if err != nil {
 		return err
 	}

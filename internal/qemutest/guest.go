@@ -1,4 +1,4 @@
-package qemu
+package qemutest
 
 import (
 	"fmt"
@@ -7,33 +7,35 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 )
 
 var buildMu sync.Mutex
 
-// RepoRoot is the repository's root, found from this source file (tests).
+// RepoRoot is the repository's root, found from this source file.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // Prepare finds QEMU and builds the test guest (guest/build.sh into
 // guest/out under root, reused while up to date). The error says what is
 // missing; tests skip on it, or fail when CI=true.
-func Prepare(root string) (bin string, g Guest, err error) {
+func Prepare(root string) (bin string, g qemu.Guest, err error) {
 	if runtime.GOOS != "linux" {
-		return "", Guest{}, fmt.Errorf("the qemu driver needs Linux")
+		return "", qemu.Guest{}, fmt.Errorf("the qemu driver needs Linux")
 	}
-	if bin, err = Binary(); err != nil {
-		return "", Guest{}, err
+	if bin, err = qemu.Binary(); err != nil {
+		return "", qemu.Guest{}, err
 	}
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	out := filepath.Join(root, "guest", "out")
 	if b, err := exec.Command(filepath.Join(root, "guest", "build.sh"), out).CombinedOutput(); err != nil {
-		return "", Guest{}, fmt.Errorf("building the test guest (needs linux-image-amd64, busybox-static, cpio): %v: %s", err, b)
+		return "", qemu.Guest{}, fmt.Errorf("building the test guest (needs linux-image-amd64, busybox-static, cpio): %v: %s", err, b)
 	}
-	g, err = FindGuest(out)
+	g, err = qemu.FindGuest(out)
 	return bin, g, err
 }
 

@@ -1,0 +1,131 @@
+package engine
+
+// The key schema of the cluster database: every key the engine and the
+// node agents read or write, in one place; a key joins its parts with
+// "/". docs/ARCHITECTURE.md summarises the schema.
+
+// Hosts, clusters and their guard records.
+const (
+	// hosts/<host>: a registered host (Host).
+	hostsPrefix = "hosts/"
+	// clusters/<cluster>: a cluster's spec and validation report.
+	clustersPrefix = "clusters/"
+	// quorum/<cluster>: a kayo_quorum's configuration; absent means the
+	// implicit node_majority.
+	quorumPrefix = "quorum/"
+	// liveness/<cluster>: the cluster's down nodes, written with every
+	// change of a node's Down flag so a quorum check compares one key.
+	livenessPrefix = "liveness/"
+	// nodes/<host>/heartbeat and nodes/<host>/alive: a node agent's
+	// heartbeat and its lease-bound liveness key.
+	nodesPrefix = "nodes/"
+	// events/<time>-<seq>-<rand>: the append-only history (Event).
+	eventsPrefix = "events/"
+)
+
+func hostKey(name string) string        { return hostsPrefix + name }
+func clusterKey(name string) string     { return clustersPrefix + name }
+func quorumKey(cluster string) string   { return quorumPrefix + cluster }
+func livenessKey(cluster string) string { return livenessPrefix + cluster }
+func heartbeatKey(host string) string   { return nodesPrefix + host + "/heartbeat" }
+func aliveKey(host string) string       { return nodesPrefix + host + "/alive" }
+
+// What node agents report: host-reports/<host> (a host's machine,
+// hostfacts) and probes/<cluster>/<node> (a node's latest round of
+// network probes, netprobe).
+const (
+	hostReportsPrefix = "host-reports/"
+	probesPrefix      = "probes/"
+)
+
+func hostReportKey(node string) string         { return hostReportsPrefix + node }
+func probeKey(cluster, node string) string     { return probesPrefix + cluster + "/" + node }
+func probeClusterPrefix(cluster string) string { return probesPrefix + cluster + "/" }
+
+// The cluster agents' leader lease (agent.go, agent_lease.go).
+const (
+	// agents/<cluster>/leader: the leader's record with its term (the
+	// fencing token); agents/<cluster>/lock: the store-lease lock whose
+	// revision fences the leader's commits.
+	leasePrefix = "agents/"
+)
+
+func leaseKey(cluster string) string { return leasePrefix + cluster + "/leader" }
+func lockKey(cluster string) string  { return leasePrefix + cluster + "/lock" }
+
+// Shared volumes. A volume record is keyed by its UUID; a letter record
+// per cluster makes drive letters unique; an intent record marks a
+// creation in progress so a crashed one is resumed, not repeated.
+const (
+	// volumes/<uuid>: a volume (Volume).
+	volumesPrefix = "volumes/"
+	// volume-letters/<cluster>/<letter>: the volume holding a letter.
+	volumeLettersPrefix = "volume-letters/"
+	// volume-intents/<cluster>/<letter>: a creation in progress.
+	volumeIntentsPrefix = "volume-intents/"
+)
+
+func volumeKey(id string) string { return volumesPrefix + id }
+func volumeLetterKey(cluster, letter string) string {
+	return volumeLettersPrefix + cluster + "/" + letter
+}
+func volumeIntentKey(cluster, letter string) string {
+	return volumeIntentsPrefix + cluster + "/" + letter
+}
+
+// Virtual machines (vms.go).
+const (
+	// vms/<cluster>/<vm>: the VM's spec, owner, fencing token, status and
+	// pending operation (VM).
+	vmsPrefix = "vms/"
+	// vm-nodes/<cluster>/<node>: the VMs whose memory the node holds;
+	// every placement commits its reservation there.
+	vmNodesPrefix = "vm-nodes/"
+	// vm-miglocks/<cluster>/<from>/<to>: one live migration at a time
+	// between two nodes.
+	vmMigLockPrefix = "vm-miglocks/"
+	// hv/<cluster>/...: the embedded simulator's records (its keys are
+	// the hypervisor package's: <cluster>/node/<node>/<vm> and
+	// <cluster>/fence/<vm>).
+	hvPrefix = "hv/"
+	// failback/<cluster>/<vm>: where a VM failed over from, for its
+	// failback.
+	failbackPrefix = "failback/"
+)
+
+func vmKey(cluster, name string) string           { return vmsPrefix + cluster + "/" + name }
+func vmNodeKey(cluster, node string) string       { return vmNodesPrefix + cluster + "/" + node }
+func vmNodeClusterPrefix(cluster string) string   { return vmNodesPrefix + cluster + "/" }
+func failbackKey(cluster, vm string) string       { return failbackPrefix + cluster + "/" + vm }
+func failbackClusterPrefix(cluster string) string { return failbackPrefix + cluster + "/" }
+func vmMigLockKey(cluster, from, to string) string {
+	return vmMigLockPrefix + cluster + "/" + from + "/" + to
+}
+
+// The qemu driver's request/result protocol (qemu_driver.go).
+const (
+	// qemu/<cluster>/req/<node>/<vm>: the request to node's agent (one
+	// at a time per VM and node); .../res/...: its result and progress;
+	// .../node/...: the node's view of the VM (QEMUNodeVM);
+	// qemu/<cluster>/fence/<vm>: the newest ownership token seen;
+	// qemu/<cluster>/migration-key: the live-migration TLS key.
+	qemuPrefix = "qemu/"
+	// qemu-agents/<node>: the agent's QEMU executor heartbeat.
+	qemuAgentsPrefix = "qemu-agents/"
+)
+
+func qemuReqPrefix(cluster, node string) string { return qemuPrefix + cluster + "/req/" + node + "/" }
+func qemuReqKey(cluster, node, vm string) string {
+	return qemuReqPrefix(cluster, node) + vm
+}
+func qemuResKey(cluster, node, vm string) string {
+	return qemuPrefix + cluster + "/res/" + node + "/" + vm
+}
+func qemuNodePrefix(cluster string) string { return qemuPrefix + cluster + "/node/" }
+func qemuNodeKey(cluster, node, vm string) string {
+	return qemuNodePrefix(cluster) + node + "/" + vm
+}
+func qemuFencePrefix(cluster string) string     { return qemuPrefix + cluster + "/fence/" }
+func qemuFenceKey(cluster, vm string) string    { return qemuFencePrefix(cluster) + vm }
+func qemuMigrationKeyKey(cluster string) string { return qemuPrefix + cluster + "/migration-key" }
+func qemuAgentKey(node string) string           { return qemuAgentsPrefix + node }

@@ -1,0 +1,55 @@
+package engine
+
+import (
+	"os"
+	"sync"
+	"time"
+)
+
+// DefaultMountIdle is how long an unused cached volume mount stays
+// attached (volume_mounts.go).
+const DefaultMountIdle = 50 * time.Millisecond
+
+// Runtime is the state of one process that its engines share: who the
+// process is when it holds a VM's pending operation, the operations it
+// runs now, and its cached Kayo FS mounts. A binary makes one and opens
+// every engine on it (Config.Runtime), so an operation one engine runs is
+// never taken for abandoned by another, and one mount per node serves
+// them all. An engine opened without one gets its own.
+type Runtime struct {
+	host string
+	pid  int
+	// id tells this runtime's operations from another's of the same
+	// process (an engine opened without a shared Runtime).
+	id string
+	// liveOps are the pending operations (by ID) this runtime runs now.
+	liveOps sync.Map
+	mounts  *mountCache
+	// volumeWorkLocks serialise this runtime's VM file work on one volume
+	// (serialVolume): volume ID → *sync.Mutex.
+	volumeWorkLocks sync.Map
+}
+
+// NewRuntime returns the runtime of this process.
+func NewRuntime() *Runtime {
+	host, _ := os.Hostname()
+	return &Runtime{host: host, pid: os.Getpid(), id: randomHex(4),
+		mounts: &mountCache{m: map[mountKey]*sharedMount{}, idle: DefaultMountIdle}}
+}
+
+// ReleaseMounts detaches every idle volume mount the runtime caches. A
+// binary calls it before it exits.
+func (r *Runtime) ReleaseMounts() { r.mounts.releaseMounts("") }
+
+// running marks pending operation id as run by this runtime until the
+// returned func is called.
+func (r *Runtime) running(id string) (done func()) {
+	r.liveOps.Store(id, true)
+	return func() { r.liveOps.Delete(id) }
+}
+
+// runs reports whether this runtime runs pending operation id now.
+func (r *Runtime) runs(id string) bool {
+	_, ok := r.liveOps.Load(id)
+	return ok
+}
