@@ -336,7 +336,8 @@ func (f *fsys) errno(op, path string, err error) syscall.Errno {
 
 // mountLost says whether err means this node's mount is gone for good.
 func mountLost(err error) bool {
-	return errors.Is(err, kayofs.ErrUnmounted)
+	// A mount that fenced itself (its lease lapsed) writes no more.
+	return errors.Is(err, kayofs.ErrUnmounted) || errors.Is(err, kayofs.ErrFenced)
 }
 
 // flushAll writes every gathered write to the volume.
