@@ -3,14 +3,12 @@
 package main
 
 import (
-	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"runtime/debug"
-
-	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/provider"
@@ -34,12 +32,13 @@ func main() {
 	lessGC()
 	stopProfiles := startProfiles()
 	rt := engine.NewRuntime()
-	err := providerserver.Serve(context.Background(), provider.NewWithRuntime(version, rt), providerserver.ServeOpts{
-		Address: provider.Address,
-		Debug:   debug,
-	})
+	err := provider.Serve(version, provider.ServeOpts{Debug: debug, Runtime: rt})
 	rt.ReleaseMounts() // detach the volume mounts cached for VM operations
 	stopProfiles()
+	if errors.Is(err, provider.ErrCLIGone) {
+		// Nobody reads stderr any more (the CLI's end of the pipe is gone).
+		os.Exit(1)
+	}
 	if err != nil {
 		log.Fatal(err)
 	}
