@@ -4,7 +4,7 @@
 //	kayoctl [--data-dir DIR] COMMAND [flags]
 //
 // Commands: status, events, quorum, vm list, volume check, volume mount, backup FILE,
-// restore FILE, host fail|recover NAME (lab), and agent --node NAME, the
+// restore FILE, plan review, state orphans, host fail|recover NAME (lab), and agent --node NAME, the
 // long-running node agent. Flags may follow positional arguments. Exit codes: 0 ok, 1
 // error, 2 usage.
 package main
@@ -59,6 +59,12 @@ Commands:
                                        exit 3 when a --deny category is present
   cluster validate NAME [--json]       the validation report now, from the declared hosts and what their
                                        agents report and probe; exit 1 when a test fails
+  state orphans (--state terraform.tfstate | --state-json FILE)... [--cluster NAME] [--json]
+                                       the cluster objects no state holds (an apply killed after
+                                       creating them), as import {} blocks that adopt them: save the
+                                       output as a .tf file and apply. --state-json reads terraform
+                                       show -json of the state or of a saved plan (whose planned
+                                       creations give each object its address); both repeat
   host fail NAME                       lab: declare a host down, as if it crashed
   host recover NAME                    lab: declare a failed host up again
   agent --node NAME [--interval 1s] [--lease 3×interval] [--migration-address 127.0.0.1]
@@ -198,6 +204,8 @@ func (c *cli) run(args []string) int {
 		err = c.restore(rest)
 	case "plan":
 		err = c.plan(rest)
+	case "state":
+		err = c.state(rest)
 	case "help", "-h", "--help":
 		_, _ = fmt.Fprint(c.stdout, usageText)
 		return exitOK
