@@ -24,6 +24,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/orphans"
 )
 
 var (
@@ -297,7 +298,10 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 		return
 	}
 	c, err := engineCall(ctx, &resp.Diagnostics, "Forming cluster "+s.Name, "Cannot form cluster "+s.Name,
-		func(ctx context.Context) (engine.Cluster, error) { return r.engine.CreateCluster(ctx, s) })
+		func(ctx context.Context) (engine.Cluster, error) {
+			c, err := r.engine.CreateCluster(ctx, s)
+			return c, asExisting(err, orphans.TypeCluster, s.Name)
+		})
 	if err != nil {
 		return
 	}

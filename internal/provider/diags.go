@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/orphans"
 )
 
 // engineDiags turns an engine error into diagnostics that name the
@@ -39,11 +40,45 @@ func engineDiags(summary string, err error) diag.Diagnostics {
 		diags.AddError(summary, err.Error()+"\n\nAnother process (a terraform run, kayoctl or an agent) held the "+
 			"cluster database longer than the provider's lock_timeout. Retry, or raise lock_timeout.")
 	case errors.Is(err, engine.ErrExists):
-		diags.AddError(summary, err.Error()+"\n\nUse terraform import to manage the existing object.")
+		diags.AddError(summary, err.Error()+existsHint(err))
 	default:
 		diags.AddError(summary, err.Error())
 	}
 	return diags
+}
+
+// existing is an engine error saying that the object a resource creates
+// exists already, with the resource type and import ID that adopt it.
+type existing struct {
+	error
+	typ, id string
+}
+
+func (e existing) Unwrap() error { return e.error }
+
+// asExisting marks err, when it says the object exists, with how to
+// import it as a typ whose import ID is id.
+func asExisting(err error, typ, id string) error {
+	if errors.Is(err, engine.ErrExists) {
+		return existing{err, typ, id}
+	}
+	return err
+}
+
+// existsHint tells how to adopt an object that exists already: an import
+// block when the resource is known (the provider is not told the
+// resource's address, so `to` is a placeholder), and the command that
+// finds every such object an interrupted apply left.
+func existsHint(err error) string {
+	var ex existing
+	if !errors.As(err, &ex) {
+		return "\n\nUse terraform import to manage the existing object."
+	}
+	return "\n\nAdopt it with this import block in a .tf file (Terraform >= 1.5, OpenTofu >= 1.6), NAME " +
+		"being this resource's name in the configuration, then apply:\n\n" +
+		orphans.ImportBlock(ex.typ+".NAME", ex.id) +
+		"\nAfter an interrupted apply, `kayoctl state orphans --state terraform.tfstate` writes the import blocks " +
+		"of every object no state holds."
 }
 
 var pathName = path.Root("name")

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/orphans"
 )
 
 var (
@@ -344,7 +345,10 @@ func (r *hostResource) Create(ctx context.Context, req resource.CreateRequest, r
 		return
 	}
 	h, err := engineCall(ctx, &resp.Diagnostics, "Registering host "+s.Name, "Cannot register host "+s.Name,
-		func(ctx context.Context) (engine.Host, error) { return r.engine.CreateHost(ctx, s) })
+		func(ctx context.Context) (engine.Host, error) {
+			h, err := r.engine.CreateHost(ctx, s)
+			return h, asExisting(err, orphans.TypeHost, s.Name)
+		})
 	if err != nil {
 		return
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/quorum"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/orphans"
 )
 
 var (
@@ -283,7 +284,10 @@ func (r *quorumResource) Create(ctx context.Context, req resource.CreateRequest,
 	}
 	s := m.spec()
 	q, err := engineCall(ctx, &resp.Diagnostics, "Setting the quorum of cluster "+s.Cluster, "Cannot set the quorum of cluster "+s.Cluster,
-		func(ctx context.Context) (engine.Quorum, error) { return r.engine.CreateQuorum(ctx, s) })
+		func(ctx context.Context) (engine.Quorum, error) {
+			q, err := r.engine.CreateQuorum(ctx, s)
+			return q, asExisting(err, orphans.TypeQuorum, s.Cluster)
+		})
 	if err != nil {
 		return
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/orphans"
 )
 
 var (
@@ -501,7 +502,7 @@ func (r *vmResource) Create(ctx context.Context, req resource.CreateRequest, res
 	vm, err := r.engine.CreateVM(progressLogger(ctx), s)
 	w.report(&resp.Diagnostics, "Creating VM "+s.Name)
 	if err != nil {
-		resp.Diagnostics.Append(vmDiags("Cannot create VM "+s.Name, err)...)
+		resp.Diagnostics.Append(vmDiags("Cannot create VM "+s.Name, asExisting(err, orphans.TypeVM, s.Cluster+"/"+s.Name))...)
 		return
 	}
 	tflog.Info(ctx, "VM created", map[string]any{"vm": vm.Name, "node": vm.Node, "vhd": vm.VHDPath})
