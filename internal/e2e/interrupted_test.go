@@ -273,6 +273,9 @@ func (k *killLab) killApply(ctx context.Context, inChanges bool, delay time.Dura
 			break
 		}
 		if time.Since(killedAt) > pluginExitLimit {
+			for _, p := range left { // leave no orphan behind the failure
+				_ = syscall.Kill(p, syscall.SIGKILL)
+			}
 			t.Fatalf("the CLI was SIGKILLed %s ago and its provider plugin(s) %v still run\n--- CLI output ---\n%s",
 				time.Since(killedAt).Round(time.Millisecond), left, tail(r.out.String()))
 		}
