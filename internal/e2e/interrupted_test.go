@@ -147,11 +147,12 @@ func (k *killLab) run(cli testcli.CLI, points int) {
 		}
 		k.setVMs(want)
 		// Two kills in three fall while the CLI makes changes, the others
-		// anywhere (loading, refreshing, planning).
+		// anywhere (loading, refreshing, planning); within the first 4/5 of
+		// the uninterrupted run's time, so that few runs end first.
 		if k.rng.IntN(3) < 2 {
-			k.killApply(ctx, true, time.Duration(k.rng.Int64N(int64(took.changes)+1)))
+			k.killApply(ctx, true, time.Duration(k.rng.Int64N(int64(took.changes)*4/5+1)))
 		} else {
-			k.killApply(ctx, false, time.Duration(k.rng.Int64N(int64(took.total)+1)))
+			k.killApply(ctx, false, time.Duration(k.rng.Int64N(int64(took.total)*4/5+1)))
 		}
 		k.recover(ctx)
 		vms = want
@@ -232,9 +233,9 @@ func (r *applyRun) finish(t *testing.T) applyTimes {
 }
 
 // killApply starts apply, SIGKILLs the CLI after delay (counted from its
-// first change when inChanges) and asserts that every provider plugin of
-// the work dir is gone soon after. It counts a kill point when a plugin
-// was running at the kill.
+// first change when inChanges; later if no plugin runs then) and asserts
+// that every provider plugin of the work dir is gone soon after. Every
+// kill is a kill point; an apply that ends first is not.
 func (k *killLab) killApply(ctx context.Context, inChanges bool, delay time.Duration) {
 	t := k.t
 	r := k.startApply(ctx)
@@ -253,15 +254,21 @@ func (k *killLab) killApply(ctx context.Context, inChanges bool, delay time.Dura
 		return
 	case <-time.After(delay):
 	}
+	// Kill while a plugin runs: the CLI starts one per stage (validate,
+	// plan, apply), and a kill between them tests nothing of the plugin.
 	plugins := pluginsOf(r.cmd.Process.Pid, k.wd.Dir)
+	for len(plugins) == 0 {
+		select {
+		case err := <-r.exited:
+			t.Logf("apply ended by itself (%v) with no plugin seen after %s %s: not a kill point", err, delay.Round(time.Millisecond), phase)
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+		plugins = pluginsOf(r.cmd.Process.Pid, k.wd.Dir)
+	}
 	_ = r.cmd.Process.Signal(syscall.SIGKILL)
 	killedAt := time.Now()
 	plugins = unique(append(plugins, pluginsOf(-1, k.wd.Dir)...))
-	if len(plugins) == 0 {
-		<-r.exited
-		t.Logf("kill %s %s: no plugin was running; not a kill point", delay.Round(time.Millisecond), phase)
-		return
-	}
 	for {
 		var left []int
 		for _, p := range plugins {
