@@ -29,10 +29,10 @@ func TestAccExistsSaysImportBlock(t *testing.T) {
 			{
 				Config: providerBlock(dir) + vmHCL(vol, "WEB01", vhd(1, "dynamic"), "memory_mb = 1024", "processor_count = 1", "network_adapters = []"),
 				ExpectError: inOrder(`VM "WEB01" already exists in cluster "HVCLUSTER"`,
-					`Adopt it with this import block in a .tf file (Terraform >= 1.5, OpenTofu >= 1.6),` +
-					` NAME being this resource's name in the configuration, then apply:` +
-					` import { to = kayo_virtual_machine.NAME id = "HVCLUSTER/WEB01" }` +
-					" After an interrupted apply, `kayoctl state orphans --state terraform.tfstate`"),
+					`Adopt it with this import block in a .tf file (Terraform >= 1.5, OpenTofu >= 1.6),`+
+						` NAME being this resource's name in the configuration, then apply:`+
+						` import { to = kayo_virtual_machine.NAME id = "HVCLUSTER/WEB01" }`+
+						" After an interrupted apply, `kayoctl state orphans --state terraform.tfstate`"),
 			},
 			{
 				Config:      providerBlock(dir) + seedHost("h", "Y-21-2k8x64", 21).hcl(),
