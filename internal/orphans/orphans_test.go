@@ -131,7 +131,7 @@ func TestBadInput(t *testing.T) {
 		want          []string
 	}{
 		{"main.tf", `resource "kayo_host" "h" {}`, ReadStateFile, []string{"main.tf", "not a Terraform/OpenTofu state", "not a JSON object", "terraform.tfstate"}},
-		{"empty.tfstate", "", ReadStateFile, []string{"empty.tfstate", "the file is empty"}},
+		{"empty.json", "", ReadShowJSON, []string{"empty.json", "the file is empty"}},
 		{"array.json", `[1, 2]`, ReadShowJSON, []string{"array.json", "not a JSON object", "terraform show -json"}},
 		{"other.json", `{"name": "x"}`, ReadStateFile, []string{"other.json", `no "version"`, "version 4"}},
 		{"other.json", `{"name": "x"}`, ReadShowJSON, []string{"other.json", `no "format_version"`, "terraform show -json"}},
@@ -154,6 +154,11 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("%s: error %q lacks %q", c.name, err, w)
 			}
 		}
+	}
+	// An empty state file is an empty state, as Terraform reads it (a CLI
+	// killed while rewriting it leaves one).
+	if s, err := ReadStateFile(write(t, "terraform.tfstate", "")); err != nil || len(s.Held) != 0 {
+		t.Errorf("empty state file: %v, %v; want an empty state", s, err)
 	}
 	for _, read := range []func(string) (*State, error){ReadStateFile, ReadShowJSON} {
 		_, err := read(missing)

@@ -91,8 +91,14 @@ type stateV4 struct {
 	FormatVersion string `json:"format_version"`
 }
 
-// ParseStateFile parses b, the content of the state file path.
+// ParseStateFile parses b, the content of the state file path. An empty
+// file is an empty state, as Terraform reads it: Terraform truncates
+// terraform.tfstate before rewriting it in place, so a CLI killed in
+// between leaves one.
 func ParseStateFile(path string, b []byte) (*State, error) {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return &State{File: path}, nil
+	}
 	var doc stateV4
 	if err := decodeObject(b, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %w: %v; want the JSON of a state file (terraform.tfstate)", path, ErrNotState, err)
