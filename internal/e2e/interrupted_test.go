@@ -394,9 +394,19 @@ func (k *killLab) adopt(ctx context.Context, vms int) {
 		k.setVMs(killVMs)
 		list, planFile = k.planOrphans(ctx)
 	}
+	// A VM whose creation the kill cut short is listed unsettled, without
+	// a block: the adopting apply reaches it (when the state lost the
+	// hosts, the re-apply stopped at them) and rolls it back and creates
+	// it anew.
+	importable, unsettled := 0, 0
 	for _, o := range list {
-		if o.Unsettled != "" || o.From != "plan" {
-			t.Fatalf("orphan %s %s: address from %q, unsettled %q; want the plan's address", o.Type, o.ID, o.From, o.Unsettled)
+		switch {
+		case o.From != "plan":
+			t.Fatalf("orphan %s %s: address from %q; want the plan's address", o.Type, o.ID, o.From)
+		case o.Unsettled != "":
+			unsettled++
+		default:
+			importable++
 		}
 	}
 	// With the state file itself, the same objects are found (when the
@@ -417,12 +427,12 @@ func (k *killLab) adopt(ctx context.Context, vms int) {
 		t.Fatal(err)
 	}
 	r := testcli.Must(t, k.wd.Apply(ctx))
-	if want := fmt.Sprintf("%d imported", len(list)); !strings.Contains(r.Stdout, want) {
+	if want := fmt.Sprintf("%d imported", importable); importable > 0 && !strings.Contains(r.Stdout, want) {
 		t.Errorf("apply of orphans.tf did not say %q:\n%s", want, tail(r.Stdout))
 	}
-	k.adopted += len(list)
+	k.adopted += importable
 	k.recoveries++
-	t.Logf("adopted %d orphans", len(list))
+	t.Logf("adopted %d orphans (%d more with an interrupted creation, settled by that apply)", importable, unsettled)
 	// Adopted: the blocks would name instances the next configuration lacks.
 	if err := os.Remove(filepath.Join(k.wd.Dir, "orphans.tf")); err != nil {
 		t.Fatal(err)
