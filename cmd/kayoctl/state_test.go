@@ -36,7 +36,7 @@ func TestStateOrphans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	engine.ReleaseMounts()
+	e.ReleaseMounts()
 	_ = e.Close()
 
 	// A state holding the cluster, three of its hosts, the volume and VM01.
