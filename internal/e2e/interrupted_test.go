@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -113,6 +114,7 @@ type killLab struct {
 	wd      *testcli.Workdir
 	// figures
 	kills, adopted, recoveries int
+	restored                   int // unreadable states replaced by their backup
 	exits                      []time.Duration
 }
 
@@ -162,8 +164,9 @@ func (k *killLab) run(cli testcli.CLI, points int) {
 		testcli.Must(t, k.wd.Apply(ctx))
 	}
 	k.checkEnd(ctx)
-	t.Logf("%d kill points (%d recoveries adopted orphans, %d objects adopted); plugin gone after the CLI's death in %s; %s in all",
-		k.kills, k.recoveries, k.adopted, durations(k.exits), time.Since(start).Round(time.Second))
+	t.Logf("%d kill points (%d recoveries adopted orphans, %d objects adopted, %d unreadable states restored from backup); "+
+		"plugin gone after the CLI's death in %s; %s in all",
+		k.kills, k.recoveries, k.adopted, k.restored, durations(k.exits), time.Since(start).Round(time.Second))
 }
 
 func (k *killLab) setVMs(n int) {
@@ -333,6 +336,14 @@ func unique(xs []int) []int {
 func (k *killLab) recover(ctx context.Context, vms int) {
 	t := k.t
 	r := k.wd.Apply(ctx)
+	if r.Err != nil && brokenState(r) {
+		// Terraform rewrites terraform.tfstate in place: killed mid-write it
+		// leaves a truncated file it cannot read. As a user would, put the
+		// state before that run (terraform.tfstate.backup) back; the
+		// orphans command adopts what was made since.
+		k.restoreBackup()
+		r = k.wd.Apply(ctx)
+	}
 	if r.Err != nil {
 		out := strings.Join(strings.Fields(r.Stdout+r.Stderr), " ")
 		if n := strings.Count(out, "Error: "); n == 0 || n != strings.Count(out, "Adopt it with this import block") {
@@ -345,6 +356,31 @@ func (k *killLab) recover(ctx context.Context, vms int) {
 	if out := k.ctl("state", "orphans", "--state", filepath.Join(k.wd.Dir, "terraform.tfstate")); !strings.Contains(out, ": 0 objects") {
 		t.Fatalf("objects in no state after recovering from the kill:\n%s", out)
 	}
+}
+
+// brokenState: the CLI could not read its own state file.
+func brokenState(r testcli.Result) bool {
+	out := strings.Join(strings.Fields(r.Stdout+r.Stderr), " ")
+	return strings.Contains(out, "syntax error at byte offset") || strings.Contains(out, "required to identify the format version")
+}
+
+// restoreBackup puts terraform.tfstate.backup in place of the state file
+// (no backup: no state).
+func (k *killLab) restoreBackup() {
+	t := k.t
+	state := filepath.Join(k.wd.Dir, "terraform.tfstate")
+	b, err := os.ReadFile(state + ".backup")
+	if errors.Is(err, os.ErrNotExist) {
+		b, err = nil, nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(state, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k.restored++
+	t.Logf("the kill left terraform.tfstate unreadable; restored terraform.tfstate.backup (%d bytes)", len(b))
 }
 
 // orphanJSON is one object of `kayoctl state orphans --json`.
