@@ -115,6 +115,8 @@ type Agent struct {
 	// store leases).
 	aliveLease store.LeaseID
 	aliveTTL   time.Duration
+	// reported is when the agent last reported its node's volumes.
+	reported time.Time
 }
 
 // NewAgent returns the agent of node cfg.Node.
@@ -181,6 +183,13 @@ func (a *Agent) Tick(ctx context.Context) (TickReport, error) {
 	rep := TickReport{Cluster: h.Cluster}
 	if h.Cluster == "" {
 		return rep, nil
+	}
+	if now := e.now(); now.Sub(a.reported) >= VolumeReportInterval {
+		// What this node sees of its volumes (volume_reports.go).
+		if err := e.ReportNodeVolumes(ctx, a.cfg.Node, a.cfg.ID); err != nil {
+			return rep, fmt.Errorf("volume reports: %w", err)
+		}
+		a.reported = now
 	}
 	if h.Down && h.DownReason == DownByLab {
 		// A crashed host leads nothing: the lab failed this node.

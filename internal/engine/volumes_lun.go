@@ -170,7 +170,8 @@ func checkIdentity(fd *kayofs.FileDevice, v Volume) error {
 }
 
 // VolumeLost says why volume id's LUN no longer holds it, or "" when it
-// does (or the volume does not exist).
+// does (or the volume does not exist), as the nodes' reports say: no
+// device is opened (volume_reports.go).
 func (e *Engine) VolumeLost(ctx context.Context, id string) (string, error) {
 	v, err := e.GetVolume(ctx, id)
 	if errors.Is(err, ErrNotFound) {
@@ -179,15 +180,11 @@ func (e *Engine) VolumeLost(ctx context.Context, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fd, err := openDevice(v)
-	var lost *LUNLostError
-	if errors.As(err, &lost) {
-		return lost.Error(), nil
-	}
-	if err != nil {
+	st, err := e.VolumeState(ctx, v)
+	if err != nil || st.Lost == nil {
 		return "", err
 	}
-	return "", fd.Close()
+	return st.Lost.Error(), nil
 }
 
 // resolveDevice sets v.Device from the LUN: an embedded LUN is found by
@@ -226,7 +223,11 @@ func (e *Engine) forgetVolume(ctx context.Context, v Volume, lost *LUNLostError)
 	ops := []store.Op{store.Del(volumeKey(v.ID)), store.Del(volumeLetterKey(v.Cluster, v.DriveLetter)),
 		e.eventOp(Event{Kind: EventVolumeDestroyed, Cluster: v.Cluster, Subject: v.ID,
 			Detail: map[string]string{"drive_letter": v.DriveLetter, "lun": v.LUN, "lun_lost": lost.Found()}})}
-	if _, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(v.ID), v.Revision)}, ops); err != nil {
+	dels, err := e.deleteReportOps(ctx, v.ID)
+	if err != nil {
+		return err
+	}
+	if _, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(v.ID), v.Revision)}, append(ops, dels...)); err != nil {
 		return err
 	}
 	note(ctx, fmt.Sprintf("Volume %s: was only forgotten: its LUN no longer holds it", v.DriveLetter),

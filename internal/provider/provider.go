@@ -161,6 +161,12 @@ func (p *kayoProvider) engine(dataDir string, timeout time.Duration, etcd *store
 		return nil, err
 	}
 	p.engines[key] = e
+	// With no agents, this process is the lab's nodes: it reports the
+	// LUNs it holds, as an agent does on its heartbeat, so reads (which
+	// open no device) see a LUN zeroed or deleted since.
+	if err := e.ReportLabVolumes(context.Background()); err != nil {
+		tflog.Warn(context.Background(), "kayo: reporting the lab's volumes: "+err.Error())
+	}
 	return e, nil
 }
 

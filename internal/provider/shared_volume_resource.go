@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
@@ -227,17 +230,44 @@ func (r *sharedVolumeResource) toModel(ctx context.Context, v engine.Volume) (sh
 	if v.ForceFormatOver != "" {
 		m.ForceFormatOver = types.StringValue(v.ForceFormatOver)
 	}
-	st, err := r.engine.VolumeUsage(ctx, v)
-	if errors.Is(err, engine.ErrLUNLost) {
-		// Reported (Read warns); destroy still works.
-		m.UsedBytes, m.FreeBytes = types.Int64Value(0), types.Int64Value(0)
-		return m, err
-	}
+	// Space and the LUN's state come from the nodes' reports in the
+	// database: a read opens no device (the engine's volume_reports.go).
+	st, err := r.engine.VolumeState(ctx, v)
 	if err != nil {
 		return m, err
 	}
+	if st.Lost != nil {
+		// Reported (Read warns); destroy still works.
+		m.UsedBytes, m.FreeBytes = types.Int64Value(0), types.Int64Value(0)
+		return m, st.Lost
+	}
 	m.UsedBytes, m.FreeBytes = types.Int64Value(st.UsedBytes), types.Int64Value(st.FreeBytes)
 	return m, nil
+}
+
+// warnReports says when the volume's reports may be out of date or a node
+// cannot reach the LUN.
+func (r *sharedVolumeResource) warnReports(ctx context.Context, v engine.Volume, diags *diag.Diagnostics) {
+	st, err := r.engine.VolumeState(ctx, v)
+	if err != nil || st.Lost != nil {
+		return
+	}
+	for _, n := range slices.Sorted(maps.Keys(st.Unseen)) {
+		diags.AddWarning(fmt.Sprintf("Volume %s: node %s does not reach its LUN", v.DriveLetter, n),
+			fmt.Sprintf("The agent of %s last reported that it cannot reach LUN %q: %s. Its VMs cannot use volume %s: until it does.",
+				n, v.LUN, st.Unseen[n], v.DriveLetter))
+	}
+	if len(st.Stale) == 0 {
+		return
+	}
+	when := "no node has reported it yet"
+	if st.By != "" {
+		when = fmt.Sprintf("the newest report is %s's, %s old (at %s)", st.By,
+			time.Since(st.ReportedAt).Round(time.Second), st.ReportedAt.Format(time.RFC3339))
+	}
+	diags.AddWarning(fmt.Sprintf("Volume %s: used_bytes and free_bytes may be out of date", v.DriveLetter),
+		fmt.Sprintf("They come from what the nodes report into the cluster database, and %s; %s reported nothing newer than %s. "+
+			"A node's agent (`kayoctl agent --node NAME`) reports on its heartbeat.", when, strings.Join(st.Stale, ", "), engine.VolumeReportStale))
 }
 
 // ValidateConfig judges each known attribute on its own, so a drive letter
@@ -366,6 +396,8 @@ func (r *sharedVolumeResource) Read(ctx context.Context, req resource.ReadReques
 	out, err := r.toModel(ctx, v)
 	if errors.Is(err, engine.ErrLUNLost) {
 		resp.Diagnostics.AddWarning("Volume "+v.DriveLetter+": its LUN no longer holds it", err.Error())
+	} else if err == nil {
+		r.warnReports(ctx, v, &resp.Diagnostics)
 	} else if err != nil {
 		resp.Diagnostics.AddError("Cannot read shared volume "+v.DriveLetter+":", err.Error())
 		return
