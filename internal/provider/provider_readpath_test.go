@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
@@ -54,17 +55,28 @@ func TestAccEtcd_planFromDatabaseOnly(t *testing.T) {
 			},
 			{
 				// The CI runner: no data_dir, no LUN, only the endpoint.
-				PreConfig: func() { t.Chdir(fresh) },
-				Config:    "provider \"kayo\" {}\n" + resources,
+				PreConfig:        func() { t.Chdir(fresh) },
+				Config:           "provider \"kayo\" {}\n" + resources,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
 				Check: resource.ComposeTestCheckFunc(
 					resource.TestCheckResourceAttr("kayo_virtual_machine.web", "status", "running"),
-					resource.TestCheckResourceAttrWith("kayo_shared_volume.o", "used_bytes", func(v string) error {
-						if v != used {
-							return fmt.Errorf("used_bytes %q read from the database only, want %q as reported", v, used)
-						}
-						return nil
-					}),
+					func(s *terraform.State) error {
+						return etcdCheck(eps, "", func(ctx context.Context, e *engine.Engine) error {
+							// What the nodes reported after the VM's files were written.
+							v, err := e.LookupVolume(ctx, "HVCLUSTER/O")
+							if err != nil {
+								return err
+							}
+							st, err := e.VolumeState(ctx, v)
+							if err != nil {
+								return err
+							}
+							if st.By == "" || fmt.Sprint(st.UsedBytes) == used {
+								return fmt.Errorf("reports %+v: none after the VM's files (used_bytes at the volume's creation %s)", st, used)
+							}
+							return resource.TestCheckResourceAttr("kayo_shared_volume.o", "used_bytes", fmt.Sprint(st.UsedBytes))(s)
+						})(s)
+					},
 					etcdCheck(eps, "", func(ctx context.Context, e *engine.Engine) error {
 						vm, err := e.GetVM(ctx, "HVCLUSTER", "WEB01")
 						if err != nil {
