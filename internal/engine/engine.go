@@ -86,6 +86,10 @@ type Engine struct {
 	// nodeVMRecs holds the last capacity record decoded per node
 	// (nodeVMsRecord).
 	nodeVMRecs sync.Map
+	// spaceGates shares space computations per volume; reportRecs holds
+	// the last report decoded per key (volume_reports.go).
+	spaceGates sync.Map
+	reportRecs sync.Map
 }
 
 // Open returns an Engine on cfg.Store, on etcd (cfg.Etcd), or on the

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
@@ -84,9 +85,21 @@ type VolumeState struct {
 
 // VolumeReports returns every node's report of volume id, by node.
 func (e *Engine) VolumeReports(ctx context.Context, id string) ([]VolumeReport, error) {
-	reps, _, err := listJSON[VolumeReport](ctx, e.st, volumeReportsPrefix+id+"/")
+	kvs, _, err := e.st.List(ctx, volumeReportsPrefix+id+"/")
 	if err != nil {
 		return nil, err
+	}
+	// A plan reads them once per VM: decode each record once per change.
+	reps := make([]VolumeReport, 0, len(kvs))
+	for _, kv := range kvs {
+		r, err := memo(&e.reportRecs, kv.Key, kv.Value, func() (VolumeReport, error) {
+			var r VolumeReport
+			return r, decode(kv, &r)
+		})
+		if err != nil {
+			return nil, err
+		}
+		reps = append(reps, r)
 	}
 	slices.SortFunc(reps, func(a, b VolumeReport) int { return strings.Compare(a.Node, b.Node) })
 	return reps, nil
@@ -138,7 +151,7 @@ func volumeState(v Volume, reps []VolumeReport, now time.Time) VolumeState {
 
 // reportFromMount is what node's mount fv shows of v.
 func (e *Engine) reportFromMount(v Volume, fv *kayofs.Volume) (VolumeReport, error) {
-	st, err := fv.Stats()
+	st, err := e.volumeStats(fv)
 	if err != nil {
 		return VolumeReport{}, err
 	}
@@ -319,4 +332,64 @@ func (e *Engine) reportVolume(ctx context.Context, v Volume, nodes []string, by 
 		return nil
 	}
 	return err
+}
+
+// spaceGate shares one space computation among the operations of one
+// volume that finish together: an operation needs a computation that
+// started after its change, so it joins the next one while one runs. A
+// computation reads every allocation group under its lock, so one per
+// change would cost each VM operation as much as its file work.
+type spaceGate struct {
+	mu      sync.Mutex
+	running *spaceCalc
+	pending *spaceCalc
+}
+
+type spaceCalc struct {
+	done chan struct{}
+	st   kayofs.VolumeStats
+	err  error
+}
+
+// volumeStats returns the space of fv's volume as of after the caller's
+// change (see spaceGate).
+func (e *Engine) volumeStats(fv *kayofs.Volume) (kayofs.VolumeStats, error) {
+	gv, _ := e.spaceGates.LoadOrStore(fv.UUID(), &spaceGate{})
+	g := gv.(*spaceGate)
+	g.mu.Lock()
+	if g.running == nil {
+		c := &spaceCalc{done: make(chan struct{})}
+		g.running = c
+		g.mu.Unlock()
+		return g.run(c, fv)
+	}
+	prev, c, lead := g.running, g.pending, false
+	if c == nil {
+		c, lead = &spaceCalc{done: make(chan struct{})}, true
+		g.pending = c
+	}
+	g.mu.Unlock()
+	if !lead {
+		<-c.done
+		return c.st, c.err
+	}
+	<-prev.done
+	g.mu.Lock()
+	g.pending = nil
+	if g.running == nil {
+		g.running = c
+	}
+	g.mu.Unlock()
+	return g.run(c, fv)
+}
+
+func (g *spaceGate) run(c *spaceCalc, fv *kayofs.Volume) (kayofs.VolumeStats, error) {
+	c.st, c.err = fv.Stats()
+	g.mu.Lock()
+	if g.running == c {
+		g.running = nil
+	}
+	g.mu.Unlock()
+	close(c.done)
+	return c.st, c.err
 }

@@ -3,8 +3,10 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,5 +216,45 @@ func TestAgentReportsLUN(t *testing.T) {
 	var lost *LUNLostError
 	if err := e.WithVolume(ctx, vol.ID, "Y-21-2k8x64", func(*kayofs.Volume) error { return nil }); !errors.As(err, &lost) {
 		t.Fatalf("a write still checks the LUN itself: %v", err)
+	}
+}
+
+// Operations finishing together share one space computation
+// (spaceGate), and the last report still counts every change: its used
+// bytes equal what the allocation groups say once all are done.
+func TestVolumeReportAfterConcurrentChanges(t *testing.T) {
+	ctx := context.Background()
+	e := newDisk(t)
+	var tick atomic.Int64
+	e.now = func() time.Time { return fixedNow.Add(time.Duration(tick.Add(1)) * time.Microsecond) }
+	vol, err := e.CreateVolume(ctx, VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 4, DriveLetter: "O", BlockSize: 4096, NodeSlots: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = runN(12, 6, func(i int) error {
+		s := vmSpec(vol, fmt.Sprintf("VM%02d", i), 256)
+		s.VHD = VHDSpec{SizeGiB: 1, Type: VHDDynamic}
+		_, err := e.CreateVM(ctx, s)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ReleaseMounts()
+	st, err := e.VolumeState(ctx, vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := kayofs.OpenDevice(vol.Device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	disk, err := kayofs.Usage(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.UsedBytes != disk.UsedBytes || st.FreeBytes != disk.FreeBytes {
+		t.Fatalf("newest report (by %s): used %d free %d; the volume: used %d free %d", st.By, st.UsedBytes, st.FreeBytes, disk.UsedBytes, disk.FreeBytes)
 	}
 }
