@@ -84,6 +84,11 @@ func (r *sharedVolumeResource) Schema(_ context.Context, _ resource.SchemaReques
 			"data_dir copied from another installation, is never written to. An embedded LUN is found by name in " +
 			"the `data_dir` in use. A volume whose LUN was zeroed or deleted outside Kayo can still be destroyed " +
 			"(with a warning): its records are removed, the LUN is left as it is.\n\n" +
+			"Reads (plan, refresh) open no device: `used_bytes`, `free_bytes` and whether the LUN still holds the " +
+			"volume come from what the nodes report into the cluster database — after every change made through a " +
+			"node's mount, on each node agent's heartbeat, and, in the embedded lab, from each provider run for the " +
+			"LUNs of its `data_dir`. So a plan works from a machine that reaches only the database. A report older than " +
+			"two minutes, or a node that cannot reach the LUN, is warned about.\n\n" +
 			"Destroy refuses while the volume holds files unless `force_destroy`.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
@@ -167,11 +172,11 @@ func (r *sharedVolumeResource) Schema(_ context.Context, _ resource.SchemaReques
 			},
 			"used_bytes": schema.Int64Attribute{
 				Computed:            true,
-				MarkdownDescription: "Bytes in use (metadata included), from the allocation groups. Refreshed on every read.",
+				MarkdownDescription: "Bytes in use (metadata included), from the allocation groups, as the newest node report says.",
 			},
 			"free_bytes": schema.Int64Attribute{
 				Computed:            true,
-				MarkdownDescription: "Bytes free for files. Refreshed on every read.",
+				MarkdownDescription: "Bytes free for files, as the newest node report says.",
 			},
 		},
 	}
