@@ -16,7 +16,7 @@ import (
 )
 
 // A plan run on a machine that reaches only the cluster database: the
-// volume and VM applied from one data_dir are planned again from a fresh
+// hosts, cluster, quorum, volume, VM and data sources applied from one data_dir are planned again from a fresh
 // working directory with only KAYO_ETCD_ENDPOINTS set, where no LUN image
 // exists. The plan is empty, the volume's used/free come from what was
 // reported into the database, and nothing is recorded (the VM is not
@@ -35,7 +35,11 @@ func TestAccEtcd_planFromDatabaseOnly(t *testing.T) {
 	resources := seedHost("y21", "Y-21-2k8x64", 21).hcl() + seedHost("y22", "Y-22-2k8x64", 22).hcl() +
 		clusterHCL("HVCLUSTER", "192.0.2.50/24", "y21", "y22") +
 		volumeHCL("o", `lun = "lun0"`, `size_gib = 1`, `drive_letter = "O"`) +
-		vmHCL("", "WEB01", `cluster_id = kayo_cluster.c.id`, `volume_id = kayo_shared_volume.o.id`, vhd(1, "dynamic"), `memory_mb = 1024`)
+		vmHCL("", "WEB01", `cluster_id = kayo_cluster.c.id`, `volume_id = kayo_shared_volume.o.id`, vhd(1, "dynamic"), `memory_mb = 1024`) +
+		quorumHCL("q", "node_majority") +
+		"data \"kayo_hosts\" \"all\" {}\n" +
+		"data \"kayo_cluster\" \"c\" {\n  name = kayo_cluster.c.name\n}\n" +
+		"data \"kayo_virtual_machine\" \"web\" {\n  cluster_id = kayo_cluster.c.id\n  name = kayo_virtual_machine.web.name\n}\n"
 	var used string
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6,
@@ -60,6 +64,8 @@ func TestAccEtcd_planFromDatabaseOnly(t *testing.T) {
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
 				Check: resource.ComposeTestCheckFunc(
 					resource.TestCheckResourceAttr("kayo_virtual_machine.web", "status", "running"),
+					resource.TestCheckResourceAttr("data.kayo_virtual_machine.web", "status", "running"),
+					resource.TestCheckResourceAttr("kayo_quorum.q", "has_quorum", "true"),
 					func(s *terraform.State) error {
 						return etcdCheck(eps, "", func(ctx context.Context, e *engine.Engine) error {
 							// What the nodes reported after the VM's files were written.
