@@ -164,7 +164,7 @@ type TickReport struct {
 }
 
 // Tick heartbeats, campaigns, and while leading judges the cluster's nodes.
-func (a *Agent) Tick(ctx context.Context) (TickReport, error) {
+func (a *Agent) Tick(ctx context.Context) (_ TickReport, err error) {
 	e := a.e
 	a.seq++
 	if err := a.heartbeat(ctx); err != nil {
@@ -184,16 +184,19 @@ func (a *Agent) Tick(ctx context.Context) (TickReport, error) {
 	if h.Cluster == "" {
 		return rep, nil
 	}
-	if now := e.now(); now.Sub(a.reported) >= VolumeReportInterval {
-		// What this node sees of its volumes (volume_reports.go).
-		if err := e.ReportNodeVolumes(ctx, a.cfg.Node, a.cfg.ID); err != nil {
-			return rep, fmt.Errorf("volume reports: %w", err)
-		}
-		a.reported = now
-	}
 	if h.Down && h.DownReason == DownByLab {
 		// A crashed host leads nothing: the lab failed this node.
 		return rep, a.Release(ctx)
+	}
+	if now := e.now(); now.Sub(a.reported) >= VolumeReportInterval {
+		// What this node sees of its volumes (volume_reports.go). A
+		// failed report does not hold the leader's duties up: it is
+		// retried next tick and said after them.
+		if rerr := e.ReportNodeVolumes(ctx, a.cfg.Node, a.cfg.ID); rerr != nil {
+			defer func() { err = errors.Join(err, fmt.Errorf("volume reports: %w", rerr)) }()
+		} else {
+			a.reported = now
+		}
 	}
 	elected, err := a.campaign(ctx, h.Cluster)
 	if err != nil {

@@ -214,13 +214,20 @@ func reportOps(reps ...VolumeReport) []store.Op {
 // putReport records r: within a VM operation it rides on the operation's
 // next commit of the VM (vms_hv.go), so a VM's file work costs no commit
 // of its own; otherwise it commits at once.
-func (e *Engine) putReport(ctx context.Context, r VolumeReport) error {
+//
+// Committed alone it compares the volume record read before the change
+// (rev): a report must not outlive a volume destroyed meanwhile, and a
+// report beaten by a change of the volume is left to the next one.
+func (e *Engine) putReport(ctx context.Context, r VolumeReport, rev int64) error {
 	op := putJSON(volumeReportKey(r.Volume, r.Node), r)
 	if buf := hvBufferOf(ctx); buf != nil {
 		buf.putRaw(op.Key, op.Value)
 		return nil
 	}
-	_, err := e.st.Commit(ctx, nil, []store.Op{op})
+	_, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(r.Volume), rev)}, []store.Op{op})
+	if isConflict(err) {
+		return nil
+	}
 	return err
 }
 

@@ -557,7 +557,7 @@ func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(
 	if err != nil {
 		return err
 	}
-	return e.putReport(ctx, rep)
+	return e.putReport(ctx, rep, v.Revision)
 }
 
 // DeleteVolume unmounts a volume from every node and removes it (and its
