@@ -235,9 +235,9 @@ func (e *Engine) forgetVolume(ctx context.Context, v Volume, lost *LUNLostError)
 	return nil
 }
 
-// ReportedVM is vm as a read reports it: failed, with the reason, when its
-// volume's LUN no longer holds the volume (nothing is written; RefreshVM
-// records it).
+// ReportedVM is vm as a read reports it: failed, with the reason, when a
+// node reported its volume's LUN no longer holding the volume (VolumeLost:
+// from the database alone; nothing is written; RefreshVM records it).
 func (e *Engine) ReportedVM(ctx context.Context, vm VM) VM {
 	if vm.Pending != nil || vm.Volume == "" || vm.Status == StatusFailed || vm.Status == VMOff {
 		return vm
