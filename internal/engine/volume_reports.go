@@ -114,11 +114,21 @@ func (e *Engine) VolumeState(ctx context.Context, v Volume) (VolumeState, error)
 	return volumeState(v, reps, e.now()), nil
 }
 
+// judged is the newest report that judged the LUN (not unseen), or nil.
+func judged(reps []VolumeReport) *VolumeReport {
+	var j *VolumeReport
+	for i, r := range reps {
+		if r.Unseen == "" && (j == nil || r.ReportedAt.After(j.ReportedAt)) {
+			j = &reps[i]
+		}
+	}
+	return j
+}
+
 func volumeState(v Volume, reps []VolumeReport, now time.Time) VolumeState {
 	st := VolumeState{Reports: reps}
-	var judged *VolumeReport
 	fresh := map[string]bool{}
-	for i, r := range reps {
+	for _, r := range reps {
 		if now.Sub(r.ReportedAt) <= VolumeReportStale {
 			fresh[r.Node] = true
 		}
@@ -128,9 +138,6 @@ func volumeState(v Volume, reps []VolumeReport, now time.Time) VolumeState {
 			}
 			st.Unseen[r.Node] = r.Unseen
 			continue
-		}
-		if judged == nil || r.ReportedAt.After(judged.ReportedAt) {
-			judged = &reps[i]
 		}
 		if r.healthy() && (st.By == "" || r.ReportedAt.After(st.ReportedAt)) {
 			st.UsedBytes, st.FreeBytes, st.TotalBytes = r.UsedBytes, r.FreeBytes, r.TotalBytes
@@ -142,9 +149,9 @@ func volumeState(v Volume, reps []VolumeReport, now time.Time) VolumeState {
 			st.Stale = append(st.Stale, n)
 		}
 	}
-	if judged != nil && judged.Lost != "" {
-		st.Lost = &LUNLostError{Volume: v.ID, Letter: v.DriveLetter, LUN: v.LUN, Device: judged.Device,
-			Holds: judged.Holds, Reason: judged.Lost, Node: judged.Node, ReportedAt: judged.ReportedAt}
+	if j := judged(reps); j != nil && j.Lost != "" {
+		st.Lost = &LUNLostError{Volume: v.ID, Letter: v.DriveLetter, LUN: v.LUN, Device: j.Device,
+			Holds: j.Holds, Reason: j.Lost, Node: j.Node, ReportedAt: j.ReportedAt}
 	}
 	return st
 }

@@ -173,6 +173,14 @@ func checkIdentity(fd *kayofs.FileDevice, v Volume) error {
 // does (or the volume does not exist), as the nodes' reports say: no
 // device is opened (volume_reports.go).
 func (e *Engine) VolumeLost(ctx context.Context, id string) (string, error) {
+	// The reports first: one read per VM of a plan when none says lost.
+	reps, err := e.VolumeReports(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if j := judged(reps); j == nil || j.Lost == "" {
+		return "", nil
+	}
 	v, err := e.GetVolume(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return "", nil
@@ -180,11 +188,10 @@ func (e *Engine) VolumeLost(ctx context.Context, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	st, err := e.VolumeState(ctx, v)
-	if err != nil || st.Lost == nil {
-		return "", err
+	if st := volumeState(v, reps, e.now()); st.Lost != nil {
+		return st.Lost.Error(), nil
 	}
-	return st.Lost.Error(), nil
+	return "", nil
 }
 
 // resolveDevice sets v.Device from the LUN: an embedded LUN is found by
