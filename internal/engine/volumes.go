@@ -546,18 +546,22 @@ func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(
 			v.DriveLetter, v.ID, node, strings.Join(sortedKeys(v.Mounts), ", "))
 	}
 	var rep VolumeReport
+	var rerr error
 	err = e.withMount(ctx, v, node, func(fv *kayofs.Volume) error { // volume_mounts.go: a cached mount
 		if err := fn(fv); err != nil {
 			return err
 		}
-		var rerr error
 		rep, rerr = e.reportFromMount(v, fv)
-		return rerr
+		return nil
 	})
-	if err != nil {
+	if err != nil || rerr != nil {
+		// A report that cannot be made does not undo fn's change: the
+		// node's next change or its agent's heartbeat reports again.
 		return err
 	}
-	return e.putReport(ctx, rep, v.Revision)
+	// Written even when the caller gave up meanwhile: fn's change is made.
+	_ = e.putReport(context.WithoutCancel(ctx), rep, v.Revision)
+	return nil
 }
 
 // DeleteVolume unmounts a volume from every node and removes it (and its
