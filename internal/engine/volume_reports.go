@@ -47,6 +47,9 @@ type VolumeReport struct {
 	TotalBytes int64 `json:"total_bytes"`
 	UsedBytes  int64 `json:"used_bytes"`
 	FreeBytes  int64 `json:"free_bytes"`
+	// SpaceAt is when the space was taken, when before ReportedAt (a
+	// change reported within spaceEvery of the last computation).
+	SpaceAt time.Time `json:"space_at,omitzero"`
 	// Slot and SlotState are the node's mount: "mounted", "detached",
 	// "dead" (mounted, its holder gone), "free" (not mounted).
 	Slot      int    `json:"slot"`
@@ -158,11 +161,11 @@ func volumeState(v Volume, reps []VolumeReport, now time.Time) VolumeState {
 
 // reportFromMount is what node's mount fv shows of v.
 func (e *Engine) reportFromMount(v Volume, fv *kayofs.Volume) (VolumeReport, error) {
-	st, err := e.volumeStats(fv)
+	st, at, err := e.volumeStats(fv)
 	if err != nil {
 		return VolumeReport{}, err
 	}
-	return VolumeReport{Volume: v.ID, Node: fv.Node(), By: e.reporter(), Device: v.Device, FSUUID: fv.UUID(), FSLabel: fv.Label(),
+	return VolumeReport{SpaceAt: at.UTC(), Volume: v.ID, Node: fv.Node(), By: e.reporter(), Device: v.Device, FSUUID: fv.UUID(), FSLabel: fv.Label(),
 		TotalBytes: st.TotalBytes, UsedBytes: st.UsedBytes, FreeBytes: st.FreeBytes, Slot: fv.Slot(), SlotState: "mounted",
 		ReportedAt: e.now().UTC()}, nil
 }
@@ -357,7 +360,16 @@ type spaceGate struct {
 	mu      sync.Mutex
 	running *spaceCalc
 	pending *spaceCalc
+	// last is the newest computation's result and when it ended.
+	last   kayofs.VolumeStats
+	lastAt time.Time
 }
+
+// spaceEvery bounds how often a process recomputes a volume's space for
+// the reports of its changes: within it a report carries the last
+// figures (SpaceAt says when they were taken), and the next change after
+// it, or the node agent's heartbeat, brings them up to date.
+const spaceEvery = time.Second
 
 type spaceCalc struct {
 	done chan struct{}
@@ -365,17 +377,31 @@ type spaceCalc struct {
 	err  error
 }
 
-// volumeStats returns the space of fv's volume as of after the caller's
-// change (see spaceGate).
-func (e *Engine) volumeStats(fv *kayofs.Volume) (kayofs.VolumeStats, error) {
+// volumeStats returns the space of fv's volume and when it was taken:
+// as of after the caller's change (see spaceGate), unless the last
+// computation is younger than spaceEvery.
+func (e *Engine) volumeStats(fv *kayofs.Volume) (kayofs.VolumeStats, time.Time, error) {
 	gv, _ := e.spaceGates.LoadOrStore(fv.UUID(), &spaceGate{})
 	g := gv.(*spaceGate)
+	now := e.now()
+	g.mu.Lock()
+	if !g.lastAt.IsZero() && now.Sub(g.lastAt) < spaceEvery {
+		st, at := g.last, g.lastAt
+		g.mu.Unlock()
+		return st, at, nil
+	}
+	g.mu.Unlock()
+	st, err := g.stats(fv, now)
+	return st, now, err
+}
+
+func (g *spaceGate) stats(fv *kayofs.Volume, now time.Time) (kayofs.VolumeStats, error) {
 	g.mu.Lock()
 	if g.running == nil {
 		c := &spaceCalc{done: make(chan struct{})}
 		g.running = c
 		g.mu.Unlock()
-		return g.run(c, fv)
+		return g.run(c, fv, now)
 	}
 	prev, c, lead := g.running, g.pending, false
 	if c == nil {
@@ -394,14 +420,17 @@ func (e *Engine) volumeStats(fv *kayofs.Volume) (kayofs.VolumeStats, error) {
 		g.running = c
 	}
 	g.mu.Unlock()
-	return g.run(c, fv)
+	return g.run(c, fv, now)
 }
 
-func (g *spaceGate) run(c *spaceCalc, fv *kayofs.Volume) (kayofs.VolumeStats, error) {
+func (g *spaceGate) run(c *spaceCalc, fv *kayofs.Volume, now time.Time) (kayofs.VolumeStats, error) {
 	c.st, c.err = fv.Stats()
 	g.mu.Lock()
 	if g.running == c {
 		g.running = nil
+	}
+	if c.err == nil && now.After(g.lastAt) {
+		g.last, g.lastAt = c.st, now
 	}
 	g.mu.Unlock()
 	close(c.done)
