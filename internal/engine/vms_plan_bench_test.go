@@ -42,7 +42,7 @@ func planEnv(tb testing.TB, n, hosts int) (*Engine, Volume, func(i int) VMSpec) 
 	if err := runN(n, 10, func(i int) error { _, err := e.CreateVM(ctx, spec(i)); return err }); err != nil {
 		tb.Fatal(err)
 	}
-	ReleaseMounts()
+	e.ReleaseMounts()
 	e.metrics = &Metrics{}
 	return e, vol, spec
 }

@@ -38,7 +38,7 @@ func TestReadsOpenNoDevice(t *testing.T) {
 	if _, err := e.CreateVM(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	ReleaseMounts()
+	e.ReleaseMounts()
 	if err := os.Rename(vol.Device, vol.Device+".elsewhere"); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestVolumeReportsFollowChanges(t *testing.T) {
 	if st := state(); st.TotalBytes != 3<<30 {
 		t.Fatalf("after growing to 3 GiB: total %d", st.TotalBytes)
 	}
-	ReleaseMounts()
+	e.ReleaseMounts()
 	mustHosts(t, e, seedSpec("Y-23-2k8x64", 23))
 	if _, err := e.UpdateCluster(ctx, seedCluster("HVCLUSTER", "Y-22-2k8x64", "Y-23-2k8x64")); err != nil {
 		t.Fatal(err)
@@ -176,7 +176,7 @@ func TestAgentReportsLUN(t *testing.T) {
 	if _, err := e.CreateVM(ctx, vmSpec(vol, "WEB01", 1024)); err != nil {
 		t.Fatal(err)
 	}
-	ReleaseMounts()
+	e.ReleaseMounts()
 	a, err := e.NewAgent(AgentConfig{Node: "Y-21-2k8x64"})
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +252,7 @@ func TestVolumeReportAfterConcurrentChanges(t *testing.T) {
 	if _, err := e.CreateVM(ctx, last); err != nil {
 		t.Fatal(err)
 	}
-	ReleaseMounts()
+	e.ReleaseMounts()
 	st, err := e.VolumeState(ctx, vol)
 	if err != nil {
 		t.Fatal(err)
