@@ -41,6 +41,11 @@ func (c *cli) vm(args []string) error {
 		return err
 	}
 	defer closeEngine(e)
+	// As the lab's nodes when no agent runs: report the LUNs held here,
+	// so the listing (from the database only) sees a lost one.
+	if err := e.ReportLabVolumes(context.Background()); err != nil {
+		return err
+	}
 	vms, err := e.ObservedVMs(context.Background(), *only)
 	if err != nil {
 		return err

@@ -115,6 +115,8 @@ type Agent struct {
 	// store leases).
 	aliveLease store.LeaseID
 	aliveTTL   time.Duration
+	// reported is when the agent last reported its node's volumes.
+	reported time.Time
 }
 
 // NewAgent returns the agent of node cfg.Node.
@@ -162,7 +164,7 @@ type TickReport struct {
 }
 
 // Tick heartbeats, campaigns, and while leading judges the cluster's nodes.
-func (a *Agent) Tick(ctx context.Context) (TickReport, error) {
+func (a *Agent) Tick(ctx context.Context) (_ TickReport, err error) {
 	e := a.e
 	a.seq++
 	if err := a.heartbeat(ctx); err != nil {
@@ -185,6 +187,16 @@ func (a *Agent) Tick(ctx context.Context) (TickReport, error) {
 	if h.Down && h.DownReason == DownByLab {
 		// A crashed host leads nothing: the lab failed this node.
 		return rep, a.Release(ctx)
+	}
+	if now := e.now(); now.Sub(a.reported) >= VolumeReportInterval {
+		// What this node sees of its volumes (volume_reports.go). A
+		// failed report does not hold the leader's duties up: it is
+		// retried next tick and said after them.
+		if rerr := e.ReportNodeVolumes(ctx, a.cfg.Node, a.cfg.ID); rerr != nil {
+			defer func() { err = errors.Join(err, fmt.Errorf("volume reports: %w", rerr)) }()
+		} else {
+			a.reported = now
+		}
 	}
 	elected, err := a.campaign(ctx, h.Cluster)
 	if err != nil {

@@ -51,6 +51,8 @@ type Config struct {
 	// Runtime is the process's state the engine shares with the other
 	// engines of the process (runtime.go); a runtime of its own when nil.
 	Runtime *Runtime
+	// Metrics, when set, counts devices opened and hypervisor calls.
+	Metrics *Metrics
 }
 
 // Engine is the cluster manager. It is safe for concurrent use.
@@ -65,6 +67,10 @@ type Engine struct {
 	// migrationHook, when set (crash tests), is called at each phase
 	// boundary of a migration (crashPoint).
 	migrationHook func(phase string)
+	// remoteDB: the database is etcd, not this data dir's (volume
+	// reports of a lab LUN then come only from where its image is).
+	remoteDB bool
+	metrics  *Metrics
 	// eventSeq orders the events of one commit.
 	eventSeq atomic.Uint64
 	// clusterOf maps a host name to the cluster it was last read in: a
@@ -80,13 +86,17 @@ type Engine struct {
 	// nodeVMRecs holds the last capacity record decoded per node
 	// (nodeVMsRecord).
 	nodeVMRecs sync.Map
+	// spaceGates shares space computations per volume; reportRecs holds
+	// the last report decoded per key (volume_reports.go).
+	spaceGates sync.Map
+	reportRecs sync.Map
 }
 
 // Open returns an Engine on cfg.Store, on etcd (cfg.Etcd), or on the
 // embedded database in cfg.DataDir, creating the directory when missing.
 // Opening etcd checks within its dial timeout that it answers.
 func Open(cfg Config) (*Engine, error) {
-	e := &Engine{st: cfg.Store, now: cfg.Clock, dataDir: cfg.DataDir, rt: cfg.Runtime}
+	e := &Engine{st: cfg.Store, now: cfg.Clock, dataDir: cfg.DataDir, rt: cfg.Runtime, metrics: cfg.Metrics}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -121,7 +131,7 @@ func Open(cfg Config) (*Engine, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.st, e.dataDir = st, dir
+		e.st, e.dataDir, e.remoteDB = st, dir, true
 		return e, nil
 	}
 	st, err := openBolt(dir, cfg)

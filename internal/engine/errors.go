@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
@@ -90,15 +91,23 @@ type LUNLostError struct {
 	Holds string
 	// Reason says what was found when no Kayo FS volume was.
 	Reason string
-	Err    error
+	// Node and ReportedAt are set when a node's report (not this
+	// process's own look at the LUN) says so (volume_reports.go).
+	Node       string
+	ReportedAt time.Time
+	Err        error
 }
 
 // Found says what the LUN holds instead of the volume.
 func (e *LUNLostError) Found() string {
-	if e.Holds != "" {
-		return fmt.Sprintf("LUN %q (%s) holds volume UUID %s, the database expects %s (volume %s:)", e.LUN, e.Device, e.Holds, e.Volume, e.Letter)
+	by := ""
+	if e.Node != "" {
+		by = fmt.Sprintf(" (as node %s reported at %s)", e.Node, e.ReportedAt.Format(time.RFC3339))
 	}
-	return fmt.Sprintf("LUN %q (%s) no longer holds volume %s (%s:): %s", e.LUN, e.Device, e.Volume, e.Letter, e.Reason)
+	if e.Holds != "" {
+		return fmt.Sprintf("LUN %q (%s) holds volume UUID %s, the database expects %s (volume %s:)%s", e.LUN, e.Device, e.Holds, e.Volume, e.Letter, by)
+	}
+	return fmt.Sprintf("LUN %q (%s) no longer holds volume %s (%s:): %s%s", e.LUN, e.Device, e.Volume, e.Letter, e.Reason, by)
 }
 
 func (e *LUNLostError) Error() string {

@@ -63,7 +63,12 @@ const (
 	volumeLettersPrefix = "volume-letters/"
 	// volume-intents/<cluster>/<letter>: a creation in progress.
 	volumeIntentsPrefix = "volume-intents/"
+	// volume-reports/<uuid>/<node>: what that node last saw of the
+	// volume's LUN (VolumeReport, volume_reports.go).
+	volumeReportsPrefix = "volume-reports/"
 )
+
+func volumeReportKey(id, node string) string { return volumeReportsPrefix + id + "/" + node }
 
 func volumeKey(id string) string { return volumesPrefix + id }
 func volumeLetterKey(cluster, letter string) string {

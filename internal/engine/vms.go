@@ -375,14 +375,17 @@ func CheckVMChange(vm VM, s VMSpec) error {
 // ---- the hypervisor ----
 
 // Hypervisor returns the driver of cluster's hypervisor: the QEMU driver
-// (qemu_driver.go) or the embedded simulator. It fails when the cluster
-// cannot be read.
+// (qemu_driver.go) or the embedded simulator, counted when the engine
+// has Metrics (metrics.go). It fails when the cluster cannot be read.
 func (e *Engine) Hypervisor(ctx context.Context, cluster string) (hypervisor.Driver, error) {
 	d, err := e.hypervisorFor(ctx, cluster)
-	if err != nil || d != nil {
-		return d, err
+	if err != nil {
+		return nil, err
 	}
-	return hypervisor.NewSimulator(hvBackend{e.st}, cluster), nil
+	if d != nil {
+		return e.counted(d), nil
+	}
+	return e.counted(hypervisor.NewSimulator(hvBackend{e.st}, cluster)), nil
 }
 
 // Simulator returns the embedded simulator of cluster (tests and kayoctl

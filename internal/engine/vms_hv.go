@@ -32,10 +32,13 @@ type hvBackend struct{ st store.Store }
 type hvBufferKey struct{}
 
 // hvBuffer holds one VM operation's uncommitted simulator writes, by key
-// (without hvPrefix); a nil value is a delete.
+// (without hvPrefix); a nil value is a delete. raw holds other records
+// that ride on the same commits, by full key: the volume reports of the
+// operation's file work (volume_reports.go).
 type hvBuffer struct {
 	mu     sync.Mutex
 	writes map[string][]byte
+	raw    map[string][]byte
 	// seq counts writes, so a commit clears only what it carried.
 	seq  uint64
 	last map[string]uint64
@@ -62,6 +65,17 @@ func (b *hvBuffer) put(key string, value []byte) {
 	b.writes[key], b.last[key] = value, b.seq
 }
 
+// putRaw buffers a put of a record outside the simulator's keys.
+func (b *hvBuffer) putRaw(key string, value []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.seq++
+	if b.raw == nil {
+		b.raw = map[string][]byte{}
+	}
+	b.raw[key], b.last["\x00"+key] = value, b.seq
+}
+
 func (b *hvBuffer) get(key string) (value []byte, deleted, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -82,13 +96,21 @@ func (b *hvBuffer) pending() ([]store.Op, uint64) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	ops := make([]store.Op, 0, len(keys))
+	ops := make([]store.Op, 0, len(keys)+len(b.raw))
 	for _, k := range keys {
 		if v := b.writes[k]; v == nil {
 			ops = append(ops, store.Del(hvPrefix+k))
 		} else {
 			ops = append(ops, store.Put(hvPrefix+k, v))
 		}
+	}
+	raw := make([]string, 0, len(b.raw))
+	for k := range b.raw {
+		raw = append(raw, k)
+	}
+	sort.Strings(raw)
+	for _, k := range raw {
+		ops = append(ops, store.Put(k, b.raw[k]))
 	}
 	return ops, b.seq
 }
@@ -103,7 +125,11 @@ func (b *hvBuffer) committed(seq uint64) {
 	defer b.mu.Unlock()
 	for k, s := range b.last {
 		if s <= seq {
-			delete(b.writes, k)
+			if raw, ok := strings.CutPrefix(k, "\x00"); ok {
+				delete(b.raw, raw)
+			} else {
+				delete(b.writes, k)
+			}
 			delete(b.last, k)
 		}
 	}

@@ -213,7 +213,7 @@ func (e *Engine) releaseVolumeMounts(id string) { e.rt.mounts.releaseMounts(id) 
 // that node's mount (kayofs.ErrMounted), with backoff, up to the lock
 // timeout.
 func (e *Engine) mountRetrying(ctx context.Context, v Volume, node string) (*kayofs.FileDevice, *kayofs.Volume, error) {
-	fd, err := openDevice(v)
+	fd, err := e.openVolumeDevice(v) // counted (metrics.go)
 	if err != nil {
 		return nil, nil, err
 	}

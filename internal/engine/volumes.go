@@ -293,6 +293,7 @@ func (e *Engine) volumeIntent(ctx context.Context, s VolumeSpec, dev string) (vo
 // and checks its size, what it holds (judgeLUN) and that no node mounts a
 // Kayo FS on it (force_format does not override that).
 func (e *Engine) judgeExisting(s VolumeSpec, dev string) (string, error) {
+	e.countDeviceOpen()
 	fd, err := kayofs.OpenDeviceExclusive(dev)
 	if errors.Is(err, syscall.EBUSY) {
 		return "", &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q is busy: something holds it exclusively "+
@@ -323,6 +324,7 @@ func (e *Engine) removeCreatedImage(in volumeIntent) {
 		return
 	}
 	path := e.LUNPath(in.Spec.LUN)
+	e.countDeviceOpen()
 	fd, err := kayofs.OpenDevice(path)
 	if err != nil {
 		return
@@ -359,6 +361,7 @@ func (e *Engine) formatAndMount(ctx context.Context, c Cluster, in volumeIntent,
 	size := s.SizeGiB << 30
 	var fd *kayofs.FileDevice
 	_, statErr := os.Stat(dev)
+	e.countDeviceOpen()
 	if statErr != nil && s.Embedded() && !in.Writing {
 		in.Created = true // an embedded LUN removed since the intent: nothing of it was ours yet
 	}
@@ -421,6 +424,8 @@ func (e *Engine) formatAndMount(ctx context.Context, c Cluster, in volumeIntent,
 		}
 		v.Mounts[n] = slot
 	}
+	// Each node's first report rides on the creation's commit.
+	reps := e.reportsFromDevice(v, fd, c.Nodes, e.reporter())
 	ops := []store.Op{putJSON(volumeKey(v.ID), v), store.Put(volumeLetterKey(s.Cluster, s.DriveLetter), []byte(v.ID)),
 		store.Del(volumeIntentKey(s.Cluster, s.DriveLetter)),
 		e.eventOp(Event{Kind: EventVolumeCreated, Cluster: s.Cluster, Subject: v.ID,
@@ -429,6 +434,7 @@ func (e *Engine) formatAndMount(ctx context.Context, c Cluster, in volumeIntent,
 		ops = append(ops, e.eventOp(Event{Kind: EventVolumeMounted, Cluster: s.Cluster, Subject: v.ID,
 			Detail: map[string]string{"node": n, "slot": fmt.Sprint(v.Mounts[n])}}))
 	}
+	ops = append(ops, reportOps(reps...)...)
 	rev, err := e.st.Commit(ctx, []store.Cmp{store.Absent(volumeKey(v.ID)), store.Absent(volumeLetterKey(s.Cluster, s.DriveLetter))}, ops)
 	if err != nil {
 		return Volume{}, err
@@ -527,7 +533,9 @@ func (e *Engine) ListVolumes(ctx context.Context, cluster string) ([]Volume, err
 
 // WithVolume runs fn on the volume as mounted by node: it takes node's
 // slot (replaying any journal a crash left), runs fn, and detaches once
-// idle, so the node's mount stays claimed for the next process.
+// idle, so the node's mount stays claimed for the next process. After fn
+// succeeds, node's report records the volume's space as the mount sees
+// it (volume_reports.go).
 func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(*kayofs.Volume) error) error {
 	v, err := e.GetVolume(ctx, volumeID)
 	if err != nil {
@@ -537,18 +545,23 @@ func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(
 		return fmt.Errorf("volume %s: (%s) is not mounted on %q (mounted on %s)",
 			v.DriveLetter, v.ID, node, strings.Join(sortedKeys(v.Mounts), ", "))
 	}
-	return e.withMount(ctx, v, node, fn) // volume_mounts.go: a cached mount
-}
-
-// VolumeUsage returns used and free bytes of a volume (read from the
-// allocation group headers; nothing is mounted or written).
-func (e *Engine) VolumeUsage(ctx context.Context, v Volume) (kayofs.VolumeStats, error) {
-	fd, err := openDevice(v)
-	if err != nil {
-		return kayofs.VolumeStats{}, err
+	var rep VolumeReport
+	var rerr error
+	err = e.withMount(ctx, v, node, func(fv *kayofs.Volume) error { // volume_mounts.go: a cached mount
+		if err := fn(fv); err != nil {
+			return err
+		}
+		rep, rerr = e.reportFromMount(v, fv)
+		return nil
+	})
+	if err != nil || rerr != nil {
+		// A report that cannot be made does not undo fn's change: the
+		// node's next change or its agent's heartbeat reports again.
+		return err
 	}
-	defer fd.Close()
-	return kayofs.Usage(fd)
+	// Written even when the caller gave up meanwhile: fn's change is made.
+	_ = e.putReport(context.WithoutCancel(ctx), rep, v.Revision)
+	return nil
 }
 
 // DeleteVolume unmounts a volume from every node and removes it (and its
@@ -563,7 +576,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 	}
 	force = force || v.ForceDestroy
 	e.releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
-	fd, err := openDevice(v)
+	fd, err := e.openVolumeDevice(v)
 	var lost *LUNLostError
 	if errors.As(err, &lost) {
 		return e.forgetVolume(ctx, v, lost)
@@ -601,7 +614,11 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 	ops := []store.Op{store.Del(volumeKey(v.ID)), store.Del(volumeLetterKey(v.Cluster, v.DriveLetter)),
 		e.eventOp(Event{Kind: EventVolumeDestroyed, Cluster: v.Cluster, Subject: v.ID,
 			Detail: map[string]string{"drive_letter": v.DriveLetter, "lun": v.LUN}})}
-	if _, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(v.ID), v.Revision)}, ops); err != nil {
+	dels, err := e.deleteReportOps(ctx, v.ID)
+	if err != nil {
+		return err
+	}
+	if _, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(v.ID), v.Revision)}, append(ops, dels...)); err != nil {
 		return err
 	}
 	if v.Embedded() {

@@ -170,6 +170,15 @@ func TestLostLUNCanBeDestroyed(t *testing.T) {
 			} else if err := os.Remove(vol.Device); err != nil {
 				t.Fatal(err)
 			}
+			// Reads open no device: until a node reports the LUN, the
+			// VM reads as before.
+			if vm, err := e.RefreshVM(ctx, "HVCLUSTER", "WEB01"); err != nil || vm.Status != VMRunning {
+				t.Fatalf("before any report the VM reads %s (%v), want running", vm.Status, err)
+			}
+			// The lab's nodes report it (an agent does on its heartbeat).
+			if err := e.ReportLabVolumes(ctx); err != nil {
+				t.Fatal(err)
+			}
 			vm, err := e.RefreshVM(ctx, "HVCLUSTER", "WEB01")
 			if err != nil {
 				t.Fatal(err)

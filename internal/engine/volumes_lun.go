@@ -170,8 +170,17 @@ func checkIdentity(fd *kayofs.FileDevice, v Volume) error {
 }
 
 // VolumeLost says why volume id's LUN no longer holds it, or "" when it
-// does (or the volume does not exist).
+// does (or the volume does not exist), as the nodes' reports say: no
+// device is opened (volume_reports.go).
 func (e *Engine) VolumeLost(ctx context.Context, id string) (string, error) {
+	// The reports first: one read per VM of a plan when none says lost.
+	reps, err := e.VolumeReports(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if j := judged(reps); j == nil || j.Lost == "" {
+		return "", nil
+	}
 	v, err := e.GetVolume(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return "", nil
@@ -179,15 +188,10 @@ func (e *Engine) VolumeLost(ctx context.Context, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fd, err := openDevice(v)
-	var lost *LUNLostError
-	if errors.As(err, &lost) {
-		return lost.Error(), nil
+	if st := volumeState(v, reps, e.now()); st.Lost != nil {
+		return st.Lost.Error(), nil
 	}
-	if err != nil {
-		return "", err
-	}
-	return "", fd.Close()
+	return "", nil
 }
 
 // resolveDevice sets v.Device from the LUN: an embedded LUN is found by
@@ -226,7 +230,11 @@ func (e *Engine) forgetVolume(ctx context.Context, v Volume, lost *LUNLostError)
 	ops := []store.Op{store.Del(volumeKey(v.ID)), store.Del(volumeLetterKey(v.Cluster, v.DriveLetter)),
 		e.eventOp(Event{Kind: EventVolumeDestroyed, Cluster: v.Cluster, Subject: v.ID,
 			Detail: map[string]string{"drive_letter": v.DriveLetter, "lun": v.LUN, "lun_lost": lost.Found()}})}
-	if _, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(v.ID), v.Revision)}, ops); err != nil {
+	dels, err := e.deleteReportOps(ctx, v.ID)
+	if err != nil {
+		return err
+	}
+	if _, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(v.ID), v.Revision)}, append(ops, dels...)); err != nil {
 		return err
 	}
 	note(ctx, fmt.Sprintf("Volume %s: was only forgotten: its LUN no longer holds it", v.DriveLetter),
@@ -234,9 +242,9 @@ func (e *Engine) forgetVolume(ctx context.Context, v Volume, lost *LUNLostError)
 	return nil
 }
 
-// ReportedVM is vm as a read reports it: failed, with the reason, when its
-// volume's LUN no longer holds the volume (nothing is written; RefreshVM
-// records it).
+// ReportedVM is vm as a read reports it: failed, with the reason, when a
+// node reported its volume's LUN no longer holding the volume (VolumeLost:
+// from the database alone; nothing is written; RefreshVM records it).
 func (e *Engine) ReportedVM(ctx context.Context, vm VM) VM {
 	if vm.Pending != nil || vm.Volume == "" || vm.Status == StatusFailed || vm.Status == VMOff {
 		return vm

@@ -233,7 +233,7 @@ func changes(a, b VolumeSpec) map[string]string {
 // relabels, through one of the volume's nodes. Each step is idempotent.
 func (e *Engine) changeOnDisk(ctx context.Context, v Volume, s VolumeSpec) error {
 	size := s.SizeGiB << 30
-	fd, err := openDevice(v) // checks the LUN holds v before it grows
+	fd, err := e.openVolumeDevice(v) // checks the LUN holds v before it grows
 	if err != nil {
 		return err
 	}
@@ -265,7 +265,7 @@ func (e *Engine) changeOnDisk(ctx context.Context, v Volume, s VolumeSpec) error
 		return e.WithVolume(ctx, v.ID, nodes[0], change)
 	}
 	// mounted nowhere: a transient mount of the engine's own
-	fd, err = openDevice(v)
+	fd, err = e.openVolumeDevice(v)
 	if err != nil {
 		return err
 	}
@@ -301,7 +301,7 @@ func (e *Engine) syncVolumeMounts(ctx context.Context, v Volume, nodes []string)
 		return v, nil
 	}
 	e.releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
-	fd, err := openDevice(v)
+	fd, err := e.openVolumeDevice(v)
 	if err != nil {
 		return v, err
 	}
@@ -337,6 +337,15 @@ func (e *Engine) syncVolumeMounts(ctx context.Context, v Volume, nodes []string)
 	}
 	next := v
 	next.Mounts = mounts
+	// The nodes that left stop reporting; those that came report.
+	evs = append(evs, nodeReportDels(v.ID, remove)...)
+	var added []string
+	for _, n := range add {
+		if _, ok := mounts[n]; ok {
+			added = append(added, n)
+		}
+	}
+	evs = append(evs, reportOps(e.reportsFromDevice(next, fd, added, e.reporter())...)...)
 	rev, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(v.ID), v.Revision)},
 		append([]store.Op{putJSON(volumeKey(v.ID), next)}, evs...))
 	if err != nil {

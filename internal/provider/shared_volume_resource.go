@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
@@ -81,6 +84,11 @@ func (r *sharedVolumeResource) Schema(_ context.Context, _ resource.SchemaReques
 			"data_dir copied from another installation, is never written to. An embedded LUN is found by name in " +
 			"the `data_dir` in use. A volume whose LUN was zeroed or deleted outside Kayo can still be destroyed " +
 			"(with a warning): its records are removed, the LUN is left as it is.\n\n" +
+			"Reads (plan, refresh) open no device: `used_bytes`, `free_bytes` and whether the LUN still holds the " +
+			"volume come from what the nodes report into the cluster database — after every change made through a " +
+			"node's mount, on each node agent's heartbeat, and, in the embedded lab, from each provider run for the " +
+			"LUNs of its `data_dir`. So a plan works from a machine that reaches only the database. A report older than " +
+			"two minutes, or a node that cannot reach the LUN, is warned about.\n\n" +
 			"Destroy refuses while the volume holds files unless `force_destroy`.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
@@ -164,11 +172,11 @@ func (r *sharedVolumeResource) Schema(_ context.Context, _ resource.SchemaReques
 			},
 			"used_bytes": schema.Int64Attribute{
 				Computed:            true,
-				MarkdownDescription: "Bytes in use (metadata included), from the allocation groups. Refreshed on every read.",
+				MarkdownDescription: "Bytes in use (metadata included), from the allocation groups, as the newest node report says.",
 			},
 			"free_bytes": schema.Int64Attribute{
 				Computed:            true,
-				MarkdownDescription: "Bytes free for files. Refreshed on every read.",
+				MarkdownDescription: "Bytes free for files, as the newest node report says.",
 			},
 		},
 	}
@@ -227,17 +235,44 @@ func (r *sharedVolumeResource) toModel(ctx context.Context, v engine.Volume) (sh
 	if v.ForceFormatOver != "" {
 		m.ForceFormatOver = types.StringValue(v.ForceFormatOver)
 	}
-	st, err := r.engine.VolumeUsage(ctx, v)
-	if errors.Is(err, engine.ErrLUNLost) {
-		// Reported (Read warns); destroy still works.
-		m.UsedBytes, m.FreeBytes = types.Int64Value(0), types.Int64Value(0)
-		return m, err
-	}
+	// Space and the LUN's state come from the nodes' reports in the
+	// database: a read opens no device (the engine's volume_reports.go).
+	st, err := r.engine.VolumeState(ctx, v)
 	if err != nil {
 		return m, err
 	}
+	if st.Lost != nil {
+		// Reported (Read warns); destroy still works.
+		m.UsedBytes, m.FreeBytes = types.Int64Value(0), types.Int64Value(0)
+		return m, st.Lost
+	}
 	m.UsedBytes, m.FreeBytes = types.Int64Value(st.UsedBytes), types.Int64Value(st.FreeBytes)
 	return m, nil
+}
+
+// warnReports says when the volume's reports may be out of date or a node
+// cannot reach the LUN.
+func (r *sharedVolumeResource) warnReports(ctx context.Context, v engine.Volume, diags *diag.Diagnostics) {
+	st, err := r.engine.VolumeState(ctx, v)
+	if err != nil || st.Lost != nil {
+		return
+	}
+	for _, n := range slices.Sorted(maps.Keys(st.Unseen)) {
+		diags.AddWarning(fmt.Sprintf("Volume %s: node %s does not reach its LUN", v.DriveLetter, n),
+			fmt.Sprintf("The agent of %s last reported that it cannot reach LUN %q: %s. Its VMs cannot use volume %s: until it does.",
+				n, v.LUN, st.Unseen[n], v.DriveLetter))
+	}
+	if len(st.Stale) == 0 {
+		return
+	}
+	when := "no node has reported it yet"
+	if st.By != "" {
+		when = fmt.Sprintf("the newest report is %s's, %s old (at %s)", st.By,
+			time.Since(st.ReportedAt).Round(time.Second), st.ReportedAt.Format(time.RFC3339))
+	}
+	diags.AddWarning(fmt.Sprintf("Volume %s: used_bytes and free_bytes may be out of date", v.DriveLetter),
+		fmt.Sprintf("They come from what the nodes report into the cluster database, and %s; %s reported nothing newer than %s. "+
+			"A node's agent (`kayoctl agent --node NAME`) reports on its heartbeat.", when, strings.Join(st.Stale, ", "), engine.VolumeReportStale))
 }
 
 // ValidateConfig judges each known attribute on its own, so a drive letter
@@ -366,6 +401,8 @@ func (r *sharedVolumeResource) Read(ctx context.Context, req resource.ReadReques
 	out, err := r.toModel(ctx, v)
 	if errors.Is(err, engine.ErrLUNLost) {
 		resp.Diagnostics.AddWarning("Volume "+v.DriveLetter+": its LUN no longer holds it", err.Error())
+	} else if err == nil {
+		r.warnReports(ctx, v, &resp.Diagnostics)
 	} else if err != nil {
 		resp.Diagnostics.AddError("Cannot read shared volume "+v.DriveLetter+":", err.Error())
 		return
