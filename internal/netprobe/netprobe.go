@@ -145,7 +145,7 @@ func Probe(ctx context.Context, cluster, node string, from netip.Addr, t Target,
 		res.Error = err.Error()
 		return res
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	buf := make([]byte, 2*packetLen)
 	for i := 0; i < tries && ctx.Err() == nil; i++ {
 		var nb [8]byte

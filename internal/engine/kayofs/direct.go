@@ -37,9 +37,8 @@ func isAligned(p []byte, off int64) bool {
 // write reads the blocks around it first (read-modify-write): Kayo FS only
 // does that for file data, never for metadata, which is block-sized.
 type directIO struct {
-	f    *os.File
-	mu   sync.Mutex // serializes read-modify-write of partial blocks
-	pool sync.Pool
+	f  *os.File
+	mu sync.Mutex // serializes read-modify-write of partial blocks
 }
 
 func (d *directIO) ReadAt(p []byte, off int64) (int, error) {

@@ -387,7 +387,7 @@ func (m *DiskLeases) hostDead(h int, gen uint64) (bool, error) {
 	if h == m.host && gen == m.gen {
 		return false, nil
 	}
-	dead := time.Duration(m.o.Timeout + m.o.Margin)
+	dead := m.o.Timeout + m.o.Margin
 	m.obsMu.Lock()
 	o := m.obs[h]
 	m.obsMu.Unlock()

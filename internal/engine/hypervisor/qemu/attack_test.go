@@ -70,4 +70,4 @@ type rawDisk struct {
 }
 
 func (d rawDisk) Size() int64  { return d.size }
-func (d rawDisk) Flush() error { return d.File.Sync() }
+func (d rawDisk) Flush() error { return d.Sync() }

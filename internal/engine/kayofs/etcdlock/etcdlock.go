@@ -139,7 +139,7 @@ func open(dev kayofs.Device, node string, o Options) (*Locks, error) {
 	}
 	go m.renewLoop()
 	m.watchDone, m.ownersDone = make(chan struct{}), make(chan struct{})
-	go m.watchWaiters(g.ResponseHeader.Revision + 1)
+	go m.watchWaiters(g.Revision + 1)
 	go m.watchOwners(or.Header.Revision + 1)
 	return m, nil
 }
@@ -226,7 +226,7 @@ func (m *Locks) ClaimSlot(s int) (bool, error) {
 	if err := rm.Lock(m.ctx); err != nil {
 		return false, m.failed(err)
 	}
-	defer rm.Unlock(m.cli.Ctx())
+	defer func() { _ = rm.Unlock(m.cli.Ctx()) }()
 	k := m.ownerKey(s)
 	r, err := m.cli.Txn(m.ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, m.node, clientv3.WithLease(m.lease))).Commit()
