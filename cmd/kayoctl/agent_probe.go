@@ -24,6 +24,7 @@ type prober struct {
 	logf    func(string, ...any)
 	resp    *netprobe.Responder
 	cluster string
+	key     []byte // the cluster's probe key (engine.ProbeSecret)
 	lastErr string
 }
 
@@ -57,8 +58,13 @@ func (p *prober) round(ctx context.Context) {
 		if cluster == "" {
 			return
 		}
+		if p.key, err = p.e.ProbeSecret(ctx, cluster); err != nil {
+			p.fail(fmt.Errorf("probing: %w", err))
+			p.cluster = "" // retry next round
+			return
+		}
 		addr := fmt.Sprintf(":%d", p.port)
-		if p.resp, err = netprobe.Listen(addr, cluster, p.node); err != nil {
+		if p.resp, err = netprobe.Listen(addr, cluster, p.node, p.key); err != nil {
 			p.fail(err)
 			p.cluster = "" // retry next round
 			return
@@ -75,7 +81,7 @@ func (p *prober) round(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			round.Results[i] = netprobe.Probe(ctx, cluster, p.node, from[t.Network], t, p.port, 3, 500*time.Millisecond)
+			round.Results[i] = netprobe.Probe(ctx, cluster, p.node, p.key, from[t.Network], t, p.port, 3, 500*time.Millisecond)
 		}()
 	}
 	wg.Wait()

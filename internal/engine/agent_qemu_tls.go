@@ -73,7 +73,12 @@ func (q *QEMUAgent) acceptMigration(ln *qemu.MigrationListener, m *qemu.Machine,
 
 // qemuMigrationKey reads cluster's live-migration key, creating it once.
 func (e *Engine) qemuMigrationKey(ctx context.Context, cluster string) ([]byte, error) {
-	k := qemuMigrationKeyKey(cluster)
+	return e.secretOnce(ctx, qemuMigrationKeyKey(cluster))
+}
+
+// secretOnce reads the 32-byte random key at k, creating it once (the
+// first writer wins; the others read theirs).
+func (e *Engine) secretOnce(ctx context.Context, k string) ([]byte, error) {
 	for {
 		var hexKey string
 		_, err := getJSON(ctx, e.st, k, &hexKey)

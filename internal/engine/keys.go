@@ -42,6 +42,10 @@ func hostReportKey(node string) string         { return hostReportsPrefix + node
 func probeKey(cluster, node string) string     { return probesPrefix + cluster + "/" + node }
 func probeClusterPrefix(cluster string) string { return probesPrefix + cluster + "/" }
 
+// probe-keys/<cluster>: the key that authenticates the agents' network
+// probes of one cluster (netprobe), made once.
+func probeSecretKey(cluster string) string { return "probe-keys/" + cluster }
+
 // The cluster agents' leader lease (agent.go, agent_lease.go).
 const (
 	// agents/<cluster>/leader: the leader's record with its term (the

@@ -30,6 +30,12 @@ func (e *Engine) RecordProbes(ctx context.Context, cluster, node string, r Probe
 	return err
 }
 
+// ProbeSecret is cluster's key for authenticating network probes, made
+// once: only agents (which reach the cluster database) can ask or answer.
+func (e *Engine) ProbeSecret(ctx context.Context, cluster string) ([]byte, error) {
+	return e.secretOnce(ctx, probeSecretKey(cluster))
+}
+
 // ProbeTargets returns, for node, every other node's address on each
 // network both have an adapter in, with node's own address there.
 func (e *Engine) ProbeTargets(ctx context.Context, node string) (cluster string, from map[netip.Prefix]netip.Addr, targets []netprobe.Target, err error) {

@@ -4,15 +4,19 @@
 // its port (3343, the cluster service's port in Windows) and sends one to
 // every other node's address on every cluster network.
 //
-// A probe is a fixed-size datagram: magic, cluster, sender, nonce. The
-// answer is the same datagram with the responder's name, never larger
-// than the question (no amplification), and only to a probe of the same
-// cluster.
+// A probe is a fixed-size datagram: magic, cluster, sender, nonce, and an
+// HMAC-SHA256 of them under the cluster's probe key (kept in the cluster
+// database, so only agents hold it). The answer is the same size, never
+// larger than the question (no amplification), sent only to a probe whose
+// MAC holds, and carries its own MAC: nobody without the key can make an
+// agent answer, or fake an answer.
 package netprobe
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -28,7 +32,9 @@ const DefaultPort = 3343
 const (
 	magic     = "KAYOPRB1"
 	nameLen   = 32
-	packetLen = len(magic) + 2*nameLen + 8 + 1 // magic, cluster, node, nonce, kind
+	macLen    = 16
+	bodyLen   = len(magic) + 2*nameLen + 8 + 1 // magic, cluster, node, nonce, kind
+	packetLen = bodyLen + macLen
 	kindAsk   = 1
 	kindReply = 2
 )
@@ -45,20 +51,28 @@ func pad(s string) []byte {
 	return b
 }
 
-func (p packet) marshal() []byte {
+func (p packet) marshal(key []byte) []byte {
 	b := make([]byte, 0, packetLen)
 	b = append(b, magic...)
 	b = append(b, pad(p.cluster)...)
 	b = append(b, pad(p.node)...)
 	b = binary.BigEndian.AppendUint64(b, p.nonce)
-	return append(b, p.kind)
+	b = append(b, p.kind)
+	return append(b, mac(key, b)...)
 }
 
-func parse(b []byte) (packet, bool) {
-	if len(b) != packetLen || string(b[:len(magic)]) != magic {
+func mac(key, body []byte) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write(body)
+	return h.Sum(nil)[:macLen]
+}
+
+// parse returns the packet in b when its MAC under key holds.
+func parse(b, key []byte) (packet, bool) {
+	if len(b) != packetLen || string(b[:len(magic)]) != magic || !hmac.Equal(mac(key, b[:bodyLen]), b[bodyLen:]) {
 		return packet{}, false
 	}
-	b = b[len(magic):]
+	b = b[len(magic):bodyLen]
 	name := func(x []byte) string { return strings.TrimRight(string(x), "\x00") }
 	p := packet{cluster: name(b[:nameLen]), node: name(b[nameLen : 2*nameLen])}
 	p.nonce = binary.BigEndian.Uint64(b[2*nameLen:])
@@ -70,10 +84,12 @@ func parse(b []byte) (packet, bool) {
 type Responder struct {
 	conn          *net.UDPConn
 	cluster, node string
+	key           []byte
 }
 
-// Listen opens the responder on addr (e.g. ":3343").
-func Listen(addr, cluster, node string) (*Responder, error) {
+// Listen opens the responder on addr (e.g. ":3343"); it answers probes
+// authenticated with key.
+func Listen(addr, cluster, node string, key []byte) (*Responder, error) {
 	if len(cluster) > nameLen || len(node) > nameLen {
 		return nil, fmt.Errorf("netprobe: cluster and node names hold at most %d bytes", nameLen)
 	}
@@ -85,7 +101,7 @@ func Listen(addr, cluster, node string) (*Responder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netprobe: answering probes on %s: %w", addr, err)
 	}
-	return &Responder{conn: c, cluster: cluster, node: node}, nil
+	return &Responder{conn: c, cluster: cluster, node: node, key: key}, nil
 }
 
 // Addr is where it listens.
@@ -105,12 +121,12 @@ func (r *Responder) Serve() error {
 			}
 			return err
 		}
-		p, ok := parse(buf[:n])
+		p, ok := parse(buf[:n], r.key)
 		if !ok || p.kind != kindAsk || p.cluster != r.cluster {
 			continue
 		}
 		reply := packet{cluster: r.cluster, node: r.node, nonce: p.nonce, kind: kindReply}
-		_, _ = r.conn.WriteToUDPAddrPort(reply.marshal(), from)
+		_, _ = r.conn.WriteToUDPAddrPort(reply.marshal(r.key), from)
 	}
 }
 
@@ -133,8 +149,9 @@ type Target struct {
 
 // Probe sends up to tries probes to t from the address of this node on
 // t's network (from; the zero Addr lets the kernel choose) and waits up to
-// timeout for each answer. The answer must come from t's node.
-func Probe(ctx context.Context, cluster, node string, from netip.Addr, t Target, port int, tries int, timeout time.Duration) Result {
+// timeout for each answer. The answer must come from t's node and carry a
+// MAC under key.
+func Probe(ctx context.Context, cluster, node string, key []byte, from netip.Addr, t Target, port int, tries int, timeout time.Duration) Result {
 	res := Result{To: t.Node, Network: t.Network.String(), Address: t.Address.String()}
 	var laddr *net.UDPAddr
 	if from.IsValid() {
@@ -152,7 +169,7 @@ func Probe(ctx context.Context, cluster, node string, from netip.Addr, t Target,
 		_, _ = rand.Read(nb[:])
 		ask := packet{cluster: cluster, node: node, nonce: binary.BigEndian.Uint64(nb[:]), kind: kindAsk}
 		start := time.Now()
-		if _, err := c.Write(ask.marshal()); err != nil {
+		if _, err := c.Write(ask.marshal(key)); err != nil {
 			res.Error = err.Error()
 			continue
 		}
@@ -167,7 +184,7 @@ func Probe(ctx context.Context, cluster, node string, from netip.Addr, t Target,
 				res.Error = fmt.Sprintf("no answer within %s (%v)", timeout, err)
 				break
 			}
-			p, ok := parse(buf[:n])
+			p, ok := parse(buf[:n], key)
 			if !ok || p.kind != kindReply || p.nonce != ask.nonce {
 				continue
 			}
