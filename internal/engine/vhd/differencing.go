@@ -161,29 +161,12 @@ func writeChild(f File, parent *Disk, rel string, opts ChildOptions) (*Disk, err
 	if err := f.Truncate(0); err != nil {
 		return nil, fmt.Errorf("vhd: truncating file: %w", err)
 	}
-	fb := ft.Marshal()
-	buf := make([]byte, 0, pos+FooterSize)
-	buf = append(buf, fb...)
-	buf = append(buf, hdr.Marshal()...)
-	for i := int64(0); i < batBytes(entries); i++ {
-		buf = append(buf, 0xFF)
+	d, err := writeSparse(f, ft, hdr, locData, "differencing")
+	if err != nil {
+		return nil, err
 	}
-	for _, b := range locData {
-		buf = append(buf, b...)
-	}
-	buf = append(buf, fb...)
-	if _, err := f.WriteAt(buf, 0); err != nil {
-		return nil, fmt.Errorf("vhd: writing differencing disk structures: %w", err)
-	}
-	bat := make([]uint32, entries)
-	for i := range bat {
-		bat[i] = unallocated
-	}
-	return &Disk{
-		f: f, footer: ft, fileSize: int64(len(buf)),
-		hdr: hdr, hdrOff: FooterSize, bat: bat, bmSize: bitmapSize(hdr.BlockSize),
-		bmaps: map[uint32][]byte{}, parent: parent, parentPath: rel,
-	}, nil
+	d.parent, d.parentPath = parent, rel
+	return d, nil
 }
 
 // closeSelf closes d's own file and its parents' when d was opened by a

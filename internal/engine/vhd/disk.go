@@ -142,6 +142,15 @@ func Create(f File, opts Options) (*Disk, error) {
 		MaxTableEntries: entries,
 		BlockSize:       uint32(bs),
 	}
+	return writeSparse(f, ft, hdr, nil, "dynamic")
+}
+
+// writeSparse writes a dynamic or differencing disk's structures from
+// offset 0 — footer copy, header, an empty block table, the extra
+// sector-aligned data (parent locators, at the offsets hdr names), footer
+// — and returns the disk over them.
+func writeSparse(f File, ft Footer, hdr *Header, extra [][]byte, kind string) (*Disk, error) {
+	entries := hdr.MaxTableEntries
 	batLen := batBytes(entries)
 	fb := ft.Marshal()
 	buf := make([]byte, 0, FooterSize+HeaderSize+batLen+FooterSize)
@@ -150,9 +159,12 @@ func Create(f File, opts Options) (*Disk, error) {
 	for i := int64(0); i < batLen; i++ {
 		buf = append(buf, 0xFF)
 	}
+	for _, b := range extra {
+		buf = append(buf, b...)
+	}
 	buf = append(buf, fb...)
 	if _, err := f.WriteAt(buf, 0); err != nil {
-		return nil, fmt.Errorf("vhd: writing dynamic disk structures: %w", err)
+		return nil, fmt.Errorf("vhd: writing %s disk structures: %w", kind, err)
 	}
 	bat := make([]uint32, entries)
 	for i := range bat {
