@@ -13,7 +13,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$here/out}"
 mkdir -p "$out"
-if [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && [ "$out/initrd.img" -nt "$0" ] && [ "$out/initrd.img" -nt "$here/init" ]; then
+if [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && [ "$out/initrd.img" -nt "$0" ] && [ "$out/initrd.img" -nt "$here/init" ] && [ "$out/initrd.img" -nt "$here/initramfs.sh" ]; then
   exit 0
 fi
 kernel="$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -1 || true)"
@@ -26,21 +26,9 @@ file "$busybox" 2>/dev/null | grep -q 'statically linked' || [ -x /bin/busybox ]
 command -v cpio >/dev/null || { echo "guest/build.sh: apt-get install cpio" >&2; exit 1; }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-root="$tmp/root"
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules}
-cp "$busybox" "$root/bin/busybox"
-for a in sh mount insmod dd cat echo sleep mknod date tr head hexdump printf reboot poweroff; do ln -s busybox "$root/bin/$a"; done
-mdir="/usr/lib/modules/$kver/kernel/drivers"
-for m in virtio/virtio virtio/virtio_ring virtio/virtio_pci_modern_dev virtio/virtio_pci_legacy_dev virtio/virtio_pci block/virtio_blk; do
-  src="$mdir/$m.ko"
-  if [ -f "$src" ]; then cp "$src" "$root/lib/modules/"
-  elif [ -f "$src.xz" ]; then xz -dc "$src.xz" > "$root/lib/modules/$(basename "$m").ko"
-  elif [ -f "$src.zst" ]; then zstd -qdc "$src.zst" > "$root/lib/modules/$(basename "$m").ko"
-  fi
-done
-cp "$here/init" "$root/init"
-chmod 755 "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initrd.img.tmp"
+. "$here/initramfs.sh"
+make_initramfs "$busybox" "$kver" "$here/init" "$out/initrd.img.tmp" \
+  sh mount insmod dd cat echo sleep mknod date tr head hexdump printf reboot poweroff
 cp "$kernel" "$out/vmlinuz.tmp"
 mv "$out/vmlinuz.tmp" "$out/vmlinuz"
 mv "$out/initrd.img.tmp" "$out/initrd.img"

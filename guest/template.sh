@@ -23,7 +23,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$here/out}"
 mkdir -p "$out"
 vhd="$out/template.vhd"
-if [ -s "$vhd" ] && [ "$vhd" -nt "$0" ] && [ "$vhd" -nt "$here/template-init" ]; then
+if [ -s "$vhd" ] && [ "$vhd" -nt "$0" ] && [ "$vhd" -nt "$here/template-init" ] && [ "$vhd" -nt "$here/initramfs.sh" ]; then
   exit 0
 fi
 die() { echo "guest/template.sh: $*" >&2; exit 1; }
@@ -48,21 +48,9 @@ kver="${kernel#/boot/vmlinuz-}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp" "$vhd.$$.tmp"' EXIT
 # The initramfs: busybox and the virtio block modules, as guest/build.sh.
-root="$tmp/root"
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules}
-cp /bin/busybox "$root/bin/busybox"
-for a in sh mount insmod dd cat echo sleep tr head hexdump printf sync; do ln -s busybox "$root/bin/$a"; done
-mdir="/usr/lib/modules/$kver/kernel/drivers"
-for m in virtio/virtio virtio/virtio_ring virtio/virtio_pci_modern_dev virtio/virtio_pci_legacy_dev virtio/virtio_pci block/virtio_blk; do
-  src="$mdir/$m.ko"
-  if [ -f "$src" ]; then cp "$src" "$root/lib/modules/"
-  elif [ -f "$src.xz" ]; then xz -dc "$src.xz" > "$root/lib/modules/$(basename "$m").ko"
-  elif [ -f "$src.zst" ]; then zstd -qdc "$src.zst" > "$root/lib/modules/$(basename "$m").ko"
-  fi
-done
-cp "$here/template-init" "$root/init"
-chmod 755 "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$tmp/initrd.img"
+. "$here/initramfs.sh"
+make_initramfs /bin/busybox "$kver" "$here/template-init" "$tmp/initrd.img" \
+  sh mount insmod dd cat echo sleep tr head hexdump printf sync
 
 cat > "$tmp/syslinux.cfg" <<'CFG'
 SERIAL 0 115200
