@@ -174,7 +174,7 @@ func processorCompatTest(e *env) Test {
 	if len(silent) > 0 {
 		return probed(test(system, TestProcessorCompat, AttrNodes, Warning,
 			fmt.Sprintf("not checked: %s %s no CPU flags (no node agent reporting); live migration to or from %s may fail on a missing CPU feature",
-				quotedNames(silent), reportVerb(len(silent)), pronoun(len(silent)))))
+				quotedNames(silent), oneOrMany(len(silent), "reports", "report"), oneOrMany(len(silent), "it", "them"))))
 	}
 	c := CommonCPU(flags, vendor)
 	if len(c.Lacking) == 0 {
@@ -196,6 +196,7 @@ func processorCompatTest(e *env) Test {
 			problems(clauses), c.Model)))
 }
 
+// quotedNames renders names as `"a"`, `"a" and "b"`, `"a", "b" and "c"`.
 func quotedNames(names []string) string {
 	q := make([]string, len(names))
 	for i, n := range names {
@@ -204,16 +205,10 @@ func quotedNames(names []string) string {
 	return joinAnd(q)
 }
 
-func reportVerb(n int) string {
+// oneOrMany picks the word agreeing with a count of n.
+func oneOrMany(n int, one, many string) string {
 	if n == 1 {
-		return "reports"
+		return one
 	}
-	return "report"
-}
-
-func pronoun(n int) string {
-	if n == 1 {
-		return "it"
-	}
-	return "them"
+	return many
 }

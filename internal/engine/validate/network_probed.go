@@ -64,7 +64,7 @@ func probedCommunicationTest(e *env) Test {
 	case len(missing) > 0 || len(silent) > 0:
 		var clauses []string
 		if len(silent) > 0 {
-			clauses = append(clauses, fmt.Sprintf("%s %s no probes (no node agent probing)", quotedNames(silent), reportVerb(len(silent))))
+			clauses = append(clauses, fmt.Sprintf("%s %s no probes (no node agent probing)", quotedNames(silent), oneOrMany(len(silent), "reports", "report")))
 		}
 		if len(missing) > 0 {
 			clauses = append(clauses, "no probe result from "+joinAnd(missing))

@@ -87,15 +87,8 @@ func reportedInventoryTest(e *env) Test {
 	case len(silent) > 0:
 		return probed(test(inventory, TestReportedInventory, AttrNodes, Warning,
 			fmt.Sprintf("%s %s nothing (no node agent reporting): %s declared facts are unchecked",
-				quotedNames(silent), reportVerb(len(silent)), possessive(len(silent)))))
+				quotedNames(silent), oneOrMany(len(silent), "reports", "report"), oneOrMany(len(silent), "its", "their"))))
 	}
 	return probed(test(inventory, TestReportedInventory, AttrNodes, Passed,
 		fmt.Sprintf("the declared facts of %s match what their agents report", plural(len(e.nodes), "node"))))
-}
-
-func possessive(n int) string {
-	if n == 1 {
-		return "its"
-	}
-	return "their"
 }

@@ -341,14 +341,7 @@ func joinAnd(items []string) string {
 
 // quoteHosts renders names as `host "a"` / `hosts "a" and "b"`.
 func quoteHosts(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = fmt.Sprintf("%q", n)
-	}
-	if len(q) == 1 {
-		return "host " + q[0]
-	}
-	return "hosts " + joinAnd(q)
+	return oneOrMany(len(names), "host ", "hosts ") + quotedNames(names)
 }
 
 // problems joins independent problem clauses into one sentence.
