@@ -376,9 +376,15 @@ func TestDiskLeasesFrozenNodeFencesItself(t *testing.T) {
 	lines := a.snapshot()
 	out := strings.Join(lines, "\n")
 	t.Logf("A resumed %v ago; its output:\n%s", time.Since(frozen), strings.Join(lines[len(acked):], "\n"))
+	// An ACK printed after SIGCONT is a write that returned before the
+	// freeze but was reported after it (SIGSTOP between the write and the
+	// print): it must already be in the image B recovered — unchanged
+	// since (the hash below) and checked with the others at the end.
+	// A write after the resume would change the image.
 	if n := a.count("ACK") - countPrefix(acked, "ACK"); n != 0 {
-		t.Errorf("A acknowledged %d writes after it resumed:\n%s", n, out)
+		t.Logf("A reported %d writes after it resumed; each must be in the image as B left it", n)
 	}
+	acked = lines
 	if a.count("REFUSED") == 0 || !strings.Contains(out, "fenced itself") {
 		t.Errorf("A's log does not show it fenced itself:\n%s", out)
 	}
@@ -390,7 +396,7 @@ func TestDiskLeasesFrozenNodeFencesItself(t *testing.T) {
 	defer v.Unmount()
 	for _, l := range acked {
 		f := strings.Fields(l)
-		if f[0] != "ACK" {
+		if len(f) < 3 || f[0] != "ACK" {
 			continue
 		}
 		k, _ := strconv.Atoi(f[2])
