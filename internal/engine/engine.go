@@ -116,11 +116,9 @@ func Open(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data_dir %q: %w", cfg.DataDir, err)
 	}
-	// The data dir holds the cluster database and the LUN images: owner
-	// only (an existing directory keeps its mode).
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir %q: cannot create it: %w", dir, err)
-	}
+	// On etcd the data dir is made only when something needs it (an
+	// embedded SAN LUN, an agent's sockets): a plan run by CI from a fresh
+	// directory leaves nothing behind.
 	if cfg.Etcd != nil && len(cfg.Etcd.Endpoints) > 0 {
 		opts := *cfg.Etcd
 		if opts.RequestTimeout <= 0 {
@@ -133,6 +131,11 @@ func Open(cfg Config) (*Engine, error) {
 		}
 		e.st, e.dataDir, e.remoteDB = st, dir, true
 		return e, nil
+	}
+	// The data dir holds the cluster database and the LUN images: owner
+	// only (an existing directory keeps its mode).
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir %q: cannot create it: %w", dir, err)
 	}
 	st, err := openBolt(dir, cfg)
 	if err != nil {

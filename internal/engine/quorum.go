@@ -500,7 +500,7 @@ func (e *Engine) checkWitnessDisk(ctx context.Context, s QuorumSpec) (created bo
 			return false, &InputError{Attribute: "witness_disk", Value: s.WitnessDisk,
 				Detail: fmt.Sprintf("block device %q does not exist; give an existing device or a LUN name of the embedded SAN", s.WitnessDisk)}
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		if err := e.makeSANDir(path); err != nil {
 			return false, fmt.Errorf("witness_disk %q: cannot create the embedded SAN directory: %w", s.WitnessDisk, pathCause(err))
 		}
 		dev, err := kayofs.CreateImage(path, WitnessDiskSize)

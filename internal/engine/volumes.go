@@ -366,7 +366,7 @@ func (e *Engine) formatAndMount(ctx context.Context, c Cluster, in volumeIntent,
 		in.Created = true // an embedded LUN removed since the intent: nothing of it was ours yet
 	}
 	if statErr != nil && in.Created {
-		if err := os.MkdirAll(filepath.Dir(dev), 0o755); err != nil {
+		if err := e.makeSANDir(dev); err != nil {
 			return Volume{}, err
 		}
 		fd, err = kayofs.CreateImage(dev, size)

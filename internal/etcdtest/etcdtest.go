@@ -72,6 +72,9 @@ type Options struct {
 	Members int
 	// TLS, if set, serves clients over TLS.
 	TLS *TLS
+	// ListenIP is the address clients and peers use; empty means
+	// 127.0.0.1 (e.g. a bridge address that network namespaces reach).
+	ListenIP string
 }
 
 // Member is one etcd process.
@@ -107,7 +110,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	// Free ports are found by binding and releasing them; another process
 	// may grab one in between, so try a few times.
 	for attempt := range 3 {
-		c, err = start(bin, base, attempt, n, opts.TLS)
+		c, err = start(bin, base, attempt, n, opts)
 		if err == nil {
 			break
 		}
@@ -131,8 +134,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
-func start(bin, base string, attempt, n int, tlsFiles *TLS) (*Cluster, error) {
-	ports, err := freePorts(2 * n)
+func start(bin, base string, attempt, n int, opts Options) (*Cluster, error) {
+	tlsFiles, ip := opts.TLS, opts.ListenIP
+	if ip == "" {
+		ip = "127.0.0.1"
+	}
+	ports, err := freePorts(ip, 2*n)
 	if err != nil {
 		return nil, err
 	}
@@ -145,8 +152,8 @@ func start(bin, base string, attempt, n int, tlsFiles *TLS) (*Cluster, error) {
 	for i := range n {
 		m := &Member{
 			Name:      fmt.Sprintf("m%d", i),
-			ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i]),
-			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			ClientURL: fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(ip, fmt.Sprint(ports[2*i]))),
+			PeerURL:   fmt.Sprintf("http://%s", net.JoinHostPort(ip, fmt.Sprint(ports[2*i+1]))),
 		}
 		m.Dir = filepath.Join(base, fmt.Sprintf("try%d-%s", attempt, m.Name))
 		m.log = m.Dir + ".log"
@@ -365,8 +372,8 @@ func healthy(hc *http.Client, url string) bool {
 // WaitHealthy waits until the member answers /health with true.
 func (c *Cluster) WaitHealthy(limit time.Duration) error { return c.waitHealthy(limit) }
 
-// freePorts returns n distinct free TCP ports on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
+// freePorts returns n distinct free TCP ports on ip.
+func freePorts(ip string, n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -375,7 +382,7 @@ func freePorts(n int) ([]int, error) {
 	}()
 	ports := make([]int, 0, n)
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -100,6 +101,33 @@ func (r *Rig) AddHost(name string, addrs map[string]netip.Prefix) *Host {
 		j++
 	}
 	return h
+}
+
+// Gateway gives the machine's own stack the address addr (CIDR) on
+// network's bridge, so a server the test runs outside every host (the
+// cluster database) is reachable from the hosts at addr. A prefix that
+// overlaps one of the machine's own networks is refused: its route would
+// compete with the machine's (its default gateway may be in it).
+func (r *Rig) Gateway(network string, addr netip.Prefix) {
+	r.t.Helper()
+	br, ok := r.bridges[network]
+	if !ok {
+		r.t.Fatalf("netnsrig: no network %q in the rig", network)
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, ifc := range ifaces {
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			p, err := netip.ParsePrefix(a.String())
+			if err == nil && p.Masked().Overlaps(addr.Masked()) {
+				r.t.Fatalf("netnsrig: gateway %s overlaps %s on the machine's %s; pick a network the machine does not use", addr, p, ifc.Name)
+			}
+		}
+	}
+	r.ip("addr", "add", addr.String(), "dev", br)
 }
 
 // Command is name args run inside the host's namespace.
