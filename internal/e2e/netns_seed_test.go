@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/netnsrig"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
@@ -95,125 +97,171 @@ resource "kayo_virtual_machine" "web" {
 `, lun, owner)
 }
 
+// seedRig is the seed's two hosts as network namespaces on three bridges
+// (Public, Heartbeat, and Database, which the machine's own stack joins
+// to serve etcd), each host with its own `kayoctl agent`, and a working
+// directory outside every host whose CLI reaches only etcd.
+type seedRig struct {
+	t         *testing.T
+	base, lun string
+	bin       string
+	guest     string
+	endpoints string
+	dbNet     string
+	hosts     map[string]*netnsrig.Host
+	agents    map[string]*nsAgent
+	cli       testcli.CLI
+	mirror    *testcli.Mirror
+}
+
+func newSeedRig(t *testing.T) *seedRig {
+	t.Helper()
+	r := &seedRig{t: t, guest: qemutest.Guest(t), hosts: map[string]*netnsrig.Host{}, agents: map[string]*nsAgent{}}
+	// A random /24 of 198.18.0.0/15 (benchmarking addresses) keeps
+	// concurrent rigs apart; 192.0.2.0/24 may be the machine's own network
+	// (it is here), so the machine joins only the Database network.
+	r.dbNet = fmt.Sprintf("198.18.%d", mrand.IntN(256))
+	rig := netnsrig.New(t, "Public", "Heartbeat", "Database")
+	rig.Gateway("Database", netip.MustParsePrefix(r.dbNet+".1/24"))
+	etcd := etcdtest.Start(t, etcdtest.Options{ListenIP: r.dbNet + ".1"})
+	r.endpoints = strings.Join(etcd.Endpoints(), ",")
+	r.bin = testcli.Build(t, "./cmd/kayoctl")
+	r.base = t.TempDir()
+	r.lun = filepath.Join(r.base, "san", "lun0.img")
+	if err := os.MkdirAll(filepath.Dir(r.lun), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.lun, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(r.lun, 8<<30); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range []string{y21, y22} {
+		octet := 21 + i
+		r.hosts[n] = rig.AddHost(n, map[string]netip.Prefix{
+			"Public":    netip.MustParsePrefix(fmt.Sprintf("192.0.2.%d/24", octet)),
+			"Heartbeat": netip.MustParsePrefix(fmt.Sprintf("10.10.10.%d/24", octet)),
+			"Database":  netip.MustParsePrefix(fmt.Sprintf("%s.%d/24", r.dbNet, octet)),
+		})
+		if err := os.MkdirAll(filepath.Join(r.base, "host-"+n), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		r.startAgent(n)
+	}
+	r.cli = testcli.CLIs(t)[0]
+	r.mirror = testcli.NewMirror(t, testcli.KayoProvider(t))
+	return r
+}
+
+// startAgent starts node's agent in its namespace and waits until its
+// QEMU executor accepts VMs.
+func (r *seedRig) startAgent(node string) {
+	t := r.t
+	t.Helper()
+	octet := 21
+	if node == y22 {
+		octet = 22
+	}
+	a := &nsAgent{node: node}
+	// The declared hosts are the seed's Xeons, not this machine: no facts
+	// reported. Probes run (each host has its own addresses).
+	a.cmd = r.hosts[node].Command(r.bin, "agent", "--node", node, "--interval", "250ms", "--report-facts=false",
+		"--migration-address", fmt.Sprintf("192.0.2.%d", octet))
+	a.cmd.Env = append(os.Environ(), "KAYO_ETCD_ENDPOINTS="+r.endpoints,
+		"KAYO_DATA_DIR="+filepath.Join(r.base, "host-"+node), "KAYO_QEMU_GUEST_DIR="+r.guest, "NO_COLOR=1")
+	a.cmd.Stdout, a.cmd.Stderr = a, a
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.agents[node] = a
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent %s (pid %d) log:\n%s", a.node, a.cmd.Process.Pid, tailLines(a.log(), 40))
+		}
+		_ = a.cmd.Process.Kill()
+		_ = a.cmd.Wait()
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(a.log(), "qemu: accepting VMs") {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent %s not ready within 60 s:\n%s", node, tailLines(a.log(), 20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// workdir is a fresh working directory under the rig whose CLI has only
+// KAYO_ETCD_ENDPOINTS.
+func (r *seedRig) workdir(name string) *testcli.Workdir {
+	dir := filepath.Join(r.base, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	w := testcli.NewWorkdir(r.cli, dir, r.mirror)
+	w.Env = append(w.Env, "KAYO_ETCD_ENDPOINTS="+r.endpoints)
+	return w
+}
+
+// engine opens the cluster database as the test's own client.
+func (r *seedRig) engine() *engine.Engine {
+	e, err := engine.Open(engine.Config{DataDir: filepath.Join(r.base, "test-client"),
+		Etcd: &store.EtcdOptions{Endpoints: strings.Split(r.endpoints, ",")}})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
 // TestSeedAcrossNamespaces runs the seed's configuration on hosts that are
-// network namespaces on two bridges, each with its own agent, the cluster
-// database an etcd on the Public bridge: the provider runs outside every
-// host and reaches only etcd. WEB01 live-migrates between the namespaces
-// (QEMU's migration stream goes from one host's address to the other's),
-// the next plan is empty, and so is a plan from a fresh directory that has
-// only the configuration, the state and KAYO_ETCD_ENDPOINTS.
+// network namespaces, each with its own agent, the cluster database an
+// etcd the provider reaches on its own network: the provider runs outside
+// every host. WEB01 live-migrates between the namespaces (QEMU's migration
+// stream goes from one host's address to the other's), the next plan is
+// empty, and so is a plan from a fresh directory that has only the
+// configuration, the state and KAYO_ETCD_ENDPOINTS.
 func TestSeedAcrossNamespaces(t *testing.T) {
 	if testing.Short() {
 		t.Skip("QEMU across network namespaces")
 	}
-	guest := qemutest.Guest(t)
-	// A third network reaches the database: the machine's own stack joins
-	// it (192.0.2.0/24 may be the machine's own network, as it is here).
-	// A random /24 of 198.18.0.0/15 (benchmarking addresses) keeps
-	// concurrent rigs apart.
-	dbNet := fmt.Sprintf("198.18.%d", mrand.IntN(256))
-	rig := netnsrig.New(t, "Public", "Heartbeat", "Database")
-	rig.Gateway("Database", netip.MustParsePrefix(dbNet+".1/24"))
-	etcd := etcdtest.Start(t, etcdtest.Options{ListenIP: dbNet + ".1"})
-	endpoints := strings.Join(etcd.Endpoints(), ",")
-	bin := testcli.Build(t, "./cmd/kayoctl")
-	base := t.TempDir()
-	lun := filepath.Join(base, "san", "lun0.img")
-	if err := os.MkdirAll(filepath.Dir(lun), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(lun, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(lun, 8<<30); err != nil {
-		t.Fatal(err)
-	}
-	hosts := map[string]*netnsrig.Host{}
-	var agents []*nsAgent
-	for i, n := range []string{y21, y22} {
-		octet := 21 + i
-		h := rig.AddHost(n, map[string]netip.Prefix{
-			"Public":    netip.MustParsePrefix(fmt.Sprintf("192.0.2.%d/24", octet)),
-			"Heartbeat": netip.MustParsePrefix(fmt.Sprintf("10.10.10.%d/24", octet)),
-			"Database":  netip.MustParsePrefix(fmt.Sprintf("%s.%d/24", dbNet, octet)),
-		})
-		hosts[n] = h
-		a := &nsAgent{node: n}
-		// The declared hosts are the seed's Xeons, not this machine: no
-		// facts reported. Probes run (each host has its own addresses).
-		a.cmd = h.Command(bin, "agent", "--node", n, "--interval", "250ms", "--report-facts=false",
-			"--migration-address", fmt.Sprintf("192.0.2.%d", octet))
-		a.cmd.Env = append(os.Environ(), "KAYO_ETCD_ENDPOINTS="+endpoints,
-			"KAYO_DATA_DIR="+filepath.Join(base, "host-"+n), "KAYO_QEMU_GUEST_DIR="+guest, "NO_COLOR=1")
-		a.cmd.Stdout, a.cmd.Stderr = a, a
-		if err := os.MkdirAll(filepath.Join(base, "host-"+n), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := a.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		agents = append(agents, a)
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("agent %s log:\n%s", a.node, tailLines(a.log(), 40))
-			}
-			_ = a.cmd.Process.Kill()
-			_ = a.cmd.Wait()
-		})
-	}
-	for _, a := range agents {
-		deadline := time.Now().Add(60 * time.Second)
-		for !strings.Contains(a.log(), "qemu: accepting VMs") {
-			if time.Now().After(deadline) {
-				t.Fatalf("agent %s not ready within 60 s:\n%s", a.node, tailLines(a.log(), 20))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-
-	cli := testcli.CLIs(t)[0]
-	m := testcli.NewMirror(t, testcli.KayoProvider(t))
-	work := filepath.Join(base, "work")
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	w := testcli.NewWorkdir(cli, work, m)
-	w.Env = append(w.Env, "KAYO_ETCD_ENDPOINTS="+endpoints)
+	r := newSeedRig(t)
+	w := r.workdir("work")
 	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
-	if err := w.WriteFile("main.tf", seedConfig(lun, y21)); err != nil {
+	if err := w.WriteFile("main.tf", seedConfig(r.lun, y21)); err != nil {
 		t.Fatal(err)
 	}
 	testcli.Must(t, w.Init(ctx))
 	testcli.Must(t, w.Apply(ctx))
-	t.Cleanup(func() {
+	// Deferred, not a cleanup: it must run before the agents' cleanups
+	// stop them (restarted agents register theirs later).
+	defer func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer dcancel()
 		if r := w.Destroy(dctx); r.Err != nil {
 			t.Errorf("destroy: %v", r.Err)
 		}
-	})
-	pid := webPID(t, hosts[y21])
+	}()
+	pid := webPID(t, r.hosts[y21])
 	t.Logf("WEB01 runs in %s's namespace (QEMU pid %d)", y21, pid)
 
 	// The live migration by owner_node: the target QEMU runs in Y-22's
-	// namespace, the source's is gone, and the guest did not reboot (the
-	// source's process handed over its memory; a cold boot would show a
-	// fresh serial counter on the target).
-	if err := w.WriteFile("main.tf", seedConfig(lun, y22)); err != nil {
+	// namespace and the source's is gone.
+	if err := w.WriteFile("main.tf", seedConfig(r.lun, y22)); err != nil {
 		t.Fatal(err)
 	}
-	r := testcli.Must(t, w.Apply(ctx))
-	if !strings.Contains(r.Stdout, "live-migrated") {
-		t.Errorf("the apply that moved WEB01 did not say it live-migrates:\n%s", tailLines(r.Stdout, 30))
+	res := testcli.Must(t, w.Apply(ctx))
+	if !strings.Contains(res.Stdout, "live-migrated") {
+		t.Errorf("the apply that moved WEB01 did not say it live-migrates:\n%s", tailLines(res.Stdout, 30))
 	}
-	if p := webPIDs(hosts[y21]); len(p) != 0 {
+	if p := webPIDs(r.hosts[y21]); len(p) != 0 {
 		t.Errorf("after the migration, QEMU still runs WEB01 in %s's namespace: %v", y21, p)
 	}
-	pid2 := webPID(t, hosts[y22])
+	pid2 := webPID(t, r.hosts[y22])
 	t.Logf("after the migration WEB01 runs in %s's namespace (QEMU pid %d)", y22, pid2)
-	if !strings.Contains(agents[0].log()+agents[1].log(), "192.0.2.22") {
-		t.Logf("note: the agents' logs do not name the target's migration address")
+	if !strings.Contains(r.agents[y21].log(), "WEB01 live migration completed") {
+		t.Errorf("the source agent did not log a completed live migration")
 	}
 
 	// The next plan is empty.
@@ -223,29 +271,136 @@ func TestSeedAcrossNamespaces(t *testing.T) {
 
 	// A fresh directory: the configuration and the state, no data_dir,
 	// only KAYO_ETCD_ENDPOINTS: the plan is empty.
-	fresh := filepath.Join(base, "fresh")
-	if err := os.MkdirAll(fresh, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	st, err := os.ReadFile(filepath.Join(work, "terraform.tfstate"))
+	st, err := os.ReadFile(filepath.Join(w.Dir, "terraform.tfstate"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(fresh, "terraform.tfstate"), st, 0o600); err != nil {
+	f := r.workdir("fresh")
+	if err := f.WriteFile("terraform.tfstate", string(st)); err != nil {
 		t.Fatal(err)
 	}
-	f := testcli.NewWorkdir(cli, fresh, m)
-	f.Env = append(f.Env, "KAYO_ETCD_ENDPOINTS="+endpoints)
-	if err := f.WriteFile("main.tf", seedConfig(lun, y22)); err != nil {
+	if err := f.WriteFile("main.tf", seedConfig(r.lun, y22)); err != nil {
 		t.Fatal(err)
 	}
 	testcli.Must(t, f.Init(ctx))
 	if code := planExit(t, ctx, f); code != 0 {
 		t.Fatalf("the plan from a fresh directory is not empty (exit %d)", code)
 	}
-	if _, err := os.Stat(filepath.Join(fresh, ".kayo")); err == nil {
-		t.Errorf("the plan from a fresh directory made an embedded data dir %s", filepath.Join(fresh, ".kayo"))
+	if _, err := os.Stat(filepath.Join(f.Dir, ".kayo")); err == nil {
+		t.Errorf("the plan from a fresh directory made an embedded data dir %s", filepath.Join(f.Dir, ".kayo"))
 	}
+}
+
+// TestSeedAgentKilledMidMigration SIGKILLs a host's agent while QEMU
+// live-migrates WEB01 between the namespaces: first the source's, then,
+// moving back, the target's. After the agent restarts the next apply
+// converges: WEB01 runs once, on its owner_node, the plan is empty, the
+// event history shows one owner at a time and the volume checks clean.
+func TestSeedAgentKilledMidMigration(t *testing.T) {
+	if testing.Short() {
+		t.Skip("QEMU across network namespaces")
+	}
+	r := newSeedRig(t)
+	e := r.engine()
+	w := r.workdir("work")
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Second)
+	defer cancel()
+	if err := w.WriteFile("main.tf", seedConfig(r.lun, y21)); err != nil {
+		t.Fatal(err)
+	}
+	testcli.Must(t, w.Init(ctx))
+	testcli.Must(t, w.Apply(ctx))
+	// Deferred, not a cleanup: it must run before the agents' cleanups
+	// stop them (restarted agents register theirs later).
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer dcancel()
+		if r := w.Destroy(dctx); r.Err != nil {
+			t.Errorf("destroy: %v", r.Err)
+		}
+	}()
+	webPID(t, r.hosts[y21])
+	for _, k := range []struct{ from, to, kill string }{{y21, y22, y21}, {y22, y21, y21}} {
+		if err := w.WriteFile("main.tf", seedConfig(r.lun, k.to)); err != nil {
+			t.Fatal(err)
+		}
+		applied := make(chan testcli.Result, 1)
+		go func() { applied <- w.Apply(ctx) }()
+		killed := false
+		for !killed {
+			select {
+			case res := <-applied:
+				t.Fatalf("%s → %s: the apply ended before the agent of %s could be killed mid-migration: %v", k.from, k.to, k.kill, res.Err)
+			case <-time.After(5 * time.Millisecond):
+			}
+			vm, err := e.GetVM(ctx, "HVCLUSTER", "WEB01")
+			if err != nil || vm.Pending == nil || vm.Pending.Op != "migrate" || vm.Pending.Phase != engine.PhasePrepare {
+				continue
+			}
+			if len(webPIDs(r.hosts[k.to])) == 0 {
+				continue // the target is not receiving yet
+			}
+			a := r.agents[k.kill]
+			if err := a.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			_ = a.cmd.Wait()
+			killed = true
+			t.Logf("%s → %s: killed the agent of %s while the target received WEB01", k.from, k.to, k.kill)
+		}
+		res := <-applied
+		t.Logf("%s → %s: the apply whose agent was killed: %v", k.from, k.to, res.Err)
+		r.startAgent(k.kill)
+		// The next apply converges (a VM whose memory died with its
+		// agent boots again on its owner).
+		testcli.Must(t, w.Apply(ctx))
+		if p := webPIDs(r.hosts[k.from]); len(p) != 0 {
+			t.Errorf("%s → %s: QEMU still runs WEB01 on %s: %v", k.from, k.to, k.from, p)
+		}
+		webPID(t, r.hosts[k.to])
+		if code := planExit(t, ctx, w); code != 0 {
+			t.Fatalf("%s → %s: the plan after converging is not empty (exit %d)", k.from, k.to, code)
+		}
+	}
+	checkOwnerChain(t, ctx, e, "WEB01")
+	check := exec.Command(r.bin, "volume", "check", "HVCLUSTER/O")
+	check.Env = append(os.Environ(), "KAYO_ETCD_ENDPOINTS="+r.endpoints, "KAYO_DATA_DIR="+filepath.Join(r.base, "test-client"))
+	out, err := check.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "no problems") {
+		t.Fatalf("kayoctl volume check: %v\n%s", err, out)
+	}
+	t.Logf("volume check: %s", strings.TrimSpace(string(out)))
+}
+
+// checkOwnerChain checks from the event history alone that vm had one
+// owner at a time: its vm.owner_changed events chain (from = previous to)
+// with tokens growing by one.
+func checkOwnerChain(t *testing.T, ctx context.Context, e *engine.Engine, vm string) {
+	t.Helper()
+	evs, err := e.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *engine.Event
+	n := 0
+	for i, ev := range evs {
+		if ev.Kind != engine.EventVMOwnerChanged || ev.Subject != vm {
+			continue
+		}
+		n++
+		if last != nil {
+			lt, _ := strconv.Atoi(last.Detail["token"])
+			nt, _ := strconv.Atoi(ev.Detail["token"])
+			if ev.Detail["from"] != last.Detail["to"] || nt != lt+1 {
+				t.Errorf("%s: owner change %v after %v: not one owner at a time", vm, ev.Detail, last.Detail)
+			}
+		}
+		last = &evs[i]
+	}
+	if n < 2 {
+		t.Errorf("%s: %d owner changes in the history, want the creation and the moves", vm, n)
+	}
+	t.Logf("%s: %d owner changes, one owner at a time", vm, n)
 }
 
 // planExit runs plan -detailed-exitcode: 0 no changes, 2 changes.
