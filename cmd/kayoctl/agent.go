@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/netprobe"
 )
 
@@ -47,7 +49,12 @@ func (c *cli) agent(args []string) error {
 	if *lease <= *interval {
 		return usagef("agent: --lease %s must be longer than --interval %s (it is renewed every interval)", *lease, *interval)
 	}
-	e, err := c.open()
+	ctx, cancel := c.signalContext()
+	defer cancel()
+	logf := func(format string, args ...any) {
+		_, _ = fmt.Fprintf(c.stderr, "%s agent %s: %s\n", time.Now().Format("15:04:05.000"), *node, fmt.Sprintf(format, args...))
+	}
+	e, err := c.openWaiting(ctx, logf)
 	if err != nil {
 		return err
 	}
@@ -55,11 +62,6 @@ func (c *cli) agent(args []string) error {
 	a, err := e.NewAgent(engine.AgentConfig{Node: *node, LeaseTTL: *lease})
 	if err != nil {
 		return err
-	}
-	ctx, cancel := c.signalContext()
-	defer cancel()
-	logf := func(format string, args ...any) {
-		_, _ = fmt.Fprintf(c.stderr, "%s agent %s: %s\n", time.Now().Format("15:04:05.000"), *node, fmt.Sprintf(format, args...))
 	}
 	logf("started (id %s, interval %s, lease %s, data dir %s)", a.ID(), *interval, *lease, e.DataDir())
 	defer startQEMU(ctx, a, *migAddr, logf)() // VMs of qemu clusters (agent_qemu.go)
@@ -125,6 +127,24 @@ func (c *cli) agent(args []string) error {
 			logf("stopped")
 			return nil
 		case <-ticker.C:
+		}
+	}
+}
+
+// openWaiting opens the cluster database, waiting while it is unavailable:
+// an agent started before its etcd (a host that boots first) keeps trying,
+// with a growing pause, instead of exiting. Other errors end it.
+func (c *cli) openWaiting(ctx context.Context, logf func(string, ...any)) (*engine.Engine, error) {
+	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
+		e, err := c.open()
+		if err == nil || !errors.Is(err, store.ErrUnavailable) {
+			return e, err
+		}
+		logf("cluster database unavailable, trying again in %s: %v", delay, err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
 		}
 	}
 }
