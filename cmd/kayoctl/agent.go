@@ -24,6 +24,7 @@ func (c *cli) agent(args []string) error {
 	lease := fs.Duration("lease", 0, "leader lease lifetime (default 3 × interval; held on a store lease, rounded up to whole seconds)")
 	reportFacts := fs.Bool("report-facts", true, "report this machine's processor, memory, adapters and hypervisor (kayo_host.reported; validated against the declared facts)")
 	probePort := fs.Int("probe-port", netprobe.DefaultPort, "UDP port this agent answers the other nodes' network probes on, and probes theirs on; 0: no probes")
+	skew := fs.Duration("clock-skew", 0, "for tests: the clock this agent's network probes carry runs this far ahead of the machine's (negative: behind), to see the clock offset validation reports")
 	migAddr := fs.String("migration-address", "127.0.0.1", "the IP address of this host's migration network: incoming live migrations of qemu clusters listen there (TLS with the cluster's key)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -71,6 +72,10 @@ func (c *cli) agent(args []string) error {
 	}
 	if *probePort != 0 {
 		p := &prober{e: e, node: *node, port: *probePort, logf: logf}
+		if *skew != 0 {
+			d := *skew
+			p.now = func() time.Time { return time.Now().Add(d) }
+		}
 		go p.run(ctx)
 	}
 	ticker := time.NewTicker(*interval)

@@ -26,6 +26,16 @@ type prober struct {
 	cluster string
 	key     []byte // the cluster's probe key (engine.ProbeSecret)
 	lastErr string
+	// now is this machine's clock (time.Now; --clock-skew moves it, to
+	// test the clock offset the probes measure).
+	now func() time.Time
+}
+
+func (p *prober) clock() time.Time {
+	if p.now == nil {
+		return time.Now()
+	}
+	return p.now()
 }
 
 // run probes every probeInterval until ctx ends, in its own goroutine:
@@ -69,22 +79,30 @@ func (p *prober) round(ctx context.Context) {
 			p.cluster = "" // retry next round
 			return
 		}
+		p.resp.Now = p.clock
 		go func(r *netprobe.Responder) { _ = r.Serve() }(p.resp)
 		p.logf("answering network probes of cluster %s on UDP %s", cluster, addr)
 	}
 	if cluster == "" {
 		return
 	}
-	round := engine.ProbeRound{At: time.Now().UTC(), Results: make([]netprobe.Result, len(targets))}
+	round := engine.ProbeRound{Results: make([]netprobe.Result, len(targets))}
 	var wg sync.WaitGroup
 	for i, t := range targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			round.Results[i] = netprobe.Probe(ctx, cluster, p.node, p.key, from[t.Network], t, p.port, 3, 500*time.Millisecond)
+			round.Results[i] = netprobe.Probe(ctx, cluster, p.node, p.key, from[t.Network], t, p.port, 3, 500*time.Millisecond, p.clock)
 		}()
 	}
 	wg.Wait()
+	// The round's time in the cluster's time: this clock less its offset,
+	// so a skewed node's round is judged fresh or stale as the others'.
+	off, peers := netprobe.ClusterOffset(round.Results)
+	round.At = p.clock().Add(-off).UTC()
+	if peers > 0 || len(targets) == 0 {
+		round.ClockOffset = &off
+	}
 	if err := p.e.RecordProbes(ctx, cluster, p.node, round); err != nil {
 		p.fail(fmt.Errorf("recording probes: %w", err))
 		return

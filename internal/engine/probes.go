@@ -22,6 +22,10 @@ const ProbeMaxAge = time.Minute
 type ProbeRound struct {
 	At      time.Time         `json:"at"`
 	Results []netprobe.Result `json:"results"`
+	// ClockOffset is the node's clock against the cluster's
+	// (netprobe.ClusterOffset; docs/ARCHITECTURE.md, "Clock offset"); nil
+	// when no peer answered.
+	ClockOffset *time.Duration `json:"clock_offset_ns,omitempty"`
 }
 
 // RecordProbes stores node's latest round.

@@ -4,9 +4,12 @@
 // its port (3343, the cluster service's port in Windows) and sends one to
 // every other node's address on every cluster network.
 //
-// A probe is a fixed-size datagram: magic, cluster, sender, nonce, and an
-// HMAC-SHA256 of them under the cluster's probe key (kept in the cluster
-// database, so only agents hold it). The answer is the same size, never
+// A probe is a fixed-size datagram: magic, cluster, sender, nonce, three
+// wall-clock timestamps, and an HMAC-SHA256 of them under the cluster's
+// probe key (kept in the cluster database, so only agents hold it). The
+// timestamps are NTP's: the asker's send time, the answerer's receive and
+// send times; with the asker's receive time they give the peer's clock
+// offset (ClockOffset). The answer is the same size, never
 // larger than the question (no amplification), sent only to a probe whose
 // MAC holds, and carries its own MAC: nobody without the key can make an
 // agent answer, or fake an answer.
@@ -30,10 +33,10 @@ import (
 const DefaultPort = 3343
 
 const (
-	magic     = "KAYOPRB1"
+	magic     = "KAYOPRB2"
 	nameLen   = 32
 	macLen    = 16
-	bodyLen   = len(magic) + 2*nameLen + 8 + 1 // magic, cluster, node, nonce, kind
+	bodyLen   = len(magic) + 2*nameLen + 8 + 1 + 3*8 // magic, cluster, node, nonce, kind, t1..t3
 	packetLen = bodyLen + macLen
 	kindAsk   = 1
 	kindReply = 2
@@ -43,6 +46,10 @@ type packet struct {
 	cluster, node string
 	nonce         uint64
 	kind          byte
+	// t1 is the asker's clock when it sent the probe (echoed in the
+	// answer), t2 and t3 the answerer's when it received it and when it
+	// answered; Unix nanoseconds.
+	t1, t2, t3 int64
 }
 
 func pad(s string) []byte {
@@ -58,6 +65,9 @@ func (p packet) marshal(key []byte) []byte {
 	b = append(b, pad(p.node)...)
 	b = binary.BigEndian.AppendUint64(b, p.nonce)
 	b = append(b, p.kind)
+	for _, t := range []int64{p.t1, p.t2, p.t3} {
+		b = binary.BigEndian.AppendUint64(b, uint64(t))
+	}
 	return append(b, mac(key, b)...)
 }
 
@@ -77,6 +87,8 @@ func parse(b, key []byte) (packet, bool) {
 	p := packet{cluster: name(b[:nameLen]), node: name(b[nameLen : 2*nameLen])}
 	p.nonce = binary.BigEndian.Uint64(b[2*nameLen:])
 	p.kind = b[2*nameLen+8]
+	ts := b[2*nameLen+9:]
+	p.t1, p.t2, p.t3 = int64(binary.BigEndian.Uint64(ts)), int64(binary.BigEndian.Uint64(ts[8:])), int64(binary.BigEndian.Uint64(ts[16:]))
 	return p, p.kind == kindAsk || p.kind == kindReply
 }
 
@@ -85,6 +97,9 @@ type Responder struct {
 	conn          *net.UDPConn
 	cluster, node string
 	key           []byte
+	// Now is the clock the answers' timestamps come from; nil: time.Now.
+	// Set it before Serve.
+	Now func() time.Time
 }
 
 // Listen opens the responder on addr (e.g. ":3343"); it answers probes
@@ -112,9 +127,14 @@ func (r *Responder) Close() error { return r.conn.Close() }
 
 // Serve answers until Close.
 func (r *Responder) Serve() error {
+	now := r.Now
+	if now == nil {
+		now = time.Now
+	}
 	buf := make([]byte, 2*packetLen)
 	for {
 		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
+		t2 := now().UnixNano()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
@@ -125,7 +145,7 @@ func (r *Responder) Serve() error {
 		if !ok || p.kind != kindAsk || p.cluster != r.cluster {
 			continue
 		}
-		reply := packet{cluster: r.cluster, node: r.node, nonce: p.nonce, kind: kindReply}
+		reply := packet{cluster: r.cluster, node: r.node, nonce: p.nonce, kind: kindReply, t1: p.t1, t2: t2, t3: now().UnixNano()}
 		_, _ = r.conn.WriteToUDPAddrPort(reply.marshal(r.key), from)
 	}
 }
@@ -138,6 +158,19 @@ type Result struct {
 	Reachable bool          `json:"reachable"`
 	RTT       time.Duration `json:"rtt_ns"`
 	Error     string        `json:"error,omitempty"`
+	// PeerOffset is how far the peer's clock is ahead of this node's
+	// (negative: behind), from the answered probe's timestamps
+	// (ClockOffset); nil without an answer.
+	PeerOffset *time.Duration `json:"peer_offset_ns,omitempty"`
+}
+
+// ClockOffset is NTP's offset of a peer's clock against ours from one
+// exchange: we sent at t1 (our clock), the peer received at t2 and
+// answered at t3 (its clock), we received at t4 (ours). Assuming the two
+// legs take equal time, the peer is ((t2-t1)+(t3-t4))/2 ahead; the error is
+// at most half the round trip spent on the wire, (t4-t1)-(t3-t2).
+func ClockOffset(t1, t2, t3, t4 int64) time.Duration {
+	return time.Duration(((t2 - t1) + (t3 - t4)) / 2)
 }
 
 // Target is a peer's address on one network.
@@ -150,9 +183,13 @@ type Target struct {
 // Probe sends up to tries probes to t from the address of this node on
 // t's network (from; the zero Addr lets the kernel choose) and waits up to
 // timeout for each answer. The answer must come from t's node and carry a
-// MAC under key.
-func Probe(ctx context.Context, cluster, node string, key []byte, from netip.Addr, t Target, port int, tries int, timeout time.Duration) Result {
+// MAC under key. now is this node's clock for the timestamps (nil:
+// time.Now); the round trip is measured on the monotonic clock.
+func Probe(ctx context.Context, cluster, node string, key []byte, from netip.Addr, t Target, port int, tries int, timeout time.Duration, now func() time.Time) Result {
 	res := Result{To: t.Node, Network: t.Network.String(), Address: t.Address.String()}
+	if now == nil {
+		now = time.Now
+	}
 	var laddr *net.UDPAddr
 	if from.IsValid() {
 		laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0))
@@ -167,8 +204,8 @@ func Probe(ctx context.Context, cluster, node string, key []byte, from netip.Add
 	for i := 0; i < tries && ctx.Err() == nil; i++ {
 		var nb [8]byte
 		_, _ = rand.Read(nb[:])
-		ask := packet{cluster: cluster, node: node, nonce: binary.BigEndian.Uint64(nb[:]), kind: kindAsk}
 		start := time.Now()
+		ask := packet{cluster: cluster, node: node, nonce: binary.BigEndian.Uint64(nb[:]), kind: kindAsk, t1: now().UnixNano()}
 		if _, err := c.Write(ask.marshal(key)); err != nil {
 			res.Error = err.Error()
 			continue
@@ -180,6 +217,7 @@ func Probe(ctx context.Context, cluster, node string, key []byte, from netip.Add
 		_ = c.SetReadDeadline(deadline)
 		for {
 			n, err := c.Read(buf)
+			t4 := now().UnixNano()
 			if err != nil {
 				res.Error = fmt.Sprintf("no answer within %s (%v)", timeout, err)
 				break
@@ -192,7 +230,8 @@ func Probe(ctx context.Context, cluster, node string, key []byte, from netip.Add
 				res.Error = fmt.Sprintf("%s answered, not %s", p.node, t.Node)
 				return res
 			}
-			res.Reachable, res.RTT, res.Error = true, time.Since(start), ""
+			off := ClockOffset(ask.t1, p.t2, p.t3, t4)
+			res.Reachable, res.RTT, res.Error, res.PeerOffset = true, time.Since(start), "", &off
 			return res
 		}
 	}

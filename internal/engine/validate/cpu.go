@@ -160,21 +160,35 @@ func processorCompatTest(e *env) Test {
 	}
 	flags, vendor := map[string][]string{}, map[string]string{}
 	var silent []string
+	var agents []AgentData
 	for _, n := range e.nodes {
 		if n.Reported == nil || len(n.Reported.CPUFlags) == 0 {
-			silent = append(silent, n.name)
+			if _, bad := e.in.NotReporting[n.name]; !bad {
+				silent = append(silent, n.name)
+			}
 			continue
 		}
 		flags[n.name], vendor[n.name] = n.Reported.CPUFlags, n.Reported.ProcessorVendor
+		agents = append(agents, AgentData{Node: n.name, At: n.Reported.At})
 	}
-	if len(flags) == 0 {
+	bad := e.notReporting()
+	if len(flags) == 0 && len(bad) == 0 {
 		return declared(test(system, TestProcessorCompat, AttrNodes, Passed,
 			"computed from declared facts: no node agent reports CPU flags, so only the processor vendors are compared (see "+TestProcessorVendor+")"))
 	}
-	if len(silent) > 0 {
+	probed := func(x Test) Test {
+		x.Source, x.Agents = SourceProbed, agents
+		return x
+	}
+	if len(silent) > 0 || len(bad) > 0 {
+		var msg []string
+		if len(silent) > 0 {
+			msg = append(msg, fmt.Sprintf("%s %s no CPU flags (no node agent reporting)", quotedNames(silent), oneOrMany(len(silent), "reports", "report")))
+		}
+		msg = append(msg, bad...)
 		return probed(test(system, TestProcessorCompat, AttrNodes, Warning,
-			fmt.Sprintf("not checked: %s %s no CPU flags (no node agent reporting); live migration to or from %s may fail on a missing CPU feature",
-				quotedNames(silent), oneOrMany(len(silent), "reports", "report"), oneOrMany(len(silent), "it", "them"))))
+			fmt.Sprintf("not checked: %s; live migration to or from %s may fail on a missing CPU feature",
+				problems(msg), oneOrMany(len(silent)+len(bad), "it", "them"))))
 	}
 	c := CommonCPU(flags, vendor)
 	if len(c.Lacking) == 0 {

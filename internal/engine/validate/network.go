@@ -110,7 +110,7 @@ func networkCommunicationTest(e *env) Test {
 		return test(network, TestNetworkCommunication, AttrNodes, Failed,
 			fmt.Sprintf("no network has an adapter on every node (%s), so the nodes cannot communicate; give every node an adapter in the same networks",
 				quoteHosts(e.nodeNames())))
-	case len(e.in.Probing) > 0 && len(e.nodes) > 1:
+	case (len(e.in.Probing) > 0 || len(e.notProbing()) > 0) && len(e.nodes) > 1:
 		return probedCommunicationTest(e)
 	case len(e.nodes) == 1:
 		return test(network, TestNetworkCommunication, AttrNodes, Passed,

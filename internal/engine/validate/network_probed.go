@@ -31,13 +31,17 @@ func probedCommunicationTest(e *env) Test {
 		got[key{p.From, p.To, p.Network.Masked()}] = p
 	}
 	var failed, missing, silent []string
+	var agents []AgentData
 	var worst time.Duration
 	pairs := 0
 	for _, a := range e.nodes {
 		if !e.in.Probing[a.name] {
-			silent = append(silent, a.name)
+			if _, bad := e.in.NotProbing[a.name]; !bad {
+				silent = append(silent, a.name)
+			}
 			continue
 		}
+		agents = append(agents, AgentData{Node: a.name, At: e.in.ProbedAt[a.name]})
 		for _, b := range e.nodes {
 			if a.name == b.name {
 				continue
@@ -57,23 +61,26 @@ func probedCommunicationTest(e *env) Test {
 		}
 	}
 	sort.Strings(silent)
+	bad := e.notProbing()
+	t := func(res Result, msg string) Test {
+		x := probed(test(network, TestNetworkCommunication, AttrNodes, res, msg))
+		x.Agents = agents
+		return x
+	}
 	switch {
 	case len(failed) > 0:
-		return probed(test(network, TestNetworkCommunication, AttrNodes, Failed,
-			problems(failed)+"; every node must reach every other node on every cluster network"))
-	case len(missing) > 0 || len(silent) > 0:
-		var clauses []string
+		return t(Failed, problems(failed)+"; every node must reach every other node on every cluster network")
+	case len(missing) > 0 || len(silent) > 0 || len(bad) > 0:
+		clauses := bad
 		if len(silent) > 0 {
 			clauses = append(clauses, fmt.Sprintf("%s %s no probes (no node agent probing)", quotedNames(silent), oneOrMany(len(silent), "reports", "report")))
 		}
 		if len(missing) > 0 {
 			clauses = append(clauses, "no probe result from "+joinAnd(missing))
 		}
-		return probed(test(network, TestNetworkCommunication, AttrNodes, Warning,
-			problems(clauses)+"; those paths are unchecked"))
+		return t(Warning, problems(clauses)+"; those paths are unchecked")
 	}
-	return probed(test(network, TestNetworkCommunication, AttrNodes, Passed,
-		fmt.Sprintf("%s reach each other both ways on %s: %s (%d probes answered, the slowest in %s)",
+	return t(Passed, fmt.Sprintf("%s reach each other both ways on %s: %s (%d probes answered, the slowest in %s)",
 			plural(len(e.nodes), "node"), plural(len(e.networks), "network"), networkList(e.networks), pairs,
-			worst.Round(10*time.Microsecond))))
+			worst.Round(10*time.Microsecond)))
 }

@@ -70,25 +70,37 @@ func reportedInventoryTest(e *env) Test {
 		return test(inventory, TestReportedInventory, AttrNodes, Passed, noRegisteredNodeCheck)
 	}
 	var clauses, silent []string
+	var agents []AgentData
 	for _, n := range e.nodes {
 		if n.Reported == nil {
-			silent = append(silent, n.name)
+			if _, bad := e.in.NotReporting[n.name]; !bad {
+				silent = append(silent, n.name)
+			}
 			continue
 		}
+		agents = append(agents, AgentData{Node: n.name, At: n.Reported.At})
 		clauses = append(clauses, InventoryMismatches(n.name, n.Host)...)
+	}
+	bad := e.notReporting()
+	t := func(res Result, msg string) Test {
+		x := probed(test(inventory, TestReportedInventory, AttrNodes, res, msg))
+		x.Agents = agents
+		return x
 	}
 	switch {
 	case len(silent) == len(e.nodes):
 		return declared(test(inventory, TestReportedInventory, AttrNodes, Passed,
 			"computed from declared facts: no node agent reports its machine, so the inventory is the declared one"))
 	case len(clauses) > 0:
-		return probed(test(inventory, TestReportedInventory, AttrNodes, Failed,
-			problems(clauses)+"; correct the declared value (or leave it out: the reported one is used)"))
-	case len(silent) > 0:
-		return probed(test(inventory, TestReportedInventory, AttrNodes, Warning,
-			fmt.Sprintf("%s %s nothing (no node agent reporting): %s declared facts are unchecked",
-				quotedNames(silent), oneOrMany(len(silent), "reports", "report"), oneOrMany(len(silent), "its", "their"))))
+		return t(Failed, problems(append(clauses, bad...))+"; correct the declared value (or leave it out: the reported one is used)")
+	case len(silent) > 0 || len(bad) > 0:
+		var msg []string
+		if len(silent) > 0 {
+			msg = append(msg, fmt.Sprintf("%s %s nothing (no node agent reporting)",
+				quotedNames(silent), oneOrMany(len(silent), "reports", "report")))
+		}
+		msg = append(msg, bad...)
+		return t(Warning, problems(msg)+": "+oneOrMany(len(silent)+len(bad), "its", "their")+" declared facts are unchecked")
 	}
-	return probed(test(inventory, TestReportedInventory, AttrNodes, Passed,
-		fmt.Sprintf("the declared facts of %s match what their agents report", plural(len(e.nodes), "node"))))
+	return t(Passed, fmt.Sprintf("the declared facts of %s match what their agents report", plural(len(e.nodes), "node")))
 }

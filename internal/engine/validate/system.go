@@ -37,6 +37,7 @@ func systemTests(e *env) []Test {
 		featuresTest(e),
 		processorVendorTest(e),
 		processorCompatTest(e),
+		clockTest(e),
 	}
 }
 

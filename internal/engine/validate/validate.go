@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"time"
 )
 
 // MaxNodes is the largest number of nodes a Windows Server 2008 failover
@@ -80,6 +81,7 @@ type Reported struct {
 	ProcessorCores  int
 	CPUFlags        []string // /proc/cpuinfo flags
 	MemoryMB        int64
+	At              time.Time // when the agent reported
 }
 
 // Input is what validation looks at: the cluster the user asks for and every
@@ -100,6 +102,16 @@ type Input struct {
 	// none, Network Communication is judged from the declared adapters.
 	Probes  []Probe
 	Probing map[string]bool
+	// ProbedAt is when each probing node's round was made.
+	ProbedAt map[string]time.Time
+	// Clocks are the nodes' clock offsets against the cluster, measured
+	// by their agents' probes (docs/ARCHITECTURE.md, "Clock offset").
+	Clocks map[string]Clock
+	// NotReporting and NotProbing name the nodes whose agent's host
+	// report or probe round is unusable (unreadable, out of range, of an
+	// old version, stopped), with why: never read as data, always named.
+	NotReporting map[string]string
+	NotProbing   map[string]string
 	// OtherClusterAddresses holds the static addresses of other clusters,
 	// cluster name -> address (a CIDR or a bare address). The static address
 	// must not equal any of them. Leave out the cluster being validated.
@@ -127,6 +139,15 @@ type Test struct {
 	// the configuration) or SourceProbed (what node agents report and
 	// measure).
 	Source string
+	// Agents are, for a probed test, the nodes whose agents' data it used
+	// and when each was reported or measured, by node name.
+	Agents []AgentData `json:",omitempty"`
+}
+
+// AgentData names one node agent's data a test used.
+type AgentData struct {
+	Node string    `json:"node"`
+	At   time.Time `json:"at"`
 }
 
 // Sources of a test's data.
