@@ -72,9 +72,9 @@ func TestClockOffsetNTP(t *testing.T) {
 		t1, t2, t3, t4 int64
 		want           time.Duration
 	}{
-		{0, ms(5), ms(6), ms(11), 0},                                          // same clocks, 5 ms each way
-		{0, ms(3005), ms(3006), ms(11), 3 * time.Second},                      // the peer 3 s ahead
-		{ms(10000), ms(7005), ms(7006), ms(10011), -3 * time.Second},          // the peer 3 s behind
+		{0, ms(5), ms(6), ms(11), 0},                                      // same clocks, 5 ms each way
+		{0, ms(3005), ms(3006), ms(11), 3 * time.Second},                  // the peer 3 s ahead
+		{ms(10000), ms(7005), ms(7006), ms(10011), -3 * time.Second},      // the peer 3 s behind
 		{0, ms(1000 + 9), ms(1000 + 10), ms(11), 1004 * time.Millisecond}, // 9 ms out, 1 ms back: error half the asymmetry
 	} {
 		if got := ClockOffset(c.t1, c.t2, c.t3, c.t4); got != c.want {
@@ -125,9 +125,9 @@ func TestClusterOffsetIsTheMedian(t *testing.T) {
 		peers   int
 	}{
 		{"alone", nil, 0, 0},
-		{"we run 10 s ahead of both peers", []Result{res("B", time.Millisecond, d(-10 * time.Second)), res("C", time.Millisecond, d(-10 * time.Second))}, 10 * time.Second, 2},
-		{"one peer runs 10 s ahead: not us", []Result{res("B", time.Millisecond, d(10 * time.Second)), res("C", time.Millisecond, d(0))}, 0, 2},
-		{"per peer the shortest round trip counts", []Result{res("B", 9*time.Millisecond, d(-4 * time.Second)), res("B", time.Millisecond, d(-2 * time.Second))}, time.Second, 1},
+		{"we run 10 s ahead of both peers", []Result{res("B", time.Millisecond, d(-10*time.Second)), res("C", time.Millisecond, d(-10*time.Second))}, 10 * time.Second, 2},
+		{"one peer runs 10 s ahead: not us", []Result{res("B", time.Millisecond, d(10*time.Second)), res("C", time.Millisecond, d(0))}, 0, 2},
+		{"per peer the shortest round trip counts", []Result{res("B", 9*time.Millisecond, d(-4*time.Second)), res("B", time.Millisecond, d(-2*time.Second))}, time.Second, 1},
 		{"unanswered probes do not count", []Result{res("B", 0, nil), {To: "C", Reachable: true, RTT: time.Millisecond}}, 0, 0},
 	} {
 		got, peers := ClusterOffset(c.results)

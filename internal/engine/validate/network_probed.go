@@ -81,6 +81,6 @@ func probedCommunicationTest(e *env) Test {
 		return t(Warning, problems(clauses)+"; those paths are unchecked")
 	}
 	return t(Passed, fmt.Sprintf("%s reach each other both ways on %s: %s (%d probes answered, the slowest in %s)",
-			plural(len(e.nodes), "node"), plural(len(e.networks), "network"), networkList(e.networks), pairs,
-			worst.Round(10*time.Microsecond)))
+		plural(len(e.nodes), "node"), plural(len(e.networks), "network"), networkList(e.networks), pairs,
+		worst.Round(10*time.Microsecond)))
 }
