@@ -28,6 +28,7 @@ func (f *factsReporter) tick(ctx context.Context) {
 		return
 	}
 	r, err := hostfacts.Collect(ctx, hostfacts.Options{})
+	r.Version = hostfacts.ReportVersion
 	if err == nil {
 		err = f.e.ReportHost(ctx, f.node, r)
 	}

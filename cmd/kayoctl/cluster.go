@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -40,7 +41,7 @@ func (c *cli) cluster(args []string) error {
 		return err
 	}
 	rep := check.Report
-	at := time.Now().UTC().Format(time.RFC3339)
+	at := check.At.Format(time.RFC3339Nano)
 	if *asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
@@ -57,11 +58,24 @@ func (c *cli) cluster(args []string) error {
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		_, _ = fmt.Fprintln(tw, "CATEGORY\tTEST\tRESULT\tSOURCE\tMESSAGE")
 		for _, t := range rep.Tests {
-			_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Category, t.Name, t.Result, t.Source, t.Message)
+			_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Category, t.Name, t.Result, sourceText(t), t.Message)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 	}
 	return rep.Err()
+}
+
+// sourceText is a test's source, and for a probed one whose agents'
+// data it used and when ("probed by Y-21 17:02:03, Y-22 17:02:04").
+func sourceText(t validate.Test) string {
+	if len(t.Agents) == 0 {
+		return t.Source
+	}
+	by := make([]string, len(t.Agents))
+	for i, a := range t.Agents {
+		by[i] = a.Node + " " + a.At.UTC().Format("15:04:05")
+	}
+	return t.Source + " by " + strings.Join(by, ", ")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
@@ -112,6 +113,7 @@ func (e *Engine) validateAgainst(ctx context.Context, s ClusterSpec, hosts map[s
 type PlanCheck struct {
 	Report   validate.Report
 	Complete bool
+	At       time.Time // when the report was made
 }
 
 // ValidateCluster runs cluster validation of s against the committed
@@ -132,7 +134,7 @@ func (e *Engine) ValidateCluster(ctx context.Context, s ClusterSpec, ignoreOther
 		}
 	}
 	rep, err := e.validateAgainst(ctx, s, hosts, ignoreOtherClusters)
-	return PlanCheck{Report: rep, Complete: complete}, err
+	return PlanCheck{Report: rep, Complete: complete, At: e.now().UTC()}, err
 }
 
 // CreateCluster validates and forms a cluster. Any failed test refuses
@@ -160,7 +162,7 @@ func (e *Engine) CreateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 		if failed := rep.Failed(); len(failed) > 0 {
 			return &ValidationError{Cluster: s.Name, Failed: failed}
 		}
-		c := Cluster{ClusterSpec: s, Validation: rep.Tests, CreatedAt: e.now().UTC()}
+		c := Cluster{ClusterSpec: s, Validation: rep.Tests, ValidatedAt: e.now().UTC(), CreatedAt: e.now().UTC()}
 		cmps := []store.Cmp{store.Absent(clusterKey(s.Name))}
 		ops := []store.Op{putJSON(clusterKey(s.Name), c),
 			e.eventOp(Event{Kind: EventClusterFormed, Cluster: s.Name, Subject: s.Name,
@@ -285,7 +287,7 @@ func (e *Engine) UpdateCluster(ctx context.Context, s ClusterSpec) (Cluster, err
 				return err
 			}
 		}
-		next := Cluster{ClusterSpec: s, Validation: rep.Tests, CreatedAt: c.CreatedAt}
+		next := Cluster{ClusterSpec: s, Validation: rep.Tests, ValidatedAt: e.now().UTC(), CreatedAt: c.CreatedAt}
 		cmps := append([]store.Cmp{store.At(clusterKey(s.Name), c.Revision)}, qcmps...)
 		for _, n := range removed {
 			cmps = append(cmps, store.Absent(vmNodeKey(s.Name, n)))

@@ -197,6 +197,10 @@ func (e *ForceRequiredError) Unwrap() error { return e.Cause }
 // ErrAgentDown: the node agent that must act is not running.
 var ErrAgentDown = errors.New("node agent is not running")
 
+// ErrBadReport: a node agent's record (host report, probe round) is
+// unreadable, out of range or of another version; it is not used.
+var ErrBadReport = errors.New("node agent's report is unusable")
+
 // ErrBusy: another live process is changing the VM.
 var ErrBusy = errors.New("another operation is in progress")
 

@@ -2,7 +2,7 @@ package engine
 
 import (
 	"context"
-	"strings"
+	"fmt"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
@@ -18,42 +18,33 @@ import (
 // re-reports every minute, so an older one is from an agent that stopped.
 const ReportMaxAge = 10 * time.Minute
 
-// ReportHost records node's report; the host must be registered.
+// ReportHost records node's report. The host need not be registered yet:
+// its agent runs before Terraform registers it, and a kayo_host that
+// leaves its hardware facts out takes them from this report. A report
+// that fails hostfacts.Report.Check is refused (ErrBadReport).
 func (e *Engine) ReportHost(ctx context.Context, node string, r hostfacts.Report) error {
-	h, err := e.GetHost(ctx, node)
-	if err != nil {
+	if err := checkHostName(node); err != nil {
 		return err
 	}
-	_, err = e.st.Commit(ctx, []store.Cmp{store.At(hostKey(node), h.Revision)}, []store.Op{putJSON(hostReportKey(node), r)})
+	if err := r.Check(); err != nil {
+		return fmt.Errorf("host %q: %w: %v", node, ErrBadReport, err)
+	}
+	_, err := e.st.Commit(ctx, nil, []store.Op{putJSON(hostReportKey(node), r)})
 	return err
 }
 
 // HostReport returns node's report, ErrNotFound when its agent never
-// reported; stale says it is older than ReportMaxAge.
+// reported, ErrBadReport when the record is unusable; stale says it is
+// older than ReportMaxAge.
 func (e *Engine) HostReport(ctx context.Context, node string) (r hostfacts.Report, stale bool, err error) {
-	if _, err = getJSON(ctx, e.st, hostReportKey(node), &r); err != nil {
+	kv, err := e.st.Get(ctx, hostReportKey(node))
+	if err != nil {
+		return r, false, err
+	}
+	if r, err = readReport(kv); err != nil {
 		return r, false, err
 	}
 	return r, e.now().Sub(r.ReportedAt) > ReportMaxAge, nil
-}
-
-// freshReports returns the reports no older than ReportMaxAge, by host.
-func (e *Engine) freshReports(ctx context.Context) (map[string]hostfacts.Report, error) {
-	kvs, _, err := e.st.List(ctx, hostReportsPrefix)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]hostfacts.Report{}
-	for _, kv := range kvs {
-		var r hostfacts.Report
-		if err := decode(kv, &r); err != nil {
-			return nil, err
-		}
-		if e.now().Sub(r.ReportedAt) <= ReportMaxAge {
-			out[strings.TrimPrefix(kv.Key, hostReportsPrefix)] = r
-		}
-	}
-	return out, nil
 }
 
 // forgetHostReport drops a removed host's report.
@@ -67,7 +58,7 @@ func withReports(in validate.Input, reports map[string]hostfacts.Report) validat
 			continue
 		}
 		h.Reported = &validate.Reported{ProcessorVendor: r.ProcessorVendor, ProcessorModel: r.ProcessorModel,
-			ProcessorCores: r.ProcessorCores, CPUFlags: r.CPUFlags, MemoryMB: r.MemoryMB}
+			ProcessorCores: r.ProcessorCores, CPUFlags: r.CPUFlags, MemoryMB: r.MemoryMB, At: r.ReportedAt}
 		in.Hosts[name] = h
 	}
 	return in

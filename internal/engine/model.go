@@ -87,6 +87,9 @@ type Cluster struct {
 	ClusterSpec
 	// Validation is the report of the last formation or membership change.
 	Validation []validate.Test `json:"validation"`
-	CreatedAt  time.Time       `json:"created_at"`
-	Revision   int64           `json:"-"`
+	// ValidatedAt is when Validation was made (zero in records older
+	// than the field).
+	ValidatedAt time.Time `json:"validated_at"`
+	CreatedAt   time.Time `json:"created_at"`
+	Revision    int64     `json:"-"`
 }

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
@@ -81,42 +80,19 @@ func (e *Engine) ProbeTargets(ctx context.Context, node string) (cluster string,
 	return c.Name, from, targets, nil
 }
 
-// freshProbes returns the probes of cluster's nodes no older than
-// ProbeMaxAge, and which nodes sent them.
-func (e *Engine) freshProbes(ctx context.Context, cluster string) ([]validate.Probe, map[string]bool, error) {
-	kvs, _, err := e.st.List(ctx, probeClusterPrefix(cluster))
-	if err != nil {
-		return nil, nil, err
-	}
-	var out []validate.Probe
-	probing := map[string]bool{}
-	for _, kv := range kvs {
-		var r ProbeRound
-		if err := decode(kv, &r); err != nil {
-			return nil, nil, err
-		}
-		if e.now().Sub(r.At) > ProbeMaxAge {
-			continue
-		}
-		from := strings.TrimPrefix(kv.Key, probeClusterPrefix(cluster))
-		probing[from] = true
-		for _, x := range r.Results {
-			p := validate.Probe{From: from, To: x.To, Reachable: x.Reachable, RTT: x.RTT, Error: x.Error}
-			p.Network, _ = netip.ParsePrefix(x.Network)
-			p.Address, _ = netip.ParseAddr(x.Address)
-			out = append(out, p)
-		}
-	}
-	return out, probing, nil
-}
-
-// liveInput adds what the agents report and probe to a validation input.
+// liveInput adds what the agents report and probe to a validation input,
+// and names the nodes whose agent's records are unusable.
 func (e *Engine) liveInput(ctx context.Context, in validate.Input) (validate.Input, error) {
-	reports, err := e.freshReports(ctx)
+	reports, bad, err := e.readReports(ctx)
 	if err != nil {
 		return in, err
 	}
 	in = withReports(in, reports)
-	in.Probes, in.Probing, err = e.freshProbes(ctx, in.ClusterName)
-	return in, err
+	in.NotReporting = bad
+	pr, err := e.readProbes(ctx, in.ClusterName)
+	if err != nil {
+		return in, err
+	}
+	in.Probes, in.Probing, in.ProbedAt, in.Clocks, in.NotProbing = pr.probes, pr.probing, pr.at, pr.clocks, pr.bad
+	return in, nil
 }

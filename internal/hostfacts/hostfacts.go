@@ -21,6 +21,7 @@ import (
 
 // Report is one host's facts, in the JSON names of kayo_host.reported.
 type Report struct {
+	Version         int         `json:"version"` // ReportVersion (check.go)
 	ProcessorVendor string      `json:"processor_vendor"`
 	ProcessorModel  string      `json:"processor_model"`
 	ProcessorCores  int         `json:"processor_cores"`
