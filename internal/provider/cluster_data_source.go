@@ -42,8 +42,14 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 					"result":   schema.StringAttribute{Computed: true, MarkdownDescription: "`passed`, `warning` or `failed`."},
 					"message":  schema.StringAttribute{Computed: true, MarkdownDescription: "What the test found."},
 					"source":   schema.StringAttribute{Computed: true, MarkdownDescription: "`declared` or `probed` (see `kayo_cluster`)."},
+					"agents": schema.ListNestedAttribute{Computed: true, MarkdownDescription: "For a `probed` test, the nodes whose agents' data it used, and when.",
+						NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+							"node": schema.StringAttribute{Computed: true, MarkdownDescription: "The node whose agent made the data."},
+							"at":   schema.StringAttribute{Computed: true, MarkdownDescription: "When (RFC 3339, UTC)."},
+						}}},
 				}},
 			},
+			"validated_at": schema.StringAttribute{Computed: true, MarkdownDescription: "When `validation` was made (RFC 3339, UTC)."},
 		},
 	}
 }

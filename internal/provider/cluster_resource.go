@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
@@ -47,7 +48,10 @@ type clusterModel struct {
 	HeartbeatTimeoutSeconds types.Int64  `tfsdk:"heartbeat_timeout_seconds"`
 	ForceDestroy            types.Bool   `tfsdk:"force_destroy"`
 	Validation              types.List   `tfsdk:"validation"`
+	ValidatedAt             types.String `tfsdk:"validated_at"`
 }
+
+var validationAgentAttrTypes = map[string]attr.Type{"node": types.StringType, "at": types.StringType}
 
 var validationAttrTypes = map[string]attr.Type{
 	"category": types.StringType,
@@ -55,6 +59,7 @@ var validationAttrTypes = map[string]attr.Type{
 	"result":   types.StringType,
 	"message":  types.StringType,
 	"source":   types.StringType,
+	"agents":   types.ListType{ElemType: types.ObjectType{AttrTypes: validationAgentAttrTypes}},
 }
 
 func (r *clusterResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -140,7 +145,19 @@ func (r *clusterResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 					"source": schema.StringAttribute{Computed: true, MarkdownDescription: "What the test looked at: `declared` " +
 						"(the facts in the configuration: no node agent reports, as in the embedded lab) or `probed` (what the " +
 						"nodes' agents report of their machines)."},
+					"agents": schema.ListNestedAttribute{Computed: true, MarkdownDescription: "For a `probed` test, the nodes " +
+						"whose agents' reports or probes it used, each with when its agent made them; empty for a `declared` test.",
+						NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+							"node": schema.StringAttribute{Computed: true, MarkdownDescription: "The node whose agent made the data."},
+							"at":   schema.StringAttribute{Computed: true, MarkdownDescription: "When (RFC 3339, UTC)."},
+						}}},
 				}},
+			},
+			"validated_at": schema.StringAttribute{
+				Computed: true,
+				MarkdownDescription: "When `validation` was made (RFC 3339, UTC): at formation and at every change of " +
+					"the nodes, address, hypervisor or heartbeat timeout, each of which validates the cluster again. " +
+					"`kayoctl cluster validate NAME` makes a report now without changing anything.",
 			},
 		},
 	}
@@ -183,6 +200,7 @@ func validationList(tests []validate.Test) types.List {
 			"result":   types.StringValue(string(t.Result)),
 			"message":  types.StringValue(t.Message),
 			"source":   types.StringValue(sourceOf(t)),
+			"agents":   agentsList(t.Agents),
 		}))
 	}
 	return types.ListValueMust(types.ObjectType{AttrTypes: validationAttrTypes}, vals)
@@ -211,7 +229,26 @@ func clusterToModel(c engine.Cluster) clusterModel {
 		HeartbeatTimeoutSeconds: types.Int64Value(int64(c.HeartbeatTimeoutSeconds)),
 		ForceDestroy:            types.BoolValue(c.ForceDestroy),
 		Validation:              validationList(c.Validation),
+		ValidatedAt:             validatedAt(c),
 	}
+}
+
+func agentsList(as []validate.AgentData) types.List {
+	vals := make([]attr.Value, len(as))
+	for i, a := range as {
+		vals[i] = types.ObjectValueMust(validationAgentAttrTypes, map[string]attr.Value{
+			"node": types.StringValue(a.Node), "at": types.StringValue(a.At.UTC().Format(time.RFC3339Nano)),
+		})
+	}
+	return types.ListValueMust(types.ObjectType{AttrTypes: validationAgentAttrTypes}, vals)
+}
+
+// validatedAt is null for a record made before the field.
+func validatedAt(c engine.Cluster) types.String {
+	if c.ValidatedAt.IsZero() {
+		return types.StringNull()
+	}
+	return types.StringValue(c.ValidatedAt.UTC().Format(time.RFC3339Nano))
 }
 
 // warnValidation surfaces validation warnings so they are seen, not only stored.

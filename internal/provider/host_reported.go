@@ -36,6 +36,7 @@ var reportedAttrTypes = map[string]attr.Type{
 	"hypervisor":       types.ObjectType{AttrTypes: reportedHypervisorAttrTypes},
 	"reported_at":      types.StringType,
 	"stale":            types.BoolType,
+	"clock_offset_ms":  types.Int64Type,
 }
 
 func reportedSchema() schema.SingleNestedAttribute {
@@ -70,6 +71,7 @@ func reportedSchema() schema.SingleNestedAttribute {
 			"reported_at": str("When the agent reported (RFC 3339, UTC); it re-reports every minute."),
 			"stale": schema.BoolAttribute{Computed: true, MarkdownDescription: "The report is older than 10 minutes (its agent " +
 				"stopped): validation no longer uses it."},
+			"clock_offset_ms": clockOffsetSchema(),
 		},
 	}
 }
@@ -77,13 +79,13 @@ func reportedSchema() schema.SingleNestedAttribute {
 // reportedValue reads node's report for the state; null when none.
 func reportedValue(ctx context.Context, e *engine.Engine, node string) (types.Object, error) {
 	r, stale, err := e.HostReport(ctx, node)
-	if errors.Is(err, engine.ErrNotFound) {
+	if errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrBadReport) {
 		return types.ObjectNull(reportedAttrTypes), nil
 	}
 	if err != nil {
 		return types.ObjectNull(reportedAttrTypes), err
 	}
-	return reportedObject(r, stale), nil
+	return withClockOffset(ctx, e, node, reportedObject(r, stale))
 }
 
 func reportedObject(r hostfacts.Report, stale bool) types.Object {
@@ -116,5 +118,6 @@ func reportedObject(r hostfacts.Report, stale bool) types.Object {
 		"hypervisor":       hv,
 		"reported_at":      types.StringValue(r.ReportedAt.UTC().Format(time.RFC3339)),
 		"stale":            types.BoolValue(stale),
+		"clock_offset_ms":  types.Int64Null(),
 	})
 }
