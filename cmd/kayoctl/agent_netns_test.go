@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,9 @@ import (
 // Hosts as network namespaces, one agent in each: the agents probe each
 // other on both cluster networks and `kayoctl cluster validate` passes
 // "Validate Network Communication" from those probes; with one host's
-// heartbeat link down it fails naming the pairs and the network.
+// heartbeat link down it fails naming the pairs and the network. Y-23's
+// agent runs with its clock 10 s ahead: "Validate Clock Synchronization"
+// warns naming it and its offset, and only it.
 func TestAgentsProbeEachOtherAcrossNamespaces(t *testing.T) {
 	rig := netnsrig.New(t, "Public", "Heartbeat")
 	bin := testcli.Build(t, "./cmd/kayoctl")
@@ -33,7 +36,11 @@ func TestAgentsProbeEachOtherAcrossNamespaces(t *testing.T) {
 		})
 		p := &agentProc{node: n}
 		// Facts are not reported: the declared hosts are the seed's Xeons.
-		p.cmd = hosts[n].Command(bin, "--data-dir", dir, "agent", "--node", n, "--interval", "250ms", "--report-facts=false")
+		args := []string{"--data-dir", dir, "agent", "--node", n, "--interval", "250ms", "--report-facts=false"}
+		if n == "Y-23-2k8x64" {
+			args = append(args, "--clock-skew", "10s")
+		}
+		p.cmd = hosts[n].Command(bin, args...)
 		p.cmd.Stdout, p.cmd.Stderr = p, p
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -46,7 +53,7 @@ func TestAgentsProbeEachOtherAcrossNamespaces(t *testing.T) {
 			_ = p.cmd.Wait()
 		})
 	}
-	comm := func() (validate.Test, int) {
+	report := func(name string) (validate.Test, int) {
 		cmd := exec.Command(bin, "--data-dir", dir, "cluster", "validate", "HVCLUSTER", "--json")
 		out, err := cmd.Output()
 		code := 0
@@ -60,13 +67,14 @@ func TestAgentsProbeEachOtherAcrossNamespaces(t *testing.T) {
 			t.Fatalf("cluster validate --json: %v\n%s", err, out)
 		}
 		for _, x := range rep.Tests {
-			if x.Name == validate.TestNetworkCommunication {
+			if x.Name == name {
 				return x, code
 			}
 		}
-		t.Fatalf("no %q test in %s", validate.TestNetworkCommunication, out)
+		t.Fatalf("no %q test in %s", name, out)
 		return validate.Test{}, 0
 	}
+	comm := func() (validate.Test, int) { return report(validate.TestNetworkCommunication) }
 	waitFor := func(what string, ok func(validate.Test, int) bool) validate.Test {
 		t.Helper()
 		deadline := time.Now().Add(45 * time.Second)
@@ -87,6 +95,15 @@ func TestAgentsProbeEachOtherAcrossNamespaces(t *testing.T) {
 	t.Logf("all links up: %s", x.Message)
 	if !strings.Contains(x.Message, "12 probes answered") {
 		t.Errorf("3 nodes × 2 peers × 2 networks = 12 probes, got: %s", x.Message)
+	}
+	if len(x.Agents) != 3 {
+		t.Errorf("the test names %+v, want the 3 agents whose probes it used", x.Agents)
+	}
+	clock, _ := report(validate.TestClock)
+	t.Logf("clocks: %s", clock.Message)
+	if !regexp.MustCompile(`host "Y-23-2k8x64"'s clock is \+(99\d\d|100\d\d) ms off`).MatchString(clock.Message) ||
+		clock.Result != validate.Warning || strings.Contains(clock.Message, `"Y-21-2k8x64"'s clock`) || strings.Contains(clock.Message, `"Y-22-2k8x64"'s clock`) {
+		t.Errorf("Y-23's clock 10 s ahead: %+v, want a warning naming it (about +10000 ms) and no other node", clock)
 	}
 	hosts["Y-22-2k8x64"].SetLink("Heartbeat", false)
 	// Every agent's next round sees the cut: both directions are named.

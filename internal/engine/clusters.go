@@ -64,6 +64,7 @@ func validationInput(s ClusterSpec, hosts map[string]Host) validate.Input {
 			ProcessorCores:  h.ProcessorCores,
 			MemoryMB:        h.MemoryMB,
 			Features:        h.Features,
+			FromAgent:       h.FromAgent,
 		}
 		vh.Address, _ = netip.ParseAddr(h.Address)
 		for _, a := range h.Adapters {

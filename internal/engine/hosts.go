@@ -25,20 +25,18 @@ func CheckHostSpec(s HostSpec) error {
 	if err := checkHostName(s.Name); err != nil {
 		return err
 	}
+	fromAgent, err := checkFromAgent(s)
+	if err != nil {
+		return err
+	}
 	if _, err := netip.ParseAddr(s.Address); err != nil {
 		return invalid("address", s.Address, "an IPv4 or IPv6 address")
 	}
 	if !slices.Contains(OSEditions, s.OSEdition) {
 		return invalid("os_edition", s.OSEdition, strings.Join(OSEditions, ", "))
 	}
-	if !slices.Contains(ProcessorVendors, s.ProcessorVendor) {
-		return invalid("processor_vendor", s.ProcessorVendor, strings.Join(ProcessorVendors, ", "))
-	}
-	if s.ProcessorCores < 1 || s.ProcessorCores > 1024 {
-		return invalid("processor_cores", fmt.Sprint(s.ProcessorCores), "1 to 1024")
-	}
-	if s.MemoryMB < 512 || s.MemoryMB > 64<<20 {
-		return invalid("memory_mb", fmt.Sprint(s.MemoryMB), "512 to 67108864 (64 TiB)")
+	if err := checkFacts(s, fromAgent); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for i, a := range s.Adapters {
@@ -84,12 +82,19 @@ func normalizeHost(s HostSpec) HostSpec {
 	slices.Sort(s.Features)
 	s.Features = slices.Compact(s.Features)
 	s.Adapters = slices.Clone(s.Adapters)
+	s.FromAgent = slices.Clone(s.FromAgent)
+	slices.Sort(s.FromAgent)
+	s.FromAgent = slices.Compact(s.FromAgent)
 	return s
 }
 
 // CreateHost registers a host. A host of that name must not exist.
 func (e *Engine) CreateHost(ctx context.Context, s HostSpec) (Host, error) {
 	if err := CheckHostSpec(s); err != nil {
+		return Host{}, err
+	}
+	s, err := e.fillFromAgent(ctx, s, nil)
+	if err != nil {
 		return Host{}, err
 	}
 	h := Host{HostSpec: normalizeHost(s), CreatedAt: e.now().UTC()}
@@ -247,7 +252,7 @@ func (e *Engine) hostRecord(kv store.KV) (Host, error) {
 	if err != nil {
 		return Host{}, err
 	}
-	h.Features, h.Adapters = slices.Clone(h.Features), slices.Clone(h.Adapters)
+	h.Features, h.Adapters, h.FromAgent = slices.Clone(h.Features), slices.Clone(h.Adapters), slices.Clone(h.FromAgent)
 	h.Revision = kv.ModRevision
 	return h, nil
 }
@@ -272,7 +277,11 @@ func (e *Engine) UpdateHost(ctx context.Context, s HostSpec) (Host, error) {
 		}
 		h := r.h
 		entering := s.Maintenance && !h.Maintenance
-		next := normalizeHost(s)
+		filled, err := e.fillFromAgent(ctx, s, &h.HostSpec)
+		if err != nil {
+			return err
+		}
+		next := normalizeHost(filled)
 		judged := affectsValidation(h.HostSpec, next)
 		h.HostSpec = next
 		cmps := []store.Cmp{store.At(hostKey(s.Name), h.Revision)}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -29,8 +30,23 @@ func (e *Engine) ReportHost(ctx context.Context, node string, r hostfacts.Report
 	if err := r.Check(); err != nil {
 		return fmt.Errorf("host %q: %w: %v", node, ErrBadReport, err)
 	}
-	_, err := e.st.Commit(ctx, nil, []store.Op{putJSON(hostReportKey(node), r)})
-	return err
+	// A registered host that takes facts from its agent gets the new
+	// values in the same commit (hosts_facts.go).
+	return e.retry(ctx, func() error {
+		h, err := e.GetHost(ctx, node)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		var cmps []store.Cmp
+		ops := []store.Op{putJSON(hostReportKey(node), r)}
+		if next, changed := reportedFactsOp(h, err == nil, r); changed {
+			cmps = append(cmps, store.At(hostKey(node), h.Revision))
+			ops = append(ops, putJSON(hostKey(node), next), e.eventOp(Event{Kind: EventHostUpdated, Cluster: h.Cluster,
+				Subject: node, Detail: map[string]string{"facts": "as its agent reports"}}))
+		}
+		_, err = e.st.Commit(ctx, cmps, ops)
+		return err
+	})
 }
 
 // HostReport returns node's report, ErrNotFound when its agent never

@@ -32,6 +32,10 @@ type HostSpec struct {
 	Features        []string  `json:"features"`
 	Adapters        []Adapter `json:"network_adapters"`
 	Maintenance     bool      `json:"maintenance"`
+	// FromAgent are the hardware facts (AgentFacts) the configuration
+	// leaves out: their values above are the host agent's report's
+	// (hosts_facts.go), not declared.
+	FromAgent []string `json:"from_agent,omitempty"`
 }
 
 // Host is a registered host as the cluster database holds it.

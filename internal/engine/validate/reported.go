@@ -2,6 +2,7 @@ package validate
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -25,7 +26,9 @@ func InventoryMismatches(name string, h Host) []string {
 	}
 	var out []string
 	differs := func(fact, declared, reported string) {
-		out = append(out, fmt.Sprintf("host %q declares %s %s but its agent reports %s", name, fact, declared, reported))
+		if !slices.Contains(h.FromAgent, fact) {
+			out = append(out, fmt.Sprintf("host %q declares %s %s but its agent reports %s", name, fact, declared, reported))
+		}
 	}
 	if h.ProcessorVendor != "" && r.ProcessorVendor != "" && norm(h.ProcessorVendor) != norm(r.ProcessorVendor) {
 		differs("processor_vendor", fmt.Sprintf("%q", h.ProcessorVendor), fmt.Sprintf("%q", r.ProcessorVendor))

@@ -72,6 +72,10 @@ type Host struct {
 	// when no agent reports (the embedded lab): tests then use the
 	// declared facts above and say so (Source).
 	Reported *Reported
+	// FromAgent names the facts above the configuration left out (taken
+	// from the agent's report, so not compared with it), by attribute:
+	// processor_vendor, processor_model, processor_cores, memory_mb.
+	FromAgent []string
 }
 
 // Reported is a node agent's report of its machine.
