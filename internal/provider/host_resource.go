@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
@@ -108,24 +109,28 @@ func (r *hostResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 				Validators: []validator.String{stringvalidator.OneOf(engine.OSEditions...)},
 			},
 			"processor_vendor": schema.StringAttribute{
-				Required: true,
+				Optional: true,
+				Computed: true,
 				MarkdownDescription: "`intel` or `amd`. Live migration needs the same vendor on both ends; " +
-					"otherwise the engine quick-migrates.",
+					"otherwise the engine quick-migrates." + fromAgentNote,
 				Validators: []validator.String{stringvalidator.OneOf(engine.ProcessorVendors...)},
 			},
 			"processor_model": schema.StringAttribute{
-				Required:            true,
-				MarkdownDescription: "Processor model, e.g. `Xeon E5440`.",
+				Optional:            true,
+				Computed:            true,
+				MarkdownDescription: "Processor model, e.g. `Xeon E5440`." + fromAgentNote,
 				Validators:          []validator.String{stringvalidator.LengthBetween(1, 128)},
 			},
 			"processor_cores": schema.Int64Attribute{
-				Required:            true,
-				MarkdownDescription: "Processor cores, 1–1024.",
+				Optional:            true,
+				Computed:            true,
+				MarkdownDescription: "Processor cores, 1–1024." + fromAgentNote,
 				Validators:          []validator.Int64{int64validator.Between(1, 1024)},
 			},
 			"memory_mb": schema.Int64Attribute{
-				Required:            true,
-				MarkdownDescription: "Physical memory in MiB (at least 512).",
+				Optional:            true,
+				Computed:            true,
+				MarkdownDescription: "Physical memory in MiB (at least 512)." + fromAgentNote,
 				Validators:          []validator.Int64{int64validator.Between(512, 64<<20)},
 			},
 			"features": schema.SetAttribute{
@@ -183,10 +188,20 @@ func (r *hostResource) Configure(_ context.Context, req resource.ConfigureReques
 }
 
 // spec converts a fully known model; ok is false when a value is unknown.
-func (m hostModel) spec(ctx context.Context, diags *diag.Diagnostics) (engine.HostSpec, bool) {
-	for _, v := range []attr.Value{m.Name, m.Address, m.OSEdition, m.ProcessorVendor, m.ProcessorModel,
-		m.ProcessorCores, m.MemoryMB, m.Features, m.NetworkAdapters, m.Maintenance} {
+// The hardware facts cfg (the configuration) leaves out are the agent's
+// (HostSpec.FromAgent; host_facts.go); cfg nil: m is the configuration.
+func (m hostModel) spec(ctx context.Context, diags *diag.Diagnostics, cfg *hostModel) (engine.HostSpec, bool) {
+	if cfg == nil {
+		cfg = &m
+	}
+	for _, v := range []attr.Value{m.Name, m.Address, m.OSEdition, m.Features, m.NetworkAdapters, m.Maintenance} {
 		if v.IsUnknown() {
+			return engine.HostSpec{}, false
+		}
+	}
+	fromAgent := cfg.omittedFacts()
+	for _, f := range engine.AgentFacts {
+		if !slices.Contains(fromAgent, f) && m.fact(f).IsUnknown() {
 			return engine.HostSpec{}, false
 		}
 	}
@@ -200,6 +215,7 @@ func (m hostModel) spec(ctx context.Context, diags *diag.Diagnostics) (engine.Ho
 		MemoryMB:        m.MemoryMB.ValueInt64(),
 		Maintenance:     m.Maintenance.ValueBool(),
 	}
+	s = withFromAgent(s, fromAgent)
 	if !m.Features.IsNull() {
 		diags.Append(m.Features.ElementsAs(ctx, &s.Features, false)...)
 	}
@@ -254,7 +270,7 @@ func (r *hostResource) ValidateConfig(ctx context.Context, req resource.Validate
 	if m.Maintenance.IsNull() {
 		m.Maintenance = types.BoolValue(false)
 	}
-	s, ok := m.spec(ctx, &resp.Diagnostics)
+	s, ok := m.spec(ctx, &resp.Diagnostics, nil)
 	if !ok {
 		return
 	}
@@ -267,7 +283,16 @@ func (r *hostResource) ValidateConfig(ctx context.Context, req resource.Validate
 // and fails the plan when one of them fits on no other node. The moves are
 // judged against the committed cluster database; apply re-plans them.
 func (r *hostResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if r.engine == nil || req.State.Raw.IsNull() {
+	if r.engine == nil {
+		return
+	}
+	if !req.Plan.Raw.IsNull() {
+		r.planAgentFacts(ctx, req, resp)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+	}
+	if req.State.Raw.IsNull() {
 		return
 	}
 	if req.Plan.Raw.IsNull() {
@@ -338,9 +363,13 @@ func drainInput(err error) error {
 }
 
 func (r *hostResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var m hostModel
+	var m, cfg hostModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	s, ok := m.spec(ctx, &resp.Diagnostics)
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	s, ok := m.spec(ctx, &resp.Diagnostics, &cfg)
 	if !ok || resp.Diagnostics.HasError() {
 		return
 	}
@@ -384,9 +413,13 @@ func (r *hostResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 }
 
 func (r *hostResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var m hostModel
+	var m, cfg hostModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	s, ok := m.spec(ctx, &resp.Diagnostics)
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	s, ok := m.spec(ctx, &resp.Diagnostics, &cfg)
 	if !ok || resp.Diagnostics.HasError() {
 		return
 	}
@@ -398,6 +431,7 @@ func (r *hostResource) Update(ctx context.Context, req resource.UpdateRequest, r
 	// The planned report (the prior state's: it is computed and kept)
 	// stays; the next refresh reads a newer one.
 	out := hostToModel(h)
+	out.keepPlannedFacts(m)
 	out.Reported = m.Reported
 	if out.Reported.IsUnknown() {
 		if out.Reported, err = reportedValue(ctx, r.engine, h.Name); err != nil {
