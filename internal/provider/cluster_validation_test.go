@@ -116,9 +116,17 @@ func TestAccCluster_revalidatesOnNodeChange(t *testing.T) {
 			},
 			{
 				// force_destroy alone is no node change: the report stays.
+				// Y-23's agent measured its clock 1.234 s ahead: its
+				// kayo_host shows it.
+				PreConfig: withEngine(t, dir, func(ctx context.Context, e *engine.Engine) error {
+					off := 1234 * time.Millisecond
+					return e.RecordProbes(ctx, "HVCLUSTER", "Y-23-2k8x64", engine.ProbeRound{At: time.Now().UTC(), ClockOffset: &off})
+				}),
 				Config: cfg(true, "y21", "y22", "y23"),
 				ConfigStateChecks: []statecheck.StateCheck{
 					same.AddStateValue("kayo_cluster.c", tfjsonpath.New("validated_at")),
+					statecheck.ExpectKnownValue("kayo_host.y23", tfjsonpath.New("reported").AtMapKey("clock_offset_ms"), knownvalue.Int64Exact(1234)),
+					statecheck.ExpectKnownValue("kayo_host.y21", tfjsonpath.New("reported").AtMapKey("clock_offset_ms"), knownvalue.Null()),
 				},
 			},
 		},
