@@ -73,8 +73,9 @@ func (r *hostResource) Metadata(_ context.Context, req resource.MetadataRequest,
 func (r *hostResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "A physical server registered with the cluster manager: the Windows Server host that " +
-			"will run Hyper-V and Failover Clustering. Its hardware facts are declared (the embedded lab has no " +
-			"hardware to discover). Whether it can join a cluster (edition, features, adapters) is judged by " +
+			"will run Hyper-V and Failover Clustering. Its hardware facts (processor, cores, memory) are declared, or " +
+			"left out and taken from the report of the host's node agent (the embedded lab has no hardware to " +
+			"discover, so there they are declared). Whether it can join a cluster (edition, features, adapters) is judged by " +
 			"`kayo_cluster` validation, so a host valid on its own registers even if it cannot be a node yet.\n\n" +
 			"Destroying a host that is still a node of a cluster evicts it first, exactly as removing it from the " +
 			"cluster's `nodes` does (validation of the remaining nodes, quorum check, drain of its VMs, removal from the " +
