@@ -68,10 +68,11 @@ Commands:
   host fail NAME                       lab: declare a host down, as if it crashed
   host recover NAME                    lab: declare a failed host up again
   agent --node NAME [--interval 1s] [--lease 3×interval] [--migration-address 127.0.0.1]
-        [--report-facts=true] [--probe-port 3343]
+        [--report-facts=true] [--probe-port 3343] [--clock-skew 0s]
                                        the node agent: heartbeats; the elected leader declares
                                        silent nodes down (and up again); reports its machine and
-                                       probes the other nodes on every cluster network;
+                                       probes the other nodes on every cluster network (and
+                                       measures its clock against theirs; --clock-skew: tests);
                                        runs until SIGINT/SIGTERM
 
 The data directory is --data-dir, else $KAYO_DATA_DIR, else .kayo. With

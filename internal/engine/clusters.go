@@ -51,6 +51,7 @@ func normalizeCluster(s ClusterSpec) ClusterSpec {
 func validationInput(s ClusterSpec, hosts map[string]Host) validate.Input {
 	in := validate.Input{
 		ClusterName:   s.Name,
+		Hypervisor:    s.Hypervisor,
 		StaticAddress: s.StaticAddress,
 		Nodes:         s.Nodes,
 		Hosts:         make(map[string]validate.Host, len(hosts)),

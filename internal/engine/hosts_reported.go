@@ -74,7 +74,8 @@ func withReports(in validate.Input, reports map[string]hostfacts.Report) validat
 			continue
 		}
 		h.Reported = &validate.Reported{ProcessorVendor: r.ProcessorVendor, ProcessorModel: r.ProcessorModel,
-			ProcessorCores: r.ProcessorCores, CPUFlags: r.CPUFlags, MemoryMB: r.MemoryMB, At: r.ReportedAt}
+			ProcessorCores: r.ProcessorCores, CPUFlags: r.CPUFlags, MemoryMB: r.MemoryMB, At: r.ReportedAt,
+			Hypervisor: hypervisorReport(r.Hypervisor)}
 		in.Hosts[name] = h
 	}
 	return in

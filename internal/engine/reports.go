@@ -137,3 +137,11 @@ func (e *Engine) HostClock(ctx context.Context, node string) (c validate.Clock, 
 	}
 	return validate.Clock{Offset: *r.ClockOffset, At: r.At}, true, nil
 }
+
+// hypervisorReport converts a report's hypervisor for validation.
+func hypervisorReport(h *hostfacts.Hypervisor) *validate.HypervisorReport {
+	if h == nil {
+		return nil
+	}
+	return &validate.HypervisorReport{Name: h.Name, Version: h.Version, Accel: h.Accel}
+}

@@ -162,3 +162,29 @@ func TestProbeRoundsClockAndGarbage(t *testing.T) {
 		t.Error("a stopped agent's clock offset is still shown")
 	}
 }
+
+// The agents' reported QEMU reaches validation: a qemu cluster whose node
+// reports none fails naming it.
+func TestReportedHypervisorInValidation(t *testing.T) {
+	ctx := context.Background()
+	e, err := Open(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	mustHosts(t, e, seedSpec(y21, 21), seedSpec(y22, 22))
+	r := hostfacts.Report{Version: hostfacts.ReportVersion, ProcessorVendor: "intel", ProcessorCores: 8, MemoryMB: 32000,
+		ReportedAt: fixedNow, Hypervisor: &hostfacts.Hypervisor{Name: "qemu", Version: "7.2.15", Accel: "tcg"}}
+	put(t, e, hostReportKey(y21), r)
+	r.Hypervisor = nil
+	put(t, e, hostReportKey(y22), r)
+	s := seedCluster("HVCLUSTER", y21, y22)
+	s.Hypervisor = HypervisorQEMU
+	check, err := e.ValidateCluster(ctx, s, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := testOf(t, check.Report.Tests, validate.TestHypervisor); x.Result != validate.Failed || !strings.Contains(x.Message, `host "Y-22-2k8x64" has no QEMU`) {
+		t.Errorf("a qemu cluster node without QEMU: %+v", x)
+	}
+}

@@ -38,6 +38,7 @@ func systemTests(e *env) []Test {
 		processorVendorTest(e),
 		processorCompatTest(e),
 		clockTest(e),
+		hypervisorTest(e),
 	}
 }
 

@@ -86,12 +86,21 @@ type Reported struct {
 	CPUFlags        []string // /proc/cpuinfo flags
 	MemoryMB        int64
 	At              time.Time // when the agent reported
+	// Hypervisor is what the host can run guests with; nil without QEMU.
+	Hypervisor *HypervisorReport
+}
+
+// HypervisorReport is a host's QEMU as its agent found it.
+type HypervisorReport struct {
+	Name, Version, Accel string // qemu, 7.2.15, kvm | tcg
 }
 
 // Input is what validation looks at: the cluster the user asks for and every
 // registered host.
 type Input struct {
 	ClusterName string
+	// Hypervisor is the cluster's VM runtime: simulator or qemu.
+	Hypervisor string
 	// StaticAddress is the cluster's administrative address as the user wrote
 	// it, a CIDR such as "192.0.2.50/24". It is parsed here; a bad one is a
 	// failed test, not an error.
