@@ -78,3 +78,21 @@ func TestGarbageAgentIsNamedNeverPassed(t *testing.T) {
 		}
 	}
 }
+
+// A fact the configuration left out (taken from the agent) is never
+// reported as a declared value contradicting the report.
+func TestFactsFromAgentAreNotCompared(t *testing.T) {
+	in := seed()
+	for _, n := range []string{y21, y22} {
+		edit(&in, n, func(h *Host) { h.Reported = report(haswellFlags); h.Reported.MemoryMB = 16000 })
+	}
+	if x := find(t, Run(in), TestReportedInventory); x.Result != Failed {
+		t.Fatalf("declared 32768, reported 16000: %+v, want failed", x)
+	}
+	for _, n := range []string{y21, y22} {
+		edit(&in, n, func(h *Host) { h.FromAgent = []string{"memory_mb"} })
+	}
+	if x := find(t, Run(in), TestReportedInventory); x.Result != Passed || strings.Contains(x.Message, "declares memory_mb") {
+		t.Errorf("memory taken from the agent: %+v, want passed", x)
+	}
+}
