@@ -70,7 +70,13 @@ const (
 	// volume-reports/<uuid>/<node>: what that node last saw of the
 	// volume's LUN (VolumeReport, volume_reports.go).
 	volumeReportsPrefix = "volume-reports/"
+	// volume-files/<uuid>/<path>: a file put on the volume from a local
+	// file (VolumeFile, volume_files.go), path as on the volume
+	// (templates/base.vhd).
+	volumeFilesPrefix = "volume-files/"
 )
+
+func volumeFileKey(id, volPath string) string { return volumeFilesPrefix + id + "/" + volPath }
 
 func volumeReportKey(id, node string) string { return volumeReportsPrefix + id + "/" + node }
 

@@ -113,6 +113,13 @@ func (e *Engine) UpdateVM(ctx context.Context, s VMSpec) (VM, error) {
 			if err := CheckVMChange(t.vm, s); err != nil {
 				return err
 			}
+			if vol, err := e.GetVolume(ctx, t.vm.Volume); err == nil {
+				fileCmps, err := e.checkVMFiles(ctx, s, vol, &t.vm.VMSpec) // a new DVD's ISO (vms_disks.go)
+				if err != nil {
+					return err
+				}
+				t.cmps = append(t.cmps, fileCmps...)
+			}
 			v, err := e.placementView(ctx, c)
 			if err != nil {
 				return err
@@ -204,7 +211,9 @@ func reflectSpecEqual(a, b VMSpec) bool {
 		(a.PossibleOwners == nil) == (b.PossibleOwners == nil) && slices.Equal(a.PossibleOwners, b.PossibleOwners) &&
 		a.AntiAffinityClass == b.AntiAffinityClass && a.AntiAffinityMode == b.AntiAffinityMode &&
 		a.Migration == b.Migration && a.State == b.State && a.AllowRestart == b.AllowRestart &&
-		a.Failback == b.Failback && a.MaxFailures == b.MaxFailures && a.FailurePeriodHours == b.FailurePeriodHours
+		a.Failback == b.Failback && a.MaxFailures == b.MaxFailures && a.FailurePeriodHours == b.FailurePeriodHours &&
+		slices.Equal(a.DataDisks, b.DataDisks) && (a.DVD == nil) == (b.DVD == nil) && (a.DVD == nil || *a.DVD == *b.DVD) &&
+		slices.Equal(a.BootOrder, b.BootOrder)
 }
 
 func (e *Engine) takePairLock(t *vmTxn, p *Pending) error {

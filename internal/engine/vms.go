@@ -343,7 +343,7 @@ func restartChanges(old, s VMSpec) []string {
 	if !slices.Equal(s.Adapters, old.Adapters) {
 		out = append(out, "network_adapters")
 	}
-	return out
+	return append(out, diskRestartChanges(old, s)...) // vms_disks.go
 }
 
 // CheckVMChange judges a change of vm to s: storage does not move, a VHD
@@ -361,6 +361,9 @@ func CheckVMChange(vm VM, s VMSpec) error {
 	if s.VHD.SizeGiB < vm.VHD.SizeGiB {
 		return &InputError{Attribute: "vhd.size_gib", Value: fmt.Sprint(s.VHD.SizeGiB),
 			Detail: fmt.Sprintf("the VHD of VM %q is %d GiB; a VHD grows, never shrinks: give at least %d", vm.Name, vm.VHD.SizeGiB, vm.VHD.SizeGiB)}
+	}
+	if err := checkDiskChange(vm, s); err != nil { // vms_disks.go
+		return err
 	}
 	if vm.Status == VMRunning && s.State == VMRunning && !s.AllowRestart {
 		if ch := restartChanges(vm.VMSpec, s); len(ch) > 0 {
@@ -425,6 +428,10 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 	if err != nil {
 		return VM{}, err
 	}
+	fileCmps, err := e.checkVMFiles(ctx, s, vol, nil) // vms_disks.go
+	if err != nil {
+		return VM{}, err
+	}
 	p := &Pending{ID: randomHex(8), Op: opCreate, Phase: PhasePrepare, Holder: e.newHolder(), StartedAt: e.now().UTC()}
 	defer e.rt.running(p.ID)()
 	vm, err := e.vmCommit(ctx, s.Cluster, s.Name, func(t *vmTxn) error {
@@ -446,6 +453,7 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 		t.seed(v)
 		t.cmps = append(t.cmps, v.guard...)
 		t.cmps = append(t.cmps, v.hostCmp(d.Node))
+		t.cmps = append(t.cmps, fileCmps...)
 		t.vm = VM{VMSpec: s, Node: d.Node, Token: 1, Status: VMOff, DriveLetter: vol.DriveLetter,
 			VHDPath: paths.VHD, ConfigPath: paths.Config, Pending: p, CreatedAt: e.now().UTC()}
 		if err := t.reserve(d.Node, s, false); err != nil {

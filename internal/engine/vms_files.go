@@ -60,7 +60,7 @@ func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
 		if err := e.fenceCheck(ctx, vm); err != nil {
 			return err
 		}
-		return e.writeFilesOn(fv, vm, p, fresh)
+		return e.writeFilesOn(ctx, fv, vm, p, fresh)
 	})
 }
 
@@ -68,12 +68,15 @@ func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
 // run serialVolume (they take the volume's namespace lock anyway); the
 // data written into the new files does not, so the writes of concurrent
 // creations overlap.
-func (e *Engine) writeFilesOn(fv *kayofs.Volume, vm VM, p VMPaths, fresh bool) error {
+func (e *Engine) writeFilesOn(ctx context.Context, fv *kayofs.Volume, vm VM, p VMPaths, fresh bool) error {
 	serial := func(fn func() error) error { return e.serialVolume(vm.Volume, fn) }
 	// A fixed disk's reservation takes transactions of its own: it runs
 	// outside serialVolume below, beside other VMs' changes.
-	if fresh && vm.VHD.Type != VHDFixed {
+	if fresh && vm.VHD.Type != VHDFixed && vm.VHD.Source == "" {
 		err := e.createFiles(fv, vm, p)
+		if err == nil {
+			return e.writeDataDisks(fv, vm, p) // vms_disks.go
+		}
 		if !errors.Is(err, kayofs.ErrExist) {
 			return err
 		}
@@ -112,14 +115,15 @@ func (e *Engine) writeFilesOn(fv *kayofs.Volume, vm VM, p VMPaths, fresh bool) e
 		return fmt.Errorf("%s: %w", vm.VHDPath, err)
 	}
 	if fresh || fi.Size == 0 {
-		if _, err := vhd.Create(vmFile{f}, vhd.Options{Type: vhdType(vm.VHD.Type), Size: size, Time: e.now()}); err != nil {
-			return fmt.Errorf("creating %s: %w", vm.VHDPath, err)
+		if err := e.createBootDisk(ctx, fv, f, vm, p); err != nil { // vms_disks.go
+			return err
 		}
 	} else {
-		d, err := vhd.Open(vmFile{f}, fi.Size)
+		d, _, err := OpenVMDisk(fv, vm, p.VolVHD) // a differencing disk with its template
 		if err != nil {
-			return fmt.Errorf("%s: %w", vm.VHDPath, err)
+			return err
 		}
+		defer d.Close()
 		want, err := vhd.RoundSize(size)
 		if err != nil {
 			return err
@@ -137,6 +141,9 @@ func (e *Engine) writeFilesOn(fv *kayofs.Volume, vm VM, p VMPaths, fresh bool) e
 	}
 	if _, err := cf.WriteAt(vm.ConfigXML(), 0); err != nil {
 		return fmt.Errorf("%s: %w", vm.ConfigPath, err)
+	}
+	if err := e.writeDataDisks(fv, vm, p); err != nil {
+		return err
 	}
 	if fresh {
 		return nil
@@ -177,6 +184,9 @@ func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
 	err = e.onVolume(ctx, vm.Volume, vm.Node, func(fv *kayofs.Volume) error {
 		return e.serialVolume(vm.Volume, func() error {
 			ours := []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD}
+			for i := range vm.DataDisks {
+				ours = append(ours, p.DataDiskVolPath(i))
+			}
 			// Only the VM's own files (the usual case): all of them and
 			// the directory in one change, the check inside it.
 			names := make([]string, len(ours))
@@ -203,7 +213,7 @@ func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
 			}
 			// Something else is in the directory: remove ours and let the
 			// directory's removal fail, naming it, rather than delete it.
-			for _, f := range []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD, p.Dir} {
+			for _, f := range append(ours, p.Dir) {
 				if f != p.Dir && !have[path.Base(f)] {
 					continue
 				}

@@ -57,7 +57,33 @@ const (
 type VHDSpec struct {
 	SizeGiB int64  `json:"size_gib"`
 	Type    string `json:"type"`
+	// Source is a template VHD on the VM's volume (a kayo_volume_file,
+	// Windows style: templates\base.vhd); "" a blank disk. Boot disk only.
+	Source string `json:"source,omitempty"`
+	// Clone is how the disk is made from Source: CloneDifferencing (a
+	// child recording only its own writes) or CloneCopy (a standalone
+	// copy of the template's blocks).
+	Clone string `json:"clone,omitempty"`
 }
+
+// DVDSpec is a VM's DVD drive: Path is an ISO on the VM's volume (a
+// kayo_volume_file, Windows style: isos\tools.iso).
+type DVDSpec struct {
+	Path string `json:"path"`
+}
+
+// Clone modes (VHDSpec.Clone) and boot devices (VMSpec.BootOrder).
+const (
+	CloneDifferencing = "differencing"
+	CloneCopy         = "copy"
+
+	BootVHD = "vhd"
+	BootDVD = "dvd"
+)
+
+// MaxDataDisks bounds data_disks (Hyper-V 2008: 4 IDE and 4 SCSI
+// controllers of 64 disks; the QEMU driver attaches each as a virtio disk).
+const MaxDataDisks = 16
 
 // VMAdapter is a VM network adapter; MAC is computed (Hyper-V's
 // 00-15-5D prefix, derived from cluster, VM and position).
@@ -83,6 +109,12 @@ type VMSpec struct {
 	ProcessorCount int         `json:"processor_count"`
 	VHD            VHDSpec     `json:"vhd"`
 	Adapters       []VMAdapter `json:"network_adapters"`
+	// DataDisks are further VHDs beside the boot disk (vms_disks.go).
+	DataDisks []VHDSpec `json:"data_disks,omitempty"`
+	// DVD is the DVD drive's ISO (nil: no DVD drive).
+	DVD *DVDSpec `json:"dvd,omitempty"`
+	// BootOrder lists BootVHD and BootDVD; empty: the VHD, then the DVD.
+	BootOrder []string `json:"boot_order,omitempty"`
 	// OwnerNode pins the VM ("" = the scheduler decides).
 	OwnerNode       string   `json:"owner_node,omitempty"`
 	PreferredOwners []string `json:"preferred_owners,omitempty"`
@@ -288,6 +320,9 @@ func CheckVMSpec(s VMSpec) error {
 	if s.VHD.Type != VHDDynamic && s.VHD.Type != VHDFixed {
 		return invalid("vhd.type", s.VHD.Type, `"dynamic" or "fixed"`)
 	}
+	if err := checkDiskSpecs(s); err != nil {
+		return err
+	}
 	for i, a := range s.Adapters {
 		if strings.TrimSpace(a.Switch) == "" {
 			return invalid(fmt.Sprintf("network_adapters[%d].switch", i), a.Switch, "the name of a virtual switch")
@@ -347,6 +382,7 @@ func NormalizeVMSpec(s VMSpec) VMSpec {
 	for i := range s.Adapters {
 		s.Adapters[i].MAC = MACAddress(s.Cluster, s.Name, i)
 	}
+	normalizeDisks(&s) // vms_disks.go
 	return s
 }
 
@@ -385,11 +421,15 @@ type vmConfigXML struct {
 	MemoryMB   int64    `xml:"settings>memory>bank>size"`
 	Processors int      `xml:"settings>processors>count"`
 	Drive      struct {
-		Path string `xml:"pathname"`
-		Type string `xml:"type"`
-		Kind string `xml:"format"`
-		Size int64  `xml:"size_gib"`
+		Path   string `xml:"pathname"`
+		Type   string `xml:"type"`
+		Kind   string `xml:"format"`
+		Size   int64  `xml:"size_gib"`
+		Parent string `xml:"parent,omitempty"`
 	} `xml:"controllers>ide>drive"`
+	DataDrives []configDrive `xml:"controllers>scsi>drive,omitempty"`
+	DVD        *configDrive  `xml:"controllers>dvd>drive,omitempty"`
+	BootOrder  []string      `xml:"settings>boot>device,omitempty"`
 	NICs []struct {
 		Switch string `xml:"switch"`
 		MAC    string `xml:"address"`
@@ -399,10 +439,28 @@ type vmConfigXML struct {
 	} `xml:"settings>global"`
 }
 
+type configDrive struct {
+	Path string `xml:"pathname"`
+	Type string `xml:"type"`
+	Kind string `xml:"format,omitempty"`
+	Size int64  `xml:"size_gib,omitempty"`
+}
+
 // ConfigXML renders the VM's configuration file.
 func (v VM) ConfigXML() []byte {
 	c := vmConfigXML{Name: v.Name, ClusterID: v.Cluster, Creator: "kayo", MemoryMB: v.MemoryMB, Processors: v.ProcessorCount}
 	c.Drive.Path, c.Drive.Type, c.Drive.Kind, c.Drive.Size = v.VHDPath, "VHD", v.VHD.Type, v.VHD.SizeGiB
+	c.Drive.Parent = v.VHD.Source
+	if v.VHD.Source != "" && v.VHD.Clone == CloneDifferencing {
+		c.Drive.Kind = "differencing"
+	}
+	for i, d := range v.DataDisks {
+		c.DataDrives = append(c.DataDrives, configDrive{Path: v.DataDiskPath(i), Type: "VHD", Kind: d.Type, Size: d.SizeGiB})
+	}
+	if v.DVD != nil {
+		c.DVD = &configDrive{Path: v.DVD.Path, Type: "ISO"}
+	}
+	c.BootOrder = v.BootOrder
 	for _, a := range v.Adapters {
 		c.NICs = append(c.NICs, struct {
 			Switch string `xml:"switch"`

@@ -32,6 +32,9 @@ type VMPlan struct {
 	Paths VMPaths
 	// ClusterNodes is the number of the cluster's nodes.
 	ClusterNodes int
+	// Warnings: what apply may still refuse (a template not on the
+	// volume yet), one sentence each.
+	Warnings []string
 }
 
 // PlanVM judges spec s against the committed database without changing
@@ -85,6 +88,19 @@ func (e *Engine) PlanVM(ctx context.Context, s VMSpec) (VMPlan, error) {
 		plan.Changed = true
 	default:
 		return VMPlan{}, err
+	}
+	if plan.Paths.VHD != "" {
+		// The template and ISO it names, when its volume is committed
+		// (files put in the same apply are judged by apply).
+		var old *VMSpec
+		if vm != nil {
+			old = &vm.VMSpec
+		}
+		_, warns, err := e.checkVMFilesAt(ctx, s, vol, old, true)
+		if err != nil {
+			return VMPlan{}, err
+		}
+		plan.Warnings = warns
 	}
 	v, err := e.placementView(ctx, c)
 	if err != nil {
