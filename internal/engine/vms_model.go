@@ -430,7 +430,7 @@ type vmConfigXML struct {
 	DataDrives []configDrive `xml:"controllers>scsi>drive,omitempty"`
 	DVD        *configDrive  `xml:"controllers>dvd>drive,omitempty"`
 	BootOrder  []string      `xml:"settings>boot>device,omitempty"`
-	NICs []struct {
+	NICs       []struct {
 		Switch string `xml:"switch"`
 		MAC    string `xml:"address"`
 	} `xml:"nics>ethernet"`
