@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -198,5 +199,24 @@ func TestColour(t *testing.T) {
 	printStatus(&b, st, true, time.Now())
 	if !strings.Contains(b.String(), "\x1b[31mdown\x1b[0m (lab)") || !strings.Contains(b.String(), "QUORUM LOST") {
 		t.Errorf("coloured status:\n%q", b.String())
+	}
+}
+
+// A node whose agent runs QEMU VMs shows their accelerator (kvm or tcg);
+// status without QEMU executors has no such column.
+func TestStatusShowsAccel(t *testing.T) {
+	st := statusJSON{Clusters: []clusterJSON{{Name: "C", Quorum: quorumJSON{Type: "node_majority"},
+		Nodes: []nodeJSON{{Name: "N1", State: "up", MemoryMB: 512, Accel: "tcg"}, {Name: "N2", State: "up", MemoryMB: 512, Accel: "kvm"}}}}}
+	var b bytes.Buffer
+	printStatus(&b, st, false, time.Now())
+	if !regexp.MustCompile(`(?m)ACCEL$`).MatchString(b.String()) || !regexp.MustCompile(`(?m)^  N1 .* tcg$`).MatchString(b.String()) ||
+		!regexp.MustCompile(`(?m)^  N2 .* kvm$`).MatchString(b.String()) {
+		t.Errorf("status with QEMU agents:\n%s", b.String())
+	}
+	st.Clusters[0].Nodes[0].Accel, st.Clusters[0].Nodes[1].Accel = "", ""
+	b.Reset()
+	printStatus(&b, st, false, time.Now())
+	if strings.Contains(b.String(), "ACCEL") {
+		t.Errorf("status without QEMU agents:\n%s", b.String())
 	}
 }

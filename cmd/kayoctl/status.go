@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -58,6 +59,9 @@ type nodeJSON struct {
 	LastHeartbeat *time.Time `json:"last_heartbeat"`
 	// Cluster nodes only: memory the node's VMs hold, what is left for
 	// VMs after the host reserve, and the VMs it owns (by name).
+	// Accel: the accelerator of the node's QEMU VMs (kvm or tcg), as its
+	// agent reports it; empty with no QEMU executor.
+	Accel        string       `json:"accel,omitempty"`
 	MemoryUsedMB int64        `json:"memory_used_mb"`
 	MemoryFreeMB int64        `json:"memory_free_mb"`
 	VMs          []nodeVMJSON `json:"vms"`
@@ -105,6 +109,10 @@ func collectStatus(ctx context.Context, e *engine.Engine, only string) (statusJS
 	if err != nil {
 		return out, err
 	}
+	beats, err := e.QEMUAgents(ctx)
+	if err != nil {
+		return out, err
+	}
 	byName := map[string]engine.Host{}
 	for _, h := range hosts {
 		byName[h.Name] = h
@@ -139,6 +147,9 @@ func collectStatus(ctx context.Context, e *engine.Engine, only string) (statusJS
 				h = engine.Host{HostSpec: engine.HostSpec{Name: n}, Down: true, DownReason: "not registered"}
 			}
 			nj := nodeOf(h, hbs, q.Status.NodeVotes)
+			if b, ok := beats[n]; ok && b.Stopped.IsZero() {
+				nj.Accel = b.Accel
+			}
 			nj.VMs = []nodeVMJSON{}
 			for _, vm := range vms {
 				if vm.Node != n {
@@ -356,6 +367,17 @@ func printNodes(w *bytes.Buffer, p painter, nodes []nodeJSON, now time.Time) {
 		}
 		rows = append(rows, []string{n.Name, state, fmt.Sprint(n.Votes), fmt.Sprintf("%d MB", n.MemoryMB), used, free,
 			ago(n.LastHeartbeat, now), vms})
+	}
+	// QEMU's accelerator per node, when an agent runs QEMU VMs there.
+	if slices.ContainsFunc(nodes, func(n nodeJSON) bool { return n.Accel != "" }) {
+		rows[0] = append(rows[0], "ACCEL")
+		for i, n := range nodes {
+			a := n.Accel
+			if a == "" {
+				a = "-"
+			}
+			rows[i+1] = append(rows[i+1], a)
+		}
 	}
 	writeTable(w, "  ", rows, map[int]bool{2: true, 3: true, 4: true, 5: true}, func(row, col int, padded string) string {
 		if col != 1 {

@@ -84,6 +84,10 @@ type qemuVMRun struct {
 	handled string
 	// dying: a fenced QEMU, killed but maybe not gone yet (worker only).
 	dying *qemu.Machine
+	// drives: the data disk and DVD exports; machine: what QEMU
+	// attaches and how it boots (agent_qemu_disks.go).
+	drives  map[string]*qemu.Export
+	machine qemu.Drives
 	// stopAccept ends a target's wait for its live migration's source
 	// (worker only; nil none).
 	stopAccept context.CancelFunc
@@ -110,6 +114,8 @@ type QEMUAgent struct {
 	// seenFence: the fence tokens the sweep has passed on (Run's goroutine only).
 	seenFence map[string]hypervisor.Token
 	initErr   string
+	// accel: kvm or tcg, for every VM of the node (agent_qemu_disks.go).
+	accel string
 	// life ends when Run returns: work that outlives a request (a
 	// target's wait for its migration's source) ends with it too.
 	life context.Context
@@ -151,10 +157,13 @@ func (q *QEMUAgent) Run(ctx context.Context) error {
 	} else {
 		q.bin = b
 	}
+	q.accel = qemuAccel()
 	if q.cfg.Guest.Kernel == "" && q.initErr == "" {
+		// The lab's test kernel, for VMs with a blank disk: without it
+		// they boot their firmware (agent_qemu_disks.go).
 		g, err := qemu.FindGuest(filepath.Join(q.e.dataDir, "guest"))
 		if err != nil {
-			q.initErr = err.Error()
+			q.cfg.Logf("qemu: no test guest (VMs with a blank disk boot their firmware only): %v", err)
 		}
 		q.cfg.Guest = g
 	}
@@ -186,8 +195,8 @@ func (q *QEMUAgent) Run(ctx context.Context) error {
 	if q.initErr != "" {
 		q.cfg.Logf("qemu: cannot run VMs: %s", q.initErr)
 	} else {
-		q.cfg.Logf("qemu: executor ready (%s, guest %s, NBD on %s, live migrations to %s, files in %s)", q.bin, filepath.Dir(q.cfg.Guest.Kernel),
-			srv.Path(), q.cfg.MigrationAddress, q.dir)
+		q.cfg.Logf("qemu: executor ready (%s, %s, test guest %s, NBD on %s, live migrations to %s, files in %s)", q.bin, q.accel,
+			filepath.Dir(q.cfg.Guest.Kernel), srv.Path(), q.cfg.MigrationAddress, q.dir)
 	}
 	defer q.shutdown()
 	q.adoptOrphans(ctx)
@@ -222,7 +231,8 @@ func (q *QEMUAgent) beat(ctx context.Context) {
 	q.mu.Lock()
 	q.cluster = cluster
 	q.mu.Unlock()
-	b := QEMUAgentBeat{Node: q.node, Agent: q.agentID, PID: os.Getpid(), Cluster: cluster, Time: q.e.now().UTC(), Error: q.initErr}
+	b := QEMUAgentBeat{Node: q.node, Agent: q.agentID, PID: os.Getpid(), Cluster: cluster, Time: q.e.now().UTC(), Error: q.initErr,
+		Accel: q.accel}
 	_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuAgentKey(q.node), b)})
 }
 
@@ -534,14 +544,11 @@ func (q *QEMUAgent) refreshState(ctx context.Context, v *qemuVMRun) {
 	}
 }
 
-// disk opens (or reopens: a fresh read of the BAT) the VM's VHD on the
-// volume and publishes it as export name.
+// disk opens (or reopens: a fresh read of the BAT) the VM's VHDs (the
+// boot disk with its template) and ISO on the volume and publishes them
+// as exports (agent_qemu_disks.go).
 func (q *QEMUAgent) disk(ctx context.Context, cluster string, v *qemuVMRun) error {
 	vm, err := q.e.GetVM(ctx, cluster, v.name)
-	if err != nil {
-		return err
-	}
-	paths, err := PathsFor(vm.DriveLetter, vm.Name)
 	if err != nil {
 		return err
 	}
@@ -554,23 +561,10 @@ func (q *QEMUAgent) disk(ctx context.Context, cluster string, v *qemuVMRun) erro
 	} else {
 		q.unmount(vm.Volume) // the VM already holds a reference
 	}
-	f, err := fv.Open(paths.VolVHD)
-	if err != nil {
-		return fmt.Errorf("%s: %w", vm.VHDPath, err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
+	if err := q.publishDrives(fv, vm, v); err != nil { // agent_qemu_disks.go
 		return err
 	}
-	d, err := vhd.Open(vmFile{f}, fi.Size)
-	if err != nil {
-		return fmt.Errorf("%s: %w", vm.VHDPath, err)
-	}
-	if v.export == nil || v.export.Fenced() {
-		v.export = q.nbd.Add(v.name, qemuVMDisk{d: d, f: f})
-	} else {
-		v.export.SetDisk(qemuVMDisk{d: d, f: f})
-	}
+	v.machine = q.machineDrives(vm)
 	v.rec.NBD = q.nbd.URL(v.name)
 	return nil
 }
@@ -621,7 +615,8 @@ func (q *QEMUAgent) launch(ctx context.Context, cluster string, v *qemuVMRun, r 
 		return err
 	}
 	m, err := qemu.Launch(ctx, q.bin, qemu.Config{Name: v.name, MemoryMB: r.VM.MemoryMB, Processors: r.VM.Processors,
-		Guest: q.cfg.Guest, Disk: q.nbd.Disk(v.name), Incoming: incoming, IncomingFile: in, Dir: q.dir})
+		Guest: q.cfg.Guest, Disk: q.nbd.Disk(v.name), Drives: v.machine, Accel: q.accel,
+		Incoming: incoming, IncomingFile: in, Dir: q.dir})
 	if err != nil {
 		q.dropDisk(v)
 		return err
@@ -637,6 +632,7 @@ func (q *QEMUAgent) dropDisk(v *qemuVMRun) {
 		q.nbd.Remove(v.name)
 		v.export = nil
 	}
+	q.dropDrives(v)
 	if v.volume != "" {
 		q.unmount(v.volume)
 		v.volume = ""
@@ -675,9 +671,7 @@ func (q *QEMUAgent) fenceMachine(cluster string, v *qemuVMRun) {
 		v.stopAccept()
 		v.stopAccept = nil
 	}
-	if v.export != nil {
-		v.export.Fence() // no write of the old owner lands after this
-	}
+	v.fenceExports() // no write of the old owner lands after this
 	if m := v.m; m != nil {
 		m.Freeze()
 		v.m, v.dying = nil, m

@@ -132,9 +132,7 @@ func (q *QEMUAgent) saveState(ctx context.Context, cluster string, v *qemuVMRun,
 	saved = true
 	// The state is durable: the source is fenced and ends before anyone
 	// restores.
-	if v.export != nil {
-		v.export.Fence()
-	}
+	v.fenceExports()
 	q.stopMachine(ctx, v)
 	res.Bytes = n
 	report(hypervisor.Progress{Phase: "save", Percent: 100})

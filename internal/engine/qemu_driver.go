@@ -112,8 +112,11 @@ type QEMUAgentBeat struct {
 	PID     int       `json:"pid"`
 	Cluster string    `json:"cluster"`
 	Time    time.Time `json:"time"`
-	// Error is why the executor cannot run VMs (no QEMU, no guest).
+	// Error is why the executor cannot run VMs (no QEMU).
 	Error string `json:"error,omitempty"`
+	// Accel is the accelerator of the node's VMs: kvm (a usable
+	// /dev/kvm) or tcg.
+	Accel string `json:"accel,omitempty"`
 	// Stopped: the agent shut down then (its QEMU processes with it).
 	Stopped time.Time `json:"stopped,omitempty"`
 }
@@ -550,4 +553,18 @@ func trimLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, " | ")
+}
+
+// QEMUAgents returns the QEMU executor heartbeat of every node that has
+// one, by node (kayoctl status shows each node's accelerator).
+func (e *Engine) QEMUAgents(ctx context.Context) (map[string]QEMUAgentBeat, error) {
+	beats, _, err := listJSON[QEMUAgentBeat](ctx, e.st, qemuAgentsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]QEMUAgentBeat, len(beats))
+	for _, b := range beats {
+		out[b.Node] = b
+	}
+	return out, nil
 }

@@ -68,6 +68,11 @@ type Config struct {
 	// Disk is the VM's disk, an NBD export on a unix socket (zero: none),
 	// attached raw.
 	Disk NBDDisk
+	// Drives: further disks, the DVD, and firmware or test-kernel boot
+	// (drives.go).
+	Drives Drives
+	// Accel is "kvm" or "tcg" (default).
+	Accel string
 	// Incoming: "" boots the guest; else QEMU waits for a migration
 	// stream (and stays paused after it: -S): "defer" until QMP
 	// migrate-incoming (Machine.Incoming), "fd" from IncomingFile.
@@ -107,8 +112,8 @@ func QMPPath(dir, name string) string    { return privsock.Path(dir, name+".qmp"
 func SerialPath(dir, name string) string { return filepath.Join(dir, name+".serial.log") }
 func LogPath(dir, name string) string    { return filepath.Join(dir, name+".qemu.log") }
 
-// Args returns QEMU's command line for c (TCG: on this machine kind /dev/kvm
-// runs only firmware; everything on loopback, no network adapters).
+// Args returns QEMU's command line for c (the accelerator the agent
+// chose; everything on loopback, no network adapters).
 func (c Config) Args() []string {
 	mem := c.MemoryMB
 	if mem <= 0 {
@@ -116,17 +121,14 @@ func (c Config) Args() []string {
 	}
 	cpus := max(c.Processors, 1)
 	a := []string{
-		"-name", c.Name, "-accel", "tcg", "-m", strconv.FormatInt(mem, 10), "-smp", strconv.Itoa(cpus),
+		"-name", c.Name, "-accel", c.accel(), "-m", strconv.FormatInt(mem, 10), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
-		"-kernel", c.Guest.Kernel, "-initrd", c.Guest.Initrd, "-append", c.Guest.Cmdline,
 		"-chardev", "file,id=ser0,append=on,path=" + optEscape(SerialPath(c.Dir, c.Name)), "-serial", "chardev:ser0",
 		// QMP on the socket Launch created (0600) and passes as a descriptor.
 		"-chardev", "socket,id=qmp0,server=on,wait=off,fd=" + strconv.Itoa(qmpFD), "-mon", "chardev=qmp0,mode=control",
 	}
-	if c.Disk.Socket != "" {
-		a = append(a, "-drive", "format=raw,file.driver=nbd,file.server.type=unix,file.server.path="+optEscape(c.Disk.Socket)+
-			",file.export="+optEscape(c.Disk.Export)+",if=virtio,cache=none,aio=threads")
-	}
+	a = append(a, c.bootArgs()...)  // drives.go
+	a = append(a, c.driveArgs()...) // drives.go
 	switch c.Incoming {
 	case "":
 	case "fd":
