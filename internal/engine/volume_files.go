@@ -194,7 +194,7 @@ func (e *Engine) PutVolumeFile(ctx context.Context, s VolumeFileSpec) (VolumeFil
 	if err != nil {
 		return VolumeFile{}, err
 	}
-	rec, err := inspectLocal(s.Source, vp)
+	rec, err := inspectLocal(s.Source, win)
 	if err != nil {
 		return VolumeFile{}, err
 	}
@@ -462,4 +462,23 @@ func inUseError(vol Volume, win string, u FileUsers) error {
 		why = append(why, fmt.Sprintf("the DVD drive of VM %s holds it (change their dvd first)", strings.Join(u.DVD, ", ")))
 	}
 	return fmt.Errorf("%s:\\%s cannot be deleted or replaced: %s: %w", vol.DriveLetter, win, strings.Join(why, "; "), ErrInUse)
+}
+
+// InspectVolumeFile says what putting the local file source at path would
+// put there (kind, size, sha256), without the database: a plan checks a
+// template this way before anything is written.
+func InspectVolumeFile(source, p string) (VolumeFile, error) {
+	win, _, err := VolumeFilePath("path", p)
+	if err != nil {
+		return VolumeFile{}, err
+	}
+	rec, err := inspectLocal(source, win)
+	if err != nil {
+		return VolumeFile{}, err
+	}
+	if rec.SHA256, err = fileSHA256(source); err != nil {
+		return VolumeFile{}, err
+	}
+	rec.Path = win
+	return rec, nil
 }

@@ -184,6 +184,7 @@ func (p *kayoProvider) Resources(_ context.Context) []func() resource.Resource {
 		NewQuorumResource,
 		NewSharedVolumeResource,
 		NewVirtualMachineResource,
+		NewVolumeFileResource,
 	}
 }
 

@@ -60,7 +60,9 @@ func (d *vmDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, res
 			"processor_count": schema.Int64Attribute{Computed: true, MarkdownDescription: "Virtual processors."},
 			"vhd": schema.SingleNestedAttribute{Computed: true, MarkdownDescription: "The virtual disk.",
 				Attributes: map[string]schema.Attribute{
-					"size_gib": schema.Int64Attribute{Computed: true}, "type": schema.StringAttribute{Computed: true}}},
+					"size_gib": schema.Int64Attribute{Computed: true}, "type": schema.StringAttribute{Computed: true},
+					"source": schema.StringAttribute{Computed: true, MarkdownDescription: "The template the disk was made from, or null."},
+					"clone":  schema.StringAttribute{Computed: true, MarkdownDescription: "`differencing` or `copy` (with `source`)."}}},
 			"network_adapters": schema.ListNestedAttribute{Computed: true, MarkdownDescription: "Network adapters.",
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"switch": schema.StringAttribute{Computed: true}, "mac_address": schema.StringAttribute{Computed: true}}}},

@@ -67,11 +67,13 @@ type vmModel struct {
 	VHDPath            types.String   `tfsdk:"vhd_path"`
 	ConfigPath         types.String   `tfsdk:"config_path"`
 	LastMigration      types.Object   `tfsdk:"last_migration"`
+	DataDisks          types.List     `tfsdk:"data_disks"`
+	DVD                types.Object   `tfsdk:"dvd"`
+	BootOrder          types.List     `tfsdk:"boot_order"`
 	Timeouts           timeouts.Value `tfsdk:"timeouts"`
 }
 
 var (
-	vhdAttrTypes       = map[string]attr.Type{"size_gib": types.Int64Type, "type": types.StringType}
 	vmAdapterAttrTypes = map[string]attr.Type{"switch": types.StringType, "mac_address": types.StringType}
 	vmAdapterObjType   = types.ObjectType{AttrTypes: vmAdapterAttrTypes}
 	failbackAttrTypes  = map[string]attr.Type{"mode": types.StringType, "window_start_hour": types.Int64Type,
@@ -126,14 +128,9 @@ func (r *vmResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp 
 				"with `allow_restart = true` (apply shuts it down, changes it and starts it)."},
 			"processor_count": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(1),
 				MarkdownDescription: "Virtual processors (1–64). Same change rule as `memory_mb`."},
-			"vhd": schema.SingleNestedAttribute{Required: true, MarkdownDescription: "The virtual disk, `<letter>:\\<name>\\<name>.vhd`.",
-				Attributes: map[string]schema.Attribute{
-					"size_gib": schema.Int64Attribute{Required: true, MarkdownDescription: "Virtual size in GiB (1–2040). Growing is " +
-						"in place (VM off, or `allow_restart`); shrinking is an error."},
-					"type": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(engine.VHDDynamic),
-						MarkdownDescription: "`dynamic` (grows as written) or `fixed` (full size, reserved as unwritten extents, never " +
-							"zero-filled). Changing it is an error."},
-				}},
+			"vhd": schema.SingleNestedAttribute{Required: true, MarkdownDescription: "The virtual disk, `<letter>:\\<name>\\<name>.vhd`: " +
+				"blank, or made from a template (`source`).",
+				Attributes: vhdSchemaAttrs()}, // virtual_machine_disks.go
 			"network_adapters": schema.ListNestedAttribute{Optional: true, MarkdownDescription: "Network adapters (at most 8).",
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"switch": schema.StringAttribute{Required: true, MarkdownDescription: "The virtual switch, e.g. `Public`."},
@@ -188,6 +185,9 @@ func (r *vmResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp 
 			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
 		},
 	}
+	for k, a := range diskSchemaAttrs() { // virtual_machine_disks.go
+		resp.Schema.Attributes[k] = a
+	}
 }
 
 func (r *vmResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
@@ -197,6 +197,7 @@ func (r *vmResource) Configure(_ context.Context, req resource.ConfigureRequest,
 // known reports whether every value spec() needs is known.
 func (m vmModel) known() bool {
 	for _, v := range []attr.Value{m.ClusterID, m.VolumeID, m.Name, m.MemoryMB, m.ProcessorCount, m.VHD, m.NetworkAdapters,
+		m.DataDisks, m.DVD, m.BootOrder,
 		m.OwnerNode, m.PreferredOwners, m.PossibleOwners, m.AntiAffinityClass, m.AntiAffinityMode, m.Migration, m.State,
 		m.AllowRestart, m.Failback, m.FailurePeriodHours} {
 		if v.IsUnknown() {
@@ -212,6 +213,21 @@ func (m vmModel) known() bool {
 	}
 	for _, v := range m.NetworkAdapters.Elements() {
 		if o, ok := v.(types.Object); ok && o.Attributes()["switch"].IsUnknown() {
+			return false
+		}
+	}
+	for _, v := range m.DataDisks.Elements() {
+		if o, ok := v.(types.Object); ok && (o.Attributes()["size_gib"].IsUnknown() || o.Attributes()["type"].IsUnknown()) {
+			return false
+		}
+	}
+	if !m.DVD.IsNull() && !m.DVD.IsUnknown() {
+		if p, ok := m.DVD.Attributes()["path"]; ok && p.IsUnknown() {
+			return false
+		}
+	}
+	for _, v := range m.BootOrder.Elements() {
+		if v.IsUnknown() {
 			return false
 		}
 	}
@@ -244,6 +260,7 @@ func (m vmModel) spec(ctx context.Context, diags *diag.Diagnostics) engine.VMSpe
 		s.VHD.SizeGiB = a["size_gib"].(types.Int64).ValueInt64()
 		s.VHD.Type = a["type"].(types.String).ValueString()
 	}
+	m.diskSpec(ctx, &s, diags) // virtual_machine_disks.go
 	for _, v := range m.NetworkAdapters.Elements() {
 		if o, ok := v.(types.Object); ok {
 			s.Adapters = append(s.Adapters, engine.VMAdapter{Switch: o.Attributes()["switch"].(types.String).ValueString()})
@@ -291,7 +308,6 @@ func vmToModel(vm engine.VM, prior vmModel) vmModel {
 	m := vmModel{
 		ID: types.StringValue(vm.ID()), ClusterID: types.StringValue(vm.Cluster), VolumeID: types.StringValue(vm.Volume),
 		Name: types.StringValue(vm.Name), MemoryMB: types.Int64Value(vm.MemoryMB), ProcessorCount: types.Int64Value(int64(vm.ProcessorCount)),
-		VHD:       types.ObjectValueMust(vhdAttrTypes, map[string]attr.Value{"size_gib": types.Int64Value(vm.VHD.SizeGiB), "type": types.StringValue(vm.VHD.Type)}),
 		OwnerNode: nullIfEmpty(vm.OwnerNode), AntiAffinityClass: nullIfEmpty(vm.AntiAffinityClass),
 		AntiAffinityMode: types.StringValue(vm.AntiAffinityMode), Migration: types.StringValue(vm.Migration),
 		State: types.StringValue(vm.State), AllowRestart: types.BoolValue(vm.AllowRestart),
@@ -299,6 +315,7 @@ func vmToModel(vm engine.VM, prior vmModel) vmModel {
 		CurrentNode: types.StringValue(vm.Node), Status: types.StringValue(vm.Status), StatusReason: types.StringValue(vm.StatusReason),
 		VHDPath: types.StringValue(vm.VHDPath), ConfigPath: types.StringValue(vm.ConfigPath), Timeouts: prior.Timeouts,
 	}
+	disksToModel(vm, prior, &m) // virtual_machine_disks.go
 	switches := make([]string, len(vm.Adapters))
 	for i, a := range vm.Adapters {
 		switches[i] = a.Switch
@@ -413,6 +430,13 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 		setPlan()
 		return // judged at apply
 	}
+	if hasState && diskReplaced(plan, state) {
+		// A new disk from another template is another VM: the framework
+		// replaces it (vhd.source, vhd.clone: RequiresReplace), and the
+		// new one is judged as a creation at apply.
+		setPlan()
+		return
+	}
 	s := plan.spec(ctx, &resp.Diagnostics)
 	if plan.MaxFailures.IsUnknown() {
 		s.MaxFailures = 1 // placement does not depend on it; set below
@@ -423,6 +447,9 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 	if err != nil {
 		resp.Diagnostics.Append(vmDiags("VM "+s.Name+" cannot be placed as configured", err)...)
 		return
+	}
+	for _, w := range p.Warnings {
+		resp.Diagnostics.AddAttributeWarning(path.Root("vhd"), "VM "+s.Name+": a file it names is not on the volume yet", w)
 	}
 	if p.Judged {
 		if plan.MaxFailures.IsUnknown() { // as in Windows: nodes − 1

@@ -341,6 +341,7 @@ func TestSameModel(t *testing.T) {
 	// A model as Read builds it (every field set, as the framework's Get
 	// sets them).
 	prior := vmModel{NetworkAdapters: types.ListNull(vmAdapterObjType), PreferredOwners: types.ListNull(types.StringType),
+		DataDisks: types.ListNull(dataDiskObjType), DVD: types.ObjectNull(dvdAttrTypes), BootOrder: types.ListNull(types.StringType),
 		Failback: types.ObjectNull(failbackAttrTypes), Timeouts: timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{
 			"create": types.StringType, "update": types.StringType, "delete": types.StringType})}}
 	base := vmToModel(engine.VM{VMSpec: engine.VMSpec{Cluster: "HVCLUSTER", Volume: "v", Name: "WEB01", MemoryMB: 1024,
@@ -358,7 +359,8 @@ func TestSameModel(t *testing.T) {
 		{"string differs", func(m *vmModel) { m.Name = types.StringValue("WEB02") }, false},
 		{"null vs unknown", func(m *vmModel) { m.CurrentNode = types.StringUnknown() }, false},
 		{"nested value differs", func(m *vmModel) {
-			m.VHD = types.ObjectValueMust(vhdAttrTypes, map[string]attr.Value{"size_gib": types.Int64Value(20), "type": types.StringValue("dynamic")})
+			m.VHD = types.ObjectValueMust(vhdAttrTypes, map[string]attr.Value{"size_gib": types.Int64Value(20), "type": types.StringValue("dynamic"),
+				"source": types.StringNull(), "clone": types.StringValue("differencing")})
 		}, false},
 	} {
 		m := base
