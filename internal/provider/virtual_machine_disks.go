@@ -40,7 +40,7 @@ func vhdSchemaAttrs() map[string]schema.Attribute {
 			MarkdownDescription: "`dynamic` (grows as written) or `fixed` (full size, reserved as unwritten extents, never " +
 				"zero-filled). Changing it is an error. A differencing disk (`source` with `clone = \"differencing\"`) is `dynamic`."},
 		"source": schema.StringAttribute{Optional: true, MarkdownDescription: "A template VHD on the VM's volume, e.g. " +
-			"`templates\\\\base.vhd` (the `path` of a `kayo_volume_file`; `/` works too): the disk is made from it. Checked at " +
+			"`templates\\base.vhd` (the `path` of a `kayo_volume_file`; `/` works too): the disk is made from it. Checked at " +
 			"plan time when the template is already on the volume, else at apply. Changing it replaces the VM. " + bootNote,
 			PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
 		"clone": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(engine.CloneDifferencing),
@@ -66,7 +66,7 @@ func diskSchemaAttrs() map[string]schema.Attribute {
 		"dvd": schema.SingleNestedAttribute{Optional: true, MarkdownDescription: "A DVD drive holding an ISO from the VM's volume " +
 			"(read-only; an IDE CD drive under QEMU). Changing it needs the VM off, or `allow_restart`.",
 			Attributes: map[string]schema.Attribute{
-				"path": schema.StringAttribute{Required: true, MarkdownDescription: "The ISO on the volume, e.g. `isos\\\\tools.iso` " +
+				"path": schema.StringAttribute{Required: true, MarkdownDescription: "The ISO on the volume, e.g. `isos\\tools.iso` " +
 					"(the `path` of a `kayo_volume_file`)."},
 			}},
 		"boot_order": schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "The firmware's " +

@@ -53,12 +53,12 @@ func (r *volumeFileResource) Schema(_ context.Context, _ resource.SchemaRequest,
 			"drive). `kayoctl volume cp LOCAL VOLUME:PATH` does the same from the command line.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "`<volume UUID>:<path>`, e.g. " +
-				"`6f1c…:templates\\\\base.vhd` (the import ID).",
+				"`6f1c…:templates\\base.vhd` (the import ID).",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 			"volume_id": schema.StringAttribute{Required: true, MarkdownDescription: "The shared volume (`kayo_shared_volume.*.id`). " +
 				"Changing it replaces the file.",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
-			"path": schema.StringAttribute{Required: true, MarkdownDescription: "The path on the volume, e.g. `templates\\\\base.vhd` " +
+			"path": schema.StringAttribute{Required: true, MarkdownDescription: "The path on the volume, e.g. `templates\\base.vhd` " +
 				"(`/` works too): 1 to 8 names of letters, digits, `-`, `_`, `.` and spaces. Changing it replaces the file.",
 				Validators:    []validator.String{volumePathValidator{}},
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
