@@ -49,6 +49,11 @@ Commands:
   volume mount (UUID | CLUSTER/LETTER) --node NAME DIR
                                        mount the volume at the empty directory DIR through FUSE as
                                        node NAME (root, /dev/fuse); runs until SIGINT/SIGTERM or umount
+  volume cp LOCAL (UUID | CLUSTER/LETTER):PATH
+                                       put a template VHD (checked on the way in) or an ISO on the volume,
+                                       as a kayo_volume_file does
+  volume rm (UUID | CLUSTER/LETTER):PATH
+                                       delete such a file; refused while VMs use it, naming them
   backup FILE                          a consistent copy of the cluster database, taken online, checked;
                                        on etcd an etcd snapshot (restore it with etcdutl snapshot restore)
   restore FILE [--force]               check the backup FILE and put it in place of the embedded database;

@@ -40,9 +40,15 @@ var errProblems = errors.New("the volume has problems")
 // It verifies every Kayo FS invariant (read-only) and exits 1 when any is
 // violated.
 func (c *cli) volume(args []string) error {
-	const want = "volume: want 'volume check (UUID | CLUSTER/LETTER | --device PATH) [--json]' or 'volume mount (UUID | CLUSTER/LETTER) --node NAME DIR'"
+	const want = "volume: want 'volume check (UUID | CLUSTER/LETTER | --device PATH) [--json]' or 'volume mount (UUID | CLUSTER/LETTER) --node NAME DIR' or '" + volumeCpUsage + "'"
 	if len(args) > 0 && args[0] == "mount" {
 		return c.volumeMount(args[1:]) // volume_mount.go
+	}
+	if len(args) > 0 && args[0] == "cp" {
+		return c.volumeCp(args[1:]) // volume_cp.go
+	}
+	if len(args) > 0 && args[0] == "rm" {
+		return c.volumeRm(args[1:]) // volume_cp.go
 	}
 	if len(args) == 0 || args[0] != "check" {
 		return usagef(want)
