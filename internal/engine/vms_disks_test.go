@@ -179,6 +179,15 @@ func TestVMsFromTemplate(t *testing.T) {
 	if _, err := e.GetVolumeFile(ctx, vol.ID, `templates\base.vhd`); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("record after delete: %v", err)
 	}
+	err = e.WithVolume(ctx, vol.ID, y21, func(fv *kayofs.Volume) error {
+		if _, err := fv.Stat("templates"); !errors.Is(err, kayofs.ErrNotExist) {
+			t.Errorf("the directory the put made outlived its last file: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.UpdateVM(ctx, func() VMSpec { s := cs; s.State = VMOff; return s }()); err != nil {
 		t.Fatal(err)
 	}

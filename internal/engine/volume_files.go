@@ -441,6 +441,14 @@ func (e *Engine) DeleteVolumeFile(ctx context.Context, volume, p string) error {
 					return err
 				}
 			}
+			// The directories a put made go with their last file (else
+			// they would hold the volume's destroy), up to the first that
+			// holds something else.
+			for dir := path.Dir(vp); dir != "."; dir = path.Dir(dir) {
+				if fv.Remove(dir) != nil {
+					break
+				}
+			}
 			return nil
 		})
 	})

@@ -1,0 +1,191 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	vhdfmt "github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/guestimage"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
+)
+
+// templateQEMUHCL: the qemu lab, the bootable template (guest/template.sh)
+// put on O: by a kayo_volume_file, and VMs A (on Y-21) and B (on Y-22)
+// whose disks are differencing children of it.
+func templateQEMUHCL(dir, template, state string) string {
+	var b strings.Builder
+	b.WriteString(providerBlock(dir))
+	b.WriteString(seedHost("y21", "Y-21-2k8x64", 21).hcl())
+	b.WriteString(seedHost("y22", "Y-22-2k8x64", 22).hcl())
+	fmt.Fprintf(&b, `resource "kayo_cluster" "c" {
+  name           = "HVCLUSTER"
+  nodes          = [kayo_host.y21.name, kayo_host.y22.name]
+  static_address = "192.0.2.50/24"
+  hypervisor     = "qemu"
+}
+resource "kayo_shared_volume" "o" {
+  cluster_id   = kayo_cluster.c.id
+  lun          = "lun0"
+  size_gib     = 4
+  label        = "VMSTORE"
+  drive_letter = "O"
+  node_slots   = 8
+}
+resource "kayo_volume_file" "base" {
+  volume_id = kayo_shared_volume.o.id
+  path      = "templates\\base.vhd"
+  source    = %q
+}
+`, template)
+	for _, vm := range []struct{ name, node string }{{"A", "Y-21-2k8x64"}, {"B", "Y-22-2k8x64"}} {
+		fmt.Fprintf(&b, `resource "kayo_virtual_machine" %q {
+  cluster_id = kayo_cluster.c.id
+  volume_id  = kayo_shared_volume.o.id
+  name       = %q
+  memory_mb  = 192
+  vhd        = { size_gib = 1, source = kayo_volume_file.base.path }
+  owner_node = %q
+  state      = %q
+}
+`, strings.ToLower(vm.name), vm.name, vm.node, state)
+	}
+	return b.String()
+}
+
+// TestAccVirtualMachine_qemuTemplateClones: two VMs cloned from one
+// template as differencing disks boot the template's OS from their own
+// disks (no host kernel: their serial consoles name the template's boot
+// volume), each writes its boot id to its disk; then, with both off, the
+// template on the volume is byte for byte the local file, and each child
+// holds only its own writes (a few sectors, its own id).
+func TestAccVirtualMachine_qemuTemplateClones(t *testing.T) {
+	if os.Getenv(envTestEtcd) != "" {
+		t.Skip("the QEMU test's node agents use the embedded data dir; it runs in the embedded acceptance runs")
+	}
+	if testing.Short() {
+		t.Skip("QEMU acceptance test")
+	}
+	guest := qemutest.Guest(t)
+	template, err := (&guestimage.Builder{Root: qemutest.RepoRoot()}).Build(context.Background())
+	if err != nil {
+		qemutest.SkipOrFail(t, err)
+	}
+	local, err := os.ReadFile(template)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf, err := os.Open(template)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol, err := guestimage.ReadVolume(vhdReader(t, tf))
+	tf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	qemutest.StartAgents(t, dir, guest, "Y-21-2k8x64", "Y-22-2k8x64")
+	ids := map[string]string{}
+	idRe := regexp.MustCompile(`kayo-guest: wrote sector 2 id=([0-9a-f]+)`)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6,
+		Steps: []resource.TestStep{
+			{
+				Config: templateQEMUHCL(dir, template, "running"),
+				Check: func(*terraform.State) error {
+					for _, vm := range []struct{ name, node string }{{"A", "Y-21-2k8x64"}, {"B", "Y-22-2k8x64"}} {
+						serial := qemutest.SerialPath(dir, vm.node, vm.name)
+						deadline := time.Now().Add(3 * time.Minute)
+						for {
+							log, _ := os.ReadFile(serial)
+							m := idRe.FindSubmatch(log)
+							if bytes.Contains(log, []byte(vol.BootLine())) && m != nil {
+								ids[vm.name] = string(m[1])
+								if bytes.Contains(log, []byte("KAYO-BOOT")) {
+									return fmt.Errorf("%s booted the host's test kernel, not its disk:\n%s", vm.name, log)
+								}
+								break
+							}
+							if time.Now().After(deadline) {
+								return fmt.Errorf("%s's console never said it booted from its disk (%q):\n%s", vm.name, vol.BootLine(), log)
+							}
+							time.Sleep(200 * time.Millisecond)
+						}
+					}
+					if ids["A"] == ids["B"] {
+						return fmt.Errorf("A and B report one boot id %s", ids["A"])
+					}
+					return nil
+				},
+			},
+			{
+				Config: templateQEMUHCL(dir, template, "off"),
+				Check: dbCheck(dir, func(ctx context.Context, e *engine.Engine) error {
+					vols, err := e.ListVolumes(ctx, "HVCLUSTER")
+					if err != nil || len(vols) != 1 {
+						return fmt.Errorf("volumes %v %v", vols, err)
+					}
+					return e.WithVolume(ctx, vols[0].ID, "Y-21-2k8x64", func(fv *kayofs.Volume) error {
+						f, err := fv.Open("templates/base.vhd")
+						if err != nil {
+							return err
+						}
+						got := make([]byte, len(local)+1)
+						n, _ := f.ReadAt(got, 0)
+						if n != len(local) || !bytes.Equal(got[:n], local) {
+							return fmt.Errorf("the template on the volume (%d bytes) is not the local file (%d bytes) any more", n, len(local))
+						}
+						for _, name := range []string{"A", "B"} {
+							vm, err := e.GetVM(ctx, "HVCLUSTER", name)
+							if err != nil {
+								return err
+							}
+							d, _, err := engine.OpenVMDisk(fv, vm, name+"/"+name+".vhd")
+							if err != nil {
+								return err
+							}
+							own, err := d.OwnSectors()
+							if err != nil || own < 1 || own > 64 {
+								return fmt.Errorf("%s's child holds %d sectors (%v): want only its own few writes", name, own, err)
+							}
+							sec := make([]byte, 512)
+							if _, err := d.ReadAt(sec, guestimage.WriteSector*512); err != nil {
+								return err
+							}
+							if want := "kayo-guest-write id=" + ids[name]; !bytes.HasPrefix(sec, []byte(want)) {
+								return fmt.Errorf("%s's sector 2 holds %q, want %q", name, bytes.TrimRight(sec, "\x00"), want)
+							}
+							t.Logf("%s: booted from its differencing disk, wrote id %s; the child holds %d sectors", name, ids[name], own)
+						}
+						return nil
+					})
+				}),
+			},
+		},
+	})
+}
+
+// vhdReader opens the local VHD in f as its virtual disk's bytes.
+func vhdReader(t *testing.T, f *os.File) *vhdfmt.Disk {
+	t.Helper()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := vhdfmt.Open(vhdfmt.OSFile(f), st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
