@@ -5,7 +5,8 @@
 #
 # writes OUT (a gzipped newc cpio) holding BUSYBOX as /bin/busybox with
 # each APPLET linked to it, the virtio modules of kernel KVER in
-# /lib/modules, and INIT as /init.
+# /lib/modules, and INIT as /init. $INITRAMFS_EXTRA_MODULES lists further
+# modules (paths under kernel/drivers, without .ko) to add.
 make_initramfs() {
   local busybox="$1" kver="$2" init="$3" out="$4"
   shift 4
@@ -16,7 +17,7 @@ make_initramfs() {
   local a m src
   for a in "$@"; do ln -s busybox "$root/bin/$a"; done
   local mdir="/usr/lib/modules/$kver/kernel/drivers"
-  for m in virtio/virtio virtio/virtio_ring virtio/virtio_pci_modern_dev virtio/virtio_pci_legacy_dev virtio/virtio_pci block/virtio_blk; do
+  for m in virtio/virtio virtio/virtio_ring virtio/virtio_pci_modern_dev virtio/virtio_pci_legacy_dev virtio/virtio_pci block/virtio_blk ${INITRAMFS_EXTRA_MODULES:-}; do
     src="$mdir/$m.ko"
     if [ -f "$src" ]; then cp "$src" "$root/lib/modules/"
     elif [ -f "$src.xz" ]; then xz -dc "$src.xz" > "$root/lib/modules/$(basename "$m").ko"

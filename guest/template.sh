@@ -49,6 +49,9 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp" "$vhd.$$.tmp"' EXIT
 # The initramfs: busybox and the virtio block modules, as guest/build.sh.
 . "$here/initramfs.sh"
+# The IDE CD drive's modules too: a VM's DVD (an ISO on the volume) reads
+# as /dev/sr0.
+INITRAMFS_EXTRA_MODULES="scsi/scsi_common scsi/scsi_mod ata/libata ata/ata_piix cdrom/cdrom scsi/sr_mod" \
 make_initramfs /bin/busybox "$kver" "$here/template-init" "$tmp/initrd.img" \
   sh mount insmod dd cat echo sleep tr head hexdump printf sync
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ import (
 // templateQEMUHCL: the qemu lab, the bootable template (guest/template.sh)
 // put on O: by a kayo_volume_file, and VMs A (on Y-21) and B (on Y-22)
 // whose disks are differencing children of it.
-func templateQEMUHCL(dir, template, state string) string {
+func templateQEMUHCL(dir, template, iso, state string) string {
 	var b strings.Builder
 	b.WriteString(providerBlock(dir))
 	b.WriteString(seedHost("y21", "Y-21-2k8x64", 21).hcl())
@@ -47,8 +48,14 @@ resource "kayo_volume_file" "base" {
   path      = "templates\\base.vhd"
   source    = %q
 }
-`, template)
-	for _, vm := range []struct{ name, node string }{{"A", "Y-21-2k8x64"}, {"B", "Y-22-2k8x64"}} {
+resource "kayo_volume_file" "tools" {
+  volume_id = kayo_shared_volume.o.id
+  path      = "isos/tools.iso"
+  source    = %q
+}
+`, template, iso)
+	for _, vm := range []struct{ name, node, extra string }{
+		{"A", "Y-21-2k8x64", "dvd        = { path = kayo_volume_file.tools.path }"}, {"B", "Y-22-2k8x64", ""}} {
 		fmt.Fprintf(&b, `resource "kayo_virtual_machine" %q {
   cluster_id = kayo_cluster.c.id
   volume_id  = kayo_shared_volume.o.id
@@ -57,8 +64,9 @@ resource "kayo_volume_file" "base" {
   vhd        = { size_gib = 1, source = kayo_volume_file.base.path }
   owner_node = %q
   state      = %q
+  %s
 }
-`, strings.ToLower(vm.name), vm.name, vm.node, state)
+`, strings.ToLower(vm.name), vm.name, vm.node, state, vm.extra)
 	}
 	return b.String()
 }
@@ -66,7 +74,8 @@ resource "kayo_volume_file" "base" {
 // TestAccVirtualMachine_qemuTemplateClones: two VMs cloned from one
 // template as differencing disks boot the template's OS from their own
 // disks (no host kernel: their serial consoles name the template's boot
-// volume), each writes its boot id to its disk; then, with both off, the
+// volume), each writes its boot id to its disk, A reads the ISO in its
+// DVD drive (the volume identifier), B has none; then, with both off, the
 // template on the volume is byte for byte the local file, and each child
 // holds only its own writes (a few sectors, its own id).
 func TestAccVirtualMachine_qemuTemplateClones(t *testing.T) {
@@ -95,6 +104,7 @@ func TestAccVirtualMachine_qemuTemplateClones(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	iso := writeISO(t, "KAYO_TOOLS")
 	qemutest.StartAgents(t, dir, guest, "Y-21-2k8x64", "Y-22-2k8x64")
 	ids := map[string]string{}
 	idRe := regexp.MustCompile(`kayo-guest: wrote sector 2 id=([0-9a-f]+)`)
@@ -102,7 +112,7 @@ func TestAccVirtualMachine_qemuTemplateClones(t *testing.T) {
 		ProtoV6ProviderFactories: protoV6,
 		Steps: []resource.TestStep{
 			{
-				Config: templateQEMUHCL(dir, template, "running"),
+				Config: templateQEMUHCL(dir, template, iso, "running"),
 				Check: func(*terraform.State) error {
 					for _, vm := range []struct{ name, node string }{{"A", "Y-21-2k8x64"}, {"B", "Y-22-2k8x64"}} {
 						serial := qemutest.SerialPath(dir, vm.node, vm.name)
@@ -110,7 +120,8 @@ func TestAccVirtualMachine_qemuTemplateClones(t *testing.T) {
 						for {
 							log, _ := os.ReadFile(serial)
 							m := idRe.FindSubmatch(log)
-							if bytes.Contains(log, []byte(vol.BootLine())) && m != nil {
+							dvd := map[string]string{"A": "kayo-guest: dvd [KAYO_TOOLS]", "B": "kayo-guest: no dvd"}[vm.name]
+							if bytes.Contains(log, []byte(vol.BootLine())) && m != nil && bytes.Contains(log, []byte(dvd)) {
 								ids[vm.name] = string(m[1])
 								if bytes.Contains(log, []byte("KAYO-BOOT")) {
 									return fmt.Errorf("%s booted the host's test kernel, not its disk:\n%s", vm.name, log)
@@ -118,7 +129,7 @@ func TestAccVirtualMachine_qemuTemplateClones(t *testing.T) {
 								break
 							}
 							if time.Now().After(deadline) {
-								return fmt.Errorf("%s's console never said it booted from its disk (%q):\n%s", vm.name, vol.BootLine(), log)
+								return fmt.Errorf("%s's console never said it booted from its disk (%q) and %q:\n%s", vm.name, vol.BootLine(), dvd, log)
 							}
 							time.Sleep(200 * time.Millisecond)
 						}
@@ -130,7 +141,7 @@ func TestAccVirtualMachine_qemuTemplateClones(t *testing.T) {
 				},
 			},
 			{
-				Config: templateQEMUHCL(dir, template, "off"),
+				Config: templateQEMUHCL(dir, template, iso, "off"),
 				Check: dbCheck(dir, func(ctx context.Context, e *engine.Engine) error {
 					vols, err := e.ListVolumes(ctx, "HVCLUSTER")
 					if err != nil || len(vols) != 1 {
@@ -188,4 +199,23 @@ func vhdReader(t *testing.T, f *os.File) *vhdfmt.Disk {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// writeISO writes a minimal ISO 9660 image (a primary volume descriptor
+// naming volume id, and the set terminator) and returns its path.
+func writeISO(t *testing.T, id string) string {
+	t.Helper()
+	img := make([]byte, 20*2048)
+	pvd := img[16*2048:]
+	pvd[0], pvd[6] = 1, 1
+	copy(pvd[1:], "CD001")
+	copy(pvd[40:72], id+strings.Repeat(" ", 32-len(id)))
+	term := img[17*2048:]
+	term[0], term[6] = 255, 1
+	copy(term[1:], "CD001")
+	p := filepath.Join(t.TempDir(), "tools.iso")
+	if err := os.WriteFile(p, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
