@@ -580,11 +580,11 @@ func (q *QEMUAgent) mount(ctx context.Context, volID string) (*kayofs.Volume, er
 	if err != nil {
 		return nil, err
 	}
-	fd, err := openDevice(v)
+	fd, o, err := q.e.OpenVolumeMount(v) // volume_locks.go
 	if err != nil {
 		return nil, err
 	}
-	fv, err := kayofs.Mount(fd, q.node+QEMUMountSuffix)
+	fv, err := kayofs.Mount(fd, q.node+QEMUMountSuffix, o)
 	if err != nil {
 		_ = fd.Close()
 		return nil, fmt.Errorf("volume %s: mounting it for %s's VM disks: %w (the agent needs a free node slot of its own)", v.DriveLetter, q.node, err)

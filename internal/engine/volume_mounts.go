@@ -213,7 +213,7 @@ func (e *Engine) releaseVolumeMounts(id string) { e.rt.mounts.releaseMounts(id) 
 // that node's mount (kayofs.ErrMounted), with backoff, up to the lock
 // timeout.
 func (e *Engine) mountRetrying(ctx context.Context, v Volume, node string) (*kayofs.FileDevice, *kayofs.Volume, error) {
-	fd, err := e.openVolumeDevice(v) // counted (metrics.go)
+	fd, o, err := e.OpenVolumeMount(v) // its lock manager (volume_locks.go)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -222,7 +222,7 @@ func (e *Engine) mountRetrying(ctx context.Context, v Volume, node string) (*kay
 	var notified time.Time
 	poll := time.Millisecond
 	for {
-		fv, err := kayofs.Mount(fd, node)
+		fv, err := kayofs.Mount(fd, node, o)
 		if err == nil {
 			return fd, fv, nil
 		}

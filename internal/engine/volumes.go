@@ -417,8 +417,13 @@ func (e *Engine) formatAndMount(ctx context.Context, c Cluster, in volumeIntent,
 		return Volume{}, err
 	}
 	v = Volume{VolumeSpec: s, ID: sb.UUIDString(), Device: dev, Mounts: map[string]int{}, CreatedAt: e.now().UTC()}
+	mfd, o, err := e.OpenVolumeMount(v) // volume_locks.go
+	if err != nil {
+		return Volume{}, err
+	}
+	defer mfd.Close()
 	for _, n := range c.Nodes {
-		slot, err := mountNode(fd, n)
+		slot, err := mountNode(mfd, n, o)
 		if err != nil {
 			return Volume{}, fmt.Errorf("mounting volume %s: on %s: %w", s.DriveLetter, n, err)
 		}
@@ -445,8 +450,8 @@ func (e *Engine) formatAndMount(ctx context.Context, c Cluster, in volumeIntent,
 
 // mountNode claims node's slot (its own if it has one) and detaches,
 // leaving the claim on disk: the mount outlives this process.
-func mountNode(dev kayofs.Device, node string) (int, error) {
-	fv, err := kayofs.Mount(dev, node)
+func mountNode(dev kayofs.Device, node string, o kayofs.MountOptions) (int, error) {
+	fv, err := kayofs.Mount(dev, node, o)
 	if err != nil {
 		return 0, err
 	}
@@ -576,7 +581,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 	}
 	force = force || v.ForceDestroy
 	e.releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
-	fd, err := e.openVolumeDevice(v)
+	fd, o, err := e.OpenVolumeMount(v)
 	var lost *LUNLostError
 	if errors.As(err, &lost) {
 		return e.forgetVolume(ctx, v, lost)
@@ -587,7 +592,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 	defer fd.Close()
 	nodes := sortedKeys(v.Mounts)
 	for i, n := range nodes {
-		fv, err := kayofs.Mount(fd, n)
+		fv, err := kayofs.Mount(fd, n, o)
 		if err != nil {
 			return fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
 		}

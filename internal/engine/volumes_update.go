@@ -265,12 +265,12 @@ func (e *Engine) changeOnDisk(ctx context.Context, v Volume, s VolumeSpec) error
 		return e.WithVolume(ctx, v.ID, nodes[0], change)
 	}
 	// mounted nowhere: a transient mount of the engine's own
-	fd, err = e.openVolumeDevice(v)
+	fd, o, err := e.OpenVolumeMount(v)
 	if err != nil {
 		return err
 	}
 	defer fd.Close()
-	fv, err := kayofs.Mount(fd, "kayo-engine")
+	fv, err := kayofs.Mount(fd, "kayo-engine", o)
 	if err != nil {
 		return fmt.Errorf("volume %s: %w", v.DriveLetter, err)
 	}
@@ -301,7 +301,7 @@ func (e *Engine) syncVolumeMounts(ctx context.Context, v Volume, nodes []string)
 		return v, nil
 	}
 	e.releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
-	fd, err := e.openVolumeDevice(v)
+	fd, o, err := e.OpenVolumeMount(v)
 	if err != nil {
 		return v, err
 	}
@@ -312,7 +312,7 @@ func (e *Engine) syncVolumeMounts(ctx context.Context, v Volume, nodes []string)
 	}
 	var evs []store.Op
 	for _, n := range remove {
-		fv, err := kayofs.Mount(fd, n)
+		fv, err := kayofs.Mount(fd, n, o)
 		if err != nil {
 			return v, fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
 		}
@@ -324,7 +324,7 @@ func (e *Engine) syncVolumeMounts(ctx context.Context, v Volume, nodes []string)
 		delete(mounts, n)
 	}
 	for _, n := range add {
-		slot, err := mountNode(fd, n)
+		slot, err := mountNode(fd, n, o)
 		if errors.Is(err, kayofs.ErrNoSlot) {
 			continue // deferred until node_slots grows
 		}

@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs/etcdlock"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
+)
+
+// otherHost mounts dev as node the way a node on another machine does:
+// its own direct-I/O descriptor and the lock manager locks makes, nothing
+// shared with this process's mounts but the LUN (and etcd).
+func otherHost(t *testing.T, path, node string, locks kayofs.LockManagerFactory) (*kayofs.Volume, error) {
+	t.Helper()
+	fd, err := kayofs.OpenDeviceDirect(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fd.Close() })
+	return kayofs.Mount(fd, node, kayofs.MountOptions{Locks: locks})
+}
+
+// TestVolumeMountsUseDiskLeases: with the embedded database a new volume
+// is format version 2 and the engine's mounts hold on-disk leases, so a
+// node on another machine (which shares only the LUN, not this kernel's
+// OFD locks) sees the engine's mount of Y-21 live and cannot mount Y-21
+// too; and the engine sees the other machine's mount of Y-22.
+func TestVolumeMountsUseDiskLeases(t *testing.T) {
+	ctx := context.Background()
+	e, err := Open(Config{DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }, LockTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	mustHosts(t, e, seedSpec("Y-21-2k8x64", 21), seedSpec("Y-22-2k8x64", 22))
+	if _, err := e.CreateCluster(ctx, seedCluster("HVCLUSTER", "Y-21-2k8x64", "Y-22-2k8x64")); err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.CreateVolume(ctx, seedVolume())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := kayofs.OpenDevice(v.Device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := kayofs.ReadSuperblock(fd)
+	fd.Close()
+	if err != nil || sb.Version != 2 {
+		t.Fatalf("new volume: format version %d (%v), want 2 (the version with a lease area)", sb.Version, err)
+	}
+	leases := kayofs.NewDiskLeases(kayofs.DiskLeaseOptions{Timeout: 2 * time.Second, IOTimeout: 50 * time.Millisecond,
+		Logf: t.Logf})
+	err = e.WithVolume(ctx, v.ID, "Y-21-2k8x64", func(fv *kayofs.Volume) error {
+		f, err := fv.Create("written-by-engine")
+		if err != nil {
+			return err
+		}
+		if _, err := f.WriteAt([]byte("engine"), 0); err != nil {
+			return err
+		}
+		other, err := otherHost(t, v.Device, "Y-21-2k8x64", leases)
+		if err == nil {
+			_ = other.Unmount()
+			t.Fatal("another machine mounted Y-21 while the engine's mount of Y-21 was live: the engine's mount holds no on-disk lease")
+		}
+		if !errors.Is(err, kayofs.ErrMounted) {
+			t.Fatalf("another machine mounting Y-21: %v, want ErrMounted", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The other way round: Y-22 mounted on another machine is busy for
+	// the engine (until its lock timeout), and what the engine wrote is
+	// there.
+	other, err := otherHost(t, v.Device, "Y-22-2k8x64", leases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Stat("written-by-engine"); err != nil {
+		t.Fatalf("the other machine's mount: %v", err)
+	}
+	err = e.WithVolume(ctx, v.ID, "Y-22-2k8x64", func(*kayofs.Volume) error { return nil })
+	if !errors.Is(err, kayofs.ErrMounted) {
+		t.Fatalf("engine mounting Y-22 while another machine mounts it: %v, want ErrMounted", err)
+	}
+	if err := other.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.WithVolume(ctx, v.ID, "Y-22-2k8x64", func(*kayofs.Volume) error { return nil }); err != nil {
+		t.Fatalf("engine mounting Y-22 after the other machine detached: %v", err)
+	}
+}
+
+// TestVolumeMountsUseEtcdLocks: with the etcd database the engine's
+// mounts take the etcd lock manager's locks, so a node on another machine
+// using the same etcd cannot mount the node the engine has mounted.
+func TestVolumeMountsUseEtcdLocks(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{})
+	ctx := context.Background()
+	e := openEtcdEngine(t, c.Endpoints(), "/kayo-volume-locks/")
+	mustHosts(t, e, seedSpec("Y-21-2k8x64", 21), seedSpec("Y-22-2k8x64", 22))
+	if _, err := e.CreateCluster(ctx, seedCluster("HVCLUSTER", "Y-21-2k8x64", "Y-22-2k8x64")); err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.CreateVolume(ctx, seedVolume())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	locks := etcdlock.New(etcdlock.Options{Client: cli, Prefix: volumeLockPrefix(e.Store().(*store.Etcd)), Logf: t.Logf})
+	err = e.WithVolume(ctx, v.ID, "Y-21-2k8x64", func(fv *kayofs.Volume) error {
+		other, err := otherHost(t, v.Device, "Y-21-2k8x64", locks)
+		if err == nil {
+			_ = other.Unmount()
+			t.Fatal("another machine mounted Y-21 while the engine's mount of Y-21 was live: the engine's mount holds no etcd lock")
+		}
+		if !errors.Is(err, kayofs.ErrMounted) {
+			t.Fatalf("another machine mounting Y-21: %v, want ErrMounted", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
