@@ -1,6 +1,7 @@
 package kayofs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log"
@@ -354,7 +355,7 @@ func (m *DiskLeases) observe(b []byte) {
 		raw := b[h*recSize : h*recSize+recCRCBytes]
 		o := &m.obs[h]
 		if o.raw == nil || string(o.raw) != string(raw) {
-			o.raw = append(o.raw[:0], raw...)
+			o.raw = bytes.Clone(raw) // never in place: hostDead reads a copy of obs without obsMu
 			o.changed = now
 		}
 	}
@@ -427,7 +428,7 @@ func (m *DiskLeases) observe1(h int, raw []byte) {
 	defer m.obsMu.Unlock()
 	o := &m.obs[h]
 	if o.raw == nil || string(o.raw) != string(raw) {
-		o.raw = append(o.raw[:0], raw...)
+		o.raw = bytes.Clone(raw)
 		o.changed = m.now()
 	}
 }

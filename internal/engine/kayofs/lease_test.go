@@ -51,7 +51,13 @@ func TestLeaseNodeChild(t *testing.T) {
 	}
 	node, img := os.Getenv("KAYOFS_NODE"), os.Getenv("KAYOFS_IMG")
 	out := bufio.NewWriter(os.Stdout)
-	say := func(f string, a ...any) { fmt.Fprintf(out, f+"\n", a...); out.Flush() }
+	var outMu sync.Mutex // the lease manager logs from its own goroutines
+	say := func(f string, a ...any) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		fmt.Fprintf(out, f+"\n", a...)
+		out.Flush()
+	}
 	logf := func(f string, a ...any) { say("LOG "+f, a...) }
 	dev, err := OpenDeviceDirect(img)
 	if err != nil {
@@ -175,8 +181,19 @@ func startNode(t *testing.T, mode, node, img string, env ...string) *nodeProc {
 		_ = cmd.Wait()
 	}()
 	t.Cleanup(func() {
+		exited := false
+		select {
+		case <-c.done:
+			exited = true
+		default:
+		}
 		_ = cmd.Process.Kill()
 		<-c.done
+		// A node that ended by itself (not killed by the test) must have
+		// passed: under -race a data race in it fails it (exit status 1).
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); exited && ok && !ws.Signaled() && ws.ExitStatus() != 0 {
+			t.Errorf("node %s exited with status %d:\n%s", node, ws.ExitStatus(), strings.Join(c.snapshot(), "\n"))
+		}
 	})
 	return c
 }
