@@ -79,6 +79,7 @@ type qemuVMRun struct {
 	rec     QEMUNodeVM
 	reqs    chan qemuRequest
 	mu      sync.Mutex
+	mountMu sync.Mutex // serialises mount (held while it waits for a lease)
 	cancel  context.CancelFunc
 	curOp   string
 	handled string
@@ -110,6 +111,7 @@ type QEMUAgent struct {
 	cluster string
 	vms     map[string]*qemuVMRun
 	vols    map[string]*qemuVolume
+	mountMu sync.Mutex // serialises mount (held while it waits for a lease)
 	wake    chan struct{}
 	// seenFence: the fence tokens the sweep has passed on (Run's goroutine only).
 	seenFence map[string]hypervisor.Token
@@ -570,12 +572,18 @@ func (q *QEMUAgent) disk(ctx context.Context, cluster string, v *qemuVMRun) erro
 }
 
 func (q *QEMUAgent) mount(ctx context.Context, volID string) (*kayofs.Volume, error) {
+	// A mount can wait for a lease (a previous agent process of this node
+	// that was killed holds it until it expires: volume_locks.go): one at a
+	// time, outside q.mu, so the agent's heartbeat goes on meanwhile.
+	q.mountMu.Lock()
+	defer q.mountMu.Unlock()
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if vol, ok := q.vols[volID]; ok {
 		vol.refs++
+		q.mu.Unlock()
 		return vol.fv, nil
 	}
+	q.mu.Unlock()
 	v, err := q.e.GetVolume(ctx, volID)
 	if err != nil {
 		return nil, err
@@ -589,7 +597,9 @@ func (q *QEMUAgent) mount(ctx context.Context, volID string) (*kayofs.Volume, er
 		_ = fd.Close()
 		return nil, fmt.Errorf("volume %s: mounting it for %s's VM disks: %w (the agent needs a free node slot of its own)", v.DriveLetter, q.node, err)
 	}
+	q.mu.Lock()
 	q.vols[volID] = &qemuVolume{fd: fd, fv: fv, refs: 1}
+	q.mu.Unlock()
 	return fv, nil
 }
 
