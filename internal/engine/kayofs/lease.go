@@ -274,8 +274,12 @@ func (m *DiskLeases) acquireDelta(h int) error {
 // metadata lease over when another host asked for it while it is idle.
 func (m *DiskLeases) renewLoop() {
 	defer close(m.done)
-	t := time.NewTicker(m.o.Renew)
+	// An idle holder looks for requests every MinHold, not only at each
+	// renewal: otherwise a host asking for the lease of an idle one waits
+	// up to Renew (seconds) for every handoff.
+	t := time.NewTicker(min(m.o.Renew, max(m.o.MinHold, time.Millisecond)))
 	defer t.Stop()
+	var renewed time.Time
 	for {
 		select {
 		case <-m.stop:
@@ -285,13 +289,17 @@ func (m *DiskLeases) renewLoop() {
 		if m.Fenced() != nil {
 			return
 		}
-		m.renew()
+		due := time.Since(renewed) >= m.o.Renew
+		if due {
+			renewed = time.Now()
+			m.renew()
+		}
 		m.mu.Lock()
 		if m.held && m.refs == 0 && time.Since(m.heldSince) >= m.o.MinHold && m.requested() {
 			m.release()
 			m.yielded.Store(m.now())
 		}
-		if !m.held && !m.acquiring {
+		if due && !m.held && !m.acquiring {
 			m.freeStale()
 		}
 		m.mu.Unlock()
