@@ -19,11 +19,16 @@ import (
 //
 //   - etcd database: the etcd lock manager (kayofs/etcdlock) on the
 //     database's client, its keys beside the installation's prefix;
-//   - embedded database (bbolt, or a store given by a test): the on-disk
+//   - embedded database (bbolt, or a store given by a test), a LUN named
+//     by path or device (which other machines may see too): the on-disk
 //     leases in the volume's lease area (kayofs/lease.go), which need
 //     format version 2. A version 1 volume has no lease area and keeps the
-//     OFD locks, which coordinate one kernel only (the lab's single host);
-//     kayofs check and a reformat upgrade it.
+//     OFD locks, which coordinate one kernel only; a reformat upgrades it;
+//   - embedded database and a LUN of the embedded SAN (`lun = "lun0"`): an
+//     image file in this machine's data dir, opened by this kernel alone,
+//     so the OFD locks guard it completely. Every short-lived process of
+//     the lab (each terraform command's plugin) would otherwise pay a
+//     delta lease's join wait (2 × volumeLeaseIO) per volume and node.
 //
 // Both cross-machine managers need the device opened with direct I/O, so
 // a read under a lock sees another host's last write, not this kernel's
@@ -60,7 +65,7 @@ func (e *Engine) MountOptions(v Volume, sb *kayofs.Superblock) (o kayofs.MountOp
 			TTL: VolumeLeaseTimeout, Logf: logf})
 		return o, true
 	}
-	if sb.Version >= 2 {
+	if sb.Version >= 2 && !v.Embedded() {
 		o.Locks = kayofs.NewDiskLeases(kayofs.DiskLeaseOptions{Timeout: VolumeLeaseTimeout, IOTimeout: volumeLeaseIO, Logf: logf})
 		return o, true
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -27,6 +28,54 @@ func otherHost(t *testing.T, path, node string, locks kayofs.LockManagerFactory)
 	return kayofs.Mount(fd, node, kayofs.MountOptions{Locks: locks})
 }
 
+// sharedLUNVolume is the seed's volume on a file-backed LUN named by path,
+// as a LUN other machines may see too (an embedded SAN LUN is this
+// machine's alone, volume_locks.go).
+func sharedLUNVolume(t *testing.T, gib int64) VolumeSpec {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "shared-lun.img")
+	fd, err := kayofs.CreateImage(p, gib<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = fd.Close()
+	s := seedVolume()
+	s.LUN, s.FileBacked, s.SizeGiB = p, true, gib
+	return s
+}
+
+// TestVolumeMountsUseOFDOnTheEmbeddedSAN: an embedded SAN LUN is an image
+// in this machine's data dir, so its mounts take OFD locks (no lease join
+// wait); another process of this kernel is still kept out.
+func TestVolumeMountsUseOFDOnTheEmbeddedSAN(t *testing.T) {
+	e := newDisk(t)
+	v, err := e.CreateVolume(context.Background(), seedVolume())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := kayofs.OpenDevice(v.Device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := kayofs.ReadSuperblock(fd)
+	_ = fd.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, direct := e.MountOptions(v, sb); o.Locks != nil || direct {
+		t.Errorf("embedded SAN LUN: lock manager set (%v) or direct I/O (%v); want the OFD default", o.Locks != nil, direct)
+	}
+	s := sharedLUNVolume(t, 1)
+	s.DriveLetter = "P"
+	w, err := e.CreateVolume(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, direct := e.MountOptions(w, sb); o.Locks == nil || !direct {
+		t.Errorf("LUN by path: no lock manager (%v) or no direct I/O (%v); want on-disk leases", o.Locks == nil, !direct)
+	}
+}
+
 // TestVolumeMountsUseDiskLeases: with the embedded database a new volume
 // is format version 2 and the engine's mounts hold on-disk leases, so a
 // node on another machine (which shares only the LUN, not this kernel's
@@ -43,7 +92,7 @@ func TestVolumeMountsUseDiskLeases(t *testing.T) {
 	if _, err := e.CreateCluster(ctx, seedCluster("HVCLUSTER", "Y-21-2k8x64", "Y-22-2k8x64")); err != nil {
 		t.Fatal(err)
 	}
-	v, err := e.CreateVolume(ctx, seedVolume())
+	v, err := e.CreateVolume(ctx, sharedLUNVolume(t, 500))
 	if err != nil {
 		t.Fatal(err)
 	}
