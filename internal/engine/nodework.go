@@ -164,6 +164,17 @@ func (e *Engine) workAgentUp(ctx context.Context, node string) error {
 	return workAgentDown(node, b, err == nil, e.now())
 }
 
+// workReady is nil when node's work can be carried out now: always on the
+// embedded database (an in-process executor stands in for a missing
+// agent), on etcd while its agent is up. It reads nothing on the embedded
+// database.
+func (e *Engine) workReady(ctx context.Context, node string) error {
+	if !e.remoteDB {
+		return nil
+	}
+	return e.workAgentUp(ctx, node)
+}
+
 func workAgentDown(node string, b WorkAgentBeat, seen bool, now time.Time) error {
 	start := fmt.Sprintf("start `kayoctl agent --node %s` there (with the cluster database on etcd, each node's agent does its data-plane work: its VMs' files)", node)
 	switch {
@@ -232,7 +243,16 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 			if time.Now().After(nextAlive) {
 				nextAlive = time.Now().Add(time.Second)
 				if err := e.workAgentUp(ctx, node); err != nil {
-					return res, fmt.Errorf("%s of %s: the agent stopped answering: %w", req.Op, req.Object, err)
+					if e.remoteDB {
+						return res, fmt.Errorf("%s of %s: the agent stopped answering: %w", req.Op, req.Object, err)
+					}
+					// Embedded database: this engine's executor takes the
+					// request over, same ID (re-running it is harmless).
+					if tgt, rev, err = e.takeOver(ctx, node, req, rev); err != nil {
+						return res, err
+					}
+					req.For = tgt.id
+					continue
 				}
 			}
 		}
@@ -252,6 +272,28 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 			e.pokeExecutor(tgt, node)
 		}
 	}
+}
+
+// takeOver readdresses req, left by node's agent that stopped answering,
+// to this engine's in-process executor of node, compared with the
+// request's revision rev (a newer request of the object is ErrBusy).
+func (e *Engine) takeOver(ctx context.Context, node string, req workRequest, rev int64) (workTarget, int64, error) {
+	x, err := e.localExecutor(node)
+	if err != nil {
+		return workTarget{}, 0, err
+	}
+	req.For = x.id
+	key := nodeWorkReqKey(node, req.Object)
+	rev, err = e.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{putJSON(key, req)})
+	if errors.Is(err, store.ErrConflict) {
+		return workTarget{}, 0, fmt.Errorf("%s of %s on %s: superseded by another request: %w", req.Op, req.Object, node, ErrBusy)
+	}
+	if err != nil {
+		return workTarget{}, 0, err
+	}
+	tgt := workTarget{id: x.id, local: x}
+	e.pokeExecutor(tgt, node)
+	return tgt, rev, nil
 }
 
 // pokeExecutor wakes the executor of tgt: a channel in-process, the

@@ -450,6 +450,11 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 		if err != nil {
 			return err
 		}
+		// On etcd the node's agent writes the files: refused before
+		// anything is recorded when it is down (nodework.go).
+		if err := e.workReady(ctx, d.Node); err != nil {
+			return fmt.Errorf("creating VM %q on %s: %w", s.Name, d.Node, err)
+		}
 		t.seed(v)
 		t.cmps = append(t.cmps, v.guard...)
 		t.cmps = append(t.cmps, v.hostCmp(d.Node))
