@@ -258,10 +258,13 @@ func (x *WorkExecutor) execute(ctx context.Context, req workRequest, rev int64) 
 		if err != nil {
 			res.Err, res.Kind = err.Error(), workErrorKind(err)
 			var lost *LUNLostError
+			var input *InputError
 			if errors.As(err, &lost) {
 				l := *lost
 				l.Err = nil
 				res.Lost, res.Kind = &l, workKindLUNLost
+			} else if errors.As(err, &input) {
+				res.Input = input
 			}
 		}
 	}
@@ -319,6 +322,17 @@ func (x *WorkExecutor) do(ctx context.Context, req workRequest) (json.RawMessage
 			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
 		}
 		return nil, x.e.removeFilesHere(ctx, vm)
+	case workVolumeChange:
+		var a volumeChangeArgs
+		if err := json.Unmarshal(req.Args, &a); err != nil {
+			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+		// The volume as this node resolves it (its LUN's path here).
+		v, err := x.e.GetVolume(ctx, a.Volume)
+		if err != nil {
+			return nil, err
+		}
+		return nil, x.e.changeOnDiskHere(ctx, v, a.Spec, x.cfg.Node)
 	}
 	return nil, fmt.Errorf("operation %q is unknown to this executor (an older kayoctl agent than the control plane? upgrade it)", req.Op)
 }

@@ -163,3 +163,4 @@ func nodeWorkReqKey(node, object string) string { return nodeWorkReqPrefix(node)
 func nodeWorkResKey(node, object string) string { return nodeWorkPrefix + node + "/res/" + object }
 func nodeWorkAgentKey(node string) string       { return nodeWorkAgentsPrefix + node }
 func vmWorkObject(cluster, vm string) string    { return "vm/" + cluster + "/" + vm }
+func volumeWorkObject(id string) string         { return "volume/" + id }

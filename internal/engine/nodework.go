@@ -56,6 +56,9 @@ const (
 	workVMFiles = "vm.files"
 	// workVMRemoveFiles deletes a VM's files and directory (args: VM).
 	workVMRemoveFiles = "vm.remove_files"
+	// workVolumeChange grows a volume's LUN image and file system, sets
+	// its node slots and label (args: volumeChangeArgs).
+	workVolumeChange = "volume.change"
 )
 
 // Result kinds: the error a result carries, as the caller rebuilds it.
@@ -98,7 +101,9 @@ type workResult struct {
 	Err   string `json:"err,omitempty"`
 	Kind  string `json:"kind,omitempty"`
 	// Lost: the volume's LUN no longer holds it (Kind workKindLUNLost).
-	Lost     *LUNLostError   `json:"lost,omitempty"`
+	Lost *LUNLostError `json:"lost,omitempty"`
+	// Input: a user attribute is at fault.
+	Input    *InputError     `json:"input,omitempty"`
 	Outcome  json.RawMessage `json:"outcome,omitempty"`
 	Executor string          `json:"executor,omitempty"`
 	Updated  time.Time       `json:"updated"`
@@ -112,6 +117,11 @@ type WorkAgentBeat struct {
 	Time  time.Time `json:"time"`
 	// Stopped: the agent shut down then.
 	Stopped time.Time `json:"stopped,omitempty"`
+}
+
+type volumeChangeArgs struct {
+	Volume string     `json:"volume"`
+	Spec   VolumeSpec `json:"spec"`
 }
 
 type vmFilesArgs struct {
@@ -162,6 +172,29 @@ func (e *Engine) workAgentUp(ctx context.Context, node string) error {
 		return nil
 	}
 	return workAgentDown(node, b, err == nil, e.now())
+}
+
+// workNode picks the node of nodes (sorted) that does a volume's work:
+// the first whose agent is up; with none, on the embedded database the
+// first (this engine's executor serves it), on etcd an error naming it.
+func (e *Engine) workNode(ctx context.Context, nodes []string) (string, error) {
+	var first error
+	for _, n := range nodes {
+		err := e.workAgentUp(ctx, n)
+		if err == nil {
+			return n, nil
+		}
+		if !errors.Is(err, ErrAgentDown) {
+			return "", err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if e.remoteDB {
+		return "", fmt.Errorf("no node of %v has its agent up: %w", nodes, first)
+	}
+	return nodes[0], nil
 }
 
 // workReady is nil when node's work can be carried out now: always on the
@@ -317,6 +350,10 @@ func (r workResult) error(node string, req workRequest) error {
 	if r.Lost != nil {
 		lost := *r.Lost
 		return &lost
+	}
+	if r.Input != nil {
+		in := *r.Input
+		return &in
 	}
 	var kind error
 	switch r.Kind {

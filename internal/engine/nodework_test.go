@@ -325,3 +325,69 @@ func TestNodeWorkDoneRequestNotRerun(t *testing.T) {
 	}
 	vmFilesGood(t, e, vm) // the VM's files were not removed
 }
+
+// Growing a volume is done by the first of its nodes (by name) whose
+// agent is up: with the database as on etcd and no agent, a clear error
+// naming a node and nothing grown; with Y-22's agent alone, Y-22's agent
+// grows it; on the embedded database without agents, the engine's
+// in-process executor of the first node.
+func TestNodeWorkVolumeGrow(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e, vol := workEnv(t, dir)
+	var callerLog, agentLog workLog
+	e.workHook = callerLog.hook
+	grow := func(gib int64) error {
+		v, err := e.GetVolume(ctx, vol.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := v.VolumeSpec
+		s.SizeGiB = gib
+		_, err = e.UpdateVolume(ctx, vol.ID, s)
+		return err
+	}
+	size := func() int64 {
+		var n int64
+		if err := e.WithVolume(ctx, vol.ID, y21, func(fv *kayofs.Volume) error {
+			st, err := fv.Stats()
+			n = st.TotalBytes
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	e.remoteDB = true
+	if err := grow(60); !errors.Is(err, ErrAgentDown) || !strings.Contains(err.Error(), "kayoctl agent --node "+y21) {
+		t.Fatalf("grow with no agent on etcd: %v, want ErrAgentDown naming `kayoctl agent --node %s`", err, y21)
+	}
+	if got := size(); got != 50<<30 {
+		t.Fatalf("volume size %d after a refused grow, want %d", got, int64(50<<30))
+	}
+	agent := openWorkEngine(t, dir)
+	agent.workHook = agentLog.hook
+	stop := startWorkAgent(t, agent, y22)
+	if err := grow(60); err != nil {
+		t.Fatal(err)
+	}
+	if agentLog.count(workForAgent, workVolumeChange, "after") != 1 || len(callerLog.ran) != 0 {
+		t.Fatalf("Y-22's agent ran %v, the caller %v; want the agent's volume.change alone", agentLog.ran, callerLog.ran)
+	}
+	if got := size(); got != 60<<30 {
+		t.Fatalf("volume size %d after the grow, want %d", got, int64(60<<30))
+	}
+	stop()
+	e.remoteDB = false
+	if err := grow(70); err != nil {
+		t.Fatal(err)
+	}
+	if callerLog.count("local:", workVolumeChange, "after") != 1 {
+		t.Fatalf("the in-process executor did not grow the volume: %v", callerLog.ran)
+	}
+	if got := size(); got != 70<<30 {
+		t.Fatalf("volume size %d after the grow, want %d", got, int64(70<<30))
+	}
+	noWorkRecords(t, e)
+	volumeClean(t, vol)
+}
