@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -122,13 +123,12 @@ func (x *WorkExecutor) Run(ctx context.Context) error {
 	}
 	defer x.workers.Wait()
 	lastBeat := time.Now()
-	for {
+	for ctx.Err() == nil { // a stopping executor starts nothing
 		if err := x.scan(ctx); err != nil && ctx.Err() == nil {
 			x.cfg.Logf("work: reading requests: %v", err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-x.wake:
 		case <-pollC:
 		}
@@ -139,6 +139,7 @@ func (x *WorkExecutor) Run(ctx context.Context) error {
 			}
 		}
 	}
+	return nil
 }
 
 // listen opens the agent's poke socket until ctx ends.
@@ -181,22 +182,43 @@ func (x *WorkExecutor) beat(ctx context.Context, stopped bool) error {
 // scan starts every request addressed to this executor that is neither
 // running nor finished.
 func (x *WorkExecutor) scan(ctx context.Context) error {
-	kvs, _, err := x.e.st.List(ctx, nodeWorkReqPrefix(x.cfg.Node))
+	// One read: the node's requests and results.
+	kvs, _, err := x.e.st.List(ctx, nodeWorkPrefix+x.cfg.Node+"/")
 	if err != nil {
 		return err
+	}
+	results := map[string]store.KV{}
+	reqPrefix, resPrefix := nodeWorkReqPrefix(x.cfg.Node), nodeWorkResKey(x.cfg.Node, "")
+	for _, kv := range kvs {
+		if obj, ok := strings.CutPrefix(kv.Key, resPrefix); ok {
+			results[obj] = kv
+		}
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	seen := make(map[string]bool, len(kvs))
 	for _, kv := range kvs {
+		if !strings.HasPrefix(kv.Key, reqPrefix) {
+			continue
+		}
 		var req workRequest
 		if err := decode(kv, &req); err != nil {
 			x.cfg.Logf("work: %v", err)
 			continue
 		}
 		seen[req.ID] = true
-		if req.For != x.id || x.finished[req.ID] || x.running[req.Object] != "" {
+		if ctx.Err() != nil || req.For != x.id || x.finished[req.ID] || x.running[req.Object] != "" {
 			// A request superseding a running one starts when that ends.
+			continue
+		}
+		var prev workResult
+		if r, ok := results[req.Object]; ok {
+			if err := decode(r, &prev); err != nil {
+				x.cfg.Logf("work: %v", err)
+			}
+		}
+		if prev.ID == req.ID && prev.Done {
+			x.finished[req.ID] = true // done before a restart
 			continue
 		}
 		x.running[req.Object] = req.ID
@@ -231,11 +253,6 @@ func (x *WorkExecutor) execute(ctx context.Context, req workRequest, rev int64) 
 		x.poke() // a request of the same object may wait
 	}()
 	resKey := nodeWorkResKey(x.cfg.Node, req.Object)
-	var prev workResult
-	if _, err := getJSON(ctx, x.e.st, resKey, &prev); err == nil && prev.ID == req.ID && prev.Done {
-		finished = true // done before a restart
-		return
-	}
 	res := workResult{ID: req.ID, Done: true, Executor: x.cfg.Agent}
 	// Deadlines are the caller's context's, in real time (not the
 	// engine's clock, which tests set).
@@ -281,7 +298,7 @@ func (x *WorkExecutor) execute(ctx context.Context, req workRequest, rev int64) 
 	finished = true
 	if ch, ok := x.e.work.waits.Load(req.ID); ok {
 		select {
-		case ch.(chan struct{}) <- struct{}{}:
+		case ch.(chan workResult) <- res: // its caller is of this engine
 		default:
 		}
 	}
@@ -354,8 +371,12 @@ type localWork struct {
 	closed bool
 	id     string
 	execs  map[string]*WorkExecutor
-	// waits: request ID → chan struct{}, the waiting callers of this engine.
+	// waits: request ID → chan workResult, the waiting callers of this
+	// engine.
 	waits sync.Map
+	// noAgent: node → time.Time until which it is taken to have no agent
+	// (workTarget).
+	noAgent sync.Map
 }
 
 // localExecutor returns this engine's running executor for node,

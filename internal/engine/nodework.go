@@ -143,6 +143,17 @@ type workTarget struct {
 // workTarget picks the executor of node: its agent while its heartbeat
 // is fresh; else, on the embedded database, this engine's in-process one.
 func (e *Engine) workTarget(ctx context.Context, node string) (workTarget, error) {
+	if !e.remoteDB {
+		// Known without an agent a moment ago: no read (an agent that
+		// starts meanwhile gets the node's work a moment later).
+		if until, ok := e.work.noAgent.Load(node); ok && time.Now().Before(until.(time.Time)) {
+			x, err := e.localExecutor(node)
+			if err != nil {
+				return workTarget{}, err
+			}
+			return workTarget{id: x.id, local: x}, nil
+		}
+	}
 	var b WorkAgentBeat
 	_, err := getJSON(ctx, e.st, nodeWorkAgentKey(node), &b)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -154,12 +165,17 @@ func (e *Engine) workTarget(ctx context.Context, node string) (workTarget, error
 	if e.remoteDB {
 		return workTarget{}, workAgentDown(node, b, err == nil, e.now())
 	}
+	e.work.noAgent.Store(node, time.Now().Add(noAgentRecheck))
 	x, err := e.localExecutor(node)
 	if err != nil {
 		return workTarget{}, err
 	}
 	return workTarget{id: x.id, local: x}, nil
 }
+
+// noAgentRecheck is how long an engine on the embedded database serves a
+// node without an agent before it looks for the node's agent again.
+const noAgentRecheck = 500 * time.Millisecond
 
 // workAgentUp is nil while node's agent serves its work.
 func (e *Engine) workAgentUp(ctx context.Context, node string) error {
@@ -231,9 +247,12 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 	if dl, ok := ctx.Deadline(); ok {
 		req.Deadline = dl.UTC()
 	}
-	wake := make(chan struct{}, 1)
-	e.work.waits.Store(req.ID, wake)
+	// got receives the result an executor of this engine committed; wake
+	// is dialled by an agent after it wrote the result.
+	got := make(chan workResult, 1)
+	e.work.waits.Store(req.ID, got)
 	defer e.work.waits.Delete(req.ID)
+	wake := make(chan struct{}, 1)
 	if tgt.local == nil {
 		addr, stop := listenWake(wake)
 		defer stop()
@@ -245,61 +264,77 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 		return workResult{}, err
 	}
 	e.pokeExecutor(tgt, node)
+	done := func(res workResult) (workResult, error) {
+		// The request and result are done with (compared, so a newer
+		// request of the object stays).
+		_, _ = e.st.Commit(context.WithoutCancel(ctx), []store.Cmp{store.At(reqKey, rev)}, []store.Op{store.Del(reqKey), store.Del(resKey)})
+		return res, res.error(node, req)
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	var poll <-chan time.Time
 	delay := 2 * time.Millisecond
-	nextAlive := time.Now().Add(time.Second)
+	// An in-process executor hands its result over on got: the record is
+	// read only on the agent's pokes and polls, and once a second.
+	read := tgt.local == nil
 	for {
-		var res workResult
-		_, err := getJSON(ctx, e.st, resKey, &res)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return res, err
-		}
-		if err == nil && res.ID == req.ID && res.Done {
-			// The request and result are done with (compared, so a newer
-			// request of the object stays).
-			_, _ = e.st.Commit(context.WithoutCancel(ctx), []store.Cmp{store.At(reqKey, rev)}, []store.Op{store.Del(reqKey), store.Del(resKey)})
-			return res, res.error(node, req)
-		}
-		if err == nil && res.ID != req.ID {
+		if read {
+			var res workResult
+			_, err := getJSON(ctx, e.st, resKey, &res)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return res, err
+			}
+			if err == nil && res.ID == req.ID && res.Done {
+				return done(res)
+			}
 			var cur workRequest
 			if _, err := getJSON(ctx, e.st, reqKey, &cur); err == nil && cur.ID != req.ID {
 				return res, fmt.Errorf("%s of %s on %s: superseded by request %s (%s) of %s: %w", req.Op, req.Object, node, cur.ID, cur.Op, cur.By, ErrBusy)
 			}
 		}
+		read = false
 		var stopped <-chan struct{}
 		if tgt.local != nil {
 			stopped = tgt.local.stopped
+			poll = nil
 		} else {
 			// The agent dials Notify; polling is the fallback.
 			poll = time.After(delay)
 			delay = min(delay*2, 50*time.Millisecond)
-			if time.Now().After(nextAlive) {
-				nextAlive = time.Now().Add(time.Second)
-				if err := e.workAgentUp(ctx, node); err != nil {
-					if e.remoteDB {
-						return res, fmt.Errorf("%s of %s: the agent stopped answering: %w", req.Op, req.Object, err)
-					}
-					// Embedded database: this engine's executor takes the
-					// request over, same ID (re-running it is harmless).
-					if tgt, rev, err = e.takeOver(ctx, node, req, rev); err != nil {
-						return res, err
-					}
-					req.For = tgt.id
-					continue
-				}
-			}
 		}
 		select {
 		case <-ctx.Done():
-			return res, fmt.Errorf("%s of %s on %s: waiting for the node's executor: %w", req.Op, req.Object, node, ctx.Err())
+			return workResult{}, fmt.Errorf("%s of %s on %s: waiting for the node's executor: %w", req.Op, req.Object, node, ctx.Err())
+		case res := <-got:
+			if res.ID == req.ID {
+				return done(res)
+			}
 		case <-wake:
+			read = true
 		case <-poll:
+			read = true
+		case <-tick.C:
+			read = true
+			if tgt.local != nil {
+				break
+			}
+			if err := e.workAgentUp(ctx, node); err != nil {
+				if e.remoteDB {
+					return workResult{}, fmt.Errorf("%s of %s: the agent stopped answering: %w", req.Op, req.Object, err)
+				}
+				// Embedded database: this engine's executor takes the
+				// request over, same ID (re-running it is harmless).
+				if tgt, rev, err = e.takeOver(ctx, node, req, rev); err != nil {
+					return workResult{}, err
+				}
+				req.For = tgt.id
+			}
 		case <-stopped:
 			// This engine's executor stopped (cancelled, as a crash): a
 			// new one runs the request again.
 			x, err := e.localExecutor(node)
 			if err != nil {
-				return res, err
+				return workResult{}, err
 			}
 			tgt.local = x
 			e.pokeExecutor(tgt, node)
