@@ -62,6 +62,8 @@ type WorkExecutor struct {
 	running  map[string]string
 	finished map[string]bool
 	workers  sync.WaitGroup
+	// swept: the last sweep of old results (Run's goroutine only).
+	swept time.Time
 }
 
 // NewWorkExecutor returns the work executor of a node agent. It does
@@ -233,7 +235,40 @@ func (x *WorkExecutor) scan(ctx context.Context) error {
 			delete(x.finished, id)
 		}
 	}
+	x.sweep(ctx, kvs, reqPrefix, resPrefix)
 	return nil
+}
+
+// sweep deletes the results of the node whose request is gone and that
+// are older than workResultKeep (at most once a minute).
+func (x *WorkExecutor) sweep(ctx context.Context, kvs []store.KV, reqPrefix, resPrefix string) {
+	if time.Since(x.swept) < workResultKeep {
+		return
+	}
+	x.swept = time.Now()
+	reqs := map[string]bool{}
+	for _, kv := range kvs {
+		if obj, ok := strings.CutPrefix(kv.Key, reqPrefix); ok {
+			reqs[obj] = true
+		}
+	}
+	var cmps []store.Cmp
+	var ops []store.Op
+	for _, kv := range kvs {
+		obj, ok := strings.CutPrefix(kv.Key, resPrefix)
+		if !ok || reqs[obj] {
+			continue
+		}
+		var r workResult
+		if err := decode(kv, &r); err == nil && x.e.now().Sub(r.Updated) < workResultKeep {
+			continue
+		}
+		cmps = append(cmps, store.At(kv.Key, kv.ModRevision))
+		ops = append(ops, store.Del(kv.Key))
+	}
+	if len(ops) > 0 {
+		_, _ = x.e.st.Commit(ctx, cmps, ops) // a conflict: the next sweep
+	}
 }
 
 // execute carries out req unless its result is recorded already, and
@@ -287,7 +322,8 @@ func (x *WorkExecutor) execute(ctx context.Context, req workRequest, rev int64) 
 	}
 	res.Updated = x.e.now().UTC()
 	reqKey := nodeWorkReqKey(x.cfg.Node, req.Object)
-	_, err := x.e.st.Commit(context.WithoutCancel(ctx), []store.Cmp{store.At(reqKey, rev)}, []store.Op{putJSON(resKey, res)})
+	// The completion: the result, and the request gone, in one commit.
+	_, err := x.e.st.Commit(context.WithoutCancel(ctx), []store.Cmp{store.At(reqKey, rev)}, []store.Op{putJSON(resKey, res), store.Del(reqKey)})
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		// Superseded or withdrawn meanwhile: its caller has gone.

@@ -26,11 +26,13 @@ import (
 //	node-work-agents/<node>         the node agent's executor heartbeat
 //
 // The caller commits the request, wakes the executor and waits for a
-// result with the request's ID and Done set; then it deletes both. The
-// request is the intent and the result the completion: an executor that
-// restarts runs again every request of its own that has no result, so
-// every operation is idempotent (a re-run finds its work done or redoes
-// it harmlessly).
+// result with the request's ID and Done set. The request is the intent
+// and the result the completion, written in one commit that deletes the
+// request: an executor that restarts runs again every request of its own
+// that is still there, so every operation is idempotent (a re-run finds
+// its work done or redoes it harmlessly). A result stays until the
+// object's next request, the VM's deletion, or the executor's sweep of
+// results older than workResultKeep.
 //
 // Who executes: the node's agent (`kayoctl agent --node NAME`) while its
 // heartbeat is fresh. Without one, on the embedded database, this engine
@@ -41,6 +43,10 @@ import (
 // WorkAgentTimeout: a node agent whose work executor has not reported for
 // this long is down.
 const WorkAgentTimeout = 5 * time.Second
+
+// workResultKeep is how long a result outlives its request before the
+// node's executor sweeps it away (its caller read it long before).
+const workResultKeep = time.Minute
 
 // workRequestTimeout bounds a request that carries no deadline.
 const workRequestTimeout = 10 * time.Minute
@@ -264,12 +270,10 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 		return workResult{}, err
 	}
 	e.pokeExecutor(tgt, node)
-	done := func(res workResult) (workResult, error) {
-		// The request and result are done with (compared, so a newer
-		// request of the object stays).
-		_, _ = e.st.Commit(context.WithoutCancel(ctx), []store.Cmp{store.At(reqKey, rev)}, []store.Op{store.Del(reqKey), store.Del(resKey)})
-		return res, res.error(node, req)
-	}
+	// The executor's completion commit deleted the request; its result
+	// stays until the object's next request, the VM's deletion or the
+	// executor's sweep (agent_work.go).
+	done := func(res workResult) (workResult, error) { return res, res.error(node, req) }
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var poll <-chan time.Time
@@ -324,10 +328,14 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 				}
 				// Embedded database: this engine's executor takes the
 				// request over, same ID (re-running it is harmless).
-				if tgt, rev, err = e.takeOver(ctx, node, req, rev); err != nil {
+				t, r, err := e.takeOver(ctx, node, req, rev)
+				if errors.Is(err, store.ErrConflict) {
+					break // the agent finished it meanwhile (or it was superseded): read
+				}
+				if err != nil {
 					return workResult{}, err
 				}
-				req.For = tgt.id
+				tgt, rev, req.For = t, r, t.id
 			}
 		case <-stopped:
 			// This engine's executor stopped (cancelled, as a crash): a
@@ -344,7 +352,8 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 
 // takeOver readdresses req, left by node's agent that stopped answering,
 // to this engine's in-process executor of node, compared with the
-// request's revision rev (a newer request of the object is ErrBusy).
+// request's revision rev: ErrConflict when the request was finished or
+// superseded meanwhile.
 func (e *Engine) takeOver(ctx context.Context, node string, req workRequest, rev int64) (workTarget, int64, error) {
 	x, err := e.localExecutor(node)
 	if err != nil {
@@ -353,9 +362,6 @@ func (e *Engine) takeOver(ctx context.Context, node string, req workRequest, rev
 	req.For = x.id
 	key := nodeWorkReqKey(node, req.Object)
 	rev, err = e.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{putJSON(key, req)})
-	if errors.Is(err, store.ErrConflict) {
-		return workTarget{}, 0, fmt.Errorf("%s of %s on %s: superseded by another request: %w", req.Op, req.Object, node, ErrBusy)
-	}
 	if err != nil {
 		return workTarget{}, 0, err
 	}

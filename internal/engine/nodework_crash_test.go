@@ -107,7 +107,7 @@ func TestNodeWorkAgentKilled(t *testing.T) {
 					t.Fatalf("after the crash: %+v", vm)
 				}
 				vmFilesGood(t, e, vm)
-				noWorkRecords(t, e)
+				noWorkRecords(t, e, vm)
 				volumeClean(t, vol)
 			})
 		}

@@ -89,15 +89,22 @@ func startWorkAgent(t *testing.T, e *Engine, node string) (stop func()) {
 	return stop
 }
 
-// noWorkRecords fails when node-work requests or results are left.
-func noWorkRecords(t *testing.T, e *Engine) {
+// noWorkRecords fails when node-work requests are left, or results other
+// than the last one of each VM in vms (deleted VMs leave none).
+func noWorkRecords(t *testing.T, e *Engine, vms ...VM) {
 	t.Helper()
 	kvs, _, err := e.st.List(context.Background(), nodeWorkPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
+	keep := map[string]bool{}
+	for _, vm := range vms {
+		keep[nodeWorkResKey(vm.Node, vmWorkObject(vm.Cluster, vm.Name))] = true
+	}
 	for _, kv := range kvs {
-		t.Errorf("node-work record left: %s = %s", kv.Key, kv.Value)
+		if !keep[kv.Key] {
+			t.Errorf("node-work record left: %s = %s", kv.Key, kv.Value)
+		}
 	}
 }
 
@@ -149,7 +156,7 @@ func TestNodeWorkInProcessExecutor(t *testing.T) {
 		t.Fatalf("the in-process executor wrote the files %d times, want 1 (ran: %v)", n, log.ran)
 	}
 	vmFilesGood(t, e, vm)
-	noWorkRecords(t, e)
+	noWorkRecords(t, e, vm)
 	if err := e.DeleteVM(ctx, vm.Cluster, vm.Name); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +241,7 @@ func TestNodeWorkRemoteDatabaseNeedsAgent(t *testing.T) {
 		t.Fatalf("the agent wrote the files %d times, want 1", n)
 	}
 	vmFilesGood(t, e, vm)
-	noWorkRecords(t, e)
+	noWorkRecords(t, e, vm)
 }
 
 // The in-process executor cancelled (as a crash) before or after doing
@@ -388,6 +395,39 @@ func TestNodeWorkVolumeGrow(t *testing.T) {
 	if got := size(); got != 70<<30 {
 		t.Fatalf("volume size %d after the grow, want %d", got, int64(70<<30))
 	}
-	noWorkRecords(t, e)
+	// The last result of each node's volume change stays (swept later);
+	// no request is left.
+	if kvs, _, err := e.st.List(ctx, nodeWorkPrefix); err != nil || len(kvs) != 2 || strings.Contains(kvs[0].Key+kvs[1].Key, "/req/") {
+		t.Errorf("node-work records after the grows: %v (%v), want the 2 nodes' last results", kvs, err)
+	}
 	volumeClean(t, vol)
+}
+
+// An executor sweeps away results whose request is gone once they are
+// older than workResultKeep; a recent one stays for its caller.
+func TestNodeWorkResultsSwept(t *testing.T) {
+	ctx := context.Background()
+	e, _ := workEnv(t, t.TempDir())
+	old, recent := nodeWorkResKey(y21, "vm/HVCLUSTER/OLD"), nodeWorkResKey(y21, "vm/HVCLUSTER/NEW")
+	if _, err := e.st.Commit(ctx, nil, []store.Op{
+		putJSON(old, workResult{ID: "a", Done: true, Updated: time.Now().Add(-2 * workResultKeep)}),
+		putJSON(recent, workResult{ID: "b", Done: true, Updated: time.Now()})}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.localExecutor(y21); err != nil { // its first scan sweeps
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := e.st.Get(ctx, old); errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the old result was not swept")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := e.st.Get(ctx, recent); err != nil {
+		t.Fatalf("the recent result went too: %v", err)
+	}
 }

@@ -612,6 +612,8 @@ func (e *Engine) deleteVM(ctx context.Context, vm VM) error {
 			if err := t.release(n, vm.Name); err != nil {
 				return err
 			}
+			// The last node-work result of the VM there (nodework.go).
+			t.ops = append(t.ops, store.Del(nodeWorkResKey(n, vmWorkObject(vm.Cluster, vm.Name))))
 		}
 		if p := t.vm.Pending; p != nil && p.Op == opMigrate && p.Type == MigrationLive {
 			t.ops = append(t.ops, store.Del(vmMigLockKey(vm.Cluster, p.From, p.To)))
