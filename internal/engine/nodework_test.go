@@ -242,6 +242,14 @@ func TestNodeWorkRemoteDatabaseNeedsAgent(t *testing.T) {
 	}
 	vmFilesGood(t, e, vm)
 	noWorkRecords(t, e, vm)
+	// The agent removes the files and keeps its mount a moment: the
+	// volume's deletion right after waits for it rather than fail.
+	if err := e.DeleteVM(ctx, vm.Cluster, vm.Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DeleteVolume(ctx, vol.ID, false); err != nil {
+		t.Fatalf("deleting the volume right after the agent removed the VM's files: %v", err)
+	}
 }
 
 // The in-process executor cancelled (as a crash) before or after doing
