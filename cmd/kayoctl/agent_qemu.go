@@ -23,3 +23,21 @@ func startQEMU(ctx context.Context, a *engine.Agent, migrationAddress string, lo
 		<-done
 	}
 }
+
+// startWork runs the agent's work executor (its node's data plane: the
+// VMs' files on the shared volumes) beside the heartbeat loop; the
+// returned function stops it and waits for the work it runs.
+func startWork(ctx context.Context, e *engine.Engine, node, agentID string, logf func(string, ...any)) func() {
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := e.NewWorkExecutor(engine.WorkExecutorConfig{Node: node, Agent: agentID, Logf: logf}).Run(wctx); err != nil {
+			logf("work executor: %v", err)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}

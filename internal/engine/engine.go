@@ -67,6 +67,11 @@ type Engine struct {
 	// migrationHook, when set (crash tests), is called at each phase
 	// boundary of a migration (crashPoint).
 	migrationHook func(phase string)
+	// workHook, when set (tests), is called before and after the work of
+	// each node-work request an executor of this engine runs.
+	workHook func(x *WorkExecutor, op, phase string)
+	// work: the engine's in-process node executors (agent_work.go).
+	work localWork
 	// remoteDB: the database is etcd, not this data dir's (volume
 	// reports of a lab LUN then come only from where its image is).
 	remoteDB bool
@@ -148,6 +153,7 @@ func Open(cfg Config) (*Engine, error) {
 // Close releases the database, and the cached mounts of a runtime of the
 // engine's own.
 func (e *Engine) Close() error {
+	e.closeLocalWork()
 	if e.ownRuntime {
 		e.rt.ReleaseMounts()
 	}

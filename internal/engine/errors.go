@@ -201,6 +201,10 @@ var ErrAgentDown = errors.New("node agent is not running")
 // unreadable, out of range or of another version; it is not used.
 var ErrBadReport = errors.New("node agent's report is unusable")
 
+// ErrWorkExpired: a node-work request's deadline passed before the node's
+// executor ran it; nothing was done (nodework.go).
+var ErrWorkExpired = errors.New("the request expired before the node's executor ran it")
+
 // ErrBusy: another live process is changing the VM.
 var ErrBusy = errors.New("another operation is in progress")
 

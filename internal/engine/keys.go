@@ -144,3 +144,23 @@ func qemuFencePrefix(cluster string) string     { return qemuPrefix + cluster + 
 func qemuFenceKey(cluster, vm string) string    { return qemuFencePrefix(cluster) + vm }
 func qemuMigrationKeyKey(cluster string) string { return qemuPrefix + cluster + "/migration-key" }
 func qemuAgentKey(node string) string           { return qemuAgentsPrefix + node }
+
+// Node work: the request/result protocol that carries a node's data-plane
+// work (its VMs' files, ...) to the executor of that node
+// (nodework.go, agent_work.go).
+const (
+	// node-work/<node>/req/<object>: the request to node's executor, one
+	// at a time per object (vm/<cluster>/<vm>); node-work/<node>/res/<object>:
+	// its progress and result (workResult).
+	nodeWorkPrefix = "node-work/"
+	// node-work-agents/<node>: the node agent's work executor heartbeat
+	// (WorkAgentBeat); absent or stale: no agent serves the node.
+	nodeWorkAgentsPrefix = "node-work-agents/"
+)
+
+func nodeWorkReqPrefix(node string) string      { return nodeWorkPrefix + node + "/req/" }
+func nodeWorkReqKey(node, object string) string { return nodeWorkReqPrefix(node) + object }
+func nodeWorkResKey(node, object string) string { return nodeWorkPrefix + node + "/res/" + object }
+func nodeWorkAgentKey(node string) string       { return nodeWorkAgentsPrefix + node }
+func vmWorkObject(cluster, vm string) string    { return "vm/" + cluster + "/" + vm }
+func volumeWorkObject(id string) string         { return "volume/" + id }

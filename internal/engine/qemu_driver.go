@@ -320,18 +320,30 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, pro
 }
 
 // listenNotify opens the socket an agent dials when it wrote req's result
-// (Linux: an abstract unix socket, nothing on disk; elsewhere none, and the
-// driver only polls). wake receives after each dial.
+// (listenWake). wake receives after each dial.
 func listenNotify(req *qemuRequest) (wake <-chan struct{}, stop func()) {
-	if runtime.GOOS != "linux" {
-		return nil, func() {}
+	ch := make(chan struct{}, 1)
+	addr, stop := listenWake(ch)
+	if addr == "" {
+		return nil, stop
 	}
-	addr := "@kayo-qemu-" + randomHex(8)
+	req.Notify = addr
+	return ch, stop
+}
+
+// listenWake opens a socket that sends on ch whenever it is dialled
+// (Linux: an abstract unix socket, nothing on disk; elsewhere none, addr
+// "", and the caller only polls): an agent dials it after writing a
+// result the caller waits for.
+func listenWake(ch chan struct{}) (addr string, stop func()) {
+	if runtime.GOOS != "linux" {
+		return "", func() {}
+	}
+	addr = "@kayo-wake-" + randomHex(8)
 	ln, err := net.Listen("unix", addr)
 	if err != nil {
-		return nil, func() {}
+		return "", func() {}
 	}
-	ch := make(chan struct{}, 1)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -351,16 +363,18 @@ func listenNotify(req *qemuRequest) (wake <-chan struct{}, stop func()) {
 			}
 		}
 	}()
-	req.Notify = addr
-	return ch, func() { _ = ln.Close() }
+	return addr, func() { _ = ln.Close() }
 }
 
 // notifyDriver tells the driver waiting for r that its result changed.
-func notifyDriver(r qemuRequest) {
-	if r.Notify == "" || runtime.GOOS != "linux" {
+func notifyDriver(r qemuRequest) { dialWake(r.Notify) }
+
+// dialWake dials a caller's listenWake socket ("" none).
+func dialWake(addr string) {
+	if addr == "" || runtime.GOOS != "linux" {
 		return
 	}
-	if c, err := net.DialTimeout("unix", r.Notify, 50*time.Millisecond); err == nil {
+	if c, err := net.DialTimeout("unix", addr, 50*time.Millisecond); err == nil {
 		_ = c.Close()
 	}
 }

@@ -450,6 +450,11 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 		if err != nil {
 			return err
 		}
+		// On etcd the node's agent writes the files: refused before
+		// anything is recorded when it is down (nodework.go).
+		if err := e.workReady(ctx, d.Node); err != nil {
+			return fmt.Errorf("creating VM %q on %s: %w", s.Name, d.Node, err)
+		}
 		t.seed(v)
 		t.cmps = append(t.cmps, v.guard...)
 		t.cmps = append(t.cmps, v.hostCmp(d.Node))
@@ -607,6 +612,8 @@ func (e *Engine) deleteVM(ctx context.Context, vm VM) error {
 			if err := t.release(n, vm.Name); err != nil {
 				return err
 			}
+			// The last node-work result of the VM there (nodework.go).
+			t.ops = append(t.ops, store.Del(nodeWorkResKey(n, vmWorkObject(vm.Cluster, vm.Name))))
 		}
 		if p := t.vm.Pending; p != nil && p.Op == opMigrate && p.Type == MigrationLive {
 			t.ops = append(t.ops, store.Del(vmMigLockKey(vm.Cluster, p.From, p.To)))

@@ -45,13 +45,23 @@ func createOrOpen(fv *kayofs.Volume, p string) (*kayofs.File, error) {
 	return f, err
 }
 
-// writeFiles creates (fresh) or checks and grows the VM's VHD, and writes
-// its configuration file beside it, as the owner node. A stale owner (the
-// token moved on) is refused before it writes. A changed configuration
-// replaces the old one atomically (by rename); a fresh VM's is written in
-// place, since nothing reads it before the creation commits (a creation
-// that fails or crashes removes the files).
+// writeFiles has the VM's owner node write its files (writeFilesHere)
+// through the node-work protocol (nodework.go): the node's agent, or
+// this engine's in-process executor of the node.
 func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
+	_, err := e.vmWork(ctx, vm.Node, workVMFiles, vm, vmFilesArgs{VM: vm, Fresh: fresh})
+	return err
+}
+
+// writeFilesHere (run by the node's executor) creates (fresh) or checks
+// and grows the VM's VHD, and writes its configuration file beside it, as
+// the owner node. A stale owner (the token moved on) is refused before it
+// writes. A changed configuration replaces the old one atomically (by
+// rename); a fresh VM's is written in place, since nothing reads it
+// before the creation commits (a creation that fails or crashes removes
+// the files). Run again after a crash it finds the files and overwrites
+// them.
+func (e *Engine) writeFilesHere(ctx context.Context, vm VM, fresh bool) error {
 	p, err := PathsFor(vm.DriveLetter, vm.Name)
 	if err != nil {
 		return err
@@ -174,14 +184,32 @@ func (e *Engine) createFiles(fv *kayofs.Volume, vm VM, p VMPaths) error {
 	})
 }
 
-// removeFiles deletes the VM's files and directory (missing ones are
-// fine).
+// removeFiles has the VM's node delete its files and directory
+// (removeFilesHere; missing ones are fine) through the node-work protocol.
 func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
+	_, err := e.vmWork(ctx, vm.Node, workVMRemoveFiles, vm, vm)
+	var lost *LUNLostError
+	if errors.As(err, &lost) {
+		note(ctx, fmt.Sprintf("VM %s: its files were not removed: its volume's LUN no longer holds the volume", vm.Name),
+			lost.Found()+"; the VM is forgotten without touching that LUN.")
+		return nil
+	}
+	if errors.Is(err, ErrNotFound) {
+		if _, gerr := e.GetVolume(ctx, vm.Volume); errors.Is(gerr, ErrNotFound) {
+			return nil // the volume went first (force_destroy): nothing left to remove
+		}
+	}
+	return err
+}
+
+// removeFilesHere (run by the node's executor) deletes the VM's files
+// and directory; missing ones are fine, so a re-run is harmless.
+func (e *Engine) removeFilesHere(ctx context.Context, vm VM) error {
 	p, err := PathsFor(vm.DriveLetter, vm.Name)
 	if err != nil {
 		return err
 	}
-	err = e.onVolume(ctx, vm.Volume, vm.Node, func(fv *kayofs.Volume) error {
+	return e.onVolume(ctx, vm.Volume, vm.Node, func(fv *kayofs.Volume) error {
 		return e.serialVolume(vm.Volume, func() error {
 			ours := []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD}
 			for i := range vm.DataDisks {
@@ -224,18 +252,6 @@ func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
 			return nil
 		})
 	})
-	var lost *LUNLostError
-	if errors.As(err, &lost) {
-		note(ctx, fmt.Sprintf("VM %s: its files were not removed: its volume's LUN no longer holds the volume", vm.Name),
-			lost.Found()+"; the VM is forgotten without touching that LUN.")
-		return nil
-	}
-	if errors.Is(err, ErrNotFound) {
-		if _, gerr := e.GetVolume(ctx, vm.Volume); errors.Is(gerr, ErrNotFound) {
-			return nil // the volume went first (force_destroy): nothing left to remove
-		}
-	}
-	return err
 }
 
 // fenceCheck refuses to act for vm when the database has moved its

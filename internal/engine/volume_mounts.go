@@ -253,6 +253,29 @@ func (e *Engine) mountRetrying(ctx context.Context, v Volume, node string) (*kay
 	}
 }
 
+// mountWaiting mounts v's opened device fd as node, waiting with backoff
+// while another process (a node agent's executor, whose cached mount
+// detaches once idle) holds that node's mount, up to the lock timeout.
+func (e *Engine) mountWaiting(ctx context.Context, fd *kayofs.FileDevice, v Volume, node string, o kayofs.MountOptions) (*kayofs.Volume, error) {
+	limit, _ := e.waitPolicy()
+	start := time.Now()
+	poll := time.Millisecond
+	for {
+		fv, err := kayofs.Mount(fd, node, o)
+		if err == nil || !errors.Is(err, kayofs.ErrMounted) || time.Since(start) >= limit {
+			return fv, err
+		}
+		t := time.NewTimer(poll/2 + rand.N(poll/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("volume %s: waiting for the mount of %s: %w", v.DriveLetter, node, ctx.Err())
+		case <-t.C:
+		}
+		poll = min(poll*2, 50*time.Millisecond)
+	}
+}
+
 // waitPolicy is the database's lock timeout and wait callback, which
 // waits for a volume follow too.
 func (e *Engine) waitPolicy() (time.Duration, store.WaitFunc) {

@@ -592,7 +592,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 	defer fd.Close()
 	nodes := sortedKeys(v.Mounts)
 	for i, n := range nodes {
-		fv, err := kayofs.Mount(fd, n, o)
+		fv, err := e.mountWaiting(ctx, fd, v, n, o) // a node's agent may hold it a moment (volume_mounts.go)
 		if err != nil {
 			return fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
 		}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -229,9 +230,32 @@ func changes(a, b VolumeSpec) map[string]string {
 	return d
 }
 
-// changeOnDisk grows the LUN image and the file system, adds slots and
-// relabels, through one of the volume's nodes. Each step is idempotent.
+// changeOnDisk has one of the volume's nodes (the first by name whose
+// agent is up; nodework.go) grow the LUN image and the file system, add
+// slots and relabel (changeOnDiskHere). A volume mounted nowhere is
+// changed by this process.
 func (e *Engine) changeOnDisk(ctx context.Context, v Volume, s VolumeSpec) error {
+	nodes := sortedKeys(v.Mounts)
+	if len(nodes) == 0 {
+		return e.changeOnDiskHere(ctx, v, s, "")
+	}
+	node, err := e.workNode(ctx, nodes)
+	if err != nil {
+		return fmt.Errorf("volume %s: changing it on disk: %w", v.DriveLetter, err)
+	}
+	args, err := json.Marshal(volumeChangeArgs{Volume: v.ID, Spec: s})
+	if err != nil {
+		return err
+	}
+	_, err = e.nodeWork(ctx, node, workRequest{Op: workVolumeChange, Object: volumeWorkObject(v.ID), Args: args})
+	return err
+}
+
+// changeOnDiskHere (run by a node's executor, or by the control plane for
+// a volume mounted nowhere) grows the LUN image and the file system, adds
+// slots and relabels, mounted as node (as the first of its nodes when
+// ""). Each step is idempotent.
+func (e *Engine) changeOnDiskHere(ctx context.Context, v Volume, s VolumeSpec, node string) error {
 	size := s.SizeGiB << 30
 	fd, err := e.openVolumeDevice(v) // checks the LUN holds v before it grows
 	if err != nil {
@@ -260,6 +284,9 @@ func (e *Engine) changeOnDisk(ctx context.Context, v Volume, s VolumeSpec) error
 			return fmt.Errorf("volume %s: label: %w", v.DriveLetter, err)
 		}
 		return nil
+	}
+	if _, ok := v.Mounts[node]; ok {
+		return e.WithVolume(ctx, v.ID, node, change)
 	}
 	if nodes := sortedKeys(v.Mounts); len(nodes) > 0 {
 		return e.WithVolume(ctx, v.ID, nodes[0], change)

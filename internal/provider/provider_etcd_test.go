@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,6 +48,29 @@ func etcdCheck(endpoints []string, prefix string, fn func(context.Context, *engi
 		defer e.Close()
 		return fn(context.Background(), e)
 	}
+}
+
+// startEtcdAgents runs, in the test process, the node agents' work
+// executors of nodes on the etcd database (with dataDir, where the
+// embedded SAN's LUN images are): with the database on etcd the provider
+// does no node's data-plane work itself. They stop when the test ends.
+func startEtcdAgents(t *testing.T, endpoints []string, prefix, dataDir string, nodes ...string) {
+	t.Helper()
+	e, err := engine.Open(engine.Config{DataDir: dataDir, Etcd: &store.EtcdOptions{Endpoints: endpoints, Prefix: prefix}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		x := e.NewWorkExecutor(engine.WorkExecutorConfig{Node: n, Logf: t.Logf})
+		wg.Go(func() { _ = x.Run(ctx) })
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		_ = e.Close()
+	})
 }
 
 // requireAcc skips before starting etcd when acceptance tests do not run.

@@ -40,6 +40,9 @@ func TestAccEtcd_planFromDatabaseOnly(t *testing.T) {
 		"data \"kayo_hosts\" \"all\" {}\n" +
 		"data \"kayo_cluster\" \"c\" {\n  name = kayo_cluster.c.name\n}\n" +
 		"data \"kayo_virtual_machine\" \"web\" {\n  cluster_id = kayo_cluster.c.id\n  name = kayo_virtual_machine.web.name\n}\n"
+	// The nodes' agents write the VM's files (on etcd the provider does
+	// no node's work).
+	startEtcdAgents(t, eps, "", applied, "Y-21-2k8x64", "Y-22-2k8x64")
 	var used string
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6,

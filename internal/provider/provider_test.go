@@ -35,6 +35,7 @@ func providerBlock(dataDir string) string {
 	if len(eps) == 0 {
 		return plainProviderBlock(dataDir)
 	}
+	ensureEtcdAgents(dataDir) // the nodes' agents do their work (etcd_agents_test.go)
 	return fmt.Sprintf("provider \"kayo\" {\n  data_dir = %q\n  etcd {\n    endpoints = [%s]\n    prefix = %q\n  }\n}\n",
 		dataDir, quoteList(eps), testEtcdPrefix(dataDir))
 }

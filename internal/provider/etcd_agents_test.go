@@ -1,0 +1,114 @@
+package provider
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+)
+
+// With the cluster database on etcd the provider does no node's
+// data-plane work (internal/engine/nodework.go): the nodes' agents do.
+// When the whole suite runs on etcd (make acc-etcd), each test's data dir
+// gets a pool of agents in the test process: one work executor per host
+// its database holds, started as hosts appear and stopped as they go; a
+// pool ends when its database has no host left after having had some,
+// and every pool ends with the test binary (TestMain).
+
+// etcdAgentPools: data dir → *etcdAgentPool, for the test binary.
+type etcdAgentPools struct {
+	mu    sync.Mutex
+	pools map[string]*etcdAgentPool
+	wg    sync.WaitGroup
+	ctx   context.Context
+	stop  context.CancelFunc
+}
+
+type etcdAgentPool struct {
+	e     *engine.Engine
+	execs map[string]context.CancelFunc
+}
+
+var testAgentPools = func() *etcdAgentPools {
+	ctx, stop := context.WithCancel(context.Background())
+	return &etcdAgentPools{pools: map[string]*etcdAgentPool{}, ctx: ctx, stop: stop}
+}()
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testAgentPools.stop()
+	testAgentPools.wg.Wait()
+	os.Exit(code)
+}
+
+// ensure starts the pool of dataDir's database on etcd once.
+func (p *etcdAgentPools) ensure(dataDir string, cfg engine.Config) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.pools[dataDir]; ok {
+		return
+	}
+	e, err := engine.Open(cfg)
+	if err != nil {
+		return // the test's own provider reports the database's error
+	}
+	pool := &etcdAgentPool{e: e, execs: map[string]context.CancelFunc{}}
+	p.pools[dataDir] = pool
+	p.wg.Go(func() { pool.run(p.ctx) })
+}
+
+func (pool *etcdAgentPool) run(ctx context.Context) {
+	defer pool.e.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	hadHosts := false
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		hosts, err := pool.e.ListHosts(ctx)
+		if err == nil {
+			seen := map[string]bool{}
+			for _, h := range hosts {
+				seen[h.Name] = true
+				if pool.execs[h.Name] != nil {
+					continue
+				}
+				xctx, cancel := context.WithCancel(ctx)
+				pool.execs[h.Name] = cancel
+				x := pool.e.NewWorkExecutor(engine.WorkExecutorConfig{Node: h.Name})
+				wg.Go(func() { _ = x.Run(xctx) })
+			}
+			for n, cancel := range pool.execs {
+				if !seen[n] {
+					cancel()
+					delete(pool.execs, n)
+				}
+			}
+			if len(hosts) > 0 {
+				hadHosts = true
+			} else if hadHosts {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ensureEtcdAgents starts the agent pool of a test's data dir when the
+// suite runs on etcd.
+func ensureEtcdAgents(dataDir string) {
+	eps := store.SplitEndpoints(os.Getenv(envTestEtcd))
+	if len(eps) == 0 {
+		return
+	}
+	testAgentPools.ensure(dataDir, engine.Config{DataDir: dataDir,
+		Etcd: &store.EtcdOptions{Endpoints: eps, Prefix: testEtcdPrefix(dataDir)}})
+}
