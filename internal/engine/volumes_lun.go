@@ -194,18 +194,12 @@ func (e *Engine) VolumeLost(ctx context.Context, id string) (string, error) {
 	return "", nil
 }
 
-// resolveDevice sets v.Device from the LUN: an embedded LUN is found by
-// its name in this engine's data dir, whatever path an older record
-// holds (a copied or moved data_dir uses its own SAN).
+// resolveDevice sets v.Device from the LUN as this process finds it
+// (localLUN): an embedded LUN by its name in this engine's data dir,
+// whatever path an older record holds (a copied or moved data_dir uses
+// its own SAN).
 func (e *Engine) resolveDevice(v *Volume) {
-	if !v.Embedded() {
-		v.Device = v.LUN
-		return
-	}
-	v.Device = ""
-	if e.dataDir != "" {
-		v.Device = e.LUNPath(v.LUN)
-	}
+	v.Device, _ = e.localLUN(v.VolumeSpec)
 }
 
 // isEmbeddedSANPath reports whether path is an image of this engine's
