@@ -25,6 +25,8 @@ func (c *cli) agent(args []string) error {
 	reportFacts := fs.Bool("report-facts", true, "report this machine's processor, memory, adapters and hypervisor (kayo_host.reported; validated against the declared facts)")
 	probePort := fs.Int("probe-port", netprobe.DefaultPort, "UDP port this agent answers the other nodes' network probes on, and probes theirs on; 0: no probes")
 	skew := fs.Duration("clock-skew", 0, "for tests: the clock this agent's network probes carry runs this far ahead of the machine's (negative: behind), to see the clock offset validation reports")
+	var luns fileList
+	fs.Var(&luns, "lun", "a LUN path to report besides the block devices and the embedded SAN (a file-backed LUN image); repeatable")
 	migAddr := fs.String("migration-address", "127.0.0.1", "the IP address of this host's migration network: incoming live migrations of qemu clusters listen there (TLS with the cluster's key)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -68,7 +70,7 @@ func (c *cli) agent(args []string) error {
 	defer startQEMU(ctx, a, *migAddr, logf)() // VMs of qemu clusters (agent_qemu.go)
 	var facts factsReporter
 	if *reportFacts {
-		facts = factsReporter{e: e, node: *node, logf: logf}
+		facts = factsReporter{e: e, node: *node, logf: logf, luns: luns}
 	}
 	if *probePort != 0 {
 		p := &prober{e: e, node: *node, port: *probePort, logf: logf}

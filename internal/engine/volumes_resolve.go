@@ -183,7 +183,7 @@ func lunName(s VolumeSpec) string {
 // report of LUNs (the embedded lab, agents without reports) nothing is
 // judged. An embedded SAN LUN not created yet is the engine's to create.
 func (e *Engine) nodesSeeLUN(ctx context.Context, s VolumeSpec, c Cluster) error {
-	reports, err := e.freshReports(ctx)
+	reports, bad, err := e.readReports(ctx)
 	if err != nil {
 		return err
 	}
@@ -212,6 +212,8 @@ func (e *Engine) nodesSeeLUN(ctx context.Context, s VolumeSpec, c Cluster) error
 		r, ok := reports[n]
 		var why string
 		switch {
+		case !ok && bad[n] != "":
+			why = fmt.Sprintf("node %q of cluster %q has no usable report (%s), so whether it sees the LUN is unknown", n, c.Name, bad[n])
 		case !ok:
 			why = fmt.Sprintf("node %q of cluster %q has no fresh report (its agent, `kayoctl agent --node %s`, is not running or has not reported in %s), so whether it sees the LUN is unknown", n, c.Name, n, ReportMaxAge)
 		case r.LUNs == nil:
@@ -238,4 +240,29 @@ func (e *Engine) checkLUNForCluster(ctx context.Context, s VolumeSpec, c Cluster
 		return err
 	}
 	return e.nodesSeeLUN(ctx, s, c)
+}
+
+// NodeLUNPaths returns the paths at which node finds the LUNs of its
+// cluster's volumes named by path or device_paths (an agent reports them
+// with the block devices it finds; embedded SAN images are listed from the
+// data dir, by-id names from /dev/disk/by-id).
+func (e *Engine) NodeLUNPaths(ctx context.Context, node string) ([]string, error) {
+	h, err := e.GetHost(ctx, node)
+	if err != nil || h.Cluster == "" {
+		return nil, err
+	}
+	vs, err := e.ListVolumes(ctx, h.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, v := range vs {
+		if v.Embedded() || v.DeviceID != "" {
+			continue
+		}
+		if p, err := ResolveLUN(v.VolumeSpec, node, LUNRoots{}); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
