@@ -46,11 +46,15 @@ func TestStorageFromProbes(t *testing.T) {
 		mod              func(*StorageResult)
 	}{
 		{"wrong volume", TestSharedStorage, `node "Y-22-2k8x64" finds at /dev/disk/by-id/wwn-0x1, the LUN of volume O:`,
-			func(r *StorageResult) { r.UUID, r.Leased, r.Wrote, r.Error = "other", false, false, "holds Kayo FS volume other" }},
+			func(r *StorageResult) {
+				r.UUID, r.Leased, r.Wrote, r.Error = "other", false, false, "holds Kayo FS volume other"
+			}},
 		{"size", TestSharedStorage, `differs in size across nodes: 2147483648 bytes on "Y-21-2k8x64" and 3221225472 bytes on "Y-22-2k8x64"`,
 			func(r *StorageResult) { r.SizeBytes = 3 << 30 }},
 		{"lease", TestDiskAccess, `node "Y-22-2k8x64" could not take a lease on the LUN of volume O: (no free host lease)`,
-			func(r *StorageResult) { r.Leased, r.Wrote, r.ReadFrom, r.Error = false, false, nil, "no free host lease" }},
+			func(r *StorageResult) {
+				r.Leased, r.Wrote, r.ReadFrom, r.Error = false, false, nil, "no free host lease"
+			}},
 	} {
 		in.Storage = storageOK()
 		c.mod(&in.Storage.Probes[y22][0])
