@@ -160,8 +160,12 @@ func TestVolumeLUNUnseenByNode(t *testing.T) {
 	if _, err := e.CreateVolume(ctx, bad); !isAttr(err, "device_paths") || !strings.Contains(err.Error(), `no path for node "Y-22-2k8x64"`) {
 		t.Fatalf("device_paths missing a node: %v", err)
 	}
-	// Both see it: created, through this host's by-id link.
+	// Both see it: created, through this host's by-id link (beside a
+	// quorum without a witness disk: its empty witness is not this LUN).
 	report(y22, other, seen)
+	if _, err := e.CreateQuorum(ctx, QuorumSpec{Cluster: "HVCLUSTER", Type: "node_majority"}); err != nil {
+		t.Fatal(err)
+	}
 	v, err := e.CreateVolume(ctx, byIDSpec)
 	if err != nil {
 		t.Fatal(err)
