@@ -77,7 +77,7 @@ func (e *Engine) withStorageProbes(ctx context.Context, in validate.Input) (vali
 		rs := make([]validate.StorageResult, 0, len(r.Results))
 		for _, x := range r.Results {
 			rs = append(rs, validate.StorageResult{Volume: x.Volume, Path: x.Path, Seen: x.Seen, UUID: x.UUID, SizeBytes: x.SizeBytes,
-				FSBytes: x.FSBytes, Leased: x.Leased, Wrote: x.Wrote, ReadFrom: x.ReadFrom, Error: x.Error})
+				FSBytes: x.FSBytes, OldFormat: x.OldFormat, Leased: x.Leased, Wrote: x.Wrote, ReadFrom: x.ReadFrom, Error: x.Error})
 		}
 		st.Probes[strings.TrimPrefix(kv.Key, storageProbeClusterPrefix(in.ClusterName))] = rs
 	}

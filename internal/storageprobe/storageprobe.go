@@ -38,8 +38,11 @@ type Result struct {
 	UUID      string `json:"kayofs_uuid,omitempty"`
 	SizeBytes int64  `json:"size_bytes,omitempty"` // the LUN's size here
 	FSBytes   int64  `json:"fs_bytes,omitempty"`   // the Kayo FS's size
-	Leased    bool   `json:"leased"`               // a host lease was taken and released
-	Wrote     bool   `json:"wrote"`                // its stamp is written
+	// OldFormat: a format-version-1 volume, with no lease or validation
+	// area: its access cannot be tested (the later steps are skipped).
+	OldFormat bool `json:"old_format,omitempty"`
+	Leased    bool `json:"leased"` // a host lease was taken and released
+	Wrote     bool `json:"wrote"`  // its stamp is written
 	// ReadFrom are the other nodes whose stamps it read back.
 	ReadFrom []string `json:"read_from,omitempty"`
 	// Error is the first check that failed; the later steps were skipped.
@@ -78,6 +81,11 @@ func Probe(t Target) Result {
 	}
 	if size < r.FSBytes {
 		r.Error = fmt.Sprintf("LUN %s is %d bytes here, smaller than its Kayo FS (%d bytes)", t.Path, size, r.FSBytes)
+		return r
+	}
+	if sb.Version < 2 {
+		r.OldFormat = true
+		r.Error = fmt.Sprintf("volume format version %d has no lease or validation area: its access cannot be tested (reformat as version 2)", sb.Version)
 		return r
 	}
 	if err := lease(t); err != nil {

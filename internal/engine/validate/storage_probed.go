@@ -33,6 +33,7 @@ type StorageResult struct {
 	UUID          string
 	SizeBytes     int64
 	FSBytes       int64
+	OldFormat     bool // format version 1: no lease or validation area
 	Leased, Wrote bool
 	ReadFrom      []string
 	Error         string
@@ -153,6 +154,8 @@ func probedDiskAccessTest(e *env) Test {
 		switch {
 		case !r.Seen || r.UUID != v.ID:
 			failed = append(failed, fmt.Sprintf("node %q cannot access volume %s: (%s)", n, v.Letter, r.Error))
+		case r.OldFormat:
+			pending = append(pending, fmt.Sprintf("node %q cannot test its access to volume %s: (%s)", n, v.Letter, r.Error))
 		case !r.Leased:
 			failed = append(failed, fmt.Sprintf("node %q could not take a lease on the LUN of volume %s: (%s)", n, v.Letter, r.Error))
 		case !r.Wrote || r.Error != "":

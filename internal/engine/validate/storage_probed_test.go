@@ -68,6 +68,14 @@ func TestStorageFromProbes(t *testing.T) {
 	if x := find(t, Run(in), TestDiskAccess); x.Result != Warning || !strings.Contains(x.Message, `node "Y-21-2k8x64" has not yet read the block of "Y-22-2k8x64"`) {
 		t.Errorf("a block not read yet: %+v", x)
 	}
+	// A format-version-1 volume cannot be leased or stamped: a warning
+	// saying so, neither a pass nor a failure.
+	in.Storage = storageOK()
+	in.Storage.Probes[y22][0] = StorageResult{Volume: volO, Seen: true, UUID: volO, SizeBytes: 2 << 30, FSBytes: 1 << 30, OldFormat: true,
+		Error: "volume format version 1 has no lease or validation area"}
+	if x := find(t, Run(in), TestDiskAccess); x.Result != Warning || !strings.Contains(x.Message, `node "Y-22-2k8x64" cannot test its access to volume O: (volume format version 1`) {
+		t.Errorf("a version-1 volume: %+v", x)
+	}
 	in.Storage = storageOK()
 	delete(in.Storage.Probes, y22)
 	for _, name := range []string{TestSharedStorage, TestDiskAccess} {
