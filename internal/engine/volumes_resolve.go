@@ -266,3 +266,15 @@ func (e *Engine) NodeLUNPaths(ctx context.Context, node string) ([]string, error
 	}
 	return out, nil
 }
+
+// lunRef is how an error about s's LUN, found at dev here, names the
+// attribute at fault, its value and the LUN.
+func lunRef(s VolumeSpec, dev string) (attr, value, ref string) {
+	switch {
+	case s.DeviceID != "":
+		return "device_id", s.DeviceID, fmt.Sprintf("%q (%s on this host)", s.DeviceID, dev)
+	case s.DevicePaths != nil:
+		return "device_paths", dev, fmt.Sprintf("%q", dev)
+	}
+	return "lun", s.LUN, fmt.Sprintf("%q", s.LUN)
+}

@@ -124,6 +124,14 @@ func TestVolumeLUNUnseenByNode(t *testing.T) {
 	pathsSpec := byIDSpec
 	pathsSpec.DeviceID, pathsSpec.DevicePaths = "", map[string]string{y21: img, y22: img}
 
+	// Without reports, a device_id this host cannot resolve is an error
+	// naming it and where it was looked for.
+	absent := byIDSpec
+	absent.DeviceID = "wwn-0xabsent"
+	if _, err := e.CreateVolume(ctx, absent); !isAttr(err, "device_id") ||
+		!strings.Contains(err.Error(), `"wwn-0xabsent" (`+filepath.Join(byID, "wwn-0xabsent")+` on this host): no such file or directory`) {
+		t.Fatalf("an unresolvable device_id: %v", err)
+	}
 	// Y-21 reports, Y-22 does not: whether Y-22 sees it is unknown.
 	report(y21, seen, byPath)
 	for what, err := range map[string]error{"plan": e.CheckVolumePlan(ctx, "", byIDSpec), "apply": errOnly(e.CreateVolume(ctx, byIDSpec))} {
