@@ -111,7 +111,8 @@ func TestVolumeLUNUnseenByNode(t *testing.T) {
 	before := sha(t, img)
 	report := func(node string, luns ...hostfacts.LUN) {
 		t.Helper()
-		if err := e.ReportHost(ctx, node, hostfacts.Report{ReportedAt: fixedNow, LUNs: append([]hostfacts.LUN{}, luns...)}); err != nil {
+		if err := e.ReportHost(ctx, node, hostfacts.Report{Version: hostfacts.ReportVersion, ReportedAt: fixedNow, ProcessorVendor: "intel",
+			ProcessorModel: "Xeon E5440", ProcessorCores: 8, MemoryMB: 32768, LUNs: append([]hostfacts.LUN{}, luns...)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -70,7 +70,8 @@ func TestAccSharedVolume_devicePaths(t *testing.T) {
 			"Y-21-2k8x64": {{Path: links["Y-21-2k8x64"], SizeBytes: 2 << 30}, {Path: otherLinks["Y-21-2k8x64"], SizeBytes: 2 << 30}},
 			"Y-22-2k8x64": {{Path: links["Y-22-2k8x64"], SizeBytes: 2 << 30}},
 		} {
-			if err := e.ReportHost(context.Background(), node, hostfacts.Report{ReportedAt: now, LUNs: luns}); err != nil {
+			if err := e.ReportHost(context.Background(), node, hostfacts.Report{Version: hostfacts.ReportVersion, ReportedAt: now,
+				ProcessorVendor: "intel", ProcessorModel: "Xeon E5440", ProcessorCores: 8, MemoryMB: 32768, LUNs: luns}); err != nil {
 				t.Fatal(err)
 			}
 		}
