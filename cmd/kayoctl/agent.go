@@ -25,6 +25,9 @@ func (c *cli) agent(args []string) error {
 	reportFacts := fs.Bool("report-facts", true, "report this machine's processor, memory, adapters and hypervisor (kayo_host.reported; validated against the declared facts)")
 	probePort := fs.Int("probe-port", netprobe.DefaultPort, "UDP port this agent answers the other nodes' network probes on, and probes theirs on; 0: no probes")
 	skew := fs.Duration("clock-skew", 0, "for tests: the clock this agent's network probes carry runs this far ahead of the machine's (negative: behind), to see the clock offset validation reports")
+	storageEvery := fs.Duration("storage-probe-interval", defaultStorageProbeInterval, "how often to probe the LUN of each volume of this node's cluster (identity, size, a lease, a block written and the other nodes' read back; the Storage validation); 0: no storage probes")
+	var luns fileList
+	fs.Var(&luns, "lun", "a LUN path to report besides the block devices and the embedded SAN (a file-backed LUN image); repeatable")
 	migAddr := fs.String("migration-address", "127.0.0.1", "the IP address of this host's migration network: incoming live migrations of qemu clusters listen there (TLS with the cluster's key)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -40,6 +43,9 @@ func (c *cli) agent(args []string) error {
 	}
 	if *node == "" {
 		return usagef("agent: --node NAME is required")
+	}
+	if err := checkStorageInterval(*storageEvery); err != nil {
+		return err
 	}
 	if *interval < 10*time.Millisecond || *interval > time.Hour {
 		return usagef("agent: --interval %s is not allowed; allowed: 10ms to 1h", *interval)
@@ -69,7 +75,7 @@ func (c *cli) agent(args []string) error {
 	defer startWork(ctx, e, *node, a.ID(), logf)() // the node's VM files (agent_qemu.go)
 	var facts factsReporter
 	if *reportFacts {
-		facts = factsReporter{e: e, node: *node, logf: logf}
+		facts = factsReporter{e: e, node: *node, logf: logf, luns: luns}
 	}
 	if *probePort != 0 {
 		p := &prober{e: e, node: *node, port: *probePort, logf: logf}
@@ -78,6 +84,10 @@ func (c *cli) agent(args []string) error {
 			p.now = func() time.Time { return time.Now().Add(d) }
 		}
 		go p.run(ctx)
+	}
+	if *storageEvery != 0 {
+		s := &storageProber{e: e, node: *node, interval: *storageEvery, logf: logf}
+		go s.run(ctx)
 	}
 	ticker := time.NewTicker(*interval)
 	defer ticker.Stop()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
@@ -21,6 +22,7 @@ type factsReporter struct {
 	logf    func(string, ...any)
 	last    time.Time
 	lastErr string
+	luns    []string // --lun: LUN paths to report besides the scanned ones
 }
 
 func (f *factsReporter) tick(ctx context.Context) {
@@ -29,6 +31,9 @@ func (f *factsReporter) tick(ctx context.Context) {
 	}
 	r, err := hostfacts.Collect(ctx, hostfacts.Options{})
 	r.Version = hostfacts.ReportVersion
+	if err == nil {
+		r.LUNs, err = f.scanLUNs(ctx)
+	}
 	if err == nil {
 		err = f.e.ReportHost(ctx, f.node, r)
 	}
@@ -43,4 +48,20 @@ func (f *factsReporter) tick(ctx context.Context) {
 		f.logf("reported this machine: %s, %d cores, %d MB", r.ProcessorModel, r.ProcessorCores, r.MemoryMB)
 	}
 	f.last, f.lastErr = time.Now(), ""
+}
+
+// scanLUNs lists the LUNs this host sees: its block devices, the embedded
+// SAN's images, the --lun paths and the paths its cluster's volumes name
+// for this node (a file-backed LUN is found no other way).
+func (f *factsReporter) scanLUNs(ctx context.Context) ([]hostfacts.LUN, error) {
+	o := hostfacts.LUNOptions{Paths: f.luns}
+	if dir := f.e.DataDir(); dir != "" {
+		o.SANDir = filepath.Join(dir, engine.SANDir)
+	}
+	named, err := f.e.NodeLUNPaths(ctx, f.node)
+	if err != nil {
+		return nil, err
+	}
+	o.Paths = append(o.Paths, named...)
+	return hostfacts.ScanLUNs(o)
 }

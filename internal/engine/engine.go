@@ -53,6 +53,8 @@ type Config struct {
 	Runtime *Runtime
 	// Metrics, when set, counts devices opened and hypervisor calls.
 	Metrics *Metrics
+	// ByIDDir is where a device_id is resolved (DefaultByIDDir when "").
+	ByIDDir string
 }
 
 // Engine is the cluster manager. It is safe for concurrent use.
@@ -76,6 +78,7 @@ type Engine struct {
 	// reports of a lab LUN then come only from where its image is).
 	remoteDB bool
 	metrics  *Metrics
+	byID     string // Config.ByIDDir
 	// eventSeq orders the events of one commit.
 	eventSeq atomic.Uint64
 	// clusterOf maps a host name to the cluster it was last read in: a
@@ -101,7 +104,7 @@ type Engine struct {
 // embedded database in cfg.DataDir, creating the directory when missing.
 // Opening etcd checks within its dial timeout that it answers.
 func Open(cfg Config) (*Engine, error) {
-	e := &Engine{st: cfg.Store, now: cfg.Clock, dataDir: cfg.DataDir, rt: cfg.Runtime, metrics: cfg.Metrics}
+	e := &Engine{st: cfg.Store, now: cfg.Clock, dataDir: cfg.DataDir, rt: cfg.Runtime, metrics: cfg.Metrics, byID: cfg.ByIDDir}
 	if e.now == nil {
 		e.now = time.Now
 	}

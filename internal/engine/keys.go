@@ -46,6 +46,15 @@ func probeClusterPrefix(cluster string) string { return probesPrefix + cluster +
 // probes of one cluster (netprobe), made once.
 func probeSecretKey(cluster string) string { return "probe-keys/" + cluster }
 
+// storage-probes/<cluster>/<node>: a node agent's latest round of storage
+// probes of its cluster's volumes (storageprobe, storage_probes.go).
+const storageProbesPrefix = "storage-probes/"
+
+func storageProbeKey(cluster, node string) string { return storageProbesPrefix + cluster + "/" + node }
+func storageProbeClusterPrefix(cluster string) string {
+	return storageProbesPrefix + cluster + "/"
+}
+
 // The cluster agents' leader lease (agent.go, agent_lease.go).
 const (
 	// agents/<cluster>/leader: the leader's record with its term (the

@@ -94,5 +94,5 @@ func (e *Engine) liveInput(ctx context.Context, in validate.Input) (validate.Inp
 		return in, err
 	}
 	in.Probes, in.Probing, in.ProbedAt, in.Clocks, in.NotProbing = pr.probes, pr.probing, pr.at, pr.clocks, pr.bad
-	return in, nil
+	return e.withStorageProbes(ctx, in) // storage_probes.go
 }

@@ -461,6 +461,9 @@ func (e *Engine) PlanQuorumReset(ctx context.Context, cluster string) (forced bo
 // WitnessOf returns the cluster whose quorum uses the witness disk lun, or
 // "" when none does. A shared volume must not be formatted on it.
 func (e *Engine) WitnessOf(ctx context.Context, lun string) (string, error) {
+	if lun == "" {
+		return "", nil // no witness disk, or a volume named by device_id/device_paths
+	}
 	qs, _, err := listJSON[Quorum](ctx, e.st, quorumPrefix)
 	if err != nil {
 		return "", err

@@ -38,7 +38,8 @@ const (
 // VolumeSpec is what a kayo_shared_volume declares.
 type VolumeSpec struct {
 	Cluster string `json:"cluster"`
-	// LUN is an embedded SAN LUN name, or an absolute block-device path.
+	// LUN is an embedded SAN LUN name, or an absolute block-device path;
+	// "" when DeviceID or DevicePaths name the LUN (volumes_resolve.go).
 	LUN          string `json:"lun"`
 	SizeGiB      int64  `json:"size_gib"`
 	Label        string `json:"label"`
@@ -52,6 +53,11 @@ type VolumeSpec struct {
 	ForceFormatOver string `json:"force_format_over,omitempty"`
 	// FileBacked allows a lun path that is a regular file.
 	FileBacked bool `json:"file_backed,omitempty"`
+
+	// DeviceID is the LUN's /dev/disk/by-id name, resolved by each node.
+	DeviceID string `json:"device_id,omitempty"`
+	// DevicePaths is the LUN's path on each node.
+	DevicePaths map[string]string `json:"device_paths,omitempty"`
 }
 
 // Volume is a formatted, mounted shared volume as the database holds it.
@@ -74,21 +80,21 @@ type Volume struct {
 func (v Volume) MarshalJSON() ([]byte, error) {
 	type plain Volume
 	p := plain(v)
-	if v.Embedded() {
-		p.Device = ""
+	if v.Embedded() || v.DeviceID != "" || v.DevicePaths != nil {
+		p.Device = "" // each node resolves it (ResolveLUN)
 	}
 	return json.Marshal(p)
 }
 
 // Embedded reports whether the LUN lives in the embedded SAN.
-func (s VolumeSpec) Embedded() bool { return !filepath.IsAbs(s.LUN) }
+func (s VolumeSpec) Embedded() bool { return s.LUN != "" && !filepath.IsAbs(s.LUN) }
 
 // CheckVolumeSpec checks what is known without the database.
 func CheckVolumeSpec(s VolumeSpec) error {
-	if s.LUN == "" {
-		return invalid("lun", s.LUN, "an embedded SAN LUN name (letters, digits, '.', '_', '-') or an absolute block-device path")
+	if err := checkLUNNaming(s); err != nil {
+		return err
 	}
-	if !filepath.IsAbs(s.LUN) {
+	if s.Embedded() {
 		if err := checkLUNName(s.LUN); err != nil {
 			return err
 		}
@@ -157,16 +163,7 @@ func checkLUNName(name string) error {
 }
 
 // devicePath is where the LUN of s lives.
-func (e *Engine) devicePath(s VolumeSpec) (string, error) {
-	if !s.Embedded() {
-		return s.LUN, nil
-	}
-	if e.dataDir == "" {
-		return "", &InputError{Attribute: "lun", Value: s.LUN,
-			Detail: fmt.Sprintf("%q is an embedded SAN LUN, but this engine has no data_dir; give an absolute block-device path", s.LUN)}
-	}
-	return e.LUNPath(s.LUN), nil
-}
+func (e *Engine) devicePath(s VolumeSpec) (string, error) { return e.localLUN(s) }
 
 // volumeIntent is written before any side effect of a creation.
 type volumeIntent struct {
@@ -201,6 +198,9 @@ func (e *Engine) CreateVolume(ctx context.Context, s VolumeSpec) (Volume, error)
 			fmt.Sprintf("at least the %d nodes of cluster %q (at most %d)", len(c.Nodes), c.Name, kayofs.MaxSlots))
 	}
 	if err := e.RequireQuorum(ctx, s.Cluster, "creating volume "+s.DriveLetter+":"); err != nil {
+		return Volume{}, err
+	}
+	if err := e.checkLUNForCluster(ctx, s, c); err != nil {
 		return Volume{}, err
 	}
 	dev, err := e.devicePath(s)

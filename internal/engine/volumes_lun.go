@@ -38,21 +38,22 @@ func (e *Engine) checkLUNKind(s VolumeSpec, dev string) error {
 	if s.Embedded() {
 		return nil
 	}
+	attr, val, ref := lunRef(s, dev)
 	fi, err := os.Stat(dev)
 	if err != nil {
-		return &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, pathCause(err))}
+		return &InputError{Attribute: attr, Value: val, Detail: fmt.Sprintf("%s: %v", ref, pathCause(err))}
 	}
 	switch m := fi.Mode(); {
 	case m.IsRegular():
 		if !s.FileBacked && !e.isEmbeddedSANPath(dev) {
 			return &InputError{Attribute: "file_backed", Value: "false",
-				Detail: fmt.Sprintf("lun %q is a regular file, not a block device; formatting it would destroy what it holds. "+
-					"If a file-backed LUN is intended, set file_backed = true (or give an embedded SAN LUN name)", s.LUN)}
+				Detail: fmt.Sprintf("%s %s is a regular file, not a block device; formatting it would destroy what it holds. "+
+					"If a file-backed LUN is intended, set file_backed = true (or give an embedded SAN LUN name)", attr, ref)}
 		}
 	case m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0:
 	default:
-		return &InputError{Attribute: "lun", Value: s.LUN,
-			Detail: fmt.Sprintf("%q is a %s, not a block device or an image file", s.LUN, fi.Mode().Type())}
+		return &InputError{Attribute: attr, Value: val,
+			Detail: fmt.Sprintf("%s is a %s, not a block device or an image file", ref, fi.Mode().Type())}
 	}
 	return nil
 }
@@ -194,18 +195,12 @@ func (e *Engine) VolumeLost(ctx context.Context, id string) (string, error) {
 	return "", nil
 }
 
-// resolveDevice sets v.Device from the LUN: an embedded LUN is found by
-// its name in this engine's data dir, whatever path an older record
-// holds (a copied or moved data_dir uses its own SAN).
+// resolveDevice sets v.Device from the LUN as this process finds it
+// (localLUN): an embedded LUN by its name in this engine's data dir,
+// whatever path an older record holds (a copied or moved data_dir uses
+// its own SAN).
 func (e *Engine) resolveDevice(v *Volume) {
-	if !v.Embedded() {
-		v.Device = v.LUN
-		return
-	}
-	v.Device = ""
-	if e.dataDir != "" {
-		v.Device = e.LUNPath(v.LUN)
-	}
+	v.Device, _ = e.localLUN(v.VolumeSpec)
 }
 
 // isEmbeddedSANPath reports whether path is an image of this engine's

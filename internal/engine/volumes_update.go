@@ -27,6 +27,9 @@ func CheckVolumeChange(old, s VolumeSpec) error {
 	case s.LUN != old.LUN:
 		return &InputError{Attribute: "lun", Value: s.LUN,
 			Detail: fmt.Sprintf("a volume cannot move from LUN %q to %q in place; it is replaced", old.LUN, s.LUN)}
+	case s.DeviceID != old.DeviceID || (s.DevicePaths == nil) != (old.DevicePaths == nil):
+		return &InputError{Attribute: "device_id", Value: s.DeviceID,
+			Detail: fmt.Sprintf("a volume cannot move from %s to %s in place; it is replaced", lunName(old), lunName(s))}
 	case s.BlockSize != old.BlockSize:
 		return &InputError{Attribute: "block_size", Value: fmt.Sprint(s.BlockSize),
 			Detail: fmt.Sprintf("the block size (%d) is fixed when formatting; changing it replaces the volume", old.BlockSize)}
@@ -58,6 +61,14 @@ func (e *Engine) CheckVolumePlan(ctx context.Context, id string, s VolumeSpec) e
 	if c, err := e.GetCluster(ctx, s.Cluster); err == nil {
 		if s.NodeSlots < len(c.Nodes) {
 			return slotsError(s.NodeSlots, c)
+		}
+		if err := checkDevicePathsNodes(s, c); err != nil {
+			return err
+		}
+		if id == "" {
+			if err := e.nodesSeeLUN(ctx, s, c); err != nil {
+				return err
+			}
 		}
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
@@ -99,6 +110,9 @@ func (e *Engine) CheckVolumePlan(ctx context.Context, id string, s VolumeSpec) e
 		return err
 	}
 	if _, err := os.Stat(dev); err != nil {
+		if s.DeviceID != "" || s.DevicePaths != nil {
+			return nil // each node resolves it: not this machine's to judge
+		}
 		if !s.Embedded() {
 			return &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, pathCause(err))}
 		}

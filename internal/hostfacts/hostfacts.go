@@ -30,6 +30,9 @@ type Report struct {
 	Adapters        []Adapter   `json:"network_adapters"`
 	Hypervisor      *Hypervisor `json:"hypervisor,omitempty"`
 	ReportedAt      time.Time   `json:"reported_at"`
+
+	// LUNs (luns.go); nil from an agent that does not list them.
+	LUNs []LUN `json:"luns"`
 }
 
 // Adapter is one network interface with its addresses (CIDR notation).

@@ -37,6 +37,7 @@ var reportedAttrTypes = map[string]attr.Type{
 	"reported_at":      types.StringType,
 	"stale":            types.BoolType,
 	"clock_offset_ms":  types.Int64Type,
+	"luns":             reportedLUNsType,
 }
 
 func reportedSchema() schema.SingleNestedAttribute {
@@ -72,6 +73,7 @@ func reportedSchema() schema.SingleNestedAttribute {
 			"stale": schema.BoolAttribute{Computed: true, MarkdownDescription: "The report is older than 10 minutes (its agent " +
 				"stopped): validation no longer uses it."},
 			"clock_offset_ms": clockOffsetSchema(),
+			"luns":            reportedLUNsSchema(),
 		},
 	}
 }
@@ -119,5 +121,6 @@ func reportedObject(r hostfacts.Report, stale bool) types.Object {
 		"reported_at":      types.StringValue(r.ReportedAt.UTC().Format(time.RFC3339)),
 		"stale":            types.BoolValue(stale),
 		"clock_offset_ms":  types.Int64Null(),
+		"luns":             reportedLUNsValue(r.LUNs),
 	})
 }

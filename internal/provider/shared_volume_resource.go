@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -55,6 +57,8 @@ type sharedVolumeModel struct {
 	// ForceFormatOver and FileBacked: see the schema.
 	ForceFormatOver types.String `tfsdk:"force_format_over"`
 	FileBacked      types.Bool   `tfsdk:"file_backed"`
+	DeviceID        types.String `tfsdk:"device_id"`
+	DevicePaths     types.Map    `tfsdk:"device_paths"`
 	Mounts          types.Map    `tfsdk:"mounts"`
 	UsedBytes       types.Int64  `tfsdk:"used_bytes"`
 	FreeBytes       types.Int64  `tfsdk:"free_bytes"`
@@ -102,11 +106,30 @@ func (r *sharedVolumeResource) Schema(_ context.Context, _ resource.SchemaReques
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
 			"lun": schema.StringAttribute{
-				Required: true,
+				Optional: true,
 				MarkdownDescription: "The LUN: a name in the embedded SAN (1–64 letters, digits, `.`, `_`, `-`; created " +
 					"sparse at `<data_dir>/san/<name>.img` with `size_gib`, and found by that name in the `data_dir` in use), " +
-					"or an absolute block-device path (a regular file only with `file_backed`). Changing it replaces the volume.",
+					"or an absolute block-device path, the same on every node (a regular file only with `file_backed`). " +
+					"Exactly one of `lun`, `device_id` and `device_paths` names the LUN. Changing it replaces the volume.",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"device_id": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "The LUN by its identity: a name under `/dev/disk/by-id` (e.g. `wwn-0x5000c500a1b2c3d4`), which " +
+					"each node's agent resolves on its own host, so the LUN may have a different `/dev/sdX` on every node. The " +
+					"nodes' agents report the identities they see (`kayo_host.reported.luns`); when they report, creating the " +
+					"volume fails naming the node whose report does not list it. Changing it replaces the volume.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"device_paths": schema.MapAttribute{
+				Optional:    true,
+				ElementType: types.StringType,
+				MarkdownDescription: "The LUN by its path on each node: node name → absolute device path on that node; the " +
+					"keys must be exactly the cluster's nodes. Changing a path is in place (the volume UUID on the LUN is " +
+					"checked before every write); switching to or from `device_paths` replaces the volume.",
+				PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplaceIf(func(_ context.Context, req planmodifier.MapRequest, resp *mapplanmodifier.RequiresReplaceIfFuncResponse) {
+					resp.RequiresReplace = req.StateValue.IsNull() != req.PlanValue.IsNull()
+				}, "Switching to or from device_paths replaces the volume.", "Switching to or from `device_paths` replaces the volume.")},
 			},
 			"size_gib": schema.Int64Attribute{
 				Required: true,
@@ -199,13 +222,49 @@ func (m sharedVolumeModel) spec() engine.VolumeSpec {
 		ForceDestroy:    m.ForceDestroy.ValueBool(),
 		ForceFormatOver: m.ForceFormatOver.ValueString(),
 		FileBacked:      m.FileBacked.ValueBool(),
+		DeviceID:        m.DeviceID.ValueString(),
+		DevicePaths:     stringMap(m.DevicePaths),
 	}
 }
+
+// stringMap is a known map of strings as Go's; nil when null.
+func stringMap(m types.Map) map[string]string {
+	if m.IsNull() || m.IsUnknown() {
+		return nil
+	}
+	out := make(map[string]string, len(m.Elements()))
+	for k, v := range m.Elements() {
+		if s, ok := v.(types.String); ok {
+			out[k] = s.ValueString()
+		}
+	}
+	return out
+}
+
+// mapKnown: null, or known with every element known.
+func mapKnown(m types.Map) bool {
+	if m.IsNull() {
+		return true
+	}
+	if m.IsUnknown() {
+		return false
+	}
+	for _, v := range m.Elements() {
+		if v.IsUnknown() {
+			return false
+		}
+	}
+	return true
+}
+
+// sameSpec compares two specs (a map field makes == unusable).
+func sameSpec(a, b engine.VolumeSpec) bool { return reflect.DeepEqual(a, b) }
 
 func (m sharedVolumeModel) anyUnknown() bool {
 	return m.ClusterID.IsUnknown() || m.LUN.IsUnknown() || m.SizeGiB.IsUnknown() || m.Label.IsUnknown() ||
 		m.DriveLetter.IsUnknown() || m.BlockSize.IsUnknown() || m.NodeSlots.IsUnknown() ||
-		m.ForceFormat.IsUnknown() || m.ForceDestroy.IsUnknown() || m.ForceFormatOver.IsUnknown() || m.FileBacked.IsUnknown()
+		m.ForceFormat.IsUnknown() || m.ForceDestroy.IsUnknown() || m.ForceFormatOver.IsUnknown() || m.FileBacked.IsUnknown() ||
+		m.DeviceID.IsUnknown() || m.DevicePaths.IsUnknown() || !mapKnown(m.DevicePaths)
 }
 
 func (r *sharedVolumeResource) toModel(ctx context.Context, v engine.Volume) (sharedVolumeModel, error) {
@@ -220,7 +279,9 @@ func (r *sharedVolumeResource) toModel(ctx context.Context, v engine.Volume) (sh
 	m := sharedVolumeModel{
 		ID:              types.StringValue(v.ID),
 		ClusterID:       types.StringValue(v.Cluster),
-		LUN:             types.StringValue(v.LUN),
+		LUN:             nullIfEmpty(v.LUN),
+		DeviceID:        nullIfEmpty(v.DeviceID),
+		DevicePaths:     types.MapNull(types.StringType),
 		SizeGiB:         types.Int64Value(v.SizeGiB),
 		Label:           types.StringValue(v.Label),
 		DriveLetter:     types.StringValue(v.DriveLetter),
@@ -234,6 +295,13 @@ func (r *sharedVolumeResource) toModel(ctx context.Context, v engine.Volume) (sh
 	}
 	if v.ForceFormatOver != "" {
 		m.ForceFormatOver = types.StringValue(v.ForceFormatOver)
+	}
+	if v.DevicePaths != nil {
+		dp, diags := types.MapValueFrom(ctx, types.StringType, v.DevicePaths)
+		if diags.HasError() {
+			return m, fmt.Errorf("device_paths: %v", diags)
+		}
+		m.DevicePaths = dp
 	}
 	// Space and the LUN's state come from the nodes' reports in the
 	// database: a read opens no device (the engine's volume_reports.go).
@@ -296,6 +364,15 @@ func (r *sharedVolumeResource) ValidateConfig(ctx context.Context, req resource.
 		{!m.Label.IsNull() && !m.Label.IsUnknown(), func(s *engine.VolumeSpec) { s.Label = m.Label.ValueString() }},
 		{!m.ForceFormatOver.IsNull() && !m.ForceFormatOver.IsUnknown(), func(s *engine.VolumeSpec) { s.ForceFormatOver = m.ForceFormatOver.ValueString() }},
 	}
+	// The LUN's naming (lun, device_id, device_paths) once all three are
+	// known: an unknown one may still turn out null.
+	if !m.LUN.IsUnknown() && !m.DeviceID.IsUnknown() && !m.DevicePaths.IsUnknown() && mapKnown(m.DevicePaths) {
+		s := base
+		s.LUN, s.DeviceID, s.DevicePaths = m.LUN.ValueString(), m.DeviceID.ValueString(), stringMap(m.DevicePaths)
+		if err := engine.CheckVolumeSpec(s); err != nil {
+			resp.Diagnostics.Append(engineDiags("Invalid shared volume configuration", err)...)
+		}
+	}
 	for _, c := range checks {
 		if !c.known {
 			continue
@@ -327,12 +404,13 @@ func (r *sharedVolumeResource) ModifyPlan(ctx context.Context, req resource.Modi
 	}
 	id := ""
 	if !req.State.Raw.IsNull() {
-		if !plan.ClusterID.Equal(state.ClusterID) || !plan.LUN.Equal(state.LUN) || !plan.BlockSize.Equal(state.BlockSize) {
+		if !plan.ClusterID.Equal(state.ClusterID) || !plan.LUN.Equal(state.LUN) || !plan.BlockSize.Equal(state.BlockSize) ||
+			!plan.DeviceID.Equal(state.DeviceID) || plan.DevicePaths.IsNull() != state.DevicePaths.IsNull() {
 			// A replacement: Terraform plans its create again, without
 			// the prior state; that call checks the new volume.
 			return
 		}
-		if plan.spec() == state.spec() {
+		if sameSpec(plan.spec(), state.spec()) {
 			r.warnUnmounted(ctx, state, &resp.Diagnostics)
 			return // nothing changes
 		}

@@ -23,6 +23,9 @@ const (
 )
 
 func storageTests(e *env) []Test {
+	if e.in.Storage != nil && len(e.nodes) > 0 {
+		return probedStorageTests(e) // storage_probed.go
+	}
 	if len(e.nodes) == 0 {
 		return []Test{test(storage, TestSharedStorage, AttrNodes, Passed, noRegisteredNodeCheck)}
 	}

@@ -125,6 +125,9 @@ type Input struct {
 	// old version, stopped), with why: never read as data, always named.
 	NotReporting map[string]string
 	NotProbing   map[string]string
+	// Storage is what the agents' storage probes found (storage_probed.go);
+	// nil without probing agents: Storage is then judged by design.
+	Storage *StorageInput
 	// OtherClusterAddresses holds the static addresses of other clusters,
 	// cluster name -> address (a CIDR or a bare address). The static address
 	// must not equal any of them. Leave out the cluster being validated.
