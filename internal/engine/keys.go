@@ -144,3 +144,14 @@ func qemuFencePrefix(cluster string) string     { return qemuPrefix + cluster + 
 func qemuFenceKey(cluster, vm string) string    { return qemuFencePrefix(cluster) + vm }
 func qemuMigrationKeyKey(cluster string) string { return qemuPrefix + cluster + "/migration-key" }
 func qemuAgentKey(node string) string           { return qemuAgentsPrefix + node }
+
+// Virtual switches (switches.go).
+const (
+	// switches/<cluster>/<name>: a kayo_virtual_switch (Switch); a VM
+	// commit naming the switch rewrites it (its Users count), so a
+	// deletion that read the VMs before cannot commit.
+	switchesPrefix = "switches/"
+)
+
+func switchKey(cluster, name string) string    { return switchesPrefix + cluster + "/" + name }
+func switchClusterPrefix(cluster string) string { return switchesPrefix + cluster + "/" }

@@ -120,6 +120,9 @@ func (e *Engine) UpdateVM(ctx context.Context, s VMSpec) (VM, error) {
 				}
 				t.cmps = append(t.cmps, fileCmps...)
 			}
+			if err := t.switchRefs(c, s, t.vm.Adapters); err != nil {
+				return err
+			}
 			v, err := e.placementView(ctx, c)
 			if err != nil {
 				return err

@@ -450,6 +450,9 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 		if err != nil {
 			return err
 		}
+		if err := t.switchRefs(c, s, nil); err != nil {
+			return err
+		}
 		t.seed(v)
 		t.cmps = append(t.cmps, v.guard...)
 		t.cmps = append(t.cmps, v.hostCmp(d.Node))
