@@ -107,7 +107,7 @@ func CheckSwitchSpec(s SwitchSpec) error {
 		}
 		for n, a := range s.NodeAdapters {
 			if strings.TrimSpace(a) == "" {
-				return invalid(fmt.Sprintf("node_adapters[%q]", n), a, "the name of a network adapter of that host")
+				return &InputError{Attribute: "node_adapters", Value: a, Detail: fmt.Sprintf("node %q: an empty adapter name; name a network adapter of that host", n)}
 			}
 		}
 	case SwitchInternal, SwitchPrivate:
@@ -157,14 +157,14 @@ func CheckSwitchBinding(s SwitchSpec, nodes []string, adapters map[string][]stri
 	sort.Strings(keys)
 	for _, n := range keys {
 		if !slices.Contains(nodes, n) {
-			return &InputError{Attribute: fmt.Sprintf("node_adapters[%q]", n), Value: n,
+			return &InputError{Attribute: "node_adapters", Value: n,
 				Detail: fmt.Sprintf("%q is not a node of cluster %q; nodes: %s", n, s.Cluster, quoteList(nodes))}
 		}
 	}
 	for _, n := range nodes {
 		a, attr := s.AdapterOn(n), "adapter"
 		if _, ok := s.NodeAdapters[n]; ok {
-			attr = fmt.Sprintf("node_adapters[%q]", n)
+			attr = "node_adapters"
 		}
 		if a == "" {
 			return &InputError{Attribute: "adapter", Value: "",

@@ -23,7 +23,7 @@ func TestCheckSwitchSpec(t *testing.T) {
 		{"external without adapter", SwitchSpec{Cluster: "C", Name: "X", Type: SwitchExternal}, "adapter", "binds to a host network adapter"},
 		{"internal with adapter", SwitchSpec{Cluster: "C", Name: "X", Type: SwitchInternal, Adapter: "eth0"}, "adapter", "a internal switch takes none"},
 		{"private with node adapters", SwitchSpec{Cluster: "C", Name: "X", Type: SwitchPrivate, NodeAdapters: map[string]string{"A": "eth0"}}, "node_adapters", "takes none"},
-		{"empty node adapter", SwitchSpec{Cluster: "C", Name: "X", Type: SwitchExternal, Adapter: "eth0", NodeAdapters: map[string]string{"A": ""}}, `node_adapters["A"]`, "network adapter"},
+		{"empty node adapter", SwitchSpec{Cluster: "C", Name: "X", Type: SwitchExternal, Adapter: "eth0", NodeAdapters: map[string]string{"A": ""}}, "node_adapters", `node "A": an empty adapter name`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := CheckSwitchSpec(c.s)
@@ -56,7 +56,7 @@ func TestCheckSwitchBinding(t *testing.T) {
 		t.Fatalf("B bound to its own adapter: %v", err)
 	}
 	err = CheckSwitchBinding(ext("Public", map[string]string{"Z": "eth2"}), nodes, adapters, nil)
-	if err == nil || !strings.Contains(err.Error(), `node_adapters["Z"]: "Z" is not a node of cluster "C"; nodes: "A", "B"`) {
+	if err == nil || !strings.Contains(err.Error(), `node_adapters: "Z" is not a node of cluster "C"; nodes: "A", "B"`) {
 		t.Fatalf("a node outside the cluster: %v", err)
 	}
 	err = CheckSwitchBinding(ext("Heartbeat", nil), nodes, adapters, []SwitchSpec{{Cluster: "C", Name: "Other", Type: SwitchExternal, Adapter: "Heartbeat"}})
