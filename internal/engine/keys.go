@@ -153,5 +153,5 @@ const (
 	switchesPrefix = "switches/"
 )
 
-func switchKey(cluster, name string) string    { return switchesPrefix + cluster + "/" + name }
+func switchKey(cluster, name string) string     { return switchesPrefix + cluster + "/" + name }
 func switchClusterPrefix(cluster string) string { return switchesPrefix + cluster + "/" }

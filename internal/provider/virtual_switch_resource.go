@@ -67,7 +67,7 @@ func (r *switchResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 				MarkdownDescription: fmt.Sprintf("The switch name, as VM adapters name it (1–%d characters, no `/` or `\\`). "+
 					"Changing it replaces the switch.", engine.MaxSwitchNameLen)},
 			"type": schema.StringAttribute{Required: true, PlanModifiers: replace,
-				Validators: []validator.String{stringvalidator.OneOf(engine.SwitchExternal, engine.SwitchInternal, engine.SwitchPrivate)},
+				Validators:          []validator.String{stringvalidator.OneOf(engine.SwitchExternal, engine.SwitchInternal, engine.SwitchPrivate)},
 				MarkdownDescription: "`external`, `internal` or `private` (Hyper-V's kinds). Changing it replaces the switch."},
 			"adapter": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "External switches only: the host network adapter the switch binds on every node — a " +
