@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -47,6 +48,11 @@ type SwitchSpec struct {
 	Adapter string `json:"adapter,omitempty"`
 	// NodeAdapters binds it to another adapter on the nodes named.
 	NodeAdapters map[string]string `json:"node_adapters,omitempty"`
+	// Subnet (IPv4 CIDR; "" none): each VM adapter on the switch gets a
+	// static address of it when the adapter is made, kept for the
+	// adapter's life (moves included), handed to the guest by its node's
+	// agent.
+	Subnet string `json:"subnet,omitempty"`
 }
 
 // Switch is a virtual switch as the cluster database holds it.
@@ -80,9 +86,10 @@ func BridgeName(cluster, name string) string {
 	return "kbr" + shortHash(cluster+"/"+name)
 }
 
-// TapName is the tap of a VM's i-th adapter.
-func TapName(cluster, vm string, i int) string {
-	return "ktp" + shortHash(fmt.Sprintf("%s/%s/%d", cluster, vm, i))
+// TapName is the tap of a VM's i-th adapter on node: during a live
+// migration source and target both have one, maybe in one namespace.
+func TapName(cluster, node, vm string, i int) string {
+	return "ktp" + shortHash(fmt.Sprintf("%s/%s/%s/%d", cluster, node, vm, i))
 }
 
 func shortHash(s string) string {
@@ -122,7 +129,31 @@ func CheckSwitchSpec(s SwitchSpec) error {
 	default:
 		return invalid("type", s.Type, `"external", "internal" or "private"`)
 	}
+	if s.Subnet != "" {
+		p, err := netip.ParsePrefix(s.Subnet)
+		if err != nil || !p.Addr().Is4() || p.Masked() != p || p.Bits() < 8 || p.Bits() > 29 {
+			return invalid("subnet", s.Subnet, "an IPv4 network in CIDR form, /8 to /29, e.g. 10.77.0.0/24")
+		}
+	}
 	return nil
+}
+
+// AssignAddress is the lowest address of subnet for a guest: not the
+// network, the broadcast or the first host address (a router's, by
+// custom), nor one reserved (hosts' and VMs' addresses). It returns it
+// in CIDR form.
+func AssignAddress(subnet string, reserved map[netip.Addr]bool) (string, error) {
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil {
+		return "", invalid("subnet", subnet, "an IPv4 network in CIDR form")
+	}
+	a := p.Addr().Next().Next()
+	for ; p.Contains(a) && p.Contains(a.Next()); a = a.Next() {
+		if !reserved[a] {
+			return netip.PrefixFrom(a, p.Bits()).String(), nil
+		}
+	}
+	return "", fmt.Errorf("subnet %s has no free address left for a VM adapter: %w", subnet, ErrInUse)
 }
 
 // HostAdapters lists the adapter names a host has: its declared
@@ -427,22 +458,24 @@ func switchesStrict(c Cluster, switches []Switch) bool {
 }
 
 // checkVMAdapters judges spec s's adapters (those not in old) against
-// cluster c's committed switches; the switches those adapters name are
-// returned so a commit can bump them.
-func (e *Engine) checkVMAdapters(ctx context.Context, c Cluster, s VMSpec, old []VMAdapter) ([]Switch, error) {
+// cluster c's committed switches. It returns the switches those
+// adapters name (a commit bumps them) and the cluster's switches by name.
+func (e *Engine) checkVMAdapters(ctx context.Context, c Cluster, s VMSpec, old []VMAdapter) ([]Switch, map[string]Switch, error) {
 	sws, err := e.ListSwitches(ctx, c.Name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !switchesStrict(c, sws) {
-		return nil, nil
+		return nil, nil, nil
 	}
+	byName := map[string]Switch{}
 	names := make([]string, len(sws))
 	for i, sw := range sws {
 		names[i] = sw.Name
+		byName[sw.Name] = sw
 	}
 	if err := CheckVMSwitches(c.Name, s.Adapters, old, names); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var used []Switch
 	for i, a := range s.Adapters {
@@ -450,22 +483,22 @@ func (e *Engine) checkVMAdapters(ctx context.Context, c Cluster, s VMSpec, old [
 			continue // referenced already: a deletion sees the VM
 		}
 		n := SwitchNameOf(c.Name, a.Switch)
-		for _, sw := range sws {
-			if sw.Name == n && !slices.ContainsFunc(used, func(u Switch) bool { return u.Name == n }) {
-				used = append(used, sw)
-			}
+		if !slices.ContainsFunc(used, func(u Switch) bool { return u.Name == n }) {
+			used = append(used, byName[n])
 		}
 	}
-	return used, nil
+	return used, byName, nil
 }
 
-// switchRefs checks the adapters of the VM the transaction commits and
-// bumps each switch they name, compared with its revision: the VM and a
-// deletion of its switch cannot both commit.
-func (t *vmTxn) switchRefs(c Cluster, s VMSpec, old []VMAdapter) error {
-	used, err := t.e.checkVMAdapters(t.ctx, c, s, old)
-	if err != nil {
-		return err
+// switchRefs checks the adapters of the VM the transaction commits,
+// assigns addresses to new adapters on switches with a subnet (kept for
+// adapters that stay) and bumps each switch the new adapters name,
+// compared with its revision: the VM and a deletion of its switch, or
+// two VMs taking one address, cannot both commit.
+func (t *vmTxn) switchRefs(c Cluster, s VMSpec, old []VMAdapter, oldAddrs []string) ([]string, error) {
+	used, byName, err := t.e.checkVMAdapters(t.ctx, c, s, old)
+	if err != nil || byName == nil {
+		return nil, err
 	}
 	for _, sw := range used {
 		key := switchKey(c.Name, sw.Name)
@@ -473,5 +506,75 @@ func (t *vmTxn) switchRefs(c Cluster, s VMSpec, old []VMAdapter) error {
 		sw.Users++
 		t.ops = append(t.ops, putJSON(key, sw))
 	}
-	return nil
+	addrs := make([]string, len(s.Adapters))
+	var reserved map[netip.Addr]bool
+	for i, a := range s.Adapters {
+		if i < len(old) && old[i].Switch == a.Switch {
+			if i < len(oldAddrs) {
+				addrs[i] = oldAddrs[i]
+			}
+			continue
+		}
+		sw := byName[SwitchNameOf(c.Name, a.Switch)]
+		if sw.Subnet == "" {
+			continue
+		}
+		if reserved == nil {
+			if reserved, err = t.e.reservedAddresses(t.ctx, c, s.Name); err != nil {
+				return nil, err
+			}
+			for _, o := range oldAddrs { // the VM's own, kept or not
+				if p, err := netip.ParsePrefix(o); err == nil {
+					reserved[p.Addr()] = true
+				}
+			}
+		}
+		if addrs[i], err = AssignAddress(sw.Subnet, reserved); err != nil {
+			return nil, err
+		}
+		p, _ := netip.ParsePrefix(addrs[i])
+		reserved[p.Addr()] = true
+	}
+	if !slices.ContainsFunc(addrs, func(a string) bool { return a != "" }) {
+		return nil, nil
+	}
+	return addrs, nil
+}
+
+// reservedAddresses are the addresses a new guest address must not take:
+// the cluster's static address, its hosts' declared adapter addresses
+// and the other VMs' guest addresses.
+func (e *Engine) reservedAddresses(ctx context.Context, c Cluster, vm string) (map[netip.Addr]bool, error) {
+	out := map[netip.Addr]bool{}
+	add := func(s string) {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out[p.Addr()] = true
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			out[a] = true
+		}
+	}
+	add(c.StaticAddress)
+	hosts, err := e.hostMap(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hosts {
+		add(h.Address)
+		for _, a := range h.Adapters {
+			add(a.Address)
+		}
+	}
+	vms, err := e.ListVMs(ctx, c.Name)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vms {
+		if v.Name == vm {
+			continue
+		}
+		for _, a := range v.AdapterAddresses {
+			add(a)
+		}
+	}
+	return out, nil
 }

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -98,12 +100,12 @@ func TestCheckVMSwitches(t *testing.T) {
 }
 
 func TestBridgeAndTapNamesFitLinux(t *testing.T) {
-	for _, n := range []string{BridgeName("HVCLUSTER", strings.Repeat("x", 100)), TapName("HVCLUSTER", strings.Repeat("v", 64), 7)} {
+	for _, n := range []string{BridgeName("HVCLUSTER", strings.Repeat("x", 100)), TapName("HVCLUSTER", "Y-21-2k8x64", strings.Repeat("v", 64), 7)} {
 		if len(n) > 15 {
 			t.Errorf("%q: %d bytes, Linux allows 15", n, len(n))
 		}
 	}
-	if BridgeName("C", "a") == BridgeName("C", "b") || TapName("C", "v", 0) == TapName("C", "v", 1) {
+	if BridgeName("C", "a") == BridgeName("C", "b") || TapName("C", "A", "v", 0) == TapName("C", "A", "v", 1) || TapName("C", "A", "v", 0) == TapName("C", "B", "v", 0) {
 		t.Error("names collide")
 	}
 }
@@ -175,5 +177,71 @@ func TestSwitchLifecycle(t *testing.T) {
 	}
 	if _, err := e.GetSwitch(ctx, "HVCLUSTER", "Public"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("deleted switch still there: %v", err)
+	}
+}
+
+func TestAssignAddress(t *testing.T) {
+	res := map[netip.Addr]bool{netip.MustParseAddr("10.77.0.2"): true}
+	got, err := AssignAddress("10.77.0.0/24", res)
+	if err != nil || got != "10.77.0.3/24" {
+		t.Fatalf("got %q, %v; want 10.77.0.3/24 (.0 network, .1 router, .2 reserved)", got, err)
+	}
+	// A /29 has .2 to .6 for guests; the broadcast .7 is never given.
+	res = map[netip.Addr]bool{}
+	for i := 2; i <= 6; i++ {
+		res[netip.MustParseAddr(fmt.Sprintf("10.77.0.%d", i))] = true
+	}
+	if got, err := AssignAddress("10.77.0.0/29", res); !errors.Is(err, ErrInUse) {
+		t.Fatalf("a full subnet gave %q, %v", got, err)
+	}
+	if err := CheckSwitchSpec(SwitchSpec{Cluster: "C", Name: "P", Type: SwitchPrivate, Subnet: "10.77.0.1/24"}); err == nil ||
+		!strings.Contains(err.Error(), `subnet: "10.77.0.1/24" is not allowed`) {
+		t.Fatalf("a host address as subnet: %v", err)
+	}
+}
+
+// Guests on a switch with a subnet get distinct addresses, kept by an
+// update and a move; another VM does not get a taken one.
+func TestSwitchSubnetAddresses(t *testing.T) {
+	ctx := context.Background()
+	e, vol := vmEnv(t)
+	if _, err := e.CreateSwitch(ctx, SwitchSpec{Cluster: "HVCLUSTER", Name: "Lab", Type: SwitchPrivate, Subnet: "192.0.2.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	addrs := map[string]string{}
+	for _, n := range []string{"A01", "B01"} {
+		s := vmSpec(vol, n, 256)
+		s.Adapters = []VMAdapter{{Switch: "Lab"}}
+		vm, err := e.CreateVM(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vm.AdapterAddresses) != 1 {
+			t.Fatalf("%s: addresses %v", n, vm.AdapterAddresses)
+		}
+		addrs[n] = vm.AdapterAddresses[0]
+	}
+	// .1 router, .21/.22 the hosts, .50 the cluster's static address.
+	if addrs["A01"] != "192.0.2.2/24" || addrs["B01"] != "192.0.2.3/24" {
+		t.Fatalf("addresses %v", addrs)
+	}
+	vm, err := e.GetVM(ctx, "HVCLUSTER", "A01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := vm.VMSpec
+	spec.OwnerNode = y22
+	if vm.Node == y22 {
+		spec.OwnerNode = y21
+	}
+	moved, err := e.UpdateVM(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved.Node != spec.OwnerNode || fmt.Sprint(moved.AdapterAddresses) != "[192.0.2.2/24]" {
+		t.Fatalf("after the move: on %s with %v", moved.Node, moved.AdapterAddresses)
+	}
+	if got := vm.hvVM().Adapters[0].Address; got != "192.0.2.2/24" {
+		t.Fatalf("the driver is handed %q", got)
 	}
 }

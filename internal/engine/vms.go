@@ -450,7 +450,8 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 		if err != nil {
 			return err
 		}
-		if err := t.switchRefs(c, s, nil); err != nil {
+		addrs, err := t.switchRefs(c, s, nil, nil)
+		if err != nil {
 			return err
 		}
 		t.seed(v)
@@ -458,7 +459,7 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 		t.cmps = append(t.cmps, v.hostCmp(d.Node))
 		t.cmps = append(t.cmps, fileCmps...)
 		t.vm = VM{VMSpec: s, Node: d.Node, Token: 1, Status: VMOff, DriveLetter: vol.DriveLetter,
-			VHDPath: paths.VHD, ConfigPath: paths.Config, Pending: p, CreatedAt: e.now().UTC()}
+			VHDPath: paths.VHD, ConfigPath: paths.Config, Pending: p, CreatedAt: e.now().UTC(), AdapterAddresses: addrs}
 		if err := t.reserve(d.Node, s, false); err != nil {
 			return err
 		}

@@ -106,7 +106,7 @@ func (e *Engine) PlanVM(ctx context.Context, s VMSpec) (VMPlan, error) {
 	if vm != nil {
 		oldAdapters = vm.Adapters
 	}
-	if _, err := e.checkVMAdapters(ctx, c, s, oldAdapters); err != nil {
+	if _, _, err := e.checkVMAdapters(ctx, c, s, oldAdapters); err != nil {
 		return VMPlan{}, err
 	}
 	v, err := e.placementView(ctx, c)
