@@ -87,10 +87,14 @@ func BridgeName(cluster, name string) string {
 }
 
 // TapName is the tap of a VM's i-th adapter on node: during a live
-// migration source and target both have one, maybe in one namespace.
+// migration source and target both have one, maybe in one namespace
+// (a lab's agents on one machine), so the node's TapPrefix comes first.
 func TapName(cluster, node, vm string, i int) string {
-	return "ktp" + shortHash(fmt.Sprintf("%s/%s/%s/%d", cluster, node, vm, i))
+	return TapPrefix(cluster, node) + shortHash(fmt.Sprintf("%s/%d", vm, i))
 }
+
+// TapPrefix starts the names of node's taps.
+func TapPrefix(cluster, node string) string { return "kt" + shortHash(cluster + "/" + node)[:4] }
 
 func shortHash(s string) string {
 	h := fnv.New32a()

@@ -244,36 +244,44 @@ func (n *Net) routes(ctx context.Context, dev string) ([][]string, error) {
 	return res, nil
 }
 
-// RemoveBridge deletes bridge br, first giving its addresses and routes
-// back to its port that is not a tap (the uplink), if any.
-func (n *Net) RemoveBridge(ctx context.Context, br string) error {
+// Uplink is bridge br's port that is not a tap ("" none).
+func Uplink(links []Link, br string) string {
+	for _, l := range links {
+		if l.Master == br && l.Kind != "tun" {
+			return l.Name
+		}
+	}
+	return ""
+}
+
+// ReleaseUplink frees bridge br's uplink: its addresses and routes go
+// back to it and it leaves the bridge.
+func (n *Net) ReleaseUplink(ctx context.Context, br string) error {
 	links, err := n.Links(ctx)
 	if err != nil {
 		return err
 	}
 	b, ok := find(links, br)
-	if !ok {
+	uplink := Uplink(links, br)
+	if !ok || uplink == "" {
 		return nil
 	}
-	uplink := ""
-	for _, l := range links {
-		if l.Master == br && l.Kind != "tun" {
-			uplink = l.Name
-		}
+	routes, err := n.routes(ctx, br)
+	if err != nil {
+		return err
 	}
-	var routes [][]string
-	if uplink != "" {
-		if routes, err = n.routes(ctx, br); err != nil {
+	for _, a := range b.Addrs {
+		if _, err := n.IP(ctx, "addr", "replace", a, "dev", uplink); err != nil {
 			return err
 		}
-		for _, a := range b.Addrs {
-			if _, err := n.IP(ctx, "addr", "replace", a, "dev", uplink); err != nil {
-				return err
-			}
-		}
 	}
-	if _, err := n.IP(ctx, "link", "del", "dev", br); err != nil {
+	if _, err := n.IP(ctx, "link", "set", "dev", uplink, "nomaster"); err != nil {
 		return err
+	}
+	for _, a := range b.Addrs {
+		if _, err := n.IP(ctx, "addr", "del", a, "dev", br); err != nil {
+			return err
+		}
 	}
 	for _, r := range routes {
 		if _, err := n.IP(ctx, append(append([]string{"route", "replace"}, r...), "dev", uplink)...); err != nil {
@@ -281,6 +289,14 @@ func (n *Net) RemoveBridge(ctx context.Context, br string) error {
 		}
 	}
 	return nil
+}
+
+// RemoveBridge deletes bridge br, its uplink released first.
+func (n *Net) RemoveBridge(ctx context.Context, br string) error {
+	if err := n.ReleaseUplink(ctx, br); err != nil {
+		return err
+	}
+	return n.RemoveLink(ctx, br)
 }
 
 // EnsureTap makes a persistent tap on bridge br, up.

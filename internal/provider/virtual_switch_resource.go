@@ -37,6 +37,7 @@ type switchModel struct {
 	Type         types.String `tfsdk:"type"`
 	Adapter      types.String `tfsdk:"adapter"`
 	NodeAdapters types.Map    `tfsdk:"node_adapters"`
+	Subnet       types.String `tfsdk:"subnet"`
 	Bridge       types.String `tfsdk:"bridge"`
 }
 
@@ -76,6 +77,11 @@ func (r *switchResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			"node_adapters": schema.MapAttribute{Optional: true, ElementType: types.StringType,
 				MarkdownDescription: "External switches only: node name → adapter, for nodes whose adapter differs from " +
 					"`adapter`."},
+			"subnet": schema.StringAttribute{Optional: true, PlanModifiers: replace,
+				MarkdownDescription: "An IPv4 network (CIDR, /8 to /29) for the guests: each VM adapter added on the switch gets " +
+					"the lowest free address of it (not the network's first host address, by custom a router's, nor a host's " +
+					"declared address or the cluster's static address) as its `ip_addresses`, kept for the adapter's life, and " +
+					"the guest is handed it by its node's agent (QEMU fw_cfg `opt/kayo/net<i>`). Changing it replaces the switch."},
 			"bridge": schema.StringAttribute{Computed: true, PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 				MarkdownDescription: "The Linux bridge each node's agent makes for the switch (on a `qemu` cluster)."},
 		},
@@ -87,7 +93,8 @@ func (r *switchResource) Configure(_ context.Context, req resource.ConfigureRequ
 }
 
 func (m switchModel) known() bool {
-	if m.ClusterID.IsUnknown() || m.Name.IsUnknown() || m.Type.IsUnknown() || m.Adapter.IsUnknown() || m.NodeAdapters.IsUnknown() {
+	if m.ClusterID.IsUnknown() || m.Name.IsUnknown() || m.Type.IsUnknown() || m.Adapter.IsUnknown() || m.NodeAdapters.IsUnknown() ||
+		m.Subnet.IsUnknown() {
 		return false
 	}
 	for _, v := range m.NodeAdapters.Elements() {
@@ -100,7 +107,7 @@ func (m switchModel) known() bool {
 
 func (m switchModel) spec() engine.SwitchSpec {
 	s := engine.SwitchSpec{Cluster: m.ClusterID.ValueString(), Name: m.Name.ValueString(), Type: m.Type.ValueString(),
-		Adapter: optString(m.Adapter)}
+		Adapter: optString(m.Adapter), Subnet: optString(m.Subnet)}
 	if !m.NodeAdapters.IsNull() && !m.NodeAdapters.IsUnknown() {
 		s.NodeAdapters = map[string]string{}
 		for n, v := range m.NodeAdapters.Elements() {
@@ -115,6 +122,7 @@ func (m switchModel) spec() engine.SwitchSpec {
 func switchToModel(sw engine.Switch) switchModel {
 	m := switchModel{ID: types.StringValue(sw.ID()), ClusterID: types.StringValue(sw.Cluster), Name: types.StringValue(sw.Name),
 		Type: types.StringValue(sw.Type), Adapter: nullIfEmpty(sw.Adapter), NodeAdapters: types.MapNull(types.StringType),
+		Subnet: nullIfEmpty(sw.Subnet),
 		Bridge: types.StringValue(engine.BridgeName(sw.Cluster, sw.Name))}
 	if len(sw.NodeAdapters) > 0 {
 		m.NodeAdapters, _ = types.MapValueFrom(context.Background(), types.StringType, sw.NodeAdapters)

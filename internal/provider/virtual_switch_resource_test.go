@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -31,7 +32,7 @@ func switchesAre(dir string, want ...string) resource.TestCheckFunc {
 		}
 		var got []string
 		for _, s := range sws {
-			got = append(got, s.Name+":"+s.Type+":"+s.Adapter)
+			got = append(got, s.Name+":"+s.Type+":"+s.Adapter+s.Subnet)
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			return fmt.Errorf("switches %v, want %v", got, want)
@@ -44,7 +45,7 @@ func TestAccVirtualSwitch_lifecycle(t *testing.T) {
 	dir := t.TempDir()
 	vol := vmLab(t, dir, "HVCLUSTER", 50, "O", seedLab...)
 	const sw = "kayo_virtual_switch.public"
-	lab := switchHCL("lab", "Lab", "private", "")
+	lab := strings.Replace(switchHCL("lab", "Lab", "private", ""), "}\n", "  subnet = \"10.77.0.0/24\"\n}\n", 1)
 	vmOnLab := func(more ...string) string {
 		adapters := "network_adapters = [{ switch = kayo_virtual_switch.lab.id }"
 		for _, m := range more {
@@ -79,8 +80,10 @@ func TestAccVirtualSwitch_lifecycle(t *testing.T) {
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue(sw, tfjsonpath.New("id"), knownvalue.StringExact("HVCLUSTER/Public")),
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("network_adapters").AtSliceIndex(0).AtMapKey("switch"), knownvalue.StringExact("HVCLUSTER/Lab")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("network_adapters").AtSliceIndex(0).AtMapKey("ip_addresses"),
+						knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("10.77.0.2")})),
 				},
-				Check: switchesAre(dir, "Lab:private:", "Public:external:Public"),
+				Check: switchesAre(dir, "Lab:private:10.77.0.0/24", "Public:external:Public"),
 			},
 			{
 				// A second adapter on a switch that does not exist: a plan
@@ -89,11 +92,18 @@ func TestAccVirtualSwitch_lifecycle(t *testing.T) {
 				ExpectError: errRe(`network_adapters[1].switch: cluster "HVCLUSTER" has no virtual switch "Pubilc"; its switches: "Lab", "Public"`),
 			},
 			{
-				// By name, on the existing switch: in place.
+				// By name, on the existing switch: in place; the first
+				// adapter keeps its address (known in the plan), the new one
+				// on a switch without subnet has none.
 				Config: providerBlock(dir) + switchHCL("public", "Public", "external", "Public") + lab + vmOnLab("Public"),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(res, plancheck.ResourceActionUpdate),
+					plancheck.ExpectKnownValue(res, tfjsonpath.New("network_adapters").AtSliceIndex(0).AtMapKey("ip_addresses"),
+						knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact("10.77.0.2")})),
 				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("network_adapters").AtSliceIndex(1).AtMapKey("ip_addresses"), knownvalue.ListSizeExact(0)),
+				},
 			},
 			{
 				// Rebinding is in place.
@@ -101,7 +111,7 @@ func TestAccVirtualSwitch_lifecycle(t *testing.T) {
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(sw, plancheck.ResourceActionUpdate),
 				}},
-				Check: switchesAre(dir, "Lab:private:", "Public:external:Heartbeat"),
+				Check: switchesAre(dir, "Lab:private:10.77.0.0/24", "Public:external:Heartbeat"),
 			},
 			{
 				ResourceName:      sw,
@@ -117,7 +127,7 @@ func TestAccVirtualSwitch_lifecycle(t *testing.T) {
 			},
 			{
 				Config: providerBlock(dir) + switchHCL("public", "Public", "external", "Heartbeat") + lab,
-				Check:  switchesAre(dir, "Lab:private:", "Public:external:Heartbeat"),
+				Check:  switchesAre(dir, "Lab:private:10.77.0.0/24", "Public:external:Heartbeat"),
 			},
 			{
 				Config: providerBlock(dir),
