@@ -17,7 +17,9 @@ import (
 func inNS(ns string) *Net {
 	n := New()
 	ip := n.IP
-	n.IP = func(ctx context.Context, args ...string) ([]byte, error) { return ip(ctx, append([]string{"-n", ns}, args...)...) }
+	n.IP = func(ctx context.Context, args ...string) ([]byte, error) {
+		return ip(ctx, append([]string{"-n", ns}, args...)...)
+	}
 	return n
 }
 
