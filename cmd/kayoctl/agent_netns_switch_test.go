@@ -97,11 +97,13 @@ func TestLiveMigrationKeepsTheSwitchConnection(t *testing.T) {
 		Adapter: "VMNet", Subnet: "10.77.0.0/24"}); err != nil {
 		t.Fatal(err)
 	}
+	hosts := map[string]*netnsrig.Host{}
 	for i, n := range threeNodes {
 		h := rig.AddHost(n, map[string]netip.Prefix{
 			"Public": netip.MustParsePrefix(fmt.Sprintf("192.0.2.%d/24", 21+i)),
 			"VMNet":  netip.MustParsePrefix(fmt.Sprintf("10.77.0.%d/24", 21+i)),
 		})
+		hosts[n] = h
 		p := &agentProc{node: n}
 		p.cmd = h.Command(bin, "--data-dir", dir, "agent", "--node", n, "--interval", "250ms", "--report-facts=false",
 			"--probe-port=0", "--migration-address", fmt.Sprintf("192.0.2.%d", 21+i))
@@ -155,6 +157,18 @@ func TestLiveMigrationKeepsTheSwitchConnection(t *testing.T) {
 		}
 	}
 	client, server := create("CLIENT", threeNodes[0]), create("SERVER", threeNodes[1])
+	// On Y-21 the switch is a bridge holding the host's VMNet address, its
+	// veth a port, CLIENT's tap another.
+	links := func(n string) string {
+		out, _ := hosts[n].Command("ip", "-o", "addr", "show").CombinedOutput()
+		lk, _ := hosts[n].Command("ip", "-o", "link", "show").CombinedOutput()
+		return string(out) + string(lk)
+	}
+	br := engine.BridgeName("HVCLUSTER", "VMNet")
+	if l := links(threeNodes[0]); !strings.Contains(l, br+"    inet 10.77.0.21/24") || !strings.Contains(l, "master "+br) ||
+		!strings.Contains(l, engine.TapName("HVCLUSTER", threeNodes[0], "CLIENT", 0)) {
+		t.Fatalf("Y-21's links:\n%s", l)
+	}
 	caddr, saddr := strings.Split(client.AdapterAddresses[0], "/")[0], strings.Split(server.AdapterAddresses[0], "/")[0]
 	t.Logf("CLIENT %s on %s, SERVER %s on %s", caddr, client.Node, saddr, server.Node)
 	waitLine(serial(threeNodes[0], "CLIENT"), "addr="+client.AdapterAddresses[0])
@@ -258,6 +272,21 @@ func TestLiveMigrationKeepsTheSwitchConnection(t *testing.T) {
 	}
 	if err := e.DeleteSwitch(ctx, "HVCLUSTER", "VMNet"); err != nil {
 		t.Fatal(err)
+	}
+	// Each agent removes its bridge and taps; the host's address is back
+	// on its adapter.
+	for i, n := range threeNodes {
+		for {
+			l := links(n)
+			if !strings.Contains(l, br) && !strings.Contains(l, engine.TapPrefix("HVCLUSTER", n)) &&
+				regexp.MustCompile(`eth\d+\s+inet 10\.77\.0\.`+strconv.Itoa(21+i)+`/24`).MatchString(l) {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s after the switch's deletion:\n%s", n, l)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 }
 
