@@ -4,11 +4,13 @@ package hostnet
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/netnsrig"
 )
@@ -119,4 +121,37 @@ func TestBridgeTakesAndGivesBackTheUplink(t *testing.T) {
 		t.Fatalf("a cannot reach b after: %v", err)
 	}
 	_ = b
+}
+
+// An ARP probe from a bridge is answered by the machine holding the
+// address, and only by it.
+func TestProbeARP(t *testing.T) {
+	rig := netnsrig.New(t, "LAN")
+	b := rig.AddHost("b", map[string]netip.Prefix{"LAN": netip.MustParsePrefix("10.99.0.2/24")})
+	rig.Gateway("LAN", netip.MustParsePrefix("10.99.0.254/24"))
+	br := ""
+	ifs, _ := net.Interfaces()
+	for _, ifc := range ifs {
+		as, _ := ifc.Addrs()
+		for _, a := range as {
+			if strings.HasPrefix(a.String(), "10.99.0.254/") {
+				br = ifc.Name
+			}
+		}
+	}
+	out, err := b.Command("cat", "/sys/class/net/eth0/address").Output()
+	if err != nil || br == "" {
+		t.Fatalf("b's MAC: %v; bridge %q", err, br)
+	}
+	mac, err := net.ParseMAC(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if ok, err := ProbeARP(ctx, br, netip.MustParseAddr("10.99.0.2"), mac, 2*time.Second); !ok || err != nil {
+		t.Fatalf("b holds 10.99.0.2: %v %v", ok, err)
+	}
+	if ok, err := ProbeARP(ctx, br, netip.MustParseAddr("10.99.0.9"), mac, 300*time.Millisecond); ok || err != nil {
+		t.Fatalf("b does not hold 10.99.0.9: %v %v", ok, err)
+	}
 }
