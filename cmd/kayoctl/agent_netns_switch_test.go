@@ -173,6 +173,19 @@ func TestLiveMigrationKeepsTheSwitchConnection(t *testing.T) {
 	t.Logf("CLIENT %s on %s, SERVER %s on %s", caddr, client.Node, saddr, server.Node)
 	waitLine(serial(threeNodes[0], "CLIENT"), "addr="+client.AdapterAddresses[0])
 	waitLine(serial(threeNodes[1], "SERVER"), "addr="+server.AdapterAddresses[0])
+	// Each node's agent reports its guest's address once the guest
+	// answers on it.
+	guestAddr := func(vm string, want string) {
+		t.Helper()
+		start := time.Now()
+		got, err := e.WaitGuestAddresses(ctx, "HVCLUSTER", vm, 60*time.Second)
+		if err != nil || fmt.Sprint(got) != "["+want+"]" {
+			t.Fatalf("%s's reported addresses: %v, %v; want [%s]", vm, got, err, want)
+		}
+		t.Logf("%s reported on %s after %v", vm, want, time.Since(start).Round(time.Millisecond))
+	}
+	guestAddr("CLIENT", client.AdapterAddresses[0])
+	guestAddr("SERVER", server.AdapterAddresses[0])
 
 	// CLIENT's control port starts its echo client to SERVER.
 	var conn net.Conn
@@ -253,6 +266,7 @@ func TestLiveMigrationKeepsTheSwitchConnection(t *testing.T) {
 		if fmt.Sprint(moved.AdapterAddresses) != fmt.Sprint(server.AdapterAddresses) {
 			t.Fatalf("SERVER's address changed with the move: %v, was %v", moved.AdapterAddresses, server.AdapterAddresses)
 		}
+		guestAddr("SERVER", server.AdapterAddresses[0]) // now reported by the new node
 		server, at = moved, to
 	}
 	seqs, starts, closes := echoState(cser)

@@ -202,6 +202,7 @@ func (q *QEMUAgent) Run(ctx context.Context) error {
 			filepath.Dir(q.cfg.Guest.Kernel), srv.Path(), q.cfg.MigrationAddress, q.dir)
 	}
 	defer q.shutdown()
+	go q.guestLoop(life) // its probes wait for guests: not on this loop
 	q.adoptOrphans(ctx)
 	if q.initErr == "" {
 		q.cfg.Logf("qemu: accepting VMs (heartbeat written)")

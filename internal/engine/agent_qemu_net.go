@@ -3,10 +3,14 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/hostnet"
 )
 
@@ -30,13 +34,36 @@ type qemuNet struct {
 	// taps: the taps of the VMs this process runs, by tap → VM (under
 	// QEMUAgent.mu).
 	taps map[string]string
+	// guests: the adapters with addresses of the VMs launched here, by
+	// VM, for probeGuests (under QEMUAgent.mu).
+	guests map[string]guestNICs
+	// reported: what probeGuests last wrote, by VM (its goroutine only).
+	reported map[string]GuestNet
+}
+
+// guestNICs are a VM's adapters as launched here, with its token.
+type guestNICs struct {
+	token   int64
+	bridges []string
+	nics    []qemu.NIC
+}
+
+// GuestNet is what a node's agent last saw of a VM's guest addresses:
+// Addresses[i] is adapter i's assigned address (CIDR) once the guest
+// answered an ARP probe for it from the switch, else "".
+type GuestNet struct {
+	Node      string    `json:"node"`
+	VM        string    `json:"vm"`
+	Token     int64     `json:"token"`
+	Addresses []string  `json:"addresses"`
+	CheckedAt time.Time `json:"checked_at"`
 }
 
 func newQEMUNet() *qemuNet {
 	if hostnet.Available() != nil {
 		return nil // a VM with adapters then fails, saying why (nics)
 	}
-	return &qemuNet{ip: hostnet.New(), taps: map[string]string{}}
+	return &qemuNet{ip: hostnet.New(), taps: map[string]string{}, guests: map[string]guestNICs{}, reported: map[string]GuestNet{}}
 }
 
 // uplinkOf resolves the host adapter an external switch binds on this
@@ -78,6 +105,12 @@ func (q *QEMUAgent) nics(ctx context.Context, cluster string, v *qemuVMRun, r qe
 		return nil, err
 	}
 	var out []qemu.NIC
+	var bridges []string
+	defer func() {
+		q.mu.Lock()
+		q.net.guests[v.name] = guestNICs{token: int64(r.Token), bridges: bridges, nics: out}
+		q.mu.Unlock()
+	}()
 	for i, a := range r.VM.Adapters {
 		name := SwitchNameOf(cluster, a.Switch)
 		sw, err := q.e.GetSwitch(ctx, cluster, name)
@@ -100,6 +133,7 @@ func (q *QEMUAgent) nics(ctx context.Context, cluster string, v *qemuVMRun, r qe
 			return nil, fmt.Errorf("VM %q adapter %d on switch %q: %w", v.name, i, name, err)
 		}
 		out = append(out, qemu.NIC{Tap: tap, MAC: a.MAC, Address: a.Address})
+		bridges = append(bridges, br)
 	}
 	return out, nil
 }
@@ -119,6 +153,7 @@ func (q *QEMUAgent) dropNICs(ctx context.Context, v *qemuVMRun) {
 			delete(q.net.taps, tap)
 		}
 	}
+	delete(q.net.guests, v.name)
 	q.mu.Unlock()
 	for _, tap := range mine {
 		if err := q.net.ip.RemoveLink(ctx, tap); err != nil {
@@ -199,6 +234,62 @@ func (q *QEMUAgent) sweepNet(ctx context.Context, cluster string) {
 			} else {
 				q.cfg.Logf("qemu: switch %q now on %q (was %q)", sw.Name, up, cur)
 			}
+		}
+	}
+}
+
+// guestLoop runs probeGuests every second until ctx ends.
+func (q *QEMUAgent) guestLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		q.mu.Lock()
+		cluster := q.cluster
+		q.mu.Unlock()
+		q.probeGuests(ctx, cluster)
+	}
+}
+
+// probeGuests asks each guest launched here, from its switch's bridge,
+// whether it holds its adapters' addresses (hostnet.ProbeARP), and
+// records what it saw when that changed (GuestNet): a guest's address is
+// reported once the guest has it, by the node it runs on.
+func (q *QEMUAgent) probeGuests(ctx context.Context, cluster string) {
+	if q.net == nil || cluster == "" {
+		return
+	}
+	q.mu.Lock()
+	guests := make(map[string]guestNICs, len(q.net.guests))
+	for vm, g := range q.net.guests {
+		guests[vm] = g
+	}
+	q.mu.Unlock()
+	for vm, g := range guests {
+		rec := GuestNet{Node: q.node, VM: vm, Token: g.token, Addresses: make([]string, len(g.nics))}
+		any := false
+		for i, n := range g.nics {
+			p, err := netip.ParsePrefix(n.Address)
+			mac, merr := net.ParseMAC(qemu.QEMUMAC(n.MAC))
+			if err != nil || merr != nil {
+				continue
+			}
+			any = true
+			if ok, _ := hostnet.ProbeARP(ctx, g.bridges[i], p.Addr(), mac, 200*time.Millisecond); ok {
+				rec.Addresses[i] = n.Address
+			}
+		}
+		if !any {
+			continue
+		}
+		if old, ok := q.net.reported[vm]; ok && old.Token == rec.Token && fmt.Sprint(old.Addresses) == fmt.Sprint(rec.Addresses) {
+			continue
+		}
+		rec.CheckedAt = q.e.now().UTC()
+		if _, err := q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuGuestNetKey(cluster, q.node, vm), rec)}); err == nil {
+			q.net.reported[vm] = rec
 		}
 	}
 }

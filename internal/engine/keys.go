@@ -155,3 +155,9 @@ const (
 
 func switchKey(cluster, name string) string     { return switchesPrefix + cluster + "/" + name }
 func switchClusterPrefix(cluster string) string { return switchesPrefix + cluster + "/" }
+
+// qemu/<cluster>/guest-net/<node>/<vm>: the guest addresses node's agent
+// saw the VM answer on (GuestNet, agent_qemu_net.go).
+func qemuGuestNetKey(cluster, node, vm string) string {
+	return qemuPrefix + cluster + "/guest-net/" + node + "/" + vm
+}
