@@ -325,7 +325,7 @@ func (e *Engine) checkSwitch(ctx context.Context, s SwitchSpec) (Cluster, error)
 	if err != nil {
 		return c, err
 	}
-	reports, err := e.freshReports(ctx)
+	reports, _, err := e.readReports(ctx)
 	if err != nil {
 		return c, err
 	}
