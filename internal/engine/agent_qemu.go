@@ -370,6 +370,9 @@ func (q *QEMUAgent) worker(ctx context.Context, cluster string, v *qemuVMRun) {
 		}
 		v.batch, v.recOp = true, nil
 		err := q.do(rctx, cluster, v, r, &res, report)
+		if err == nil {
+			q.guestToken(r) // agent_qemu_net.go
+		}
 		cancel()
 		v.mu.Lock()
 		v.cancel, v.curOp = nil, ""

@@ -238,6 +238,26 @@ func (q *QEMUAgent) sweepNet(ctx context.Context, cluster string) {
 	}
 }
 
+// guestToken follows the VM's ownership token through the requests that
+// run it here (a live migration's target resumes with a newer token than
+// its incoming launch), so its guest report counts for the owner.
+func (q *QEMUAgent) guestToken(r qemuRequest) {
+	switch r.Op {
+	case qopStart, qopIncoming, qopResume, qopRestore:
+	default:
+		return
+	}
+	if q.net == nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if g, ok := q.net.guests[r.VM.Name]; ok {
+		g.token = int64(r.Token)
+		q.net.guests[r.VM.Name] = g
+	}
+}
+
 // guestLoop runs probeGuests every second until ctx ends.
 func (q *QEMUAgent) guestLoop(ctx context.Context) {
 	for {
