@@ -123,6 +123,9 @@ type QEMUAgent struct {
 	life context.Context
 	// workers: the VMs' worker goroutines (shutdown waits for them).
 	workers sync.WaitGroup
+	// net: the node's switches and taps (agent_qemu_net.go); nil when
+	// the host cannot make them.
+	net *qemuNet
 }
 
 // NewQEMUAgent returns the QEMU executor of agent a's node. It does
@@ -139,7 +142,7 @@ func (a *Agent) NewQEMUAgent(cfg QEMUAgentConfig) *QEMUAgent {
 	}
 	return &QEMUAgent{e: a.e, node: a.cfg.Node, agentID: a.cfg.ID, cfg: cfg,
 		dir: filepath.Join(a.e.dataDir, "qemu", a.cfg.Node), vms: map[string]*qemuVMRun{}, vols: map[string]*qemuVolume{},
-		wake: make(chan struct{}, 1), seenFence: map[string]hypervisor.Token{}}
+		wake: make(chan struct{}, 1), seenFence: map[string]hypervisor.Token{}, net: newQEMUNet()}
 }
 
 // Run carries out requests until ctx ends; then it stops every QEMU
@@ -201,15 +204,23 @@ func (q *QEMUAgent) Run(ctx context.Context) error {
 			filepath.Dir(q.cfg.Guest.Kernel), srv.Path(), q.cfg.MigrationAddress, q.dir)
 	}
 	defer q.shutdown()
+	go q.guestLoop(life) // its probes wait for guests: not on this loop
 	q.adoptOrphans(ctx)
 	if q.initErr == "" {
 		q.cfg.Logf("qemu: accepting VMs (heartbeat written)")
 	}
-	var lastBeat, lastSweep time.Time
+	var lastBeat, lastSweep, lastNet time.Time
 	for {
 		if time.Since(lastBeat) >= 500*time.Millisecond {
 			lastBeat = time.Now()
 			q.beat(ctx)
+		}
+		if time.Since(lastNet) >= 2*time.Second {
+			lastNet = time.Now()
+			q.mu.Lock()
+			cluster := q.cluster
+			q.mu.Unlock()
+			q.sweepNet(ctx, cluster)
 		}
 		if time.Since(lastSweep) >= 250*time.Millisecond {
 			lastSweep = time.Now()
@@ -361,6 +372,9 @@ func (q *QEMUAgent) worker(ctx context.Context, cluster string, v *qemuVMRun) {
 		}
 		v.batch, v.recOp = true, nil
 		err := q.do(rctx, cluster, v, r, &res, report)
+		if err == nil {
+			q.guestToken(r) // agent_qemu_net.go
+		}
 		cancel()
 		v.mu.Lock()
 		v.cancel, v.curOp = nil, ""
@@ -624,10 +638,17 @@ func (q *QEMUAgent) launch(ctx context.Context, cluster string, v *qemuVMRun, r 
 	if err := q.disk(ctx, cluster, v); err != nil {
 		return err
 	}
+	nics, err := q.nics(ctx, cluster, v, r)
+	if err != nil {
+		q.dropNICs(ctx, v)
+		q.dropDisk(v)
+		return err
+	}
 	m, err := qemu.Launch(ctx, q.bin, qemu.Config{Name: v.name, MemoryMB: r.VM.MemoryMB, Processors: r.VM.Processors,
-		Guest: q.cfg.Guest, Disk: q.nbd.Disk(v.name), Drives: v.machine, Accel: q.accel,
+		Guest: q.cfg.Guest, Disk: q.nbd.Disk(v.name), Drives: v.machine, Accel: q.accel, NICs: nics,
 		Incoming: incoming, IncomingFile: in, Dir: q.dir})
 	if err != nil {
+		q.dropNICs(ctx, v)
 		q.dropDisk(v)
 		return err
 	}
@@ -667,7 +688,7 @@ func (q *QEMUAgent) stopMachine(ctx context.Context, v *qemuVMRun) {
 		v.dying = nil
 	}
 	q.dropDisk(v)
-	_ = ctx
+	q.dropNICs(ctx, v)
 }
 
 // fenceMachine refuses every later disk write of v's QEMU and freezes it

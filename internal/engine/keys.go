@@ -173,3 +173,20 @@ func nodeWorkResKey(node, object string) string { return nodeWorkPrefix + node +
 func nodeWorkAgentKey(node string) string       { return nodeWorkAgentsPrefix + node }
 func vmWorkObject(cluster, vm string) string    { return "vm/" + cluster + "/" + vm }
 func volumeWorkObject(id string) string         { return "volume/" + id }
+
+// Virtual switches (switches.go).
+const (
+	// switches/<cluster>/<name>: a kayo_virtual_switch (Switch); a VM
+	// commit naming the switch rewrites it (its Users count), so a
+	// deletion that read the VMs before cannot commit.
+	switchesPrefix = "switches/"
+)
+
+func switchKey(cluster, name string) string     { return switchesPrefix + cluster + "/" + name }
+func switchClusterPrefix(cluster string) string { return switchesPrefix + cluster + "/" }
+
+// qemu/<cluster>/guest-net/<node>/<vm>: the guest addresses node's agent
+// saw the VM answer on (GuestNet, agent_qemu_net.go).
+func qemuGuestNetKey(cluster, node, vm string) string {
+	return qemuPrefix + cluster + "/guest-net/" + node + "/" + vm
+}

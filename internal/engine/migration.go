@@ -120,6 +120,11 @@ func (e *Engine) UpdateVM(ctx context.Context, s VMSpec) (VM, error) {
 				}
 				t.cmps = append(t.cmps, fileCmps...)
 			}
+			addrs, err := t.switchRefs(c, s, t.vm.Adapters, t.vm.AdapterAddresses)
+			if err != nil {
+				return err
+			}
+			t.vm.AdapterAddresses = addrs
 			v, err := e.placementView(ctx, c)
 			if err != nil {
 				return err

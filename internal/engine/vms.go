@@ -455,12 +455,16 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 		if err := e.workReady(ctx, d.Node); err != nil {
 			return fmt.Errorf("creating VM %q on %s: %w", s.Name, d.Node, err)
 		}
+		addrs, err := t.switchRefs(c, s, nil, nil)
+		if err != nil {
+			return err
+		}
 		t.seed(v)
 		t.cmps = append(t.cmps, v.guard...)
 		t.cmps = append(t.cmps, v.hostCmp(d.Node))
 		t.cmps = append(t.cmps, fileCmps...)
 		t.vm = VM{VMSpec: s, Node: d.Node, Token: 1, Status: VMOff, DriveLetter: vol.DriveLetter,
-			VHDPath: paths.VHD, ConfigPath: paths.Config, Pending: p, CreatedAt: e.now().UTC()}
+			VHDPath: paths.VHD, ConfigPath: paths.Config, Pending: p, CreatedAt: e.now().UTC(), AdapterAddresses: addrs}
 		if err := t.reserve(d.Node, s, false); err != nil {
 			return err
 		}

@@ -219,9 +219,12 @@ type VM struct {
 	LastMigration *MigrationRecord `json:"last_migration,omitempty"`
 	Pending       *Pending         `json:"pending,omitempty"`
 	// Failures are the times of failovers, for max_failures.
-	Failures  []time.Time `json:"failures,omitempty"`
-	CreatedAt time.Time   `json:"created_at"`
-	Revision  int64       `json:"-"`
+	Failures []time.Time `json:"failures,omitempty"`
+	// AdapterAddresses are the guest's addresses by adapter (CIDR; ""
+	// none), assigned from the switches' subnets (switches.go).
+	AdapterAddresses []string  `json:"adapter_addresses,omitempty"`
+	CreatedAt        time.Time `json:"created_at"`
+	Revision         int64     `json:"-"`
 }
 
 // ID is the VM's import ID, cluster/name.
@@ -405,8 +408,12 @@ func vhdType(t string) vhd.DiskType {
 
 func (v VM) hvVM() hypervisor.VM {
 	out := hypervisor.VM{Name: v.Name, MemoryMB: v.MemoryMB, Processors: v.ProcessorCount, VHDPath: v.VHDPath, ConfigPath: v.ConfigPath}
-	for _, a := range v.Adapters {
-		out.Adapters = append(out.Adapters, hypervisor.Adapter{Switch: a.Switch, MAC: a.MAC})
+	for i, a := range v.Adapters {
+		ad := hypervisor.Adapter{Switch: a.Switch, MAC: a.MAC}
+		if i < len(v.AdapterAddresses) {
+			ad.Address = v.AdapterAddresses[i]
+		}
+		out.Adapters = append(out.Adapters, ad)
 	}
 	return out
 }

@@ -102,6 +102,13 @@ func (e *Engine) PlanVM(ctx context.Context, s VMSpec) (VMPlan, error) {
 		}
 		plan.Warnings = warns
 	}
+	var oldAdapters []VMAdapter
+	if vm != nil {
+		oldAdapters = vm.Adapters
+	}
+	if _, _, err := e.checkVMAdapters(ctx, c, s, oldAdapters); err != nil {
+		return VMPlan{}, err
+	}
 	v, err := e.placementView(ctx, c)
 	if err != nil {
 		return VMPlan{}, err

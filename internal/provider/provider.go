@@ -185,6 +185,7 @@ func (p *kayoProvider) Resources(_ context.Context) []func() resource.Resource {
 		NewSharedVolumeResource,
 		NewVirtualMachineResource,
 		NewVolumeFileResource,
+		NewVirtualSwitchResource,
 	}
 }
 

@@ -65,7 +65,9 @@ func (d *vmDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, res
 					"clone":  schema.StringAttribute{Computed: true, MarkdownDescription: "`differencing` or `copy` (with `source`)."}}},
 			"network_adapters": schema.ListNestedAttribute{Computed: true, MarkdownDescription: "Network adapters.",
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"switch": schema.StringAttribute{Computed: true}, "mac_address": schema.StringAttribute{Computed: true}}}},
+					"switch": schema.StringAttribute{Computed: true}, "mac_address": schema.StringAttribute{Computed: true},
+					"ip_addresses": schema.ListAttribute{Computed: true, ElementType: types.StringType,
+						MarkdownDescription: "The guest's addresses on the adapter."}}}},
 			"owner_node":       str("The pin, or null."),
 			"preferred_owners": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Preferred owners, in order."},
 			"possible_owners":  schema.SetAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Possible owners (null: every node)."},

@@ -74,9 +74,10 @@ type vmModel struct {
 }
 
 var (
-	vmAdapterAttrTypes = map[string]attr.Type{"switch": types.StringType, "mac_address": types.StringType}
-	vmAdapterObjType   = types.ObjectType{AttrTypes: vmAdapterAttrTypes}
-	failbackAttrTypes  = map[string]attr.Type{"mode": types.StringType, "window_start_hour": types.Int64Type,
+	vmAdapterAttrTypes = map[string]attr.Type{"switch": types.StringType, "mac_address": types.StringType,
+		"ip_addresses": types.ListType{ElemType: types.StringType}}
+	vmAdapterObjType  = types.ObjectType{AttrTypes: vmAdapterAttrTypes}
+	failbackAttrTypes = map[string]attr.Type{"mode": types.StringType, "window_start_hour": types.Int64Type,
 		"window_end_hour": types.Int64Type}
 	migrationAttrTypes = map[string]attr.Type{"type": types.StringType, "from": types.StringType, "to": types.StringType,
 		"duration_ms": types.Int64Type, "downtime_ms": types.Int64Type}
@@ -136,6 +137,10 @@ func (r *vmResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp 
 					"switch": schema.StringAttribute{Required: true, MarkdownDescription: "The virtual switch, e.g. `Public`."},
 					"mac_address": schema.StringAttribute{Computed: true, MarkdownDescription: "Static MAC in Hyper-V's `00-15-5D` range, " +
 						"derived from cluster, name and position (known at plan)."},
+					"ip_addresses": schema.ListAttribute{Computed: true, ElementType: types.StringType,
+						MarkdownDescription: "The guest's addresses on the adapter: on a `kayo_virtual_switch` with a `subnet`, the static " +
+							"address assigned when the adapter was added (handed to the guest by its node's agent), kept while the " +
+							"adapter stays on that switch, moves included. Empty on a switch without a subnet."},
 				}}},
 			"owner_node": schema.StringAttribute{Optional: true, MarkdownDescription: "The pin: the node the VM runs on. Null lets " +
 				"the scheduler decide. Setting or changing it migrates the VM in place."},
@@ -275,16 +280,35 @@ func (m vmModel) spec(ctx context.Context, diags *diag.Diagnostics) engine.VMSpe
 	return s
 }
 
-func adaptersValue(cluster, name string, switches []string, null bool) types.List {
+// adaptersValue is the network_adapters list; ips[i] is adapter i's
+// ip_addresses (a missing one: unknown, decided at apply).
+func adaptersValue(cluster, name string, switches []string, ips []attr.Value, null bool) types.List {
 	if null {
 		return types.ListNull(vmAdapterObjType)
 	}
 	elems := make([]attr.Value, len(switches))
 	for i, sw := range switches {
+		ip := attr.Value(types.ListUnknown(types.StringType))
+		if i < len(ips) && ips[i] != nil {
+			ip = ips[i]
+		}
 		elems[i] = types.ObjectValueMust(vmAdapterAttrTypes, map[string]attr.Value{
-			"switch": types.StringValue(sw), "mac_address": types.StringValue(engine.MACAddress(cluster, name, i))})
+			"switch": types.StringValue(sw), "mac_address": types.StringValue(engine.MACAddress(cluster, name, i)), "ip_addresses": ip})
 	}
 	return types.ListValueMust(vmAdapterObjType, elems)
+}
+
+// adapterIPs are a VM's guest addresses by adapter, without prefix length.
+func adapterIPs(vm engine.VM) []attr.Value {
+	out := make([]attr.Value, len(vm.Adapters))
+	for i := range vm.Adapters {
+		ips := []attr.Value{}
+		if i < len(vm.AdapterAddresses) && vm.AdapterAddresses[i] != "" {
+			ips = append(ips, types.StringValue(strings.Split(vm.AdapterAddresses[i], "/")[0]))
+		}
+		out[i] = types.ListValueMust(types.StringType, ips)
+	}
+	return out
 }
 
 func strListValue(xs []string, null bool) types.List {
@@ -320,7 +344,7 @@ func vmToModel(vm engine.VM, prior vmModel) vmModel {
 	for i, a := range vm.Adapters {
 		switches[i] = a.Switch
 	}
-	m.NetworkAdapters = adaptersValue(vm.Cluster, vm.Name, switches, prior.NetworkAdapters.IsNull() && len(switches) == 0)
+	m.NetworkAdapters = adaptersValue(vm.Cluster, vm.Name, switches, adapterIPs(vm), prior.NetworkAdapters.IsNull() && len(switches) == 0)
 	m.PreferredOwners = strListValue(vm.PreferredOwners, prior.PreferredOwners.IsNull())
 	if vm.PossibleOwners == nil {
 		m.PossibleOwners = types.SetNull(types.StringType)
@@ -413,7 +437,18 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 			switches = append(switches, sw.(types.String).ValueString())
 		}
 		if ok {
-			plan.NetworkAdapters = adaptersValue(plan.ClusterID.ValueString(), plan.Name.ValueString(), switches, false)
+			// An adapter that stays on its switch keeps its addresses; a
+			// new one gets them at apply.
+			ips := make([]attr.Value, len(switches))
+			if hasState && plan.ClusterID.Equal(state.ClusterID) && plan.Name.Equal(state.Name) && !state.NetworkAdapters.IsNull() {
+				for i, v := range state.NetworkAdapters.Elements() {
+					o := v.(types.Object).Attributes()
+					if i < len(ips) && o["switch"].Equal(types.StringValue(switches[i])) && !o["ip_addresses"].IsNull() {
+						ips[i] = o["ip_addresses"]
+					}
+				}
+			}
+			plan.NetworkAdapters = adaptersValue(plan.ClusterID.ValueString(), plan.Name.ValueString(), switches, ips, false)
 		}
 	}
 	if plan.MaxFailures.IsUnknown() && hasState && !state.MaxFailures.IsNull() {

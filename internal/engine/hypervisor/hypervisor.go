@@ -64,6 +64,9 @@ var (
 type Adapter struct {
 	Switch string `json:"switch"`
 	MAC    string `json:"mac"`
+	// Address is the guest's static address on the switch (CIDR; ""
+	// none), which the guest is handed.
+	Address string `json:"address,omitempty"`
 }
 
 // VM is what a driver needs to run a VM.

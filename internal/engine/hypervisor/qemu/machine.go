@@ -73,6 +73,8 @@ type Config struct {
 	Drives Drives
 	// Accel is "kvm" or "tcg" (default).
 	Accel string
+	// NICs are its network adapters (netdev.go).
+	NICs []NIC
 	// Incoming: "" boots the guest; else QEMU waits for a migration
 	// stream (and stays paused after it: -S): "defer" until QMP
 	// migrate-incoming (Machine.Incoming), "fd" from IncomingFile.
@@ -129,6 +131,7 @@ func (c Config) Args() []string {
 	}
 	a = append(a, c.bootArgs()...)  // drives.go
 	a = append(a, c.driveArgs()...) // drives.go
+	a = append(a, c.netArgs()...)   // netdev.go
 	switch c.Incoming {
 	case "":
 	case "fd":

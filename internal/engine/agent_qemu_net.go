@@ -1,0 +1,315 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/hostnet"
+)
+
+// The QEMU executor's virtual switches (switches.go): on this node each
+// switch a VM adapter names is a bridge (BridgeName), made when the
+// first VM on it starts here; an external switch's bridge enslaves the
+// adapter it binds on this node, so the nodes' bridges meet on that
+// network. Each VM adapter is a tap (TapName) on the bridge, made before
+// its QEMU starts and deleted when it stops. Everything is derived from
+// the switch records and the kernel's links, so a crashed agent's
+// successor finishes or undoes what it left (sweepNet).
+
+// bridgePrefix starts the bridges' names (BridgeName).
+const bridgePrefix = "kbr"
+
+// qemuNet is the executor's view of its node's links.
+type qemuNet struct {
+	ip *hostnet.Net
+	// mu: one change of links at a time (a VM's taps, the sweep).
+	mu sync.Mutex
+	// taps: the taps of the VMs this process runs, by tap → VM (under
+	// QEMUAgent.mu).
+	taps map[string]string
+	// guests: the adapters with addresses of the VMs launched here, by
+	// VM, for probeGuests (under QEMUAgent.mu).
+	guests map[string]guestNICs
+	// reported: what probeGuests last wrote, by VM (its goroutine only).
+	reported map[string]GuestNet
+}
+
+// guestNICs are a VM's adapters as launched here, with its token.
+type guestNICs struct {
+	token   int64
+	bridges []string
+	nics    []qemu.NIC
+}
+
+// GuestNet is what a node's agent last saw of a VM's guest addresses:
+// Addresses[i] is adapter i's assigned address (CIDR) once the guest
+// answered an ARP probe for it from the switch, else "".
+type GuestNet struct {
+	Node      string    `json:"node"`
+	VM        string    `json:"vm"`
+	Token     int64     `json:"token"`
+	Addresses []string  `json:"addresses"`
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+func newQEMUNet() *qemuNet {
+	if hostnet.Available() != nil {
+		return nil // a VM with adapters then fails, saying why (nics)
+	}
+	return &qemuNet{ip: hostnet.New(), taps: map[string]string{}, guests: map[string]guestNICs{}, reported: map[string]GuestNet{}}
+}
+
+// uplinkOf resolves the host adapter an external switch binds on this
+// node to an interface: a declared adapter's name (its address's
+// interface) or an interface name.
+func (q *QEMUAgent) uplinkOf(ctx context.Context, sw Switch, links []hostnet.Link) (string, error) {
+	name := sw.AdapterOn(q.node)
+	if name == "" {
+		return "", nil
+	}
+	addr := ""
+	if h, err := q.e.GetHost(ctx, q.node); err == nil {
+		for _, a := range h.Adapters {
+			if a.Name == name {
+				addr = a.Address
+			}
+		}
+	}
+	up, err := hostnet.ResolveAdapter(links, name, addr, bridgePrefix)
+	if err != nil {
+		return "", fmt.Errorf("external switch %q: adapter %q on %s: %w", sw.Name, name, q.node, err)
+	}
+	return up, nil
+}
+
+// nics makes the bridges and taps of v's adapters (request r) and
+// returns them for QEMU. A switch the VM names must exist.
+func (q *QEMUAgent) nics(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest) ([]qemu.NIC, error) {
+	if len(r.VM.Adapters) == 0 {
+		return nil, nil
+	}
+	if q.net == nil {
+		return nil, fmt.Errorf("VM %q has network adapters, but %s cannot make switches: %w", v.name, q.node, hostnet.Available())
+	}
+	q.net.mu.Lock()
+	defer q.net.mu.Unlock()
+	links, err := q.net.ip.Links(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []qemu.NIC
+	var bridges []string
+	defer func() {
+		q.mu.Lock()
+		q.net.guests[v.name] = guestNICs{token: int64(r.Token), bridges: bridges, nics: out}
+		q.mu.Unlock()
+	}()
+	for i, a := range r.VM.Adapters {
+		name := SwitchNameOf(cluster, a.Switch)
+		sw, err := q.e.GetSwitch(ctx, cluster, name)
+		if err != nil {
+			return nil, fmt.Errorf("VM %q network_adapters[%d]: %w", v.name, i, err)
+		}
+		br := BridgeName(cluster, name)
+		up, err := q.uplinkOf(ctx, sw, links)
+		if err != nil {
+			return nil, err
+		}
+		if err := q.net.ip.EnsureBridge(ctx, br, up); err != nil {
+			return nil, fmt.Errorf("switch %q on %s: %w", name, q.node, err)
+		}
+		tap := TapName(cluster, q.node, v.name, i)
+		q.mu.Lock()
+		q.net.taps[tap] = v.name
+		q.mu.Unlock()
+		if err := q.net.ip.EnsureTap(ctx, tap, br); err != nil {
+			return nil, fmt.Errorf("VM %q adapter %d on switch %q: %w", v.name, i, name, err)
+		}
+		out = append(out, qemu.NIC{Tap: tap, MAC: a.MAC, Address: a.Address})
+		bridges = append(bridges, br)
+	}
+	return out, nil
+}
+
+// dropNICs deletes v's taps on this node.
+func (q *QEMUAgent) dropNICs(ctx context.Context, v *qemuVMRun) {
+	if q.net == nil {
+		return
+	}
+	q.net.mu.Lock()
+	defer q.net.mu.Unlock()
+	q.mu.Lock()
+	var mine []string
+	for tap, vm := range q.net.taps {
+		if vm == v.name {
+			mine = append(mine, tap)
+			delete(q.net.taps, tap)
+		}
+	}
+	delete(q.net.guests, v.name)
+	q.mu.Unlock()
+	for _, tap := range mine {
+		if err := q.net.ip.RemoveLink(ctx, tap); err != nil {
+			q.cfg.Logf("qemu: removing tap %s of %s: %v", tap, v.name, err)
+		}
+	}
+}
+
+// sweepNet undoes what no switch or VM of this process needs: taps of
+// VMs it does not run (a previous agent's, or a failed launch's),
+// bridges of deleted switches (their adapters released), and rebinds
+// an external switch whose adapter changed.
+func (q *QEMUAgent) sweepNet(ctx context.Context, cluster string) {
+	if q.net == nil || cluster == "" {
+		return
+	}
+	q.net.mu.Lock()
+	defer q.net.mu.Unlock()
+	links, err := q.net.ip.Links(ctx)
+	if err != nil {
+		return
+	}
+	sws, err := q.e.ListSwitches(ctx, cluster)
+	if err != nil {
+		return
+	}
+	want := map[string]Switch{}
+	for _, sw := range sws {
+		want[BridgeName(cluster, sw.Name)] = sw
+	}
+	q.mu.Lock()
+	inUse := map[string]bool{}
+	for tap := range q.net.taps {
+		inUse[tap] = true
+	}
+	q.mu.Unlock()
+	mine := TapPrefix(cluster, q.node)
+	for _, l := range links {
+		if strings.HasPrefix(l.Name, mine) && l.Kind == "tun" && !inUse[l.Name] {
+			if err := q.net.ip.RemoveLink(ctx, l.Name); err == nil {
+				q.cfg.Logf("qemu: removed tap %s (no VM of this agent uses it)", l.Name)
+			}
+		}
+	}
+	for _, l := range links {
+		if !strings.HasPrefix(l.Name, bridgePrefix) || l.Kind != "bridge" {
+			continue
+		}
+		sw, ok := want[l.Name]
+		if !ok {
+			busy := false
+			for _, p := range links {
+				busy = busy || (p.Master == l.Name && inUse[p.Name])
+			}
+			if !busy {
+				if err := q.net.ip.RemoveBridge(ctx, l.Name); err != nil {
+					q.cfg.Logf("qemu: removing bridge %s of a deleted switch: %v", l.Name, err)
+				} else {
+					q.cfg.Logf("qemu: removed bridge %s (its switch is gone)", l.Name)
+				}
+			}
+			continue
+		}
+		up, err := q.uplinkOf(ctx, sw, links)
+		if err != nil {
+			q.cfg.Logf("qemu: %v", err)
+			continue
+		}
+		if cur := hostnet.Uplink(links, l.Name); cur != up {
+			if cur != "" {
+				if err := q.net.ip.ReleaseUplink(ctx, l.Name); err != nil {
+					q.cfg.Logf("qemu: switch %q: releasing %s: %v", sw.Name, cur, err)
+					continue
+				}
+			}
+			if err := q.net.ip.EnsureBridge(ctx, l.Name, up); err != nil {
+				q.cfg.Logf("qemu: switch %q: binding %s: %v", sw.Name, up, err)
+			} else {
+				q.cfg.Logf("qemu: switch %q now on %q (was %q)", sw.Name, up, cur)
+			}
+		}
+	}
+}
+
+// guestToken follows the VM's ownership token through the requests that
+// run it here (a live migration's target resumes with a newer token than
+// its incoming launch), so its guest report counts for the owner.
+func (q *QEMUAgent) guestToken(r qemuRequest) {
+	switch r.Op {
+	case qopStart, qopIncoming, qopResume, qopRestore:
+	default:
+		return
+	}
+	if q.net == nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if g, ok := q.net.guests[r.VM.Name]; ok {
+		g.token = int64(r.Token)
+		q.net.guests[r.VM.Name] = g
+	}
+}
+
+// guestLoop runs probeGuests every second until ctx ends.
+func (q *QEMUAgent) guestLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		q.mu.Lock()
+		cluster := q.cluster
+		q.mu.Unlock()
+		q.probeGuests(ctx, cluster)
+	}
+}
+
+// probeGuests asks each guest launched here, from its switch's bridge,
+// whether it holds its adapters' addresses (hostnet.ProbeARP), and
+// records what it saw when that changed (GuestNet): a guest's address is
+// reported once the guest has it, by the node it runs on.
+func (q *QEMUAgent) probeGuests(ctx context.Context, cluster string) {
+	if q.net == nil || cluster == "" {
+		return
+	}
+	q.mu.Lock()
+	guests := make(map[string]guestNICs, len(q.net.guests))
+	for vm, g := range q.net.guests {
+		guests[vm] = g
+	}
+	q.mu.Unlock()
+	for vm, g := range guests {
+		rec := GuestNet{Node: q.node, VM: vm, Token: g.token, Addresses: make([]string, len(g.nics))}
+		any := false
+		for i, n := range g.nics {
+			p, err := netip.ParsePrefix(n.Address)
+			mac, merr := net.ParseMAC(qemu.QEMUMAC(n.MAC))
+			if err != nil || merr != nil {
+				continue
+			}
+			any = true
+			if ok, _ := hostnet.ProbeARP(ctx, g.bridges[i], p.Addr(), mac, 200*time.Millisecond); ok {
+				rec.Addresses[i] = n.Address
+			}
+		}
+		if !any {
+			continue
+		}
+		if old, ok := q.net.reported[vm]; ok && old.Token == rec.Token && fmt.Sprint(old.Addresses) == fmt.Sprint(rec.Addresses) {
+			continue
+		}
+		rec.CheckedAt = q.e.now().UTC()
+		if _, err := q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuGuestNetKey(cluster, q.node, vm), rec)}); err == nil {
+			q.net.reported[vm] = rec
+		}
+	}
+}
