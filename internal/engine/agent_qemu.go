@@ -79,7 +79,6 @@ type qemuVMRun struct {
 	rec     QEMUNodeVM
 	reqs    chan qemuRequest
 	mu      sync.Mutex
-	mountMu sync.Mutex // serialises mount (held while it waits for a lease)
 	cancel  context.CancelFunc
 	curOp   string
 	handled string

@@ -160,7 +160,7 @@ func TestSwitchLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old.VMSpec.PreferredOwners = []string{y22, y21}
+	old.PreferredOwners = []string{y22, y21}
 	if _, err := e.UpdateVM(ctx, old.VMSpec); err != nil {
 		t.Fatalf("an update keeping a pre-switch adapter: %v", err)
 	}

@@ -272,7 +272,7 @@ func (e *Engine) createBootDisk(ctx context.Context, fv *kayofs.Volume, f *kayof
 	if err != nil {
 		return templateError(vm, err)
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }()
 	if want, err := vhd.RoundSize(size); err == nil && want > d.Size() {
 		if err := d.Grow(size); err != nil {
 			return fmt.Errorf("growing %s to %d GiB: %w", vm.VHDPath, vm.VHD.SizeGiB, err)

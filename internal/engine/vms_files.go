@@ -133,7 +133,7 @@ func (e *Engine) writeFilesOn(ctx context.Context, fv *kayofs.Volume, vm VM, p V
 		if err != nil {
 			return err
 		}
-		defer d.Close()
+		defer func() { _ = d.Close() }()
 		want, err := vhd.RoundSize(size)
 		if err != nil {
 			return err

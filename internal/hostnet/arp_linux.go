@@ -33,7 +33,7 @@ func ProbeARP(ctx context.Context, ifname string, ip netip.Addr, mac net.Hardwar
 	if err != nil {
 		return false, fmt.Errorf("ARP probe: %w", err)
 	}
-	defer syscall.Close(fd)
+	defer func() { _ = syscall.Close(fd) }()
 	if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(ethPARP), Ifindex: ifi.Index}); err != nil {
 		return false, fmt.Errorf("ARP probe: %w", err)
 	}

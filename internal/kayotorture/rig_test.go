@@ -51,13 +51,12 @@ func tortureGuests() int {
 }
 
 type rig struct {
-	t       *testing.T
-	qemu    string
-	kernel  string
-	initrd  string
-	img     string
-	dir     string
-	started time.Time
+	t      *testing.T
+	qemu   string
+	kernel string
+	initrd string
+	img    string
+	dir    string
 }
 
 var buildOnce struct {

@@ -79,7 +79,7 @@ func Run(ctx context.Context, v *kayofs.Volume, o Options) (int, error) {
 	if err := v.MkdirAll(dir); err != nil {
 		return 0, err
 	}
-	say := func(f string, a ...any) { fmt.Fprintf(o.Out, Marker+" "+f+"\n", a...) }
+	say := func(f string, a ...any) { _, _ = fmt.Fprintf(o.Out, Marker+" "+f+"\n", a...) }
 	var files []*liveFile
 	seq, ids := 0, 0
 	end := time.Now().Add(o.Duration)

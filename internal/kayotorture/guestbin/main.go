@@ -37,7 +37,7 @@ func (c *console) Write(p []byte) (int, error) {
 
 func main() {
 	out := &console{}
-	say := func(f string, a ...any) { fmt.Fprintf(out, f+"\n", a...) }
+	say := func(f string, a ...any) { _, _ = fmt.Fprintf(out, f+"\n", a...) }
 	if err := run(out, say); err != nil {
 		say("KT FAIL %v", err)
 		if errors.Is(err, kayofs.ErrFenced) {
@@ -81,7 +81,7 @@ func run(out *console, say func(string, ...any)) error {
 		if err != nil {
 			return err
 		}
-		defer cli.Close()
+		defer func() { _ = cli.Close() }()
 		locks = etcdlock.New(etcdlock.Options{Client: cli, TTL: timeout, Logf: logf})
 	default:
 		return fmt.Errorf("kayo.locks=%q: want disk or etcd", p["kayo.locks"])
