@@ -605,7 +605,10 @@ func (q *QEMUAgent) mount(ctx context.Context, volID string) (*kayofs.Volume, er
 	if err != nil {
 		return nil, err
 	}
-	fv, err := kayofs.Mount(fd, q.node+QEMUMountSuffix, o)
+	// Waiting: a killed agent of this node holds its slot's lock until its
+	// lease ends (etcd locks, disk leases); none but this node's agent
+	// mounts as this name.
+	fv, err := q.e.mountWaiting(ctx, fd, v, q.node+QEMUMountSuffix, o)
 	if err != nil {
 		_ = fd.Close()
 		return nil, fmt.Errorf("volume %s: mounting it for %s's VM disks: %w (the agent needs a free node slot of its own)", v.DriveLetter, q.node, err)

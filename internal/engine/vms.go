@@ -612,12 +612,18 @@ func (e *Engine) deleteVM(ctx context.Context, vm VM) error {
 			return errNoCommit
 		}
 		t.deleted = true
+		swept := map[string]bool{}
 		for _, n := range nodes {
 			if err := t.release(n, vm.Name); err != nil {
 				return err
 			}
-			// The last node-work result of the VM there (nodework.go).
-			t.ops = append(t.ops, store.Del(nodeWorkResKey(n, vmWorkObject(vm.Cluster, vm.Name))))
+			// The last node-work result of the VM there (nodework.go),
+			// once per node: a pending operation names the owner again,
+			// or no node ("" before placement).
+			if n != "" && !swept[n] {
+				swept[n] = true
+				t.ops = append(t.ops, store.Del(nodeWorkResKey(n, vmWorkObject(vm.Cluster, vm.Name))))
+			}
 		}
 		if p := t.vm.Pending; p != nil && p.Op == opMigrate && p.Type == MigrationLive {
 			t.ops = append(t.ops, store.Del(vmMigLockKey(vm.Cluster, p.From, p.To)))
