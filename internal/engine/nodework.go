@@ -230,6 +230,10 @@ func (e *Engine) workReady(ctx context.Context, node string) error {
 	return e.workAgentUp(ctx, node)
 }
 
+// WorkReady is nil when node's data-plane work can be carried out now
+// (workReady): for callers that wait for a node's agent to come up.
+func (e *Engine) WorkReady(ctx context.Context, node string) error { return e.workReady(ctx, node) }
+
 func workAgentDown(node string, b WorkAgentBeat, seen bool, now time.Time) error {
 	start := fmt.Sprintf("start `kayoctl agent --node %s` there (with the cluster database on etcd, each node's agent does its data-plane work: its VMs' files)", node)
 	switch {

@@ -112,3 +112,37 @@ func ensureEtcdAgents(dataDir string) {
 	testAgentPools.ensure(dataDir, engine.Config{DataDir: dataDir,
 		Etcd: &store.EtcdOptions{Endpoints: eps, Prefix: testEtcdPrefix(dataDir)}})
 }
+
+// waitEtcdAgents starts the agent pool of dataDir's database when the suite
+// runs on etcd, and waits until every host's agent is up: a test's own
+// setup (labDo) may create VMs, whose files the agents write.
+func waitEtcdAgents(t *testing.T, dataDir string) {
+	t.Helper()
+	if len(store.SplitEndpoints(os.Getenv(envTestEtcd))) == 0 {
+		return
+	}
+	ensureEtcdAgents(dataDir)
+	e, err := engine.Open(testEngine(dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	hosts, err := e.ListHosts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			err := e.WorkReady(ctx, h.Name)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the test agent of %s did not come up: %v", h.Name, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}

@@ -75,6 +75,7 @@ func labVolume(t *testing.T, dir, cluster, letter string) string {
 
 func labDo(t *testing.T, dir string, fn func(context.Context, *engine.Engine) error) {
 	t.Helper()
+	waitEtcdAgents(t, dir)
 	if err := dbCheck(dir, fn)(nil); err != nil {
 		t.Fatal(err)
 	}
