@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -31,7 +32,19 @@ func (c *cli) volumeCp(args []string) error {
 	if fs.NArg() != 2 {
 		return usagef(volumeCpUsage)
 	}
-	volArg, p, err := splitVolumePath(fs.Arg(1))
+	return c.onVolumePath(fs.Arg(1), func(ctx context.Context, e *engine.Engine, v engine.Volume, p string) error {
+		f, err := e.PutVolumeFile(ctx, engine.VolumeFileSpec{Volume: v.ID, Path: p, Source: fs.Arg(0)})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.stdout, "%s:\\%s: %s, %d bytes, sha256 %s\n", v.DriveLetter, f.Path, f.Kind, f.SizeBytes, f.SHA256)
+		return err
+	})
+}
+
+// onVolumePath runs fn on the volume and path that arg (VOLUME:PATH) names.
+func (c *cli) onVolumePath(arg string, fn func(context.Context, *engine.Engine, engine.Volume, string) error) error {
+	volArg, p, err := splitVolumePath(arg)
 	if err != nil {
 		return err
 	}
@@ -46,12 +59,7 @@ func (c *cli) volumeCp(args []string) error {
 	if err != nil {
 		return err
 	}
-	f, err := e.PutVolumeFile(ctx, engine.VolumeFileSpec{Volume: v.ID, Path: p, Source: fs.Arg(0)})
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(c.stdout, "%s:\\%s: %s, %d bytes, sha256 %s\n", v.DriveLetter, f.Path, f.Kind, f.SizeBytes, f.SHA256)
-	return err
+	return fn(ctx, e, v, p)
 }
 
 // volumeRm: `kayoctl volume rm VOLUME:PATH`, refused while VMs use the
@@ -64,20 +72,7 @@ func (c *cli) volumeRm(args []string) error {
 	if fs.NArg() != 1 {
 		return usagef(volumeCpUsage)
 	}
-	volArg, p, err := splitVolumePath(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	e, err := c.open()
-	if err != nil {
-		return err
-	}
-	defer closeEngine(e)
-	ctx, cancel := c.signalContext()
-	defer cancel()
-	v, err := e.LookupVolume(ctx, volArg)
-	if err != nil {
-		return err
-	}
-	return e.DeleteVolumeFile(ctx, v.ID, p)
+	return c.onVolumePath(fs.Arg(0), func(ctx context.Context, e *engine.Engine, v engine.Volume, p string) error {
+		return e.DeleteVolumeFile(ctx, v.ID, p)
+	})
 }

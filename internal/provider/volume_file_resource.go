@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
@@ -143,17 +145,24 @@ func volumeFileToModel(f engine.VolumeFile, prior volumeFileModel) volumeFileMod
 }
 
 func (r *volumeFileResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	r.putPlanned(ctx, req.Plan, &resp.State, &resp.Diagnostics)
+}
+
+// putPlanned puts the planned file on the volume and records it: Create,
+// and Update (only source changed, to a file of the same content: the put
+// keeps what the volume holds).
+func (r *volumeFileResource) putPlanned(ctx context.Context, plan tfsdk.Plan, state *tfsdk.State, diags *diag.Diagnostics) {
 	var m volumeFileModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
+	diags.Append(plan.Get(ctx, &m)...)
+	if diags.HasError() {
 		return
 	}
 	out, err := r.put(ctx, m)
 	if err != nil {
-		resp.Diagnostics.Append(engineDiags("Cannot put "+m.Path.ValueString()+" on the volume", err)...)
+		diags.Append(engineDiags("Cannot put "+m.Path.ValueString()+" on the volume", err)...)
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, out)...)
+	diags.Append(state.Set(ctx, out)...)
 }
 
 func (r *volumeFileResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -179,19 +188,7 @@ func (r *volumeFileResource) Read(ctx context.Context, req resource.ReadRequest,
 }
 
 func (r *volumeFileResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var m volumeFileModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	// Only source changed, to a file of the same content: the put keeps
-	// what the volume holds.
-	out, err := r.put(ctx, m)
-	if err != nil {
-		resp.Diagnostics.Append(engineDiags("Cannot put "+m.Path.ValueString()+" on the volume", err)...)
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, out)...)
+	r.putPlanned(ctx, req.Plan, &resp.State, &resp.Diagnostics)
 }
 
 func (r *volumeFileResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
