@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
@@ -79,148 +78,6 @@ type pairLock struct {
 	Holder    Holder `json:"holder"`
 }
 
-// ---- update ----
-
-// UpdateVM changes a VM in place. It places the new spec against the
-// committed database; when the VM's node changes it migrates (live, quick,
-// or just the owner when off); memory, processor, adapter and disk changes
-// of a running VM shut it down and start it again when allow_restart (else
-// they are refused: CheckVMChange); the VHD grows in place; state starts
-// or stops it.
-func (e *Engine) UpdateVM(ctx context.Context, s VMSpec) (VM, error) {
-	ctx = withHVBuffer(ctx) // simulator writes ride on the VM's commits (vms_hv.go)
-	if err := CheckVMSpec(s); err != nil {
-		return VM{}, err
-	}
-	s = NormalizeVMSpec(s)
-	if err := e.settleAbandoned(ctx, s.Cluster, s.Name); err != nil {
-		return VM{}, err
-	}
-	c, err := e.clusterHead(ctx, s.Cluster)
-	if err != nil {
-		return VM{}, err
-	}
-	p := &Pending{ID: randomHex(8), Holder: e.newHolder(), StartedAt: e.now().UTC()}
-	defer e.rt.running(p.ID)()
-	for {
-		vm, err := e.vmCommit(ctx, s.Cluster, s.Name, func(t *vmTxn) error {
-			if !t.exists {
-				return fmt.Errorf("VM %q of cluster %q does not exist: %w", s.Name, s.Cluster, ErrNotFound)
-			}
-			if t.vm.Pending != nil {
-				return busyError(t.vm)
-			}
-			if err := CheckVMChange(t.vm, s); err != nil {
-				return err
-			}
-			if vol, err := e.GetVolume(ctx, t.vm.Volume); err == nil {
-				fileCmps, err := e.checkVMFiles(ctx, s, vol, &t.vm.VMSpec) // a new DVD's ISO (vms_disks.go)
-				if err != nil {
-					return err
-				}
-				t.cmps = append(t.cmps, fileCmps...)
-			}
-			addrs, err := t.switchRefs(c, s, t.vm.Adapters, t.vm.AdapterAddresses)
-			if err != nil {
-				return err
-			}
-			t.vm.AdapterAddresses = addrs
-			v, err := e.placementView(ctx, c)
-			if err != nil {
-				return err
-			}
-			if !v.quorum.Status.HasQuorum {
-				return &QuorumLostError{Cluster: c.Name, Status: v.quorum.Status, Action: "changing VM " + s.Name}
-			}
-			d, err := decide(v, s, &t.vm)
-			if err != nil {
-				return err
-			}
-			t.seed(v)
-			t.cmps = append(t.cmps, v.guard...)
-			running := t.vm.Status == VMRunning
-			restart := running && len(restartChanges(t.vm.VMSpec, s)) > 0
-			fileChanges := len(restartChanges(t.vm.VMSpec, s)) > 0
-			old := t.vm.VMSpec
-			p.Phase, p.Prior, p.Restart, p.Files = PhasePrepare, &old, restart || (running && s.State == VMOff), fileChanges
-			if d.Node == t.vm.Node {
-				if reflectSpecEqual(old, s) && t.vm.Status == s.State {
-					if err := e.agentDown(ctx, t.vm); err != nil {
-						// It reads failed (vms_observe.go): nothing can start it now.
-						return fmt.Errorf("VM %q cannot start on %s: %w", s.Name, t.vm.Node, err)
-					}
-					return errNoCommit
-				}
-				p.Op = opConverge
-				t.cmps = append(t.cmps, v.hostCmp(d.Node))
-				if err := t.reserve(d.Node, s, false); err != nil {
-					return err
-				}
-				t.vm.VMSpec = s
-				t.vm.Pending = p
-				t.event(EventVMUpdated, map[string]string{"node": d.Node})
-				return nil
-			}
-			from, to := v.hosts[t.vm.Node], v.hosts[d.Node]
-			typ, why := migrationType(s, running && !p.Restart, from, to)
-			p.Op, p.Type, p.From, p.To, p.WasRunning = opMigrate, typ, t.vm.Node, d.Node, running
-			p.Reason = why
-			if typ == MigrationLive {
-				if err := e.takePairLock(t, p); err != nil {
-					return err
-				}
-			}
-			t.cmps = append(t.cmps, v.hostCmp(d.Node))
-			if err := t.reserve(d.Node, s, true); err != nil {
-				return err
-			}
-			t.vm.VMSpec = s
-			t.vm.Pending = p
-			t.vm.Status = StatusMigrating
-			detail := map[string]string{"type": typ, "from": p.From, "to": p.To, "token": fmt.Sprint(t.vm.Token), "migration": p.ID}
-			if why != "" {
-				detail["why"] = why
-			}
-			t.event(EventVMMigrationStarted, detail)
-			return nil
-		})
-		if errors.Is(err, errPairBusy) {
-			select {
-			case <-ctx.Done():
-				return VM{}, fmt.Errorf("VM %q: waiting for the live migration between its nodes to finish: %w", s.Name, ctx.Err())
-			case <-time.After(5 * time.Millisecond):
-			}
-			continue
-		}
-		if err != nil {
-			return VM{}, err
-		}
-		if vm.Pending == nil || vm.Pending.ID != p.ID {
-			return vm, nil // nothing to change
-		}
-		out, err := e.runPending(ctx, vm)
-		if err != nil {
-			if vm.Pending.Op == opMigrate {
-				return VM{}, e.failMigration(ctx, s.Cluster, s.Name, p.ID, err)
-			}
-			return VM{}, err
-		}
-		return out, nil
-	}
-}
-
-func reflectSpecEqual(a, b VMSpec) bool {
-	return a.Cluster == b.Cluster && a.Volume == b.Volume && a.Name == b.Name && a.MemoryMB == b.MemoryMB &&
-		a.ProcessorCount == b.ProcessorCount && a.VHD == b.VHD && slices.Equal(a.Adapters, b.Adapters) &&
-		a.OwnerNode == b.OwnerNode && slices.Equal(a.PreferredOwners, b.PreferredOwners) &&
-		(a.PossibleOwners == nil) == (b.PossibleOwners == nil) && slices.Equal(a.PossibleOwners, b.PossibleOwners) &&
-		a.AntiAffinityClass == b.AntiAffinityClass && a.AntiAffinityMode == b.AntiAffinityMode &&
-		a.Migration == b.Migration && a.State == b.State && a.AllowRestart == b.AllowRestart &&
-		a.Failback == b.Failback && a.MaxFailures == b.MaxFailures && a.FailurePeriodHours == b.FailurePeriodHours &&
-		slices.Equal(a.DataDisks, b.DataDisks) && (a.DVD == nil) == (b.DVD == nil) && (a.DVD == nil || *a.DVD == *b.DVD) &&
-		slices.Equal(a.BootOrder, b.BootOrder)
-}
-
 func (e *Engine) takePairLock(t *vmTxn, p *Pending) error {
 	key := vmMigLockKey(t.cluster, p.From, p.To)
 	var lk pairLock
@@ -258,37 +115,6 @@ func (e *Engine) dropPairLock(t *vmTxn, p *Pending) error {
 		t.ops = append(t.ops, store.Del(key))
 	}
 	return nil
-}
-
-// runPending carries the VM's pending operation (held by this process)
-// through to the end.
-func (e *Engine) runPending(ctx context.Context, vm VM) (VM, error) {
-	p := vm.Pending
-	var err error
-	if p.Op == opMigrate {
-		e.crashPoint(CrashAfterIntent)
-		if vm, err = e.migrateForward(ctx, vm); err != nil {
-			return vm, err
-		}
-		if vm.Pending == nil {
-			return vm, nil
-		}
-	}
-	if vm.Pending.Restart {
-		drv, err := e.Hypervisor(ctx, vm.Cluster)
-		if err != nil {
-			return vm, err
-		}
-		if err := drv.Stop(ctx, vm.Node, vm.Name, hypervisor.Token(vm.Token)); err != nil {
-			return vm, fmt.Errorf("stopping VM %q on %s for the change: %w", vm.Name, vm.Node, err)
-		}
-	}
-	if vm.Pending.Files {
-		if err := e.writeFiles(ctx, vm, false); err != nil {
-			return vm, err
-		}
-	}
-	return e.converge(ctx, vm, vm.Pending.ID)
 }
 
 // switchOwner makes the migration's target the VM's owner: a new token
