@@ -592,6 +592,10 @@ func (q *QEMUAgent) mount(ctx context.Context, volID string) (*kayofs.Volume, er
 	defer q.mountMu.Unlock()
 	q.mu.Lock()
 	if vol, ok := q.vols[volID]; ok {
+		if err := fencedMount(vol, q.node, volID); err != nil { // agent_fence.go
+			q.mu.Unlock()
+			return nil, err
+		}
 		vol.refs++
 		q.mu.Unlock()
 		return vol.fv, nil

@@ -60,13 +60,20 @@ func (e *Engine) MountOptions(v Volume, sb *kayofs.Superblock) (o kayofs.MountOp
 	logf := func(format string, args ...any) {
 		log.Printf("volume %s: (%s): "+format, append([]any{v.DriveLetter, v.ID}, args...)...)
 	}
+	// Fences, waits for silent leases and recoveries are events, and a
+	// fence stops the node's VMs on v (agent_fence.go). The embedded SAN's
+	// OFD locks never fence.
+	events := e.leaseEvents(v)
 	if st, ok := e.st.(*store.Etcd); ok {
 		o.Locks = etcdlock.New(etcdlock.Options{Client: st.Client(), Prefix: volumeLockPrefix(st),
-			TTL: VolumeLeaseTimeout, Logf: logf})
+			TTL: VolumeLeaseTimeout, Logf: logf, OnEvent: events})
+		o.OnEvent = events
 		return o, true
 	}
 	if sb.Version >= 2 && !v.Embedded() {
-		o.Locks = kayofs.NewDiskLeases(kayofs.DiskLeaseOptions{Timeout: VolumeLeaseTimeout, IOTimeout: volumeLeaseIO, Logf: logf})
+		o.Locks = kayofs.NewDiskLeases(kayofs.DiskLeaseOptions{Timeout: VolumeLeaseTimeout, IOTimeout: volumeLeaseIO, Logf: logf,
+			OnEvent: events})
+		o.OnEvent = events
 		return o, true
 	}
 	return o, false

@@ -70,9 +70,13 @@ func (v *Volume) recoverDead() error {
 		}
 		got, err := v.lk.cl.BeginRecovery(s)
 		if err == nil && got {
-			_, err = recoverSlotJournal(v.dev, sb, s)
+			var replayed bool
+			replayed, err = recoverSlotJournal(v.dev, sb, s)
 			v.lk.cl.EndRecovery(s)
 			if err == nil {
+				if e, derr := decodeSlot(raw, sb.UUID, sb.slotBlock(s)); derr == nil {
+					v.lk.recoveredSlot(v.node, s, e, replayed)
+				}
 				w.raw, w.clean = append(w.raw[:0], raw...), true
 			}
 		}

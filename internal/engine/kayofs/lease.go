@@ -81,6 +81,7 @@ type hostObs struct {
 	raw     []byte
 	changed int64 // since epoch: when raw was first seen
 	logged  uint64
+	waited  uint64 // generation+1 whose silence was reported (LeaseRecoveryWait)
 }
 
 // DiskLeaseOptions tune the on-disk lease manager.
@@ -101,6 +102,9 @@ type DiskLeaseOptions struct {
 	// Logf receives what the manager decides: taking over a dead host's
 	// leases, fencing itself. Default: the standard logger.
 	Logf func(format string, args ...any)
+	// OnEvent receives LeaseFenced (this mount fenced itself) and
+	// LeaseRecoveryWait (a host it needs stopped renewing; events.go).
+	OnEvent func(LeaseEvent)
 }
 
 func (o *DiskLeaseOptions) defaults() {
@@ -165,7 +169,26 @@ func openDiskLeases(dev Device, node string, o DiskLeaseOptions) (*DiskLeases, e
 		return nil, err
 	}
 	go m.renewLoop()
+	go m.watchdog()
 	return m, nil
+}
+
+// watchdog judges the lease on a clock of its own: a renewal stuck in I/O
+// (a LUN that stopped answering) holds renewLoop up, and the mount must
+// still fence itself, and say so, when its timeout passes.
+func (m *DiskLeases) watchdog() {
+	t := time.NewTicker(max(m.o.Renew/2, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			if m.Fenced() != nil {
+				return
+			}
+		}
+	}
 }
 
 func (m *DiskLeases) now() int64 { return int64(time.Since(m.epoch)) }
@@ -372,12 +395,34 @@ func (m *DiskLeases) observe(b []byte) {
 // fence stops this mount's writes for good.
 func (m *DiskLeases) fence(why string) {
 	m.fenceMu.Lock()
-	defer m.fenceMu.Unlock()
 	if m.fenced != nil {
+		m.fenceMu.Unlock()
 		return
 	}
 	m.fenced = fmt.Errorf("%w (node %s, host lease %d: %s)", ErrFenced, m.node, m.host, why)
+	m.fenceMu.Unlock()
 	m.o.Logf("kayofs: node %s fenced itself: %s; every write to the volume now fails with EIO-like errors until it is mounted again", m.node, why)
+	emit(m.o.OnEvent, LeaseEvent{Kind: LeaseFenced, Node: m.node, Slot: -1, Lease: m.o.Timeout, Margin: m.o.Margin, Why: why})
+}
+
+// noteSilent reports, once per incarnation, that host h (gen, node) has
+// missed renewals for silent and so will be taken for dead (and its slot
+// recovered) only after Timeout+Margin of silence.
+func (m *DiskLeases) noteSilent(h int, node string, gen uint64, silent time.Duration) {
+	if m.o.OnEvent == nil || silent < 2*m.o.Renew+m.o.IOTimeout {
+		return
+	}
+	m.obsMu.Lock()
+	o := &m.obs[h]
+	first := o.waited != gen+1
+	o.waited = gen + 1
+	m.obsMu.Unlock()
+	if !first {
+		return
+	}
+	dead := m.o.Timeout + m.o.Margin
+	emit(m.o.OnEvent, LeaseEvent{Kind: LeaseRecoveryWait, Node: m.node, Peer: node, Slot: -1, Lease: m.o.Timeout, Margin: m.o.Margin,
+		Wait: max(0, dead-silent), Why: fmt.Sprintf("host lease %d (generation %d) unchanged for %v", h, gen, silent.Round(time.Millisecond))})
 }
 
 func (m *DiskLeases) Fenced() error {
@@ -400,8 +445,9 @@ func (m *DiskLeases) hostDead(h int, gen uint64) (bool, error) {
 	m.obsMu.Lock()
 	o := m.obs[h]
 	m.obsMu.Unlock()
-	if o.raw != nil && time.Duration(m.now()-o.changed) < dead {
+	if silent := time.Duration(m.now() - o.changed); o.raw != nil && silent < dead {
 		if r, err := decDelta(o.raw, m.uuid); err == nil && !r.free() && r.Gen == gen {
+			m.noteSilent(h, r.Node, gen, silent)
 			return false, nil
 		}
 	}
@@ -418,11 +464,13 @@ func (m *DiskLeases) hostDead(h int, gen uint64) (bool, error) {
 		return true, nil
 	}
 	m.obsMu.Lock()
-	defer m.obsMu.Unlock()
 	o2 := &m.obs[h]
-	if time.Duration(m.now()-o2.changed) < dead {
+	if silent := time.Duration(m.now() - o2.changed); silent < dead {
+		m.obsMu.Unlock()
+		m.noteSilent(h, r.Node, gen, silent)
 		return false, nil
 	}
+	defer m.obsMu.Unlock()
 	if o2.logged != gen+1 {
 		o2.logged = gen + 1
 		m.o.Logf("kayofs: node %s: host %d (%s, generation %d) is dead: its lease has not changed for %v (timeout %v + safety margin %v); recovering it",

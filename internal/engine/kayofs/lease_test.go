@@ -64,7 +64,12 @@ func TestLeaseNodeChild(t *testing.T) {
 		say("FAIL open: %v", err)
 		return
 	}
-	v, err := Mount(dev, node, MountOptions{Locks: NewDiskLeases(testLeaseOpts(logf))})
+	event := func(ev LeaseEvent) {
+		say("EVENT %s node=%s peer=%s slot=%d wait=%v replayed=%v why=%s", ev.Kind, ev.Node, ev.Peer, ev.Slot, ev.Wait, ev.Replayed, ev.Why)
+	}
+	lo := testLeaseOpts(logf)
+	lo.OnEvent = event
+	v, err := Mount(dev, node, MountOptions{Locks: NewDiskLeases(lo), OnEvent: event})
 	if err != nil {
 		say("FAIL mount: %v", err)
 		return
@@ -362,13 +367,24 @@ func TestDiskLeasesFrozenNodeFencesItself(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bdev.Close()
-	b, err := Mount(bdev, "B", MountOptions{Locks: NewDiskLeases(testLeaseOpts(logf))})
+	var bev []LeaseEvent
+	onEvent := func(ev LeaseEvent) {
+		logMu.Lock()
+		bev = append(bev, ev)
+		logMu.Unlock()
+	}
+	lo := testLeaseOpts(logf)
+	lo.OnEvent = onEvent
+	b, err := Mount(bdev, "B", MountOptions{Locks: NewDiskLeases(lo), OnEvent: onEvent})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Mkdir("after"); err != nil {
 		t.Fatal(err)
 	}
+	logMu.Lock()
+	checkTakeoverEvents(t, bev, "B", "A", lo)
+	logMu.Unlock()
 	if err := b.Fenced(); err != nil {
 		t.Fatalf("B fenced: %v", err)
 	}
@@ -405,6 +421,9 @@ func TestDiskLeasesFrozenNodeFencesItself(t *testing.T) {
 	if a.count("REFUSED") == 0 || !strings.Contains(out, "fenced itself") {
 		t.Errorf("A's log does not show it fenced itself:\n%s", out)
 	}
+	if a.count("EVENT fenced node=A ") != 1 {
+		t.Errorf("A did not report its fence as one LeaseFenced event:\n%s", out)
+	}
 	if fileHash(t, img) != before {
 		t.Errorf("the image changed after A resumed: A wrote to the volume after losing its lease\n%s", out)
 	}
@@ -426,6 +445,33 @@ func TestDiskLeasesFrozenNodeFencesItself(t *testing.T) {
 		if _, err := fh.ReadAt(got, 0); err != nil && !errors.Is(err, io.EOF) || !bytes.Equal(got, leasePattern("A", k)) {
 			t.Errorf("A's acknowledged %s: content lost (%v)", f[1], err)
 		}
+	}
+}
+
+// checkTakeoverEvents: node reported, in order, that it waits for peer's
+// lease (less than lease + margin left) and that it recovered peer's slot.
+func checkTakeoverEvents(t *testing.T, evs []LeaseEvent, node, peer string, o DiskLeaseOptions) {
+	t.Helper()
+	wait, rec := -1, -1
+	for i, ev := range evs {
+		t.Logf("%s's event: %+v", node, ev)
+		switch {
+		case ev.Node != node:
+			t.Errorf("event of %s reported to %s: %+v", ev.Node, node, ev)
+		case ev.Kind == LeaseRecoveryWait && ev.Peer == peer && wait < 0:
+			wait = i
+			if ev.Wait <= 0 || ev.Wait >= o.Timeout+o.Margin || ev.Lease != o.Timeout || ev.Margin != o.Margin {
+				t.Errorf("recovery wait %v (lease %v, margin %v): want 0 < wait < %v", ev.Wait, ev.Lease, ev.Margin, o.Timeout+o.Margin)
+			}
+		case ev.Kind == LeaseRecovered && ev.Peer == peer && rec < 0:
+			rec = i
+			if ev.Slot < 0 {
+				t.Errorf("recovered event names no slot: %+v", ev)
+			}
+		}
+	}
+	if wait < 0 || rec < 0 || rec < wait {
+		t.Errorf("%s's events: want a %s wait for %s, then its %s slot; got wait at %d, recovered at %d", node, LeaseRecoveryWait, peer, LeaseRecovered, wait, rec)
 	}
 }
 
@@ -493,6 +539,9 @@ func TestDiskLeasesKilledNodeRecovered(t *testing.T) {
 	}
 	if !strings.Contains(bout, "is dead") || !strings.Contains(bout, "safety margin") {
 		t.Errorf("B's log does not say it waited for A's lease to expire:\n%s", bout)
+	}
+	if b.count("EVENT recovery_wait node=B peer=A ") != 1 || b.count("EVENT recovered node=B peer=A ") != 1 {
+		t.Errorf("B did not report one wait for A's lease and one recovery of A's slot:\n%s", bout)
 	}
 	mustCheck(t, dev)
 	v := mountLease(t, img, "CHECK", t.Logf)

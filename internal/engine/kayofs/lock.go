@@ -18,6 +18,8 @@ type lockMgr struct {
 	mu        sync.Mutex
 	keys      map[int64]*lkey
 	onAcquire func(key int64) error // run after a metadata lock is newly taken
+	onEvent   func(LeaseEvent)      // MountOptions.OnEvent
+	recovered map[[2]uint64]bool    // (slot, mount generation) reported recovered (events.go)
 }
 
 func newLockMgr(cl LockManager) *lockMgr { return &lockMgr{cl: cl, keys: map[int64]*lkey{}} }

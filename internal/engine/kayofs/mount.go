@@ -51,6 +51,9 @@ type MountOptions struct {
 	// Locks makes the mount's cluster lock manager (lockmgr.go); default
 	// NewOFDLocks, which coordinates one kernel only.
 	Locks LockManagerFactory
+	// OnEvent receives the slots this mount recovers from dead mounts
+	// (LeaseRecovered; events.go).
+	OnEvent func(LeaseEvent)
 }
 
 func (v *Volume) live() error {
@@ -227,8 +230,12 @@ func mount(dev Device, lk *lockMgr, node string) (*Volume, error) {
 		}
 		e, eerr := readSlot(dev, sb, s)
 		if got {
-			_, err = recoverSlotJournal(dev, sb, s)
+			var replayed bool
+			replayed, err = recoverSlotJournal(dev, sb, s)
 			lk.cl.EndRecovery(s)
+			if err == nil && eerr == nil {
+				lk.recoveredSlot(node, s, e, replayed)
+			}
 		}
 		if err != nil {
 			return nil, err
@@ -433,5 +440,7 @@ func (o MountOptions) lockMgr(dev Device, node string) (*lockMgr, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newLockMgr(cl), nil
+	lm := newLockMgr(cl)
+	lm.onEvent = o.OnEvent
+	return lm, nil
 }

@@ -51,6 +51,9 @@ type Options struct {
 	// they all map onto one metadata lock per volume (as the on-disk
 	// leases do): fewer round trips, one handoff per turn between nodes.
 	PerKey bool
+	// OnEvent receives kayofs.LeaseFenced when this mount fences itself
+	// (kayofs/events.go); it must return at once.
+	OnEvent func(kayofs.LeaseEvent)
 }
 
 // Locks is one mount's etcd lock manager.
@@ -177,13 +180,17 @@ func (m *Locks) renewLoop() {
 
 func (m *Locks) fence(why string) {
 	m.fenceMu.Lock()
-	defer m.fenceMu.Unlock()
 	if m.fenced != nil {
+		m.fenceMu.Unlock()
 		return
 	}
 	m.fenced = fmt.Errorf("%w (node %s, etcd lease %x: %s)", kayofs.ErrFenced, m.node, int64(m.lease), why)
+	m.fenceMu.Unlock()
 	m.o.Logf("kayofs: node %s fenced itself: %s; every write to the volume now fails until it is mounted again", m.node, why)
 	m.cancel() // waits for locks end
+	if m.o.OnEvent != nil {
+		m.o.OnEvent(kayofs.LeaseEvent{Kind: kayofs.LeaseFenced, Node: m.node, Slot: -1, Lease: m.o.TTL, Margin: m.o.Margin, Why: why})
+	}
 }
 
 // Fenced: nil while the last renewal was sent less than TTL−Margin ago.

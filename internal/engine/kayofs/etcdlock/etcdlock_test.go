@@ -151,7 +151,13 @@ func TestEtcdLocksLostLeaseFences(t *testing.T) {
 		alog = append(alog, fmt.Sprintf(f, a...))
 		mu.Unlock()
 	}
-	a, err := kayofs.Mount(dev, "A", kayofs.MountOptions{Locks: New(Options{Client: cli, TTL: 5 * time.Second, Logf: logf})})
+	var evs []kayofs.LeaseEvent
+	onEvent := func(ev kayofs.LeaseEvent) {
+		mu.Lock()
+		evs = append(evs, ev)
+		mu.Unlock()
+	}
+	a, err := kayofs.Mount(dev, "A", kayofs.MountOptions{Locks: New(Options{Client: cli, TTL: 5 * time.Second, Logf: logf, OnEvent: onEvent})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,9 +190,19 @@ func TestEtcdLocksLostLeaseFences(t *testing.T) {
 	if !strings.Contains(said, "fenced itself") {
 		t.Errorf("A's log does not say it fenced itself:\n%s", said)
 	}
-	b, err := kayofs.Mount(dev, "B", kayofs.MountOptions{Locks: New(Options{Client: cli, TTL: 5 * time.Second, Logf: t.Logf})})
+	b, err := kayofs.Mount(dev, "B", kayofs.MountOptions{Locks: New(Options{Client: cli, TTL: 5 * time.Second, Logf: t.Logf}),
+		OnEvent: onEvent})
 	if err != nil {
 		t.Fatal(err)
+	}
+	mu.Lock()
+	var got []string
+	for _, ev := range evs {
+		got = append(got, fmt.Sprintf("%s %s %s", ev.Kind, ev.Node, ev.Peer))
+	}
+	mu.Unlock()
+	if want := []string{"fenced A ", "recovered B A"}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("lease events %q, want %q (A fenced itself, B recovered A's slot)", got, want)
 	}
 	if err := b.Mkdir("b"); err != nil {
 		t.Fatal(err)
