@@ -155,7 +155,7 @@ func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline t
 		fail(ErrClosed)
 		return
 	}
-	h, err := b.open(ctx, true, start, deadline)
+	h, err := b.take(ctx, true, start, deadline)
 	if err != nil && ctx.Err() != nil {
 		// This caller gave up waiting for the file; the others have not:
 		// queue their commits again for the next goroutine to write.
@@ -220,7 +220,7 @@ func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline t
 	if err == nil {
 		markClean(h, b.path)
 	}
-	_ = h.close(broken)
+	b.put(h, broken)
 	if err != nil {
 		fail(err)
 	}

@@ -192,6 +192,9 @@ func (b *Bolt) verify(ctx context.Context, isCopy bool) (sum summary, err error)
 		return sum, err
 	}
 	defer func() { <-b.sem }()
+	// The check opens the file its own way: a handle kept open by this
+	// process would hold the lock against it.
+	b.keep.drop()
 	h, err := b.openWith(ctx, false, false, start, deadline)
 	if err != nil {
 		return sum, err

@@ -1,0 +1,131 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Keeping the file open between operations. An open costs a lock, a
+// memory map and the meta page checks, a close the unmap: in the VM
+// benchmark (bench/vm_test.go) that was a fifth of the provider's CPU, paid
+// once per Get, List and Commit. So the handle an operation opened stays
+// open for the next operation of this process while operations keep
+// coming, and is closed:
+//
+//   - once the file has been idle for keepIdle (another process, kayoctl or
+//     an agent, then gets it within keepIdle of this one's last operation);
+//   - when it has been open for keepMax: a process issuing operations back
+//     to back lets go of the file at least that often, as a process that
+//     opened it per operation did between any two of them;
+//   - when a commit needs the exclusive lock and it holds the shared one;
+//   - when bbolt faulted on it (it is abandoned: handle.close);
+//   - at Close, and before OpenBolt checks the file.
+//
+// Only the holder of sem uses it, as it used a fresh open. Durability does
+// not change: each commit is its own bbolt transaction, fsync'd before it
+// returns, whether the file stays open or not; a process that dies with
+// the file open loses nothing committed, and its lock goes with it. The
+// sidecar of bolt_clean.go is still written after every commit, under the
+// lock, so the next process skips the full check as before.
+const (
+	keepIdle = 5 * time.Millisecond
+	keepMax  = 100 * time.Millisecond
+)
+
+// keeper is the file's kept handle in this process (shared by every Bolt
+// on the same file, like sem). Its fields are read and written only while
+// holding sem.
+type keeper struct {
+	sem    chan struct{}
+	h      *handle // nil when closed
+	write  bool    // h holds the exclusive lock
+	opened time.Time
+	used   time.Time // when the last operation on h ended
+	timer  *time.Timer
+	// opens counts the opens of the file, for tests.
+	opens atomic.Int64
+}
+
+var keepers sync.Map // absolute path -> *keeper
+
+func keeperFor(path string, sem chan struct{}) *keeper {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	k, _ := keepers.LoadOrStore(path, &keeper{sem: sem})
+	return k.(*keeper)
+}
+
+// take returns a handle for an operation holding sem: the kept one when
+// it serves the operation (a read-write handle serves reads too) and is
+// younger than keepMax, else a fresh one, which is kept in its place.
+func (b *Bolt) take(ctx context.Context, write bool, start, deadline time.Time) (*handle, error) {
+	k := b.keep
+	if k.h != nil {
+		if (k.write || !write) && time.Since(k.opened) < keepMax {
+			return k.h, nil
+		}
+		k.drop()
+	}
+	h, err := b.open(ctx, write, start, deadline)
+	if err != nil {
+		return nil, err
+	}
+	k.opens.Add(1)
+	k.h, k.write, k.opened = h, write, time.Now()
+	return h, nil
+}
+
+// put ends an operation on h, taken with take; the caller still holds
+// sem. broken (bbolt faulted on it) abandons h; else it stays open until
+// the file is idle for keepIdle.
+func (b *Bolt) put(h *handle, broken bool) {
+	k := b.keep
+	if broken || k.h != h {
+		_ = h.close(broken)
+		if k.h == h {
+			k.h = nil
+		}
+		return
+	}
+	k.used = time.Now()
+	if k.timer == nil {
+		k.timer = time.AfterFunc(keepIdle, k.idle)
+		return
+	}
+	k.timer.Reset(keepIdle)
+}
+
+// idle closes the kept handle once the file has been idle for keepIdle.
+// It does not wait for sem: a holder of sem calls put when done, which
+// sets the timer again.
+func (k *keeper) idle() {
+	select {
+	case k.sem <- struct{}{}:
+	default:
+		return
+	}
+	defer func() { <-k.sem }()
+	if k.h == nil {
+		return
+	}
+	if wait := keepIdle - time.Since(k.used); wait > 0 {
+		k.timer.Reset(wait)
+		return
+	}
+	k.drop()
+}
+
+// drop closes the kept handle, if any; the caller holds sem. Results of
+// reads are copied out (decode) and commits were synced, so a close error
+// changes nothing.
+func (k *keeper) drop() {
+	if k.h == nil {
+		return
+	}
+	_ = k.h.close(false)
+	k.h = nil
+}
