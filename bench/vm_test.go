@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
 
@@ -65,19 +66,41 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		wd    *testcli.Workdir
 		setup func(round int) string // returns the data dir (kayo)
 		cfg   func(dataDir, vol string, phase int) string
-		times [3][]time.Duration
-		cpu   [3][]time.Duration // user+sys of the CLI and its plugins
+		// teardown, if set, runs after the round's destroy, untimed.
+		teardown func()
+		times    [3][]time.Duration
+		cpu      [3][]time.Duration // user+sys of the CLI and its plugins
 	}
 	var volID string
+	round := 0
+	// kayoScen is a kayo scenario on db, its node work done by agents
+	// (agents_test.go) or by the provider's in-process executors.
+	kayoScen := func(name string, db agentsDB, withAgents bool) *scen {
+		s := &scen{name: name}
+		s.setup = func(round int) string {
+			dir := filepath.Join(base, name+"-data", fmt.Sprint(round))
+			volID = vmBenchLab(b, db.config(dir, round))
+			if withAgents {
+				a := startAgents(b, db.config(dir, round))
+				s.teardown = a.close
+			}
+			return dir
+		}
+		s.cfg = func(dataDir, vol string, phase int) string {
+			return kayoVMs(db.providerBlock(dataDir, round), vol, phase)
+		}
+		return s
+	}
 	scens := []*scen{
 		{name: "terraform_data", cfg: func(_, _ string, phase int) string { return tfDataVMs(phase) }},
 		{name: "noop", cfg: func(_, _ string, phase int) string { return noopVMs(phase) }},
 		{name: "noop_vm", cfg: func(_, _ string, phase int) string { return noopShapeVMs(phase) }},
-		{name: "kayo", setup: func(round int) string {
-			dir := filepath.Join(base, "kayo-data", fmt.Sprint(round))
-			volID = vmBenchLab(b, dir)
-			return dir
-		}, cfg: kayoVMs},
+		kayoScen("kayo", agentsDB{}, false),
+		kayoScen("kayo_agents", agentsDB{}, true),
+	}
+	// On etcd when there is one (BENCH_SCENARIOS naming it requires it).
+	if wanted("kayo_etcd_agents") && (etcdtest.Binary() != "" || os.Getenv("BENCH_SCENARIOS") != "") {
+		scens = append(scens, kayoScen("kayo_etcd_agents", agentsDB{etcd: startEtcd(b)}, true))
 	}
 	// BENCH_SCENARIOS=kayo runs kayo alone (to profile it); ratios are
 	// printed for the floors that ran.
@@ -106,7 +129,6 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		}
 		testcli.Must(b, s.wd.Init(ctx))
 	}
-	round := 0
 	for b.Loop() {
 		for _, s := range scens {
 			b.StopTimer()
@@ -131,6 +153,12 @@ func BenchmarkVMLifecycle(b *testing.B) {
 			r := testcli.Must(b, s.wd.Run(ctx, "destroy", "-auto-approve", "-input=false", "-no-color"))
 			s.times[2] = append(s.times[2], r.Duration)
 			s.cpu[2] = append(s.cpu[2], childCPU()-c0)
+			if s.teardown != nil {
+				b.StopTimer()
+				s.teardown()
+				s.teardown = nil
+				b.StartTimer()
+			}
 		}
 		round++
 	}
@@ -160,20 +188,24 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		}
 		sb.WriteString("\n")
 	}
-	k := scens[len(scens)-1]
-	if k.name != "kayo" {
-		k = nil
-	}
-	for _, floor := range scens[:len(scens)-1] {
-		if k == nil {
-			break
+	// Each kayo scenario against each floor, and the agents scenarios
+	// against kayo (agents/embedded: the same database and VMs, the node
+	// work done elsewhere).
+	for _, k := range scens {
+		if !strings.HasPrefix(k.name, "kayo") {
+			continue
 		}
-		fmt.Fprintf(&sb, "%-22s", "kayo/"+floor.name)
-		for p := range vmPhases {
-			fmt.Fprintf(&sb, " %16s", ratio(mean(k.times[p])/mean(floor.times[p]), median(k.times[p])/median(floor.times[p])))
-			b.ReportMetric(mean(k.times[p])/mean(floor.times[p]), "kayo/"+floor.name+"-"+vmPhases[p])
+		for _, floor := range scens {
+			if floor == k || strings.HasPrefix(floor.name, "kayo") && (k.name == "kayo" || floor.name != "kayo") {
+				continue
+			}
+			fmt.Fprintf(&sb, "%-22s", k.name+"/"+floor.name)
+			for p := range vmPhases {
+				fmt.Fprintf(&sb, " %16s", ratio(mean(k.times[p])/mean(floor.times[p]), median(k.times[p])/median(floor.times[p])))
+				b.ReportMetric(mean(k.times[p])/mean(floor.times[p]), k.name+"/"+floor.name+"-"+vmPhases[p])
+			}
+			sb.WriteString("\n")
 		}
-		sb.WriteString("\n")
 	}
 	// CPU time (user + sys of the CLI and the plugins it ran) is what a
 	// loaded machine disturbs least.
@@ -190,10 +222,11 @@ func BenchmarkVMLifecycle(b *testing.B) {
 
 func benchHost(i int) string { return fmt.Sprintf("BENCH-%02d", i) }
 
-// vmBenchLab registers 16 hosts, a cluster and volume O: in dir.
-func vmBenchLab(b *testing.B, dir string) string {
+// vmBenchLab registers 16 hosts, a cluster and volume O: in the database
+// of cfg.
+func vmBenchLab(b *testing.B, cfg engine.Config) string {
 	ctx := context.Background()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -222,7 +255,9 @@ func vmBenchLab(b *testing.B, dir string) string {
 	return v.ID
 }
 
-func kayoVMs(dataDir, vol string, phase int) string {
+// kayoVMs is the configuration of the kayo scenarios; provider is its
+// provider block.
+func kayoVMs(provider, vol string, phase int) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, `terraform {
   required_providers {
@@ -230,10 +265,7 @@ func kayoVMs(dataDir, vol string, phase int) string {
   }
 }
 
-provider "kayo" {
-  data_dir = %q
-}
-`, testcli.KayoSource, dataDir)
+%s`, testcli.KayoSource, provider)
 	vmResources(&sb, "kayo_virtual_machine", vol, phase)
 	return sb.String()
 }

@@ -172,7 +172,7 @@ func (r *readShare) leave(b *Bolt, broken bool) {
 	h, broken := r.h, r.broken
 	r.h = nil
 	r.mu.Unlock()
-	b.put(h, broken)
+	b.put(h, false, broken)
 	<-b.sem
 }
 
@@ -719,10 +719,7 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 		return err
 	}
 	broken, err := guard(b.path, func() error { return h.db.Update(fn) })
-	if err == nil {
-		markClean(h, b.path)
-	}
-	b.put(h, broken)
+	b.put(h, err == nil, broken)
 	<-b.sem
 	return err
 }

@@ -217,10 +217,7 @@ func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline t
 			return meta.Put(keyRev, rb[:])
 		})
 	})
-	if err == nil {
-		markClean(h, b.path)
-	}
-	b.put(h, broken)
+	b.put(h, err == nil, broken)
 	if err != nil {
 		fail(err)
 	}

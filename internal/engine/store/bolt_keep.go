@@ -28,8 +28,10 @@ import (
 // not change: each commit is its own bbolt transaction, fsync'd before it
 // returns, whether the file stays open or not; a process that dies with
 // the file open loses nothing committed, and its lock goes with it. The
-// sidecar of bolt_clean.go is still written after every commit, under the
-// lock, so the next process skips the full check as before.
+// sidecar of bolt_clean.go is written when a handle that committed is
+// closed, still under its lock: a process that dies with the file open
+// leaves the sidecar behind the file, and the next OpenBolt checks the
+// file in full, as after a crash between a commit and its record.
 const (
 	keepIdle = 5 * time.Millisecond
 	keepMax  = 100 * time.Millisecond
@@ -39,9 +41,12 @@ const (
 // on the same file, like sem). Its fields are read and written only while
 // holding sem.
 type keeper struct {
-	sem    chan struct{}
-	h      *handle // nil when closed
-	write  bool    // h holds the exclusive lock
+	path  string
+	sem   chan struct{}
+	h     *handle // nil when closed
+	write bool    // h holds the exclusive lock
+	// dirty: a commit on h is not yet recorded in the sidecar.
+	dirty  bool
 	opened time.Time
 	used   time.Time // when the last operation on h ended
 	timer  *time.Timer
@@ -55,7 +60,7 @@ func keeperFor(path string, sem chan struct{}) *keeper {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
-	k, _ := keepers.LoadOrStore(path, &keeper{sem: sem})
+	k, _ := keepers.LoadOrStore(path, &keeper{path: path, sem: sem})
 	return k.(*keeper)
 }
 
@@ -80,17 +85,19 @@ func (b *Bolt) take(ctx context.Context, write bool, start, deadline time.Time) 
 }
 
 // put ends an operation on h, taken with take; the caller still holds
-// sem. broken (bbolt faulted on it) abandons h; else it stays open until
-// the file is idle for keepIdle.
-func (b *Bolt) put(h *handle, broken bool) {
+// sem. committed: the operation committed a transaction. broken (bbolt
+// faulted on it) abandons h; else it stays open until the file is idle
+// for keepIdle.
+func (b *Bolt) put(h *handle, committed, broken bool) {
 	k := b.keep
 	if broken || k.h != h {
 		_ = h.close(broken)
 		if k.h == h {
-			k.h = nil
+			k.h, k.dirty = nil, false
 		}
 		return
 	}
+	k.dirty = k.dirty || committed
 	k.used = time.Now()
 	if k.timer == nil {
 		k.timer = time.AfterFunc(keepIdle, k.idle)
@@ -119,13 +126,17 @@ func (k *keeper) idle() {
 	k.drop()
 }
 
-// drop closes the kept handle, if any; the caller holds sem. Results of
-// reads are copied out (decode) and commits were synced, so a close error
-// changes nothing.
+// drop closes the kept handle, if any, recording in the sidecar that the
+// file was left cleanly if it committed; the caller holds sem. Results
+// of reads are copied out (decode) and commits were synced, so a close
+// error changes nothing.
 func (k *keeper) drop() {
 	if k.h == nil {
 		return
 	}
+	if k.dirty {
+		markClean(k.h, k.path)
+	}
 	_ = k.h.close(false)
-	k.h = nil
+	k.h, k.dirty = nil, false
 }
