@@ -731,6 +731,8 @@ func (b *Bolt) acquire(ctx context.Context, deadline time.Time) error {
 		return nil
 	default:
 	}
+	b.keep.waiting.Add(1)
+	defer b.keep.waiting.Add(-1)
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {

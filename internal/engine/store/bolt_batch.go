@@ -99,16 +99,19 @@ func (b *Bolt) Commit(ctx context.Context, cmps []Cmp, ops []Op) (int64, error) 
 	// While this commit waits, reads of this process stop joining the
 	// read session that may hold the file (readShare).
 	b.reads.writers.Add(1)
+	b.keep.waiting.Add(1)
 	waiting := true
 	defer func() {
 		if waiting {
 			b.reads.writers.Add(-1)
+			b.keep.waiting.Add(-1)
 		}
 	}()
 	select {
 	case <-req.done: // another goroutine's transaction wrote it
 	case b.sem <- struct{}{}:
 		b.reads.writers.Add(-1)
+		b.keep.waiting.Add(-1)
 		waiting = false
 		// The file is ours: write everything queued, this commit
 		// included unless an earlier transaction already took it (then

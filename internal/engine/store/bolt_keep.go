@@ -17,6 +17,10 @@ import (
 //
 //   - once the file has been idle for keepIdle (another process, kayoctl or
 //     an agent, then gets it within keepIdle of this one's last operation);
+//     at once, unless another operation of this process waits for it, for
+//     keepShared after this process last found the file held by another
+//     one: processes that share the file busily (the provider beside node
+//     agents on the embedded database) do not keep each other waiting;
 //   - when it has been open for keepMax: a process issuing operations back
 //     to back lets go of the file at least that often, as a process that
 //     opened it per operation did between any two of them;
@@ -33,8 +37,9 @@ import (
 // leaves the sidecar behind the file, and the next OpenBolt checks the
 // file in full, as after a crash between a commit and its record.
 const (
-	keepIdle = 5 * time.Millisecond
-	keepMax  = 100 * time.Millisecond
+	keepIdle   = 5 * time.Millisecond
+	keepMax    = 100 * time.Millisecond
+	keepShared = time.Second
 )
 
 // keeper is the file's kept handle in this process (shared by every Bolt
@@ -46,10 +51,15 @@ type keeper struct {
 	h     *handle // nil when closed
 	write bool    // h holds the exclusive lock
 	// dirty: a commit on h is not yet recorded in the sidecar.
-	dirty  bool
-	opened time.Time
-	used   time.Time // when the last operation on h ended
-	timer  *time.Timer
+	dirty bool
+	// shared: when an open last found the file held by another process.
+	shared time.Time
+	// waiting counts operations of this process waiting for sem (an
+	// atomic: they wait without it).
+	waiting atomic.Int32
+	opened  time.Time
+	used    time.Time // when the last operation on h ended
+	timer   *time.Timer
 	// opens counts the opens of the file, for tests.
 	opens atomic.Int64
 }
@@ -81,6 +91,9 @@ func (b *Bolt) take(ctx context.Context, write bool, start, deadline time.Time) 
 	}
 	k.opens.Add(1)
 	k.h, k.write, k.opened = h, write, time.Now()
+	if h.waited {
+		k.shared = k.opened
+	}
 	return h, nil
 }
 
@@ -99,6 +112,10 @@ func (b *Bolt) put(h *handle, committed, broken bool) {
 	}
 	k.dirty = k.dirty || committed
 	k.used = time.Now()
+	if k.used.Sub(k.shared) < keepShared && k.waiting.Load() == 0 {
+		k.drop()
+		return
+	}
 	if k.timer == nil {
 		k.timer = time.AfterFunc(keepIdle, k.idle)
 		return

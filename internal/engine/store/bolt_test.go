@@ -626,3 +626,26 @@ func BenchmarkKeptOpenCommit(b *testing.B) {
 		}
 	}
 }
+
+// A store that found the file held by another process lets go of it
+// right after each operation: processes that share the file busily do
+// not keep each other waiting for the idle time.
+func TestBoltSharedFileNotKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kayo.db")
+	b := openBolt(t, path, store.BoltOptions{NoSync: true})
+	release := holdFile(t, path)
+	time.AfterFunc(50*time.Millisecond, release)
+	if _, err := b.Commit(bg, nil, []store.Op{store.Put("k", nil)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := b.Get(bg, "k"); err != nil {
+			t.Fatal(err)
+		}
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Millisecond})
+		if err != nil {
+			t.Fatalf("operation %d: the store kept %s after its operation although another process had held it: %v", i, path, err)
+		}
+		_ = db.Close()
+	}
+}
