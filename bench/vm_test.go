@@ -39,7 +39,12 @@ import (
 // holding its block, so 200 warnings over a file of 200 blocks cost them
 // quadratic time (noop_vm pays it as kayo does).
 //
-// BENCH_SCENARIOS (comma-separated) runs only the scenarios it names.
+// BENCH_SCENARIOS (comma-separated) runs only the scenarios it names;
+// the agents scenarios are described in doc.go.
+//
+// BENCH_KAYO_BEFORE=path adds the scenario kayo_before: the provider
+// binary at path (another build, e.g. of main) in the same rounds, so a
+// change is measured before and after side by side.
 //
 // KAYO_PROFILE_DIR=dir makes every kayo provider process write its CPU
 // profile there, and with KAYO_PROFILE_TRACE=1 its execution trace (see
@@ -58,8 +63,16 @@ func BenchmarkVMLifecycle(b *testing.B) {
 	if !testcli.HaveProviderSource() {
 		b.Skip("no provider source")
 	}
-	mirror := testcli.NewMirror(b, testcli.Provider{Source: "local/bench/noop", Version: "0.1.0", Binary: testcli.Build(b, "./bench/noop")},
-		testcli.KayoProvider(b))
+	providers := []testcli.Provider{{Source: "local/bench/noop", Version: "0.1.0", Binary: testcli.Build(b, "./bench/noop")},
+		testcli.KayoProvider(b)}
+	// BENCH_KAYO_BEFORE: another build of the provider (e.g. of main),
+	// timed as kayo_before in the same rounds: before and after side by
+	// side.
+	before := os.Getenv("BENCH_KAYO_BEFORE")
+	if before != "" {
+		providers = append(providers, testcli.Provider{Source: beforeSource, Version: "0.1.0", Binary: before})
+	}
+	mirror := testcli.NewMirror(b, providers...)
 	base := b.TempDir()
 	type scen struct {
 		name  string
@@ -76,6 +89,10 @@ func BenchmarkVMLifecycle(b *testing.B) {
 	// kayoScen is a kayo scenario on db, its node work done by agents
 	// (agents_test.go) or by the provider's in-process executors.
 	kayoScen := func(name string, db agentsDB, withAgents bool) *scen {
+		source := testcli.KayoSource
+		if name == "kayo_before" {
+			source = beforeSource
+		}
 		s := &scen{name: name}
 		s.setup = func(round int) string {
 			dir := filepath.Join(base, name+"-data", fmt.Sprint(round))
@@ -87,7 +104,7 @@ func BenchmarkVMLifecycle(b *testing.B) {
 			return dir
 		}
 		s.cfg = func(dataDir, vol string, phase int) string {
-			return kayoVMs(db.providerBlock(dataDir, round), vol, phase)
+			return kayoVMs(source, db.providerBlock(dataDir, round), vol, phase)
 		}
 		return s
 	}
@@ -96,6 +113,7 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		{name: "noop", cfg: func(_, _ string, phase int) string { return noopVMs(phase) }},
 		{name: "noop_vm", cfg: func(_, _ string, phase int) string { return noopShapeVMs(phase) }},
 		kayoScen("kayo", agentsDB{}, false),
+		kayoScen("kayo_before", agentsDB{}, false),
 		kayoScen("kayo_agents", agentsDB{}, true),
 	}
 	// On etcd when there is one (BENCH_SCENARIOS naming it requires it).
@@ -106,7 +124,7 @@ func BenchmarkVMLifecycle(b *testing.B) {
 	// printed for the floors that ran.
 	var kept []*scen
 	for _, s := range scens {
-		if wanted(s.name) {
+		if wanted(s.name) && (s.name != "kayo_before" || before != "") {
 			kept = append(kept, s)
 		}
 	}
@@ -193,15 +211,19 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		}
 		sb.WriteString("\n")
 	}
-	// Each kayo scenario against each floor, and the agents scenarios
-	// against kayo (agents/embedded: the same database and VMs, the node
-	// work done elsewhere).
+	// Each kayo scenario against each floor, the agents scenarios against
+	// kayo (agents/embedded: the same VMs, the node work done elsewhere)
+	// and kayo against kayo_before (after/before).
 	for _, k := range scens {
 		if !strings.HasPrefix(k.name, "kayo") {
 			continue
 		}
 		for _, floor := range scens {
-			if floor == k || strings.HasPrefix(floor.name, "kayo") && (k.name == "kayo" || floor.name != "kayo") {
+			switch {
+			case !strings.HasPrefix(floor.name, "kayo"):
+			case strings.HasSuffix(k.name, "_agents") && floor.name == "kayo":
+			case k.name == "kayo" && floor.name == "kayo_before":
+			default:
 				continue
 			}
 			fmt.Fprintf(&sb, "%-22s", k.name+"/"+floor.name)
@@ -260,9 +282,12 @@ func vmBenchLab(b *testing.B, cfg engine.Config) string {
 	return v.ID
 }
 
-// kayoVMs is the configuration of the kayo scenarios; provider is its
-// provider block.
-func kayoVMs(provider, vol string, phase int) string {
+// beforeSource is the source address of BENCH_KAYO_BEFORE's provider.
+const beforeSource = "local/bench/kayobefore"
+
+// kayoVMs is the configuration of the kayo scenarios: source is the
+// provider's source address, provider its provider block.
+func kayoVMs(source, provider, vol string, phase int) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, `terraform {
   required_providers {
@@ -270,7 +295,7 @@ func kayoVMs(provider, vol string, phase int) string {
   }
 }
 
-%s`, testcli.KayoSource, provider)
+%s`, source, provider)
 	vmResources(&sb, "kayo_virtual_machine", vol, phase)
 	return sb.String()
 }
