@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
 
@@ -38,7 +39,12 @@ import (
 // holding its block, so 200 warnings over a file of 200 blocks cost them
 // quadratic time (noop_vm pays it as kayo does).
 //
-// BENCH_SCENARIOS (comma-separated) runs only the scenarios it names.
+// BENCH_SCENARIOS (comma-separated) runs only the scenarios it names;
+// the agents scenarios are described in doc.go.
+//
+// BENCH_KAYO_BEFORE=path adds the scenario kayo_before: the provider
+// binary at path (another build, e.g. of main) in the same rounds, so a
+// change is measured before and after side by side.
 //
 // KAYO_PROFILE_DIR=dir makes every kayo provider process write its CPU
 // profile there, and with KAYO_PROFILE_TRACE=1 its execution trace (see
@@ -57,33 +63,76 @@ func BenchmarkVMLifecycle(b *testing.B) {
 	if !testcli.HaveProviderSource() {
 		b.Skip("no provider source")
 	}
-	mirror := testcli.NewMirror(b, testcli.Provider{Source: "local/bench/noop", Version: "0.1.0", Binary: testcli.Build(b, "./bench/noop")},
-		testcli.KayoProvider(b))
+	providers := []testcli.Provider{{Source: "local/bench/noop", Version: "0.1.0", Binary: testcli.Build(b, "./bench/noop")},
+		testcli.KayoProvider(b)}
+	// BENCH_KAYO_BEFORE: another build of the provider (e.g. of main),
+	// timed as kayo_before in the same rounds: before and after side by
+	// side.
+	before := os.Getenv("BENCH_KAYO_BEFORE")
+	if before != "" {
+		providers = append(providers, testcli.Provider{Source: beforeSource, Version: "0.1.0", Binary: before})
+	}
+	mirror := testcli.NewMirror(b, providers...)
 	base := b.TempDir()
 	type scen struct {
 		name  string
 		wd    *testcli.Workdir
 		setup func(round int) string // returns the data dir (kayo)
 		cfg   func(dataDir, vol string, phase int) string
-		times [3][]time.Duration
-		cpu   [3][]time.Duration // user+sys of the CLI and its plugins
+		// teardown, if set, runs after the round's destroy, untimed.
+		teardown func()
+		// elsewhere, if set, is the configuration after create as a
+		// machine that reaches only etcd writes it (planElsewhere).
+		elsewhere func() string
+		times     [3][]time.Duration
+		cpu       [3][]time.Duration // user+sys of the CLI and its plugins
 	}
 	var volID string
+	round := 0
+	// kayoScen is a kayo scenario on db, its node work done by agents
+	// (agents_test.go) or by the provider's in-process executors.
+	kayoScen := func(name string, db agentsDB, withAgents bool) *scen {
+		source := testcli.KayoSource
+		if name == "kayo_before" {
+			source = beforeSource
+		}
+		s := &scen{name: name}
+		s.setup = func(round int) string {
+			dir := filepath.Join(base, name+"-data", fmt.Sprint(round))
+			volID = vmBenchLab(b, db.config(dir, round))
+			if withAgents {
+				a := startAgents(b, db.config(dir, round))
+				s.teardown = a.close
+			}
+			return dir
+		}
+		s.cfg = func(dataDir, vol string, phase int) string {
+			return kayoVMs(source, db.providerBlock(dataDir, round), vol, phase)
+		}
+		if len(db.etcd) > 0 {
+			s.elsewhere = func() string {
+				return kayoVMs(source, db.providerBlock(filepath.Join(base, "elsewhere", fmt.Sprint(round)), round), volID, 0)
+			}
+		}
+		return s
+	}
 	scens := []*scen{
 		{name: "terraform_data", cfg: func(_, _ string, phase int) string { return tfDataVMs(phase) }},
 		{name: "noop", cfg: func(_, _ string, phase int) string { return noopVMs(phase) }},
 		{name: "noop_vm", cfg: func(_, _ string, phase int) string { return noopShapeVMs(phase) }},
-		{name: "kayo", setup: func(round int) string {
-			dir := filepath.Join(base, "kayo-data", fmt.Sprint(round))
-			volID = vmBenchLab(b, dir)
-			return dir
-		}, cfg: kayoVMs},
+		kayoScen("kayo", agentsDB{}, false),
+		kayoScen("kayo_before", agentsDB{}, false),
+		kayoScen("kayo_agents", agentsDB{}, true),
+	}
+	// On etcd when there is one (BENCH_SCENARIOS naming it requires it).
+	if wanted("kayo_etcd_agents") && (etcdtest.Binary() != "" || os.Getenv("BENCH_SCENARIOS") != "") {
+		scens = append(scens, kayoScen("kayo_etcd_agents", agentsDB{etcd: startEtcd(b)}, true))
 	}
 	// BENCH_SCENARIOS=kayo runs kayo alone (to profile it); ratios are
 	// printed for the floors that ran.
 	var kept []*scen
 	for _, s := range scens {
-		if wanted(s.name) {
+		if wanted(s.name) && (s.name != "kayo_before" || before != "") {
 			kept = append(kept, s)
 		}
 	}
@@ -106,7 +155,6 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		}
 		testcli.Must(b, s.wd.Init(ctx))
 	}
-	round := 0
 	for b.Loop() {
 		for _, s := range scens {
 			b.StopTimer()
@@ -126,11 +174,22 @@ func BenchmarkVMLifecycle(b *testing.B) {
 				r2 := testcli.Must(b, s.wd.Run(ctx, "apply", "-input=false", "-no-color", "bench.tfplan"))
 				s.times[p] = append(s.times[p], r1.Duration+r2.Duration)
 				s.cpu[p] = append(s.cpu[p], childCPU()-c0)
+				if p == 0 && round == 0 && s.elsewhere != nil {
+					b.StopTimer()
+					planElsewhere(ctx, b, s.wd, s.elsewhere())
+					b.StartTimer()
+				}
 			}
 			c0 := childCPU()
 			r := testcli.Must(b, s.wd.Run(ctx, "destroy", "-auto-approve", "-input=false", "-no-color"))
 			s.times[2] = append(s.times[2], r.Duration)
 			s.cpu[2] = append(s.cpu[2], childCPU()-c0)
+			if s.teardown != nil {
+				b.StopTimer()
+				s.teardown()
+				s.teardown = nil
+				b.StartTimer()
+			}
 		}
 		round++
 	}
@@ -160,20 +219,28 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		}
 		sb.WriteString("\n")
 	}
-	k := scens[len(scens)-1]
-	if k.name != "kayo" {
-		k = nil
-	}
-	for _, floor := range scens[:len(scens)-1] {
-		if k == nil {
-			break
+	// Each kayo scenario against each floor, the agents scenarios against
+	// kayo (agents/embedded: the same VMs, the node work done elsewhere)
+	// and kayo against kayo_before (after/before).
+	for _, k := range scens {
+		if !strings.HasPrefix(k.name, "kayo") {
+			continue
 		}
-		fmt.Fprintf(&sb, "%-22s", "kayo/"+floor.name)
-		for p := range vmPhases {
-			fmt.Fprintf(&sb, " %16s", ratio(mean(k.times[p])/mean(floor.times[p]), median(k.times[p])/median(floor.times[p])))
-			b.ReportMetric(mean(k.times[p])/mean(floor.times[p]), "kayo/"+floor.name+"-"+vmPhases[p])
+		for _, floor := range scens {
+			switch {
+			case !strings.HasPrefix(floor.name, "kayo"):
+			case strings.HasSuffix(k.name, "_agents") && floor.name == "kayo":
+			case k.name == "kayo" && floor.name == "kayo_before":
+			default:
+				continue
+			}
+			fmt.Fprintf(&sb, "%-22s", k.name+"/"+floor.name)
+			for p := range vmPhases {
+				fmt.Fprintf(&sb, " %16s", ratio(mean(k.times[p])/mean(floor.times[p]), median(k.times[p])/median(floor.times[p])))
+				b.ReportMetric(mean(k.times[p])/mean(floor.times[p]), k.name+"/"+floor.name+"-"+vmPhases[p])
+			}
+			sb.WriteString("\n")
 		}
-		sb.WriteString("\n")
 	}
 	// CPU time (user + sys of the CLI and the plugins it ran) is what a
 	// loaded machine disturbs least.
@@ -190,10 +257,11 @@ func BenchmarkVMLifecycle(b *testing.B) {
 
 func benchHost(i int) string { return fmt.Sprintf("BENCH-%02d", i) }
 
-// vmBenchLab registers 16 hosts, a cluster and volume O: in dir.
-func vmBenchLab(b *testing.B, dir string) string {
+// vmBenchLab registers 16 hosts, a cluster and volume O: in the database
+// of cfg.
+func vmBenchLab(b *testing.B, cfg engine.Config) string {
 	ctx := context.Background()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -222,7 +290,12 @@ func vmBenchLab(b *testing.B, dir string) string {
 	return v.ID
 }
 
-func kayoVMs(dataDir, vol string, phase int) string {
+// beforeSource is the source address of BENCH_KAYO_BEFORE's provider.
+const beforeSource = "local/bench/kayobefore"
+
+// kayoVMs is the configuration of the kayo scenarios: source is the
+// provider's source address, provider its provider block.
+func kayoVMs(source, provider, vol string, phase int) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, `terraform {
   required_providers {
@@ -230,10 +303,7 @@ func kayoVMs(dataDir, vol string, phase int) string {
   }
 }
 
-provider "kayo" {
-  data_dir = %q
-}
-`, testcli.KayoSource, dataDir)
+%s`, source, provider)
 	vmResources(&sb, "kayo_virtual_machine", vol, phase)
 	return sb.String()
 }
@@ -341,4 +411,28 @@ func tfDataVMs(phase int) string {
 `, i, i, benchHost((i+phase)%vmHosts))
 	}
 	return sb.String()
+}
+
+// planElsewhere runs, untimed, a plan of the 200 VMs just created as a
+// machine that reaches only the database would (issue 18: a CI job's
+// plan): cfg names a data dir that does not exist, so no LUN image is in
+// reach (the lab's report of configure, engine.ReportLabVolumes, finds
+// none to open) while the agents serve the VMs. It must succeed and find
+// nothing to change. The engine's counters of devices and hypervisor
+// calls are checked by TestPlanOf200VMsOpensNothing (internal/engine).
+func planElsewhere(ctx context.Context, b *testing.B, wd *testcli.Workdir, cfg string) {
+	if err := wd.WriteFile("main.tf", cfg); err != nil {
+		b.Fatal(err)
+	}
+	r := wd.Run(ctx, "plan", "-input=false", "-no-color", "-detailed-exitcode")
+	if r.ExitCode != 0 {
+		out := r.Stdout
+		if len(out) > 4000 {
+			out = out[len(out)-4000:]
+		}
+		b.Fatalf("a plan of the %d VMs from a data dir without the LUN exited %d, want 0 (no error, no change):\n...%s\n%s",
+			vmCount, r.ExitCode, out, r.Stderr)
+	}
+	b.Logf("a plan of the %d VMs from a data dir without the LUN (database on etcd, agents up): no error, no change (%s)",
+		vmCount, r.Duration.Round(time.Millisecond))
 }

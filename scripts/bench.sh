@@ -7,6 +7,11 @@
 #   BENCH_ROUNDS=5            rounds of the lifecycle benchmark (each round
 #                             runs all three scenarios, interleaved)
 #   BENCH_CLI=terraform|tofu  the CLI to time (bin/terraform by default)
+#   BENCH_SCENARIOS=a,b       the VM benchmark's scenarios to run (default:
+#                             all; kayo_agents and kayo_etcd_agents time the
+#                             node work done by 16 agents: bench/doc.go)
+#   BENCH_KAYO_BEFORE=path    time that build of the provider too (kayo_before),
+#                             e.g. of main, beside this one in the same rounds
 #   BENCH_ENGINE_TIME=1s      -benchtime of the engine benchmarks
 #   BENCH_ENGINE=0            skip the engine benchmarks
 #   BENCH_QEMU_ROUNDS=5       timed rounds of the qemu live-migration benchmark

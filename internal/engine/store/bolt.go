@@ -40,9 +40,11 @@ type BoltOptions struct {
 
 // Bolt is the embedded Store: one bbolt file that several processes share.
 //
-// It holds the file only for the duration of each operation: every Get,
-// List and Commit opens the file, takes its lock (shared for reads,
-// exclusive for commits), runs one transaction and closes it again. Within
+// It holds the file only while this process uses it: an operation opens
+// the file, taking its lock (shared for reads, exclusive for commits), or
+// reuses the open the previous operation left, runs one transaction, and
+// the file is closed once no operation came for a few milliseconds
+// (bolt_keep.go). Within
 // one process, commits run one at a time (and concurrent ones are written
 // together: bolt_batch.go), and reads that arrive while another read of
 // this process has the file open share that open (a read session: see
@@ -67,6 +69,9 @@ type Bolt struct {
 	// reads is the file's read session in this process (shared by every
 	// Bolt on the same file).
 	reads *readShare
+	// keep is the file's open kept between operations (shared by every
+	// Bolt on the same file).
+	keep *keeper
 }
 
 // readShare lets concurrent reads of one process share one read-only open
@@ -154,9 +159,9 @@ func (r *readShare) start(h *handle) {
 	r.mu.Unlock()
 }
 
-// leave ends one read (broken: it hit damage); the last one closes the
-// file and releases sem.
-func (r *readShare) leave(sem chan struct{}, broken bool) {
+// leave ends one read of b (broken: it hit damage); the last one hands
+// the file back (Bolt.put) and releases sem.
+func (r *readShare) leave(b *Bolt, broken bool) {
 	r.mu.Lock()
 	r.broken = r.broken || broken
 	r.readers--
@@ -167,10 +172,8 @@ func (r *readShare) leave(sem chan struct{}, broken bool) {
 	h, broken := r.h, r.broken
 	r.h = nil
 	r.mu.Unlock()
-	// Read results are already copied out (decode), so a close error
-	// changes nothing.
-	_ = h.close(broken)
-	<-sem
+	b.put(h, false, broken)
+	<-b.sem
 }
 
 // sems holds one semaphore per database file (absolute path) of the process.
@@ -234,7 +237,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
 	}
-	b := &Bolt{path: path, opts: opts, sem: semFor(path), queue: queueFor(path), reads: shareFor(path)}
+	b := newBolt(path, opts)
 	// Every plugin process opens the store: an initialised file is only
 	// read (a shared lock, no fsync); anything else goes on to the write.
 	st, err := os.Stat(path)
@@ -285,6 +288,12 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	}
 	b.exists = true
 	return b, nil
+}
+
+// newBolt returns a Bolt on path sharing the process's state of the file.
+func newBolt(path string, opts BoltOptions) *Bolt {
+	sem := semFor(path)
+	return &Bolt{path: path, opts: opts, sem: sem, queue: queueFor(path), reads: shareFor(path), keep: keeperFor(path, sem)}
 }
 
 // openError says which file failed to open, once.
@@ -401,15 +410,16 @@ func (b *Bolt) List(ctx context.Context, prefix string) ([]KV, int64, error) {
 	return kvs, rev, nil
 }
 
-// Close implements Store. It makes later operations fail with ErrClosed
-// and waits, at most the lock timeout, for an operation in progress.
-// Closing twice is no error.
+// Close implements Store. It makes later operations fail with ErrClosed,
+// waits, at most the lock timeout, for an operation in progress and
+// closes the file if it was kept open. Closing twice is no error.
 func (b *Bolt) Close() error {
 	b.closed.Store(true)
 	t := time.NewTimer(b.opts.LockTimeout)
 	defer t.Stop()
 	select {
 	case b.sem <- struct{}{}:
+		b.keep.drop()
 		<-b.sem
 		return nil
 	case <-t.C:
@@ -661,9 +671,10 @@ func readRev(meta *bolt.Bucket) (int64, error) {
 	return int64(binary.BigEndian.Uint64(v)), nil
 }
 
-// do runs fn in one transaction on the file, opened for this call only:
-// read-only with a shared lock, or read-write with an exclusive lock. A
-// panic or fault of bbolt inside fn is an error wrapping ErrCorrupt.
+// do runs fn in one transaction on the file, opened read-only with a
+// shared lock or read-write with an exclusive lock (or kept open so by
+// the operation before: bolt_keep.go). A panic or fault of bbolt inside
+// fn is an error wrapping ErrCorrupt.
 func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -671,7 +682,7 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 	if !write {
 		if h := b.reads.join(ctx); h != nil {
 			broken, err := guard(b.path, func() error { return h.db.View(fn) })
-			b.reads.leave(b.sem, broken)
+			b.reads.leave(b, broken)
 			return err
 		}
 	} else {
@@ -693,7 +704,7 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 	if !write {
 		b.reads.beginOpen()
 	}
-	h, err := b.open(ctx, write, start, deadline)
+	h, err := b.take(ctx, write, start, deadline)
 	if err != nil {
 		if !write {
 			b.reads.start(nil)
@@ -704,15 +715,11 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 	if !write {
 		b.reads.start(h)
 		broken, err := guard(b.path, func() error { return h.db.View(fn) })
-		b.reads.leave(b.sem, broken)
+		b.reads.leave(b, broken)
 		return err
 	}
 	broken, err := guard(b.path, func() error { return h.db.Update(fn) })
-	if err == nil {
-		markClean(h, b.path)
-	}
-	// A close error cannot undo a transaction that committed.
-	_ = h.close(broken)
+	b.put(h, err == nil, broken)
 	<-b.sem
 	return err
 }
@@ -724,6 +731,8 @@ func (b *Bolt) acquire(ctx context.Context, deadline time.Time) error {
 		return nil
 	default:
 	}
+	b.keep.waiting.Add(1)
+	defer b.keep.waiting.Add(-1)
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {

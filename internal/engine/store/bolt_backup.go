@@ -78,8 +78,8 @@ func VerifyBackup(ctx context.Context, path string, lockTimeout time.Duration) (
 	if lockTimeout <= 0 {
 		lockTimeout = DefaultLockTimeout
 	}
-	b := &Bolt{path: path, opts: BoltOptions{LockTimeout: lockTimeout}, sem: semFor(path), queue: queueFor(path),
-		reads: shareFor(path), exists: true}
+	b := newBolt(path, BoltOptions{LockTimeout: lockTimeout})
+	b.exists = true
 	sum, err := b.verify(ctx, true)
 	var ce *CorruptError
 	if errors.As(err, &ce) {

@@ -99,16 +99,19 @@ func (b *Bolt) Commit(ctx context.Context, cmps []Cmp, ops []Op) (int64, error) 
 	// While this commit waits, reads of this process stop joining the
 	// read session that may hold the file (readShare).
 	b.reads.writers.Add(1)
+	b.keep.waiting.Add(1)
 	waiting := true
 	defer func() {
 		if waiting {
 			b.reads.writers.Add(-1)
+			b.keep.waiting.Add(-1)
 		}
 	}()
 	select {
 	case <-req.done: // another goroutine's transaction wrote it
 	case b.sem <- struct{}{}:
 		b.reads.writers.Add(-1)
+		b.keep.waiting.Add(-1)
 		waiting = false
 		// The file is ours: write everything queued, this commit
 		// included unless an earlier transaction already took it (then
@@ -155,7 +158,7 @@ func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline t
 		fail(ErrClosed)
 		return
 	}
-	h, err := b.open(ctx, true, start, deadline)
+	h, err := b.take(ctx, true, start, deadline)
 	if err != nil && ctx.Err() != nil {
 		// This caller gave up waiting for the file; the others have not:
 		// queue their commits again for the next goroutine to write.
@@ -217,10 +220,7 @@ func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline t
 			return meta.Put(keyRev, rb[:])
 		})
 	})
-	if err == nil {
-		markClean(h, b.path)
-	}
-	_ = h.close(broken)
+	b.put(h, err == nil, broken)
 	if err != nil {
 		fail(err)
 	}

@@ -15,9 +15,9 @@ import (
 // Unchecked on a shared 2-core machine). Every plugin
 // process opens the store, so OpenBolt runs it only when the file was not
 // left cleanly: a sidecar file records size, modification time and
-// transaction ID after each commit of this store (written while the commit
-// still holds the file's lock) and after each full check that passed;
-// the commit also sets the modification time precisely (markClean). A
+// transaction ID when this store closes a file it committed to (still
+// holding the file's lock: bolt_keep.go) and after each full check that
+// passed; it also sets the modification time precisely (markClean). A
 // file changed any other way (a crash between commit and record, another
 // program, damage on disk) no longer matches, and the next OpenBolt checks
 // it in full. The cheap checks (checkMeta) run on every open regardless.

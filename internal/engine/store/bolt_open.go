@@ -22,6 +22,8 @@ type handle struct {
 	// file is bbolt's descriptor: closing it releases the file's lock
 	// when db must be abandoned.
 	file *os.File
+	// waited: another process held the file when it was opened.
+	waited bool
 }
 
 // close closes the file. broken (bbolt panicked or faulted on it) abandons
@@ -75,6 +77,7 @@ func (b *Bolt) openWith(ctx context.Context, write, freelist bool, start, deadli
 	}
 	poll := pollMin
 	var notified time.Time
+	waited := false
 	for {
 		var file *os.File
 		opts := &bolt.Options{Timeout: tryOnce, ReadOnly: !write, NoSync: b.opts.NoSync, PreLoadFreelist: freelist,
@@ -114,7 +117,7 @@ func (b *Bolt) openWith(ctx context.Context, write, freelist bool, start, deadli
 			return nil, err
 		}
 		if err == nil {
-			h := &handle{db: db, file: file}
+			h := &handle{db: db, file: file, waited: waited}
 			if err := h.check(b.path); err != nil {
 				_ = h.close(false)
 				return nil, err
@@ -124,6 +127,7 @@ func (b *Bolt) openWith(ctx context.Context, write, freelist bool, start, deadli
 		if !errors.Is(err, berrors.ErrTimeout) {
 			return nil, boltOpenError(b.path, err)
 		}
+		waited = true
 		now := time.Now()
 		if !now.Before(deadline) {
 			return nil, fmt.Errorf("%w: %s is held by another process; gave up after %s (lock timeout)",
@@ -192,6 +196,9 @@ func (b *Bolt) verify(ctx context.Context, isCopy bool) (sum summary, err error)
 		return sum, err
 	}
 	defer func() { <-b.sem }()
+	// The check opens the file its own way: a handle kept open by this
+	// process would hold the lock against it.
+	b.keep.drop()
 	h, err := b.openWith(ctx, false, false, start, deadline)
 	if err != nil {
 		return sum, err

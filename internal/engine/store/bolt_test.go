@@ -75,19 +75,43 @@ func TestBoltPersists(t *testing.T) {
 	}
 }
 
-// Between operations the file is free: another process could lock it.
-func TestBoltReleasesFileBetweenOps(t *testing.T) {
+// Operations in quick succession share one open of the file; once they
+// stop, the file is free within the idle time: another process can lock
+// it.
+func TestBoltReleasesFileWhenIdle(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kayo.db")
 	b := openBolt(t, path, store.BoltOptions{NoSync: true})
-	if _, err := b.Commit(bg, nil, []store.Op{store.Put("k", nil)}); err != nil {
-		t.Fatal(err)
+	opens := store.Opens(b)
+	for i := range 20 {
+		if _, err := b.Commit(bg, nil, []store.Op{store.Put("k", []byte(fmt.Sprint(i)))}); err != nil {
+			t.Fatal(err)
+		}
+		if kv, err := b.Get(bg, "k"); err != nil || string(kv.Value) != fmt.Sprint(i) {
+			t.Fatalf("Get: %q, %v", kv.Value, err)
+		}
 	}
+	if n := store.Opens(b) - opens; n > 2 {
+		t.Errorf("40 operations back to back opened the file %d times, want 1 (2 if one hit the hold limit)", n)
+	}
+	start := time.Now()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("the store still holds %s a second after its last operation: %v", path, err)
+	}
+	_ = db.Close()
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("another open waited %v for the file after the store's last operation, want a few ms", d)
+	}
+	// Close lets go of the file at once.
 	if _, err := b.Get(bg, "k"); err != nil {
 		t.Fatal(err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 20 * time.Millisecond})
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Millisecond})
 	if err != nil {
-		t.Fatalf("the store still holds %s between operations: %v", path, err)
+		t.Fatalf("the store still holds %s after Close: %v", path, err)
 	}
 	_ = db.Close()
 }
@@ -600,5 +624,28 @@ func BenchmarkKeptOpenCommit(b *testing.B) {
 		if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("kv")).Put([]byte("vms/042"), v) }); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A store that found the file held by another process lets go of it
+// right after each operation: processes that share the file busily do
+// not keep each other waiting for the idle time.
+func TestBoltSharedFileNotKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kayo.db")
+	b := openBolt(t, path, store.BoltOptions{NoSync: true})
+	release := holdFile(t, path)
+	time.AfterFunc(50*time.Millisecond, release)
+	if _, err := b.Commit(bg, nil, []store.Op{store.Put("k", nil)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := b.Get(bg, "k"); err != nil {
+			t.Fatal(err)
+		}
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Millisecond})
+		if err != nil {
+			t.Fatalf("operation %d: the store kept %s after its operation although another process had held it: %v", i, path, err)
+		}
+		_ = db.Close()
 	}
 }

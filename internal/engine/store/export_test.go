@@ -8,3 +8,6 @@ func SetWaitNotifyEvery(d time.Duration) (restore func()) {
 	waitNotifyEvery = d
 	return func() { waitNotifyEvery = old }
 }
+
+// Opens returns how often b's process opened its file.
+func Opens(b *Bolt) int64 { return b.keep.opens.Load() }
