@@ -34,8 +34,10 @@ func (m hostModel) fact(f string) attr.Value {
 		return m.ProcessorModel
 	case engine.FactProcessorCores:
 		return m.ProcessorCores
+	case engine.FactMemoryMB:
+		return m.MemoryMB
 	}
-	return m.MemoryMB
+	return m.NetworkAdapters
 }
 
 // omittedFacts are the agent facts m (a configuration) leaves out.
@@ -61,6 +63,8 @@ func withFromAgent(s engine.HostSpec, facts []string) engine.HostSpec {
 			s.ProcessorCores = 0
 		case engine.FactMemoryMB:
 			s.MemoryMB = 0
+		case engine.FactNetworkAdapters:
+			s.Adapters = nil
 		}
 	}
 	s.FromAgent = facts
@@ -82,6 +86,9 @@ func (m *hostModel) keepPlannedFacts(plan hostModel) {
 	}
 	if !plan.MemoryMB.IsUnknown() {
 		m.MemoryMB = plan.MemoryMB
+	}
+	if !plan.NetworkAdapters.IsUnknown() {
+		m.NetworkAdapters = plan.NetworkAdapters
 	}
 }
 
@@ -146,8 +153,11 @@ func (r *hostResource) planAgentFacts(ctx context.Context, req resource.ModifyPl
 }
 
 func unknownFact(f string) attr.Value {
-	if f == engine.FactProcessorCores || f == engine.FactMemoryMB {
+	switch f {
+	case engine.FactProcessorCores, engine.FactMemoryMB:
 		return types.Int64Unknown()
+	case engine.FactNetworkAdapters:
+		return types.ListUnknown(types.ObjectType{AttrTypes: adapterAttrTypes})
 	}
 	return types.StringUnknown()
 }

@@ -143,9 +143,16 @@ func (r *hostResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 					"`Failover-Clustering`. Default: none.",
 			},
 			"network_adapters": schema.ListNestedAttribute{
-				Required: true,
+				Optional: true,
+				Computed: true,
 				MarkdownDescription: "Network adapters. A cluster node needs at least two (e.g. a public and a " +
-					"heartbeat network), in the same networks as the other nodes.",
+					"heartbeat network), in the same networks as the other nodes. Left out, the host's adapters are the " +
+					"network interfaces its node agent reports (`reported.network_adapters`): one per interface with a " +
+					"usable address (not loopback, link-local or multicast), named as the interface, in its address's " +
+					"subnet (of several addresses, the one in a network of the cluster's other nodes, else the first IPv4). " +
+					"Declared, each adapter is held to the report at validation: the agent must report an interface with " +
+					"the adapter's address in its network, or \"Compare Declared and Reported Inventory\" fails naming the " +
+					"host, the adapter and both values." + fromAgentNote,
 				Validators: []validator.List{listvalidator.SizeAtLeast(1)},
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"name": schema.StringAttribute{
@@ -195,7 +202,7 @@ func (m hostModel) spec(ctx context.Context, diags *diag.Diagnostics, cfg *hostM
 	if cfg == nil {
 		cfg = &m
 	}
-	for _, v := range []attr.Value{m.Name, m.Address, m.OSEdition, m.Features, m.NetworkAdapters, m.Maintenance} {
+	for _, v := range []attr.Value{m.Name, m.Address, m.OSEdition, m.Features, m.Maintenance} {
 		if v.IsUnknown() {
 			return engine.HostSpec{}, false
 		}
@@ -221,7 +228,7 @@ func (m hostModel) spec(ctx context.Context, diags *diag.Diagnostics, cfg *hostM
 		diags.Append(m.Features.ElementsAs(ctx, &s.Features, false)...)
 	}
 	var adapters []adapterModel
-	if !m.NetworkAdapters.IsNull() {
+	if !slices.Contains(fromAgent, engine.FactNetworkAdapters) && !m.NetworkAdapters.IsNull() {
 		diags.Append(m.NetworkAdapters.ElementsAs(ctx, &adapters, false)...)
 	}
 	for _, a := range adapters {

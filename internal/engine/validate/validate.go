@@ -74,7 +74,8 @@ type Host struct {
 	Reported *Reported
 	// FromAgent names the facts above the configuration left out (taken
 	// from the agent's report, so not compared with it), by attribute:
-	// processor_vendor, processor_model, processor_cores, memory_mb.
+	// processor_vendor, processor_model, processor_cores, memory_mb,
+	// network_adapters.
 	FromAgent []string
 }
 
@@ -88,6 +89,16 @@ type Reported struct {
 	At              time.Time // when the agent reported
 	// Hypervisor is what the host can run guests with; nil without QEMU.
 	Hypervisor *HypervisorReport
+	// Adapters are its network interfaces (loopback left out); none from
+	// a report that lists no interface, which then checks no adapter.
+	Adapters []ReportedAdapter
+}
+
+// ReportedAdapter is one network interface as the host's agent found it.
+type ReportedAdapter struct {
+	Name      string
+	Addresses []netip.Prefix // in CIDR form: address and subnet
+	Up        bool
 }
 
 // HypervisorReport is a host's QEMU as its agent found it.
