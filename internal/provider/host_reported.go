@@ -67,7 +67,7 @@ func reportedSchema() schema.SingleNestedAttribute {
 					"addresses": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Addresses in CIDR notation."},
 					"networks": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "The networks (subnets, " +
 						"CIDR) of its usable addresses (not loopback, link-local or multicast): the cluster networks it can be an adapter in."},
-					"up":        schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether the link is up."},
+					"up": schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether the link is up."},
 				}}},
 			"hypervisor": schema.SingleNestedAttribute{Computed: true, MarkdownDescription: "The hypervisor it can run; null without QEMU.",
 				Attributes: map[string]schema.Attribute{

@@ -147,7 +147,11 @@ func TestReportedAdaptersMatchDeclaredBySubnet(t *testing.T) {
 		return out
 	}
 	in := seed()
-	edit(&in, y21, func(h *Host) { r := report(haswellFlags); r.Adapters = ifaces("192.0.2.21/24", "10.10.10.21/24"); h.Reported = r })
+	edit(&in, y21, func(h *Host) {
+		r := report(haswellFlags)
+		r.Adapters = ifaces("192.0.2.21/24", "10.10.10.21/24")
+		h.Reported = r
+	})
 	edit(&in, y22, func(h *Host) { r := report(haswellFlags); r.Adapters = ifaces("192.0.2.99/24", ""); h.Reported = r })
 	x := find(t, Run(in), TestReportedInventory)
 	if x.Result != Failed {
