@@ -161,3 +161,25 @@ func unknownFact(f string) attr.Value {
 	}
 	return types.StringUnknown()
 }
+
+// keepStateWhenUnchanged keeps `state` known when the plan, once the
+// agent's facts are planned, changes nothing. Terraform proposes null for
+// a nested attribute the configuration leaves out (network_adapters), the
+// framework then takes the resource as changed and marks every computed
+// attribute unknown; planAgentFacts puts the adapters back, and without
+// this `state` alone would show "(known after apply)" on every plan.
+func (r *hostResource) keepStateWhenUnchanged(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
+		return
+	}
+	var plan, state hostModel
+	resp.Diagnostics.Append(resp.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() || !plan.State.IsUnknown() {
+		return
+	}
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("state"), state.State)...)
+	if !resp.Plan.Raw.Equal(req.State.Raw) {
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("state"), types.StringUnknown())...)
+	}
+}

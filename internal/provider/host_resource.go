@@ -299,6 +299,7 @@ func (r *hostResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 		if resp.Diagnostics.HasError() {
 			return
 		}
+		r.keepStateWhenUnchanged(ctx, req, resp)
 	}
 	if req.State.Raw.IsNull() {
 		return
