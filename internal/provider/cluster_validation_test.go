@@ -82,8 +82,8 @@ func TestAccCluster_revalidatesOnNodeChange(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					if x["source"] != "declared" || x["agents.#"] != "0" {
-						return fmt.Errorf("no agent reports yet: %v", x)
+					if x["source"] != "declared" || x["agents.#"] != "0" || !strings.Contains(x["message"], "computed from declared facts") {
+						return fmt.Errorf("no agent reports yet: %v, want source declared and the message saying so", x)
 					}
 					return nil
 				},
