@@ -73,7 +73,7 @@ func (r *hostResource) Metadata(_ context.Context, req resource.MetadataRequest,
 func (r *hostResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "A physical server registered with the cluster manager: the Windows Server host that " +
-			"will run Hyper-V and Failover Clustering. Its hardware facts (processor, cores, memory) are declared, or " +
+			"will run Hyper-V and Failover Clustering. Its hardware facts (processor, cores, memory, network adapters) are declared, or " +
 			"left out and taken from the report of the host's node agent (the embedded lab has no hardware to " +
 			"discover, so there they are declared). Whether it can join a cluster (edition, features, adapters) is judged by " +
 			"`kayo_cluster` validation, so a host valid on its own registers even if it cannot be a node yet.\n\n" +
@@ -152,7 +152,7 @@ func (r *hostResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 					"subnet (of several addresses, the one in a network of the cluster's other nodes, else the first IPv4). " +
 					"Declared, each adapter is held to the report at validation: the agent must report an interface with " +
 					"the adapter's address in its network, or \"Compare Declared and Reported Inventory\" fails naming the " +
-					"host, the adapter and both values." + fromAgentNote,
+					"host, the adapter and both values. Left out with no agent report, the plan fails naming this attribute.",
 				Validators: []validator.List{listvalidator.SizeAtLeast(1)},
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"name": schema.StringAttribute{
