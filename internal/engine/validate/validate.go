@@ -169,6 +169,18 @@ type Test struct {
 	// Agents are, for a probed test, the nodes whose agents' data it used
 	// and when each was reported or measured, by node name.
 	Agents []AgentData `json:",omitempty"`
+	// Probes are, for Network Communication from probes, each probed
+	// pair's result: reachability and round-trip time per pair and network.
+	Probes []ProbeData `json:",omitempty"`
+}
+
+// ProbeData is one agent's probe of another node on a cluster network.
+type ProbeData struct {
+	From      string        `json:"from"`
+	To        string        `json:"to"`
+	Network   string        `json:"network"`
+	Reachable bool          `json:"reachable"`
+	RTT       time.Duration `json:"rtt_ns"`
 }
 
 // AgentData names one node agent's data a test used.
