@@ -93,7 +93,7 @@ func (e *Engine) CreateHost(ctx context.Context, s HostSpec) (Host, error) {
 	if err := CheckHostSpec(s); err != nil {
 		return Host{}, err
 	}
-	s, err := e.fillFromAgent(ctx, s, nil)
+	s, err := e.fillFromAgent(ctx, s, nil, "")
 	if err != nil {
 		return Host{}, err
 	}
@@ -277,7 +277,7 @@ func (e *Engine) UpdateHost(ctx context.Context, s HostSpec) (Host, error) {
 		}
 		h := r.h
 		entering := s.Maintenance && !h.Maintenance
-		filled, err := e.fillFromAgent(ctx, s, &h.HostSpec)
+		filled, err := e.fillFromAgent(ctx, s, &h.HostSpec, h.Cluster)
 		if err != nil {
 			return err
 		}

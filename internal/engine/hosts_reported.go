@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
@@ -37,9 +39,16 @@ func (e *Engine) ReportHost(ctx context.Context, node string, r hostfacts.Report
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
+		found := err == nil
+		var nets []netip.Prefix
+		if found && slices.Contains(h.FromAgent, FactNetworkAdapters) {
+			if nets, err = e.clusterNetworks(ctx, h.Cluster, node); err != nil {
+				return err
+			}
+		}
 		var cmps []store.Cmp
 		ops := []store.Op{putJSON(hostReportKey(node), r)}
-		if next, changed := reportedFactsOp(h, err == nil, r); changed {
+		if next, changed := reportedFactsOp(h, found, r, nets); changed {
 			cmps = append(cmps, store.At(hostKey(node), h.Revision))
 			ops = append(ops, putJSON(hostKey(node), next), e.eventOp(Event{Kind: EventHostUpdated, Cluster: h.Cluster,
 				Subject: node, Detail: map[string]string{"facts": "as its agent reports"}}))
@@ -76,6 +85,15 @@ func withReports(in validate.Input, reports map[string]hostfacts.Report) validat
 		h.Reported = &validate.Reported{ProcessorVendor: r.ProcessorVendor, ProcessorModel: r.ProcessorModel,
 			ProcessorCores: r.ProcessorCores, CPUFlags: r.CPUFlags, MemoryMB: r.MemoryMB, At: r.ReportedAt,
 			Hypervisor: hypervisorReport(r.Hypervisor)}
+		for _, a := range r.Adapters {
+			ra := validate.ReportedAdapter{Name: a.Name, Up: a.Up}
+			for _, s := range a.Addresses {
+				if p, err := netip.ParsePrefix(s); err == nil {
+					ra.Addresses = append(ra.Addresses, p)
+				}
+			}
+			h.Reported.Adapters = append(h.Reported.Adapters, ra)
+		}
 		in.Hosts[name] = h
 	}
 	return in

@@ -47,6 +47,7 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 							"node": schema.StringAttribute{Computed: true, MarkdownDescription: "The node whose agent made the data."},
 							"at":   schema.StringAttribute{Computed: true, MarkdownDescription: "When (RFC 3339, UTC)."},
 						}}},
+					"probes": validationProbesDataSchema(),
 				}},
 			},
 			"validated_at": schema.StringAttribute{Computed: true, MarkdownDescription: "When `validation` was made (RFC 3339, UTC)."},
@@ -72,4 +73,17 @@ func (d *clusterDataSource) Read(ctx context.Context, req datasource.ReadRequest
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, clusterToModel(c))...)
+}
+
+// validationProbesDataSchema is validation[*].probes (validationProbesSchema).
+func validationProbesDataSchema() schema.ListNestedAttribute {
+	return schema.ListNestedAttribute{Computed: true, MarkdownDescription: "For \"Validate Network Communication\" made " +
+		"from the agents' probes, each probe (see `kayo_cluster`).",
+		NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+			"from":      schema.StringAttribute{Computed: true, MarkdownDescription: "The probing node."},
+			"to":        schema.StringAttribute{Computed: true, MarkdownDescription: "The probed node."},
+			"network":   schema.StringAttribute{Computed: true, MarkdownDescription: "The cluster network (CIDR)."},
+			"reachable": schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether the probed node answered."},
+			"rtt_ms":    schema.Float64Attribute{Computed: true, MarkdownDescription: "The round trip in milliseconds (0 when unreachable)."},
+		}}}
 }

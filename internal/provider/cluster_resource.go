@@ -53,6 +53,9 @@ type clusterModel struct {
 
 var validationAgentAttrTypes = map[string]attr.Type{"node": types.StringType, "at": types.StringType}
 
+var validationProbeAttrTypes = map[string]attr.Type{"from": types.StringType, "to": types.StringType,
+	"network": types.StringType, "reachable": types.BoolType, "rtt_ms": types.Float64Type}
+
 var validationAttrTypes = map[string]attr.Type{
 	"category": types.StringType,
 	"test":     types.StringType,
@@ -60,6 +63,7 @@ var validationAttrTypes = map[string]attr.Type{
 	"message":  types.StringType,
 	"source":   types.StringType,
 	"agents":   types.ListType{ElemType: types.ObjectType{AttrTypes: validationAgentAttrTypes}},
+	"probes":   types.ListType{ElemType: types.ObjectType{AttrTypes: validationProbeAttrTypes}},
 }
 
 func (r *clusterResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -151,6 +155,7 @@ func (r *clusterResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 							"node": schema.StringAttribute{Computed: true, MarkdownDescription: "The node whose agent made the data."},
 							"at":   schema.StringAttribute{Computed: true, MarkdownDescription: "When (RFC 3339, UTC)."},
 						}}},
+					"probes": validationProbesSchema(),
 				}},
 			},
 			"validated_at": schema.StringAttribute{
@@ -201,6 +206,7 @@ func validationList(tests []validate.Test) types.List {
 			"message":  types.StringValue(t.Message),
 			"source":   types.StringValue(sourceOf(t)),
 			"agents":   agentsList(t.Agents),
+			"probes":   probesList(t.Probes),
 		}))
 	}
 	return types.ListValueMust(types.ObjectType{AttrTypes: validationAttrTypes}, vals)
@@ -439,4 +445,30 @@ func (cidrAddressValidator) ValidateString(_ context.Context, req validator.Stri
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid address",
 			fmt.Sprintf("%s: %q is not allowed; allowed: an IP address with its prefix length, e.g. \"192.0.2.50/24\"", req.Path, s))
 	}
+}
+
+// validationProbesSchema is validation[*].probes, in kayo_cluster and its
+// data source.
+func validationProbesSchema() schema.ListNestedAttribute {
+	return schema.ListNestedAttribute{Computed: true, MarkdownDescription: "For \"Validate Network Communication\" made " +
+		"from the agents' probes, each probe: the node that sent it, the node it reached (or not), on which cluster " +
+		"network, and the round trip; empty otherwise.",
+		NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+			"from":      schema.StringAttribute{Computed: true, MarkdownDescription: "The probing node."},
+			"to":        schema.StringAttribute{Computed: true, MarkdownDescription: "The probed node."},
+			"network":   schema.StringAttribute{Computed: true, MarkdownDescription: "The cluster network (CIDR)."},
+			"reachable": schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether the probed node answered."},
+			"rtt_ms":    schema.Float64Attribute{Computed: true, MarkdownDescription: "The round trip in milliseconds (0 when unreachable)."},
+		}}}
+}
+
+func probesList(ps []validate.ProbeData) types.List {
+	vals := make([]attr.Value, len(ps))
+	for i, p := range ps {
+		vals[i] = types.ObjectValueMust(validationProbeAttrTypes, map[string]attr.Value{
+			"from": types.StringValue(p.From), "to": types.StringValue(p.To), "network": types.StringValue(p.Network),
+			"reachable": types.BoolValue(p.Reachable), "rtt_ms": types.Float64Value(float64(p.RTT.Microseconds()) / 1000),
+		})
+	}
+	return types.ListValueMust(types.ObjectType{AttrTypes: validationProbeAttrTypes}, vals)
 }

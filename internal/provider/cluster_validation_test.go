@@ -19,6 +19,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/hostfacts"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/netprobe"
 )
 
 // testAttrs finds the validation entry of test name in the state.
@@ -65,6 +66,26 @@ func TestAccCluster_revalidatesOnNodeChange(t *testing.T) {
 		}
 		return nil
 	})
+	// Every agent probes the other two on both networks.
+	probeAll := withEngine(t, dir, func(ctx context.Context, e *engine.Engine) error {
+		nodes := []string{"Y-21-2k8x64", "Y-22-2k8x64", "Y-23-2k8x64"}
+		for i, n := range nodes {
+			round := engine.ProbeRound{At: time.Now().UTC()}
+			for j, peer := range nodes {
+				if peer == n {
+					continue
+				}
+				for _, pre := range []string{"192.0.2.", "10.10.10."} {
+					round.Results = append(round.Results, netprobe.Result{To: peer, Network: pre + "0/24",
+						Address: fmt.Sprint(pre, 21+j), Reachable: true, RTT: time.Duration(250+i) * time.Microsecond})
+				}
+			}
+			if err := e.RecordProbes(ctx, "HVCLUSTER", n, round); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	at := statecheck.CompareValue(compare.ValuesDiffer())
 	same := statecheck.CompareValue(compare.ValuesSame())
 	rfc3339 := knownvalue.StringRegexp(regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$`))
@@ -82,14 +103,14 @@ func TestAccCluster_revalidatesOnNodeChange(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					if x["source"] != "declared" || x["agents.#"] != "0" {
-						return fmt.Errorf("no agent reports yet: %v", x)
+					if x["source"] != "declared" || x["agents.#"] != "0" || !strings.Contains(x["message"], "computed from declared facts") {
+						return fmt.Errorf("no agent reports yet: %v, want source declared and the message saying so", x)
 					}
 					return nil
 				},
 			},
 			{
-				PreConfig: reportAll,
+				PreConfig: func() { reportAll(); probeAll() },
 				Config:    cfg(false, "y21", "y22", "y23"),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectUnknownValue("kayo_cluster.c", tfjsonpath.New("validation")),
@@ -110,6 +131,14 @@ func TestAccCluster_revalidatesOnNodeChange(t *testing.T) {
 					want := reportAt.Format(time.RFC3339Nano)
 					if x["agents.#"] != "3" || x["agents.2.node"] != "Y-23-2k8x64" || x["agents.2.at"] != want {
 						return fmt.Errorf("agents of the test: %v, want the 3 nodes, Y-23 last, reported at %s", x, want)
+					}
+					// Reachability and round trip per pair and network.
+					if x, err = validationEntry(s, validate.TestNetworkCommunication); err != nil {
+						return err
+					}
+					if x["source"] != "probed" || x["result"] != "passed" || x["probes.#"] != "12" ||
+						x["probes.11.from"] != "Y-23-2k8x64" || x["probes.11.reachable"] != "true" || x["probes.11.rtt_ms"] != "0.252" {
+						return fmt.Errorf("network communication from probes: %v, want 12 probes, Y-23's last with its round trip", x)
 					}
 					return nil
 				},

@@ -34,8 +34,10 @@ func (m hostModel) fact(f string) attr.Value {
 		return m.ProcessorModel
 	case engine.FactProcessorCores:
 		return m.ProcessorCores
+	case engine.FactMemoryMB:
+		return m.MemoryMB
 	}
-	return m.MemoryMB
+	return m.NetworkAdapters
 }
 
 // omittedFacts are the agent facts m (a configuration) leaves out.
@@ -61,6 +63,8 @@ func withFromAgent(s engine.HostSpec, facts []string) engine.HostSpec {
 			s.ProcessorCores = 0
 		case engine.FactMemoryMB:
 			s.MemoryMB = 0
+		case engine.FactNetworkAdapters:
+			s.Adapters = nil
 		}
 	}
 	s.FromAgent = facts
@@ -82,6 +86,9 @@ func (m *hostModel) keepPlannedFacts(plan hostModel) {
 	}
 	if !plan.MemoryMB.IsUnknown() {
 		m.MemoryMB = plan.MemoryMB
+	}
+	if !plan.NetworkAdapters.IsUnknown() {
+		m.NetworkAdapters = plan.NetworkAdapters
 	}
 }
 
@@ -146,8 +153,33 @@ func (r *hostResource) planAgentFacts(ctx context.Context, req resource.ModifyPl
 }
 
 func unknownFact(f string) attr.Value {
-	if f == engine.FactProcessorCores || f == engine.FactMemoryMB {
+	switch f {
+	case engine.FactProcessorCores, engine.FactMemoryMB:
 		return types.Int64Unknown()
+	case engine.FactNetworkAdapters:
+		return types.ListUnknown(types.ObjectType{AttrTypes: adapterAttrTypes})
 	}
 	return types.StringUnknown()
+}
+
+// keepStateWhenUnchanged keeps `state` known when the plan, once the
+// agent's facts are planned, changes nothing. Terraform proposes null for
+// a nested attribute the configuration leaves out (network_adapters), the
+// framework then takes the resource as changed and marks every computed
+// attribute unknown; planAgentFacts puts the adapters back, and without
+// this `state` alone would show "(known after apply)" on every plan.
+func (r *hostResource) keepStateWhenUnchanged(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
+		return
+	}
+	var plan, state hostModel
+	resp.Diagnostics.Append(resp.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() || !plan.State.IsUnknown() {
+		return
+	}
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("state"), state.State)...)
+	if !resp.Plan.Raw.Equal(req.State.Raw) {
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("state"), types.StringUnknown())...)
+	}
 }

@@ -3,6 +3,8 @@ package provider
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
@@ -12,6 +14,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/hostfacts"
 )
 
@@ -19,7 +22,8 @@ import (
 // (internal/hostfacts), null while no agent has reported.
 
 var reportedAdapterAttrTypes = map[string]attr.Type{
-	"name": types.StringType, "mac": types.StringType, "addresses": types.ListType{ElemType: types.StringType}, "up": types.BoolType,
+	"name": types.StringType, "mac": types.StringType, "addresses": types.ListType{ElemType: types.StringType},
+	"networks": types.ListType{ElemType: types.StringType}, "up": types.BoolType,
 }
 
 var reportedHypervisorAttrTypes = map[string]attr.Type{
@@ -61,7 +65,9 @@ func reportedSchema() schema.SingleNestedAttribute {
 					"name":      str("Interface name."),
 					"mac":       str("MAC address."),
 					"addresses": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Addresses in CIDR notation."},
-					"up":        schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether the link is up."},
+					"networks": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "The networks (subnets, " +
+						"CIDR) of its usable addresses (not loopback, link-local or multicast): the cluster networks it can be an adapter in."},
+					"up": schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether the link is up."},
 				}}},
 			"hypervisor": schema.SingleNestedAttribute{Computed: true, MarkdownDescription: "The hypervisor it can run; null without QEMU.",
 				Attributes: map[string]schema.Attribute{
@@ -101,7 +107,8 @@ func reportedObject(r hostfacts.Report, stale bool) types.Object {
 	adapters := make([]attr.Value, len(r.Adapters))
 	for i, a := range r.Adapters {
 		adapters[i] = types.ObjectValueMust(reportedAdapterAttrTypes, map[string]attr.Value{
-			"name": types.StringValue(a.Name), "mac": types.StringValue(a.MAC), "addresses": strs(a.Addresses), "up": types.BoolValue(a.Up),
+			"name": types.StringValue(a.Name), "mac": types.StringValue(a.MAC), "addresses": strs(a.Addresses),
+			"networks": strs(adapterNetworks(a)), "up": types.BoolValue(a.Up),
 		})
 	}
 	hv := types.ObjectNull(reportedHypervisorAttrTypes)
@@ -123,4 +130,19 @@ func reportedObject(r hostfacts.Report, stale bool) types.Object {
 		"clock_offset_ms":  types.Int64Null(),
 		"luns":             reportedLUNsValue(r.LUNs),
 	})
+}
+
+// adapterNetworks are the subnets of a's usable addresses, each once.
+func adapterNetworks(a hostfacts.Adapter) []string {
+	out := []string{}
+	for _, s := range a.Addresses {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || !validate.UsableAddress(p.Addr()) {
+			continue
+		}
+		if n := p.Masked().String(); !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -73,7 +73,7 @@ func (r *hostResource) Metadata(_ context.Context, req resource.MetadataRequest,
 func (r *hostResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "A physical server registered with the cluster manager: the Windows Server host that " +
-			"will run Hyper-V and Failover Clustering. Its hardware facts (processor, cores, memory) are declared, or " +
+			"will run Hyper-V and Failover Clustering. Its hardware facts (processor, cores, memory, network adapters) are declared, or " +
 			"left out and taken from the report of the host's node agent (the embedded lab has no hardware to " +
 			"discover, so there they are declared). Whether it can join a cluster (edition, features, adapters) is judged by " +
 			"`kayo_cluster` validation, so a host valid on its own registers even if it cannot be a node yet.\n\n" +
@@ -143,9 +143,16 @@ func (r *hostResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 					"`Failover-Clustering`. Default: none.",
 			},
 			"network_adapters": schema.ListNestedAttribute{
-				Required: true,
+				Optional: true,
+				Computed: true,
 				MarkdownDescription: "Network adapters. A cluster node needs at least two (e.g. a public and a " +
-					"heartbeat network), in the same networks as the other nodes.",
+					"heartbeat network), in the same networks as the other nodes. Left out, the host's adapters are the " +
+					"network interfaces its node agent reports (`reported.network_adapters`): one per interface with a " +
+					"usable address (not loopback, link-local or multicast), named as the interface, in its address's " +
+					"subnet (of several addresses, the one in a network of the cluster's other nodes, else the first IPv4). " +
+					"Declared, each adapter is held to the report at validation: the agent must report an interface with " +
+					"the adapter's address in its network, or \"Compare Declared and Reported Inventory\" fails naming the " +
+					"host, the adapter and both values. Left out with no agent report, the plan fails naming this attribute.",
 				Validators: []validator.List{listvalidator.SizeAtLeast(1)},
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"name": schema.StringAttribute{
@@ -195,7 +202,7 @@ func (m hostModel) spec(ctx context.Context, diags *diag.Diagnostics, cfg *hostM
 	if cfg == nil {
 		cfg = &m
 	}
-	for _, v := range []attr.Value{m.Name, m.Address, m.OSEdition, m.Features, m.NetworkAdapters, m.Maintenance} {
+	for _, v := range []attr.Value{m.Name, m.Address, m.OSEdition, m.Features, m.Maintenance} {
 		if v.IsUnknown() {
 			return engine.HostSpec{}, false
 		}
@@ -221,7 +228,7 @@ func (m hostModel) spec(ctx context.Context, diags *diag.Diagnostics, cfg *hostM
 		diags.Append(m.Features.ElementsAs(ctx, &s.Features, false)...)
 	}
 	var adapters []adapterModel
-	if !m.NetworkAdapters.IsNull() {
+	if !slices.Contains(fromAgent, engine.FactNetworkAdapters) && !m.NetworkAdapters.IsNull() {
 		diags.Append(m.NetworkAdapters.ElementsAs(ctx, &adapters, false)...)
 	}
 	for _, a := range adapters {
@@ -292,6 +299,7 @@ func (r *hostResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 		if resp.Diagnostics.HasError() {
 			return
 		}
+		r.keepStateWhenUnchanged(ctx, req, resp)
 	}
 	if req.State.Raw.IsNull() {
 		return

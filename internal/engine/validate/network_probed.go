@@ -32,6 +32,7 @@ func probedCommunicationTest(e *env) Test {
 	}
 	var failed, missing, silent []string
 	var agents []AgentData
+	var probes []ProbeData
 	var worst time.Duration
 	pairs := 0
 	for _, a := range e.nodes {
@@ -48,6 +49,9 @@ func probedCommunicationTest(e *env) Test {
 			}
 			for _, cn := range e.networks {
 				p, ok := got[key{a.name, b.name, cn.prefix}]
+				if ok {
+					probes = append(probes, ProbeData{From: a.name, To: b.name, Network: cn.prefix.String(), Reachable: p.Reachable, RTT: p.RTT})
+				}
 				switch {
 				case !ok:
 					missing = append(missing, fmt.Sprintf("%q to %q on %s", a.name, b.name, cn))
@@ -64,7 +68,7 @@ func probedCommunicationTest(e *env) Test {
 	bad := e.notProbing()
 	t := func(res Result, msg string) Test {
 		x := probed(test(network, TestNetworkCommunication, AttrNodes, res, msg))
-		x.Agents = agents
+		x.Agents, x.Probes = agents, probes
 		return x
 	}
 	switch {

@@ -58,3 +58,19 @@ func TestNetworkCommunicationFromProbes(t *testing.T) {
 		t.Errorf("a missing result: %+v", x)
 	}
 }
+
+// The report keeps each probed pair's reachability and round-trip time.
+func TestNetworkCommunicationKeepsEachPair(t *testing.T) {
+	in := seed()
+	probesBothWays(&in, func(from, to, n string) bool { return from == y22 && n == "10.10.10.0/24" })
+	x := find(t, Run(in), TestNetworkCommunication)
+	if len(x.Probes) != 4 {
+		t.Fatalf("probes in the report: %+v, want the 4 pairs and networks", x.Probes)
+	}
+	for _, p := range x.Probes {
+		cut := p.From == y22 && p.Network == "10.10.10.0/24"
+		if p.Reachable == cut || (!cut && p.RTT != 300*time.Microsecond) {
+			t.Errorf("pair %+v: want reachable %v with its round trip", p, !cut)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -42,7 +43,51 @@ func InventoryMismatches(name string, h Host) []string {
 	if h.MemoryMB > 0 && r.MemoryMB > 0 && !memoryMatches(h.MemoryMB, r.MemoryMB) {
 		differs("memory_mb", fmt.Sprint(h.MemoryMB), fmt.Sprintf("%d (a declared value may exceed the reported one by at most %.0f%%)", r.MemoryMB, MemoryTolerance*100))
 	}
+	if len(r.Adapters) > 0 && !slices.Contains(h.FromAgent, "network_adapters") {
+		for _, a := range h.Adapters {
+			if declared, reported, ok := adapterMismatch(a, r.Adapters); !ok {
+				differs("network_adapters", declared, reported)
+			}
+		}
+	}
 	return out
+}
+
+// UsableAddress says whether an interface's address can be a cluster
+// adapter's: not loopback, link-local, multicast or unspecified.
+func UsableAddress(a netip.Addr) bool { return a.IsGlobalUnicast() }
+
+// adapterMismatch matches a declared adapter with the reported interfaces
+// by subnet: ok when one has its address in its network; otherwise the
+// declared and the reported value for the message.
+func adapterMismatch(a Adapter, reported []ReportedAdapter) (declared, got string, ok bool) {
+	if !a.Network.IsValid() || !a.Address.IsValid() {
+		return "", "", true // an invalid declaration fails IP Configuration
+	}
+	var there, all []string
+	for _, r := range reported {
+		for _, p := range r.Addresses {
+			if !UsableAddress(p.Addr()) {
+				continue
+			}
+			all = append(all, fmt.Sprintf("%s %s", r.Name, p))
+			if !a.Network.Contains(p.Addr()) {
+				continue
+			}
+			if p.Addr() == a.Address.Unmap() || p.Addr() == a.Address {
+				return "", "", true
+			}
+			there = append(there, fmt.Sprintf("%s (interface %s)", p.Addr(), r.Name))
+		}
+	}
+	if len(there) > 0 {
+		return fmt.Sprintf("%q address %s", a.Name, a.Address), strings.Join(there, ", ") + " in network " + a.Network.String(), false
+	}
+	if len(all) == 0 {
+		all = []string{"none with a usable address"}
+	}
+	return fmt.Sprintf("%q in network %s (address %s)", a.Name, a.Network, a.Address),
+		fmt.Sprintf("no interface in that network (it reports %s)", strings.Join(all, ", ")), false
 }
 
 func memoryMatches(declared, reported int64) bool {

@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -130,5 +131,49 @@ func TestProcessorCompatWarnsNamingTheNodeAndFlags(t *testing.T) {
 	edit(&in, y22, func(h *Host) { h.Reported = report(haswellFlags) })
 	if x = find(t, Run(in), TestProcessorCompat); x.Result != Passed || !strings.Contains(x.Message, "Haswell-noTSX") {
 		t.Errorf("identical nodes: %+v, want passed with model Haswell-noTSX", x)
+	}
+}
+
+// A declared adapter is matched to the reported interfaces by subnet: the
+// same address passes, another address in its network or no interface in
+// it fails naming the host, the adapter and both values; an adapter the
+// host takes from its agent is not compared.
+func TestReportedAdaptersMatchDeclaredBySubnet(t *testing.T) {
+	ifaces := func(public, heartbeat string) []ReportedAdapter {
+		out := []ReportedAdapter{{Name: "eth0", Up: true, Addresses: []netip.Prefix{netip.MustParsePrefix(public), netip.MustParsePrefix("fe80::1/64")}}}
+		if heartbeat != "" {
+			out = append(out, ReportedAdapter{Name: "eth1", Up: false, Addresses: []netip.Prefix{netip.MustParsePrefix(heartbeat)}})
+		}
+		return out
+	}
+	in := seed()
+	edit(&in, y21, func(h *Host) {
+		r := report(haswellFlags)
+		r.Adapters = ifaces("192.0.2.21/24", "10.10.10.21/24")
+		h.Reported = r
+	})
+	edit(&in, y22, func(h *Host) { r := report(haswellFlags); r.Adapters = ifaces("192.0.2.99/24", ""); h.Reported = r })
+	x := find(t, Run(in), TestReportedInventory)
+	if x.Result != Failed {
+		t.Fatalf("Y-22 reports another address and no heartbeat interface: %+v, want failed", x)
+	}
+	for _, want := range []string{
+		`host "Y-22-2k8x64" declares network_adapters "Public" address 192.0.2.22 but its agent reports 192.0.2.99 (interface eth0) in network 192.0.2.0/24`,
+		`host "Y-22-2k8x64" declares network_adapters "Heartbeat" in network 10.10.10.0/24 (address 10.10.10.22) but its agent reports no interface in that network (it reports eth0 192.0.2.99/24)`,
+	} {
+		if !strings.Contains(x.Message, want) {
+			t.Errorf("message %q lacks %q", x.Message, want)
+		}
+	}
+	if strings.Contains(x.Message, y21) {
+		t.Errorf("Y-21 reports its declared addresses (one link down) and is named: %q", x.Message)
+	}
+	edit(&in, y22, func(h *Host) { h.FromAgent = []string{"network_adapters"} })
+	if x = find(t, Run(in), TestReportedInventory); x.Result != Passed {
+		t.Errorf("adapters taken from the agent are not compared with it: %+v", x)
+	}
+	edit(&in, y22, func(h *Host) { h.FromAgent = nil; h.Reported.Adapters = nil })
+	if x = find(t, Run(in), TestReportedInventory); x.Result != Passed {
+		t.Errorf("a report listing no interface checks no adapter: %+v", x)
 	}
 }

@@ -74,7 +74,8 @@ type Host struct {
 	Reported *Reported
 	// FromAgent names the facts above the configuration left out (taken
 	// from the agent's report, so not compared with it), by attribute:
-	// processor_vendor, processor_model, processor_cores, memory_mb.
+	// processor_vendor, processor_model, processor_cores, memory_mb,
+	// network_adapters.
 	FromAgent []string
 }
 
@@ -88,6 +89,16 @@ type Reported struct {
 	At              time.Time // when the agent reported
 	// Hypervisor is what the host can run guests with; nil without QEMU.
 	Hypervisor *HypervisorReport
+	// Adapters are its network interfaces (loopback left out); none from
+	// a report that lists no interface, which then checks no adapter.
+	Adapters []ReportedAdapter
+}
+
+// ReportedAdapter is one network interface as the host's agent found it.
+type ReportedAdapter struct {
+	Name      string
+	Addresses []netip.Prefix // in CIDR form: address and subnet
+	Up        bool
 }
 
 // HypervisorReport is a host's QEMU as its agent found it.
@@ -158,6 +169,18 @@ type Test struct {
 	// Agents are, for a probed test, the nodes whose agents' data it used
 	// and when each was reported or measured, by node name.
 	Agents []AgentData `json:",omitempty"`
+	// Probes are, for Network Communication from probes, each probed
+	// pair's result: reachability and round-trip time per pair and network.
+	Probes []ProbeData `json:",omitempty"`
+}
+
+// ProbeData is one agent's probe of another node on a cluster network.
+type ProbeData struct {
+	From      string        `json:"from"`
+	To        string        `json:"to"`
+	Network   string        `json:"network"`
+	Reachable bool          `json:"reachable"`
+	RTT       time.Duration `json:"rtt_ns"`
 }
 
 // AgentData names one node agent's data a test used.
