@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -353,5 +355,61 @@ func TestVMDataDisks(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestVMDataDisksAddedRunning: a data disk added to a running VM is
+// taken in place (no allow_restart, no restart: the same boot runs on,
+// the disk is written); growing one still needs the VM off; adding disks
+// while the VM moves to another node is refused, nothing changed.
+func TestVMDataDisksAddedRunning(t *testing.T) {
+	ctx := context.Background()
+	e, vol := vmEnv(t)
+	s := vmSpec(vol, "DB01", 512)
+	s.OwnerNode = y21
+	if _, err := e.CreateVM(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	boots := func() int {
+		st, err := e.Simulator("HVCLUSTER").Status(ctx, y21, "DB01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Boots
+	}
+	before := boots()
+	s.DataDisks = []VHDSpec{{SizeGiB: 1, Type: VHDDynamic}}
+	vm, err := e.UpdateVM(ctx, s)
+	if err != nil {
+		t.Fatalf("adding a data disk to the running VM: %v", err)
+	}
+	if vm.Status != VMRunning || vm.Node != y21 || boots() != before {
+		t.Fatalf("after the addition: %s on %s, %d boots (was %d): want the same run", vm.Status, vm.Node, boots(), before)
+	}
+	err = e.WithVolume(ctx, vol.ID, y21, func(fv *kayofs.Volume) error {
+		d, _, err := OpenVMDisk(fv, vm, "DB01/DB01-disk1.vhd")
+		if err == nil && d.Size() < 1<<30 {
+			err = fmt.Errorf("%d bytes", d.Size())
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the added data disk: %v", err)
+	}
+	grow := s
+	grow.DataDisks = []VHDSpec{{SizeGiB: 2, Type: VHDDynamic}}
+	_, err = e.UpdateVM(ctx, grow)
+	inputAttr(t, err, "data_disks", "needs it off")
+	move := s
+	move.OwnerNode = y22
+	move.DataDisks = append(slices.Clone(s.DataDisks), VHDSpec{SizeGiB: 1, Type: VHDDynamic})
+	_, err = e.UpdateVM(ctx, move)
+	inputAttr(t, err, "data_disks", "two applies")
+	got, err := e.GetVM(ctx, "HVCLUSTER", "DB01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Node != y21 || len(got.DataDisks) != 1 || got.Pending != nil {
+		t.Fatalf("after the refused changes: on %s with %d data disks, pending %+v", got.Node, len(got.DataDisks), got.Pending)
 	}
 }
