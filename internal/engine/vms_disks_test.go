@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
 )
 
@@ -396,8 +397,27 @@ func TestVMDataDisksAddedRunning(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the added data disk: %v", err)
 	}
+	// An addition whose process died after its intent (the record names
+	// disk 2, pending): the next call finishes it, the VM still running.
+	prior := vm.VMSpec
+	vm.VMSpec.DataDisks = append(slices.Clone(prior.DataDisks), VHDSpec{SizeGiB: 1, Type: VHDDynamic})
+	vm.Pending = &Pending{ID: randomHex(8), Op: opConverge, Phase: PhasePrepare, Prior: &prior, Files: true, Holder: e.newHolder(), StartedAt: e.now().UTC()}
+	if _, err := e.st.Commit(ctx, nil, []store.Op{putJSON(vmKey(vm.Cluster, vm.Name), vm)}); err != nil {
+		t.Fatal(err)
+	}
+	if vm, err = e.RefreshVM(ctx, "HVCLUSTER", "DB01"); err != nil || vm.Pending != nil || vm.Status != VMRunning || boots() != before {
+		t.Fatalf("recovering the abandoned addition: %v, pending %+v, %s, %d boots (was %d)", err, vm.Pending, vm.Status, boots(), before)
+	}
+	err = e.WithVolume(ctx, vol.ID, y21, func(fv *kayofs.Volume) error {
+		_, _, err := OpenVMDisk(fv, vm, "DB01/DB01-disk2.vhd")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the data disk of the recovered addition: %v", err)
+	}
+	s = vm.VMSpec
 	grow := s
-	grow.DataDisks = []VHDSpec{{SizeGiB: 2, Type: VHDDynamic}}
+	grow.DataDisks = []VHDSpec{{SizeGiB: 2, Type: VHDDynamic}, {SizeGiB: 1, Type: VHDDynamic}}
 	_, err = e.UpdateVM(ctx, grow)
 	inputAttr(t, err, "data_disks", "needs it off")
 	move := s
@@ -409,7 +429,7 @@ func TestVMDataDisksAddedRunning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Node != y21 || len(got.DataDisks) != 1 || got.Pending != nil {
+	if got.Node != y21 || len(got.DataDisks) != 2 || got.Pending != nil {
 		t.Fatalf("after the refused changes: on %s with %d data disks, pending %+v", got.Node, len(got.DataDisks), got.Pending)
 	}
 }
