@@ -17,6 +17,9 @@
 #   BENCH_QEMU_ROUNDS=5       timed rounds of the qemu live-migration benchmark
 #                             (each: one raw-QMP floor move and one kayo move)
 #   BENCH_QEMU=0              skip it
+#   BENCH_BOOT_ROUNDS=5       timed rounds of the template boot benchmark (each:
+#                             one plain-QEMU raw-file boot, one kayo boot)
+#   BENCH_BOOT=0              skip it
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${BENCH_ROUNDS:-5}
@@ -43,6 +46,12 @@ if [ "${BENCH_QEMU:-1}" != 0 ]; then
   echo
   echo "== qemu driver: live migration of 128 MiB and 1 GiB guests, raw QMP floor vs engine + agents (bench/qemu_test.go)"
   go test -count=1 -run '^$' -bench QEMUMigration -benchtime="${BENCH_QEMU_ROUNDS:-30}x" -timeout 15m ./bench/
+fi
+
+if [ "${BENCH_BOOT:-1}" != 0 ]; then
+  echo
+  echo "== qemu driver: the template disk booted to its ready line, plain QEMU on a raw file (floor) vs UpdateVM + agent + NBD (bench/qemu_boot_test.go)"
+  go test -count=1 -run '^$' -bench QEMUTemplateBoot -benchtime="${BENCH_BOOT_ROUNDS:-5}x" -timeout 30m ./bench/
 fi
 
 if [ "${BENCH_MKFS:-1}" != 0 ]; then

@@ -443,7 +443,7 @@ func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu
 	case qopStart:
 		if v.m != nil && v.rec.State == hypervisor.Running && v.rec.Token == r.Token {
 			if done, _ := v.m.Exited(); !done {
-				return nil
+				return q.hotplugDataDisks(ctx, cluster, v) // the ones added since it booted (agent_qemu_disks.go)
 			}
 		}
 		if v.rec.State == hypervisor.Paused || v.rec.State == hypervisor.Received || v.rec.State == qemuIncoming {

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"os"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/hostfacts"
@@ -67,6 +69,53 @@ func (q *QEMUAgent) publishDrives(fv *kayofs.Volume, vm VM, v *qemuVMRun) error 
 			q.nbd.Remove(name)
 			delete(v.drives, name)
 		}
+	}
+	return nil
+}
+
+// hotplugDataDisks attaches to v's running QEMU the data disks its VM's
+// record names beyond those it has: each new VHD opened and served as an
+// export, then hot-plugged (qemu.Machine.HotplugData), so the guest sees
+// it without a reboot. The disks it has are left as they are (growing
+// one needs the VM off: vms_disks.go). A re-run after a failure finds
+// what is already attached and goes on.
+func (q *QEMUAgent) hotplugDataDisks(ctx context.Context, cluster string, v *qemuVMRun) error {
+	vm, err := q.e.GetVM(ctx, cluster, v.name)
+	if err != nil {
+		return err
+	}
+	if len(vm.DataDisks) <= len(v.machine.Data) {
+		return nil
+	}
+	if v.volume == "" {
+		return fmt.Errorf("VM %q on %s serves no volume: %w", vm.Name, q.node, hypervisor.ErrState)
+	}
+	fv, err := q.mount(ctx, v.volume)
+	if err != nil {
+		return err
+	}
+	defer q.unmount(v.volume) // the VM holds its own reference
+	paths, err := PathsFor(vm.DriveLetter, vm.Name)
+	if err != nil {
+		return err
+	}
+	if v.drives == nil {
+		v.drives = map[string]*qemu.Export{}
+	}
+	for i := len(v.machine.Data); i < len(vm.DataDisks); i++ {
+		name := dataExport(v.name, i)
+		if v.drives[name] == nil {
+			d, f, err := OpenVMDisk(fv, vm, paths.DataDiskVolPath(i))
+			if err != nil {
+				return err
+			}
+			v.drives[name] = q.publish(nil, name, qemuVMDisk{d: d, f: f})
+		}
+		if err := v.m.HotplugData(ctx, i, q.nbd.Disk(name)); err != nil {
+			return err
+		}
+		v.machine.Data = append(v.machine.Data, q.nbd.Disk(name))
+		q.cfg.Logf("qemu: %s: data disk %d (%s) attached to the running VM", vm.Name, i+1, vm.DataDiskPath(i))
 	}
 	return nil
 }

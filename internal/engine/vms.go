@@ -520,6 +520,14 @@ func (e *Engine) converge(ctx context.Context, vm VM, pendingID string) (VM, err
 		st, err := drv.Status(ctx, vm.Node, vm.Name)
 		switch {
 		case err == nil && st.State == hypervisor.Running && st.Token == tok:
+			if p := vm.Pending; pendingID != "" && p != nil && p.Prior != nil && dataDisksAdded(*p.Prior, vm.VMSpec) {
+				// Data disks added in place (vms_disks.go): Start on the
+				// running VM attaches the ones it lacks (hot-plug; a re-run
+				// finds them attached).
+				if err := drv.Start(ctx, vm.Node, vm.hvVM(), tok); err != nil {
+					return vm, fmt.Errorf("attaching the new data disks of VM %q on %s: %w", vm.Name, vm.Node, err)
+				}
+			}
 		case err == nil && (st.State == hypervisor.Paused || st.State == hypervisor.Received):
 			err = drv.Resume(ctx, vm.Node, vm.hvVM(), tok)
 			if err != nil {

@@ -96,10 +96,12 @@ func normalizeDisks(s *VMSpec) {
 }
 
 // diskRestartChanges names the disk attributes whose change needs the VM
-// off (the QEMU driver attaches disks and media at boot).
+// off (the QEMU driver attaches media at boot). Data disks added at the
+// end are not among them: a running VM gets them hot-plugged
+// (dataDisksAdded); growing or retyping one needs the VM off.
 func diskRestartChanges(old, s VMSpec) []string {
 	var out []string
-	if !slices.Equal(old.DataDisks, s.DataDisks) {
+	if !slices.Equal(old.DataDisks, s.DataDisks) && !dataDisksAdded(old, s) {
 		out = append(out, "data_disks")
 	}
 	if (old.DVD == nil) != (s.DVD == nil) || old.DVD != nil && *old.DVD != *s.DVD {
@@ -109,6 +111,13 @@ func diskRestartChanges(old, s VMSpec) []string {
 		out = append(out, "boot_order")
 	}
 	return out
+}
+
+// dataDisksAdded: s adds data disks at the end of old's, the others
+// unchanged (the change a running VM takes in place: the new disks are
+// written, then hot-plugged by converge).
+func dataDisksAdded(old, s VMSpec) bool {
+	return len(s.DataDisks) > len(old.DataDisks) && slices.Equal(old.DataDisks, s.DataDisks[:len(old.DataDisks)])
 }
 
 // checkDiskChange judges a change of vm's disks: the boot disk keeps its
@@ -323,6 +332,26 @@ func OpenVMDisk(fv *kayofs.Volume, vm VM, vp string) (*vhd.Disk, *kayofs.File, e
 		return nil, nil, fmt.Errorf("%s:\\%s: %w", vm.DriveLetter, strings.ReplaceAll(vp, "/", `\`), err)
 	}
 	return d, f, nil
+}
+
+// CheckVMDisk checks vm's VHD at vp on fv with vhd.CheckChain: its own
+// structures and, for a differencing disk, its parents on the volume
+// (qemu-img cannot check a child: its vpc driver does not read
+// differencing disks). It returns the problems found, none when sound.
+func CheckVMDisk(fv *kayofs.Volume, vm VM, vp string) ([]string, error) {
+	f, err := fv.Open(vp)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", vp, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	dir := vp
+	if i := strings.LastIndex(vp, "/"); i >= 0 {
+		dir = vp[:i]
+	}
+	return vhd.CheckChain(vmFile{f}, fi.Size, volumeOpener(fv, strings.ReplaceAll(dir, "/", `\`))), nil
 }
 
 // writeDataDisks creates the VM's data disks that do not exist yet (or

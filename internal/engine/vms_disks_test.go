@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
 )
 
@@ -348,6 +352,226 @@ func TestVMDataDisks(t *testing.T) {
 	err = e.WithVolume(ctx, vol.ID, y21, func(fv *kayofs.Volume) error {
 		if _, err := fv.Stat("DB01"); !errors.Is(err, kayofs.ErrNotExist) {
 			t.Errorf("DB01's directory after delete: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVMDataDisksAddedRunning: a data disk added to a running VM is
+// taken in place (no allow_restart, no restart: the same boot runs on,
+// the disk is written); growing one still needs the VM off; adding disks
+// while the VM moves to another node is refused, nothing changed.
+func TestVMDataDisksAddedRunning(t *testing.T) {
+	ctx := context.Background()
+	e, vol := vmEnv(t)
+	s := vmSpec(vol, "DB01", 512)
+	s.OwnerNode = y21
+	if _, err := e.CreateVM(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	boots := func() int {
+		st, err := e.Simulator("HVCLUSTER").Status(ctx, y21, "DB01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Boots
+	}
+	before := boots()
+	s.DataDisks = []VHDSpec{{SizeGiB: 1, Type: VHDDynamic}}
+	vm, err := e.UpdateVM(ctx, s)
+	if err != nil {
+		t.Fatalf("adding a data disk to the running VM: %v", err)
+	}
+	if vm.Status != VMRunning || vm.Node != y21 || boots() != before {
+		t.Fatalf("after the addition: %s on %s, %d boots (was %d): want the same run", vm.Status, vm.Node, boots(), before)
+	}
+	err = e.WithVolume(ctx, vol.ID, y21, func(fv *kayofs.Volume) error {
+		d, _, err := OpenVMDisk(fv, vm, "DB01/DB01-disk1.vhd")
+		if err == nil && d.Size() < 1<<30 {
+			err = fmt.Errorf("%d bytes", d.Size())
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the added data disk: %v", err)
+	}
+	// An addition whose process died after its intent (the record names
+	// disk 2, pending): the next call finishes it, the VM still running.
+	prior := vm.VMSpec
+	vm.VMSpec.DataDisks = append(slices.Clone(prior.DataDisks), VHDSpec{SizeGiB: 1, Type: VHDDynamic})
+	vm.Pending = &Pending{ID: randomHex(8), Op: opConverge, Phase: PhasePrepare, Prior: &prior, Files: true, Holder: e.newHolder(), StartedAt: e.now().UTC()}
+	if _, err := e.st.Commit(ctx, nil, []store.Op{putJSON(vmKey(vm.Cluster, vm.Name), vm)}); err != nil {
+		t.Fatal(err)
+	}
+	if vm, err = e.RefreshVM(ctx, "HVCLUSTER", "DB01"); err != nil || vm.Pending != nil || vm.Status != VMRunning || boots() != before {
+		t.Fatalf("recovering the abandoned addition: %v, pending %+v, %s, %d boots (was %d)", err, vm.Pending, vm.Status, boots(), before)
+	}
+	err = e.WithVolume(ctx, vol.ID, y21, func(fv *kayofs.Volume) error {
+		_, _, err := OpenVMDisk(fv, vm, "DB01/DB01-disk2.vhd")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the data disk of the recovered addition: %v", err)
+	}
+	s = vm.VMSpec
+	grow := s
+	grow.DataDisks = []VHDSpec{{SizeGiB: 2, Type: VHDDynamic}, {SizeGiB: 1, Type: VHDDynamic}}
+	_, err = e.UpdateVM(ctx, grow)
+	inputAttr(t, err, "data_disks", "needs it off")
+	move := s
+	move.OwnerNode = y22
+	move.DataDisks = append(slices.Clone(s.DataDisks), VHDSpec{SizeGiB: 1, Type: VHDDynamic})
+	_, err = e.UpdateVM(ctx, move)
+	inputAttr(t, err, "data_disks", "two applies")
+	got, err := e.GetVM(ctx, "HVCLUSTER", "DB01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Node != y21 || len(got.DataDisks) != 2 || got.Pending != nil {
+		t.Fatalf("after the refused changes: on %s with %d data disks, pending %+v", got.Node, len(got.DataDisks), got.Pending)
+	}
+}
+
+// TestVMDisksQemuImg has qemu-img read the VHDs the engine writes beside
+// a VM's blank boot disk (TestVHDOnVolumeQemuImg covers those): data
+// disks of both types, one grown in place, one added, and a full copy of a
+// template of both types. Each is copied off the volume; `qemu-img info`
+// gives its virtual size, `qemu-img check` passes (qemu's vpc driver has
+// no check: exit 63 "does not support checks" is accepted), and
+// `qemu-img convert` to raw reads the bytes the engine's reader does.
+// A differencing child cannot be read by qemu: CheckVMDisk checks it.
+func TestVMDisksQemuImg(t *testing.T) {
+	qemuImg, err := exec.LookPath("qemu-img")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("qemu-img not found: install Debian's qemu-utils")
+		}
+		t.Skip("qemu-img not found: install Debian's qemu-utils to run this test")
+	}
+	ctx := context.Background()
+	e, vol := vmEnv(t)
+	if _, err := e.PutVolumeFile(ctx, VolumeFileSpec{Volume: vol.ID, Path: `templates\base.vhd`, Source: localTemplate(t)}); err != nil {
+		t.Fatal(err)
+	}
+	type disk struct{ vm, vp string }
+	var disks []disk
+	for _, typ := range []string{VHDDynamic, VHDFixed} {
+		s := vmSpec(vol, "COPY-"+typ, 512)
+		s.State = VMOff
+		s.VHD = VHDSpec{SizeGiB: 1, Type: typ, Source: `templates\base.vhd`, Clone: CloneCopy}
+		if _, err := e.CreateVM(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		disks = append(disks, disk{s.Name, s.Name + "/" + s.Name + ".vhd"})
+	}
+	s := vmSpec(vol, "DATA", 512)
+	s.State = VMOff
+	s.DataDisks = []VHDSpec{{SizeGiB: 1, Type: VHDDynamic}, {SizeGiB: 1, Type: VHDFixed}}
+	if _, err := e.CreateVM(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	s.DataDisks = []VHDSpec{{SizeGiB: 2, Type: VHDDynamic}, {SizeGiB: 1, Type: VHDFixed}, {SizeGiB: 1, Type: VHDDynamic}}
+	if _, err := e.UpdateVM(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	for i := range s.DataDisks {
+		disks = append(disks, disk{"DATA", fmt.Sprintf("DATA/DATA-disk%d.vhd", i+1)})
+	}
+	child := vmSpec(vol, "CHILD", 512)
+	child.State = VMOff
+	child.VHD = VHDSpec{SizeGiB: 1, Type: VHDDynamic, Source: `templates\base.vhd`}
+	if _, err := e.CreateVM(ctx, child); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	err = e.WithVolume(ctx, vol.ID, y21, func(fv *kayofs.Volume) error {
+		cvm, err := e.GetVM(ctx, "HVCLUSTER", "CHILD")
+		if err != nil {
+			return err
+		}
+		if probs, err := CheckVMDisk(fv, cvm, "CHILD/CHILD.vhd"); err != nil || len(probs) > 0 {
+			t.Errorf("CheckVMDisk of the child: %v %v", probs, err)
+		}
+		for _, dk := range disks {
+			vm, err := e.GetVM(ctx, "HVCLUSTER", dk.vm)
+			if err != nil {
+				return err
+			}
+			d, f, err := OpenVMDisk(fv, vm, dk.vp)
+			if err != nil {
+				return err
+			}
+			if probs, err := CheckVMDisk(fv, vm, dk.vp); err != nil || len(probs) > 0 {
+				t.Errorf("%s: CheckVMDisk: %v %v", dk.vp, probs, err)
+			}
+			fi, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			out := filepath.Join(dir, strings.ReplaceAll(dk.vp, "/", "_"))
+			o, err := os.Create(out)
+			if err != nil {
+				return err
+			}
+			buf := make([]byte, 1<<20)
+			for off := int64(0); off < fi.Size; off += int64(len(buf)) {
+				n := min(int64(len(buf)), fi.Size-off)
+				if _, err := f.ReadAt(buf[:n], off); err != nil {
+					return err
+				}
+				if !isZero(buf[:n]) {
+					if _, err := o.WriteAt(buf[:n], off); err != nil {
+						return err
+					}
+				}
+			}
+			if err := o.Truncate(fi.Size); err != nil {
+				return err
+			}
+			_ = o.Close()
+			info, err := exec.Command(qemuImg, "info", "-f", "vpc", "--output=json", out).CombinedOutput()
+			if err != nil || !strings.Contains(string(info), fmt.Sprintf(`"virtual-size": %d`, d.Size())) {
+				t.Errorf("%s: qemu-img info: %v, want virtual size %d\n%s", dk.vp, err, d.Size(), info)
+			}
+			chk, err := exec.Command(qemuImg, "check", "-f", "vpc", out).CombinedOutput()
+			var ee *exec.ExitError
+			if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 63 && strings.Contains(string(chk), "does not support checks")) {
+				t.Errorf("%s: qemu-img check: %v\n%s", dk.vp, err, chk)
+			}
+			raw := out + ".raw"
+			if msg, err := exec.Command(qemuImg, "convert", "-f", "vpc", "-O", "raw", out, raw).CombinedOutput(); err != nil {
+				t.Errorf("%s: qemu-img convert: %v\n%s", dk.vp, err, msg)
+				continue
+			}
+			rf, err := os.Open(raw)
+			if err != nil {
+				return err
+			}
+			got, want := make([]byte, 1<<20), make([]byte, 1<<20)
+			for off := int64(0); off < d.Size(); off += int64(len(got)) {
+				n := min(int64(len(got)), d.Size()-off)
+				if _, err := rf.ReadAt(got[:n], off); err != nil {
+					t.Errorf("%s: qemu's raw image at %d: %v", dk.vp, off, err)
+					break
+				}
+				if _, err := d.ReadAt(want[:n], off); err != nil {
+					return err
+				}
+				if !bytes.Equal(got[:n], want[:n]) {
+					t.Errorf("%s: qemu reads other bytes than the engine in the MiB at %d", dk.vp, off)
+					break
+				}
+			}
+			sec := make([]byte, 512)
+			if _, err := rf.ReadAt(sec, 4096*512); err == nil && strings.HasPrefix(dk.vm, "COPY-") && !bytes.Equal(sec, bytes.Repeat([]byte("T"), 512)) {
+				t.Errorf("%s: qemu reads no template sector 4096 in the full copy", dk.vp)
+			}
+			_ = rf.Close()
+			_ = os.Remove(raw)
+			_ = os.Remove(out)
 		}
 		return nil
 	})

@@ -115,10 +115,17 @@ func (e *Engine) beginUpdate(ctx context.Context, t *vmTxn, c Cluster, s VMSpec,
 	running := t.vm.Status == VMRunning
 	restarts := len(restartChanges(t.vm.VMSpec, s)) > 0
 	old := t.vm.VMSpec
-	p.Phase, p.Prior, p.Files = PhasePrepare, &old, restarts
+	// Data disks added at the end are written, then hot-plugged into a
+	// running VM by the converge (vms_disks.go).
+	p.Phase, p.Prior, p.Files = PhasePrepare, &old, restarts || dataDisksAdded(old, s)
 	p.Restart = (running && restarts) || (running && s.State == VMOff)
 	if d.Node == t.vm.Node {
 		return e.beginConverge(ctx, t, v, s, p)
+	}
+	if running && !p.Restart && dataDisksAdded(old, s) {
+		// A live migration's target would attach disks its source lacks.
+		return &InputError{Attribute: "data_disks", Value: fmt.Sprint(len(s.DataDisks)), Detail: fmt.Sprintf("VM %q is running and "+
+			"moves from %s to %s: add its data disks and move it in two applies", s.Name, t.vm.Node, d.Node)}
 	}
 	return e.beginMigration(t, v, s, p, d.Node, running)
 }

@@ -27,6 +27,9 @@ const BootPrefix = "kayo-guest: booted from disk "
 const (
 	MarkerSector = 1
 	WriteSector  = 2
+	// TickSector: the guest's last tick ("kayo-guest-tick id=<boot id>
+	// n=<n>"), rewritten every 2 s (guest/template-init).
+	TickSector = 3
 )
 
 // ErrNotTemplate: the disk does not have the template's layout.

@@ -57,7 +57,9 @@ func diskSchemaAttrs() map[string]schema.Attribute {
 	return map[string]schema.Attribute{
 		"data_disks": schema.ListNestedAttribute{Optional: true, MarkdownDescription: "Data disks (at most 16), blank VHDs beside " +
 			"the boot disk: `<letter>:\\<name>\\<name>-disk1.vhd`, ... (the guest's second, third, ... virtio disk). Added at " +
-			"the end and grown in place (VM off, or `allow_restart`); removing one, shrinking it or changing its type is an error.",
+			"the end in place, the VM running or not (a running VM gets the new disks hot-plugged: no restart), and grown in place " +
+			"(VM off, or `allow_restart`); removing one, shrinking it or changing its type is an error. Adding disks to a running " +
+			"VM that also moves to another node is an error: add them and move it in two applies.",
 			NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 				"size_gib": schema.Int64Attribute{Required: true, MarkdownDescription: "Virtual size in GiB (1–2040)."},
 				"type": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(engine.VHDDynamic),

@@ -135,7 +135,8 @@ type Driver interface {
 	// Status returns node's view of the VM, or ErrNotFound.
 	Status(ctx context.Context, node, name string) (Status, error)
 	// Start cold-boots the VM on node (defining it if new). Already
-	// running there with tok: no-op.
+	// running there with tok: it attaches the data disks the VM's record
+	// names and the running VM lacks (hot-plug), else a no-op.
 	Start(ctx context.Context, node string, vm VM, tok Token) error
 	// Stop shuts the VM down on node (it stays defined, Off). Not
 	// running: no-op.

@@ -1,6 +1,12 @@
 package qemu
 
-import "strconv"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
 
 // Drives are a VM's disks beyond Config.Disk and how it boots
 // (docs/ARCHITECTURE.md, "What is simulated").
@@ -65,7 +71,7 @@ func (c Config) driveArgs() []string {
 	for i, d := range c.Drives.Data {
 		id := "data" + strconv.Itoa(i)
 		a = append(a, "-drive", "if=none,id="+id+",format=raw,"+nbdFile(d)+",cache=none,aio=threads",
-			"-device", "virtio-blk-pci,drive="+id)
+			"-device", "virtio-blk-pci,drive="+id+",id="+dataDevice(i)+",addr="+dataSlot(i))
 	}
 	if c.Drives.DVD.Socket != "" {
 		a = append(a, "-drive", "if=none,id=dvd0,media=cdrom,readonly=on,format=raw,"+nbdFile(c.Drives.DVD),
@@ -81,4 +87,64 @@ func (c Config) accel() string {
 		return "kvm"
 	}
 	return "tcg"
+}
+
+// Data disk i sits in PCI slot 0x10+i, with device id vdata<i>, on the
+// command line and when hot-plugged alike: a live migration's target
+// (whose command line lists every disk) then has each device where the
+// source has it, whichever way the source got it.
+func dataSlot(i int) string   { return fmt.Sprintf("0x%x", 0x10+i) }
+func dataDevice(i int) string { return "vdata" + strconv.Itoa(i) }
+
+// MaxDataSlots bounds the data disks a machine takes (slots 0x10-0x1f).
+const MaxDataSlots = 16
+
+// HotplugData attaches data disk i, served as n, to the running machine
+// (QMP blockdev-add, then device_add of a virtio-blk-pci in its slot):
+// the guest sees a new disk. A disk already attached is left alone, so
+// a re-run after a failure half way converges.
+func (m *Machine) HotplugData(ctx context.Context, i int, n NBDDisk) error {
+	if i < 0 || i >= MaxDataSlots {
+		return fmt.Errorf("qemu %s: data disk %d: at most %d data disks", m.Name, i+1, MaxDataSlots)
+	}
+	dev := dataDevice(i)
+	if _, err := m.QMP.Execute(ctx, "qom-get", map[string]any{"path": "/machine/peripheral/" + dev, "property": "type"}); err == nil {
+		return nil // attached: on the command line or by an earlier hot-plug
+	} else if !isQMPError(err) {
+		return err
+	}
+	node := "hdata" + strconv.Itoa(i)
+	raw, err := m.QMP.Execute(ctx, "query-named-block-nodes", map[string]any{"flat": true})
+	if err != nil {
+		return fmt.Errorf("qemu %s: query-named-block-nodes: %w", m.Name, err)
+	}
+	var nodes []struct {
+		NodeName string `json:"node-name"`
+	}
+	if err := json.Unmarshal(raw, &nodes); err != nil {
+		return fmt.Errorf("qemu %s: query-named-block-nodes: %w", m.Name, err)
+	}
+	have := false
+	for _, x := range nodes {
+		have = have || x.NodeName == node
+	}
+	if !have {
+		_, err := m.QMP.Execute(ctx, "blockdev-add", map[string]any{
+			"driver": "raw", "node-name": node, "cache": map[string]any{"direct": true},
+			"file": map[string]any{"driver": "nbd", "server": map[string]any{"type": "unix", "path": n.Socket}, "export": n.Export,
+				"node-name": node + "-nbd"},
+		})
+		if err != nil {
+			return fmt.Errorf("qemu %s: attaching data disk %d (blockdev-add of export %s): %w", m.Name, i+1, n.Export, err)
+		}
+	}
+	if _, err := m.QMP.Execute(ctx, "device_add", map[string]any{"driver": "virtio-blk-pci", "drive": node, "id": dev, "addr": dataSlot(i)}); err != nil {
+		return fmt.Errorf("qemu %s: attaching data disk %d (device_add in slot %s): %w", m.Name, i+1, dataSlot(i), err)
+	}
+	return nil
+}
+
+func isQMPError(err error) bool {
+	var qe *QMPError
+	return errors.As(err, &qe)
 }
