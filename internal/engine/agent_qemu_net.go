@@ -65,11 +65,13 @@ type guestNICs struct {
 // DHCP from this node's server (Source "dhcp") or answered an ARP probe
 // for it from the switch ("arp"), else "".
 type GuestNet struct {
-	Node      string    `json:"node"`
-	VM        string    `json:"vm"`
-	Token     int64     `json:"token"`
-	Addresses []string  `json:"addresses"`
-	Sources   []string  `json:"sources,omitempty"`
+	Node      string   `json:"node"`
+	VM        string   `json:"vm"`
+	Token     int64    `json:"token"`
+	Addresses []string `json:"addresses"`
+	Sources   []string `json:"sources,omitempty"`
+	// Launched: when this node launched the guest's QEMU.
+	Launched  time.Time `json:"launched"`
 	CheckedAt time.Time `json:"checked_at"`
 }
 
@@ -446,7 +448,8 @@ func (q *QEMUAgent) probeGuests(ctx context.Context, cluster string) {
 		}
 	}
 	for vm, g := range guests {
-		rec := GuestNet{Node: q.node, VM: vm, Token: g.token, Addresses: make([]string, len(g.nics)), Sources: make([]string, len(g.nics))}
+		rec := GuestNet{Node: q.node, VM: vm, Token: g.token, Addresses: make([]string, len(g.nics)), Sources: make([]string, len(g.nics)),
+			Launched: g.since.UTC()}
 		any, seen := false, false
 		for i, n := range g.nics {
 			p, err := netip.ParsePrefix(n.Address)
@@ -464,7 +467,8 @@ func (q *QEMUAgent) probeGuests(ctx context.Context, cluster string) {
 		if !any || !seen && g.incoming && time.Since(g.since) < incomingGrace {
 			continue
 		}
-		if old, ok := q.net.reported[vm]; ok && old.Token == rec.Token && fmt.Sprint(old.Addresses) == fmt.Sprint(rec.Addresses) {
+		if old, ok := q.net.reported[vm]; ok && old.Token == rec.Token && old.Launched.Equal(rec.Launched) &&
+			fmt.Sprint(old.Addresses) == fmt.Sprint(rec.Addresses) {
 			continue
 		}
 		rec.CheckedAt = q.e.now().UTC()
