@@ -55,7 +55,8 @@ resource "kayo_virtual_switch" "lab" {
   subnet     = "10.77.0.0/24"
 }
 `, template)
-	for _, vm := range []struct{ name, node string }{{"A", "Y-21-2k8x64"}, {"B", "Y-22-2k8x64"}} {
+	// B after A, so A takes the switch's first free address.
+	for _, vm := range []struct{ name, node, after string }{{"A", "Y-21-2k8x64", "[]"}, {"B", "Y-22-2k8x64", "[kayo_virtual_machine.a]"}} {
 		fmt.Fprintf(&b, `resource "kayo_virtual_machine" %q {
   cluster_id       = kayo_cluster.c.id
   volume_id        = kayo_shared_volume.o.id
@@ -65,8 +66,9 @@ resource "kayo_virtual_switch" "lab" {
   network_adapters = [{ switch = kayo_virtual_switch.lab.id }]
   owner_node       = %q
   timeouts         = { wait_for_ip = "3m" }
+  depends_on       = %s
 }
-`, strings.ToLower(vm.name), vm.name, vm.node)
+`, strings.ToLower(vm.name), vm.name, vm.node, vm.after)
 	}
 	return b.String()
 }
