@@ -28,7 +28,7 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 . "$here/initramfs.sh"
 make_initramfs "$busybox" "$kver" "$here/init" "$out/initrd.img.tmp" \
-  sh mount insmod dd cat echo sleep mknod date tr head hexdump printf reboot poweroff ip nc setsid chmod
+  sh mount insmod dd cat echo sleep mknod date tr head hexdump printf reboot poweroff ip nc setsid chmod udhcpc grep
 cp "$kernel" "$out/vmlinuz.tmp"
 mv "$out/vmlinuz.tmp" "$out/vmlinuz"
 mv "$out/initrd.img.tmp" "$out/initrd.img"

@@ -24,9 +24,9 @@ make_initramfs() {
     elif [ -f "$src.zst" ]; then zstd -qdc "$src.zst" > "$root/lib/modules/$(basename "$m").ko"
     fi
   done
-  # Network: virtio-net (with its failover dependencies) and fw_cfg,
-  # through which the agent hands the guest its addresses.
-  for m in net/core/failover drivers/net/net_failover drivers/net/virtio_net drivers/firmware/qemu_fw_cfg; do
+  # Network: virtio-net (with its failover dependencies); the guest gets
+  # its addresses by DHCP (internal/dhcpserve).
+  for m in net/core/failover drivers/net/net_failover drivers/net/virtio_net; do
     src="/usr/lib/modules/$kver/kernel/$m.ko"
     if [ -f "$src" ]; then cp "$src" "$root/lib/modules/"
     elif [ -f "$src.xz" ]; then xz -dc "$src.xz" > "$root/lib/modules/$(basename "$m").ko"

@@ -53,7 +53,7 @@ trap 'rm -rf "$tmp" "$vhd.$$.tmp"' EXIT
 # as /dev/sr0.
 INITRAMFS_EXTRA_MODULES="scsi/scsi_common scsi/scsi_mod ata/libata ata/ata_piix cdrom/cdrom scsi/sr_mod" \
 make_initramfs /bin/busybox "$kver" "$here/template-init" "$tmp/initrd.img" \
-  sh mount insmod dd cat echo sleep tr head hexdump printf sync
+  sh mount insmod dd cat echo sleep tr head hexdump printf sync ip udhcpc grep chmod
 
 cat > "$tmp/syslinux.cfg" <<'CFG'
 SERIAL 0 115200

@@ -171,14 +171,16 @@ func TestLiveMigrationKeepsTheSwitchConnection(t *testing.T) {
 	}
 	caddr, saddr := strings.Split(client.AdapterAddresses[0], "/")[0], strings.Split(server.AdapterAddresses[0], "/")[0]
 	t.Logf("CLIENT %s on %s, SERVER %s on %s", caddr, client.Node, saddr, server.Node)
-	waitLine(serial(threeNodes[0], "CLIENT"), "addr="+client.AdapterAddresses[0])
-	waitLine(serial(threeNodes[1], "SERVER"), "addr="+server.AdapterAddresses[0])
+	// Each guest gets its reserved address by DHCP from its node's agent
+	// (guest/init has no other way to learn it).
+	waitLine(serial(threeNodes[0], "CLIENT"), "addr="+client.AdapterAddresses[0]+" via=dhcp")
+	waitLine(serial(threeNodes[1], "SERVER"), "addr="+server.AdapterAddresses[0]+" via=dhcp")
 	// Each node's agent reports its guest's address once the guest
-	// answers on it.
+	// took it (lease acknowledged, or an ARP answer).
 	guestAddr := func(vm string, want string) {
 		t.Helper()
 		start := time.Now()
-		got, err := e.WaitGuestAddresses(ctx, "HVCLUSTER", vm, 60*time.Second)
+		got, err := e.WaitGuestAddresses(ctx, "HVCLUSTER", vm, 60*time.Second, nil)
 		if err != nil || fmt.Sprint(got) != "["+want+"]" {
 			t.Fatalf("%s's reported addresses: %v, %v; want [%s]", vm, got, err, want)
 		}
@@ -265,6 +267,11 @@ func TestLiveMigrationKeepsTheSwitchConnection(t *testing.T) {
 			r+1, at, to, moved.LastMigration.DurationMs, moved.LastMigration.DowntimeMs, before, worst.Round(time.Millisecond))
 		if fmt.Sprint(moved.AdapterAddresses) != fmt.Sprint(server.AdapterAddresses) {
 			t.Fatalf("SERVER's address changed with the move: %v, was %v", moved.AdapterAddresses, server.AdapterAddresses)
+		}
+		// The reported address does not blink: right after the move
+		// (before or after the new node's first report) it is the same.
+		if got, err := e.GuestAddresses(ctx, "HVCLUSTER", "SERVER"); err != nil || fmt.Sprint(got) != fmt.Sprint(server.AdapterAddresses) {
+			t.Fatalf("SERVER's reported addresses right after the move: %v, %v; want %v", got, err, server.AdapterAddresses)
 		}
 		guestAddr("SERVER", server.AdapterAddresses[0]) // now reported by the new node
 		server, at = moved, to

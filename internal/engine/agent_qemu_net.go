@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/dhcpserve"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/hostnet"
@@ -35,8 +36,13 @@ type qemuNet struct {
 	// QEMUAgent.mu).
 	taps map[string]string
 	// guests: the adapters with addresses of the VMs launched here, by
-	// VM, for probeGuests (under QEMUAgent.mu).
+	// VM, for probeGuests and the DHCP servers (under QEMUAgent.mu).
 	guests map[string]guestNICs
+	// dhcp: the DHCP servers running, by bridge (guestLoop's goroutine
+	// only).
+	dhcp map[string]context.CancelFunc
+	// wake asks guestLoop to look now (a launch, a lease acknowledged).
+	wake chan struct{}
 	// reported: what probeGuests last wrote, by VM (its goroutine only).
 	reported map[string]GuestNet
 }
@@ -46,16 +52,26 @@ type guestNICs struct {
 	token   int64
 	bridges []string
 	nics    []qemu.NIC
+	// acked[i]: this node's DHCP server acknowledged adapter i's address.
+	acked []bool
+	// since: when this node launched it; incoming: by a migration (its
+	// guest already holds its addresses).
+	since    time.Time
+	incoming bool
 }
 
 // GuestNet is what a node's agent last saw of a VM's guest addresses:
-// Addresses[i] is adapter i's assigned address (CIDR) once the guest
-// answered an ARP probe for it from the switch, else "".
+// Addresses[i] is adapter i's address (CIDR) once the guest took it by
+// DHCP from this node's server (Source "dhcp") or answered an ARP probe
+// for it from the switch ("arp"), else "".
 type GuestNet struct {
-	Node      string    `json:"node"`
-	VM        string    `json:"vm"`
-	Token     int64     `json:"token"`
-	Addresses []string  `json:"addresses"`
+	Node      string   `json:"node"`
+	VM        string   `json:"vm"`
+	Token     int64    `json:"token"`
+	Addresses []string `json:"addresses"`
+	Sources   []string `json:"sources,omitempty"`
+	// Launched: when this node launched the guest's QEMU.
+	Launched  time.Time `json:"launched"`
 	CheckedAt time.Time `json:"checked_at"`
 }
 
@@ -63,7 +79,8 @@ func newQEMUNet() *qemuNet {
 	if hostnet.Available() != nil {
 		return nil // a VM with adapters then fails, saying why (nics)
 	}
-	return &qemuNet{ip: hostnet.New(), taps: map[string]string{}, guests: map[string]guestNICs{}, reported: map[string]GuestNet{}}
+	return &qemuNet{ip: hostnet.New(), taps: map[string]string{}, guests: map[string]guestNICs{},
+		dhcp: map[string]context.CancelFunc{}, wake: make(chan struct{}, 1), reported: map[string]GuestNet{}}
 }
 
 // uplinkOf resolves the host adapter an external switch binds on this
@@ -108,9 +125,16 @@ func (q *QEMUAgent) nics(ctx context.Context, cluster string, v *qemuVMRun, r qe
 	var bridges []string
 	defer func() {
 		q.mu.Lock()
-		q.net.guests[v.name] = guestNICs{token: int64(r.Token), bridges: bridges, nics: out}
+		q.net.guests[v.name] = guestNICs{token: int64(r.Token), bridges: bridges, nics: out, acked: make([]bool, len(out)),
+			since: time.Now(), incoming: r.Op == qopIncoming || r.Op == qopRestore}
 		q.mu.Unlock()
+		q.net.poke()
 	}()
+	if r.Op == qopStart {
+		// A fresh boot holds no address yet: this node's report of an
+		// earlier run (same token) must not show through.
+		_, _ = q.e.st.Commit(ctx, nil, []store.Op{store.Del(qemuGuestNetKey(cluster, q.node, v.name))})
+	}
 	for i, a := range r.VM.Adapters {
 		name := SwitchNameOf(cluster, a.Switch)
 		sw, err := q.e.GetSwitch(ctx, cluster, name)
@@ -258,25 +282,155 @@ func (q *QEMUAgent) guestToken(r qemuRequest) {
 	}
 }
 
-// guestLoop runs probeGuests every second until ctx ends.
+// poke wakes guestLoop.
+func (n *qemuNet) poke() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// guestLoop keeps a DHCP server on each bridge a guest here has an
+// address on, and runs probeGuests every second (or when poked), until
+// ctx ends.
 func (q *QEMUAgent) guestLoop(ctx context.Context) {
+	if q.net == nil {
+		return
+	}
+	defer func() {
+		for _, stop := range q.net.dhcp {
+			stop()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-q.net.wake:
 		case <-time.After(time.Second):
 		}
 		q.mu.Lock()
 		cluster := q.cluster
 		q.mu.Unlock()
+		q.serveDHCP(ctx)
 		q.probeGuests(ctx, cluster)
 	}
 }
 
-// probeGuests asks each guest launched here, from its switch's bridge,
-// whether it holds its adapters' addresses (hostnet.ProbeARP), and
-// records what it saw when that changed (GuestNet): a guest's address is
-// reported once the guest has it, by the node it runs on.
+// serveDHCP starts a DHCP server (internal/dhcpserve) on each bridge
+// where a guest launched here has an address, and stops those no guest
+// needs any more. A server answers only these guests' MACs, each with
+// the address the engine reserved for the adapter (so the guest gets
+// the same address on any node), and a switch without a subnet has no
+// server.
+func (q *QEMUAgent) serveDHCP(ctx context.Context) {
+	want := map[string]bool{}
+	q.mu.Lock()
+	for _, g := range q.net.guests {
+		for i, n := range g.nics {
+			if n.Address != "" {
+				want[g.bridges[i]] = true
+			}
+		}
+	}
+	q.mu.Unlock()
+	for br, stop := range q.net.dhcp {
+		if !want[br] {
+			stop()
+			delete(q.net.dhcp, br)
+		}
+	}
+	for br := range want {
+		if _, ok := q.net.dhcp[br]; ok {
+			continue
+		}
+		sctx, stop := context.WithCancel(ctx)
+		q.net.dhcp[br] = stop
+		s := &dhcpserve.Server{
+			Lookup: func(mac net.HardwareAddr) (netip.Prefix, bool) { return q.leaseOf(br, mac, false) },
+			OnAck:  func(mac net.HardwareAddr, _ netip.Prefix) { q.leaseOf(br, mac, true) },
+			Logf:   q.cfg.Logf,
+		}
+		go func() {
+			for sctx.Err() == nil {
+				err := dhcpserve.Serve(sctx, br, s, func() netip.Addr { return q.serverID(br) })
+				if err == nil || sctx.Err() != nil {
+					return
+				}
+				q.cfg.Logf("qemu: DHCP on %s: %v (again in 1s)", br, err)
+				select {
+				case <-sctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+		}()
+	}
+}
+
+// leaseOf is the address of the adapter with MAC mac on bridge br of a
+// guest launched here; ack records that the guest was given it.
+func (q *QEMUAgent) leaseOf(br string, mac net.HardwareAddr, ack bool) (netip.Prefix, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for vm, g := range q.net.guests {
+		for i, n := range g.nics {
+			m, err := net.ParseMAC(qemu.QEMUMAC(n.MAC))
+			if err != nil || g.bridges[i] != br || m.String() != mac.String() {
+				continue
+			}
+			p, err := netip.ParsePrefix(n.Address)
+			if err != nil {
+				return netip.Prefix{}, false
+			}
+			if ack && !g.acked[i] {
+				g.acked[i] = true
+				q.net.guests[vm] = g
+				q.net.poke()
+			}
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// serverID is the DHCP server identifier on bridge br: the bridge's own
+// address on the guest's subnet (an external switch's host address),
+// else the subnet's first address, which guests never get (AssignAddress).
+func (q *QEMUAgent) serverID(br string) netip.Addr {
+	var subnet netip.Prefix
+	q.mu.Lock()
+	for _, g := range q.net.guests {
+		for i, n := range g.nics {
+			if p, err := netip.ParsePrefix(n.Address); err == nil && g.bridges[i] == br {
+				subnet = p.Masked()
+			}
+		}
+	}
+	q.mu.Unlock()
+	if ifi, err := net.InterfaceByName(br); err == nil {
+		addrs, _ := ifi.Addrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && subnet.IsValid() && subnet.Contains(p.Addr()) {
+				return p.Addr()
+			}
+		}
+	}
+	if subnet.IsValid() {
+		return subnet.Addr().Next()
+	}
+	return netip.IPv4Unspecified()
+}
+
+// incomingGrace is how long the target of a migration lets the previous
+// owner's report stand (GuestAddresses) before it reports a guest it has
+// not yet seen holding an address.
+const incomingGrace = 10 * time.Second
+
+// probeGuests records, for each guest launched here, the addresses it
+// took from this node's DHCP server or answers ARP probes for from its
+// switch's bridge (hostnet.ProbeARP), when that changed (GuestNet): a
+// guest's address is reported once the guest has it, by the node it runs
+// on. A report supersedes the other nodes' reports of the VM.
 func (q *QEMUAgent) probeGuests(ctx context.Context, cluster string) {
 	if q.net == nil || cluster == "" {
 		return
@@ -284,12 +438,19 @@ func (q *QEMUAgent) probeGuests(ctx context.Context, cluster string) {
 	q.mu.Lock()
 	guests := make(map[string]guestNICs, len(q.net.guests))
 	for vm, g := range q.net.guests {
+		g.acked = append([]bool(nil), g.acked...)
 		guests[vm] = g
 	}
 	q.mu.Unlock()
+	for vm := range q.net.reported {
+		if _, ok := guests[vm]; !ok {
+			delete(q.net.reported, vm) // gone from here: a new launch reports afresh
+		}
+	}
 	for vm, g := range guests {
-		rec := GuestNet{Node: q.node, VM: vm, Token: g.token, Addresses: make([]string, len(g.nics))}
-		any := false
+		rec := GuestNet{Node: q.node, VM: vm, Token: g.token, Addresses: make([]string, len(g.nics)), Sources: make([]string, len(g.nics)),
+			Launched: g.since.UTC()}
+		any, seen := false, false
 		for i, n := range g.nics {
 			p, err := netip.ParsePrefix(n.Address)
 			mac, merr := net.ParseMAC(qemu.QEMUMAC(n.MAC))
@@ -298,17 +459,28 @@ func (q *QEMUAgent) probeGuests(ctx context.Context, cluster string) {
 			}
 			any = true
 			if ok, _ := hostnet.ProbeARP(ctx, g.bridges[i], p.Addr(), mac, 200*time.Millisecond); ok {
-				rec.Addresses[i] = n.Address
+				rec.Addresses[i], rec.Sources[i], seen = n.Address, "arp", true
+			} else if g.acked[i] {
+				rec.Addresses[i], rec.Sources[i], seen = n.Address, "dhcp", true
 			}
 		}
-		if !any {
+		if !any || !seen && g.incoming && time.Since(g.since) < incomingGrace {
 			continue
 		}
-		if old, ok := q.net.reported[vm]; ok && old.Token == rec.Token && fmt.Sprint(old.Addresses) == fmt.Sprint(rec.Addresses) {
+		if old, ok := q.net.reported[vm]; ok && old.Token == rec.Token && old.Launched.Equal(rec.Launched) &&
+			fmt.Sprint(old.Addresses) == fmt.Sprint(rec.Addresses) {
 			continue
 		}
 		rec.CheckedAt = q.e.now().UTC()
-		if _, err := q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuGuestNetKey(cluster, q.node, vm), rec)}); err == nil {
+		ops := []store.Op{putJSON(qemuGuestNetKey(cluster, q.node, vm), rec)}
+		if c, err := q.e.GetCluster(ctx, cluster); err == nil {
+			for _, n := range c.Nodes {
+				if n != q.node {
+					ops = append(ops, store.Del(qemuGuestNetKey(cluster, n, vm)))
+				}
+			}
+		}
+		if _, err := q.e.st.Commit(ctx, nil, ops); err == nil {
 			q.net.reported[vm] = rec
 		}
 	}

@@ -279,3 +279,7 @@ var errPairBusy = errors.New("a live migration between these nodes is in progres
 
 // errNoCommit lets fn end a transaction without writing.
 var errNoCommit = errors.New("nothing to commit")
+
+// ErrGuestNetTimeout: a VM's guest took no address on an adapter within
+// the wait asked for (wait_for_ip). See GuestNetTimeoutError.
+var ErrGuestNetTimeout = errors.New("guest took no address in time")

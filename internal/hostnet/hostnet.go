@@ -153,7 +153,15 @@ func (n *Net) EnsureBridge(ctx context.Context, br, uplink string) error {
 	b, ok := find(links, br)
 	if !ok {
 		if _, err := n.IP(ctx, "link", "add", "name", br, "type", "bridge", "forward_delay", "0", "stp_state", "0"); err != nil {
-			return err
+			// Another agent in this namespace (a lab's nodes on one
+			// machine) may have made it since: then it is there.
+			again, lerr := n.Links(ctx)
+			if lerr != nil {
+				return err
+			}
+			if b, ok = find(again, br); !ok || b.Kind != "bridge" {
+				return err
+			}
 		}
 	}
 	if uplink != "" {

@@ -155,3 +155,32 @@ func TestProbeARP(t *testing.T) {
 		t.Fatalf("b does not hold 10.99.0.9: %v %v", ok, err)
 	}
 }
+
+// Two agents in one namespace (a lab's nodes) start VMs on one switch at
+// once: the one whose `ip link add` loses the race finds the other's
+// bridge and uses it.
+func TestEnsureBridgeRaceWithAnotherAgent(t *testing.T) {
+	rig := netnsrig.New(t)
+	h := rig.AddHost("lab", map[string]netip.Prefix{})
+	n := inNS(h.NS)
+	ip := n.IP
+	n.IP = func(ctx context.Context, args ...string) ([]byte, error) {
+		if len(args) > 2 && args[0] == "link" && args[1] == "add" {
+			// The other agent wins: its bridge appears just before ours.
+			if out, err := exec.Command("ip", "-n", h.NS, "link", "add", "name", "kbrrace", "type", "bridge").CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+		}
+		return ip(ctx, args...)
+	}
+	if err := n.EnsureBridge(context.Background(), "kbrrace", ""); err != nil {
+		t.Fatalf("EnsureBridge after another agent made the bridge: %v", err)
+	}
+	links, err := n.Links(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := find(links, "kbrrace"); !ok || b.Kind != "bridge" || !b.Up {
+		t.Fatalf("bridge %+v (found %v)", b, ok)
+	}
+}

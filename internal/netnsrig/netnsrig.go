@@ -161,3 +161,6 @@ func (r *Rig) cleanup() {
 		_ = exec.Command("ip", "link", "del", br).Run()
 	}
 }
+
+// Bridge is network's bridge on the machine's own stack.
+func (r *Rig) Bridge(network string) string { return r.bridges[network] }

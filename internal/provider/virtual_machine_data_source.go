@@ -67,7 +67,7 @@ func (d *vmDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, res
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"switch": schema.StringAttribute{Computed: true}, "mac_address": schema.StringAttribute{Computed: true},
 					"ip_addresses": schema.ListAttribute{Computed: true, ElementType: types.StringType,
-						MarkdownDescription: "The guest's addresses on the adapter."}}}},
+						MarkdownDescription: "The addresses the guest is seen using on the adapter (its lease from the node's DHCP server, or an ARP answer); empty while off."}}}},
 			"owner_node":       str("The pin, or null."),
 			"preferred_owners": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Preferred owners, in order."},
 			"possible_owners":  schema.SetAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Possible owners (null: every node)."},
@@ -109,6 +109,8 @@ func (d *vmDataSource) Read(ctx context.Context, req datasource.ReadRequest, res
 		Failback: types.ObjectNull(failbackAttrTypes)})
 	if len(vm.Adapters) == 0 {
 		r.NetworkAdapters = types.ListValueMust(vmAdapterObjType, []attr.Value{})
+	} else {
+		r = withGuestNet(ctx, d.engine, vm, r, &resp.Diagnostics) // virtual_machine_guest_net.go
 	}
 	out := vmDataModel{ID: r.ID, ClusterID: r.ClusterID, Name: r.Name, VolumeID: r.VolumeID, MemoryMB: r.MemoryMB,
 		ProcessorCount: r.ProcessorCount, VHD: r.VHD, NetworkAdapters: r.NetworkAdapters, OwnerNode: r.OwnerNode,

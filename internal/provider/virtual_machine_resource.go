@@ -138,9 +138,12 @@ func (r *vmResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp 
 					"mac_address": schema.StringAttribute{Computed: true, MarkdownDescription: "Static MAC in Hyper-V's `00-15-5D` range, " +
 						"derived from cluster, name and position (known at plan)."},
 					"ip_addresses": schema.ListAttribute{Computed: true, ElementType: types.StringType,
-						MarkdownDescription: "The guest's addresses on the adapter: on a `kayo_virtual_switch` with a `subnet`, the static " +
-							"address assigned when the adapter was added (handed to the guest by its node's agent), kept while the " +
-							"adapter stays on that switch, moves included. Empty on a switch without a subnet."},
+						MarkdownDescription: "The addresses the guest is seen using on the adapter, as the agent of the node running it " +
+							"reports them: on a `kayo_virtual_switch` with a `subnet` each adapter has an address reserved for it (the " +
+							"lowest free one, kept while the adapter stays on that switch), which the guest gets by DHCP from its node's " +
+							"agent; it shows here once the agent acknowledged the lease or the guest answers ARP on it. Unchanged by " +
+							"migrations. Empty while the VM is off, on a switch without a subnet, and until the guest took its address " +
+							"(see `timeouts.wait_for_ip`). Simulator VMs show their reserved addresses while running."},
 				}}},
 			"owner_node": schema.StringAttribute{Optional: true, MarkdownDescription: "The pin: the node the VM runs on. Null lets " +
 				"the scheduler decide. Setting or changing it migrates the VM in place."},
@@ -187,7 +190,7 @@ func (r *vmResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp 
 					"to": schema.StringAttribute{Computed: true}, "duration_ms": schema.Int64Attribute{Computed: true},
 					"downtime_ms": schema.Int64Attribute{Computed: true},
 				}},
-			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+			"timeouts": vmTimeoutsAttribute(ctx), // virtual_machine_guest_net.go
 		},
 	}
 	for k, a := range diskSchemaAttrs() { // virtual_machine_disks.go
@@ -298,13 +301,15 @@ func adaptersValue(cluster, name string, switches []string, ips []attr.Value, nu
 	return types.ListValueMust(vmAdapterObjType, elems)
 }
 
-// adapterIPs are a VM's guest addresses by adapter, without prefix length.
-func adapterIPs(vm engine.VM) []attr.Value {
+// adapterIPs are a VM's guest addresses by adapter (addrs, from
+// engine.GuestAddresses: virtual_machine_guest_net.go), without prefix
+// length.
+func adapterIPs(vm engine.VM, addrs []string) []attr.Value {
 	out := make([]attr.Value, len(vm.Adapters))
 	for i := range vm.Adapters {
 		ips := []attr.Value{}
-		if i < len(vm.AdapterAddresses) && vm.AdapterAddresses[i] != "" {
-			ips = append(ips, types.StringValue(strings.Split(vm.AdapterAddresses[i], "/")[0]))
+		if i < len(addrs) && addrs[i] != "" {
+			ips = append(ips, types.StringValue(strings.Split(addrs[i], "/")[0]))
 		}
 		out[i] = types.ListValueMust(types.StringType, ips)
 	}
@@ -344,7 +349,7 @@ func vmToModel(vm engine.VM, prior vmModel) vmModel {
 	for i, a := range vm.Adapters {
 		switches[i] = a.Switch
 	}
-	m.NetworkAdapters = adaptersValue(vm.Cluster, vm.Name, switches, adapterIPs(vm), prior.NetworkAdapters.IsNull() && len(switches) == 0)
+	m.NetworkAdapters = adaptersValue(vm.Cluster, vm.Name, switches, adapterIPs(vm, nil), prior.NetworkAdapters.IsNull() && len(switches) == 0)
 	m.PreferredOwners = strListValue(vm.PreferredOwners, prior.PreferredOwners.IsNull())
 	if vm.PossibleOwners == nil {
 		m.PossibleOwners = types.SetNull(types.StringType)
@@ -437,14 +442,26 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 			switches = append(switches, sw.(types.String).ValueString())
 		}
 		if ok {
-			// An adapter that stays on its switch keeps its addresses; a
-			// new one gets them at apply.
+			// The guest's addresses are known after apply, but for an
+			// adapter that stays on its switch of a VM that runs and keeps
+			// running, while apply waits for them (wait_for_ip): they are
+			// its reserved address (virtual_machine_guest_net.go).
 			ips := make([]attr.Value, len(switches))
-			if hasState && plan.ClusterID.Equal(state.ClusterID) && plan.Name.Equal(state.Name) && !state.NetworkAdapters.IsNull() {
+			for i, v := range plan.NetworkAdapters.Elements() {
+				// Known here only when nothing changes (the framework marks
+				// computed values unknown on a change): stays.
+				if ip := v.(types.Object).Attributes()["ip_addresses"]; !ip.IsUnknown() && !ip.IsNull() {
+					ips[i] = ip
+				}
+			}
+			if hasState && plan.ClusterID.Equal(state.ClusterID) && plan.Name.Equal(state.Name) && !state.NetworkAdapters.IsNull() &&
+				state.State.ValueString() == engine.VMRunning && plan.State.ValueString() == engine.VMRunning &&
+				state.Status.ValueString() == engine.VMRunning && waitForIP(plan) > 0 {
 				for i, v := range state.NetworkAdapters.Elements() {
 					o := v.(types.Object).Attributes()
-					if i < len(ips) && o["switch"].Equal(types.StringValue(switches[i])) && !o["ip_addresses"].IsNull() {
-						ips[i] = o["ip_addresses"]
+					if l, ok := o["ip_addresses"].(types.List); i < len(ips) && ips[i] == nil && o["switch"].Equal(types.StringValue(switches[i])) && ok &&
+						!l.IsNull() && !l.IsUnknown() && len(l.Elements()) > 0 {
+						ips[i] = l
 					}
 				}
 			}
@@ -568,7 +585,8 @@ func (r *vmResource) Create(ctx context.Context, req resource.CreateRequest, res
 		return
 	}
 	tflog.Info(ctx, "VM created", map[string]any{"vm": vm.Name, "node": vm.Node, "vhd": vm.VHDPath})
-	resp.Diagnostics.Append(resp.State.Set(ctx, plannedPaths(vmToModel(vm, m), m, &resp.Diagnostics))...)
+	next := waitGuestNet(ctx, r.engine, vm, vmToModel(vm, m), m, &resp.Diagnostics)
+	resp.Diagnostics.Append(resp.State.Set(ctx, plannedPaths(next, m, &resp.Diagnostics))...)
 }
 
 func (r *vmResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -593,7 +611,7 @@ func (r *vmResource) Read(ctx context.Context, req resource.ReadRequest, resp *r
 		return
 	}
 	// resp.State holds the prior state: write only what changed.
-	if next := vmToModel(vm, m); !sameModel(next, m) {
+	if next := withGuestNet(ctx, r.engine, vm, vmToModel(vm, m), &resp.Diagnostics); !sameModel(next, m) {
 		resp.Diagnostics.Append(resp.State.Set(ctx, next)...)
 	}
 }
@@ -620,7 +638,8 @@ func (r *vmResource) Update(ctx context.Context, req resource.UpdateRequest, res
 		tflog.Info(ctx, fmt.Sprintf("VM %s: %s migration from %s to %s in %d ms, %d ms downtime", vm.Name, lm.Type, lm.From, lm.To,
 			lm.DurationMs, lm.DowntimeMs))
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, plannedPaths(vmToModel(vm, m), m, &resp.Diagnostics))...)
+	next := waitGuestNet(ctx, r.engine, vm, vmToModel(vm, m), m, &resp.Diagnostics)
+	resp.Diagnostics.Append(resp.State.Set(ctx, plannedPaths(next, m, &resp.Diagnostics))...)
 }
 
 // plannedPaths keeps the paths the plan promised when the volume's drive

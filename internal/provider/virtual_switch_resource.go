@@ -80,8 +80,10 @@ func (r *switchResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			"subnet": schema.StringAttribute{Optional: true, PlanModifiers: replace,
 				MarkdownDescription: "An IPv4 network (CIDR, /8 to /29) for the guests: each VM adapter added on the switch gets " +
 					"the lowest free address of it (not the network's first host address, by custom a router's, nor a host's " +
-					"declared address or the cluster's static address) as its `ip_addresses`, kept for the adapter's life, and " +
-					"the guest is handed it by its node's agent (QEMU fw_cfg `opt/kayo/net<i>`). Changing it replaces the switch."},
+					"declared address or the cluster's static address), reserved for the adapter's life, moves included. On a `qemu` " +
+					"cluster each node's agent serves DHCP on the switch's bridge, answering only the MACs of the VM adapters it " +
+					"runs, each with its reserved address; the adapter's `ip_addresses` show it once the guest took it. A switch " +
+					"without a subnet has no DHCP. Changing it replaces the switch."},
 			"bridge": schema.StringAttribute{Computed: true, PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 				MarkdownDescription: "The Linux bridge each node's agent makes for the switch (on a `qemu` cluster)."},
 		},

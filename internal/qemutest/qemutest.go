@@ -44,6 +44,14 @@ type Agent struct {
 // QEMU processes) when the test ends.
 func StartAgents(t testing.TB, dataDir, guestDir string, nodes ...string) []*Agent {
 	t.Helper()
+	return StartAgentsIn(t, "", dataDir, guestDir, nodes...)
+}
+
+// StartAgentsIn is StartAgents with the agents in network namespace ns
+// ("" this process's), e.g. a netnsrig host's: the switches' bridges and
+// taps they make stay in it.
+func StartAgentsIn(t testing.TB, ns, dataDir, guestDir string, nodes ...string) []*Agent {
+	t.Helper()
 	bin := testcli.Build(t, "./cmd/kayoctl")
 	var out []*Agent
 	for _, n := range nodes {
@@ -54,7 +62,11 @@ func StartAgents(t testing.TB, dataDir, guestDir string, nodes ...string) []*Age
 		}
 		// The lab's hosts are fictional, all played by this machine (one network
 		// namespace): no facts reported, no network probes.
-		cmd := exec.Command(bin, "agent", "--node", n, "--interval", "250ms", "--report-facts=false", "--probe-port=0")
+		args := []string{"agent", "--node", n, "--interval", "250ms", "--report-facts=false", "--probe-port=0"}
+		cmd := exec.Command(bin, args...)
+		if ns != "" {
+			cmd = exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+		}
 		cmd.Env = append(os.Environ(), "KAYO_DATA_DIR="+dataDir, "KAYO_QEMU_GUEST_DIR="+guestDir, "NO_COLOR=1")
 		cmd.Stdout, cmd.Stderr = f, f
 		if err := cmd.Start(); err != nil {

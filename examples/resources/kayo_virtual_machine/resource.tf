@@ -23,9 +23,18 @@ resource "kayo_virtual_machine" "web" {
   timeouts = {
     create = "10m"
     update = "30m"
+    # Wait until the guest took an address (by DHCP from its node's agent)
+    # on every adapter whose switch has a subnet; "0" does not wait.
+    wait_for_ip = "5m"
   }
 }
 
 output "web" {
   value = "${kayo_virtual_machine.web.name} runs on ${kayo_virtual_machine.web.current_node} from ${kayo_virtual_machine.web.vhd_path}"
+}
+
+# The guest's address on its first adapter, once it took it (empty on a
+# switch without subnet, or while the VM is off).
+output "web_ip" {
+  value = kayo_virtual_machine.web.network_adapters[0].ip_addresses
 }

@@ -7,8 +7,8 @@ import (
 
 // NIC is a VM network adapter: the tap the node agent made on the
 // switch's bridge (internal/hostnet), the adapter's static MAC, and the
-// address the guest takes (CIDR; "" none), handed to it through fw_cfg as
-// opt/kayo/net<i> (guest/init reads it).
+// address reserved for it (CIDR; "" none), which the guest gets by DHCP
+// from its node's agent (internal/dhcpserve).
 type NIC struct {
 	Tap     string
 	MAC     string
@@ -25,9 +25,6 @@ func (c Config) netArgs() []string {
 	for i, n := range c.NICs {
 		a = append(a, "-netdev", fmt.Sprintf("tap,id=net%d,ifname=%s,script=no,downscript=no", i, optEscape(n.Tap)),
 			"-device", fmt.Sprintf("virtio-net-pci,netdev=net%d,mac=%s,romfile=", i, QEMUMAC(n.MAC)))
-		if n.Address != "" {
-			a = append(a, "-fw_cfg", fmt.Sprintf("name=opt/kayo/net%d,string=%s", i, optEscape(n.Address)))
-		}
 	}
 	return a
 }
