@@ -401,7 +401,7 @@ func TestVMDataDisksAddedRunning(t *testing.T) {
 	// An addition whose process died after its intent (the record names
 	// disk 2, pending): the next call finishes it, the VM still running.
 	prior := vm.VMSpec
-	vm.VMSpec.DataDisks = append(slices.Clone(prior.DataDisks), VHDSpec{SizeGiB: 1, Type: VHDDynamic})
+	vm.DataDisks = append(slices.Clone(prior.DataDisks), VHDSpec{SizeGiB: 1, Type: VHDDynamic})
 	vm.Pending = &Pending{ID: randomHex(8), Op: opConverge, Phase: PhasePrepare, Prior: &prior, Files: true, Holder: e.newHolder(), StartedAt: e.now().UTC()}
 	if _, err := e.st.Commit(ctx, nil, []store.Op{putJSON(vmKey(vm.Cluster, vm.Name), vm)}); err != nil {
 		t.Fatal(err)
