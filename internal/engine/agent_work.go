@@ -386,6 +386,16 @@ func (x *WorkExecutor) do(ctx context.Context, req workRequest) (json.RawMessage
 			return nil, err
 		}
 		return nil, x.e.changeOnDiskHere(ctx, v, a.Spec, x.cfg.Node)
+	case workVolumeFormat:
+		var a volumeFormatArgs
+		if err := json.Unmarshal(req.Args, &a); err != nil {
+			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+		out, err := x.formatHere(ctx, req, a)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(out)
 	}
 	return nil, fmt.Errorf("operation %q is unknown to this executor (an older kayoctl agent than the control plane? upgrade it)", req.Op)
 }

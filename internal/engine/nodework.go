@@ -65,6 +65,13 @@ const (
 	// workVolumeChange grows a volume's LUN image and file system, sets
 	// its node slots and label (args: volumeChangeArgs).
 	workVolumeChange = "volume.change"
+	// workVolumeFormat judges, formats and mounts a new volume's LUN on
+	// every node of its cluster (args: volumeFormatArgs; outcome:
+	// volumeFormatOutcome; agent_work_format.go).
+	workVolumeFormat = "volume.format"
+	// workVolumeRelease lets go of the node's long-lived mount of a volume
+	// (args: volumeReleaseArgs; agent_mounts.go).
+	workVolumeRelease = "volume.release"
 )
 
 // Result kinds: the error a result carries, as the caller rebuilds it.
