@@ -175,7 +175,9 @@ func vmWorkObject(cluster, vm string) string    { return "vm/" + cluster + "/" +
 func volumeWorkObject(id string) string         { return "volume/" + id }
 
 // volumeNewWorkObject is a volume's creation, before it has an ID.
-func volumeNewWorkObject(cluster, letter string) string { return "volume-new/" + cluster + "/" + letter }
+func volumeNewWorkObject(cluster, letter string) string {
+	return "volume-new/" + cluster + "/" + letter
+}
 
 // Virtual switches (switches.go).
 const (
