@@ -56,6 +56,55 @@ type mountCache struct {
 	m  map[mountKey]*sharedMount
 	// idle is how long an unused mount stays attached.
 	idle time.Duration
+	// pins: volume ID + "/" + node → held by this runtime's node agent
+	// for its life (agent_mounts.go).
+	pins map[string]bool
+}
+
+func (c *mountCache) setPinned(id, node string, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pins == nil {
+		c.pins = map[string]bool{}
+	}
+	if on {
+		c.pins[id+"/"+node] = true
+	} else {
+		delete(c.pins, id+"/"+node)
+	}
+}
+
+// pinned reports whether this runtime's node agent holds node's mount of
+// volume id.
+func (c *mountCache) pinned(id, node string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pins[id+"/"+node]
+}
+
+// detachVolume detaches the runtime's mounts of volume id, waiting for
+// those in use to go idle, until none is left or ctx ends.
+func (c *mountCache) detachVolume(ctx context.Context, id string) {
+	for {
+		c.releaseMounts(id)
+		c.mu.Lock()
+		left := false
+		for k := range c.m {
+			if k.volume == id {
+				left = true
+				break
+			}
+		}
+		c.mu.Unlock()
+		if !left {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // withMount runs fn on volume v mounted as node, from the cache.

@@ -275,7 +275,7 @@ func (e *Engine) volumeIntent(ctx context.Context, s VolumeSpec) (volumeIntent, 
 			if sameLUN(v.VolumeSpec, s) {
 				attr, val, ref := lunRef(s, v.Device)
 				return in, &InputError{Attribute: attr, Value: val,
-					Detail: fmt.Sprintf("%s is volume %s (%s) of cluster %q; a LUN holds one volume", ref, v.DriveLetter, v.ID, v.Cluster)}
+					Detail: fmt.Sprintf("LUN %s is volume %s (%s) of cluster %q; a LUN holds one volume", ref, v.DriveLetter, v.ID, v.Cluster)}
 			}
 		}
 	}
@@ -492,7 +492,9 @@ func (e *Engine) ListVolumes(ctx context.Context, cluster string) ([]Volume, err
 
 // WithVolume runs fn on the volume as mounted by node: it takes node's
 // slot (replaying any journal a crash left), runs fn, and detaches once
-// idle, so the node's mount stays claimed for the next process. After fn
+// idle, so the node's mount stays claimed for the next process. A node
+// agent that holds the mount (agent_mounts.go) lends it first, unless
+// this is that node's executor's work, which shares the agent's mount. After fn
 // succeeds, node's report records the volume's space as the mount sees
 // it (volume_reports.go).
 func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(*kayofs.Volume) error) error {
@@ -503,6 +505,11 @@ func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(
 	if _, ok := v.Mounts[node]; !ok {
 		return fmt.Errorf("volume %s: (%s) is not mounted on %q (mounted on %s)",
 			v.DriveLetter, v.ID, node, strings.Join(sortedKeys(v.Mounts), ", "))
+	}
+	// Outside the node's executor, its agent may hold the node's mount
+	// for its life (agent_mounts.go): it lends it.
+	if err := e.lendMount(ctx, v.ID, node); err != nil {
+		return err
 	}
 	var rep VolumeReport
 	var rerr error
@@ -535,6 +542,11 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 	}
 	force = force || v.ForceDestroy
 	e.releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
+	// The nodes' agents let go of their mounts (agent_mounts.go) and stay
+	// off the volume while it goes.
+	if err := e.releaseAgentMounts(ctx, v.ID, sortedKeys(v.Mounts), releaseHoldDelete); err != nil {
+		return fmt.Errorf("volume %s: %w", v.DriveLetter, err)
+	}
 	fd, o, err := e.OpenVolumeMount(v)
 	var lost *LUNLostError
 	if errors.As(err, &lost) {
