@@ -125,7 +125,7 @@ func (x *WorkExecutor) Run(ctx context.Context) error {
 		poll = time.NewTicker(x.cfg.Poll)
 		defer poll.Stop()
 		pollC = poll.C
-		x.cfg.Logf("work: executor ready (VM files of node %s)", x.cfg.Node)
+		x.cfg.Logf("work: executor ready (VM files, volume formats, changes and mounts of node %s)", x.cfg.Node)
 	}
 	if x.mounts != nil {
 		// Its mounts are let go after the work that uses them ended
