@@ -165,7 +165,7 @@ func (m *agentMounts) drop(ctx context.Context, id string) {
 		e.rt.mounts.setPinned(id, m.x.cfg.Node, false)
 		e.rt.mounts.release(sm)
 	}
-	e.rt.mounts.detachVolume(ctx, id)
+	e.rt.mounts.detachVolume(ctx, id, m.x.cfg.Node)
 }
 
 // release lets go of volume id's mount and keeps off it for hold.
@@ -186,7 +186,7 @@ func (x *WorkExecutor) releaseHere(ctx context.Context, a volumeReleaseArgs) err
 		x.mounts.release(ctx, a.Volume, a.Hold)
 		return nil
 	}
-	x.e.rt.mounts.detachVolume(ctx, a.Volume)
+	x.e.rt.mounts.detachVolume(ctx, a.Volume, x.cfg.Node)
 	return nil
 }
 

@@ -120,3 +120,32 @@ func TestAgentHoldsMounts(t *testing.T) {
 	}
 	noWorkRecords(t, e)
 }
+
+// Several nodes' agents in one process (one runtime, as the provider
+// tests' agent pool on etcd): releasing one node's mount does not wait
+// for the other node's, which its agent holds for good. Before, the
+// deletion waited for every mount of the volume in the runtime, forever.
+func TestAgentsOfOneRuntimeRelease(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e, vol := workEnv(t, dir)
+	agents := openWorkEngine(t, dir)
+	startWorkAgent(t, agents, y21)
+	startWorkAgent(t, agents, y22)
+	for _, n := range []string{y21, y22} {
+		if heldMount(agents, vol, n, 10*time.Second) == nil {
+			t.Fatalf("the agent of %s does not hold its mount", n)
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := e.DeleteVolume(dctx, vol.ID, true); err != nil {
+		t.Fatalf("deleting a volume two agents of one runtime hold: %v", err)
+	}
+	for _, n := range []string{y21, y22} {
+		if agents.rt.mounts.pinned(vol.ID, n) {
+			t.Errorf("the agent of %s still pins the deleted volume's mount", n)
+		}
+	}
+	noWorkRecords(t, e)
+}

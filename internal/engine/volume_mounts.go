@@ -82,15 +82,17 @@ func (c *mountCache) pinned(id, node string) bool {
 	return c.pins[id+"/"+node]
 }
 
-// detachVolume detaches the runtime's mounts of volume id, waiting for
-// those in use to go idle, until none is left or ctx ends.
-func (c *mountCache) detachVolume(ctx context.Context, id string) {
+// detachVolume detaches the runtime's mounts of volume id as node,
+// waiting for those in use to go idle, until none is left or ctx ends.
+// Other nodes' mounts of the volume (one runtime may run several nodes'
+// agents, and each holds its own for its life) are not waited for.
+func (c *mountCache) detachVolume(ctx context.Context, id, node string) {
 	for {
 		c.releaseMounts(id)
 		c.mu.Lock()
 		left := false
 		for k := range c.m {
-			if k.volume == id {
+			if k.volume == id && k.node == node {
 				left = true
 				break
 			}
