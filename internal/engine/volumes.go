@@ -520,7 +520,21 @@ func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(
 		rep, rerr = e.reportFromMount(v, fv)
 		return nil
 	})
-	if err != nil || rerr != nil {
+	if err != nil {
+		// A mount held a while (an agent's, a cached one) fails like this
+		// when the LUN was zeroed or swapped under it: say so, as a fresh
+		// mount's identity check would (volumes_lun.go).
+		if fd, oerr := e.openVolumeDevice(v); oerr != nil {
+			var lost *LUNLostError
+			if errors.As(oerr, &lost) {
+				return oerr
+			}
+		} else {
+			_ = fd.Close()
+		}
+		return err
+	}
+	if rerr != nil {
 		// A report that cannot be made does not undo fn's change: the
 		// node's next change or its agent's heartbeat reports again.
 		return err

@@ -93,12 +93,6 @@ func (e *Engine) CheckVolumePlan(ctx context.Context, id string, s VolumeSpec) e
 		}
 		return nil
 	}
-	if e.remoteDB {
-		// On etcd the LUN is the nodes' (agent_work_format.go): the plan
-		// judges what the agents' reports say (nodesSeeLUN, above); what
-		// the LUN holds is judged at apply by the node that formats it.
-		return nil
-	}
 	dev, err := e.devicePath(s)
 	if err != nil {
 		return err
