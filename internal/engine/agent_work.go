@@ -62,6 +62,9 @@ type WorkExecutor struct {
 	running  map[string]string
 	finished map[string]bool
 	workers  sync.WaitGroup
+	// mounts: an agent's long-lived mounts (agent_mounts.go); nil for an
+	// in-process executor, which uses the runtime's idle-detach cache.
+	mounts *agentMounts
 	// swept: the last sweep of old results (Run's goroutine only).
 	swept time.Time
 }
@@ -77,6 +80,7 @@ func (e *Engine) NewWorkExecutor(cfg WorkExecutorConfig) *WorkExecutor {
 	}
 	x := newWorkExecutor(e, cfg, workForAgent)
 	x.agent = true
+	x.mounts = newAgentMounts(x)
 	return x
 }
 
@@ -121,7 +125,15 @@ func (x *WorkExecutor) Run(ctx context.Context) error {
 		poll = time.NewTicker(x.cfg.Poll)
 		defer poll.Stop()
 		pollC = poll.C
-		x.cfg.Logf("work: executor ready (VM files of node %s)", x.cfg.Node)
+		x.cfg.Logf("work: executor ready (VM files, volume formats, changes and mounts of node %s)", x.cfg.Node)
+	}
+	if x.mounts != nil {
+		// Its mounts are let go after the work that uses them ended
+		// (defers run last first), before the heartbeat says it stopped.
+		mctx, mstop := context.WithCancel(context.WithoutCancel(ctx))
+		mdone := make(chan struct{})
+		go func() { defer close(mdone); x.mounts.run(mctx) }()
+		defer func() { mstop(); <-mdone }()
 	}
 	defer x.workers.Wait()
 	lastBeat := time.Now()
@@ -298,7 +310,7 @@ func (x *WorkExecutor) execute(ctx context.Context, req workRequest, rev int64) 
 		if dl.IsZero() {
 			dl = time.Now().Add(workRequestTimeout)
 		}
-		wctx, cancel := context.WithDeadline(ctx, dl)
+		wctx, cancel := context.WithDeadline(withExecutor(ctx, x.cfg.Node), dl)
 		x.hook(req, "before")
 		out, err := x.do(wctx, req)
 		cancel()
@@ -386,6 +398,25 @@ func (x *WorkExecutor) do(ctx context.Context, req workRequest) (json.RawMessage
 			return nil, err
 		}
 		return nil, x.e.changeOnDiskHere(ctx, v, a.Spec, x.cfg.Node)
+	case workVolumeFormat:
+		var a volumeFormatArgs
+		if err := json.Unmarshal(req.Args, &a); err != nil {
+			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+		out, err := x.formatHere(ctx, req, a)
+		if err != nil {
+			return nil, err
+		}
+		if x.mounts != nil {
+			x.mounts.poke() // the node's new volume: mount it for good
+		}
+		return json.Marshal(out)
+	case workVolumeRelease:
+		var a volumeReleaseArgs
+		if err := json.Unmarshal(req.Args, &a); err != nil {
+			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+		return nil, x.releaseHere(ctx, a)
 	}
 	return nil, fmt.Errorf("operation %q is unknown to this executor (an older kayoctl agent than the control plane? upgrade it)", req.Op)
 }

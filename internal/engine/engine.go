@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
@@ -72,6 +73,9 @@ type Engine struct {
 	// workHook, when set (tests), is called before and after the work of
 	// each node-work request an executor of this engine runs.
 	workHook func(x *WorkExecutor, op, phase string)
+	// formatDevice, when set (crash tests), wraps the device a volume's
+	// format writes to (agent_work_format.go).
+	formatDevice func(kayofs.Device) kayofs.Device
 	// work: the engine's in-process node executors (agent_work.go).
 	work localWork
 	// remoteDB: the database is etcd, not this data dir's (volume

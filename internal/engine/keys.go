@@ -174,6 +174,14 @@ func nodeWorkAgentKey(node string) string       { return nodeWorkAgentsPrefix + 
 func vmWorkObject(cluster, vm string) string    { return "vm/" + cluster + "/" + vm }
 func volumeWorkObject(id string) string         { return "volume/" + id }
 
+// volumeMountWorkObject is a node's long-lived mount of a volume.
+func volumeMountWorkObject(id string) string { return "volume-mount/" + id }
+
+// volumeNewWorkObject is a volume's creation, before it has an ID.
+func volumeNewWorkObject(cluster, letter string) string {
+	return "volume-new/" + cluster + "/" + letter
+}
+
 // Virtual switches (switches.go).
 const (
 	// switches/<cluster>/<name>: a kayo_virtual_switch (Switch); a VM

@@ -65,6 +65,13 @@ const (
 	// workVolumeChange grows a volume's LUN image and file system, sets
 	// its node slots and label (args: volumeChangeArgs).
 	workVolumeChange = "volume.change"
+	// workVolumeFormat judges, formats and mounts a new volume's LUN on
+	// every node of its cluster (args: volumeFormatArgs; outcome:
+	// volumeFormatOutcome; agent_work_format.go).
+	workVolumeFormat = "volume.format"
+	// workVolumeRelease lets go of the node's long-lived mount of a volume
+	// (args: volumeReleaseArgs; agent_mounts.go).
+	workVolumeRelease = "volume.release"
 )
 
 // Result kinds: the error a result carries, as the caller rebuilds it.
@@ -235,7 +242,7 @@ func (e *Engine) workReady(ctx context.Context, node string) error {
 func (e *Engine) WorkReady(ctx context.Context, node string) error { return e.workReady(ctx, node) }
 
 func workAgentDown(node string, b WorkAgentBeat, seen bool, now time.Time) error {
-	start := fmt.Sprintf("start `kayoctl agent --node %s` there (with the cluster database on etcd, each node's agent does its data-plane work: its VMs' files)", node)
+	start := fmt.Sprintf("start `kayoctl agent --node %s` there (with the cluster database on etcd, each node's agent does its data-plane work: its VMs' files, its volumes' formats and changes)", node)
 	switch {
 	case !seen:
 		return fmt.Errorf("node %s: %w: no agent has ever run there; %s", node, ErrAgentDown, start)

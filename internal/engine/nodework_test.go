@@ -422,6 +422,15 @@ func TestNodeWorkResultsSwept(t *testing.T) {
 		putJSON(recent, workResult{ID: "b", Done: true, Updated: time.Now()})}); err != nil {
 		t.Fatal(err)
 	}
+	// The volume's creation started y21's in-process executor, which has
+	// swept already: a new one's first scan sweeps.
+	e.work.mu.Lock()
+	x := e.work.execs[y21]
+	e.work.mu.Unlock()
+	if x != nil {
+		x.Stop()
+		<-x.stopped
+	}
 	if _, err := e.localExecutor(y21); err != nil { // its first scan sweeps
 		t.Fatal(err)
 	}

@@ -161,10 +161,21 @@ func TestVolumeMountsUseEtcdLocks(t *testing.T) {
 	if _, err := e.CreateCluster(ctx, seedCluster("HVCLUSTER", "Y-21-2k8x64", "Y-22-2k8x64")); err != nil {
 		t.Fatal(err)
 	}
+	// On etcd a node's agent formats (agent_work_format.go): the nodes'
+	// agents run on this machine (the embedded SAN's data dir) until the
+	// volume is made, then stop and let go of their mounts.
+	agents, err := Open(Config{DataDir: e.dataDir, Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: "/kayo-volume-locks/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = agents.Close() })
+	stop21, stop22 := startWorkAgent(t, agents, "Y-21-2k8x64"), startWorkAgent(t, agents, "Y-22-2k8x64")
 	v, err := e.CreateVolume(ctx, seedVolume())
 	if err != nil {
 		t.Fatal(err)
 	}
+	stop21()
+	stop22()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -56,6 +56,57 @@ type mountCache struct {
 	m  map[mountKey]*sharedMount
 	// idle is how long an unused mount stays attached.
 	idle time.Duration
+	// pins: volume ID + "/" + node → held by this runtime's node agent
+	// for its life (agent_mounts.go).
+	pins map[string]bool
+}
+
+func (c *mountCache) setPinned(id, node string, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pins == nil {
+		c.pins = map[string]bool{}
+	}
+	if on {
+		c.pins[id+"/"+node] = true
+	} else {
+		delete(c.pins, id+"/"+node)
+	}
+}
+
+// pinned reports whether this runtime's node agent holds node's mount of
+// volume id.
+func (c *mountCache) pinned(id, node string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pins[id+"/"+node]
+}
+
+// detachVolume detaches the runtime's mounts of volume id as node,
+// waiting for those in use to go idle, until none is left or ctx ends.
+// Other nodes' mounts of the volume (one runtime may run several nodes'
+// agents, and each holds its own for its life) are not waited for.
+func (c *mountCache) detachVolume(ctx context.Context, id, node string) {
+	for {
+		c.releaseMounts(id)
+		c.mu.Lock()
+		left := false
+		for k := range c.m {
+			if k.volume == id && k.node == node {
+				left = true
+				break
+			}
+		}
+		c.mu.Unlock()
+		if !left {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // withMount runs fn on volume v mounted as node, from the cache.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -165,11 +166,12 @@ func checkLUNName(name string) error {
 // devicePath is where the LUN of s lives.
 func (e *Engine) devicePath(s VolumeSpec) (string, error) { return e.localLUN(s) }
 
-// volumeIntent is written before any side effect of a creation.
+// volumeIntent is written before any side effect of a creation; the
+// executor that formats records its progress in it (agent_work_format.go).
 type volumeIntent struct {
 	Spec VolumeSpec `json:"spec"`
-	// Device is a block device's path; an embedded LUN is found from
-	// Spec.LUN in the data dir in use (resolveDevice).
+	// Device is what older versions recorded: a block device's path. The
+	// executor resolves the LUN from Spec on its own node.
 	Device string `json:"device,omitempty"`
 	// Created is true when the intent's run created the LUN image.
 	Created bool `json:"created"`
@@ -178,13 +180,21 @@ type volumeIntent struct {
 	// Writing is committed before the first write to the LUN: an intent
 	// without it wrote nothing (but perhaps a new, empty image) and is
 	// dropped when it fails or another LUN is asked for.
-	Writing   bool      `json:"writing,omitempty"`
+	Writing bool `json:"writing,omitempty"`
+	// Formatted is committed once the format completed: until then every
+	// run formats from scratch (a half-formatted LUN is never accepted).
+	Formatted bool      `json:"formatted,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 }
 
-// CreateVolume creates the LUN (embedded SAN), formats it with Kayo FS and
-// mounts it on every node of the cluster. A creation that crashed midway
-// is resumed by the next call with the same cluster and drive letter.
+// CreateVolume formats the LUN with Kayo FS (creating an embedded SAN
+// LUN's image) and mounts it on every node of the cluster. The control
+// plane checks what the database knows and records the intent; one node's
+// executor, chosen by formatNode, judges the LUN, formats it and claims
+// the slots (agent_work_format.go): this process opens no device unless it
+// is that executor (the embedded database's in-process one). A creation
+// that crashed midway is resumed by the next call with the same cluster
+// and drive letter.
 func (e *Engine) CreateVolume(ctx context.Context, s VolumeSpec) (Volume, error) {
 	if err := CheckVolumeSpec(s); err != nil {
 		return Volume{}, err
@@ -203,33 +213,39 @@ func (e *Engine) CreateVolume(ctx context.Context, s VolumeSpec) (Volume, error)
 	if err := e.checkLUNForCluster(ctx, s, c); err != nil {
 		return Volume{}, err
 	}
-	dev, err := e.devicePath(s)
-	if err != nil {
+	if _, err := e.volumeIntent(ctx, s); err != nil {
 		return Volume{}, err
 	}
-	in, err := e.volumeIntent(ctx, s, dev)
-	if err != nil {
-		return Volume{}, err
+	nodes := slices.Sorted(slices.Values(c.Nodes))
+	node, err := e.formatNode(ctx, s, nodes)
+	if err == nil {
+		var out volumeFormatOutcome
+		out, err = e.formatVolume(ctx, node, s, nodes)
+		if err == nil {
+			return e.commitVolume(ctx, s, node, out)
+		}
 	}
-	v, err := e.formatAndMount(ctx, c, in, dev)
-	if err != nil {
-		return Volume{}, err
-	}
-	return v, nil
+	e.dropIntent(context.WithoutCancel(ctx), s)
+	return Volume{}, fmt.Errorf("creating volume %s: %w", s.DriveLetter, err)
 }
 
-// volumeIntent records (or resumes) the intent to create s on dev. Every
-// check of the LUN (kind, size, what it holds, mounts) comes first, so a
-// refused LUN leaves no intent behind.
-func (e *Engine) volumeIntent(ctx context.Context, s VolumeSpec, dev string) (volumeIntent, error) {
+// volumeIntent records (or resumes) the intent to create s. What the
+// database can tell comes first (drive letter, witness, a LUN another
+// volume holds), so a refused creation leaves no intent behind; what the
+// LUN holds is judged by the executor that formats it.
+func (e *Engine) volumeIntent(ctx context.Context, s VolumeSpec) (volumeIntent, error) {
 	key := volumeIntentKey(s.Cluster, s.DriveLetter)
 	var in volumeIntent
 	cmp := store.Absent(key)
 	rev, err := getJSON(ctx, e.st, key, &in)
 	switch {
-	case err == nil && in.Spec.LUN == s.LUN:
+	case err == nil && sameLUN(in.Spec, s):
 		in.Spec = s // a resumed creation takes the current options
-		return in, nil
+		_, err := e.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{putJSON(key, in)})
+		if isConflict(err) {
+			return in, fmt.Errorf("volume %s: of cluster %q is being created by another process: %w", s.DriveLetter, s.Cluster, ErrConflict)
+		}
+		return in, err
 	case err == nil && in.Writing:
 		return in, fmt.Errorf("creating volume %s: on cluster %q: an interrupted creation had begun formatting LUN %q; "+
 			"apply it again with lun = %q to finish it (changing lun afterwards replaces it): %w",
@@ -256,37 +272,48 @@ func (e *Engine) volumeIntent(ctx context.Context, s VolumeSpec, dev string) (vo
 		return in, err
 	} else {
 		for _, v := range vs {
-			if v.Device == dev {
-				return in, &InputError{Attribute: "lun", Value: s.LUN,
-					Detail: fmt.Sprintf("LUN %q (%s) is volume %s (%s) of cluster %q; a LUN holds one volume", s.LUN, dev, v.DriveLetter, v.ID, v.Cluster)}
+			if sameLUN(v.VolumeSpec, s) {
+				attr, val, ref := lunRef(s, v.Device)
+				return in, &InputError{Attribute: attr, Value: val,
+					Detail: fmt.Sprintf("LUN %s is volume %s (%s) of cluster %q; a LUN holds one volume", ref, v.DriveLetter, v.ID, v.Cluster)}
 			}
 		}
 	}
 	in = volumeIntent{Spec: s, StartedAt: e.now().UTC()}
-	if !s.Embedded() {
-		in.Device = dev
-	}
-	if err := e.checkLUNKind(s, dev); err != nil {
-		return in, err
-	}
-	if _, statErr := os.Stat(dev); statErr == nil {
-		if in.Found, err = e.judgeExisting(s, dev); err != nil {
-			return in, err
-		}
-	} else if !s.Embedded() {
-		return in, &InputError{Attribute: "lun", Value: s.LUN, Detail: fmt.Sprintf("%q: %v", s.LUN, pathCause(statErr))}
-	} else {
-		in.Created = true
-	}
 	_, err = e.st.Commit(ctx, []store.Cmp{cmp, store.Absent(volumeLetterKey(s.Cluster, s.DriveLetter))},
 		[]store.Op{putJSON(key, in)})
 	if isConflict(err) {
 		return in, fmt.Errorf("volume %s: of cluster %q is being created by another process: %w", s.DriveLetter, s.Cluster, ErrConflict)
 	}
-	if err == nil && cmp.ModRevision != 0 {
+	if err == nil && cmp.ModRevision != 0 && !e.remoteDB {
+		// The embedded database's LUN images are this machine's; on etcd
+		// an empty image a dropped intent made stays on its node.
 		e.removeCreatedImage(stale)
 	}
 	return in, err
+}
+
+// sameLUN reports whether a and b name the same LUN: the same embedded
+// SAN LUN or device_id, or a path in common.
+func sameLUN(a, b VolumeSpec) bool {
+	switch {
+	case a.Embedded() || b.Embedded():
+		return a.Embedded() && b.Embedded() && a.LUN == b.LUN
+	case a.DeviceID != "" || b.DeviceID != "":
+		return a.DeviceID == b.DeviceID
+	}
+	paths := func(s VolumeSpec) []string {
+		if s.LUN != "" {
+			return []string{s.LUN}
+		}
+		return slices.Collect(maps.Values(s.DevicePaths))
+	}
+	for _, p := range paths(a) {
+		if slices.Contains(paths(b), p) {
+			return true
+		}
+	}
+	return false
 }
 
 // judgeExisting opens the existing LUN dev (O_EXCL for a block device)
@@ -336,115 +363,42 @@ func (e *Engine) removeCreatedImage(in volumeIntent) {
 	}
 }
 
-// dropIntent removes an intent that wrote nothing, after its creation
-// failed, so the drive letter and LUN are free again.
-func (e *Engine) dropIntent(ctx context.Context, in volumeIntent) {
-	if in.Writing {
+// dropIntent removes the intent of s after its creation failed, unless
+// its executor began writing (then the next apply resumes it), so the
+// drive letter and LUN are free again. The executor removed any image it
+// created.
+func (e *Engine) dropIntent(ctx context.Context, s VolumeSpec) {
+	key := volumeIntentKey(s.Cluster, s.DriveLetter)
+	var in volumeIntent
+	rev, err := getJSON(ctx, e.st, key, &in)
+	if err != nil || in.Writing {
 		return
 	}
-	key := volumeIntentKey(in.Spec.Cluster, in.Spec.DriveLetter)
-	if _, err := e.st.Commit(ctx, nil, []store.Op{store.Del(key)}); err == nil {
-		e.removeCreatedImage(in)
-	}
+	_, _ = e.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{store.Del(key)})
 }
 
-// formatAndMount carries out an intent: image, format, a slot per node,
-// then the record. Each step checks what an interrupted run left. A
-// failure before the first write drops the intent.
-func (e *Engine) formatAndMount(ctx context.Context, c Cluster, in volumeIntent, dev string) (v Volume, err error) {
-	defer func() {
-		if err != nil {
-			e.dropIntent(context.WithoutCancel(ctx), in)
-		}
-	}()
-	s := in.Spec
-	size := s.SizeGiB << 30
-	var fd *kayofs.FileDevice
-	_, statErr := os.Stat(dev)
-	e.countDeviceOpen()
-	if statErr != nil && s.Embedded() && !in.Writing {
-		in.Created = true // an embedded LUN removed since the intent: nothing of it was ours yet
-	}
-	if statErr != nil && in.Created {
-		if err := e.makeSANDir(dev); err != nil {
-			return Volume{}, err
-		}
-		fd, err = kayofs.CreateImage(dev, size)
-	} else {
-		fd, err = kayofs.OpenDeviceExclusive(dev)
-	}
-	if err != nil {
-		return Volume{}, fmt.Errorf("lun %q: %w", s.LUN, tidy(err))
-	}
-	defer fd.Close()
-	if err := checkLUNSize(s, dev, fd.Size()); err != nil {
-		return Volume{}, err
-	}
-	// A Kayo FS found now but not before was written by this intent's
-	// interrupted run: keep it. Anything else is judged again (it may
-	// have changed since the intent) and formatted.
-	found, err := kayofs.Probe(fd)
-	if err != nil {
-		return Volume{}, err
-	}
-	if found == "kayofs" && in.Found == "" {
-		in.Writing = true // ours: never dropped
-	}
-	if found != "kayofs" || in.Found != "" {
-		// What an interrupted format of ours left is not judged again.
-		if !in.Writing {
-			if in.Found, err = judgeLUN(fd, s); err != nil {
-				return Volume{}, err
-			}
-			in.Writing = true
-			if _, err := e.st.Commit(ctx, nil, []store.Op{putJSON(volumeIntentKey(s.Cluster, s.DriveLetter), in)}); err != nil {
-				in.Writing = false
-				return Volume{}, err
-			}
-		}
-		if _, err := kayofs.Format(fd, kayofs.FormatOptions{BlockSize: s.BlockSize, Slots: s.NodeSlots,
-			Label: s.Label, Force: true}); err != nil {
-			return Volume{}, fmt.Errorf("formatting lun %q: %w", s.LUN, err)
-		}
-		// Later resumes must not format again.
-		in.Found = ""
-		if _, err := e.st.Commit(ctx, nil, []store.Op{putJSON(volumeIntentKey(s.Cluster, s.DriveLetter), in)}); err != nil {
-			return Volume{}, err
-		}
-	}
-	sb, err := kayofs.ReadSuperblock(fd)
-	if err != nil {
-		return Volume{}, err
-	}
-	v = Volume{VolumeSpec: s, ID: sb.UUIDString(), Device: dev, Mounts: map[string]int{}, CreatedAt: e.now().UTC()}
-	mfd, o, err := e.OpenVolumeMount(v) // volume_locks.go
-	if err != nil {
-		return Volume{}, err
-	}
-	defer mfd.Close()
-	for _, n := range c.Nodes {
-		slot, err := mountNode(mfd, n, o)
-		if err != nil {
-			return Volume{}, fmt.Errorf("mounting volume %s: on %s: %w", s.DriveLetter, n, err)
-		}
-		v.Mounts[n] = slot
-	}
-	// Each node's first report rides on the creation's commit.
-	reps := e.reportsFromDevice(v, fd, c.Nodes, e.reporter())
+// commitVolume records the volume an executor formatted and mounted: the
+// record with its mounts, its drive letter, events, each node's first
+// report, and the intent's and node's format result's deletion, in one
+// commit.
+func (e *Engine) commitVolume(ctx context.Context, s VolumeSpec, node string, out volumeFormatOutcome) (Volume, error) {
+	v := Volume{VolumeSpec: s, ID: out.ID, Mounts: out.Mounts, CreatedAt: e.now().UTC()}
 	ops := []store.Op{putJSON(volumeKey(v.ID), v), store.Put(volumeLetterKey(s.Cluster, s.DriveLetter), []byte(v.ID)),
 		store.Del(volumeIntentKey(s.Cluster, s.DriveLetter)),
+		store.Del(nodeWorkResKey(node, volumeNewWorkObject(s.Cluster, s.DriveLetter))), // read: done with
 		e.eventOp(Event{Kind: EventVolumeCreated, Cluster: s.Cluster, Subject: v.ID,
 			Detail: map[string]string{"drive_letter": s.DriveLetter, "lun": s.LUN, "label": s.Label}})}
-	for _, n := range c.Nodes {
+	for _, n := range sortedKeys(v.Mounts) {
 		ops = append(ops, e.eventOp(Event{Kind: EventVolumeMounted, Cluster: s.Cluster, Subject: v.ID,
 			Detail: map[string]string{"node": n, "slot": fmt.Sprint(v.Mounts[n])}}))
 	}
-	ops = append(ops, reportOps(reps...)...)
+	ops = append(ops, reportOps(out.Reports...)...)
 	rev, err := e.st.Commit(ctx, []store.Cmp{store.Absent(volumeKey(v.ID)), store.Absent(volumeLetterKey(s.Cluster, s.DriveLetter))}, ops)
 	if err != nil {
 		return Volume{}, err
 	}
 	v.Revision = rev
+	e.resolveDevice(&v)
 	return v, nil
 }
 
@@ -538,7 +492,9 @@ func (e *Engine) ListVolumes(ctx context.Context, cluster string) ([]Volume, err
 
 // WithVolume runs fn on the volume as mounted by node: it takes node's
 // slot (replaying any journal a crash left), runs fn, and detaches once
-// idle, so the node's mount stays claimed for the next process. After fn
+// idle, so the node's mount stays claimed for the next process. A node
+// agent that holds the mount (agent_mounts.go) lends it first, unless
+// this is that node's executor's work, which shares the agent's mount. After fn
 // succeeds, node's report records the volume's space as the mount sees
 // it (volume_reports.go).
 func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(*kayofs.Volume) error) error {
@@ -550,6 +506,11 @@ func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(
 		return fmt.Errorf("volume %s: (%s) is not mounted on %q (mounted on %s)",
 			v.DriveLetter, v.ID, node, strings.Join(sortedKeys(v.Mounts), ", "))
 	}
+	// Outside the node's executor, its agent may hold the node's mount
+	// for its life (agent_mounts.go): it lends it.
+	if err := e.lendMount(ctx, v.ID, node); err != nil {
+		return err
+	}
 	var rep VolumeReport
 	var rerr error
 	err = e.withMount(ctx, v, node, func(fv *kayofs.Volume) error { // volume_mounts.go: a cached mount
@@ -559,7 +520,21 @@ func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(
 		rep, rerr = e.reportFromMount(v, fv)
 		return nil
 	})
-	if err != nil || rerr != nil {
+	if err != nil {
+		// A mount held a while (an agent's, a cached one) fails like this
+		// when the LUN was zeroed or swapped under it: say so, as a fresh
+		// mount's identity check would (volumes_lun.go).
+		if fd, oerr := e.openVolumeDevice(v); oerr != nil {
+			var lost *LUNLostError
+			if errors.As(oerr, &lost) {
+				return oerr
+			}
+		} else {
+			_ = fd.Close()
+		}
+		return err
+	}
+	if rerr != nil {
 		// A report that cannot be made does not undo fn's change: the
 		// node's next change or its agent's heartbeat reports again.
 		return err
@@ -581,6 +556,11 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 	}
 	force = force || v.ForceDestroy
 	e.releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
+	// The nodes' agents let go of their mounts (agent_mounts.go) and stay
+	// off the volume while it goes.
+	if err := e.releaseAgentMounts(ctx, v.ID, sortedKeys(v.Mounts), releaseHoldDelete); err != nil {
+		return fmt.Errorf("volume %s: %w", v.DriveLetter, err)
+	}
 	fd, o, err := e.OpenVolumeMount(v)
 	var lost *LUNLostError
 	if errors.As(err, &lost) {

@@ -150,8 +150,9 @@ func TestVolumeRefusesExistingFileSystem(t *testing.T) {
 	}
 }
 
-// A creation interrupted after its intent (and even after formatting) is
-// resumed by the next call, not repeated or refused.
+// A creation interrupted after its intent, and after its format was
+// recorded (Formatted), is resumed by the next call, not formatted again.
+// (One killed before Formatted formats from scratch: TestVolumeFormatAgentKilled.)
 func TestVolumeCreateResumes(t *testing.T) {
 	ctx := context.Background()
 	e := newDisk(t)
@@ -160,11 +161,11 @@ func TestVolumeCreateResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := e.volumeIntent(ctx, s, dev)
+	in, err := e.volumeIntent(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The crashed run had created and formatted the image.
+	// The crashed run had created and formatted the image, and recorded it.
 	if err := os.MkdirAll(strings.TrimSuffix(dev, "/lun0.img"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +178,10 @@ func TestVolumeCreateResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = in
+	in.Created, in.Writing, in.Formatted = true, true, true
+	if _, err := e.st.Commit(ctx, nil, []store.Op{putJSON(volumeIntentKey(s.Cluster, s.DriveLetter), in)}); err != nil {
+		t.Fatal(err)
+	}
 	v, err := e.CreateVolume(ctx, s)
 	if err != nil {
 		t.Fatalf("resume: %v", err)

@@ -342,6 +342,9 @@ func (e *Engine) syncVolumeMounts(ctx context.Context, v Volume, nodes []string)
 		return v, nil
 	}
 	e.releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
+	if err := e.releaseAgentMounts(ctx, v.ID, remove, releaseHoldDelete); err != nil {
+		return v, fmt.Errorf("volume %s: %w", v.DriveLetter, err)
+	}
 	fd, o, err := e.OpenVolumeMount(v)
 	if err != nil {
 		return v, err

@@ -1,0 +1,188 @@
+//go:build unix
+
+package engine
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+)
+
+// A node agent SIGKILLed while it formats a new volume's LUN: after the
+// intent recorded Writing, before any write ("writing"); in the middle of
+// kayofs.Format, its primary superblock written and the backup not
+// ("mid": the LUN probes as a Kayo FS, which must not be accepted); and
+// after the format but before Formatted was recorded ("formatted"). Once
+// an agent of the node runs again (restart), or the caller's engine takes
+// the request over (takeover, embedded database), the creation converges:
+// the format is redone from scratch, the volume checks clean, and no
+// intent or node-work record is left.
+
+const formatCrashEnv = "KAYO_FORMAT_CRASH_DIR"
+
+// TestVolumeFormatCrashHelper is the agent that gets killed. It does
+// nothing in a normal test run.
+func TestVolumeFormatCrashHelper(t *testing.T) {
+	dir := os.Getenv(formatCrashEnv)
+	if dir == "" {
+		t.Skip("helper process of TestVolumeFormatAgentKilled")
+	}
+	phase := os.Getenv("KAYO_FORMAT_CRASH_PHASE")
+	e, err := Open(Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kill := func() {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		time.Sleep(time.Minute)
+	}
+	e.workHook = func(_ *WorkExecutor, op, ph string) {
+		if op == workVolumeFormat && (phase == "writing" && ph == "format" || phase == "formatted" && ph == "formatted") {
+			kill()
+		}
+	}
+	if phase == "mid" {
+		e.formatDevice = func(d kayofs.Device) kayofs.Device {
+			return &killingDevice{FileDevice: d.(*kayofs.FileDevice), kill: kill}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_ = e.NewWorkExecutor(WorkExecutorConfig{Node: y21}).Run(ctx)
+	t.Fatal("the agent was not killed: no volume was formatted")
+}
+
+// killingDevice kills the process at the sync that follows the primary
+// superblock's write (block 0): the backup is never written.
+type killingDevice struct {
+	*kayofs.FileDevice
+	kill    func()
+	primary bool
+}
+
+func (d *killingDevice) WriteAt(b []byte, off int64) (int, error) {
+	n, err := d.FileDevice.WriteAt(b, off)
+	if off == 0 {
+		d.primary = true
+	}
+	return n, err
+}
+
+func (d *killingDevice) Sync() error {
+	err := d.FileDevice.Sync()
+	if d.primary {
+		d.kill()
+	}
+	return err
+}
+
+func TestVolumeFormatAgentKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("subprocess crash test")
+	}
+	for _, phase := range []string{"writing", "mid", "formatted"} {
+		for _, recover := range []string{"restart", "takeover"} {
+			t.Run(phase+"/"+recover, func(t *testing.T) {
+				t.Parallel()
+				ctx := context.Background()
+				dir := t.TempDir()
+				e := openWorkEngine(t, dir)
+				var log workLog
+				if recover == "takeover" {
+					e.workHook = log.hook
+				}
+				mustHosts(t, e, seedSpec(y21, 21), seedSpec(y22, 22))
+				if _, err := e.CreateCluster(ctx, seedCluster("HVCLUSTER", y21, y22)); err != nil {
+					t.Fatal(err)
+				}
+				helper := exec.Command(os.Args[0], "-test.run=^TestVolumeFormatCrashHelper$", "-test.count=1")
+				helper.Env = append(os.Environ(), formatCrashEnv+"="+dir, "KAYO_FORMAT_CRASH_PHASE="+phase)
+				out := &lockedBuffer{}
+				helper.Stdout, helper.Stderr = out, out
+				if err := helper.Start(); err != nil {
+					t.Fatal(err)
+				}
+				exited := make(chan error, 1)
+				go func() { exited <- helper.Wait() }()
+				deadline := time.Now().Add(30 * time.Second)
+				for e.workAgentUp(ctx, y21) != nil {
+					if time.Now().After(deadline) {
+						t.Fatalf("the helper agent never reported: %s", out)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				spec := VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 50, Label: "VMSTORE", DriveLetter: "O", BlockSize: 4096, NodeSlots: 16}
+				created := make(chan error, 1)
+				var vol Volume
+				go func() {
+					var err error
+					vol, err = e.CreateVolume(ctx, spec)
+					created <- err
+				}()
+				var ee *exec.ExitError
+				if err := <-exited; !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+					t.Fatalf("helper agent was not killed at %s: %v\n%s", phase, err, out)
+				}
+				// What the killed run left on the LUN.
+				var half string
+				if phase != "writing" {
+					fd, err := kayofs.OpenDevice(e.LUNPath("lun0"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					sb, err := kayofs.ReadSuperblock(fd)
+					_ = fd.Close()
+					if err != nil {
+						t.Fatalf("the killed run left no superblock at %s: %v", phase, err)
+					}
+					half = sb.UUIDString()
+				}
+				if recover == "restart" {
+					agent := openWorkEngine(t, dir)
+					agent.workHook = log.hook
+					startWorkAgent(t, agent, y21)
+				}
+				select {
+				case err := <-created:
+					if err != nil {
+						t.Fatal(err)
+					}
+				case <-time.After(2 * time.Minute):
+					t.Fatal("the creation did not converge")
+				}
+				if n := log.count("", workVolumeFormat, "formatted"); n != 1 {
+					t.Errorf("the format ran %d times after the kill (want 1, from scratch): %v", n, log.ran)
+				}
+				if recover == "restart" && log.count(workForAgent, workVolumeFormat, "after") != 1 {
+					t.Errorf("the restarted agent did not finish the format: %v", log.ran)
+				}
+				if half != "" && vol.ID == half {
+					t.Errorf("the volume is the Kayo FS the killed run left (%s); an unrecorded format must be redone", half)
+				}
+				fd, err := kayofs.OpenDevice(vol.Device)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sb, err := kayofs.ReadSuperblock(fd)
+				_ = fd.Close()
+				if err != nil || sb.UUIDString() != vol.ID {
+					t.Fatalf("the LUN holds %v (%v), the record says %s", sb, err, vol.ID)
+				}
+				if len(vol.Mounts) != 2 {
+					t.Errorf("mounts %v, want both nodes", vol.Mounts)
+				}
+				if _, err := e.st.Get(ctx, volumeIntentKey("HVCLUSTER", "O")); !errors.Is(err, ErrNotFound) {
+					t.Errorf("the creation's intent is left: %v", err)
+				}
+				noWorkRecords(t, e)
+				volumeClean(t, vol)
+			})
+		}
+	}
+}
