@@ -101,9 +101,15 @@ resource "kayo_virtual_machine" "web" {
 // (Public, Heartbeat, and Database, which the machine's own stack joins
 // to serve etcd), each host with its own `kayoctl agent`, and a working
 // directory outside every host whose CLI reaches only etcd.
+//
+// The SAN LUN exists only inside the hosts: each agent runs in its own
+// mount namespace (`ip netns exec` makes one) where the LUN's directory
+// is bind-mounted over lun's; outside, that directory is empty, so the
+// provider could not open the LUN if it tried.
 type seedRig struct {
 	t         *testing.T
 	base, lun string
+	lunStore  string // the LUN's directory, bind-mounted at lun's inside the hosts
 	bin       string
 	guest     string
 	endpoints string
@@ -114,9 +120,9 @@ type seedRig struct {
 	mirror    *testcli.Mirror
 }
 
-func newSeedRig(t *testing.T) *seedRig {
+func newSeedRig(t *testing.T, cli testcli.CLI) *seedRig {
 	t.Helper()
-	r := &seedRig{t: t, guest: qemutest.Guest(t), hosts: map[string]*netnsrig.Host{}, agents: map[string]*nsAgent{}}
+	r := &seedRig{t: t, cli: cli, guest: qemutest.Guest(t), hosts: map[string]*netnsrig.Host{}, agents: map[string]*nsAgent{}}
 	// A random /24 of 198.18.0.0/15 (benchmarking addresses) keeps
 	// concurrent rigs apart; 192.0.2.0/24 may be the machine's own network
 	// (it is here), so the machine joins only the Database network.
@@ -128,13 +134,17 @@ func newSeedRig(t *testing.T) *seedRig {
 	r.bin = testcli.Build(t, "./cmd/kayoctl")
 	r.base = t.TempDir()
 	r.lun = filepath.Join(r.base, "san", "lun0.img")
-	if err := os.MkdirAll(filepath.Dir(r.lun), 0o755); err != nil {
+	r.lunStore = filepath.Join(r.base, "san-store")
+	for _, d := range []string{filepath.Dir(r.lun), r.lunStore} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(r.lunStore, filepath.Base(r.lun))
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(r.lun, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(r.lun, 8<<30); err != nil {
+	if err := os.Truncate(img, 8<<30); err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range []string{y21, y22} {
@@ -149,7 +159,6 @@ func newSeedRig(t *testing.T) *seedRig {
 		}
 		r.startAgent(n)
 	}
-	r.cli = testcli.CLIs(t)[0]
 	r.mirror = testcli.NewMirror(t, testcli.KayoProvider(t))
 	return r
 }
@@ -166,7 +175,7 @@ func (r *seedRig) startAgent(node string) {
 	a := &nsAgent{node: node}
 	// The declared hosts are the seed's Xeons, not this machine: no facts
 	// reported. Probes run (each host has its own addresses).
-	a.cmd = r.hosts[node].Command(r.bin, "agent", "--node", node, "--interval", "250ms", "--report-facts=false",
+	a.cmd = r.onHost(node, "agent", "--node", node, "--interval", "250ms", "--report-facts=false",
 		"--migration-address", fmt.Sprintf("192.0.2.%d", octet))
 	a.cmd.Env = append(os.Environ(), "KAYO_ETCD_ENDPOINTS="+r.endpoints,
 		"KAYO_DATA_DIR="+filepath.Join(r.base, "host-"+node), "KAYO_QEMU_GUEST_DIR="+r.guest, "NO_COLOR=1")
@@ -189,6 +198,13 @@ func (r *seedRig) startAgent(node string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// onHost is kayoctl args run on node: in its network namespace and in a
+// mount namespace of its own (ip netns exec's) that has the SAN.
+func (r *seedRig) onHost(node string, args ...string) *exec.Cmd {
+	return r.hosts[node].Command("sh", append([]string{"-c", `mount --bind "$0" "$1" && shift && exec "$@"`,
+		r.lunStore, filepath.Dir(r.lun), r.bin}, args...)...)
 }
 
 // workdir is a fresh working directory under the rig whose CLI has only
@@ -225,7 +241,16 @@ func TestSeedAcrossNamespaces(t *testing.T) {
 	if testing.Short() {
 		t.Skip("QEMU across network namespaces")
 	}
-	r := newSeedRig(t)
+	for _, cli := range testcli.CLIs(t) {
+		t.Run(cli.Name, func(t *testing.T) { seedAcrossNamespaces(t, cli) })
+	}
+}
+
+func seedAcrossNamespaces(t *testing.T, cli testcli.CLI) {
+	r := newSeedRig(t, cli)
+	if _, err := os.Stat(r.lun); err == nil {
+		t.Fatalf("the LUN %s is visible outside the hosts' namespaces", r.lun)
+	}
 	w := r.workdir("work")
 	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
@@ -300,7 +325,7 @@ func TestSeedAgentKilledMidMigration(t *testing.T) {
 	if testing.Short() {
 		t.Skip("QEMU across network namespaces")
 	}
-	r := newSeedRig(t)
+	r := newSeedRig(t, testcli.CLIs(t)[0])
 	e := r.engine()
 	w := r.workdir("work")
 	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Second)
@@ -363,7 +388,7 @@ func TestSeedAgentKilledMidMigration(t *testing.T) {
 		}
 	}
 	checkOwnerChain(t, ctx, e, "WEB01")
-	check := exec.Command(r.bin, "volume", "check", "HVCLUSTER/O")
+	check := r.onHost(y21, "volume", "check", "HVCLUSTER/O")
 	check.Env = append(os.Environ(), "KAYO_ETCD_ENDPOINTS="+r.endpoints, "KAYO_DATA_DIR="+filepath.Join(r.base, "test-client"))
 	out, err := check.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "no problems") {
