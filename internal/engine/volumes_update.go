@@ -106,6 +106,12 @@ func (e *Engine) CheckVolumePlan(ctx context.Context, id string, s VolumeSpec) e
 			return nil // a recorded volume's LUN: apply judges (see above)
 		}
 	}
+	if _, err := os.Stat(dev); err != nil && e.remoteDB && s.DeviceID == "" && s.DevicePaths == nil {
+		// A control plane on etcd need not hold the LUN: the nodes'
+		// reports were checked above, and the formatting node judges it
+		// at apply.
+		return nil
+	}
 	if err := e.checkLUNKind(s, dev); err != nil {
 		return err
 	}

@@ -60,6 +60,7 @@ func vmLab(t *testing.T, dir, cluster string, static int, letter string, hosts .
 
 func labVolume(t *testing.T, dir, cluster, letter string) string {
 	t.Helper()
+	waitEtcdAgents(t, dir) // on etcd a node's agent formats the LUN
 	e, err := engine.Open(testEngine(dir))
 	if err != nil {
 		t.Fatal(err)
