@@ -212,14 +212,40 @@ func (e *Engine) releaseAgentMounts(ctx context.Context, id string, nodes []stri
 		} else if err != nil {
 			return err
 		}
-		obj := volumeMountWorkObject(id)
-		if _, err := e.nodeWork(ctx, n, workRequest{Op: workVolumeRelease, Object: obj, Args: args}); err != nil {
+		if err := e.releaseAgentMount(ctx, n, id, args); err != nil {
 			return fmt.Errorf("asking node %s's agent to release its mount of volume %s: %w", n, id, err)
 		}
-		// Read: its result has served.
-		_, _ = e.st.Commit(ctx, nil, []store.Op{store.Del(nodeWorkResKey(n, obj))})
 	}
 	return nil
+}
+
+// releaseAgentMount asks node's agent to release its mount of volume id.
+// Callers releasing one volume at once (two files deleted in one apply)
+// share the request's object: one that is superseded asks again, which
+// is harmless (a release is idempotent).
+func (e *Engine) releaseAgentMount(ctx context.Context, node, id string, args []byte) error {
+	obj := volumeMountWorkObject(id)
+	for {
+		res, err := e.nodeWork(ctx, node, workRequest{Op: workVolumeRelease, Object: obj, Args: args})
+		if errors.Is(err, ErrBusy) {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		// Read: its result has served. Deleted only if still ours: another
+		// caller's result may have replaced it.
+		var cur workResult
+		if rev, gerr := getJSON(ctx, e.st, nodeWorkResKey(node, obj), &cur); gerr == nil && cur.ID == res.ID {
+			_, _ = e.st.Commit(ctx, []store.Cmp{store.At(nodeWorkResKey(node, obj), rev)}, []store.Op{store.Del(nodeWorkResKey(node, obj))})
+		}
+		return nil
+	}
 }
 
 // executorFor marks ctx as the work of node's executor: its mounts of
