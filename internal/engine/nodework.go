@@ -303,8 +303,18 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 				return done(res)
 			}
 			var cur workRequest
-			if _, err := getJSON(ctx, e.st, reqKey, &cur); err == nil && cur.ID != req.ID {
+			_, err = getJSON(ctx, e.st, reqKey, &cur)
+			if err == nil && cur.ID != req.ID {
 				return res, fmt.Errorf("%s of %s on %s: superseded by request %s (%s) of %s: %w", req.Op, req.Object, node, cur.ID, cur.Op, cur.By, ErrBusy)
+			}
+			if errors.Is(err, store.ErrNotFound) {
+				// No request: ours was served (read its result again) or
+				// replaced by another that was served, which would leave
+				// this wait without an end.
+				if _, err := getJSON(ctx, e.st, resKey, &res); err == nil && res.ID == req.ID && res.Done {
+					return done(res)
+				}
+				return res, fmt.Errorf("%s of %s on %s: superseded by another request, served: %w", req.Op, req.Object, node, ErrBusy)
 			}
 		}
 		read = false
