@@ -63,7 +63,7 @@ TIMEOUT 0
 LABEL kayo
   LINUX /vmlinuz
   INITRD /initrd.img
-  APPEND console=ttyS0,115200 panic=-1 quiet
+  APPEND console=ttyS0,115200 panic=-1 quiet no_timer_check
 CFG
 
 # The partition as its own file (mkfs.fat -h: its boot sector records the
