@@ -252,13 +252,17 @@ func nodeReportDels(id string, nodes []string) []store.Op {
 
 // deleteReportOps removes every report of volume id.
 func (e *Engine) deleteReportOps(ctx context.Context, id string) ([]store.Op, error) {
-	kvs, _, err := e.st.List(ctx, volumeReportsPrefix+id+"/")
-	if err != nil {
-		return nil, err
-	}
-	ops := make([]store.Op, 0, len(kvs))
-	for _, kv := range kvs {
-		ops = append(ops, store.Del(kv.Key))
+	var ops []store.Op
+	// The agents' reports and the recovery markers (agent_fence.go) go
+	// with the volume.
+	for _, prefix := range []string{volumeReportsPrefix, volumeRecoveriesPrefix} {
+		kvs, _, err := e.st.List(ctx, prefix+id+"/")
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range kvs {
+			ops = append(ops, store.Del(kv.Key))
+		}
 	}
 	return ops, nil
 }

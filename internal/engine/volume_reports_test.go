@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
 // newMeteredDisk is newDisk with its devices and hypervisor calls counted.
@@ -152,11 +153,28 @@ func TestVolumeReportsFollowChanges(t *testing.T) {
 	if strings.Join(nodes, ",") != "Y-22-2k8x64,Y-23-2k8x64" {
 		t.Fatalf("reports after the membership change are of %v", nodes)
 	}
+	// A recovery recorded on the volume leaves a marker (agent_fence.go).
+	if err := e.recordLeaseEvent(ctx, vol, kayofs.LeaseEvent{Kind: kayofs.LeaseRecovered, Node: "Y-22-2k8x64", Peer: "Y-23-2k8x64", Slot: 1, MountGen: 7}); err != nil {
+		t.Fatal(err)
+	}
+	markers := func() []store.KV {
+		kvs, _, err := e.st.List(ctx, volumeRecoveriesPrefix+vol.ID+"/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kvs
+	}
+	if len(markers()) != 1 {
+		t.Fatalf("recovery markers before the delete: %v", markers())
+	}
 	if err := e.DeleteVolume(ctx, vol.ID, false); err != nil {
 		t.Fatal(err)
 	}
 	if reps, err := e.VolumeReports(ctx, vol.ID); err != nil || len(reps) != 0 {
 		t.Fatalf("reports outlive the volume: %v %v", reps, err)
+	}
+	if m := markers(); len(m) != 0 {
+		t.Fatalf("recovery markers outlive the volume: %v", m)
 	}
 }
 
