@@ -157,4 +157,18 @@ func TestVolumeCreateOnEtcdOpensNoDevice(t *testing.T) {
 	if n := m.DevicesOpened(); n != 0 {
 		t.Errorf("the control plane opened %d devices to read a volume on etcd", n)
 	}
+	// A provider on etcd run from the machine that holds the LUN image
+	// reports nothing in the lab's place: the agents report.
+	m2 := &Metrics{}
+	here, err := Open(Config{DataDir: agentDir, Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: prefix}, Metrics: m2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = here.Close() })
+	if err := here.ReportLabVolumes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := m2.DevicesOpened(); n != 0 {
+		t.Errorf("the lab's report on etcd opened %d devices", n)
+	}
 }
