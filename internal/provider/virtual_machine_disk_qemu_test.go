@@ -79,30 +79,8 @@ func waitSerial(path string, re *regexp.Regexp, within time.Duration) ([]byte, [
 // project's check and holds the guest's last tick (written after the
 // move), and the data disk holds the guest's mark.
 func TestAccVirtualMachine_qemuDiskHotplugAndMove(t *testing.T) {
-	if os.Getenv(envTestEtcd) != "" {
-		t.Skip("the QEMU test's node agents use the embedded data dir; it runs in the embedded acceptance runs")
-	}
-	if testing.Short() {
-		t.Skip("QEMU acceptance test")
-	}
-	guest := qemutest.Guest(t)
-	template, err := (&guestimage.Builder{Root: qemutest.RepoRoot()}).Build(context.Background())
-	if err != nil {
-		qemutest.SkipOrFail(t, err)
-	}
-	local, err := os.ReadFile(template)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tf, err := os.Open(template)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vol, err := guestimage.ReadVolume(vhdReader(t, tf))
-	tf.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab := newTemplateLab(t)
+	guest, template, local, vol := lab.guest, lab.template, lab.local, lab.vol
 	dir := t.TempDir()
 	iso := writeISO(t, "KAYO_TOOLS")
 	qemutest.StartAgents(t, dir, guest, "Y-21-2k8x64", "Y-22-2k8x64")

@@ -24,24 +24,7 @@ import (
 // (live or quick).
 func qemuLabHCL(dir, owner, migration string) string {
 	var b strings.Builder
-	b.WriteString(providerBlock(dir))
-	b.WriteString(seedHost("y21", "Y-21-2k8x64", 21).hcl())
-	b.WriteString(seedHost("y22", "Y-22-2k8x64", 22).hcl())
-	b.WriteString(`resource "kayo_cluster" "c" {
-  name           = "HVCLUSTER"
-  nodes          = [kayo_host.y21.name, kayo_host.y22.name]
-  static_address = "192.0.2.50/24"
-  hypervisor     = "qemu"
-}
-resource "kayo_shared_volume" "o" {
-  cluster_id   = kayo_cluster.c.id
-  lun          = "lun0"
-  size_gib     = 8
-  label        = "VMSTORE"
-  drive_letter = "O"
-  node_slots   = 8
-}
-`)
+	b.WriteString(qemuClusterHCL(dir, 8))
 	fmt.Fprintf(&b, `resource "kayo_virtual_machine" "web" {
   cluster_id       = kayo_cluster.c.id
   volume_id        = kayo_shared_volume.o.id

@@ -3,7 +3,6 @@
 package provider
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
-	"github.com/kayo-labs/terraform-provider-kayo/internal/guestimage"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/netnsrig"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
 )
@@ -26,35 +24,14 @@ import (
 // template, each with an adapter on private switch Lab (10.77.0.0/24).
 func templateNetHCL(dir, template string) string {
 	var b strings.Builder
-	b.WriteString(providerBlock(dir))
-	b.WriteString(seedHost("y21", "Y-21-2k8x64", 21).hcl())
-	b.WriteString(seedHost("y22", "Y-22-2k8x64", 22).hcl())
-	fmt.Fprintf(&b, `resource "kayo_cluster" "c" {
-  name           = "HVCLUSTER"
-  nodes          = [kayo_host.y21.name, kayo_host.y22.name]
-  static_address = "192.0.2.50/24"
-  hypervisor     = "qemu"
-}
-resource "kayo_shared_volume" "o" {
-  cluster_id   = kayo_cluster.c.id
-  lun          = "lun0"
-  size_gib     = 4
-  label        = "VMSTORE"
-  drive_letter = "O"
-  node_slots   = 8
-}
-resource "kayo_volume_file" "base" {
-  volume_id = kayo_shared_volume.o.id
-  path      = "templates\\base.vhd"
-  source    = %q
-}
-resource "kayo_virtual_switch" "lab" {
+	b.WriteString(templateLabHCL(dir, template))
+	b.WriteString(`resource "kayo_virtual_switch" "lab" {
   cluster_id = kayo_cluster.c.id
   name       = "Lab"
   type       = "private"
   subnet     = "10.77.0.0/24"
 }
-`, template)
+`)
 	// B after A, so A takes the switch's first free address.
 	for _, vm := range []struct{ name, node, after string }{{"A", "Y-21-2k8x64", "[]"}, {"B", "Y-22-2k8x64", "[kayo_virtual_machine.a]"}} {
 		fmt.Fprintf(&b, `resource "kayo_virtual_machine" %q {
@@ -78,19 +55,10 @@ resource "kayo_virtual_switch" "lab" {
 // agent: apply (wait_for_ip) returns them, their consoles say so, and
 // both answer on the switch (ping from its bridge).
 func TestAccVirtualMachine_qemuTemplateGuestsByDHCP(t *testing.T) {
-	if os.Getenv(envTestEtcd) != "" {
-		t.Skip("the QEMU test's node agents use the embedded data dir; it runs in the embedded acceptance runs")
-	}
-	if testing.Short() {
-		t.Skip("QEMU acceptance test")
-	}
+	lab := newTemplateLab(t)
+	guest, template := lab.guest, lab.template
 	rig := netnsrig.New(t)
 	ns := rig.AddHost("lab", map[string]netip.Prefix{})
-	guest := qemutest.Guest(t)
-	template, err := (&guestimage.Builder{Root: qemutest.RepoRoot()}).Build(context.Background())
-	if err != nil {
-		qemutest.SkipOrFail(t, err)
-	}
 	dir := t.TempDir()
 	qemutest.StartAgentsIn(t, ns.NS, dir, guest, "Y-21-2k8x64", "Y-22-2k8x64")
 	ip0 := tfjsonpath.New("network_adapters").AtSliceIndex(0).AtMapKey("ip_addresses")

@@ -26,34 +26,13 @@ import (
 // whose disks are differencing children of it.
 func templateQEMUHCL(dir, template, iso, state string) string {
 	var b strings.Builder
-	b.WriteString(providerBlock(dir))
-	b.WriteString(seedHost("y21", "Y-21-2k8x64", 21).hcl())
-	b.WriteString(seedHost("y22", "Y-22-2k8x64", 22).hcl())
-	fmt.Fprintf(&b, `resource "kayo_cluster" "c" {
-  name           = "HVCLUSTER"
-  nodes          = [kayo_host.y21.name, kayo_host.y22.name]
-  static_address = "192.0.2.50/24"
-  hypervisor     = "qemu"
-}
-resource "kayo_shared_volume" "o" {
-  cluster_id   = kayo_cluster.c.id
-  lun          = "lun0"
-  size_gib     = 4
-  label        = "VMSTORE"
-  drive_letter = "O"
-  node_slots   = 8
-}
-resource "kayo_volume_file" "base" {
-  volume_id = kayo_shared_volume.o.id
-  path      = "templates\\base.vhd"
-  source    = %q
-}
-resource "kayo_volume_file" "tools" {
+	b.WriteString(templateLabHCL(dir, template))
+	fmt.Fprintf(&b, `resource "kayo_volume_file" "tools" {
   volume_id = kayo_shared_volume.o.id
   path      = "isos/tools.iso"
   source    = %q
 }
-`, template, iso)
+`, iso)
 	for _, vm := range []struct{ name, node, extra string }{
 		{"A", "Y-21-2k8x64", "dvd        = { path = kayo_volume_file.tools.path }"}, {"B", "Y-22-2k8x64", ""}} {
 		fmt.Fprintf(&b, `resource "kayo_virtual_machine" %q {
@@ -79,30 +58,8 @@ resource "kayo_volume_file" "tools" {
 // template on the volume is byte for byte the local file, and each child
 // holds only its own writes (a few sectors, its own id).
 func TestAccVirtualMachine_qemuTemplateClones(t *testing.T) {
-	if os.Getenv(envTestEtcd) != "" {
-		t.Skip("the QEMU test's node agents use the embedded data dir; it runs in the embedded acceptance runs")
-	}
-	if testing.Short() {
-		t.Skip("QEMU acceptance test")
-	}
-	guest := qemutest.Guest(t)
-	template, err := (&guestimage.Builder{Root: qemutest.RepoRoot()}).Build(context.Background())
-	if err != nil {
-		qemutest.SkipOrFail(t, err)
-	}
-	local, err := os.ReadFile(template)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tf, err := os.Open(template)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vol, err := guestimage.ReadVolume(vhdReader(t, tf))
-	tf.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab := newTemplateLab(t)
+	guest, template, local, vol := lab.guest, lab.template, lab.local, lab.vol
 	dir := t.TempDir()
 	iso := writeISO(t, "KAYO_TOOLS")
 	qemutest.StartAgents(t, dir, guest, "Y-21-2k8x64", "Y-22-2k8x64")
