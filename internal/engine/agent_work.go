@@ -417,6 +417,22 @@ func (x *WorkExecutor) do(ctx context.Context, req workRequest) (json.RawMessage
 			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
 		}
 		return nil, x.releaseHere(ctx, a)
+	case workVolumeSlots:
+		var a volumeSlotsArgs
+		if err := json.Unmarshal(req.Args, &a); err != nil {
+			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+		out, err := x.e.slotsHere(ctx, a, x.cfg.Agent)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(out)
+	case workLUNImageRemove:
+		var v Volume
+		if err := json.Unmarshal(req.Args, &v); err != nil {
+			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+		return nil, x.e.lunImageHere(v)
 	}
 	return nil, fmt.Errorf("operation %q is unknown to this executor (an older kayoctl agent than the control plane? upgrade it)", req.Op)
 }

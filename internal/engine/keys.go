@@ -174,6 +174,11 @@ func nodeWorkAgentKey(node string) string       { return nodeWorkAgentsPrefix + 
 func vmWorkObject(cluster, vm string) string    { return "vm/" + cluster + "/" + vm }
 func volumeWorkObject(id string) string         { return "volume/" + id }
 
+// volumeSlotsWorkObject is a change of the nodes' slots on a volume, and
+// volumeImageWorkObject a deleted volume's LUN image (volume_slots.go).
+func volumeSlotsWorkObject(id string) string { return "volume-slots/" + id }
+func volumeImageWorkObject(id string) string { return "volume-image/" + id }
+
 // volumeMountWorkObject is a node's long-lived mount of a volume.
 func volumeMountWorkObject(id string) string { return "volume-mount/" + id }
 

@@ -72,6 +72,12 @@ const (
 	// workVolumeRelease lets go of the node's long-lived mount of a volume
 	// (args: volumeReleaseArgs; agent_mounts.go).
 	workVolumeRelease = "volume.release"
+	// workVolumeSlots frees and claims nodes' slots on a volume (args:
+	// volumeSlotsArgs; outcome: volumeSlotsOutcome; volume_slots.go).
+	workVolumeSlots = "volume.slots"
+	// workLUNImageRemove removes a deleted volume's embedded LUN image
+	// (args: the Volume; volume_slots.go).
+	workLUNImageRemove = "volume.remove_image"
 )
 
 // Result kinds: the error a result carries, as the caller rebuilds it.
@@ -401,6 +407,17 @@ func (e *Engine) pokeExecutor(tgt workTarget, node string) {
 	if c, err := net.DialTimeout("unix", workSocket(e.dataDir, node), 100*time.Millisecond); err == nil {
 		_, _ = c.Write([]byte{1})
 		_ = c.Close()
+	}
+}
+
+// dropResult deletes res, the result of a request to node on object,
+// unless a later request's result replaced it: for objects whose results
+// nothing else removes (a volume that goes).
+func (e *Engine) dropResult(ctx context.Context, node, object string, res workResult) {
+	key := nodeWorkResKey(node, object)
+	var cur workResult
+	if rev, err := getJSON(ctx, e.st, key, &cur); err == nil && cur.ID == res.ID {
+		_, _ = e.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{store.Del(key)})
 	}
 }
 

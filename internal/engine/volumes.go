@@ -561,39 +561,17 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 	if err := e.releaseAgentMounts(ctx, v.ID, sortedKeys(v.Mounts), releaseHoldDelete); err != nil {
 		return fmt.Errorf("volume %s: %w", v.DriveLetter, err)
 	}
-	fd, o, err := e.OpenVolumeMount(v)
-	var lost *LUNLostError
-	if errors.As(err, &lost) {
-		return e.forgetVolume(ctx, v, lost)
-	}
-	if err != nil {
-		return err
-	}
-	defer fd.Close()
+	// One node's executor frees every slot (volume_slots.go), refusing
+	// while the volume holds entries unless forced.
 	nodes := sortedKeys(v.Mounts)
-	for i, n := range nodes {
-		fv, err := e.mountWaiting(ctx, fd, v, n, o) // a node's agent may hold it a moment (volume_mounts.go)
+	if len(nodes) > 0 {
+		_, err := e.volumeSlots(ctx, v, volumeSlotsArgs{Volume: v.ID, Remove: nodes, Empty: !force})
+		var lost *LUNLostError
+		if errors.As(err, &lost) {
+			return e.forgetVolume(ctx, v, lost)
+		}
 		if err != nil {
-			return fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
-		}
-		if i == 0 && !force {
-			files, err := fv.ReadDir("")
-			if err == nil && len(files) > 0 {
-				_ = detach(fv)
-				names := make([]string, 0, len(files))
-				for _, f := range files {
-					names = append(names, f.Name)
-				}
-				return &InputError{Attribute: "force_destroy", Value: "false",
-					Detail: fmt.Sprintf("volume %s: (%s) still holds %d entries (%s); destroying it would lose them. "+
-						"Remove them, or set force_destroy = true", v.DriveLetter, v.ID, len(files), strings.Join(first(names, 5), ", "))}
-			} else if err != nil {
-				_ = detach(fv)
-				return err
-			}
-		}
-		if err := fv.Unmount(); err != nil {
-			return fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
+			return err
 		}
 	}
 	ops := []store.Op{store.Del(volumeKey(v.ID)), store.Del(volumeLetterKey(v.Cluster, v.DriveLetter)),
@@ -606,12 +584,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 	if _, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(v.ID), v.Revision)}, append(ops, dels...)); err != nil {
 		return err
 	}
-	if v.Embedded() {
-		if err := os.Remove(v.Device); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("volume %s: removing LUN image %s: %w", v.DriveLetter, v.Device, err)
-		}
-	}
-	return nil
+	return e.removeLUNImage(ctx, v, nodes)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -351,35 +351,24 @@ func (e *Engine) syncVolumeMounts(ctx context.Context, v Volume, nodes []string)
 	if err := e.releaseAgentMounts(ctx, v.ID, remove, releaseHoldDelete); err != nil {
 		return v, fmt.Errorf("volume %s: %w", v.DriveLetter, err)
 	}
-	fd, o, err := e.OpenVolumeMount(v)
+	out, err := e.volumeSlots(ctx, v, volumeSlotsArgs{Volume: v.ID, Add: add, Remove: remove})
 	if err != nil {
 		return v, err
 	}
-	defer fd.Close()
 	mounts := map[string]int{}
 	for n, s := range v.Mounts {
 		mounts[n] = s
 	}
 	var evs []store.Op
 	for _, n := range remove {
-		fv, err := kayofs.Mount(fd, n, o)
-		if err != nil {
-			return v, fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
-		}
-		if err := fv.Unmount(); err != nil {
-			return v, fmt.Errorf("volume %s: unmounting from %s: %w", v.DriveLetter, n, err)
-		}
 		evs = append(evs, e.eventOp(Event{Kind: EventVolumeUnmounted, Cluster: v.Cluster, Subject: v.ID,
 			Detail: map[string]string{"node": n, "slot": fmt.Sprint(mounts[n])}}))
 		delete(mounts, n)
 	}
 	for _, n := range add {
-		slot, err := mountNode(fd, n, o)
-		if errors.Is(err, kayofs.ErrNoSlot) {
-			continue // deferred until node_slots grows
-		}
-		if err != nil {
-			return v, fmt.Errorf("mounting volume %s: on %s: %w", v.DriveLetter, n, err)
+		slot, ok := out.Slots[n]
+		if !ok {
+			continue // no free slot: deferred until node_slots grows
 		}
 		mounts[n] = slot
 		evs = append(evs, e.eventOp(Event{Kind: EventVolumeMounted, Cluster: v.Cluster, Subject: v.ID,
@@ -389,13 +378,7 @@ func (e *Engine) syncVolumeMounts(ctx context.Context, v Volume, nodes []string)
 	next.Mounts = mounts
 	// The nodes that left stop reporting; those that came report.
 	evs = append(evs, nodeReportDels(v.ID, remove)...)
-	var added []string
-	for _, n := range add {
-		if _, ok := mounts[n]; ok {
-			added = append(added, n)
-		}
-	}
-	evs = append(evs, reportOps(e.reportsFromDevice(next, fd, added, e.reporter())...)...)
+	evs = append(evs, reportOps(out.Reports...)...)
 	rev, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(v.ID), v.Revision)},
 		append([]store.Op{putJSON(volumeKey(v.ID), next)}, evs...))
 	if err != nil {
