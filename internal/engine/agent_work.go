@@ -433,6 +433,12 @@ func (x *WorkExecutor) do(ctx context.Context, req workRequest) (json.RawMessage
 			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
 		}
 		return nil, x.e.lunImageHere(v)
+	case workVolumeFileRemove:
+		var a volumeFileRemoveArgs
+		if err := json.Unmarshal(req.Args, &a); err != nil {
+			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+		return nil, x.e.volumeFileRemoveHere(ctx, a, x.cfg.Node)
 	}
 	return nil, fmt.Errorf("operation %q is unknown to this executor (an older kayoctl agent than the control plane? upgrade it)", req.Op)
 }

@@ -179,6 +179,9 @@ func volumeWorkObject(id string) string         { return "volume/" + id }
 func volumeSlotsWorkObject(id string) string { return "volume-slots/" + id }
 func volumeImageWorkObject(id string) string { return "volume-image/" + id }
 
+// volumeFileWorkObject is a put file's removal (volume_file_work.go).
+func volumeFileWorkObject(id, vp string) string { return "volume-file/" + id + "/" + vp }
+
 // volumeMountWorkObject is a node's long-lived mount of a volume.
 func volumeMountWorkObject(id string) string { return "volume-mount/" + id }
 

@@ -78,6 +78,9 @@ const (
 	// workLUNImageRemove removes a deleted volume's embedded LUN image
 	// (args: the Volume; volume_slots.go).
 	workLUNImageRemove = "volume.remove_image"
+	// workVolumeFileRemove removes a put file from a volume (args:
+	// volumeFileRemoveArgs; volume_file_work.go).
+	workVolumeFileRemove = "volume.file_remove"
 )
 
 // Result kinds: the error a result carries, as the caller rebuilds it.

@@ -194,6 +194,9 @@ func (e *Engine) PutVolumeFile(ctx context.Context, s VolumeFileSpec) (VolumeFil
 	if err != nil {
 		return VolumeFile{}, err
 	}
+	if err := e.putReachable(vol, s.Source); err != nil {
+		return VolumeFile{}, err
+	}
 	rec, err := inspectLocal(s.Source, win)
 	if err != nil {
 		return VolumeFile{}, err
@@ -430,28 +433,9 @@ func (e *Engine) DeleteVolumeFile(ctx context.Context, volume, p string) error {
 		})
 		return err
 	}
-	node, err := writerNode(vol)
-	if err != nil {
-		return err
-	}
-	err = e.WithVolume(ctx, vol.ID, node, func(fv *kayofs.Volume) error {
-		return e.serialVolume(vol.ID, func() error {
-			for _, f := range []string{vp + tmpSuffix, vp} {
-				if err := fv.Remove(f); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
-					return err
-				}
-			}
-			// The directories a put made go with their last file (else
-			// they would hold the volume's destroy), up to the first that
-			// holds something else.
-			for dir := path.Dir(vp); dir != "."; dir = path.Dir(dir) {
-				if fv.Remove(dir) != nil {
-					break
-				}
-			}
-			return nil
-		})
-	})
+	// A node's executor removes it (volume_file_work.go): this machine
+	// may not reach the LUN.
+	err = e.removeVolumeFile(ctx, vol, vp)
 	if err != nil {
 		return fmt.Errorf("removing %s:\\%s: %w", vol.DriveLetter, win, err)
 	}

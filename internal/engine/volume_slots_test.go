@@ -12,27 +12,36 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
 )
 
+// splitOnEtcd opens two engines on one fresh etcd: the control plane
+// (its Metrics count what it opens; its data dir holds no LUN) and the
+// one the test's node executors run in (agentDir: where the LUNs are).
+func splitOnEtcd(t *testing.T) (cp, agents *Engine, m *Metrics, agentDir string) {
+	t.Helper()
+	c := etcdtest.Start(t, etcdtest.Options{})
+	opts := &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: "/kayo-split/"}
+	m = &Metrics{}
+	cp, err := Open(Config{DataDir: t.TempDir(), Etcd: opts, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Close() })
+	agentDir = t.TempDir()
+	agents, err = Open(Config{DataDir: agentDir, Etcd: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = agents.Close() })
+	return cp, agents, m, agentDir
+}
+
 // On etcd the nodes' executors claim a joining node's slot, free a
 // leaving node's, refuse to delete a volume that holds entries and free
 // every slot and the LUN image when it goes; the control plane (its data
 // dir holds no LUN) opens no device for any of it.
 func TestVolumeSlotsOnEtcdOpenNoDevice(t *testing.T) {
-	c := etcdtest.Start(t, etcdtest.Options{})
 	ctx := context.Background()
-	const prefix = "/kayo-slots/"
 	const y23 = "Y-23-2k8x64"
-	m := &Metrics{}
-	cp, err := Open(Config{DataDir: t.TempDir(), Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: prefix}, Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cp.Close() })
-	agentDir := t.TempDir()
-	agents, err := Open(Config{DataDir: agentDir, Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: prefix}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = agents.Close() })
+	cp, agents, m, agentDir := splitOnEtcd(t)
 	mustHosts(t, cp, seedSpec(y21, 21), seedSpec(y22, 22), seedSpec(y23, 23))
 	if _, err := cp.CreateCluster(ctx, seedCluster("HVCLUSTER", y21, y22)); err != nil {
 		t.Fatal(err)

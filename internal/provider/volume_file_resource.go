@@ -65,7 +65,9 @@ func (r *volumeFileResource) Schema(_ context.Context, _ resource.SchemaRequest,
 				Validators:    []validator.String{volumePathValidator{}},
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
 			"source": schema.StringAttribute{Required: true, MarkdownDescription: "The local file to copy, read by the " +
-				"machine running Terraform. Pointing it at another file with the same content changes nothing on the volume."},
+				"machine running Terraform, which writes it onto the volume: with the cluster database on etcd that machine must " +
+				"see the volume's LUN (a node; the plan says so otherwise). Removing the file is done by a node's agent. " +
+				"Pointing it at another file with the same content changes nothing on the volume."},
 			"kind": schema.StringAttribute{Computed: true, MarkdownDescription: "`vhd`, `iso` or `file`, from the path's extension.",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 			"sha256":     schema.StringAttribute{Computed: true, MarkdownDescription: "The content's SHA-256 (hex), known at plan."},
@@ -114,6 +116,14 @@ func (r *volumeFileResource) ModifyPlan(ctx context.Context, req resource.Modify
 	if err != nil {
 		resp.Diagnostics.Append(engineDiags("Cannot put "+plan.Path.ValueString()+" on the volume", err)...)
 		return
+	}
+	// A put copies from this machine: on etcd it must see the LUN.
+	willPut := !hasState || state.SHA256.IsNull() || state.SHA256.ValueString() != f.SHA256
+	if willPut && !plan.VolumeID.IsUnknown() {
+		if err := r.engine.CheckVolumeFilePut(ctx, plan.VolumeID.ValueString(), plan.Source.ValueString()); err != nil {
+			resp.Diagnostics.Append(engineDiags("Cannot put "+plan.Path.ValueString()+" on the volume", err)...)
+			return
+		}
 	}
 	plan.Kind, plan.SHA256, plan.SizeBytes = types.StringValue(f.Kind), types.StringValue(f.SHA256), types.Int64Value(f.SizeBytes)
 	if hasState && !state.SHA256.IsNull() && state.SHA256.ValueString() != f.SHA256 {
