@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/netnsrig"
@@ -237,6 +238,26 @@ func (r *seedRig) engine() *engine.Engine {
 // stream goes from one host's address to the other's), the next plan is
 // empty, and so is a plan from a fresh directory that has only the
 // configuration, the state and KAYO_ETCD_ENDPOINTS.
+// checkSlotsFree fails unless every slot of the LUN's Kayo FS is free,
+// read from the LUN's store outside the hosts' namespaces.
+func (r *seedRig) checkSlotsFree(t *testing.T) {
+	t.Helper()
+	fd, err := kayofs.OpenDevice(filepath.Join(r.lunStore, filepath.Base(r.lun)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	slots, err := kayofs.Slots(fd)
+	if err != nil {
+		t.Fatalf("reading the LUN's slots after the destroy: %v", err)
+	}
+	for _, s := range slots {
+		if s.State != "free" {
+			t.Errorf("after the destroy slot %d is %s (node %q), want free", s.Slot, s.State, s.Node)
+		}
+	}
+}
+
 func TestSeedAcrossNamespaces(t *testing.T) {
 	if testing.Short() {
 		t.Skip("QEMU across network namespaces")
@@ -266,7 +287,12 @@ func seedAcrossNamespaces(t *testing.T, cli testcli.CLI) {
 		defer dcancel()
 		if r := w.Destroy(dctx); r.Err != nil {
 			t.Errorf("destroy: %v", r.Err)
+			return
 		}
+		// The volume was destroyed by the nodes' agents, not only
+		// forgotten by the provider, which cannot see the LUN: every
+		// node's slot on it is free.
+		r.checkSlotsFree(t)
 	}()
 	pid := webPID(t, r.hosts[y21])
 	t.Logf("WEB01 runs in %s's namespace (QEMU pid %d)", y21, pid)
