@@ -88,6 +88,11 @@ func (pool *etcdAgentPool) run(ctx context.Context) {
 					delete(pool.execs, n)
 				}
 			}
+			// What each node sees of its volumes' LUNs, as an agent
+			// reports on every tick (Agent.Tick).
+			for n := range seen {
+				_ = pool.e.ReportNodeVolumes(ctx, n, "test-agent/"+n)
+			}
 			if len(hosts) > 0 {
 				hadHosts = true
 			} else if hadHosts {
@@ -99,6 +104,36 @@ func (pool *etcdAgentPool) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// waitVolumeLost waits until a node reported volume ref's LUN lost: on
+// etcd the agents report (every tick of the pool); on the embedded
+// database the provider reports the lab's LUNs as it starts.
+func waitVolumeLost(t *testing.T, dataDir, ref string) {
+	t.Helper()
+	if len(store.SplitEndpoints(os.Getenv(envTestEtcd))) == 0 {
+		return
+	}
+	e, err := engine.Open(testEngine(dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	v, err := e.LookupVolume(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if why, err := e.VolumeLost(ctx, v.ID); err == nil && why != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no agent reported volume %s's LUN lost", ref)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -149,6 +149,7 @@ func TestAccSharedVolume_lostLUNDestroy(t *testing.T) {
 						t.Fatal(err)
 					}
 					sum = fileSHA(t, lun)
+					waitVolumeLost(t, dir, "HVCLUSTER/O")
 				},
 				RefreshState: true, ExpectNonEmptyPlan: true,
 				Check: resource.ComposeTestCheckFunc(
