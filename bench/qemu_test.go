@@ -102,13 +102,13 @@ func BenchmarkQEMUMigration(b *testing.B) {
 				kayo, ks = newQEMUKayo(owner, mem, filepath.Dir(g.Kernel), net)
 				for i := 0; i < 2; i++ {
 					if _, _, err := across(ctx, fs, func() error { _, err := floor.Migrate(ctx); return err }); err != nil {
-						b.Fatalf("floor: %v", err)
+						b.Fatalf("floor: %v%s", err, guestTrouble(floor.Serial()))
 					}
 					if err := floor.Verify(ctx); err != nil {
 						b.Fatal(err)
 					}
 					if _, _, err := across(ctx, ks, func() error { kayo.migrate(ctx, b); return nil }); err != nil {
-						b.Fatalf("kayo: %v", err)
+						b.Fatalf("kayo: %v%s", err, guestTrouble(kayo.serial()))
 					}
 				}
 			}
@@ -118,7 +118,7 @@ func BenchmarkQEMUMigration(b *testing.B) {
 					var res qemutest.FloorResult
 					echoed, stall, err := across(ctx, fs, func() (err error) { res, err = floor.Migrate(ctx); return err })
 					if err != nil {
-						b.Fatalf("floor: %v", err)
+						b.Fatalf("floor: %v%s", err, guestTrouble(floor.Serial()))
 					}
 					add(fmt.Sprintf("%d floor", mem), res.TotalMs, res.DowntimeMs, res.DowntimeMs+res.ResumeMs, res.WallMs, stall, echoed)
 					if err := floor.Verify(ctx); err != nil {
@@ -130,7 +130,7 @@ func BenchmarkQEMUMigration(b *testing.B) {
 					var resume, wall int64
 					echoed, stall, err := across(ctx, ks, func() error { lm, resume, wall = kayo.migrate(ctx, b); return nil })
 					if err != nil {
-						b.Fatalf("kayo: %v", err)
+						b.Fatalf("kayo: %v%s", err, guestTrouble(kayo.serial()))
 					}
 					add(fmt.Sprintf("%d kayo", mem), lm.DurationMs, lm.DowntimeMs, lm.DowntimeMs+resume, wall, stall, echoed)
 				}
@@ -234,6 +234,20 @@ func across(ctx context.Context, s *qemutest.Stream, move func() error) (echoed 
 		return 0, 0, fmt.Errorf("the stream after the move: %w", err)
 	}
 	return s.Window()
+}
+
+// guestTrouble is what the guest's kernel said of a fault (a BUG, an
+// oops, a panic: the first lines of the first one) in its serial log, to
+// tell a guest that broke from a network that did.
+func guestTrouble(serial string) string {
+	data, _ := os.ReadFile(serial)
+	lines := strings.Split(string(data), "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "BUG") || strings.Contains(l, "Oops") || strings.Contains(l, "Kernel panic") {
+			return "\nthe guest's kernel (" + serial + "):\n" + strings.Join(lines[i:min(len(lines), i+12)], "\n")
+		}
+	}
+	return ""
 }
 
 // floorMAC is the floor guest's adapter's MAC (the agents give theirs
