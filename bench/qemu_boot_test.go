@@ -145,52 +145,21 @@ func waitLine(ctx context.Context, path string, line []byte) error {
 	}
 }
 
-// newQEMUKayoBoot is newQEMUKayo's lab with the template put on O: and VM
-// A, a differencing child of it, created off.
+// newQEMUKayoBoot is the lab (newQEMULab) with the template put on O:
+// and VM A, a differencing child of it, created off.
 func newQEMUKayoBoot(b *testing.B, guestDir, template string, mem int64) *qemuKayo {
 	b.Helper()
 	ctx := context.Background()
-	dir := b.TempDir()
-	e, err := engine.Open(engine.Config{DataDir: dir})
-	if err != nil {
+	k := newQEMULab(b, guestDir, 4, nil)
+	if _, err := k.e.PutVolumeFile(ctx, engine.VolumeFileSpec{Volume: k.vol, Path: `templates\base.vhd`, Source: template}); err != nil {
 		b.Fatal(err)
 	}
-	var names []string
-	for i, n := range []string{"Y-21-2k8x64", "Y-22-2k8x64"} {
-		oct := 21 + i
-		_, err := e.CreateHost(ctx, engine.HostSpec{Name: n, Address: fmt.Sprintf("192.0.2.%d", oct), OSEdition: "enterprise",
-			ProcessorVendor: "intel", ProcessorModel: "Xeon E5440", ProcessorCores: 8, MemoryMB: 32768,
-			Features: []string{"Hyper-V", "Failover-Clustering"},
-			Adapters: []engine.Adapter{{Name: "Public", Network: "192.0.2.0/24", Address: fmt.Sprintf("192.0.2.%d", oct)},
-				{Name: "Heartbeat", Network: "10.10.10.0/24", Address: fmt.Sprintf("10.10.10.%d", oct)}}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		names = append(names, n)
-	}
-	if _, err := e.CreateCluster(ctx, engine.ClusterSpec{Name: "HVCLUSTER", Nodes: names, StaticAddress: "192.0.2.50/24",
-		Hypervisor: engine.HypervisorQEMU, HeartbeatTimeoutSeconds: 10}); err != nil {
-		b.Fatal(err)
-	}
-	vol, err := e.CreateVolume(ctx, engine.VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 4, Label: "VMSTORE",
-		DriveLetter: "O", BlockSize: 4096, NodeSlots: 8})
-	if err != nil {
-		b.Fatal(err)
-	}
-	agents := qemutest.StartAgents(b, dir, guestDir, names...)
-	k := &qemuKayo{e: e, dir: dir, nodes: names, agents: agents}
-	b.Cleanup(func() { k.close(b) })
-	if _, err := e.PutVolumeFile(ctx, engine.VolumeFileSpec{Volume: vol.ID, Path: `templates\base.vhd`, Source: template}); err != nil {
-		b.Fatal(err)
-	}
-	k.spec = engine.VMSpec{Cluster: "HVCLUSTER", Volume: vol.ID, Name: "A", MemoryMB: mem, ProcessorCount: 1,
-		VHD: engine.VHDSpec{SizeGiB: 1, Type: engine.VHDDynamic, Source: `templates\base.vhd`}, OwnerNode: names[0],
+	k.spec = engine.VMSpec{Cluster: "HVCLUSTER", Volume: k.vol, Name: "A", MemoryMB: mem, ProcessorCount: 1,
+		VHD: engine.VHDSpec{SizeGiB: 1, Type: engine.VHDDynamic, Source: `templates\base.vhd`}, OwnerNode: k.nodes[0],
 		AntiAffinityMode: "preferred", Migration: engine.MigrationLive, State: engine.VMOff,
 		Failback: engine.FailbackSpec{Mode: engine.FailbackPrevent}, MaxFailures: 1, FailurePeriodHours: 6}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if _, err := e.CreateVM(cctx, k.spec); err != nil {
-		b.Fatal(err)
-	}
+	k.createVM(cctx, b)
 	return k
 }

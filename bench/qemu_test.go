@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	stdnet "net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,13 +14,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/dhcpserve"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/netnsrig"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
 )
 
 // BenchmarkQEMUMigration live-migrates the test guest (128 MiB and 1 GiB)
-// back and forth between two QEMU processes on loopback, two ways,
-// interleaved round by round in one run:
+// back and forth between two hosts, each a network namespace of a
+// netnsrig rig, with a TCP stream to the guest running across every move,
+// two ways, interleaved round by round in one run:
 //
 //	floor  raw QMP (qemutest.Floor): the guest booted once; per move launch
 //	       the target with -incoming defer, hand both QEMUs the
@@ -31,13 +37,27 @@ import (
 //	       terraform apply calls), carried out by two `kayoctl agent`
 //	       processes, the disk a dynamic VHD on Kayo FS served over NBD.
 //
+// The network is the same for both: each side's host has a Public link
+// (the migration's connection runs between the hosts' addresses there)
+// and a VMNet link, which a switch bridge holds with the guest's tap on
+// it: for kayo the agents' external switch, for the floor the same bridge
+// and tap made by the agents' code (qemutest.FloorSwitch) in two more
+// hosts of the rig. Each guest takes its address by DHCP (kayo: its
+// node's agent; floor: the same DHCP server code on the rig's VMNet
+// bridge) and runs an echo server; the benchmark, on the machine's own
+// stack (the rig's gateway on VMNet), holds one TCP connection to each
+// guest for the whole run and sends a 256-byte numbered record every
+// 5 ms, checking every echoed byte (qemutest.Stream). A move's stall is
+// the longest time without an echoed byte from the move's start until
+// the echo flows again after it; the run fails if a connection breaks.
+//
 // Both guests are booted once, fully (counter running), moved twice
 // untimed (the first move after boot carries the boot's dirty memory),
 // then timed; each round checks the counter continues (same boot). Each
 // size runs alone: the other size's guests and agents are gone.
-// Metrics: QEMU's total-time and downtime (query-migrate) and the wall
+// Metrics: QEMU's total-time and downtime (query-migrate), the wall
 // time of the whole move as its caller sees it (floor: target launch →
-// cont returned; kayo: the UpdateVM call).
+// cont returned; kayo: the UpdateVM call), and the stream's stall.
 //
 // On 2 TCG cores a move's downtime and total are bimodal (a few ms, or
 // tens when a busy thread is descheduled at the stop-and-copy) for both
@@ -52,58 +72,67 @@ func BenchmarkQEMUMigration(b *testing.B) {
 		qemutest.SkipOrFail(b, err)
 	}
 	results := map[string]*migRow{}
-	add := func(key string, total, down, pause, wall int64) {
+	add := func(key string, total, down, pause, wall int64, stall time.Duration, echoed int64) {
 		r := results[key]
 		if r == nil {
 			r = &migRow{}
 			results[key] = r
 		}
-		r.m[0] = append(r.m[0], float64(total))
-		r.m[1] = append(r.m[1], float64(down))
-		r.m[2] = append(r.m[2], float64(pause))
-		r.m[3] = append(r.m[3], float64(wall))
+		for j, v := range []float64{float64(total), float64(down), float64(pause), float64(wall), float64(stall.Microseconds()) / 1000} {
+			r.m[j] = append(r.m[j], v)
+		}
+		r.echoed += echoed
+		r.worst = max(r.worst, stall)
 	}
 	parent := b
-	for _, mem := range []int64{128, 1024} {
+	sizes := []int64{128, 1024}
+	for si, mem := range sizes {
 		var floor *qemutest.Floor
 		var kayo *qemuKayo
+		var fs, ks *qemutest.Stream
 		b.Run(fmt.Sprintf("mem=%dMiB", mem), func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			if floor == nil { // once per size: the sub-benchmark runs with N=1 first
 				owner := cleanupOn{b, parent}
-				var err error
-				if floor, err = qemutest.StartFloor(ctx, bin, g, mem, 1<<30, owner.TempDir()); err != nil {
-					b.Fatal(err)
-				}
-				floor.Key = bytes.Repeat([]byte{0x4b}, 32) // the agents' channel: authenticated, TLS-PSK
+				net := &labNet{rig: netnsrig.New(owner, "Public", "VMNet"), prefix: fmt.Sprintf("10.79.%d", si)}
+				net.rig.Gateway("VMNet", netip.MustParsePrefix(net.addr(1)+"/24"))
+				floor, fs = startNetFloor(ctx, owner, bin, g, mem, net)
 				parent.Cleanup(floor.Close)
-				kayo = newQEMUKayo(owner, mem, filepath.Dir(g.Kernel))
+				kayo, ks = newQEMUKayo(owner, mem, filepath.Dir(g.Kernel), net)
 				for i := 0; i < 2; i++ {
-					if _, err := floor.Migrate(ctx); err != nil {
-						b.Fatal(err)
+					if _, _, err := across(ctx, fs, func() error { _, err := floor.Migrate(ctx); return err }); err != nil {
+						b.Fatalf("floor: %v%s", err, guestTrouble(floor.Serial()))
 					}
 					if err := floor.Verify(ctx); err != nil {
 						b.Fatal(err)
 					}
-					kayo.migrate(ctx, b)
+					if _, _, err := across(ctx, ks, func() error { kayo.migrate(ctx, b); return nil }); err != nil {
+						b.Fatalf("kayo: %v%s", err, guestTrouble(kayo.serial()))
+					}
 				}
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				runFloor := func() {
-					res, err := floor.Migrate(ctx)
+					var res qemutest.FloorResult
+					echoed, stall, err := across(ctx, fs, func() (err error) { res, err = floor.Migrate(ctx); return err })
 					if err != nil {
-						b.Fatal(err)
+						b.Fatalf("floor: %v%s", err, guestTrouble(floor.Serial()))
 					}
-					add(fmt.Sprintf("%d floor", mem), res.TotalMs, res.DowntimeMs, res.DowntimeMs+res.ResumeMs, res.WallMs)
+					add(fmt.Sprintf("%d floor", mem), res.TotalMs, res.DowntimeMs, res.DowntimeMs+res.ResumeMs, res.WallMs, stall, echoed)
 					if err := floor.Verify(ctx); err != nil {
 						b.Fatal(err)
 					}
 				}
 				runKayo := func() {
-					lm, resume, wall := kayo.migrate(ctx, b)
-					add(fmt.Sprintf("%d kayo", mem), lm.DurationMs, lm.DowntimeMs, lm.DowntimeMs+resume, wall)
+					var lm *engine.MigrationRecord
+					var resume, wall int64
+					echoed, stall, err := across(ctx, ks, func() error { lm, resume, wall = kayo.migrate(ctx, b); return nil })
+					if err != nil {
+						b.Fatalf("kayo: %v%s", err, guestTrouble(kayo.serial()))
+					}
+					add(fmt.Sprintf("%d kayo", mem), lm.DurationMs, lm.DowntimeMs, lm.DowntimeMs+resume, wall, stall, echoed)
 				}
 				if i%2 == 0 { // alternate who goes first
 					runFloor()
@@ -124,13 +153,19 @@ func BenchmarkQEMUMigration(b *testing.B) {
 		})
 		// The next size runs alone.
 		if floor != nil {
+			fs.Close()
+			ks.Close()
 			floor.Close()
 			kayo.close(b)
 		}
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\nlive migration, ms: mean (median)   n %14s %14s %14s %14s\n", migMetrics[0], migMetrics[1], migMetrics[2], migMetrics[3])
-	for _, mem := range []int64{128, 1024} {
+	fmt.Fprintf(&sb, "\nlive migration with a TCP stream, ms: mean (median)   n")
+	for _, m := range migMetrics {
+		fmt.Fprintf(&sb, " %14s", m)
+	}
+	sb.WriteString("\n")
+	for _, mem := range sizes {
 		f, k := results[fmt.Sprintf("%d floor", mem)], results[fmt.Sprintf("%d kayo", mem)]
 		for _, p := range []struct {
 			name string
@@ -162,18 +197,113 @@ func BenchmarkQEMUMigration(b *testing.B) {
 			fmt.Fprintf(&sb, " %14s", fmt.Sprintf("%.2fx", qmedian(k.m[j])/max(qmedian(f.m[j]), 1)))
 		}
 		sb.WriteString("\n")
+		for _, p := range []struct {
+			name string
+			r    *migRow
+		}{{"floor", f}, {"kayo", k}} {
+			n := len(p.r.m[0])
+			fmt.Fprintf(&sb, "  %4d MiB %-5s stream: one connection across all %d timed moves (+2 untimed), %.1f MiB echoed in the moves' windows (%.0f KiB a move), longest stall %d ms\n",
+				mem, p.name, n, float64(p.r.echoed)/(1<<20), float64(p.r.echoed)/1024/float64(max(n, 1)), p.r.worst.Milliseconds())
+		}
 	}
 	sb.WriteString("  total, downtime: QEMU's query-migrate; pause: downtime + completion to `cont` on the target (what the\n" +
 		"  guest sees stopped); wall: the whole move as its caller waits for it (floor: target launch to cont and\n" +
-		"  the source gone; kayo: UpdateVM); interval: bootstrap of the ratio of means over the rounds\n")
+		"  the source gone; kayo: UpdateVM); stall: the longest time without an echoed byte of the stream from the\n" +
+		"  move's start until it flows again; interval: bootstrap of the ratio of means over the rounds\n")
 	b.Log(sb.String())
 	_, _ = fmt.Fprint(os.Stdout, sb.String())
 }
 
-var migMetrics = [...]string{"total", "downtime", "pause", "wall"}
+// streamEvery is the stream's pace: a record of qemutest.StreamRecord
+// bytes every 5 ms (51 KB/s each way), steady traffic the guest's echo
+// server keeps up with on TCG, so a stall is the move's and not a
+// backlog's.
+const streamEvery = 5 * time.Millisecond
 
-// migRow holds one side's rounds, per metric of migMetrics.
-type migRow struct{ m [len(migMetrics)][]float64 }
+// across runs move with stream s running and returns what s saw from the
+// move's start until the echo flows again after it: bytes echoed and the
+// longest stall; an error when the move failed or the connection broke.
+func across(ctx context.Context, s *qemutest.Stream, move func() error) (echoed int64, stall time.Duration, err error) {
+	s.Mark()
+	if err := move(); err != nil {
+		return 0, 0, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := s.WaitEchoed(wctx, s.Echoed()); err != nil {
+		return 0, 0, fmt.Errorf("the stream after the move: %w", err)
+	}
+	return s.Window()
+}
+
+// guestTrouble is what the guest's kernel said of a fault (a BUG, an
+// oops, a panic: the first lines of the first one) in its serial log, to
+// tell a guest that broke from a network that did.
+func guestTrouble(serial string) string {
+	data, _ := os.ReadFile(serial)
+	lines := strings.Split(string(data), "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "BUG") || strings.Contains(l, "Oops") || strings.Contains(l, "Kernel panic") {
+			return "\nthe guest's kernel (" + serial + "):\n" + strings.Join(lines[i:min(len(lines), i+12)], "\n")
+		}
+	}
+	return ""
+}
+
+// floorMAC is the floor guest's adapter's MAC (the agents give theirs
+// Hyper-V's 00:15:5d prefix).
+const floorMAC = "52:54:00:4b:00:01"
+
+// startNetFloor is the floor on net: two more hosts of its rig (Public
+// 192.0.2.31+i, VMNet <prefix>.31+i), each with the bridge and tap an
+// agent makes for an external switch (qemutest.FloorSwitch), the guest's
+// address <prefix>.200/24 by DHCP from internal/dhcpserve on the rig's
+// VMNet bridge, the migration between the hosts' Public addresses, and
+// the stream to the guest.
+func startNetFloor(ctx context.Context, owner testing.TB, bin string, g qemu.Guest, mem int64, net *labNet) (*qemutest.Floor, *qemutest.Stream) {
+	owner.Helper()
+	fn := &qemutest.FloorNet{MAC: floorMAC}
+	for i := range fn.Sides {
+		h := net.rig.AddHost(fmt.Sprintf("floor-%c", 'a'+i), map[string]netip.Prefix{
+			"Public": netip.MustParsePrefix(fmt.Sprintf("192.0.2.%d/24", 31+i)),
+			"VMNet":  netip.MustParsePrefix(net.addr(31+i) + "/24"),
+		})
+		if err := qemutest.FloorSwitch(ctx, h.NS, net.addr(31+i), "kflbr0", "kfltap0"); err != nil {
+			owner.Fatal(err)
+		}
+		fn.Sides[i] = qemutest.FloorSide{NS: h.NS, Tap: "kfltap0", MigAddr: fmt.Sprintf("192.0.2.%d", 31+i)}
+	}
+	guest := netip.MustParsePrefix(net.addr(200) + "/24")
+	dctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- dhcpserve.Serve(dctx, net.rig.Bridge("VMNet"), &dhcpserve.Server{Lookup: func(mac stdnet.HardwareAddr) (netip.Prefix, bool) {
+			return guest, mac.String() == floorMAC
+		}}, func() netip.Addr { return netip.MustParseAddr(net.addr(1)) })
+	}()
+	owner.Cleanup(func() { stop(); <-served })
+	floor, err := qemutest.StartFloorNet(ctx, bin, g, mem, 1<<30, owner.TempDir(), fn)
+	if err != nil {
+		owner.Fatal(err)
+	}
+	floor.Key = bytes.Repeat([]byte{0x4b}, 32) // the agents' channel: authenticated, TLS-PSK
+	s, err := qemutest.DialStream(ctx, guest.Addr().String()+":7", streamEvery)
+	if err != nil {
+		floor.Close()
+		owner.Fatalf("floor: %v", err)
+	}
+	return floor, s
+}
+
+var migMetrics = [...]string{"total", "downtime", "pause", "wall", "stall"}
+
+// migRow holds one side's rounds, per metric of migMetrics, and its
+// stream's bytes echoed and longest stall over them.
+type migRow struct {
+	m      [len(migMetrics)][]float64
+	echoed int64
+	worst  time.Duration
+}
 
 func qmean(xs []float64) float64 {
 	if len(xs) == 0 {
@@ -228,79 +358,33 @@ func (c cleanupOn) Cleanup(f func())   { c.parent.Cleanup(f) }
 func (c cleanupOn) TempDir() string    { return c.parent.TempDir() }
 func (c cleanupOn) Setenv(k, v string) { c.parent.Setenv(k, v) }
 
-// qemuKayo is the kayo side: a data dir with the seed's hosts in a qemu
-// cluster, volume O:, agents for both nodes and the guest WEB01.
-type qemuKayo struct {
-	e      *engine.Engine
-	dir    string
-	spec   engine.VMSpec
-	nodes  []string
-	id     string
-	n      int
-	agents []*qemutest.Agent
-	closed bool
-}
-
-// close stops the agents (and with them the guest) and the engine.
-func (k *qemuKayo) close(b testing.TB) {
-	if k.closed {
-		return
-	}
-	k.closed = true
-	for _, a := range k.agents {
-		a.Stop(b)
-	}
-	_ = k.e.Close()
-}
-
-func newQEMUKayo(b testing.TB, mem int64, guestDir string) *qemuKayo {
+// newQEMUKayo is the kayo side: the lab on net (newQEMULab) with guest
+// WEB01 booted on its first node, its adapter on switch VMNet, and the
+// stream to it.
+func newQEMUKayo(b testing.TB, mem int64, guestDir string, net *labNet) (*qemuKayo, *qemutest.Stream) {
 	b.Helper()
-	ctx := context.Background()
-	dir := b.TempDir()
-	e, err := engine.Open(engine.Config{DataDir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var names []string
-	for i, n := range []string{"Y-21-2k8x64", "Y-22-2k8x64"} {
-		oct := 21 + i
-		_, err := e.CreateHost(ctx, engine.HostSpec{Name: n, Address: fmt.Sprintf("192.0.2.%d", oct), OSEdition: "enterprise",
-			ProcessorVendor: "intel", ProcessorModel: "Xeon E5440", ProcessorCores: 8, MemoryMB: 32768,
-			Features: []string{"Hyper-V", "Failover-Clustering"},
-			Adapters: []engine.Adapter{{Name: "Public", Network: "192.0.2.0/24", Address: fmt.Sprintf("192.0.2.%d", oct)},
-				{Name: "Heartbeat", Network: "10.10.10.0/24", Address: fmt.Sprintf("10.10.10.%d", oct)}}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		names = append(names, n)
-	}
-	if _, err := e.CreateCluster(ctx, engine.ClusterSpec{Name: "HVCLUSTER", Nodes: names, StaticAddress: "192.0.2.50/24",
-		Hypervisor: engine.HypervisorQEMU, HeartbeatTimeoutSeconds: 10}); err != nil {
-		b.Fatal(err)
-	}
-	vol, err := e.CreateVolume(ctx, engine.VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 8, Label: "VMSTORE",
-		DriveLetter: "O", BlockSize: 4096, NodeSlots: 8})
-	if err != nil {
-		b.Fatal(err)
-	}
-	agents := qemutest.StartAgents(b, dir, guestDir, names...)
-	k := &qemuKayo{e: e, dir: dir, nodes: names, agents: agents, spec: engine.VMSpec{Cluster: "HVCLUSTER", Volume: vol.ID, Name: "WEB01", MemoryMB: mem,
-		ProcessorCount: 1, VHD: engine.VHDSpec{SizeGiB: 1, Type: engine.VHDDynamic}, OwnerNode: names[0], AntiAffinityMode: "preferred",
-		Migration: engine.MigrationLive, State: engine.VMRunning, Failback: engine.FailbackSpec{Mode: engine.FailbackPrevent},
-		MaxFailures: 1, FailurePeriodHours: 6}}
-	b.Cleanup(func() { k.close(b) })
-	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	k := newQEMULab(b, guestDir, 8, net)
+	k.spec = engine.VMSpec{Cluster: "HVCLUSTER", Volume: k.vol, Name: "WEB01", MemoryMB: mem,
+		ProcessorCount: 1, VHD: engine.VHDSpec{SizeGiB: 1, Type: engine.VHDDynamic}, OwnerNode: k.nodes[0], AntiAffinityMode: "preferred",
+		Adapters: []engine.VMAdapter{{Switch: "VMNet"}}, Migration: engine.MigrationLive, State: engine.VMRunning,
+		Failback: engine.FailbackSpec{Mode: engine.FailbackPrevent}, MaxFailures: 1, FailurePeriodHours: 6}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := e.CreateVM(cctx, k.spec); err != nil {
+	vm := k.createVM(ctx, b)
+	var err error
+	if k.id, k.n, err = qemutest.WaitCounterID(ctx, k.serial(), 3); err != nil {
 		b.Fatal(err)
 	}
-	if k.id, k.n, err = qemutest.WaitCounterID(cctx, k.serial(), 3); err != nil {
-		b.Fatal(err)
+	if len(vm.AdapterAddresses) != 1 || vm.AdapterAddresses[0] == "" {
+		b.Fatalf("WEB01's addresses: %q", vm.AdapterAddresses)
 	}
-	return k
+	s, err := qemutest.DialStream(ctx, strings.Split(vm.AdapterAddresses[0], "/")[0]+":7", streamEvery)
+	if err != nil {
+		b.Fatalf("kayo: %v", err)
+	}
+	b.Cleanup(s.Close)
+	return k, s
 }
-
-func (k *qemuKayo) serial() string { return qemutest.SerialPath(k.dir, k.spec.OwnerNode, k.spec.Name) }
 
 // migrate moves the guest to the other node with UpdateVM (timed) and
 // checks its counter continues there. resume is the milliseconds from the

@@ -89,7 +89,6 @@ type FloorResult struct {
 // difference from the driver: the driver's server reads and writes a
 // dynamic VHD inside Kayo FS (vhd + kayofs), the floor's a raw file.
 type Floor struct {
-	bin  string
 	g    qemu.Guest
 	mem  int64
 	dir  string
@@ -108,20 +107,54 @@ type Floor struct {
 	// latest move (Verify checks the target continues it).
 	id string
 	n  int
+	// net: the sides' namespaces, taps and migration addresses (nil:
+	// this process's namespace, no adapter, loopback); bins: the command
+	// that starts QEMU on each side.
+	net  *FloorNet
+	bins [2]string
+}
+
+// FloorNet puts the floor's guest on a network the way node agents put a
+// VM on a switch: each side a network namespace (a netnsrig host) whose
+// bridge holds the host's uplink and a tap QEMU opens by name (FloorSwitch:
+// the agents' own internal/hostnet), the adapter virtio-net with one MAC
+// on both sides, and the migration between the sides' addresses.
+type FloorNet struct {
+	MAC   string // QEMU's form, 52:54:00:..
+	Sides [2]FloorSide
+}
+
+// FloorSide is one side of a FloorNet.
+type FloorSide struct {
+	NS      string // network namespace ("" this process's)
+	Tap     string // the tap on the side's bridge
+	MigAddr string // the side's address incoming migrations listen on
 }
 
 // StartFloor boots the guest with memMB on side 0 in dir, disk size
 // diskBytes, and waits until its counter runs.
-func StartFloor(ctx context.Context, bin string, g qemu.Guest, memMB, diskBytes int64, dir string) (_ *Floor, err error) {
+func StartFloor(ctx context.Context, bin string, g qemu.Guest, memMB, diskBytes int64, dir string) (*Floor, error) {
+	return StartFloorNet(ctx, bin, g, memMB, diskBytes, dir, nil)
+}
+
+// StartFloorNet is StartFloor with the guest on network n (nil: none).
+func StartFloorNet(ctx context.Context, bin string, g qemu.Guest, memMB, diskBytes int64, dir string, n *FloorNet) (_ *Floor, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	f := &Floor{bin: bin, g: g, mem: memMB, dir: dir}
+	f := &Floor{g: g, mem: memMB, dir: dir, net: n, bins: [2]string{bin, bin}}
 	defer func() {
 		if err != nil {
 			f.Close()
 		}
 	}()
+	if n != nil {
+		for i, s := range n.Sides {
+			if f.bins[i], err = binIn(dir, s.NS, bin); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if f.file, err = os.OpenFile(filepath.Join(dir, "floor.raw"), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644); err != nil {
 		return nil, err
 	}
@@ -134,7 +167,7 @@ func StartFloor(ctx context.Context, bin string, g qemu.Guest, memMB, diskBytes 
 		}
 		f.srv[i].Add("floor", FileDisk{File: f.file, Bytes: diskBytes})
 	}
-	if f.cur, err = qemu.Launch(ctx, bin, f.config(0, "")); err != nil {
+	if f.cur, err = qemu.Launch(ctx, f.bins[0], f.config(0, "")); err != nil {
 		return nil, err
 	}
 	if _, err := f.cur.QMP.Execute(ctx, "cont", nil); err != nil {
@@ -149,7 +182,19 @@ func StartFloor(ctx context.Context, bin string, g qemu.Guest, memMB, diskBytes 
 func (f *Floor) name(side int) string { return fmt.Sprintf("floor%d-%c", f.mem, 'a'+side) }
 
 func (f *Floor) config(side int, incoming string) qemu.Config {
-	return qemu.Config{Name: f.name(side), MemoryMB: f.mem, Processors: 1, Guest: f.g, Disk: f.srv[side].Disk("floor"), Dir: f.dir, Incoming: incoming}
+	c := qemu.Config{Name: f.name(side), MemoryMB: f.mem, Processors: 1, Guest: f.g, Disk: f.srv[side].Disk("floor"), Dir: f.dir, Incoming: incoming}
+	if f.net != nil {
+		c.NICs = []qemu.NIC{{Tap: f.net.Sides[side].Tap, MAC: f.net.MAC}}
+	}
+	return c
+}
+
+// where is where side i's QEMU runs: its namespace and migration address.
+func (f *Floor) where(i int) FloorSide {
+	if f.net == nil {
+		return FloorSide{MigAddr: "127.0.0.1"}
+	}
+	return f.net.Sides[i]
 }
 
 // Serial is the serial log of the side the guest runs on now.
@@ -163,12 +208,12 @@ func (f *Floor) Migrate(ctx context.Context) (FloorResult, error) {
 	}
 	to := 1 - f.side
 	t0 := time.Now()
-	dst, err := qemu.Launch(ctx, f.bin, f.config(to, "defer"))
+	dst, err := qemu.Launch(ctx, f.bins[to], f.config(to, "defer"))
 	if err != nil {
 		return res, err
 	}
 	tl := time.Now()
-	if err := f.start(ctx, dst); err != nil {
+	if err := f.start(ctx, dst, f.where(f.side), f.where(to)); err != nil {
 		dst.Kill()
 		return res, err
 	}
@@ -207,25 +252,30 @@ func (f *Floor) Migrate(ctx context.Context) (FloorResult, error) {
 	return res, nil
 }
 
-// start connects the current side to dst (launched with "defer") and
-// starts the migration, as Migrate's doc says.
-func (f *Floor) start(ctx context.Context, dst *qemu.Machine) error {
+// start connects the current side (in from) to dst (launched with
+// "defer", in to) and starts the migration, as Migrate's doc says: the
+// target listens on to's address, the source connects from its own
+// namespace.
+func (f *Floor) start(ctx context.Context, dst *qemu.Machine, from, to FloorSide) error {
 	if f.Key == nil {
-		port, err := dst.ListenIncoming(ctx, "127.0.0.1")
+		port, err := dst.ListenIncoming(ctx, to.MigAddr)
 		if err != nil {
 			return err
 		}
 		if f.OnListen != nil {
 			f.OnListen(port)
 		}
-		return f.cur.StartMigration(ctx, fmt.Sprintf("tcp:127.0.0.1:%d", port))
+		return f.cur.StartMigration(ctx, fmt.Sprintf("tcp:%s:%d", to.MigAddr, port))
 	}
 	tls, err := qemu.WritePSK(filepath.Join(f.dir, "tls"), "kayo", qemu.DeriveKey(f.Key, "qemu tls-psk"))
 	if err != nil {
 		return err
 	}
-	ln, err := qemu.ListenMigration("127.0.0.1", f.Key, "floor")
-	if err != nil {
+	var ln *qemu.MigrationListener
+	if err := InNetNS(to.NS, func() (err error) {
+		ln, err = qemu.ListenMigration(to.MigAddr, f.Key, "floor")
+		return err
+	}); err != nil {
 		return err
 	}
 	defer func() { _ = ln.Close() }()
@@ -241,8 +291,11 @@ func (f *Floor) start(ctx context.Context, dst *qemu.Machine) error {
 		}
 		accepted <- err
 	}()
-	conn, err := qemu.DialMigration(ctx, "127.0.0.1", ln.Port(), f.Key, "floor")
-	if err != nil {
+	var conn *os.File
+	if err := InNetNS(from.NS, func() (err error) {
+		conn, err = qemu.DialMigration(ctx, to.MigAddr, ln.Port(), f.Key, "floor")
+		return err
+	}); err != nil {
 		return err
 	}
 	defer func() { _ = conn.Close() }()

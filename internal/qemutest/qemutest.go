@@ -52,47 +52,67 @@ func StartAgents(t testing.TB, dataDir, guestDir string, nodes ...string) []*Age
 // taps they make stay in it.
 func StartAgentsIn(t testing.TB, ns, dataDir, guestDir string, nodes ...string) []*Agent {
 	t.Helper()
-	bin := testcli.Build(t, "./cmd/kayoctl")
 	var out []*Agent
 	for _, n := range nodes {
-		log := filepath.Join(dataDir, "agent-"+n+".log")
-		f, err := os.Create(log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The lab's hosts are fictional, all played by this machine (one network
-		// namespace): no facts reported, no network probes.
-		args := []string{"agent", "--node", n, "--interval", "250ms", "--report-facts=false", "--probe-port=0"}
-		cmd := exec.Command(bin, args...)
-		if ns != "" {
-			cmd = exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
-		}
-		cmd.Env = append(os.Environ(), "KAYO_DATA_DIR="+dataDir, "KAYO_QEMU_GUEST_DIR="+guestDir, "NO_COLOR=1")
-		cmd.Stdout, cmd.Stderr = f, f
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		_ = f.Close()
-		a := &Agent{Node: n, Cmd: cmd, Log: log}
-		out = append(out, a)
-		t.Cleanup(func() { a.Stop(t) })
+		out = append(out, startAgent(t, ns, dataDir, guestDir, n))
 	}
-	// Ready once each has written its first heartbeat, as a user starts
-	// the agents before applying.
 	for _, a := range out {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			b, _ := os.ReadFile(a.Log)
-			if strings.Contains(string(b), "qemu: accepting VMs") {
-				break
-			}
-			if time.Now().After(deadline) || a.Cmd.ProcessState != nil {
-				t.Fatalf("agent %s not ready within 60 s:\n%s", a.Node, tail(string(b), 3000))
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		a.waitReady(t)
 	}
 	return out
+}
+
+// StartAgentIn starts node's agent in network namespace ns with further
+// arguments (e.g. --migration-address, an address of that host), as a
+// rig's host runs it; ready when it returns.
+func StartAgentIn(t testing.TB, ns, dataDir, guestDir, node string, extra ...string) *Agent {
+	t.Helper()
+	a := startAgent(t, ns, dataDir, guestDir, node, extra...)
+	a.waitReady(t)
+	return a
+}
+
+func startAgent(t testing.TB, ns, dataDir, guestDir, node string, extra ...string) *Agent {
+	t.Helper()
+	bin := testcli.Build(t, "./cmd/kayoctl")
+	log := filepath.Join(dataDir, "agent-"+node+".log")
+	f, err := os.Create(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lab's hosts are fictional, all played by this machine: no
+	// facts reported, no network probes.
+	args := append([]string{"agent", "--node", node, "--interval", "250ms", "--report-facts=false", "--probe-port=0"}, extra...)
+	cmd := exec.Command(bin, args...)
+	if ns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	}
+	cmd.Env = append(os.Environ(), "KAYO_DATA_DIR="+dataDir, "KAYO_QEMU_GUEST_DIR="+guestDir, "NO_COLOR=1")
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	a := &Agent{Node: node, Cmd: cmd, Log: log}
+	t.Cleanup(func() { a.Stop(t) })
+	return a
+}
+
+// waitReady waits for the agent's first heartbeat, as a user starts the
+// agents before applying.
+func (a *Agent) waitReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, _ := os.ReadFile(a.Log)
+		if strings.Contains(string(b), "qemu: accepting VMs") {
+			return
+		}
+		if time.Now().After(deadline) || a.Cmd.ProcessState != nil {
+			t.Fatalf("agent %s not ready within 60 s:\n%s", a.Node, tail(string(b), 3000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Stop ends the agent (SIGTERM; SIGKILL after 10 s).
