@@ -40,12 +40,15 @@ func BenchmarkLockManagers(b *testing.B) {
 	}
 	leases := kayofs.NewDiskLeases(kayofs.DiskLeaseOptions{Timeout: 4 * time.Second, Margin: time.Second,
 		IOTimeout: 100 * time.Millisecond, MinHold: hold, Logf: b.Logf})
-	// etcd starts only when its cases run (-bench can leave them out).
+	// etcd starts only when its cases run (-bench can leave them out), and
+	// lives as long as the whole benchmark: a sub-benchmark's cleanup runs
+	// after each of its runs.
 	var etcdLocks kayofs.LockManagerFactory
-	etcdFactory := func(b *testing.B) kayofs.LockManagerFactory {
+	parent := b
+	etcdFactory := func() kayofs.LockManagerFactory {
 		if etcdLocks == nil && etcdtest.Binary() != "" {
-			c := etcdtest.Start(b, etcdtest.Options{})
-			etcdLocks = etcdlock.New(etcdlock.Options{Client: c.Client(b, "", ""), TTL: 4 * time.Second, MinHold: hold, Logf: b.Logf})
+			c := etcdtest.Start(parent, etcdtest.Options{})
+			etcdLocks = etcdlock.New(etcdlock.Options{Client: c.Client(parent, "", ""), TTL: 4 * time.Second, MinHold: hold, Logf: parent.Logf})
 		}
 		return etcdLocks
 	}
@@ -64,7 +67,7 @@ func BenchmarkLockManagers(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/%dnodes", c.name, nodes), func(b *testing.B) {
 				locks := c.locks
 				if c.name == "etcd" {
-					if locks = etcdFactory(b); locks == nil {
+					if locks = etcdFactory(); locks == nil {
 						b.Skip("no etcd binary (KAYO_ETCD_BIN or etcd on PATH)")
 					}
 				}
