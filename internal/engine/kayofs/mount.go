@@ -323,6 +323,10 @@ func (v *Volume) Crash() {
 		a.abandon() // leases stay on disk as a dead node leaves them
 		return
 	}
+	if a, ok := v.lk.cl.(interface{ Abandon() }); ok {
+		a.Abandon() // managers outside this package (etcdlock): leases expire by themselves
+		return
+	}
 	v.lk.close()
 }
 

@@ -40,7 +40,10 @@ func (m *Locks) Lock(k kayofs.LockKey, excl bool) error {
 			continue // another goroutine of this mount took it meanwhile
 		}
 		mu := concurrency.NewMutex(m.sess, m.lockKey(k))
-		if err := mu.Lock(m.ctx); err != nil {
+		stop := m.watchHolder(k)
+		err := mu.Lock(m.ctx)
+		stop()
+		if err != nil {
 			m.end(k, nil)
 			return m.failed(err)
 		}

@@ -52,7 +52,8 @@ type Options struct {
 	// leases do): fewer round trips, one handoff per turn between nodes.
 	PerKey bool
 	// OnEvent receives kayofs.LeaseFenced when this mount fences itself
-	// (kayofs/events.go); it must return at once.
+	// and kayofs.LeaseRecoveryWait when it waits for a lock whose holder
+	// stopped renewing its lease (kayofs/events.go); it must return at once.
 	OnEvent func(kayofs.LeaseEvent)
 }
 
@@ -78,6 +79,7 @@ type Locks struct {
 	gone       map[kayofs.LockKey]chan struct{} // keys whose release is under way
 	taking     map[kayofs.LockKey]chan struct{} // keys this mount is acquiring
 	recov      map[int]*concurrency.Mutex
+	waited     map[clientv3.LeaseID]bool   // silent holders reported (wait.go)
 	owners     map[string]clientv3.LeaseID // slot owner keys as last seen (watchOwners)
 	ownersDone chan struct{}
 	done       chan struct{}
@@ -131,7 +133,7 @@ func open(dev kayofs.Device, node string, o Options) (*Locks, error) {
 	m := &Locks{o: o, cli: o.Client, sess: sess, lease: g.ID, base: fmt.Sprintf("%s/%s", o.Prefix, sb.UUIDString()),
 		node: node, ctx: ctx, cancel: cancel, epoch: start, held: map[kayofs.LockKey]*cached{},
 		want: map[kayofs.LockKey]bool{}, gone: map[kayofs.LockKey]chan struct{}{}, taking: map[kayofs.LockKey]chan struct{}{},
-		recov: map[int]*concurrency.Mutex{}, owners: map[string]clientv3.LeaseID{}, done: make(chan struct{})}
+		recov: map[int]*concurrency.Mutex{}, waited: map[clientv3.LeaseID]bool{}, owners: map[string]clientv3.LeaseID{}, done: make(chan struct{})}
 	or, err := o.Client.Get(ctx, m.base+"/owner/", clientv3.WithPrefix())
 	if err != nil {
 		cancel()

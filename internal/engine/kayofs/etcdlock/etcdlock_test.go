@@ -215,3 +215,66 @@ func TestEtcdLocksLostLeaseFences(t *testing.T) {
 	}
 	check(t, dev)
 }
+
+// TestEtcdLocksDeadHolderRecoveryWait: A dies holding the metadata lock (its
+// etcd lease stays until etcd expires it). B's mount waits for that lock
+// and says so in a recovery_wait event naming B, A and A's slot, with the
+// wait left; once etcd expired A's lease, B recovers A's slot.
+func TestEtcdLocksDeadHolderRecoveryWait(t *testing.T) {
+	etcdtest.Require(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	cli := c.Client(t, "", "")
+	dev := newVolume(t)
+	var mu sync.Mutex
+	var evs []kayofs.LeaseEvent
+	onEvent := func(ev kayofs.LeaseEvent) {
+		mu.Lock()
+		evs = append(evs, ev)
+		mu.Unlock()
+	}
+	const ttl = 4 * time.Second
+	a, err := kayofs.Mount(dev, "A", kayofs.MountOptions{Locks: New(Options{Client: cli, TTL: ttl, Logf: t.Logf})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Mkdir("before"); err != nil {
+		t.Fatal(err)
+	}
+	aSlot := a.Slot()
+	a.Crash() // the metadata lock stays held under A's lease
+	start := time.Now()
+	b, err := kayofs.Mount(dev, "B", kayofs.MountOptions{Locks: New(Options{Client: cli, TTL: ttl, Logf: t.Logf, OnEvent: onEvent}),
+		OnEvent: onEvent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := time.Since(start)
+	defer b.Unmount()
+	mu.Lock()
+	var got []string
+	var wait *kayofs.LeaseEvent
+	for i, ev := range evs {
+		got = append(got, fmt.Sprintf("%s %s %s %d", ev.Kind, ev.Node, ev.Peer, ev.Slot))
+		if ev.Kind == kayofs.LeaseRecoveryWait && wait == nil {
+			wait = &evs[i]
+		}
+	}
+	mu.Unlock()
+	want := []string{fmt.Sprintf("recovery_wait B A %d", aSlot), fmt.Sprintf("recovered B A %d", aSlot)}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("lease events %q, want %q (B waits for A's lease, then recovers A's slot)", got, want)
+	}
+	if wait.Lease != ttl || wait.Wait <= 0 || wait.Wait > ttl || !strings.Contains(wait.Why, "expires it in") {
+		t.Errorf("recovery_wait event %+v: want lease %v and a wait in (0, %v] with the reason", *wait, ttl, ttl)
+	}
+	if waited < ttl/2 {
+		t.Errorf("B mounted after %v, before A's lease (TTL %v) could have expired", waited, ttl)
+	}
+	if _, err := b.Stat("before"); err != nil {
+		t.Errorf("A's write before it died: %v", err)
+	}
+	if err := b.Mkdir("b"); err != nil {
+		t.Fatal(err)
+	}
+	check(t, dev)
+}
