@@ -102,8 +102,8 @@ func TestVolumeMountsUseDiskLeases(t *testing.T) {
 	}
 	sb, err := kayofs.ReadSuperblock(fd)
 	fd.Close()
-	if err != nil || sb.Version != 2 {
-		t.Fatalf("new volume: format version %d (%v), want 2 (the version with a lease area)", sb.Version, err)
+	if err != nil || sb.Version != kayofs.FormatVersion {
+		t.Fatalf("new volume: format version %d (%v), want %d (the version with a lease area)", sb.Version, err, kayofs.FormatVersion)
 	}
 	leases := kayofs.NewDiskLeases(kayofs.DiskLeaseOptions{Timeout: 2 * time.Second, IOTimeout: 50 * time.Millisecond,
 		Logf: t.Logf})

@@ -65,13 +65,8 @@ func (v *Volume) CreateFiles(dir string, files []NewFile) ([]*File, error) {
 	h := c.hdr
 	taken := map[uint32]bool{}
 	newEntry := func(typ uint8, parent uint32, name string) (uint32, uint64, error) {
-		ino := uint32(rootIno + 1)
-		for ; ino < v.sbl().InodeCount; ino++ {
-			if _, used := c.ents[ino]; !used && !taken[ino] {
-				break
-			}
-		}
-		if ino >= v.sbl().InodeCount {
+		ino, ok := c.freeIno(v.sbl().InodeCount, v.slot, taken)
+		if !ok {
 			return 0, 0, ErrNoInodes
 		}
 		taken[ino] = true

@@ -146,9 +146,25 @@ func (c *nsCache) lookup(parts []string) (uint32, dirent, error) {
 	return ino, e, nil
 }
 
-func (c *nsCache) freeIno(limit uint32) (uint32, bool) {
+// freeIno picks a free inode number below limit and not in taken,
+// preferring the runs of slot's lock domain.
+func (c *nsCache) freeIno(limit uint32, slot int, taken map[uint32]bool) (uint32, bool) {
+	free := func(ino uint32) bool {
+		_, used := c.ents[ino]
+		return ino > rootIno && ino < limit && !used && !taken[ino]
+	}
+	// This slot's runs first (their lock domain is the slot's: LockDomain),
+	// up to one round of runs past the high water mark.
+	end := uint64(c.hdr.hw) + MaxSlots*inoChunk
+	for base := uint64(slot%MaxSlots) * inoChunk; base < end && base < uint64(limit); base += MaxSlots * inoChunk {
+		for ino := uint32(base); ino < uint32(base)+inoChunk; ino++ {
+			if free(ino) {
+				return ino, true
+			}
+		}
+	}
 	for ino := uint32(rootIno + 1); ino < limit; ino++ {
-		if _, used := c.ents[ino]; !used {
+		if free(ino) {
 			return ino, true
 		}
 	}
@@ -200,7 +216,7 @@ func (v *Volume) create(path string, typ uint8) (uint32, uint64, error) {
 	if _, ok := c.children[pino][name]; ok {
 		return 0, 0, fmt.Errorf("%w: %s", ErrExist, path)
 	}
-	ino, ok := c.freeIno(v.sbl().InodeCount)
+	ino, ok := c.freeIno(v.sbl().InodeCount, v.slot, nil)
 	if !ok {
 		return 0, 0, ErrNoInodes
 	}

@@ -51,6 +51,36 @@ type LockManager interface {
 	Close() error
 }
 
+// LockDomain maps k onto the cluster lock that guards it when a manager
+// groups keys (format version 3, Superblock.LockDomains): the slot table
+// and the namespace share one lock; each allocation group keeps its own;
+// the file and inode keys of a run of inoChunk inode numbers share one per
+// run, modulo MaxSlots. A mount prefers inode numbers in the runs of its
+// own slot (nsCache.freeIno), so two nodes writing their own files hold
+// disjoint locks and meet only on the namespace lock, where OCFS2's and
+// GFS2's nodes meet too. Lock order still holds: namespace → file and
+// inode domains (more than one only under the namespace lock held
+// exclusively, which one mount of the cluster has at a time) → groups
+// ascending. The mapping depends on nothing that changes online (slot
+// count, group count), so every mount maps a key alike.
+func LockDomain(k LockKey) LockKey {
+	switch {
+	case k == keySlotTable || k == keyNS:
+		return keyNS
+	case k >= keyInodeBase && k < keyFileBase+1<<28:
+		ino := uint64(k-keyInodeBase) & (1<<28 - 1)
+		return keyDomainBase + int64(ino/inoChunk%MaxSlots)
+	}
+	return k
+}
+
+// inoChunk: inode numbers per run of one lock domain; a directory-entry
+// block's worth at 4 KiB.
+const inoChunk = 16
+
+// homeIno reports whether ino lies in a run whose domain is slot's.
+func homeIno(ino uint32, slot int) bool { return int(ino/inoChunk%MaxSlots) == slot%MaxSlots }
+
 // ErrFenced: the mount lost its lease (it could not renew it within the
 // lease timeout) and stopped writing, so that another node may recover it.
 var ErrFenced = errors.New("kayofs: lease lost; this node fenced itself and no longer writes to the volume")

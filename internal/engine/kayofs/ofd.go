@@ -34,6 +34,7 @@ const (
 	keyLiveBase          = lockBase + 0x100
 	keyRecoverBase       = lockBase + 0x200
 	keyOwnerBase         = lockBase + 0x300
+	keyDomainBase        = lockBase + 0x400 // file and inode domains (LockDomain)
 	keyAGBase            = lockBase + 0x1000_0000
 	keyInodeBase         = lockBase + 0x2000_0000
 	keyFileBase          = lockBase + 0x3000_0000

@@ -13,7 +13,10 @@ import (
 const (
 	// FormatVersion 2 adds the lease area (lease.go) between the journals
 	// and the namespace; version 1 volumes still mount with OFD locks.
-	FormatVersion = 2
+	// Version 3 has version 2's layout and splits the cluster locks into
+	// domains (LockDomain, lockmgr.go): binaries that lock a volume as one
+	// must not mount it beside ones that do not, and they refuse version 3.
+	FormatVersion = 3
 	// LeaseAreaBytes is the size of the version-2 lease area.
 	LeaseAreaBytes = 1 << 20
 	MaxSlots       = 64
@@ -107,6 +110,11 @@ func (sb *Superblock) leaseBlocks() uint64 {
 	}
 	return LeaseAreaBytes / uint64(sb.BlockSize)
 }
+
+// LockDomains reports whether mounts of the volume lock it by domain
+// (LockDomain) rather than as one metadata lock: format version 3.
+func (sb *Superblock) LockDomains() bool { return sb.Version >= 3 }
+
 func (sb *Superblock) nsBlock() uint64      { return sb.leaseStart() + sb.leaseBlocks() }
 func (sb *Superblock) direntsPerBlock() int { return (sb.bs() - blkHdrSize) / direntSize }
 func (sb *Superblock) direntStart() uint64  { return sb.nsBlock() + 1 }
@@ -243,7 +251,7 @@ func (sb *Superblock) validate() error {
 		return fmt.Errorf("%w: superblock: "+f, append([]any{ErrCorrupt}, a...)...)
 	}
 	switch {
-	case sb.Version != 1 && sb.Version != FormatVersion:
+	case sb.Version < 1 || sb.Version > FormatVersion:
 		return bad("unsupported format version %d", sb.Version)
 	case !validBlockSize(sb.BlockSize):
 		return bad("invalid block size %d", sb.BlockSize)

@@ -1,0 +1,40 @@
+package kayofs
+
+import "testing"
+
+// TestFreeInoPrefersOwnRuns: a mount takes inode numbers from the runs of
+// its own slot's lock domain, so two nodes creating files do not share
+// file and inode locks (LockDomain); when its runs are full it takes the
+// lowest free number.
+func TestFreeInoPrefersOwnRuns(t *testing.T) {
+	c := newNSCache()
+	c.hdr.hw = rootIno + 1
+	c.ents[rootIno] = dirent{typ: typeDir}
+	for _, tc := range []struct {
+		slot int
+		want uint32
+	}{{0, 2}, {1, inoChunk}, {3, 3 * inoChunk}, {MaxSlots + 1, inoChunk}} {
+		got, ok := c.freeIno(100000, tc.slot, nil)
+		if !ok || got != tc.want {
+			t.Errorf("slot %d: free inode %d (%v), want %d", tc.slot, got, ok, tc.want)
+		}
+		if LockDomain(keyInode(got)) != LockDomain(keyFile(got)) || LockDomain(keyInode(got)) != keyDomainBase+int64(tc.slot%MaxSlots) {
+			t.Errorf("slot %d: inode %d's keys map onto domains %#x/%#x, want the slot's", tc.slot, got, LockDomain(keyInode(got)), LockDomain(keyFile(got)))
+		}
+	}
+	// slot 1's first run taken: its next run is a round of runs further
+	for ino := uint32(inoChunk); ino < 2*inoChunk; ino++ {
+		c.ents[ino] = dirent{typ: typeFile}
+	}
+	c.hdr.hw = 2 * inoChunk
+	if got, _ := c.freeIno(100000, 1, nil); got != (MaxSlots+1)*inoChunk {
+		t.Errorf("slot 1 with its first run full: inode %d, want %d", got, (MaxSlots+1)*inoChunk)
+	}
+	// a small inode table: the lowest free number
+	if got, _ := c.freeIno(inoChunk+4, 1, map[uint32]bool{2: true}); got != 3 {
+		t.Errorf("slot 1, table of %d inodes: inode %d, want 3", inoChunk+4, got)
+	}
+	if LockDomain(keySlotTable) != LockDomain(keyNS) || LockDomain(keyAG(3)) != keyAG(3) {
+		t.Errorf("slot table and namespace share a domain, groups keep their own")
+	}
+}
