@@ -105,6 +105,13 @@
 // under the mount's etcd lease, fencing before the lease can expire). Both
 // keep the metadata lock after use until another node asks for it, at
 // least MinHold (a DLM's lock caching, GFS2's minimum hold time).
+// Format version 3 (version 2's layout) splits the cluster locks into
+// domains (LockDomain, lockmgr.go): the namespace, each allocation group,
+// and runs of 16 inode numbers modulo 64, each mount preferring the runs
+// of its own slot, so nodes writing their own files meet only on the
+// namespace lock. The etcd manager locks a version-3 volume by domain;
+// the on-disk leases still map every key onto the one metadata lease.
+// Binaries that lock a volume as one refuse version 3.
 // Each node starts allocating in its own group (slot × groups / slots) and
 // takes group locks with try-lock, moving to the next group when one is
 // busy. Heartbeats are written every period for cross-host liveness; in the

@@ -1,6 +1,12 @@
 package kayofs
 
-import "testing"
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+)
 
 // TestFreeInoPrefersOwnRuns: a mount takes inode numbers from the runs of
 // its own slot's lock domain, so two nodes creating files do not share
@@ -36,5 +42,48 @@ func TestFreeInoPrefersOwnRuns(t *testing.T) {
 	}
 	if LockDomain(keySlotTable) != LockDomain(keyNS) || LockDomain(keyAG(3)) != keyAG(3) {
 		t.Errorf("slot table and namespace share a domain, groups keep their own")
+	}
+}
+
+// TestFormatVersions: new volumes are version 3 (locked by domain); a
+// version-2 volume can still be made for clusters with older binaries,
+// which lock it as one; other versions are refused.
+func TestFormatVersions(t *testing.T) {
+	for _, tc := range []struct {
+		ver, want int
+		domains   bool
+	}{{0, FormatVersion, true}, {3, 3, true}, {2, 2, false}, {1, 0, false}, {4, 0, false}} {
+		dev, err := CreateImage(filepath.Join(t.TempDir(), "lun.img"), 64<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb, err := Format(dev, FormatOptions{Slots: 2, Version: tc.ver})
+		if tc.want == 0 {
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(fmt.Sprint(err), "format version") {
+				t.Errorf("format version %d: %v, want ErrInvalid naming the version", tc.ver, err)
+			}
+			dev.Close()
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(sb.Version) != tc.want || sb.LockDomains() != tc.domains {
+			t.Errorf("format version %d: volume version %d, lock domains %v; want %d, %v", tc.ver, sb.Version, sb.LockDomains(), tc.want, tc.domains)
+		}
+		v, err := Mount(dev, "A", MountOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Mkdir("d"); err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Unmount(); err != nil {
+			t.Fatal(err)
+		}
+		if probs, err := Check(dev); err != nil || len(probs) > 0 {
+			t.Errorf("version %d: check: %v %v", tc.want, probs, err)
+		}
+		dev.Close()
 	}
 }

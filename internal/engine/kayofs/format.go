@@ -20,6 +20,9 @@ type FormatOptions struct {
 	// Size is the part of the device the volume covers (0: all of it), so
 	// it can later Grow into the rest.
 	Size int64
+	// Version: 0 for FormatVersion; 2 for a volume older binaries (which
+	// lock it as one) can mount too.
+	Version int
 }
 
 func validLabel(l string) error {
@@ -41,8 +44,15 @@ func layout(size int64, o FormatOptions) (*Superblock, error) {
 	if err := validLabel(o.Label); err != nil {
 		return nil, err
 	}
+	ver := uint32(FormatVersion)
+	if o.Version != 0 {
+		if o.Version < 2 || o.Version > FormatVersion {
+			return nil, fmt.Errorf("%w: format version %d: must be 2..%d", ErrInvalid, o.Version, FormatVersion)
+		}
+		ver = uint32(o.Version)
+	}
 	sb := &Superblock{
-		Version:       FormatVersion,
+		Version:       ver,
 		BlockSize:     bs,
 		Label:         o.Label,
 		TotalBlocks:   uint64(size) / uint64(bs),
