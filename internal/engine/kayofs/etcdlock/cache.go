@@ -77,10 +77,16 @@ func (m *Locks) TryLock(k kayofs.LockKey) (bool, error) {
 	return true, nil
 }
 
-// lockOf maps a Kayo FS key onto the etcd lock that guards it.
+// lockOf maps a Kayo FS key onto the etcd lock that guards it: the
+// namespace's, a group's or a run of inodes' (kayofs.LockDomain) on a
+// version-3 volume, else the one metadata lock (older binaries lock
+// version-2 volumes so, and may mount them beside this one).
 func (m *Locks) lockOf(k kayofs.LockKey) kayofs.LockKey {
-	if m.o.PerKey {
+	switch {
+	case m.o.PerKey:
 		return k
+	case m.domains:
+		return kayofs.LockDomain(k)
 	}
 	return metaKey
 }

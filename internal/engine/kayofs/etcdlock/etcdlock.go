@@ -3,8 +3,10 @@
 // under the mount's etcd lease, a slot's owner is a key under that lease,
 // and a mount whose lease it could not keep alive in time fences itself.
 //
-// Keys: PREFIX/VOLUME-UUID/lock/meta (or lock/KEY with Options.PerKey),
-// .../recover/SLOT, .../owner/SLOT.
+// Keys: PREFIX/VOLUME-UUID/lock/DOMAIN on a version-3 volume (the
+// namespace, each allocation group, each run of inodes:
+// kayofs.LockDomain), lock/meta on older ones, lock/KEY with
+// Options.PerKey; .../recover/SLOT, .../owner/SLOT.
 // Shared holds are taken exclusive (one hold per key and mount: the mount's
 // in-process layer counts its own shared holds, kayofs/lock.go). A mount
 // keeps a lock after its last unlock until another mount waits for it
@@ -59,15 +61,18 @@ type Options struct {
 
 // Locks is one mount's etcd lock manager.
 type Locks struct {
-	o      Options
-	cli    *clientv3.Client
-	sess   *concurrency.Session
-	lease  clientv3.LeaseID
-	base   string
-	node   string
-	ctx    context.Context
-	cancel context.CancelFunc
-	epoch  time.Time
+	o     Options
+	cli   *clientv3.Client
+	sess  *concurrency.Session
+	lease clientv3.LeaseID
+	base  string
+	node  string
+	// domains: the volume is locked by domain (format version 3,
+	// kayofs.LockDomain), not as one metadata lock.
+	domains bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	epoch   time.Time
 
 	lastRenew atomic.Int64 // since epoch: when the last successful renewal was sent
 	fenceMu   sync.Mutex
@@ -131,7 +136,7 @@ func open(dev kayofs.Device, node string, o Options) (*Locks, error) {
 		return nil, err
 	}
 	m := &Locks{o: o, cli: o.Client, sess: sess, lease: g.ID, base: fmt.Sprintf("%s/%s", o.Prefix, sb.UUIDString()),
-		node: node, ctx: ctx, cancel: cancel, epoch: start, held: map[kayofs.LockKey]*cached{},
+		node: node, domains: sb.LockDomains(), ctx: ctx, cancel: cancel, epoch: start, held: map[kayofs.LockKey]*cached{},
 		want: map[kayofs.LockKey]bool{}, gone: map[kayofs.LockKey]chan struct{}{}, taking: map[kayofs.LockKey]chan struct{}{},
 		recov: map[int]*concurrency.Mutex{}, waited: map[clientv3.LeaseID]bool{}, owners: map[string]clientv3.LeaseID{}, done: make(chan struct{})}
 	or, err := o.Client.Get(ctx, m.base+"/owner/", clientv3.WithPrefix())

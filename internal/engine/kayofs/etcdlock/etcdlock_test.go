@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
 )
@@ -275,6 +277,76 @@ func TestEtcdLocksDeadHolderRecoveryWait(t *testing.T) {
 	}
 	if err := b.Mkdir("b"); err != nil {
 		t.Fatal(err)
+	}
+	check(t, dev)
+}
+
+// TestEtcdLocksDomainsDisjoint: on a version-3 volume two mounts writing
+// their own files hold their file locks in etcd at once, each under its
+// own lease (kayofs.LockDomain), instead of taking turns on one
+// metadata lock; only the namespace lock is shared.
+func TestEtcdLocksDomainsDisjoint(t *testing.T) {
+	etcdtest.Require(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	cli := c.Client(t, "", "")
+	for _, ver := range []int{3, 2} {
+		t.Run(fmt.Sprintf("version%d", ver), func(t *testing.T) { domainsDisjoint(t, cli, ver) })
+	}
+}
+
+// domainsDisjoint: on a version-2 volume (which older binaries lock as
+// one, and may mount beside this one) every key stays on one lock.
+func domainsDisjoint(t *testing.T, cli *clientv3.Client, ver int) {
+	dev, err := kayofs.CreateImage(filepath.Join(t.TempDir(), "lun.img"), 256<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	if _, err := kayofs.Format(dev, kayofs.FormatOptions{Slots: 4, Version: ver}); err != nil {
+		t.Fatal(err)
+	}
+	locks := New(Options{Client: cli, TTL: 5 * time.Second, Logf: t.Logf})
+	for _, node := range []string{"A", "B"} {
+		v, err := kayofs.Mount(dev, node, kayofs.MountOptions{Locks: locks})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Unmount()
+		if err := v.Mkdir(node); err != nil {
+			t.Fatal(err)
+		}
+		f, err := v.Create(node + "/f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt(data(node, 0), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sb, err := kayofs.ReadSuperblock(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := cli.Get(t.Context(), fmt.Sprintf("/kayo/kayofs/%s/lock/", sb.UUIDString()), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	holders := map[string]map[clientv3.LeaseID]bool{} // lock → leases with a key under it
+	leases := map[clientv3.LeaseID]bool{}
+	for _, kv := range r.Kvs {
+		rest := strings.TrimPrefix(string(kv.Key), fmt.Sprintf("/kayo/kayofs/%s/lock/", sb.UUIDString()))
+		lock, _, _ := strings.Cut(rest, "/")
+		if holders[lock] == nil {
+			holders[lock] = map[clientv3.LeaseID]bool{}
+		}
+		holders[lock][clientv3.LeaseID(kv.Lease)] = true
+		leases[clientv3.LeaseID(kv.Lease)] = true
+	}
+	if _, one := holders["meta"]; ver == 2 && (!one || len(holders) != 1) {
+		t.Fatalf("version 2: etcd lock keys %v: want the one metadata lock only", holders)
+	}
+	if _, one := holders["meta"]; ver == 3 && (one || len(leases) != 2) {
+		t.Fatalf("version 3: etcd lock keys %v: want locks held by both mounts at once, no single metadata lock", holders)
 	}
 	check(t, dev)
 }
