@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +21,9 @@ import (
 // measured first in the same run). Metric x-floor is the time per file
 // relative to the floor; with 2 nodes it is aggregate time per file (total
 // time / files of both), so below the 1-node figure means 2 nodes got more
-// done together. "ofd-direct" separates the cost of direct I/O (which
+// done together. "etcd-v2" is etcd on a version-2 volume, where every key
+// maps onto one metadata lock (as before lock domains, LockDomain).
+// "ofd-direct" separates the cost of direct I/O (which
 // nodes on different kernels need) from the cost of the leases.
 func BenchmarkLockManagers(b *testing.B) {
 	dir := os.Getenv("KAYOFS_BENCH_DIR")
@@ -54,24 +57,26 @@ func BenchmarkLockManagers(b *testing.B) {
 	}
 	var floor float64
 	for _, c := range []struct {
-		name   string
-		locks  kayofs.LockManagerFactory
-		direct bool
+		name    string
+		locks   kayofs.LockManagerFactory
+		direct  bool
+		version int // 0: the current format; 2: locked as one by every manager
 	}{
-		{"ofd", nil, false},
-		{"ofd-direct", nil, true},
-		{"disk-leases", leases, true},
-		{"etcd", nil, true},
+		{"ofd", nil, false, 0},
+		{"ofd-direct", nil, true, 0},
+		{"disk-leases", leases, true, 0},
+		{"etcd-v2", nil, true, 2},
+		{"etcd", nil, true, 0},
 	} {
 		for _, nodes := range []int{1, 2, 3} {
 			b.Run(fmt.Sprintf("%s/%dnodes", c.name, nodes), func(b *testing.B) {
 				locks := c.locks
-				if c.name == "etcd" {
+				if strings.HasPrefix(c.name, "etcd") {
 					if locks = etcdFactory(); locks == nil {
 						b.Skip("no etcd binary (KAYO_ETCD_BIN or etcd on PATH)")
 					}
 				}
-				vols := benchMounts(b, dir, nodes, locks, c.direct)
+				vols := benchMounts(b, dir, nodes, locks, c.direct, c.version)
 				b.ResetTimer()
 				start := time.Now()
 				var wg sync.WaitGroup
@@ -107,7 +112,7 @@ func BenchmarkLockManagers(b *testing.B) {
 	}
 }
 
-func benchMounts(b *testing.B, dir string, nodes int, locks kayofs.LockManagerFactory, direct bool) []*kayofs.Volume {
+func benchMounts(b *testing.B, dir string, nodes int, locks kayofs.LockManagerFactory, direct bool, version int) []*kayofs.Volume {
 	b.Helper()
 	d, err := os.MkdirTemp(dir, "kayofs-lockbench-")
 	if err != nil {
@@ -120,7 +125,7 @@ func benchMounts(b *testing.B, dir string, nodes int, locks kayofs.LockManagerFa
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { dev.Close() })
-	if _, err := kayofs.Format(dev, kayofs.FormatOptions{Slots: 4}); err != nil {
+	if _, err := kayofs.Format(dev, kayofs.FormatOptions{Slots: 4, Version: version}); err != nil {
 		b.Fatal(err)
 	}
 	var vols []*kayofs.Volume
