@@ -77,7 +77,7 @@ func TestVolumeMountsUseOFDOnTheEmbeddedSAN(t *testing.T) {
 }
 
 // TestVolumeMountsUseDiskLeases: with the embedded database a new volume
-// is format version 2 and the engine's mounts hold on-disk leases, so a
+// has a lease area (format version 2 or later) and the engine's mounts hold on-disk leases, so a
 // node on another machine (which shares only the LUN, not this kernel's
 // OFD locks) sees the engine's mount of Y-21 live and cannot mount Y-21
 // too; and the engine sees the other machine's mount of Y-22.
