@@ -9,6 +9,7 @@ import (
 	"log"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/provider"
@@ -17,6 +18,11 @@ import (
 
 // Set by the build (-ldflags "-X main.version=..."; .goreleaser.yml does).
 var version = "0.1.0"
+
+// providerMountIdle is how long the provider keeps an unused volume mount
+// of a node: another process that mounts the same node meanwhile (kayoctl,
+// an agent that starts) waits that long at most.
+const providerMountIdle = time.Second
 
 func main() {
 	var debug, showVersion bool
@@ -32,6 +38,10 @@ func main() {
 	lessGC()
 	stopProfiles := startProfiles()
 	rt := engine.NewRuntime()
+	// Mounts are released at exit (below), so they may idle longer than
+	// DefaultMountIdle: an apply's VM operations reach each node only
+	// every few hundred milliseconds (engine.Runtime.SetMountIdle).
+	rt.SetMountIdle(providerMountIdle)
 	err := provider.Serve(version, provider.ServeOpts{Debug: debug, Runtime: rt})
 	rt.ReleaseMounts() // detach the volume mounts cached for VM operations
 	stopProfiles()

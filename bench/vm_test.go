@@ -47,8 +47,9 @@ import (
 // change is measured before and after side by side.
 //
 // KAYO_PROFILE_DIR=dir makes every kayo provider process write its CPU
-// profile there, and with KAYO_PROFILE_TRACE=1 its execution trace (see
-// main_profile.go).
+// profile in dir/<scenario>, and with KAYO_PROFILE_TRACE=1 its execution
+// trace (see main_profile.go). The agents scenarios' agents run in the
+// benchmark's process: go test's -cpuprofile profiles them.
 const vmCount, vmHosts = 200, 16
 
 var vmPhases = [...]string{"create", "migrate", "destroy"}
@@ -99,11 +100,13 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		s := &scen{name: name}
 		s.setup = func(round int) string {
 			dir := filepath.Join(base, name+"-data", fmt.Sprint(round))
-			volID = vmBenchLab(b, db.config(dir, round))
-			if withAgents {
-				a := startAgents(b, db.config(dir, round))
-				s.teardown = a.close
-			}
+			volID = vmBenchLab(b, db.config(dir, round), func() {
+				// Before the volume: on etcd a node's agent formats it.
+				if withAgents {
+					a := startAgents(b, db.config(dir, round))
+					s.teardown = a.close
+				}
+			})
 			return dir
 		}
 		s.cfg = func(dataDir, vol string, phase int) string {
@@ -143,8 +146,13 @@ func BenchmarkVMLifecycle(b *testing.B) {
 			b.Fatal(err)
 		}
 		s.wd = testcli.NewWorkdir(cli, dir, mirror)
-		if d := os.Getenv("KAYO_PROFILE_DIR"); d != "" && s.name == "kayo" {
-			// Profiles of every provider process (main_profile.go).
+		if d := os.Getenv("KAYO_PROFILE_DIR"); d != "" && strings.HasPrefix(s.name, "kayo") {
+			// Profiles of every provider process (main_profile.go), a
+			// directory per scenario.
+			d = filepath.Join(d, s.name)
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				b.Fatal(err)
+			}
 			s.wd.Env = append(s.wd.Env, "KAYO_PROFILE_DIR="+d, "KAYO_PROFILE_TRACE="+os.Getenv("KAYO_PROFILE_TRACE"))
 			if g := os.Getenv("KAYO_PROFILE_GOGC"); g != "" {
 				s.wd.Env = append(s.wd.Env, "GOGC="+g) // the provider's collector setting, to compare
@@ -258,8 +266,9 @@ func BenchmarkVMLifecycle(b *testing.B) {
 func benchHost(i int) string { return fmt.Sprintf("BENCH-%02d", i) }
 
 // vmBenchLab registers 16 hosts, a cluster and volume O: in the database
-// of cfg.
-func vmBenchLab(b *testing.B, cfg engine.Config) string {
+// of cfg, calling beforeVolume (which starts the agents of the agents
+// scenarios) between the cluster and the volume.
+func vmBenchLab(b *testing.B, cfg engine.Config, beforeVolume func()) string {
 	ctx := context.Background()
 	e, err := engine.Open(cfg)
 	if err != nil {
@@ -282,6 +291,7 @@ func vmBenchLab(b *testing.B, cfg engine.Config) string {
 		Hypervisor: engine.HypervisorSimulator, HeartbeatTimeoutSeconds: 10}); err != nil {
 		b.Fatal(err)
 	}
+	beforeVolume()
 	v, err := e.CreateVolume(ctx, engine.VolumeSpec{Cluster: "BENCHCLUSTER", LUN: "lun0", SizeGiB: 500, Label: "VMSTORE",
 		DriveLetter: "O", BlockSize: 4096, NodeSlots: 16})
 	if err != nil {

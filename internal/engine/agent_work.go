@@ -40,7 +40,9 @@ type WorkExecutorConfig struct {
 	Agent string
 	// Logf receives what the executor does.
 	Logf func(format string, args ...any)
-	// Poll is how often requests are polled besides pokes (default 100ms).
+	// Poll is how often requests are polled, after a poll found work no
+	// poke announced (default 100ms; else WorkAgentTimeout/10:
+	// nodework_wake.go).
 	Poll time.Duration
 }
 
@@ -106,8 +108,7 @@ func (x *WorkExecutor) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer close(x.stopped)
-	var poll *time.Ticker
-	var pollC <-chan time.Time
+	var pace *pollPace // an agent's fallback poll (nodework_wake.go)
 	if x.agent {
 		if err := x.listen(ctx); err != nil {
 			x.cfg.Logf("work: no request socket (requests are polled): %v", err)
@@ -122,9 +123,8 @@ func (x *WorkExecutor) Run(ctx context.Context) error {
 			_ = x.beat(bctx, true)
 			bcancel()
 		}()
-		poll = time.NewTicker(x.cfg.Poll)
-		defer poll.Stop()
-		pollC = poll.C
+		pace = newPollPace(x.cfg.Poll)
+		watchWake(ctx, x.e.st, nodeWorkReqPrefix(x.cfg.Node), x.poke)
 		x.cfg.Logf("work: executor ready (VM files, volume formats, changes and mounts of node %s)", x.cfg.Node)
 	}
 	if x.mounts != nil {
@@ -137,14 +137,22 @@ func (x *WorkExecutor) Run(ctx context.Context) error {
 	}
 	defer x.workers.Wait()
 	lastBeat := time.Now()
+	polled := false
 	for ctx.Err() == nil { // a stopping executor starts nothing
-		if err := x.scan(ctx); err != nil && ctx.Err() == nil {
+		started, err := x.scan(ctx)
+		if err != nil && ctx.Err() == nil {
 			x.cfg.Logf("work: reading requests: %v", err)
 		}
+		var pollC <-chan time.Time
+		if pace != nil {
+			pollC = time.After(pace.next(time.Now(), polled && started > 0))
+		}
+		polled = false
 		select {
 		case <-ctx.Done():
 		case <-x.wake:
 		case <-pollC:
+			polled = true
 		}
 		if x.agent && time.Since(lastBeat) >= WorkAgentTimeout/10 {
 			lastBeat = time.Now()
@@ -194,12 +202,12 @@ func (x *WorkExecutor) beat(ctx context.Context, stopped bool) error {
 }
 
 // scan starts every request addressed to this executor that is neither
-// running nor finished.
-func (x *WorkExecutor) scan(ctx context.Context) error {
+// running nor finished, and returns how many it started.
+func (x *WorkExecutor) scan(ctx context.Context) (int, error) {
 	// One read: the node's requests and results.
 	kvs, _, err := x.e.st.List(ctx, nodeWorkPrefix+x.cfg.Node+"/")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	results := map[string]store.KV{}
 	reqPrefix, resPrefix := nodeWorkReqPrefix(x.cfg.Node), nodeWorkResKey(x.cfg.Node, "")
@@ -211,6 +219,7 @@ func (x *WorkExecutor) scan(ctx context.Context) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	seen := make(map[string]bool, len(kvs))
+	started := 0
 	for _, kv := range kvs {
 		if !strings.HasPrefix(kv.Key, reqPrefix) {
 			continue
@@ -236,6 +245,7 @@ func (x *WorkExecutor) scan(ctx context.Context) error {
 			continue
 		}
 		x.running[req.Object] = req.ID
+		started++
 		x.workers.Add(1)
 		go func() {
 			defer x.workers.Done()
@@ -248,7 +258,7 @@ func (x *WorkExecutor) scan(ctx context.Context) error {
 		}
 	}
 	x.sweep(ctx, kvs, reqPrefix, resPrefix)
-	return nil
+	return started, nil
 }
 
 // sweep deletes the results of the node whose request is gone and that

@@ -275,16 +275,28 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 	}
 	// got receives the result an executor of this engine committed; wake
 	// is dialled by an agent after it wrote the result.
+	reqKey, resKey := nodeWorkReqKey(node, req.Object), nodeWorkResKey(node, req.Object)
 	got := make(chan workResult, 1)
 	e.work.waits.Store(req.ID, got)
 	defer e.work.waits.Delete(req.ID)
 	wake := make(chan struct{}, 1)
+	delay := 2 * time.Millisecond
 	if tgt.local == nil {
 		addr, stop := listenWake(wake)
 		defer stop()
 		req.Notify = addr
+		if addr != "" {
+			delay = notifiedPoll
+		}
+		// Where the database tells of changes, the result's commit wakes
+		// this wait too, from any machine (nodework_wake.go); polling is
+		// then only the fallback.
+		wctx, unwatch := context.WithCancel(ctx)
+		defer unwatch()
+		if watchWake(wctx, e.st, resKey, func() { signalWake(wake) }) {
+			delay = watchedPoll
+		}
 	}
-	reqKey, resKey := nodeWorkReqKey(node, req.Object), nodeWorkResKey(node, req.Object)
 	rev, err := e.st.Commit(ctx, nil, []store.Op{putJSON(reqKey, req), store.Del(resKey)})
 	if err != nil {
 		return workResult{}, err
@@ -297,7 +309,6 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var poll <-chan time.Time
-	delay := 2 * time.Millisecond
 	// An in-process executor hands its result over on got: the record is
 	// read only on the agent's pokes and polls, and once a second.
 	read := tgt.local == nil
@@ -334,7 +345,7 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 		} else {
 			// The agent dials Notify; polling is the fallback.
 			poll = time.After(delay)
-			delay = min(delay*2, 50*time.Millisecond)
+			delay = min(delay*2, max(delay, 50*time.Millisecond))
 		}
 		select {
 		case <-ctx.Done():

@@ -37,6 +37,18 @@ func NewRuntime() *Runtime {
 		mounts: &mountCache{m: map[mountKey]*sharedMount{}, idle: DefaultMountIdle}}
 }
 
+// SetMountIdle sets how long an unused cached volume mount stays attached
+// (DefaultMountIdle unless set), before the runtime's first operation. A
+// process that releases its mounts when it exits (ReleaseMounts) may keep
+// them longer: the provider, whose operations reach each node of a
+// cluster only every few hundred milliseconds while an apply spreads them
+// over its nodes, mounted a node again for nearly every one.
+func (r *Runtime) SetMountIdle(d time.Duration) {
+	r.mounts.mu.Lock()
+	defer r.mounts.mu.Unlock()
+	r.mounts.idle = d
+}
+
 // ReleaseMounts detaches every idle volume mount the runtime caches. A
 // binary calls it before it exits.
 func (r *Runtime) ReleaseMounts() { r.mounts.releaseMounts("") }

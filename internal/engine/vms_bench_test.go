@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -19,13 +20,20 @@ import (
 //	go test -run '^$' -bench VMPhases -benchtime=3x ./internal/engine/ \
 //	    -cpuprofile cpu.out -blockprofile block.out -mutexprofile mutex.out
 //	go tool pprof -top engine.test cpu.out
+//
+// It reports the LUN opens of each phase (devices-opened: one per mount of
+// a node, Metrics). BENCH_MOUNT_IDLE=1s sets the runtime's idle detach of
+// mounts (Runtime.SetMountIdle; default DefaultMountIdle), as the
+// provider's main.go does.
 func BenchmarkVMPhases(b *testing.B) {
 	const n, hosts, par = 200, 16, 10
 	ctx := context.Background()
 	var times, cpu [3]time.Duration
+	var opened [3]int64
 	for b.Loop() {
 		b.StopTimer()
-		e, vol := vmBenchEnv(b, hosts)
+		m := &Metrics{}
+		e, vol := vmBenchEnv(b, hosts, m)
 		spec := func(i, phase int) VMSpec {
 			s := vmSpec(vol, fmt.Sprintf("VM%03d", i), 1024)
 			s.VHD.SizeGiB = 10
@@ -64,12 +72,13 @@ func BenchmarkVMPhases(b *testing.B) {
 				return e.DeleteVM(ctx, vol.Cluster, spec(i, 1).Name)
 			},
 		} {
-			start, c0 := time.Now(), selfCPU()
+			start, c0, o0 := time.Now(), selfCPU(), m.DevicesOpened()
 			if err := runN(n, par, op); err != nil {
 				b.Fatal(err)
 			}
 			times[p] += time.Since(start)
 			cpu[p] += selfCPU() - c0
+			opened[p] += m.DevicesOpened() - o0
 		}
 		b.StopTimer()
 		e.Close()
@@ -78,17 +87,26 @@ func BenchmarkVMPhases(b *testing.B) {
 	for p, name := range []string{"create", "migrate", "destroy"} {
 		b.ReportMetric(float64(times[p].Milliseconds())/float64(b.N), name+"-ms")
 		b.ReportMetric(float64(cpu[p].Milliseconds())/float64(b.N), name+"-cpu-ms")
+		b.ReportMetric(float64(opened[p])/float64(b.N), name+"-devices-opened")
 	}
 }
 
 func benchNode(i int) string { return fmt.Sprintf("BENCH-%02d", i) }
 
 // vmBenchEnv is an engine on bbolt in a temp data dir with hosts hosts, a
-// cluster of them and volume O:.
-func vmBenchEnv(b *testing.B, hosts int) (*Engine, Volume) {
+// cluster of them and volume O:, counting into m.
+func vmBenchEnv(b *testing.B, hosts int, m *Metrics) (*Engine, Volume) {
 	b.Helper()
 	ctx := context.Background()
-	e, err := Open(Config{DataDir: b.TempDir()})
+	rt := NewRuntime()
+	if s := os.Getenv("BENCH_MOUNT_IDLE"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			b.Fatalf("BENCH_MOUNT_IDLE=%q: %v", s, err)
+		}
+		rt.SetMountIdle(d)
+	}
+	e, err := Open(Config{DataDir: b.TempDir(), Runtime: rt, Metrics: m})
 	if err != nil {
 		b.Fatal(err)
 	}
