@@ -71,8 +71,8 @@ func (c *cli) agent(args []string) error {
 		return err
 	}
 	logf("started (id %s, interval %s, lease %s, data dir %s)", a.ID(), *interval, *lease, e.DataDir())
-	defer startQEMU(ctx, a, *migAddr, logf)()      // VMs of qemu clusters (agent_qemu.go)
-	defer startWork(ctx, e, *node, a.ID(), logf)() // the node's VM files (agent_qemu.go)
+	defer startQEMU(ctx, e, *node, a.ID(), *migAddr, logf)() // VMs of qemu clusters (agent_qemu.go)
+	defer startWork(ctx, e, *node, a.ID(), logf)()           // the node's VM files (agent_qemu.go)
 	var facts factsReporter
 	if *reportFacts {
 		facts = factsReporter{e: e, node: *node, logf: logf, luns: luns}
