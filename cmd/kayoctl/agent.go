@@ -10,13 +10,14 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/netprobe"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent"
 )
 
 // agent runs the node agent until SIGINT/SIGTERM: every interval it
 // heartbeats, campaigns for its cluster's leader lease and, while it leads,
 // declares silent nodes down and returning ones up, fails their VMs over,
 // finishes drains of nodes in maintenance and fails VMs back per their
-// failback policy (engine.Agent.Tick).
+// failback policy (nodeagent.Agent.Tick).
 func (c *cli) agent(args []string) error {
 	fs := c.newFlagSet("agent")
 	node := fs.String("node", "", "the host this agent runs for (required)")
@@ -66,7 +67,7 @@ func (c *cli) agent(args []string) error {
 		return err
 	}
 	defer closeEngine(e)
-	a, err := e.NewAgent(engine.AgentConfig{Node: *node, LeaseTTL: *lease})
+	a, err := nodeagent.New(e, nodeagent.AgentConfig{Node: *node, LeaseTTL: *lease})
 	if err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ func (c *cli) agent(args []string) error {
 	}
 	ticker := time.NewTicker(*interval)
 	defer ticker.Stop()
-	var last engine.TickReport
+	var last nodeagent.TickReport
 	lastErr := ""
 	for {
 		// A tick must not outlive the process's wish to stop.

@@ -78,3 +78,11 @@ func Put(key string, v any) store.Op {
 	}
 	return store.Put(key, b)
 }
+
+// Decode decodes kv's record into v.
+func Decode(kv store.KV, v any) error {
+	if err := json.Unmarshal(kv.Value, v); err != nil {
+		return fmt.Errorf("record %q is corrupt: %w", kv.Key, err)
+	}
+	return nil
+}
