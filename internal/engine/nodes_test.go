@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store/memstore"
 )
 
@@ -46,25 +45,6 @@ func newClocked(t *testing.T, dir string) (*Engine, *fakeClock) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	return e, clk
-}
-
-// agentModes: leader leases held under store leases, and lease records
-// judged by the clock (a store without leases).
-var agentModes = []struct {
-	name   string
-	leases bool
-}{{"store-leases", true}, {"records", false}}
-
-// noLeases hides a store's leases.
-type noLeases struct{ store.Store }
-
-func newClockedMode(t *testing.T, leases bool) (*Engine, *fakeClock) {
-	t.Helper()
-	e, clk := newClocked(t, "")
-	if !leases {
-		e.st = noLeases{e.st}
-	}
 	return e, clk
 }
 
