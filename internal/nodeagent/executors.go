@@ -1,4 +1,4 @@
-package main
+package nodeagent
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 )
 
 // startQEMU runs the agent's QEMU runner (the VMs of qemu clusters on
-// this node, their NBD disks; internal/nodeagent/qemurun) beside the
+// this node, their NBD disks; qemurun) beside the
 // heartbeat loop; the returned function stops it and waits until its QEMU
 // processes are gone.
 func startQEMU(ctx context.Context, e *engine.Engine, node, agentID, migrationAddress string, logf func(string, ...any)) func() {
