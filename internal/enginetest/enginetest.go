@@ -145,7 +145,7 @@ func NewClocked(t testing.TB, leases bool) (*engine.Engine, *FakeClock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.Close() })
+	t.Cleanup(func() { _ = e.Close() })
 	return e, clk
 }
 
