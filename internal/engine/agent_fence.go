@@ -58,7 +58,7 @@ func (e *Engine) leaseEvents(v Volume) func(kayofs.LeaseEvent) {
 }
 
 // hostOfMount is the host node a mount name belongs to: the node agent's
-// own mounts are "<node>#<use>" (QEMUMountSuffix).
+// own mounts are "<node>#<use>" (internal/nodeagent/qemurun: MountSuffix).
 func hostOfMount(mount string) string {
 	n, _, _ := strings.Cut(mount, "#")
 	return n
