@@ -10,13 +10,15 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/netprobe"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent"
 )
 
-// agent runs the node agent until SIGINT/SIGTERM: every interval it
-// heartbeats, campaigns for its cluster's leader lease and, while it leads,
-// declares silent nodes down and returning ones up, fails their VMs over,
-// finishes drains of nodes in maintenance and fails VMs back per their
-// failback policy (engine.Agent.Tick).
+// agent runs the node agent (nodeagent.Run) until SIGINT/SIGTERM: every
+// interval it heartbeats, campaigns for its cluster's leader lease and,
+// while it leads, declares silent nodes down and returning ones up, fails
+// their VMs over, finishes drains of nodes in maintenance and fails VMs
+// back per their failback policy (nodeagent.Agent.Tick); its executors
+// carry out its node's work.
 func (c *cli) agent(args []string) error {
 	fs := c.newFlagSet("agent")
 	node := fs.String("node", "", "the host this agent runs for (required)")
@@ -25,7 +27,7 @@ func (c *cli) agent(args []string) error {
 	reportFacts := fs.Bool("report-facts", true, "report this machine's processor, memory, adapters and hypervisor (kayo_host.reported; validated against the declared facts)")
 	probePort := fs.Int("probe-port", netprobe.DefaultPort, "UDP port this agent answers the other nodes' network probes on, and probes theirs on; 0: no probes")
 	skew := fs.Duration("clock-skew", 0, "for tests: the clock this agent's network probes carry runs this far ahead of the machine's (negative: behind), to see the clock offset validation reports")
-	storageEvery := fs.Duration("storage-probe-interval", defaultStorageProbeInterval, "how often to probe the LUN of each volume of this node's cluster (identity, size, a lease, a block written and the other nodes' read back; the Storage validation); 0: no storage probes")
+	storageEvery := fs.Duration("storage-probe-interval", nodeagent.DefaultStorageProbeInterval, "how often to probe the LUN of each volume of this node's cluster (identity, size, a lease, a block written and the other nodes' read back; the Storage validation); 0: no storage probes")
 	var luns fileList
 	fs.Var(&luns, "lun", "a LUN path to report besides the block devices and the embedded SAN (a file-backed LUN image); repeatable")
 	migAddr := fs.String("migration-address", "127.0.0.1", "the IP address of this host's migration network: incoming live migrations of qemu clusters listen there (TLS with the cluster's key)")
@@ -66,85 +68,16 @@ func (c *cli) agent(args []string) error {
 		return err
 	}
 	defer closeEngine(e)
-	a, err := e.NewAgent(engine.AgentConfig{Node: *node, LeaseTTL: *lease})
-	if err != nil {
-		return err
+	return nodeagent.Run(ctx, e, nodeagent.Config{Node: *node, Interval: *interval, LeaseTTL: *lease,
+		ReportFacts: *reportFacts, LUNs: luns, ProbePort: *probePort, ClockSkew: *skew,
+		StorageProbeInterval: *storageEvery, MigrationAddress: *migAddr, Logf: logf})
+}
+
+func checkStorageInterval(d time.Duration) error {
+	if d != 0 && (d < 100*time.Millisecond || d > time.Minute) {
+		return usagef("agent: --storage-probe-interval %s is not allowed; allowed: 100ms to 1m, or 0 for no storage probes", d)
 	}
-	logf("started (id %s, interval %s, lease %s, data dir %s)", a.ID(), *interval, *lease, e.DataDir())
-	defer startQEMU(ctx, a, *migAddr, logf)()      // VMs of qemu clusters (agent_qemu.go)
-	defer startWork(ctx, e, *node, a.ID(), logf)() // the node's VM files (agent_qemu.go)
-	var facts factsReporter
-	if *reportFacts {
-		facts = factsReporter{e: e, node: *node, logf: logf, luns: luns}
-	}
-	if *probePort != 0 {
-		p := &prober{e: e, node: *node, port: *probePort, logf: logf}
-		if *skew != 0 {
-			d := *skew
-			p.now = func() time.Time { return time.Now().Add(d) }
-		}
-		go p.run(ctx)
-	}
-	if *storageEvery != 0 {
-		s := &storageProber{e: e, node: *node, interval: *storageEvery, logf: logf}
-		go s.run(ctx)
-	}
-	ticker := time.NewTicker(*interval)
-	defer ticker.Stop()
-	var last engine.TickReport
-	lastErr := ""
-	for {
-		// A tick must not outlive the process's wish to stop.
-		rep, err := a.Tick(ctx)
-		facts.tick(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			if err.Error() != lastErr {
-				logf("error: %v", err)
-				lastErr = err.Error()
-			}
-		case err == nil:
-			if lastErr != "" {
-				logf("recovered")
-				lastErr = ""
-			}
-			if rep.Cluster != last.Cluster {
-				if rep.Cluster == "" {
-					logf("not a node of any cluster")
-				} else {
-					logf("node of cluster %s", rep.Cluster)
-				}
-			}
-			if rep.Elected {
-				logf("elected leader of %s (term %d)", rep.Cluster, rep.Term)
-			} else if last.Leader && !rep.Leader {
-				logf("no longer leader of %s", last.Cluster)
-			}
-			for _, d := range rep.Decisions {
-				verdict := "up (heartbeats returned)"
-				if d.Down {
-					verdict = "down (silent " + d.Silent.Round(time.Millisecond).String() + ")"
-				}
-				logf("declared %s %s (term %d)", d.Node, verdict, rep.Term)
-			}
-			for _, f := range rep.Failbacks {
-				logf("failed VM %s back from %s to %s (term %d)", f.VM, f.From, f.To, rep.Term)
-			}
-			last = rep
-		}
-		select {
-		case <-ctx.Done():
-			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := a.Release(rctx)
-			rcancel()
-			if err != nil {
-				logf("releasing the leader lease: %v", err)
-			}
-			logf("stopped")
-			return nil
-		case <-ticker.C:
-		}
-	}
+	return nil
 }
 
 // openWaiting opens the cluster database, waiting while it is unavailable:

@@ -58,7 +58,7 @@ func (e *Engine) leaseEvents(v Volume) func(kayofs.LeaseEvent) {
 }
 
 // hostOfMount is the host node a mount name belongs to: the node agent's
-// own mounts are "<node>#<use>" (QEMUMountSuffix).
+// own mounts are "<node>#<use>" (internal/nodeagent/qemurun: MountSuffix).
 func hostOfMount(mount string) string {
 	n, _, _ := strings.Cut(mount, "#")
 	return n
@@ -145,15 +145,4 @@ func (e *Engine) volumeNodeFenced(ctx context.Context, v Volume, node string, ev
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// fencedMount refuses to lend the node agent's mount of a volume once it
-// fenced itself: the VMs on it are being stopped (volumeNodeFenced), and
-// when the last lets it go (unmount) the next mount is a fresh one.
-func fencedMount(vol *qemuVolume, node, volID string) error {
-	if err := vol.fv.Fenced(); err != nil {
-		return fmt.Errorf("volume %s: %s's mount of it fenced itself; its VMs there are being stopped, and it is mounted afresh after: %w",
-			volID, node, err)
-	}
-	return nil
 }

@@ -12,7 +12,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/record"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
@@ -177,55 +177,15 @@ func (e *Engine) DataDir() string { return e.dataDir }
 // Store exposes the cluster database to engine tools (kayoctl).
 func (e *Engine) Store() store.Store { return e.st }
 
-// maxAttempts bounds optimistic retries of one state change.
-const maxAttempts = 20
-
-// retry runs fn until it does not return ErrConflict, backing off briefly.
-// fn reads, decides and commits; a conflict means someone else committed
-// in between, so it starts over from a fresh read.
-func (e *Engine) retry(ctx context.Context, fn func() error) error {
-	var err error
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		if err = fn(); !errors.Is(err, store.ErrConflict) {
-			return err
-		}
-		delay := time.Duration(1<<min(attempt, 6)) * time.Millisecond
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-	}
-	return fmt.Errorf("gave up after %d concurrent updates: %w", maxAttempts, err)
-}
+// retry runs fn until it does not return ErrConflict (record.Retry).
+func (e *Engine) retry(ctx context.Context, fn func() error) error { return record.Retry(ctx, fn) }
 
 func getJSON[T any](ctx context.Context, st store.Store, key string, v *T) (int64, error) {
-	kv, err := st.Get(ctx, key)
-	if err != nil {
-		return 0, err
-	}
-	if err := json.Unmarshal(kv.Value, v); err != nil {
-		return 0, fmt.Errorf("record %q is corrupt: %w", key, err)
-	}
-	return kv.ModRevision, nil
+	return record.Get(ctx, st, key, v)
 }
 
 func listJSON[T any](ctx context.Context, st store.Store, prefix string) ([]T, []int64, error) {
-	kvs, _, err := st.List(ctx, prefix)
-	if err != nil {
-		return nil, nil, err
-	}
-	out := make([]T, 0, len(kvs))
-	revs := make([]int64, 0, len(kvs))
-	for _, kv := range kvs {
-		var v T
-		if err := json.Unmarshal(kv.Value, &v); err != nil {
-			return nil, nil, fmt.Errorf("record %q is corrupt: %w", kv.Key, err)
-		}
-		out = append(out, v)
-		revs = append(revs, kv.ModRevision)
-	}
-	return out, revs, nil
+	return record.List[T](ctx, st, prefix)
 }
 
 // memo returns the value fn decoded last from the same bytes raw under
@@ -251,13 +211,7 @@ type memoEntry[T any] struct {
 	v   T
 }
 
-func putJSON(key string, v any) store.Op {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("engine: marshal %s: %v", key, err)) // records are plain structs
-	}
-	return store.Put(key, b)
-}
+func putJSON(key string, v any) store.Op { return record.Put(key, v) }
 
 func randomHex(n int) string {
 	b := make([]byte, n)

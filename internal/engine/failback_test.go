@@ -2,8 +2,11 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
 func TestFailbackAllowed(t *testing.T) {
@@ -57,17 +60,11 @@ func TestFailbackByLeader(t *testing.T) {
 	mk("WIN01", FailbackSpec{Mode: FailbackWindow, WindowStartHour: 22, WindowEndHour: 2})
 	mk("PRE01", FailbackSpec{Mode: FailbackPrevent})
 
-	a, err := e.NewAgent(AgentConfig{Node: y21})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tick := func() TickReport {
+	var seq int64
+	tick := func() LeaderReport {
 		t.Helper()
-		rep, err := a.Tick(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep
+		seq++
+		return leaderTick(t, e, "HVCLUSTER", y21, seq)
 	}
 	tick()
 	if _, err := e.MarkHostDown(ctx, y22, DownByLab); err != nil {
@@ -127,4 +124,30 @@ func TestFailbackByLeader(t *testing.T) {
 	if n != 2 {
 		t.Errorf("%d vm.failback events, want 2", n)
 	}
+}
+
+// leaderTick plays one tick of node's agent while it leads cluster
+// (internal/nodeagent/agent.go): its heartbeat, then LeaderTick fenced by
+// the lease record, taken with term 1 on the first call.
+func leaderTick(t *testing.T, e *Engine, cluster, node string, seq int64) LeaderReport {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := e.Heartbeat(ctx, node, node+"/test", seq); err != nil {
+		t.Fatal(err)
+	}
+	var l Lease
+	rev, err := getJSON(ctx, e.st, leaseKey(cluster), &l)
+	if errors.Is(err, ErrNotFound) {
+		now := e.now().UTC()
+		l = Lease{Cluster: cluster, Holder: node, Agent: node + "/test", Term: 1, Acquired: now, Expires: now.Add(time.Hour)}
+		rev, err = e.st.Commit(ctx, []store.Cmp{store.Absent(leaseKey(cluster))}, []store.Op{putJSON(leaseKey(cluster), l)})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.LeaderTick(ctx, cluster, LeaderFence{Node: node, Agent: l.Agent, Term: l.Term, Fence: store.At(leaseKey(cluster), rev)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 )
 
 // GuestAddresses are the addresses VM cluster/name's guest is seen
 // using, by adapter (CIDR; "" none seen, or no subnet on its switch): as
-// the agent of the node that runs it reported them (agent_qemu_net.go: a
+// the agent of the node that runs it reported them (internal/nodeagent/qemurun/net.go: a
 // lease its DHCP server acknowledged, or an ARP answer). A VM that is
 // not running has none. Right after a migration that kept the guest
 // running, until the new node reports, the previous node's report
@@ -38,14 +40,14 @@ func (e *Engine) guestAddresses(ctx context.Context, vm VM) ([]string, error) {
 		return out, nil
 	}
 	var g GuestNet
-	_, err = getJSON(ctx, e.st, qemuGuestNetKey(vm.Cluster, vm.Node, vm.Name), &g)
+	_, err = getJSON(ctx, e.st, qemu.GuestNetKey(vm.Cluster, vm.Node, vm.Name), &g)
 	if errors.Is(err, ErrNotFound) || err == nil && g.Token != vm.Token {
 		m := vm.LastMigration
 		if m == nil || m.Token != vm.Token || m.To != vm.Node || m.ColdBoot != "" || m.From == "" {
 			return out, nil
 		}
 		g = GuestNet{}
-		if _, err = getJSON(ctx, e.st, qemuGuestNetKey(vm.Cluster, m.From, vm.Name), &g); errors.Is(err, ErrNotFound) {
+		if _, err = getJSON(ctx, e.st, qemu.GuestNetKey(vm.Cluster, m.From, vm.Name), &g); errors.Is(err, ErrNotFound) {
 			return out, nil
 		}
 	}

@@ -8,13 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store/memstore"
 )
 
 // guestNetEnv: a qemu cluster (no agents) and VM WEB01's record with
 // two adapters, the first with a reserved address, written directly: the
-// reports are the agents' (agent_qemu_net.go), written here by hand.
+// reports are the agents' (internal/nodeagent/qemurun/net.go), written here by hand.
 func guestNetEnv(t *testing.T) (*Engine, func(VM), func(node string, g GuestNet)) {
 	t.Helper()
 	ctx := context.Background()
@@ -35,7 +36,7 @@ func guestNetEnv(t *testing.T) (*Engine, func(VM), func(node string, g GuestNet)
 		}
 	}
 	report := func(node string, g GuestNet) {
-		if _, err := e.st.Commit(ctx, nil, []store.Op{putJSON(qemuGuestNetKey("HVCLUSTER", node, "WEB01"), g)}); err != nil {
+		if _, err := e.st.Commit(ctx, nil, []store.Op{putJSON(qemu.GuestNetKey("HVCLUSTER", node, "WEB01"), g)}); err != nil {
 			t.Fatal(err)
 		}
 	}

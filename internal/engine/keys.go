@@ -126,33 +126,9 @@ func vmMigLockKey(cluster, from, to string) string {
 	return vmMigLockPrefix + cluster + "/" + from + "/" + to
 }
 
-// The qemu driver's request/result protocol (qemu_driver.go).
-const (
-	// qemu/<cluster>/req/<node>/<vm>: the request to node's agent (one
-	// at a time per VM and node); .../res/...: its result and progress;
-	// .../node/...: the node's view of the VM (QEMUNodeVM);
-	// qemu/<cluster>/fence/<vm>: the newest ownership token seen;
-	// qemu/<cluster>/migration-key: the live-migration TLS key.
-	qemuPrefix = "qemu/"
-	// qemu-agents/<node>: the agent's QEMU executor heartbeat.
-	qemuAgentsPrefix = "qemu-agents/"
-)
-
-func qemuReqPrefix(cluster, node string) string { return qemuPrefix + cluster + "/req/" + node + "/" }
-func qemuReqKey(cluster, node, vm string) string {
-	return qemuReqPrefix(cluster, node) + vm
-}
-func qemuResKey(cluster, node, vm string) string {
-	return qemuPrefix + cluster + "/res/" + node + "/" + vm
-}
-func qemuNodePrefix(cluster string) string { return qemuPrefix + cluster + "/node/" }
-func qemuNodeKey(cluster, node, vm string) string {
-	return qemuNodePrefix(cluster) + node + "/" + vm
-}
-func qemuFencePrefix(cluster string) string     { return qemuPrefix + cluster + "/fence/" }
-func qemuFenceKey(cluster, vm string) string    { return qemuFencePrefix(cluster) + vm }
-func qemuMigrationKeyKey(cluster string) string { return qemuPrefix + cluster + "/migration-key" }
-func qemuAgentKey(node string) string           { return qemuAgentsPrefix + node }
+// The qemu driver's request/result protocol (qemu_driver.go): its keys,
+// qemu/... and qemu-agents/..., are internal/engine/hypervisor/qemu/protocol.go's,
+// shared with the runner.
 
 // Node work: the request/result protocol that carries a node's data-plane
 // work (its VMs' files, ...) to the executor of that node
@@ -200,9 +176,3 @@ const (
 
 func switchKey(cluster, name string) string     { return switchesPrefix + cluster + "/" + name }
 func switchClusterPrefix(cluster string) string { return switchesPrefix + cluster + "/" }
-
-// qemu/<cluster>/guest-net/<node>/<vm>: the guest addresses node's agent
-// saw the VM answer on (GuestNet, agent_qemu_net.go).
-func qemuGuestNetKey(cluster, node, vm string) string {
-	return qemuPrefix + cluster + "/guest-net/" + node + "/" + vm
-}

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"runtime"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/privsock"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
@@ -30,96 +29,19 @@ import (
 // reporting the agent's progress (the agent dials the request's notify
 // socket after each write of the result; the driver also polls); an agent whose executor heartbeat is
 // older than QEMUAgentTimeout is a clear error, not a wait. The agent runs
-// one QEMU process per running VM (internal/engine/agent_qemu.go), its
+// one QEMU process per running VM (internal/nodeagent/qemurun), its
 // disk served over NBD out of the Kayo FS volume.
 
-// QEMUAgentTimeout: an agent whose QEMU executor has not reported for this
+// The protocol's records, as the engine's API names them.
+type (
+	QEMUNodeVM    = qemu.NodeVM
+	QEMUAgentBeat = qemu.AgentBeat
+	GuestNet      = qemu.GuestNet
+)
+
+// QEMUAgentTimeout: an agent whose QEMU runner has not reported for this
 // long is down.
-const QEMUAgentTimeout = 5 * time.Second
-
-// Requests an agent carries out.
-const (
-	qopStart    = "start"
-	qopStop     = "stop"
-	qopDiscard  = "discard"
-	qopIncoming = "incoming"
-	qopMigrate  = "migrate"
-	qopResume   = "resume"
-	qopSave     = "save"
-	qopRestore  = "restore"
-	qopFence    = "fence"
-	qopStatus   = "status"
-	// qopSweep is internal to an agent (the fence sweep), never recorded.
-	qopSweep = "sweep"
-)
-
-// Extra run states of the qemu driver.
-const (
-	// qemuIncoming: a target QEMU waits for a live migration's stream.
-	qemuIncoming hypervisor.RunState = "incoming"
-)
-
-type qemuRequest struct {
-	ID    string           `json:"id"`
-	Op    string           `json:"op"`
-	VM    hypervisor.VM    `json:"vm"`
-	Token hypervisor.Token `json:"token"`
-	// Addr and Port: where a live migration's target listens.
-	Addr string `json:"addr,omitempty"`
-	Port int    `json:"port,omitempty"`
-	By   string `json:"by"`
-	// Deadline bounds the agent's work on the request (the caller's
-	// context's deadline; zero: the agent's default, qemuRequestTimeout).
-	Deadline time.Time `json:"deadline,omitempty"`
-	// Notify is a unix socket the agent dials after each write of the
-	// result, so the waiting driver reads it at once rather than at its
-	// next poll ("" none).
-	Notify  string    `json:"notify,omitempty"`
-	Created time.Time `json:"created"`
-}
-
-type qemuResult struct {
-	ID       string               `json:"id"`
-	Done     bool                 `json:"done"`
-	Err      string               `json:"err,omitempty"`
-	Kind     string               `json:"kind,omitempty"`
-	Progress *hypervisor.Progress `json:"progress,omitempty"`
-	Addr     string               `json:"addr,omitempty"`
-	Port     int                  `json:"port,omitempty"`
-	Bytes    int64                `json:"bytes,omitempty"`
-	Live     *hypervisor.LivePlan `json:"live,omitempty"`
-	Status   *QEMUNodeVM          `json:"status,omitempty"`
-	Updated  time.Time            `json:"updated"`
-}
-
-// QEMUNodeVM is a node agent's view of one VM of a qemu cluster.
-type QEMUNodeVM struct {
-	hypervisor.Status
-	PID    int    `json:"pid,omitempty"`
-	QMP    string `json:"qmp,omitempty"`
-	Serial string `json:"serial,omitempty"`
-	NBD    string `json:"nbd,omitempty"`
-	Agent  string `json:"agent,omitempty"`
-	// Reason says why it is not running (exited, fenced, stopped).
-	Reason  string    `json:"reason,omitempty"`
-	Updated time.Time `json:"updated"`
-}
-
-// QEMUAgentBeat is a node agent's QEMU executor heartbeat.
-type QEMUAgentBeat struct {
-	Node    string    `json:"node"`
-	Agent   string    `json:"agent"`
-	PID     int       `json:"pid"`
-	Cluster string    `json:"cluster"`
-	Time    time.Time `json:"time"`
-	// Error is why the executor cannot run VMs (no QEMU).
-	Error string `json:"error,omitempty"`
-	// Accel is the accelerator of the node's VMs: kvm (a usable
-	// /dev/kvm) or tcg.
-	Accel string `json:"accel,omitempty"`
-	// Stopped: the agent shut down then (its QEMU processes with it).
-	Stopped time.Time `json:"stopped,omitempty"`
-}
+const QEMUAgentTimeout = qemu.AgentTimeout
 
 // qemuDriver is the engine side of the qemu driver of one cluster.
 type qemuDriver struct {
@@ -148,7 +70,7 @@ func (d *qemuDriver) Name() string { return HypervisorQEMU }
 // QEMUNodeVMs returns every node's view of the VMs of cluster (name ""
 // all VMs), by node then VM.
 func (e *Engine) QEMUNodeVMs(ctx context.Context, cluster, name string) ([]QEMUNodeVM, error) {
-	recs, _, err := listJSON[QEMUNodeVM](ctx, e.st, qemuNodePrefix(cluster))
+	recs, _, err := listJSON[QEMUNodeVM](ctx, e.st, qemu.NodePrefix(cluster))
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +91,7 @@ func (e *Engine) QEMUNodeVMs(ctx context.Context, cluster, name string) ([]QEMUN
 
 func (d *qemuDriver) record(ctx context.Context, node, name string) (QEMUNodeVM, bool, error) {
 	var r QEMUNodeVM
-	_, err := getJSON(ctx, d.e.st, qemuNodeKey(d.cluster, node, name), &r)
+	_, err := getJSON(ctx, d.e.st, qemu.NodeKey(d.cluster, node, name), &r)
 	if errors.Is(err, store.ErrNotFound) {
 		return r, false, nil
 	}
@@ -179,7 +101,7 @@ func (d *qemuDriver) record(ctx context.Context, node, name string) (QEMUNodeVM,
 // agentUp reports whether node's agent runs its QEMU executor.
 func (e *Engine) qemuAgentUp(ctx context.Context, node string) error {
 	var b QEMUAgentBeat
-	_, err := getJSON(ctx, e.st, qemuAgentKey(node), &b)
+	_, err := getJSON(ctx, e.st, qemu.AgentKey(node), &b)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("node %s: %w: no agent has ever run there; start `kayoctl agent --node %s` (it runs the node's QEMU processes and serves their disks)",
 			node, ErrAgentDown, node)
@@ -217,7 +139,7 @@ func (d *qemuDriver) fence(ctx context.Context, name string, tok hypervisor.Toke
 // fenceOps is fence as the comparison and write of a commit (none when tok
 // is recorded already): a request carries them in its own commit.
 func (d *qemuDriver) fenceOps(ctx context.Context, name string, tok hypervisor.Token) ([]store.Cmp, []store.Op, error) {
-	key := qemuFenceKey(d.cluster, name)
+	key := qemu.FenceKey(d.cluster, name)
 	var seen hypervisor.Token
 	rev, err := getJSON(ctx, d.e.st, key, &seen)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -236,17 +158,11 @@ func (d *qemuDriver) fenceOps(ctx context.Context, name string, tok hypervisor.T
 	return []store.Cmp{cmp}, []store.Op{putJSON(key, tok)}, nil
 }
 
-// qemuSocket is the unix socket node's agent is poked on (0600 in a
-// private directory; privsock).
-func qemuSocket(dataDir, node string) string {
-	return privsock.Path(filepath.Join(dataDir, "qemu"), node+".sock")
-}
-
 // call asks node's agent to carry out req and waits for its result.
-func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, progress func(hypervisor.Progress)) (qemuResult, error) {
+func (d *qemuDriver) call(ctx context.Context, node string, req qemu.Request, progress func(hypervisor.Progress)) (qemu.Result, error) {
 	e := d.e
 	if err := e.qemuAgentUp(ctx, node); err != nil {
-		return qemuResult{}, fmt.Errorf("%s of VM %q: %w", req.Op, req.VM.Name, err)
+		return qemu.Result{}, fmt.Errorf("%s of VM %q: %w", req.Op, req.VM.Name, err)
 	}
 	req.ID, req.Created, req.By = randomHex(8), e.now().UTC(), e.rt.host+"/"+fmt.Sprint(e.rt.pid)
 	if dl, ok := ctx.Deadline(); ok {
@@ -265,14 +181,14 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, pro
 				return err
 			}
 		}
-		ops = append(ops, putJSON(qemuReqKey(d.cluster, node, req.VM.Name), req), store.Del(qemuResKey(d.cluster, node, req.VM.Name)))
+		ops = append(ops, putJSON(qemu.ReqKey(d.cluster, node, req.VM.Name), req), store.Del(qemu.ResKey(d.cluster, node, req.VM.Name)))
 		_, err := e.st.Commit(ctx, cmps, ops)
 		return err
 	})
 	if err != nil {
-		return qemuResult{}, err
+		return qemu.Result{}, err
 	}
-	if c, err := net.DialTimeout("unix", qemuSocket(e.dataDir, node), 100*time.Millisecond); err == nil {
+	if c, err := net.DialTimeout("unix", qemu.AgentSocket(e.dataDir, node), 100*time.Millisecond); err == nil {
 		_, _ = c.Write([]byte{1})
 		_ = c.Close()
 	}
@@ -280,14 +196,14 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, pro
 	nextAlive := time.Now().Add(time.Second)
 	delay := 2 * time.Millisecond
 	for {
-		var res qemuResult
-		_, err := getJSON(ctx, e.st, qemuResKey(d.cluster, node, req.VM.Name), &res)
+		var res qemu.Result
+		_, err := getJSON(ctx, e.st, qemu.ResKey(d.cluster, node, req.VM.Name), &res)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return res, err
 		}
 		if err == nil && res.ID != req.ID {
-			var cur qemuRequest
-			if _, err := getJSON(ctx, e.st, qemuReqKey(d.cluster, node, req.VM.Name), &cur); err == nil && cur.ID != req.ID {
+			var cur qemu.Request
+			if _, err := getJSON(ctx, e.st, qemu.ReqKey(d.cluster, node, req.VM.Name), &cur); err == nil && cur.ID != req.ID {
 				return res, fmt.Errorf("%s of VM %q on %s: superseded by request %s (%s) of %s: %w", req.Op, req.VM.Name, node, cur.ID, cur.Op, cur.By, ErrBusy)
 			}
 		}
@@ -321,7 +237,7 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemuRequest, pro
 
 // listenNotify opens the socket an agent dials when it wrote req's result
 // (listenWake). wake receives after each dial.
-func listenNotify(req *qemuRequest) (wake <-chan struct{}, stop func()) {
+func listenNotify(req *qemu.Request) (wake <-chan struct{}, stop func()) {
 	ch := make(chan struct{}, 1)
 	addr, stop := listenWake(ch)
 	if addr == "" {
@@ -366,9 +282,6 @@ func listenWake(ch chan struct{}) (addr string, stop func()) {
 	return addr, func() { _ = ln.Close() }
 }
 
-// notifyDriver tells the driver waiting for r that its result changed.
-func notifyDriver(r qemuRequest) { dialWake(r.Notify) }
-
 // dialWake dials a caller's listenWake socket ("" none).
 func dialWake(addr string) {
 	if addr == "" || runtime.GOOS != "linux" {
@@ -379,7 +292,7 @@ func dialWake(addr string) {
 	}
 }
 
-func qemuError(node string, req qemuRequest, res qemuResult) error {
+func qemuError(node string, req qemu.Request, res qemu.Result) error {
 	var kind error
 	switch res.Kind {
 	case "fenced":
@@ -409,7 +322,7 @@ func (d *qemuDriver) Status(ctx context.Context, node, name string) (hypervisor.
 		r.State = hypervisor.Off
 		return r.Status, nil
 	}
-	res, err := d.call(ctx, node, qemuRequest{Op: qopStatus, VM: hypervisor.VM{Name: name}}, nil)
+	res, err := d.call(ctx, node, qemu.Request{Op: qemu.OpStatus, VM: hypervisor.VM{Name: name}}, nil)
 	if err != nil {
 		if errors.Is(err, hypervisor.ErrNotFound) {
 			return hypervisor.Status{}, fmt.Errorf("VM %q on node %q: %w", name, node, hypervisor.ErrNotFound)
@@ -426,7 +339,7 @@ func (d *qemuDriver) Start(ctx context.Context, node string, vm hypervisor.VM, t
 	if err := d.fenceOthers(ctx, node, vm.Name, tok); err != nil {
 		return err
 	}
-	_, err := d.call(ctx, node, qemuRequest{Op: qopStart, VM: vm, Token: tok}, progressOf(ctx, vm.Name))
+	_, err := d.call(ctx, node, qemu.Request{Op: qemu.OpStart, VM: vm, Token: tok}, progressOf(ctx, vm.Name))
 	return err
 }
 
@@ -440,12 +353,12 @@ func (d *qemuDriver) Stop(ctx context.Context, node, name string, tok hypervisor
 	if d.e.qemuAgentUp(ctx, node) != nil {
 		return nil // the agent is gone, and its QEMU processes with it
 	}
-	_, err := d.call(ctx, node, qemuRequest{Op: qopStop, VM: hypervisor.VM{Name: name}, Token: tok}, nil)
+	_, err := d.call(ctx, node, qemu.Request{Op: qemu.OpStop, VM: hypervisor.VM{Name: name}, Token: tok}, nil)
 	return err
 }
 
 func (d *qemuDriver) Discard(ctx context.Context, node, name string) error {
-	key := qemuNodeKey(d.cluster, node, name)
+	key := qemu.NodeKey(d.cluster, node, name)
 	var r QEMUNodeVM
 	rev, err := getJSON(ctx, d.e.st, key, &r)
 	if errors.Is(err, store.ErrNotFound) {
@@ -466,10 +379,10 @@ func (d *qemuDriver) Discard(ctx context.Context, node, name string) error {
 	if d.e.qemuAgentUp(ctx, node) != nil {
 		// Its QEMU processes died with the agent (they are killed when it
 		// exits): only the record is left.
-		_, err := d.e.st.Commit(ctx, nil, []store.Op{store.Del(qemuNodeKey(d.cluster, node, name))})
+		_, err := d.e.st.Commit(ctx, nil, []store.Op{store.Del(qemu.NodeKey(d.cluster, node, name))})
 		return err
 	}
-	_, err = d.call(ctx, node, qemuRequest{Op: qopDiscard, VM: hypervisor.VM{Name: name}}, nil)
+	_, err = d.call(ctx, node, qemu.Request{Op: qemu.OpDiscard, VM: hypervisor.VM{Name: name}}, nil)
 	return err
 }
 
@@ -482,13 +395,13 @@ func (d *qemuDriver) fenceOthers(ctx context.Context, keep, name string, tok hyp
 		return err
 	}
 	for _, r := range recs {
-		if r.Node == keep || (r.State != hypervisor.Running && r.State != hypervisor.Paused && r.State != qemuIncoming && r.State != hypervisor.Received) {
+		if r.Node == keep || (r.State != hypervisor.Running && r.State != hypervisor.Paused && r.State != qemu.Incoming && r.State != hypervisor.Received) {
 			continue
 		}
 		if d.e.qemuAgentUp(ctx, r.Node) != nil {
 			continue // its QEMU processes died with the agent
 		}
-		if _, err := d.call(ctx, r.Node, qemuRequest{Op: qopFence, VM: hypervisor.VM{Name: name}, Token: tok}, nil); err != nil {
+		if _, err := d.call(ctx, r.Node, qemu.Request{Op: qemu.OpFence, VM: hypervisor.VM{Name: name}, Token: tok}, nil); err != nil {
 			return fmt.Errorf("fencing VM %q on %s before it runs on %s: %w", name, r.Node, keep, err)
 		}
 	}
@@ -497,7 +410,7 @@ func (d *qemuDriver) fenceOthers(ctx context.Context, keep, name string, tok hyp
 
 func (d *qemuDriver) Save(ctx context.Context, node, name string, tok hypervisor.Token, _ hypervisor.StateFile, progress func(hypervisor.Progress)) (hypervisor.SaveResult, error) {
 	t0 := time.Now()
-	res, err := d.call(ctx, node, qemuRequest{Op: qopSave, VM: hypervisor.VM{Name: name}, Token: tok}, progress)
+	res, err := d.call(ctx, node, qemu.Request{Op: qemu.OpSave, VM: hypervisor.VM{Name: name}, Token: tok}, progress)
 	if err != nil {
 		return hypervisor.SaveResult{}, err
 	}
@@ -508,7 +421,7 @@ func (d *qemuDriver) Restore(ctx context.Context, node string, vm hypervisor.VM,
 	if err := d.fenceOthers(ctx, node, vm.Name, tok); err != nil {
 		return err
 	}
-	_, err := d.call(ctx, node, qemuRequest{Op: qopRestore, VM: vm, Token: tok}, progress)
+	_, err := d.call(ctx, node, qemu.Request{Op: qemu.OpRestore, VM: vm, Token: tok}, progress)
 	return err
 }
 
@@ -523,11 +436,11 @@ func (d *qemuDriver) PreCopy(ctx context.Context, from, to hypervisor.Node, vm h
 			return hypervisor.LiveResult{}, err
 		}
 	}
-	in, err := d.call(ctx, to.Name, qemuRequest{Op: qopIncoming, VM: vm, Token: tok}, progress)
+	in, err := d.call(ctx, to.Name, qemu.Request{Op: qemu.OpIncoming, VM: vm, Token: tok}, progress)
 	if err != nil {
 		return hypervisor.LiveResult{}, err
 	}
-	out, err := d.call(ctx, from.Name, qemuRequest{Op: qopMigrate, VM: vm, Token: tok, Addr: in.Addr, Port: in.Port}, progress)
+	out, err := d.call(ctx, from.Name, qemu.Request{Op: qemu.OpMigrate, VM: vm, Token: tok, Addr: in.Addr, Port: in.Port}, progress)
 	if err != nil {
 		return hypervisor.LiveResult{}, err
 	}
@@ -541,7 +454,7 @@ func (d *qemuDriver) Resume(ctx context.Context, node string, vm hypervisor.VM, 
 	if err := d.fenceOthers(ctx, node, vm.Name, tok); err != nil {
 		return err
 	}
-	_, err := d.call(ctx, node, qemuRequest{Op: qopResume, VM: vm, Token: tok}, progressOf(ctx, vm.Name))
+	_, err := d.call(ctx, node, qemu.Request{Op: qemu.OpResume, VM: vm, Token: tok}, progressOf(ctx, vm.Name))
 	return err
 }
 
@@ -561,18 +474,10 @@ func (e *Engine) QEMUProcesses(ctx context.Context, cluster, name string) ([]str
 	return out, nil
 }
 
-func trimLines(s string, n int) string {
-	l := strings.Split(strings.TrimSpace(s), "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, " | ")
-}
-
 // QEMUAgents returns the QEMU executor heartbeat of every node that has
 // one, by node (kayoctl status shows each node's accelerator).
 func (e *Engine) QEMUAgents(ctx context.Context) (map[string]QEMUAgentBeat, error) {
-	beats, _, err := listJSON[QEMUAgentBeat](ctx, e.st, qemuAgentsPrefix)
+	beats, _, err := listJSON[QEMUAgentBeat](ctx, e.st, qemu.AgentsPrefix)
 	if err != nil {
 		return nil, err
 	}

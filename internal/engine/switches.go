@@ -19,7 +19,7 @@ import (
 // per cluster and name, present on every node. An external switch is
 // bound on each node to a host network adapter; internal and private
 // ones stay inside each node. VM adapters name a switch in `switch`. A
-// node agent makes each switch a Linux bridge (agent_qemu_net.go).
+// node agent makes each switch a Linux bridge (internal/nodeagent/qemurun/net.go).
 
 // Switch types.
 const (

@@ -10,7 +10,7 @@ import (
 // running VM of a qemu cluster runs in a QEMU process of its node's agent
 // and ends with it. An agent that stops records the VMs it stopped, and
 // the next agent of a node records those its predecessor left
-// (agent_qemu_stop.go); between a crashed agent and its successor (or the
+// (internal/nodeagent/qemurun/stop.go); between a crashed agent and its successor (or the
 // leader's failover of a node that stays silent) the record still says
 // running, so reads check that the agent runs.
 

@@ -195,14 +195,10 @@ func TestAgentReportsLUN(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.ReleaseMounts()
-	a, err := e.NewAgent(AgentConfig{Node: "Y-21-2k8x64"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := os.Rename(vol.Device, vol.Device+".away"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Tick(ctx); err != nil {
+	if err := e.ReportNodeVolumes(ctx, "Y-21-2k8x64", "Y-21-2k8x64/test"); err != nil { // as its agent's tick does
 		t.Fatal(err)
 	}
 	st, err := e.VolumeState(ctx, vol)
@@ -221,7 +217,7 @@ func TestAgentReportsLUN(t *testing.T) {
 	zeroHead(t, vol.Device, 64<<10)
 	// The next report is due after VolumeReportInterval.
 	clock = clock.Add(VolumeReportInterval)
-	if _, err := a.Tick(ctx); err != nil {
+	if err := e.ReportNodeVolumes(ctx, "Y-21-2k8x64", "Y-21-2k8x64/test"); err != nil { // as its agent's tick does
 		t.Fatal(err)
 	}
 	reason, err := e.VolumeLost(ctx, vol.ID)

@@ -1,4 +1,4 @@
-package engine
+package qemurun
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 
 // Live migration in the QEMU executor of a node agent: the source's side
 // (migrateOut) and the target's resume. The target's listener is in
-// agent_qemu_tls.go.
+// tls.go.
 
-func (q *QEMUAgent) migrateOut(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, res *qemuResult, report func(hypervisor.Progress)) error {
+func (q *Runner) migrateOut(ctx context.Context, cluster string, v *qemuVMRun, r qemu.Request, res *qemu.Result, report func(hypervisor.Progress)) error {
 	if v.m == nil || v.rec.Token != r.Token {
 		return fmt.Errorf("VM %q does not run on %s with token %d: %w", r.VM.Name, q.node, r.Token, hypervisor.ErrState)
 	}
@@ -112,7 +112,7 @@ func livePlan(mi qemu.MigrationInfo, rounds []hypervisor.Round) *hypervisor.Live
 	return p
 }
 
-func (q *QEMUAgent) resume(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest) error {
+func (q *Runner) resume(ctx context.Context, cluster string, v *qemuVMRun, r qemu.Request) error {
 	if v.m == nil {
 		return fmt.Errorf("VM %q has no QEMU on %s to resume: %w", r.VM.Name, q.node, hypervisor.ErrState)
 	}
@@ -124,7 +124,7 @@ func (q *QEMUAgent) resume(ctx context.Context, cluster string, v *qemuVMRun, r 
 		return nil
 	}
 	// A target waits until the stream is loaded (it leaves "inmigrate").
-	for v.rec.State == qemuIncoming {
+	for v.rec.State == qemu.Incoming {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -1,4 +1,4 @@
-package engine
+package qemurun
 
 import (
 	"context"
@@ -10,21 +10,23 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/dhcpserve"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/record"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/hostnet"
 )
 
-// The QEMU executor's virtual switches (switches.go): on this node each
-// switch a VM adapter names is a bridge (BridgeName), made when the
+// The QEMU executor's virtual switches (internal/engine/switches.go): on this node each
+// switch a VM adapter names is a bridge (engine.BridgeName), made when the
 // first VM on it starts here; an external switch's bridge enslaves the
 // adapter it binds on this node, so the nodes' bridges meet on that
-// network. Each VM adapter is a tap (TapName) on the bridge, made before
+// network. Each VM adapter is a tap (engine.TapName) on the bridge, made before
 // its QEMU starts and deleted when it stops. Everything is derived from
 // the switch records and the kernel's links, so a crashed agent's
 // successor finishes or undoes what it left (sweepNet).
 
-// bridgePrefix starts the bridges' names (BridgeName).
+// bridgePrefix starts the bridges' names (engine.BridgeName).
 const bridgePrefix = "kbr"
 
 // qemuNet is the executor's view of its node's links.
@@ -33,10 +35,10 @@ type qemuNet struct {
 	// mu: one change of links at a time (a VM's taps, the sweep).
 	mu sync.Mutex
 	// taps: the taps of the VMs this process runs, by tap → VM (under
-	// QEMUAgent.mu).
+	// Runner.mu).
 	taps map[string]string
 	// guests: the adapters with addresses of the VMs launched here, by
-	// VM, for probeGuests and the DHCP servers (under QEMUAgent.mu).
+	// VM, for probeGuests and the DHCP servers (under Runner.mu).
 	guests map[string]guestNICs
 	// dhcp: the DHCP servers running, by bridge (guestLoop's goroutine
 	// only).
@@ -86,7 +88,7 @@ func newQEMUNet() *qemuNet {
 // uplinkOf resolves the host adapter an external switch binds on this
 // node to an interface: a declared adapter's name (its address's
 // interface) or an interface name.
-func (q *QEMUAgent) uplinkOf(ctx context.Context, sw Switch, links []hostnet.Link) (string, error) {
+func (q *Runner) uplinkOf(ctx context.Context, sw engine.Switch, links []hostnet.Link) (string, error) {
 	name := sw.AdapterOn(q.node)
 	if name == "" {
 		return "", nil
@@ -108,7 +110,7 @@ func (q *QEMUAgent) uplinkOf(ctx context.Context, sw Switch, links []hostnet.Lin
 
 // nics makes the bridges and taps of v's adapters (request r) and
 // returns them for QEMU. A switch the VM names must exist.
-func (q *QEMUAgent) nics(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest) ([]qemu.NIC, error) {
+func (q *Runner) nics(ctx context.Context, cluster string, v *qemuVMRun, r qemu.Request) ([]qemu.NIC, error) {
 	if len(r.VM.Adapters) == 0 {
 		return nil, nil
 	}
@@ -126,22 +128,22 @@ func (q *QEMUAgent) nics(ctx context.Context, cluster string, v *qemuVMRun, r qe
 	defer func() {
 		q.mu.Lock()
 		q.net.guests[v.name] = guestNICs{token: int64(r.Token), bridges: bridges, nics: out, acked: make([]bool, len(out)),
-			since: time.Now(), incoming: r.Op == qopIncoming || r.Op == qopRestore}
+			since: time.Now(), incoming: r.Op == qemu.OpIncoming || r.Op == qemu.OpRestore}
 		q.mu.Unlock()
 		q.net.poke()
 	}()
-	if r.Op == qopStart {
+	if r.Op == qemu.OpStart {
 		// A fresh boot holds no address yet: this node's report of an
 		// earlier run (same token) must not show through.
-		_, _ = q.e.st.Commit(ctx, nil, []store.Op{store.Del(qemuGuestNetKey(cluster, q.node, v.name))})
+		_, _ = q.st.Commit(ctx, nil, []store.Op{store.Del(qemu.GuestNetKey(cluster, q.node, v.name))})
 	}
 	for i, a := range r.VM.Adapters {
-		name := SwitchNameOf(cluster, a.Switch)
+		name := engine.SwitchNameOf(cluster, a.Switch)
 		sw, err := q.e.GetSwitch(ctx, cluster, name)
 		if err != nil {
 			return nil, fmt.Errorf("VM %q network_adapters[%d]: %w", v.name, i, err)
 		}
-		br := BridgeName(cluster, name)
+		br := engine.BridgeName(cluster, name)
 		up, err := q.uplinkOf(ctx, sw, links)
 		if err != nil {
 			return nil, err
@@ -149,7 +151,7 @@ func (q *QEMUAgent) nics(ctx context.Context, cluster string, v *qemuVMRun, r qe
 		if err := q.net.ip.EnsureBridge(ctx, br, up); err != nil {
 			return nil, fmt.Errorf("switch %q on %s: %w", name, q.node, err)
 		}
-		tap := TapName(cluster, q.node, v.name, i)
+		tap := engine.TapName(cluster, q.node, v.name, i)
 		q.mu.Lock()
 		q.net.taps[tap] = v.name
 		q.mu.Unlock()
@@ -163,7 +165,7 @@ func (q *QEMUAgent) nics(ctx context.Context, cluster string, v *qemuVMRun, r qe
 }
 
 // dropNICs deletes v's taps on this node.
-func (q *QEMUAgent) dropNICs(ctx context.Context, v *qemuVMRun) {
+func (q *Runner) dropNICs(ctx context.Context, v *qemuVMRun) {
 	if q.net == nil {
 		return
 	}
@@ -190,7 +192,7 @@ func (q *QEMUAgent) dropNICs(ctx context.Context, v *qemuVMRun) {
 // VMs it does not run (a previous agent's, or a failed launch's),
 // bridges of deleted switches (their adapters released), and rebinds
 // an external switch whose adapter changed.
-func (q *QEMUAgent) sweepNet(ctx context.Context, cluster string) {
+func (q *Runner) sweepNet(ctx context.Context, cluster string) {
 	if q.net == nil || cluster == "" {
 		return
 	}
@@ -204,9 +206,9 @@ func (q *QEMUAgent) sweepNet(ctx context.Context, cluster string) {
 	if err != nil {
 		return
 	}
-	want := map[string]Switch{}
+	want := map[string]engine.Switch{}
 	for _, sw := range sws {
-		want[BridgeName(cluster, sw.Name)] = sw
+		want[engine.BridgeName(cluster, sw.Name)] = sw
 	}
 	q.mu.Lock()
 	inUse := map[string]bool{}
@@ -214,7 +216,7 @@ func (q *QEMUAgent) sweepNet(ctx context.Context, cluster string) {
 		inUse[tap] = true
 	}
 	q.mu.Unlock()
-	mine := TapPrefix(cluster, q.node)
+	mine := engine.TapPrefix(cluster, q.node)
 	for _, l := range links {
 		if strings.HasPrefix(l.Name, mine) && l.Kind == "tun" && !inUse[l.Name] {
 			if err := q.net.ip.RemoveLink(ctx, l.Name); err == nil {
@@ -265,9 +267,9 @@ func (q *QEMUAgent) sweepNet(ctx context.Context, cluster string) {
 // guestToken follows the VM's ownership token through the requests that
 // run it here (a live migration's target resumes with a newer token than
 // its incoming launch), so its guest report counts for the owner.
-func (q *QEMUAgent) guestToken(r qemuRequest) {
+func (q *Runner) guestToken(r qemu.Request) {
 	switch r.Op {
-	case qopStart, qopIncoming, qopResume, qopRestore:
+	case qemu.OpStart, qemu.OpIncoming, qemu.OpResume, qemu.OpRestore:
 	default:
 		return
 	}
@@ -293,7 +295,7 @@ func (n *qemuNet) poke() {
 // guestLoop keeps a DHCP server on each bridge a guest here has an
 // address on, and runs probeGuests every second (or when poked), until
 // ctx ends.
-func (q *QEMUAgent) guestLoop(ctx context.Context) {
+func (q *Runner) guestLoop(ctx context.Context) {
 	if q.net == nil {
 		return
 	}
@@ -323,7 +325,7 @@ func (q *QEMUAgent) guestLoop(ctx context.Context) {
 // the address the engine reserved for the adapter (so the guest gets
 // the same address on any node), and a switch without a subnet has no
 // server.
-func (q *QEMUAgent) serveDHCP(ctx context.Context) {
+func (q *Runner) serveDHCP(ctx context.Context) {
 	want := map[string]bool{}
 	q.mu.Lock()
 	for _, g := range q.net.guests {
@@ -369,7 +371,7 @@ func (q *QEMUAgent) serveDHCP(ctx context.Context) {
 
 // leaseOf is the address of the adapter with MAC mac on bridge br of a
 // guest launched here; ack records that the guest was given it.
-func (q *QEMUAgent) leaseOf(br string, mac net.HardwareAddr, ack bool) (netip.Prefix, bool) {
+func (q *Runner) leaseOf(br string, mac net.HardwareAddr, ack bool) (netip.Prefix, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for vm, g := range q.net.guests {
@@ -396,7 +398,7 @@ func (q *QEMUAgent) leaseOf(br string, mac net.HardwareAddr, ack bool) (netip.Pr
 // serverID is the DHCP server identifier on bridge br: the bridge's own
 // address on the guest's subnet (an external switch's host address),
 // else the subnet's first address, which guests never get (AssignAddress).
-func (q *QEMUAgent) serverID(br string) netip.Addr {
+func (q *Runner) serverID(br string) netip.Addr {
 	var subnet netip.Prefix
 	q.mu.Lock()
 	for _, g := range q.net.guests {
@@ -431,7 +433,7 @@ const incomingGrace = 10 * time.Second
 // switch's bridge (hostnet.ProbeARP), when that changed (GuestNet): a
 // guest's address is reported once the guest has it, by the node it runs
 // on. A report supersedes the other nodes' reports of the VM.
-func (q *QEMUAgent) probeGuests(ctx context.Context, cluster string) {
+func (q *Runner) probeGuests(ctx context.Context, cluster string) {
 	if q.net == nil || cluster == "" {
 		return
 	}
@@ -471,16 +473,16 @@ func (q *QEMUAgent) probeGuests(ctx context.Context, cluster string) {
 			fmt.Sprint(old.Addresses) == fmt.Sprint(rec.Addresses) {
 			continue
 		}
-		rec.CheckedAt = q.e.now().UTC()
-		ops := []store.Op{putJSON(qemuGuestNetKey(cluster, q.node, vm), rec)}
+		rec.CheckedAt = q.e.Now().UTC()
+		ops := []store.Op{record.Put(qemu.GuestNetKey(cluster, q.node, vm), rec)}
 		if c, err := q.e.GetCluster(ctx, cluster); err == nil {
 			for _, n := range c.Nodes {
 				if n != q.node {
-					ops = append(ops, store.Del(qemuGuestNetKey(cluster, n, vm)))
+					ops = append(ops, store.Del(qemu.GuestNetKey(cluster, n, vm)))
 				}
 			}
 		}
-		if _, err := q.e.st.Commit(ctx, nil, ops); err == nil {
+		if _, err := q.st.Commit(ctx, nil, ops); err == nil {
 			q.net.reported[vm] = rec
 		}
 	}

@@ -25,7 +25,7 @@ func TestQEMUMigrationKeyOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			k, err := e.qemuMigrationKey(ctx, "HVCLUSTER")
+			k, err := e.QEMUMigrationKey(ctx, "HVCLUSTER")
 			if err != nil {
 				t.Error(err)
 			}
@@ -38,7 +38,7 @@ func TestQEMUMigrationKeyOnce(t *testing.T) {
 			t.Fatalf("keys differ: %x", keys)
 		}
 	}
-	other, err := e.qemuMigrationKey(ctx, "OTHER")
+	other, err := e.QEMUMigrationKey(ctx, "OTHER")
 	if err != nil || bytes.Equal(other, keys[0]) || bytes.Equal(keys[0], make([]byte, 32)) {
 		t.Fatalf("another cluster's key %x (%v), first %x", other, err, keys[0])
 	}

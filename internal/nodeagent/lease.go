@@ -1,4 +1,4 @@
-package engine
+package nodeagent
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/record"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
@@ -23,14 +25,14 @@ import (
 // campaignLeased is campaign on store leases.
 func (a *Agent) campaignLeased(ctx context.Context, cluster string) (bool, error) {
 	e := a.e
-	kvs, err := e.st.GetMany(ctx, leaseKey(cluster), lockKey(cluster))
+	kvs, err := a.st.GetMany(ctx, leaseKey(cluster), lockKey(cluster))
 	if err != nil {
 		return false, err
 	}
 	rec, lock := kvs[0], kvs[1]
-	var cur Lease
+	var cur engine.Lease
 	if rec.Exists() {
-		if err := decode(rec, &cur); err != nil {
+		if err := record.Decode(rec, &cur); err != nil {
 			return false, err
 		}
 	}
@@ -61,7 +63,7 @@ func (a *Agent) campaignLeased(ctx context.Context, cluster string) (bool, error
 			return false, err
 		}
 	}
-	now := e.now().UTC()
+	now := e.Now().UTC()
 	ttl := time.Duration(store.LeaseSeconds(a.cfg.LeaseTTL)) * time.Second
 	cmps := []store.Cmp{store.Absent(lockKey(cluster)), store.Absent(leaseKey(cluster))}
 	if rec.Exists() {
@@ -72,7 +74,7 @@ func (a *Agent) campaignLeased(ctx context.Context, cluster string) (bool, error
 	mine := rec.Exists() && cur.Agent == a.cfg.ID
 	next := cur
 	if !mine {
-		next = Lease{Cluster: cluster, Holder: a.cfg.Node, Agent: a.cfg.ID, Term: cur.Term + 1,
+		next = engine.Lease{Cluster: cluster, Holder: a.cfg.Node, Agent: a.cfg.ID, Term: cur.Term + 1,
 			Acquired: now, Expires: now.Add(ttl), TTL: ttl}
 		detail := map[string]string{"term": fmt.Sprint(next.Term), "agent": a.cfg.ID,
 			"lease_ttl": ttl.String(), "lease": "store"}
@@ -83,10 +85,10 @@ func (a *Agent) campaignLeased(ctx context.Context, cluster string) (bool, error
 			// store's clock knows).
 			detail["previous_expired"] = now.Format(time.RFC3339Nano)
 		}
-		ops = append(ops, putJSON(leaseKey(cluster), next),
-			e.eventOp(Event{Kind: EventLeaderElected, Cluster: cluster, Subject: a.cfg.Node, Detail: detail}))
+		ops = append(ops, record.Put(leaseKey(cluster), next),
+			e.EventOp(engine.Event{Kind: engine.EventLeaderElected, Cluster: cluster, Subject: a.cfg.Node, Detail: detail}))
 	}
-	newRev, err := e.st.Commit(ctx, cmps, ops)
+	newRev, err := a.st.Commit(ctx, cmps, ops)
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrLeaseNotFound) {
 		a.resign()
 		return false, nil // another agent won this round, or the lease just expired
@@ -108,17 +110,17 @@ func (a *Agent) releaseLeased(ctx context.Context) error {
 		return nil
 	}
 	if term > 0 {
-		kv, err := e.st.Get(ctx, leaseKey(cluster))
-		var l Lease
+		kv, err := a.st.Get(ctx, leaseKey(cluster))
+		var l engine.Lease
 		if err == nil {
-			err = decode(kv, &l)
+			err = record.Decode(kv, &l)
 		}
 		if err == nil && l.Agent == a.cfg.ID {
-			l.Expires = e.now().UTC()
-			_, err = e.st.Commit(ctx, []store.Cmp{store.At(lockKey(cluster), rev)}, []store.Op{
+			l.Expires = e.Now().UTC()
+			_, err = a.st.Commit(ctx, []store.Cmp{store.At(lockKey(cluster), rev)}, []store.Op{
 				store.Del(lockKey(cluster)),
-				putJSON(leaseKey(cluster), l),
-				e.eventOp(Event{Kind: EventLeaderReleased, Cluster: cluster, Subject: a.cfg.Node,
+				record.Put(leaseKey(cluster), l),
+				e.EventOp(engine.Event{Kind: engine.EventLeaderReleased, Cluster: cluster, Subject: a.cfg.Node,
 					Detail: map[string]string{"term": fmt.Sprint(term), "agent": a.cfg.ID}}),
 			})
 		}
@@ -159,8 +161,8 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		}
 		a.aliveLease = id
 	}
-	hb := Heartbeat{Node: a.cfg.Node, Time: e.now().UTC(), Agent: a.cfg.ID, Seq: a.seq, Leased: true}
-	_, err := e.st.Commit(ctx, nil, []store.Op{putJSON(heartbeatKey(a.cfg.Node), hb),
+	hb := engine.Heartbeat{Node: a.cfg.Node, Time: e.Now().UTC(), Agent: a.cfg.ID, Seq: a.seq, Leased: true}
+	_, err := a.st.Commit(ctx, nil, []store.Op{record.Put(heartbeatKey(a.cfg.Node), hb),
 		store.PutLease(aliveKey(a.cfg.Node), []byte(a.cfg.ID), a.aliveLease)})
 	if errors.Is(err, store.ErrLeaseNotFound) {
 		a.aliveLease = 0 // expired between renewal and commit: next tick
@@ -178,7 +180,7 @@ func (a *Agent) tuneAlive(ctx context.Context, cluster string) error {
 	if cluster != "" {
 		c, err := a.e.GetCluster(ctx, cluster)
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, engine.ErrNotFound):
 			// Destroyed since the host was read: no timeout to keep.
 		case err != nil:
 			return err
@@ -195,19 +197,6 @@ func (a *Agent) tuneAlive(ctx context.Context, cluster string) error {
 	return a.heartbeat(ctx)
 }
 
-// aliveNodes reports which of nodes have their alive key.
-func (e *Engine) aliveNodes(ctx context.Context, nodes []string) (map[string]bool, error) {
-	keys := make([]string, len(nodes))
-	for i, n := range nodes {
-		keys[i] = aliveKey(n)
-	}
-	kvs, err := e.st.GetMany(ctx, keys...)
-	if err != nil {
-		return nil, err
-	}
-	alive := make(map[string]bool, len(nodes))
-	for i, n := range nodes {
-		alive[n] = kvs[i].Exists()
-	}
-	return alive, nil
-}
+// heartbeatKey and aliveKey are node's heartbeat keys (engine.HeartbeatKeys).
+func heartbeatKey(node string) string { k, _ := engine.HeartbeatKeys(node); return k }
+func aliveKey(node string) string     { _, k := engine.HeartbeatKeys(node); return k }

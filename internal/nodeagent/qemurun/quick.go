@@ -1,4 +1,4 @@
-package engine
+package qemurun
 
 import (
 	"bufio"
@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
@@ -18,12 +19,12 @@ import (
 // saved into the VM's .vsv file on the Kayo FS volume and restored from it.
 
 // stateFile opens the VM's saved-state file on the volume.
-func (q *QEMUAgent) stateFile(ctx context.Context, cluster, name string, create bool) (*kayofs.File, func(), error) {
+func (q *Runner) stateFile(ctx context.Context, cluster, name string, create bool) (*kayofs.File, func(), error) {
 	vm, err := q.e.GetVM(ctx, cluster, name)
 	if err != nil {
 		return nil, nil, err
 	}
-	paths, err := PathsFor(vm.DriveLetter, vm.Name)
+	paths, err := engine.PathsFor(vm.DriveLetter, vm.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,7 +64,7 @@ const qemuStateMagic = "KAYO-QEMU-SAVED-STATE-1"
 // source QEMU: quick migration's first half. Every wait ends with ctx
 // (the request's deadline); a save that fails lets the guest run on
 // here, and says so.
-func (q *QEMUAgent) saveState(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, res *qemuResult, report func(hypervisor.Progress)) (err error) {
+func (q *Runner) saveState(ctx context.Context, cluster string, v *qemuVMRun, r qemu.Request, res *qemu.Result, report func(hypervisor.Progress)) (err error) {
 	if v.rec.State == hypervisor.Saved && v.rec.Token == r.Token {
 		return nil
 	}
@@ -142,7 +143,7 @@ func (q *QEMUAgent) saveState(ctx context.Context, cluster string, v *qemuVMRun,
 
 // unpause cancels a failed save and lets the guest run on (the source
 // still owns the VM); it says what became of it.
-func (q *QEMUAgent) unpause(m *qemu.Machine) string {
+func (q *Runner) unpause(m *qemu.Machine) string {
 	// Detached: it runs after the save failed, often because its
 	// request's context ended.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -191,7 +192,7 @@ func copyState(r io.Reader, f *kayofs.File) (int64, error) {
 
 // restore starts QEMU loading the saved state from the volume through an
 // inherited descriptor (no listener), then runs the guest.
-func (q *QEMUAgent) restore(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, report func(hypervisor.Progress)) error {
+func (q *Runner) restore(ctx context.Context, cluster string, v *qemuVMRun, r qemu.Request, report func(hypervisor.Progress)) error {
 	if v.m != nil && v.rec.State == hypervisor.Running && v.rec.Token == r.Token {
 		return nil
 	}
@@ -237,10 +238,10 @@ func (q *QEMUAgent) restore(ctx context.Context, cluster string, v *qemuVMRun, r
 		q.stopMachine(ctx, v)
 		return fmt.Errorf("streaming the saved state: %w", err)
 	}
-	v.rec.State, v.rec.Token, v.rec.VM = qemuIncoming, r.Token, r.VM
+	v.rec.State, v.rec.Token, v.rec.VM = qemu.Incoming, r.Token, r.VM
 	for {
 		q.refreshState(ctx, v)
-		if v.rec.State != qemuIncoming {
+		if v.rec.State != qemu.Incoming {
 			break
 		}
 		if done, _ := v.m.Exited(); done {
@@ -283,4 +284,13 @@ func waitExit(ctx context.Context, m *qemu.Machine, d time.Duration) bool {
 	case <-ctx.Done():
 	}
 	return false
+}
+
+// openOrCreate opens the file at p on fv, creating it when missing.
+func openOrCreate(fv *kayofs.Volume, p string) (*kayofs.File, error) {
+	f, err := fv.Open(p)
+	if errors.Is(err, kayofs.ErrNotExist) {
+		return fv.Create(p)
+	}
+	return f, err
 }

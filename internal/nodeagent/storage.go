@@ -1,4 +1,4 @@
-package main
+package nodeagent
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/storageprobe"
 )
 
-// defaultStorageProbeInterval is how often an agent probes its cluster's
+// DefaultStorageProbeInterval is how often an agent probes its cluster's
 // volumes: well within engine.StorageProbeMaxAge.
-const defaultStorageProbeInterval = 15 * time.Second
+const DefaultStorageProbeInterval = 15 * time.Second
 
 // storageProber probes, every interval, the LUN of each volume of its
 // node's cluster as this host resolves it (storageprobe) and records the
@@ -77,11 +77,4 @@ func (s *storageProber) logResult(x storageprobe.Result) {
 		s.logf("storage probe of volume %s: (%s): %s", x.Letter, x.Volume, x.Error)
 	}
 	s.lastBad[x.Volume] = x.Error
-}
-
-func checkStorageInterval(d time.Duration) error {
-	if d != 0 && (d < 100*time.Millisecond || d > time.Minute) {
-		return usagef("agent: --storage-probe-interval %s is not allowed; allowed: 100ms to 1m, or 0 for no storage probes", d)
-	}
-	return nil
 }

@@ -1,17 +1,18 @@
-package engine
+package qemurun
 
 import (
 	"context"
 	"fmt"
 	"os"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/hostfacts"
 )
 
-// The QEMU executor's view of a VM's drives (vms_disks.go): the boot disk
+// The QEMU executor's view of a VM's drives (internal/engine/vms_disks.go): the boot disk
 // served with its template merged in (vhd.OpenChain), each data disk as
 // an export of its own, the DVD's ISO read-only, and whether the VM
 // boots its firmware or the lab's test kernel.
@@ -24,12 +25,12 @@ func dvdExport(vm string) string         { return vm + "-dvd" }
 // publishDrives opens vm's disks and ISO on fv and serves each as an
 // export of v (reusing an export that is not fenced, so a reopen after a
 // migration keeps QEMU's connections).
-func (q *QEMUAgent) publishDrives(fv *kayofs.Volume, vm VM, v *qemuVMRun) error {
-	paths, err := PathsFor(vm.DriveLetter, vm.Name)
+func (q *Runner) publishDrives(fv *kayofs.Volume, vm engine.VM, v *qemuVMRun) error {
+	paths, err := engine.PathsFor(vm.DriveLetter, vm.Name)
 	if err != nil {
 		return err
 	}
-	d, f, err := OpenVMDisk(fv, vm, paths.VolVHD)
+	d, f, err := engine.OpenVMDisk(fv, vm, paths.VolVHD)
 	if err != nil {
 		return err
 	}
@@ -39,7 +40,7 @@ func (q *QEMUAgent) publishDrives(fv *kayofs.Volume, vm VM, v *qemuVMRun) error 
 	}
 	want := map[string]bool{}
 	for i := range vm.DataDisks {
-		dd, df, err := OpenVMDisk(fv, vm, paths.DataDiskVolPath(i))
+		dd, df, err := engine.OpenVMDisk(fv, vm, paths.DataDiskVolPath(i))
 		if err != nil {
 			return err
 		}
@@ -48,13 +49,13 @@ func (q *QEMUAgent) publishDrives(fv *kayofs.Volume, vm VM, v *qemuVMRun) error 
 		v.drives[name] = q.publish(v.drives[name], name, qemuVMDisk{d: dd, f: df})
 	}
 	if vm.DVD != nil {
-		_, vp, err := VolumeFilePath("dvd.path", vm.DVD.Path)
+		_, vp, err := engine.VolumeFilePath("dvd.path", vm.DVD.Path)
 		if err != nil {
 			return err
 		}
 		iso, err := fv.Open(vp)
 		if err != nil {
-			return &InputError{Attribute: "dvd.path", Value: vm.DVD.Path, Detail: fmt.Sprintf("VM %q's DVD: %s:\\%s: %v", vm.Name, vm.DriveLetter, vm.DVD.Path, err)}
+			return &engine.InputError{Attribute: "dvd.path", Value: vm.DVD.Path, Detail: fmt.Sprintf("VM %q's DVD: %s:\\%s: %v", vm.Name, vm.DriveLetter, vm.DVD.Path, err)}
 		}
 		fi, err := iso.Stat()
 		if err != nil {
@@ -77,9 +78,9 @@ func (q *QEMUAgent) publishDrives(fv *kayofs.Volume, vm VM, v *qemuVMRun) error 
 // record names beyond those it has: each new VHD opened and served as an
 // export, then hot-plugged (qemu.Machine.HotplugData), so the guest sees
 // it without a reboot. The disks it has are left as they are (growing
-// one needs the VM off: vms_disks.go). A re-run after a failure finds
+// one needs the VM off: internal/engine/vms_disks.go). A re-run after a failure finds
 // what is already attached and goes on.
-func (q *QEMUAgent) hotplugDataDisks(ctx context.Context, cluster string, v *qemuVMRun) error {
+func (q *Runner) hotplugDataDisks(ctx context.Context, cluster string, v *qemuVMRun) error {
 	vm, err := q.e.GetVM(ctx, cluster, v.name)
 	if err != nil {
 		return err
@@ -95,7 +96,7 @@ func (q *QEMUAgent) hotplugDataDisks(ctx context.Context, cluster string, v *qem
 		return err
 	}
 	defer q.unmount(v.volume) // the VM holds its own reference
-	paths, err := PathsFor(vm.DriveLetter, vm.Name)
+	paths, err := engine.PathsFor(vm.DriveLetter, vm.Name)
 	if err != nil {
 		return err
 	}
@@ -105,7 +106,7 @@ func (q *QEMUAgent) hotplugDataDisks(ctx context.Context, cluster string, v *qem
 	for i := len(v.machine.Data); i < len(vm.DataDisks); i++ {
 		name := dataExport(v.name, i)
 		if v.drives[name] == nil {
-			d, f, err := OpenVMDisk(fv, vm, paths.DataDiskVolPath(i))
+			d, f, err := engine.OpenVMDisk(fv, vm, paths.DataDiskVolPath(i))
 			if err != nil {
 				return err
 			}
@@ -120,7 +121,7 @@ func (q *QEMUAgent) hotplugDataDisks(ctx context.Context, cluster string, v *qem
 	return nil
 }
 
-func (q *QEMUAgent) publish(x *qemu.Export, name string, d qemu.Disk) *qemu.Export {
+func (q *Runner) publish(x *qemu.Export, name string, d qemu.Disk) *qemu.Export {
 	if x == nil || x.Fenced() {
 		return q.nbd.Add(name, d)
 	}
@@ -139,7 +140,7 @@ func (v *qemuVMRun) fenceExports() {
 }
 
 // dropDrives removes v's data disk and DVD exports.
-func (q *QEMUAgent) dropDrives(v *qemuVMRun) {
+func (q *Runner) dropDrives(v *qemuVMRun) {
 	for name := range v.drives {
 		q.nbd.Remove(name)
 	}
@@ -151,7 +152,7 @@ func (q *QEMUAgent) dropDrives(v *qemuVMRun) {
 // DVD drive or a boot order, or the agent has no test guest; else the
 // lab's test kernel (tests of VMs with a blank disk). The rule reads only
 // the spec, so a migration's source and target agree on the devices.
-func (q *QEMUAgent) machineDrives(vm VM) qemu.Drives {
+func (q *Runner) machineDrives(vm engine.VM) qemu.Drives {
 	var d qemu.Drives
 	for i := range vm.DataDisks {
 		d.Data = append(d.Data, q.nbd.Disk(dataExport(vm.Name, i)))

@@ -1,12 +1,23 @@
-package engine
+// Package nodeagent is a node's agent (kayoctl agent --node NAME): the
+// long-running process of one host that heartbeats, campaigns for its
+// cluster's leader lease and, while it leads, applies the engine's
+// decisions (engine.LeaderTick); its executors carry out the requests the
+// engine records for its node (the QEMU runner: internal/nodeagent/qemurun).
+// It reaches the engine only through its exported API and the records it
+// shares (docs/ARCHITECTURE.md, "Control plane and node agents").
+package nodeagent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/record"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
@@ -17,7 +28,7 @@ import (
 // The lease is a record at agents/<cluster>/leader. On a store with leases
 // (store.Leaser: etcd, and bbolt and memstore alike) the record is held by
 // a key at agents/<cluster>/lock attached to a store lease the agent keeps
-// alive: the lease expires by the store's clock alone (agent_lease.go).
+// alive: the lease expires by the store's clock alone (lease.go).
 // Otherwise the record itself is taken and renewed by compare-and-swap on
 // its revision, with an expiry time by the agents' clocks. Taking it over
 // (free, expired, or never held) increments its term; every action the
@@ -26,62 +37,8 @@ import (
 // over) cannot act: its commit fails. The term is the fencing token
 // recorded in every event a leader writes.
 
-// Agent event kinds.
-const (
-	EventLeaderElected  = "agent.leader_elected"
-	EventLeaderReleased = "agent.leader_released"
-)
-
 // DefaultLeaseTTL is the leader lease's lifetime unless renewed.
 const DefaultLeaseTTL = 3 * time.Second
-
-// Lease is a cluster's leader lease.
-type Lease struct {
-	Cluster string `json:"cluster"`
-	// Holder is the node whose agent holds it; Agent the agent process.
-	Holder string `json:"holder"`
-	Agent  string `json:"agent"`
-	// Term grows by one with every change of holder.
-	Term     int64     `json:"term"`
-	Acquired time.Time `json:"acquired"`
-	Expires  time.Time `json:"expires"`
-	// TTL is set when a store lease holds the record (its lock key):
-	// then Expires is only when it was taken plus TTL, and Live says
-	// whether the lock is held now.
-	TTL      time.Duration `json:"ttl,omitempty"`
-	Live     bool          `json:"-"`
-	Revision int64         `json:"-"`
-}
-
-// Leader returns the lease of cluster (ErrNotFound when no agent ever led).
-// Live says whether it is still held.
-func (e *Engine) Leader(ctx context.Context, cluster string) (Lease, error) {
-	kvs, err := e.st.GetMany(ctx, leaseKey(cluster), lockKey(cluster))
-	if err != nil {
-		return Lease{}, fmt.Errorf("leader of cluster %q: %w", cluster, err)
-	}
-	if !kvs[0].Exists() {
-		return Lease{}, fmt.Errorf("leader of cluster %q: %w", cluster, ErrNotFound)
-	}
-	var l Lease
-	if err := decode(kvs[0], &l); err != nil {
-		return Lease{}, fmt.Errorf("leader of cluster %q: %w", cluster, err)
-	}
-	l.Revision = kvs[0].ModRevision
-	if l.TTL == 0 {
-		l.Live = e.now().Before(l.Expires)
-		return l, nil
-	}
-	// Held under a store lease: the lock says, not the clock; a live
-	// lease lasts at most TTL more.
-	l.Live = kvs[1].Exists() && string(kvs[1].Value) == l.Agent
-	if now := e.now().UTC(); l.Live {
-		l.Expires = now.Add(l.TTL)
-	} else if l.Expires.After(now) {
-		l.Expires = now
-	}
-	return l, nil
-}
 
 // AgentConfig configures a node agent.
 type AgentConfig struct {
@@ -98,7 +55,8 @@ type AgentConfig struct {
 // Agent is one node's agent. It is not safe for concurrent use: one
 // goroutine calls Tick.
 type Agent struct {
-	e   *Engine
+	e   *engine.Engine
+	st  store.Store
 	cfg AgentConfig
 	seq int64
 	// While leading: the cluster, term and the revision of the key that
@@ -119,9 +77,9 @@ type Agent struct {
 	reported time.Time
 }
 
-// NewAgent returns the agent of node cfg.Node.
-func (e *Engine) NewAgent(cfg AgentConfig) (*Agent, error) {
-	if err := checkHostName(cfg.Node); err != nil {
+// New returns the agent of node cfg.Node on engine e.
+func New(e *engine.Engine, cfg AgentConfig) (*Agent, error) {
+	if err := engine.CheckHostName(cfg.Node); err != nil {
 		return nil, fmt.Errorf("--node: %w", err)
 	}
 	if cfg.ID == "" {
@@ -130,8 +88,8 @@ func (e *Engine) NewAgent(cfg AgentConfig) (*Agent, error) {
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = DefaultLeaseTTL
 	}
-	a := &Agent{e: e, cfg: cfg}
-	a.leaser, _ = e.st.(store.Leaser)
+	a := &Agent{e: e, st: e.Store(), cfg: cfg}
+	a.leaser, _ = a.st.(store.Leaser)
 	return a, nil
 }
 
@@ -158,9 +116,9 @@ type TickReport struct {
 	Elected bool
 	Term    int64
 	// Decisions are the node state changes the leader committed.
-	Decisions []LivenessDecision
-	// Failbacks are the VMs the leader failed back (failback.go).
-	Failbacks []FailbackDecision
+	Decisions []engine.LivenessDecision
+	// Failbacks are the VMs the leader failed back (internal/engine/failback.go).
+	Failbacks []engine.FailbackDecision
 }
 
 // Tick heartbeats, campaigns, and while leading judges the cluster's nodes.
@@ -184,11 +142,11 @@ func (a *Agent) Tick(ctx context.Context) (_ TickReport, err error) {
 	if h.Cluster == "" {
 		return rep, nil
 	}
-	if h.Down && h.DownReason == DownByLab {
+	if h.Down && h.DownReason == engine.DownByLab {
 		// A crashed host leads nothing: the lab failed this node.
 		return rep, a.Release(ctx)
 	}
-	if now := e.now(); now.Sub(a.reported) >= VolumeReportInterval {
+	if now := e.Now(); now.Sub(a.reported) >= engine.VolumeReportInterval {
 		// What this node sees of its volumes (volume_reports.go). A
 		// failed report does not hold the leader's duties up: it is
 		// retried next tick and said after them.
@@ -206,33 +164,19 @@ func (a *Agent) Tick(ctx context.Context) (_ TickReport, err error) {
 	if !rep.Leader {
 		return rep, nil
 	}
-	rep.Decisions, err = a.judge(ctx, h.Cluster)
+	lr, err := e.LeaderTick(ctx, h.Cluster, a.leaderFence())
 	if errors.Is(err, store.ErrConflict) {
 		// Someone changed the cluster (or took the lease) meanwhile: judge
 		// afresh next tick.
 		return rep, nil
 	}
-	if err != nil {
-		return rep, err
-	}
-	if err := e.reconcileFailover(ctx, h.Cluster); err != nil {
-		return rep, err
-	}
-	rep.Failbacks, err = a.lead(ctx, h.Cluster)
+	rep.Decisions, rep.Failbacks = lr.Decisions, lr.Failbacks
 	return rep, err
 }
 
-// lead runs the leader's VM duties after failover, fenced by the lease:
-// finishing drains of nodes in maintenance, then failback.
-func (a *Agent) lead(ctx context.Context, cluster string) ([]FailbackDecision, error) {
-	c, err := a.e.GetCluster(ctx, cluster)
-	if err != nil {
-		return nil, err
-	}
-	fence := []store.Cmp{a.fence()}
-	derr := a.e.reconcileDrains(ctx, c, fence)
-	fb, ferr := a.e.reconcileFailback(ctx, c, fence, a.term)
-	return fb, errors.Join(derr, ferr)
+// leaderFence is who leads and what fences its commits, for the engine.
+func (a *Agent) leaderFence() engine.LeaderFence {
+	return engine.LeaderFence{Node: a.cfg.Node, Agent: a.cfg.ID, Term: a.term, Fence: a.fence()}
 }
 
 // campaign takes or renews the cluster's lease. It reports whether this
@@ -242,9 +186,9 @@ func (a *Agent) campaign(ctx context.Context, cluster string) (bool, error) {
 		return a.campaignLeased(ctx, cluster)
 	}
 	e := a.e
-	now := e.now().UTC()
-	var cur Lease
-	rev, err := getJSON(ctx, e.st, leaseKey(cluster), &cur)
+	now := e.Now().UTC()
+	var cur engine.Lease
+	rev, err := record.Get(ctx, a.st, leaseKey(cluster), &cur)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return false, err
 	}
@@ -253,7 +197,7 @@ func (a *Agent) campaign(ctx context.Context, cluster string) (bool, error) {
 		a.resign()
 		return false, nil // someone else leads
 	}
-	next := Lease{Cluster: cluster, Holder: a.cfg.Node, Agent: a.cfg.ID, Term: cur.Term,
+	next := engine.Lease{Cluster: cluster, Holder: a.cfg.Node, Agent: a.cfg.ID, Term: cur.Term,
 		Acquired: cur.Acquired, Expires: now.Add(a.cfg.LeaseTTL)}
 	cmp := store.Absent(leaseKey(cluster))
 	if rev != 0 {
@@ -269,10 +213,10 @@ func (a *Agent) campaign(ctx context.Context, cluster string) (bool, error) {
 			detail["previous_term"] = fmt.Sprint(cur.Term)
 			detail["previous_expired"] = cur.Expires.Format(time.RFC3339Nano)
 		}
-		ops = append(ops, e.eventOp(Event{Kind: EventLeaderElected, Cluster: cluster, Subject: a.cfg.Node, Detail: detail}))
+		ops = append(ops, e.EventOp(engine.Event{Kind: engine.EventLeaderElected, Cluster: cluster, Subject: a.cfg.Node, Detail: detail}))
 	}
-	ops = append([]store.Op{putJSON(leaseKey(cluster), next)}, ops...)
-	newRev, err := e.st.Commit(ctx, []store.Cmp{cmp}, ops)
+	ops = append([]store.Op{record.Put(leaseKey(cluster), next)}, ops...)
+	newRev, err := a.st.Commit(ctx, []store.Cmp{cmp}, ops)
 	if errors.Is(err, store.ErrConflict) {
 		a.resign()
 		return false, nil // another agent won this round
@@ -282,58 +226,6 @@ func (a *Agent) campaign(ctx context.Context, cluster string) (bool, error) {
 	}
 	a.cluster, a.term, a.leaseRev, a.fenceKey = cluster, next.Term, newRev, leaseKey(cluster)
 	return !mine, nil
-}
-
-// judge runs the failure detector over the cluster and commits its
-// decisions, fenced by the lease.
-func (a *Agent) judge(ctx context.Context, cluster string) ([]LivenessDecision, error) {
-	e := a.e
-	c, err := e.GetCluster(ctx, cluster)
-	if err != nil {
-		return nil, err
-	}
-	hosts, err := e.hostMap(ctx)
-	if err != nil {
-		return nil, err
-	}
-	hbs, err := e.Heartbeats(ctx)
-	if err != nil {
-		return nil, err
-	}
-	alive, err := e.aliveNodes(ctx, c.Nodes)
-	if err != nil {
-		return nil, err
-	}
-	nodes := make([]NodeLiveness, 0, len(c.Nodes))
-	for _, n := range c.Nodes {
-		h, ok := hosts[n]
-		if !ok {
-			continue
-		}
-		nodes = append(nodes, NodeLiveness{Name: n, Down: h.Down, DownReason: h.DownReason,
-			DownSince: h.DownSince, LastHeartbeat: hbs[n].Time, Leased: hbs[n].Leased, Alive: alive[n]})
-	}
-	timeout := time.Duration(c.HeartbeatTimeoutSeconds) * time.Second
-	decisions := DecideLiveness(nodes, timeout, e.now())
-	if len(decisions) == 0 {
-		return nil, nil
-	}
-	changes := make([]HostChange, 0, len(decisions))
-	for _, d := range decisions {
-		ch := HostChange{Host: d.Node, Down: d.Down, Detail: map[string]string{
-			"by": a.cfg.Node, "term": fmt.Sprint(a.term), "agent": a.cfg.ID,
-			"silent_for": d.Silent.Round(time.Millisecond).String(), "heartbeat_timeout": timeout.String(),
-			"last_heartbeat": hbs[d.Node].Time.Format(time.RFC3339Nano),
-		}}
-		if d.Down {
-			ch.Reason = DownByHeartbeat
-		}
-		changes = append(changes, ch)
-	}
-	if err := e.applyHostChanges(ctx, cluster, changes, []store.Cmp{a.fence()}); err != nil {
-		return nil, err
-	}
-	return decisions, nil
 }
 
 // Release gives the lease up (on shutdown, or when the node is failed), so
@@ -352,14 +244,24 @@ func (a *Agent) Release(ctx context.Context) error {
 	if err != nil || l.Revision != rev {
 		return nil // gone or taken over already
 	}
-	l.Expires = e.now().UTC()
-	_, err = e.st.Commit(ctx, []store.Cmp{store.At(leaseKey(cluster), rev)}, []store.Op{
-		putJSON(leaseKey(cluster), l),
-		e.eventOp(Event{Kind: EventLeaderReleased, Cluster: cluster, Subject: a.cfg.Node,
+	l.Expires = e.Now().UTC()
+	_, err = a.st.Commit(ctx, []store.Cmp{store.At(leaseKey(cluster), rev)}, []store.Op{
+		record.Put(leaseKey(cluster), l),
+		e.EventOp(engine.Event{Kind: engine.EventLeaderReleased, Cluster: cluster, Subject: a.cfg.Node,
 			Detail: map[string]string{"term": fmt.Sprint(term), "agent": a.cfg.ID}}),
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return nil
 	}
 	return err
+}
+
+// leaseKey and lockKey are cluster's leader lease keys (engine.LeaderKeys).
+func leaseKey(cluster string) string { k, _ := engine.LeaderKeys(cluster); return k }
+func lockKey(cluster string) string  { _, k := engine.LeaderKeys(cluster); return k }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

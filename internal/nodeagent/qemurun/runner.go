@@ -1,24 +1,7 @@
-package engine
-
-import (
-	"context"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"sync"
-	"time"
-
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/privsock"
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
-)
-
-// The QEMU executor of a node agent (kayoctl agent): it carries out the
-// requests the qemu driver records for its node (qemu_driver.go), runs one
+// Package qemurun is the QEMU runner of a node agent (kayoctl agent): it
+// carries out the requests the engine's qemu driver records for its node
+// (internal/engine/qemu_driver.go; the records and keys are
+// internal/engine/hypervisor/qemu/protocol.go's), runs one
 // QEMU process per VM (TCG, everything on 127.0.0.1, QMP socket and logs
 // under <data_dir>/qemu/<node>/) and serves each VM's VHD out of the Kayo FS
 // volume over NBD: reads and writes go through internal/engine/vhd on a
@@ -29,18 +12,35 @@ import (
 // Fencing: an export serves one ownership token; when the VM's token moves
 // on (the driver's fence request, or the fence record seen on a sweep) the
 // agent kills that QEMU and refuses every later write of the export.
+package qemurun
 
-// QEMUMountSuffix names the agent's own Kayo FS slot: node + suffix.
-const QEMUMountSuffix = "#qemu"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
 
-// EventVMQEMUExited: a VM's QEMU process exited without being asked to.
-const EventVMQEMUExited = "vm.qemu_exited"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/privsock"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/record"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
+)
+
+// MountSuffix names the agent's own Kayo FS slot: node + suffix.
+const MountSuffix = "#qemu"
 
 // qemuRequestTimeout bounds a request that carries no deadline.
 const qemuRequestTimeout = 10 * time.Minute
 
-// QEMUAgentConfig configures the executor.
-type QEMUAgentConfig struct {
+// Config configures the executor.
+type Config struct {
 	// Guest is the kernel + initramfs VMs boot; found with
 	// qemu.FindGuest(<data_dir>/guest) when empty.
 	Guest qemu.Guest
@@ -76,8 +76,8 @@ type qemuVMRun struct {
 	m       *qemu.Machine
 	export  *qemu.Export
 	volume  string
-	rec     QEMUNodeVM
-	reqs    chan qemuRequest
+	rec     qemu.NodeVM
+	reqs    chan qemu.Request
 	mu      sync.Mutex
 	cancel  context.CancelFunc
 	curOp   string
@@ -85,7 +85,7 @@ type qemuVMRun struct {
 	// dying: a fenced QEMU, killed but maybe not gone yet (worker only).
 	dying *qemu.Machine
 	// drives: the data disk and DVD exports; machine: what QEMU
-	// attaches and how it boots (agent_qemu_disks.go).
+	// attaches and how it boots (disks.go).
 	drives  map[string]*qemu.Export
 	machine qemu.Drives
 	// stopAccept ends a target's wait for its live migration's source
@@ -97,12 +97,13 @@ type qemuVMRun struct {
 	recOp *store.Op
 }
 
-// QEMUAgent is the executor of one node agent.
-type QEMUAgent struct {
-	e       *Engine
+// Runner is the executor of one node agent.
+type Runner struct {
+	e       *engine.Engine
+	st      store.Store
 	node    string
 	agentID string
-	cfg     QEMUAgentConfig
+	cfg     Config
 	bin     string
 	dir     string
 	nbd     *qemu.Server
@@ -115,21 +116,21 @@ type QEMUAgent struct {
 	// seenFence: the fence tokens the sweep has passed on (Run's goroutine only).
 	seenFence map[string]hypervisor.Token
 	initErr   string
-	// accel: kvm or tcg, for every VM of the node (agent_qemu_disks.go).
+	// accel: kvm or tcg, for every VM of the node (disks.go).
 	accel string
 	// life ends when Run returns: work that outlives a request (a
 	// target's wait for its migration's source) ends with it too.
 	life context.Context
 	// workers: the VMs' worker goroutines (shutdown waits for them).
 	workers sync.WaitGroup
-	// net: the node's switches and taps (agent_qemu_net.go); nil when
+	// net: the node's switches and taps (net.go); nil when
 	// the host cannot make them.
 	net *qemuNet
 }
 
-// NewQEMUAgent returns the QEMU executor of agent a's node. It does
-// nothing until Run.
-func (a *Agent) NewQEMUAgent(cfg QEMUAgentConfig) *QEMUAgent {
+// New returns the QEMU runner of node for agent process agentID (the ID
+// its node agent heartbeats as). It does nothing until Run.
+func New(e *engine.Engine, node, agentID string, cfg Config) *Runner {
 	if cfg.Poll <= 0 {
 		cfg.Poll = 100 * time.Millisecond
 	}
@@ -139,15 +140,15 @@ func (a *Agent) NewQEMUAgent(cfg QEMUAgentConfig) *QEMUAgent {
 	if cfg.MigrationAddress == "" {
 		cfg.MigrationAddress = "127.0.0.1"
 	}
-	return &QEMUAgent{e: a.e, node: a.cfg.Node, agentID: a.cfg.ID, cfg: cfg,
-		dir: filepath.Join(a.e.dataDir, "qemu", a.cfg.Node), vms: map[string]*qemuVMRun{}, vols: map[string]*qemuVolume{},
+	return &Runner{e: e, st: e.Store(), node: node, agentID: agentID, cfg: cfg,
+		dir: filepath.Join(e.DataDir(), "qemu", node), vms: map[string]*qemuVMRun{}, vols: map[string]*qemuVolume{},
 		wake: make(chan struct{}, 1), seenFence: map[string]hypervisor.Token{}, net: newQEMUNet()}
 }
 
 // Run carries out requests until ctx ends; then it stops every QEMU
 // process it runs. It returns only when ctx ends (or the node's files
 // cannot be created).
-func (q *QEMUAgent) Run(ctx context.Context) error {
+func (q *Runner) Run(ctx context.Context) error {
 	life, stop := context.WithCancel(ctx)
 	defer stop()
 	q.life = life
@@ -164,8 +165,8 @@ func (q *QEMUAgent) Run(ctx context.Context) error {
 	q.accel = qemuAccel()
 	if q.cfg.Guest.Kernel == "" && q.initErr == "" {
 		// The lab's test kernel, for VMs with a blank disk: without it
-		// they boot their firmware (agent_qemu_disks.go).
-		g, err := qemu.FindGuest(filepath.Join(q.e.dataDir, "guest"))
+		// they boot their firmware (disks.go).
+		g, err := qemu.FindGuest(filepath.Join(q.e.DataDir(), "guest"))
 		if err != nil {
 			q.cfg.Logf("qemu: no test guest (VMs with a blank disk boot their firmware only): %v", err)
 		}
@@ -177,7 +178,7 @@ func (q *QEMUAgent) Run(ctx context.Context) error {
 	}
 	srv.Logf = q.cfg.Logf
 	q.nbd = srv
-	sock := qemuSocket(q.e.dataDir, q.node)
+	sock := qemu.AgentSocket(q.e.DataDir(), q.node)
 	if ln, err := privsock.Listen(sock); err != nil {
 		q.cfg.Logf("qemu: no request socket (requests are polled): %v", err)
 	} else {
@@ -235,7 +236,7 @@ func (q *QEMUAgent) Run(ctx context.Context) error {
 	}
 }
 
-func (q *QEMUAgent) beat(ctx context.Context) {
+func (q *Runner) beat(ctx context.Context) {
 	cluster := ""
 	if h, err := q.e.GetHost(ctx, q.node); err == nil {
 		cluster = h.Cluster
@@ -243,14 +244,14 @@ func (q *QEMUAgent) beat(ctx context.Context) {
 	q.mu.Lock()
 	q.cluster = cluster
 	q.mu.Unlock()
-	b := QEMUAgentBeat{Node: q.node, Agent: q.agentID, PID: os.Getpid(), Cluster: cluster, Time: q.e.now().UTC(), Error: q.initErr,
+	b := qemu.AgentBeat{Node: q.node, Agent: q.agentID, PID: os.Getpid(), Cluster: cluster, Time: q.e.Now().UTC(), Error: q.initErr,
 		Accel: q.accel}
-	_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuAgentKey(q.node), b)})
+	_, _ = q.st.Commit(ctx, nil, []store.Op{record.Put(qemu.AgentKey(q.node), b)})
 }
 
 // adoptOrphans marks the VMs a previous agent process of this node left
-// running (its QEMU processes died with it) as failed (agent_qemu_stop.go).
-func (q *QEMUAgent) adoptOrphans(ctx context.Context) {
+// running (its QEMU processes died with it) as failed (stop.go).
+func (q *Runner) adoptOrphans(ctx context.Context) {
 	q.beat(ctx)
 	if q.cluster == "" {
 		return
@@ -258,7 +259,7 @@ func (q *QEMUAgent) adoptOrphans(ctx context.Context) {
 	q.adoptRecords(ctx, q.cluster)
 }
 
-func (q *QEMUAgent) shutdown() {
+func (q *Runner) shutdown() {
 	q.mu.Lock()
 	vms := q.vms
 	q.mu.Unlock()
@@ -272,7 +273,7 @@ func (q *QEMUAgent) shutdown() {
 		}
 		v.mu.Unlock()
 	}
-	q.recordShutdown() // each VM stopped here reads off, with why (agent_qemu_stop.go)
+	q.recordShutdown() // each VM stopped here reads off, with why (stop.go)
 	_ = q.nbd.Close()
 	q.mu.Lock()
 	for id, vol := range q.vols {
@@ -286,14 +287,14 @@ func (q *QEMUAgent) shutdown() {
 // poll dispatches new requests to their VM's worker. A request arriving
 // while a live migration of the same VM runs here cancels it (the
 // provider that asked for it is gone, and the new one decides).
-func (q *QEMUAgent) poll(ctx context.Context) {
+func (q *Runner) poll(ctx context.Context) {
 	q.mu.Lock()
 	cluster := q.cluster
 	q.mu.Unlock()
 	if cluster == "" {
 		return
 	}
-	reqs, _, err := listJSON[qemuRequest](ctx, q.e.st, qemuReqPrefix(cluster, q.node))
+	reqs, _, err := record.List[qemu.Request](ctx, q.st, qemu.ReqPrefix(cluster, q.node))
 	if err != nil {
 		return
 	}
@@ -305,7 +306,7 @@ func (q *QEMUAgent) poll(ctx context.Context) {
 			continue
 		}
 		v.handled = r.ID
-		if v.cancel != nil && (v.curOp == qopMigrate) {
+		if v.cancel != nil && (v.curOp == qemu.OpMigrate) {
 			v.cancel()
 		}
 		v.mu.Unlock()
@@ -313,19 +314,20 @@ func (q *QEMUAgent) poll(ctx context.Context) {
 	}
 }
 
-func (q *QEMUAgent) vm(ctx context.Context, cluster, name string) *qemuVMRun {
+func (q *Runner) vm(ctx context.Context, cluster, name string) *qemuVMRun {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if v, ok := q.vms[name]; ok {
 		return v
 	}
-	v := &qemuVMRun{name: name, reqs: make(chan qemuRequest, 64)}
-	if r, ok, _ := (&qemuDriver{e: q.e, cluster: cluster}).record(ctx, q.node, name); ok {
+	v := &qemuVMRun{name: name, reqs: make(chan qemu.Request, 64)}
+	var r qemu.NodeVM
+	if _, err := record.Get(ctx, q.st, qemu.NodeKey(cluster, q.node, name), &r); err == nil {
 		v.rec = r
 		// A result for the request already there was written by a previous
 		// agent process: do not repeat it.
-		var res qemuResult
-		if _, err := getJSON(ctx, q.e.st, qemuResKey(cluster, q.node, name), &res); err == nil && res.Done {
+		var res qemu.Result
+		if _, err := record.Get(ctx, q.st, qemu.ResKey(cluster, q.node, name), &res); err == nil && res.Done {
 			v.handled = res.ID
 		}
 	}
@@ -338,9 +340,9 @@ func (q *QEMUAgent) vm(ctx context.Context, cluster, name string) *qemuVMRun {
 	return v
 }
 
-func (q *QEMUAgent) worker(ctx context.Context, cluster string, v *qemuVMRun) {
+func (q *Runner) worker(ctx context.Context, cluster string, v *qemuVMRun) {
 	for {
-		var r qemuRequest
+		var r qemu.Request
 		select {
 		case <-ctx.Done():
 			return
@@ -358,27 +360,27 @@ func (q *QEMUAgent) worker(ctx context.Context, cluster string, v *qemuVMRun) {
 		v.mu.Lock()
 		v.cancel, v.curOp = cancel, r.Op
 		v.mu.Unlock()
-		res := qemuResult{ID: r.ID}
+		res := qemu.Result{ID: r.ID}
 		report := func(p hypervisor.Progress) {
 			pp := p
 			res.Progress = &pp
-			res.Updated = q.e.now().UTC()
-			_, _ = q.e.st.Commit(ctx, nil, []store.Op{putJSON(qemuResKey(cluster, q.node, r.VM.Name), res)})
-			notifyDriver(r)
+			res.Updated = q.e.Now().UTC()
+			_, _ = q.st.Commit(ctx, nil, []store.Op{record.Put(qemu.ResKey(cluster, q.node, r.VM.Name), res)})
+			r.NotifyDriver()
 		}
-		if r.Op != qopStatus {
+		if r.Op != qemu.OpStatus {
 			q.cfg.Logf("qemu: %s %s (token %d, request %s)", r.Op, r.VM.Name, r.Token, r.ID)
 		}
 		v.batch, v.recOp = true, nil
 		err := q.do(rctx, cluster, v, r, &res, report)
 		if err == nil {
-			q.guestToken(r) // agent_qemu_net.go
+			q.guestToken(r) // net.go
 		}
 		cancel()
 		v.mu.Lock()
 		v.cancel, v.curOp = nil, ""
 		v.mu.Unlock()
-		res.Done, res.Updated = true, q.e.now().UTC()
+		res.Done, res.Updated = true, q.e.Now().UTC()
 		if err != nil {
 			res.Err = err.Error()
 			switch {
@@ -392,19 +394,19 @@ func (q *QEMUAgent) worker(ctx context.Context, cluster string, v *qemuVMRun) {
 			q.cfg.Logf("qemu: %s %s failed: %v", r.Op, r.VM.Name, err)
 		}
 		// The record and the result in one commit: the driver sees both.
-		ops := []store.Op{putJSON(qemuResKey(cluster, q.node, r.VM.Name), res)}
+		ops := []store.Op{record.Put(qemu.ResKey(cluster, q.node, r.VM.Name), res)}
 		if v.recOp != nil {
 			ops = append(ops, *v.recOp)
 		}
 		v.batch, v.recOp = false, nil
-		_, _ = q.e.st.Commit(ctx, nil, ops)
-		notifyDriver(r)
+		_, _ = q.st.Commit(ctx, nil, ops)
+		r.NotifyDriver()
 	}
 }
 
 // save writes v's record.
-func (q *QEMUAgent) save(ctx context.Context, cluster string, v *qemuVMRun) error {
-	v.rec.Node, v.rec.Name, v.rec.Agent, v.rec.Updated = q.node, v.name, q.agentID, q.e.now().UTC()
+func (q *Runner) save(ctx context.Context, cluster string, v *qemuVMRun) error {
+	v.rec.Node, v.rec.Name, v.rec.Agent, v.rec.Updated = q.node, v.name, q.agentID, q.e.Now().UTC()
 	v.rec.PID = 0
 	for _, m := range []*qemu.Machine{v.m, v.dying} {
 		if m != nil {
@@ -413,26 +415,26 @@ func (q *QEMUAgent) save(ctx context.Context, cluster string, v *qemuVMRun) erro
 			}
 		}
 	}
-	return q.writeRec(ctx, v, putJSON(qemuNodeKey(cluster, q.node, v.name), v.rec))
+	return q.writeRec(ctx, v, record.Put(qemu.NodeKey(cluster, q.node, v.name), v.rec))
 }
 
 // writeRec commits op (v's record), or within a request leaves it to the
 // commit of the request's result.
-func (q *QEMUAgent) writeRec(ctx context.Context, v *qemuVMRun, op store.Op) error {
+func (q *Runner) writeRec(ctx context.Context, v *qemuVMRun, op store.Op) error {
 	if v.batch {
 		v.recOp = &op
 		return nil
 	}
-	_, err := q.e.st.Commit(ctx, nil, []store.Op{op})
+	_, err := q.st.Commit(ctx, nil, []store.Op{op})
 	return err
 }
 
-func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, res *qemuResult, report func(hypervisor.Progress)) error {
-	if q.initErr != "" && r.Op != qopStatus && r.Op != qopDiscard && r.Op != qopStop && r.Op != qopFence {
+func (q *Runner) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu.Request, res *qemu.Result, report func(hypervisor.Progress)) error {
+	if q.initErr != "" && r.Op != qemu.OpStatus && r.Op != qemu.OpDiscard && r.Op != qemu.OpStop && r.Op != qemu.OpFence {
 		return errors.New(q.initErr)
 	}
 	switch r.Op {
-	case qopStatus:
+	case qemu.OpStatus:
 		if v.rec.Name == "" {
 			return fmt.Errorf("VM %q is not known on %s: %w", r.VM.Name, q.node, hypervisor.ErrNotFound)
 		}
@@ -440,13 +442,13 @@ func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu
 		rec := v.rec
 		res.Status = &rec
 		return nil
-	case qopStart:
+	case qemu.OpStart:
 		if v.m != nil && v.rec.State == hypervisor.Running && v.rec.Token == r.Token {
 			if done, _ := v.m.Exited(); !done {
-				return q.hotplugDataDisks(ctx, cluster, v) // the ones added since it booted (agent_qemu_disks.go)
+				return q.hotplugDataDisks(ctx, cluster, v) // the ones added since it booted (disks.go)
 			}
 		}
-		if v.rec.State == hypervisor.Paused || v.rec.State == hypervisor.Received || v.rec.State == qemuIncoming {
+		if v.rec.State == hypervisor.Paused || v.rec.State == hypervisor.Received || v.rec.State == qemu.Incoming {
 			return fmt.Errorf("VM %q on %s is %s (a live migration holds it): resume or discard it first: %w", r.VM.Name, q.node, v.rec.State, hypervisor.ErrState)
 		}
 		q.stopMachine(ctx, v)
@@ -456,28 +458,28 @@ func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu
 		v.rec.State, v.rec.Token, v.rec.VM, v.rec.Reason = hypervisor.Running, r.Token, r.VM, ""
 		v.rec.Boots++
 		return q.save(ctx, cluster, v)
-	case qopStop, qopFence:
+	case qemu.OpStop, qemu.OpFence:
 		if v.rec.Name == "" {
 			return nil
 		}
-		if r.Op == qopFence {
+		if r.Op == qemu.OpFence {
 			q.fenceMachine(cluster, v)
 		} else {
 			q.stopMachine(ctx, v)
 		}
 		v.rec.State = hypervisor.Off
 		v.rec.Reason = "stopped"
-		if r.Op == qopFence {
+		if r.Op == qemu.OpFence {
 			v.rec.Reason = fmt.Sprintf("fenced: token %d owns the VM now", r.Token)
 		} else {
 			v.rec.Token = r.Token
 		}
 		return q.save(ctx, cluster, v)
-	case qopDiscard:
+	case qemu.OpDiscard:
 		q.stopMachine(ctx, v)
-		v.rec = QEMUNodeVM{}
-		return q.writeRec(ctx, v, store.Del(qemuNodeKey(cluster, q.node, v.name)))
-	case qopIncoming:
+		v.rec = qemu.NodeVM{}
+		return q.writeRec(ctx, v, store.Del(qemu.NodeKey(cluster, q.node, v.name)))
+	case qemu.OpIncoming:
 		if v.m != nil && (v.rec.State == hypervisor.Running || v.rec.State == hypervisor.Paused) {
 			if done, _ := v.m.Exited(); !done {
 				return fmt.Errorf("VM %q already runs on %s: %w", r.VM.Name, q.node, hypervisor.ErrState)
@@ -497,23 +499,23 @@ func (q *QEMUAgent) do(ctx context.Context, cluster string, v *qemuVMRun, r qemu
 			return err
 		}
 		v.stopAccept = q.acceptMigration(ln, v.m, tls, r)
-		v.rec.State, v.rec.Token, v.rec.VM, v.rec.Reason = qemuIncoming, r.Token, r.VM, ""
+		v.rec.State, v.rec.Token, v.rec.VM, v.rec.Reason = qemu.Incoming, r.Token, r.VM, ""
 		res.Addr, res.Port = q.cfg.MigrationAddress, ln.Port()
 		return q.save(ctx, cluster, v)
-	case qopMigrate:
+	case qemu.OpMigrate:
 		return q.migrateOut(ctx, cluster, v, r, res, report)
-	case qopResume:
+	case qemu.OpResume:
 		return q.resume(ctx, cluster, v, r)
-	case qopSave:
+	case qemu.OpSave:
 		return q.saveState(ctx, cluster, v, r, res, report)
-	case qopRestore:
+	case qemu.OpRestore:
 		return q.restore(ctx, cluster, v, r, report)
 	}
 	return fmt.Errorf("unknown request %q", r.Op)
 }
 
 // refreshState reads QEMU's own run state into the record.
-func (q *QEMUAgent) refreshState(ctx context.Context, v *qemuVMRun) {
+func (q *Runner) refreshState(ctx context.Context, v *qemuVMRun) {
 	if v.m == nil {
 		if v.rec.State != hypervisor.Off && v.rec.State != hypervisor.Saved && v.rec.State != "" {
 			// The record says it runs, but no QEMU of this process runs it.
@@ -548,10 +550,10 @@ func (q *QEMUAgent) refreshState(ctx context.Context, v *qemuVMRun) {
 	case "postmigrate", "finish-migrate":
 		v.rec.State = hypervisor.Paused
 	case "inmigrate":
-		v.rec.State = qemuIncoming
+		v.rec.State = qemu.Incoming
 	case "paused", "prelaunch":
 		switch v.rec.State {
-		case qemuIncoming:
+		case qemu.Incoming:
 			v.rec.State = hypervisor.Received
 		case hypervisor.Running:
 			v.rec.State = hypervisor.Paused
@@ -561,8 +563,8 @@ func (q *QEMUAgent) refreshState(ctx context.Context, v *qemuVMRun) {
 
 // disk opens (or reopens: a fresh read of the BAT) the VM's VHDs (the
 // boot disk with its template) and ISO on the volume and publishes them
-// as exports (agent_qemu_disks.go).
-func (q *QEMUAgent) disk(ctx context.Context, cluster string, v *qemuVMRun) error {
+// as exports (disks.go).
+func (q *Runner) disk(ctx context.Context, cluster string, v *qemuVMRun) error {
 	vm, err := q.e.GetVM(ctx, cluster, v.name)
 	if err != nil {
 		return err
@@ -576,7 +578,7 @@ func (q *QEMUAgent) disk(ctx context.Context, cluster string, v *qemuVMRun) erro
 	} else {
 		q.unmount(vm.Volume) // the VM already holds a reference
 	}
-	if err := q.publishDrives(fv, vm, v); err != nil { // agent_qemu_disks.go
+	if err := q.publishDrives(fv, vm, v); err != nil { // disks.go
 		return err
 	}
 	v.machine = q.machineDrives(vm)
@@ -584,15 +586,15 @@ func (q *QEMUAgent) disk(ctx context.Context, cluster string, v *qemuVMRun) erro
 	return nil
 }
 
-func (q *QEMUAgent) mount(ctx context.Context, volID string) (*kayofs.Volume, error) {
+func (q *Runner) mount(ctx context.Context, volID string) (*kayofs.Volume, error) {
 	// A mount can wait for a lease (a previous agent process of this node
-	// that was killed holds it until it expires: volume_locks.go): one at a
+	// that was killed holds it until it expires: internal/engine/volume_locks.go): one at a
 	// time, outside q.mu, so the agent's heartbeat goes on meanwhile.
 	q.mountMu.Lock()
 	defer q.mountMu.Unlock()
 	q.mu.Lock()
 	if vol, ok := q.vols[volID]; ok {
-		if err := fencedMount(vol, q.node, volID); err != nil { // agent_fence.go
+		if err := fencedMount(vol, q.node, volID); err != nil {
 			q.mu.Unlock()
 			return nil, err
 		}
@@ -605,14 +607,14 @@ func (q *QEMUAgent) mount(ctx context.Context, volID string) (*kayofs.Volume, er
 	if err != nil {
 		return nil, err
 	}
-	fd, o, err := q.e.OpenVolumeMount(v) // volume_locks.go
+	fd, o, err := q.e.OpenVolumeMount(v) // internal/engine/volume_locks.go
 	if err != nil {
 		return nil, err
 	}
 	// Waiting: a killed agent of this node holds its slot's lock until its
 	// lease ends (etcd locks, disk leases); none but this node's agent
 	// mounts as this name.
-	fv, err := q.e.mountWaiting(ctx, fd, v, q.node+QEMUMountSuffix, o)
+	fv, err := q.e.MountWaiting(ctx, fd, v, q.node+MountSuffix, o)
 	if err != nil {
 		_ = fd.Close()
 		return nil, fmt.Errorf("volume %s: mounting it for %s's VM disks: %w (the agent needs a free node slot of its own)", v.DriveLetter, q.node, err)
@@ -623,7 +625,7 @@ func (q *QEMUAgent) mount(ctx context.Context, volID string) (*kayofs.Volume, er
 	return fv, nil
 }
 
-func (q *QEMUAgent) unmount(volID string) {
+func (q *Runner) unmount(volID string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	vol, ok := q.vols[volID]
@@ -640,7 +642,7 @@ func (q *QEMUAgent) unmount(volID string) {
 
 // launch starts v's QEMU; incoming as qemu.Config's (in: the stream of
 // "fd").
-func (q *QEMUAgent) launch(ctx context.Context, cluster string, v *qemuVMRun, r qemuRequest, incoming string, in *os.File) error {
+func (q *Runner) launch(ctx context.Context, cluster string, v *qemuVMRun, r qemu.Request, incoming string, in *os.File) error {
 	if err := q.disk(ctx, cluster, v); err != nil {
 		return err
 	}
@@ -664,7 +666,7 @@ func (q *QEMUAgent) launch(ctx context.Context, cluster string, v *qemuVMRun, r 
 	return nil
 }
 
-func (q *QEMUAgent) dropDisk(v *qemuVMRun) {
+func (q *Runner) dropDisk(v *qemuVMRun) {
 	if v.export != nil {
 		q.nbd.Remove(v.name)
 		v.export = nil
@@ -679,7 +681,7 @@ func (q *QEMUAgent) dropDisk(v *qemuVMRun) {
 
 // stopMachine ends v's QEMU and waits until it is gone (a fenced one
 // too).
-func (q *QEMUAgent) stopMachine(ctx context.Context, v *qemuVMRun) {
+func (q *Runner) stopMachine(ctx context.Context, v *qemuVMRun) {
 	if v.stopAccept != nil {
 		v.stopAccept()
 		v.stopAccept = nil
@@ -703,7 +705,7 @@ func (q *QEMUAgent) stopMachine(ctx context.Context, v *qemuVMRun) {
 // for the exit): tearing down a 1 GiB guest takes up to 100 ms of CPU
 // that would otherwise delay the target's resume on a busy machine. The
 // record keeps the pid until the process is gone.
-func (q *QEMUAgent) fenceMachine(cluster string, v *qemuVMRun) {
+func (q *Runner) fenceMachine(cluster string, v *qemuVMRun) {
 	if v.stopAccept != nil {
 		v.stopAccept()
 		v.stopAccept = nil
@@ -723,7 +725,7 @@ const fencedKillDelay = 500 * time.Millisecond
 
 // reap kills a fenced QEMU after fencedKillDelay and clears the pid in
 // its record once it is gone.
-func (q *QEMUAgent) reap(cluster, name string, m *qemu.Machine) {
+func (q *Runner) reap(cluster, name string, m *qemu.Machine) {
 	select {
 	case <-m.Done():
 	case <-time.After(fencedKillDelay):
@@ -734,15 +736,26 @@ func (q *QEMUAgent) reap(cluster, name string, m *qemu.Machine) {
 	// Detached: the reaper outlives the request that fenced the machine.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	key := qemuNodeKey(cluster, q.node, name)
-	_ = q.e.retry(ctx, func() error {
-		var rec QEMUNodeVM
-		rev, err := getJSON(ctx, q.e.st, key, &rec)
+	key := qemu.NodeKey(cluster, q.node, name)
+	_ = record.Retry(ctx, func() error {
+		var rec qemu.NodeVM
+		rev, err := record.Get(ctx, q.st, key, &rec)
 		if err != nil || rec.PID != m.PID() || rec.State != hypervisor.Off {
 			return nil // rewritten meanwhile (the worker sees the exit itself)
 		}
 		rec.PID = 0
-		_, err = q.e.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{putJSON(key, rec)})
+		_, err = q.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{record.Put(key, rec)})
 		return err
 	})
+}
+
+// fencedMount refuses to lend the node agent's mount of a volume once it
+// fenced itself: the VMs on it are being stopped (volumeNodeFenced, internal/engine/agent_fence.go), and
+// when the last lets it go (unmount) the next mount is a fresh one.
+func fencedMount(vol *qemuVolume, node, volID string) error {
+	if err := vol.fv.Fenced(); err != nil {
+		return fmt.Errorf("volume %s: %s's mount of it fenced itself; its VMs there are being stopped, and it is mounted afresh after: %w",
+			volID, node, err)
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package engine
+package nodeagent
 
 import (
 	"context"
@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store/memstore"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/enginetest"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
 )
 
@@ -17,28 +19,28 @@ import (
 // agents' clocks; on store leases the store's clock decides, and it
 // waits until the holder stops renewing.
 func TestAgentLeaseClockSkew(t *testing.T) {
-	for _, m := range agentModes {
-		t.Run(m.name, func(t *testing.T) {
+	for _, m := range enginetest.AgentModes {
+		t.Run(m.Name, func(t *testing.T) {
 			ctx := context.Background()
-			storeClk := &fakeClock{t: fixedNow}
+			storeClk := enginetest.NewFakeClock(enginetest.FixedNow)
 			skewed := func() time.Time { return storeClk.Now().Add(time.Hour) }
 			ms := memstore.New()
 			ms.SetClock(storeClk.Now)
 			var st store.Store = ms
-			if !m.leases {
-				st = noLeases{ms}
+			if !m.Leases {
+				st = enginetest.NoLeases{Store: ms}
 			}
-			e1, err := Open(Config{Store: st, Clock: storeClk.Now})
+			e1, err := engine.Open(engine.Config{Store: st, Clock: storeClk.Now})
 			if err != nil {
 				t.Fatal(err)
 			}
-			e2, err := Open(Config{Store: st, Clock: skewed})
+			e2, err := engine.Open(engine.Config{Store: st, Clock: skewed})
 			if err != nil {
 				t.Fatal(err)
 			}
-			threeNodes(t, e1, 10)
-			a1, _ := e1.NewAgent(AgentConfig{Node: "Y-21-2k8x64", ID: "a1", LeaseTTL: time.Second})
-			a2, _ := e2.NewAgent(AgentConfig{Node: "Y-22-2k8x64", ID: "a2", LeaseTTL: time.Second})
+			enginetest.ThreeNodes(t, e1, 10)
+			a1, _ := New(e1, AgentConfig{Node: "Y-21-2k8x64", ID: "a1", LeaseTTL: time.Second})
+			a2, _ := New(e2, AgentConfig{Node: "Y-22-2k8x64", ID: "a2", LeaseTTL: time.Second})
 			if r, err := a1.Tick(ctx); err != nil || !r.Elected {
 				t.Fatalf("a1: %+v %v", r, err)
 			}
@@ -54,10 +56,10 @@ func TestAgentLeaseClockSkew(t *testing.T) {
 				}
 				stolen = stolen || r.Leader
 			}
-			if stolen != !m.leases {
-				t.Fatalf("skewed agent took a renewed lease: %v, want %v", stolen, !m.leases)
+			if stolen != !m.Leases {
+				t.Fatalf("skewed agent took a renewed lease: %v, want %v", stolen, !m.Leases)
 			}
-			if !m.leases {
+			if !m.Leases {
 				return
 			}
 			// The holder stops renewing: the skewed agent takes over once
@@ -82,12 +84,12 @@ func TestAgentLeaseStores(t *testing.T) {
 	t.Parallel()
 	stores := []struct {
 		name string
-		open func(t *testing.T) (*Engine, *Engine)
+		open func(t *testing.T) (*engine.Engine, *engine.Engine)
 	}{
-		{"bolt", func(t *testing.T) (*Engine, *Engine) {
+		{"bolt", func(t *testing.T) (*engine.Engine, *engine.Engine) {
 			dir := filepath.Join(t.TempDir(), "d")
-			open := func() *Engine {
-				e, err := Open(Config{DataDir: dir})
+			open := func() *engine.Engine {
+				e, err := engine.Open(engine.Config{DataDir: dir})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -96,9 +98,9 @@ func TestAgentLeaseStores(t *testing.T) {
 			}
 			return open(), open()
 		}},
-		{"etcd", func(t *testing.T) (*Engine, *Engine) {
+		{"etcd", func(t *testing.T) (*engine.Engine, *engine.Engine) {
 			eps := etcdtest.Start(t, etcdtest.Options{}).Endpoints()
-			return openEtcdEngine(t, eps, "/kayo-lease/"), openEtcdEngine(t, eps, "/kayo-lease/")
+			return enginetest.OpenEtcd(t, eps, "/kayo-lease/"), enginetest.OpenEtcd(t, eps, "/kayo-lease/")
 		}},
 	}
 	for _, sc := range stores {
@@ -106,9 +108,9 @@ func TestAgentLeaseStores(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			e1, e2 := sc.open(t)
-			threeNodes(t, e1, 10)
-			a1, _ := e1.NewAgent(AgentConfig{Node: "Y-21-2k8x64", ID: "a1", LeaseTTL: time.Second})
-			a2, _ := e2.NewAgent(AgentConfig{Node: "Y-22-2k8x64", ID: "a2", LeaseTTL: time.Second})
+			enginetest.ThreeNodes(t, e1, 10)
+			a1, _ := New(e1, AgentConfig{Node: "Y-21-2k8x64", ID: "a1", LeaseTTL: time.Second})
+			a2, _ := New(e2, AgentConfig{Node: "Y-22-2k8x64", ID: "a2", LeaseTTL: time.Second})
 			// a1's store lease is granted after granted: it lasts until
 			// granted + TTL at least.
 			granted := time.Now()
@@ -140,7 +142,7 @@ func TestAgentLeaseStores(t *testing.T) {
 			if took < time.Second || took > 4*time.Second {
 				t.Fatalf("a2 took the lease over %s after a1 stopped; TTL 1s", took)
 			}
-			_, err := e1.st.Commit(ctx, []store.Cmp{fence}, []store.Op{store.Put("x", nil)})
+			_, err := e1.Store().Commit(ctx, []store.Cmp{fence}, []store.Op{store.Put("x", nil)})
 			if !errors.Is(err, store.ErrConflict) {
 				t.Fatalf("the abandoned holder's commit: %v, want a conflict", err)
 			}
@@ -156,7 +158,7 @@ func TestAgentLeaseStores(t *testing.T) {
 			if r, err := a1.Tick(ctx); err != nil || !r.Elected || r.Term != 3 {
 				t.Fatalf("a1 after release: %+v %v", r, err)
 			}
-			got := kinds(t, e1, "agent.")
+			got := enginetest.Kinds(t, e1, "agent.")
 			want := []string{"agent.leader_elected Y-21-2k8x64", "agent.leader_elected Y-22-2k8x64",
 				"agent.leader_released Y-22-2k8x64", "agent.leader_elected Y-21-2k8x64"}
 			if len(got) != len(want) {
@@ -176,31 +178,31 @@ func TestAgentLeaseStores(t *testing.T) {
 // declares a live node down; on store leases the node's alive key says it
 // is alive, and once its agent stops, the key's expiry says it is down.
 func TestHeartbeatClockSkew(t *testing.T) {
-	for _, m := range agentModes {
-		t.Run(m.name, func(t *testing.T) {
+	for _, m := range enginetest.AgentModes {
+		t.Run(m.Name, func(t *testing.T) {
 			ctx := context.Background()
-			storeClk := &fakeClock{t: fixedNow}
+			storeClk := enginetest.NewFakeClock(enginetest.FixedNow)
 			ms := memstore.New()
 			ms.SetClock(storeClk.Now)
 			var st store.Store = ms
-			if !m.leases {
-				st = noLeases{ms}
+			if !m.Leases {
+				st = enginetest.NoLeases{Store: ms}
 			}
-			ahead, err := Open(Config{Store: st, Clock: func() time.Time { return storeClk.Now().Add(time.Hour) }})
+			ahead, err := engine.Open(engine.Config{Store: st, Clock: func() time.Time { return storeClk.Now().Add(time.Hour) }})
 			if err != nil {
 				t.Fatal(err)
 			}
-			fair, err := Open(Config{Store: st, Clock: storeClk.Now})
+			fair, err := engine.Open(engine.Config{Store: st, Clock: storeClk.Now})
 			if err != nil {
 				t.Fatal(err)
 			}
-			threeNodes(t, fair, 2)
-			leader, _ := ahead.NewAgent(AgentConfig{Node: "Y-21-2k8x64", ID: "leader", LeaseTTL: time.Second})
-			node, _ := fair.NewAgent(AgentConfig{Node: "Y-22-2k8x64", ID: "node", LeaseTTL: time.Second})
+			enginetest.ThreeNodes(t, fair, 2)
+			leader, _ := New(ahead, AgentConfig{Node: "Y-21-2k8x64", ID: "leader", LeaseTTL: time.Second})
+			node, _ := New(fair, AgentConfig{Node: "Y-22-2k8x64", ID: "node", LeaseTTL: time.Second})
 			if r, err := leader.Tick(ctx); err != nil || !r.Elected {
 				t.Fatalf("leader: %+v %v", r, err)
 			}
-			var decisions []LivenessDecision
+			var decisions []engine.LivenessDecision
 			for range 4 {
 				storeClk.Advance(300 * time.Millisecond)
 				if _, err := node.Tick(ctx); err != nil {
@@ -212,10 +214,10 @@ func TestHeartbeatClockSkew(t *testing.T) {
 				}
 				decisions = append(decisions, r.Decisions...)
 			}
-			if falseDown := len(decisions) > 0; falseDown != !m.leases {
-				t.Fatalf("decisions about a live node: %+v; want some: %v", decisions, !m.leases)
+			if falseDown := len(decisions) > 0; falseDown != !m.Leases {
+				t.Fatalf("decisions about a live node: %+v; want some: %v", decisions, !m.Leases)
 			}
-			if !m.leases {
+			if !m.Leases {
 				return
 			}
 			// The node's agent stops: down once its alive key expires (2s).

@@ -1,17 +1,13 @@
-package engine
+package qemurun
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
 // Live migrations between a cluster's hosts run on a connection the two
@@ -27,8 +23,8 @@ const qemuPSKUser = "kayo"
 
 // migrationKeys returns cluster's key (for the agents' authentication)
 // and QEMU's TLS credentials, creating the key if it has none yet.
-func (q *QEMUAgent) migrationKeys(ctx context.Context, cluster string) ([]byte, *qemu.TLS, error) {
-	key, err := q.e.qemuMigrationKey(ctx, cluster)
+func (q *Runner) migrationKeys(ctx context.Context, cluster string) ([]byte, *qemu.TLS, error) {
+	key, err := q.e.QEMUMigrationKey(ctx, cluster)
 	if err != nil {
 		return nil, nil, fmt.Errorf("the live-migration key of cluster %s: %w", cluster, err)
 	}
@@ -47,7 +43,7 @@ func qemuMigrationID(cluster, vm string, tok hypervisor.Token) string {
 // acceptMigration hands the first source that authenticates for r to
 // m (launched with incoming "defer"), until the request's deadline or
 // cancel or the agent's end; the listener is closed then.
-func (q *QEMUAgent) acceptMigration(ln *qemu.MigrationListener, m *qemu.Machine, tls *qemu.TLS, r qemuRequest) context.CancelFunc {
+func (q *Runner) acceptMigration(ln *qemu.MigrationListener, m *qemu.Machine, tls *qemu.TLS, r qemu.Request) context.CancelFunc {
 	dl := r.Deadline
 	if dl.IsZero() {
 		dl = time.Now().Add(qemuRequestTimeout)
@@ -69,40 +65,4 @@ func (q *QEMUAgent) acceptMigration(ln *qemu.MigrationListener, m *qemu.Machine,
 		}
 	}()
 	return cancel
-}
-
-// qemuMigrationKey reads cluster's live-migration key, creating it once.
-func (e *Engine) qemuMigrationKey(ctx context.Context, cluster string) ([]byte, error) {
-	return e.secretOnce(ctx, qemuMigrationKeyKey(cluster))
-}
-
-// secretOnce reads the 32-byte random key at k, creating it once (the
-// first writer wins; the others read theirs).
-func (e *Engine) secretOnce(ctx context.Context, k string) ([]byte, error) {
-	for {
-		var hexKey string
-		_, err := getJSON(ctx, e.st, k, &hexKey)
-		if err == nil {
-			key, derr := hex.DecodeString(hexKey)
-			if derr != nil || len(key) < 32 {
-				return nil, fmt.Errorf("%s holds no valid key (%d hex digits)", k, len(hexKey))
-			}
-			return key, nil
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-		key := make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, err
-		}
-		_, err = e.st.Commit(ctx, []store.Cmp{store.Absent(k)}, []store.Op{putJSON(k, hex.EncodeToString(key))})
-		if err == nil {
-			return key, nil
-		}
-		if !errors.Is(err, store.ErrConflict) {
-			return nil, err
-		}
-		// Another agent made it first: read theirs.
-	}
 }

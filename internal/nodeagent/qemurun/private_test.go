@@ -1,4 +1,4 @@
-package engine
+package qemurun
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/localuser"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
@@ -20,7 +21,7 @@ import (
 // the guest's console log and QEMU's log 0600; and that nobody cannot
 // write the VM's disk through the agent's NBD server (qemu-io), in a
 // data directory others may traverse.
-func checkPrivate(t *testing.T, e *Engine, node, vm string) {
+func checkPrivate(t *testing.T, e *engine.Engine, node, vm string) {
 	t.Helper()
 	recs, err := e.QEMUNodeVMs(context.Background(), "HVCLUSTER", vm)
 	if err != nil || len(recs) != 1 || recs[0].NBD == "" {
@@ -32,14 +33,14 @@ func checkPrivate(t *testing.T, e *Engine, node, vm string) {
 		t.Fatalf("the agent serves %s's disk at %s, not on a unix socket", vm, recs[0].NBD)
 	}
 	want := map[string]os.FileMode{
-		filepath.Dir(dir):             0o700 | os.ModeDir,
-		dir:                           0o700 | os.ModeDir,
-		qemuSocket(e.DataDir(), node): 0o600 | os.ModeSocket,
-		nbdSock:                       0o600 | os.ModeSocket,
-		recs[0].QMP:                   0o600 | os.ModeSocket,
-		qemu.SerialPath(dir, vm):      0o600,
-		qemu.LogPath(dir, vm):         0o600,
-		filepath.Join(dir, "tls"):     0o700 | os.ModeDir,
+		filepath.Dir(dir):                   0o700 | os.ModeDir,
+		dir:                                 0o700 | os.ModeDir,
+		qemu.AgentSocket(e.DataDir(), node): 0o600 | os.ModeSocket,
+		nbdSock:                             0o600 | os.ModeSocket,
+		recs[0].QMP:                         0o600 | os.ModeSocket,
+		qemu.SerialPath(dir, vm):            0o600,
+		qemu.LogPath(dir, vm):               0o600,
+		filepath.Join(dir, "tls"):           0o700 | os.ModeDir,
 	}
 	for p, m := range want {
 		fi, err := os.Stat(p)
@@ -103,7 +104,7 @@ func TestQEMUQuickMigrationLostStateSaysColdBoot(t *testing.T) {
 	killed := make(chan error, 1)
 	go func() {
 		for ctx.Err() == nil {
-			if vm, err := e.GetVM(ctx, "HVCLUSTER", "WEB01"); err == nil && vm.Pending != nil && vm.Pending.Op == opMigrate {
+			if vm, err := e.GetVM(ctx, "HVCLUSTER", "WEB01"); err == nil && vm.Pending != nil && vm.Pending.Op == "migrate" { // a move (internal/engine/vms_model.go, opMigrate)
 				killed <- syscall.Kill(pid, syscall.SIGKILL)
 				return
 			}
@@ -111,7 +112,7 @@ func TestQEMUQuickMigrationLostStateSaysColdBoot(t *testing.T) {
 		}
 		killed <- ctx.Err()
 	}()
-	s.OwnerNode, s.Migration = y22, MigrationQuick
+	s.OwnerNode, s.Migration = y22, engine.MigrationQuick
 	_, err = e.UpdateVM(ctx, s)
 	if kerr := <-killed; kerr != nil {
 		t.Fatal(kerr)
@@ -124,22 +125,22 @@ func TestQEMUQuickMigrationLostStateSaysColdBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if vm.Node != y21 || (vm.LastMigration != nil && vm.LastMigration.Type == MigrationQuick) {
+	if vm.Node != y21 || (vm.LastMigration != nil && vm.LastMigration.Type == engine.MigrationQuick) {
 		t.Fatalf("after the failed move: node %s, last migration %+v", vm.Node, vm.LastMigration)
 	}
 	evs, err := e.Events(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rolled *Event
+	var rolled *engine.Event
 	for i, ev := range evs {
 		if ev.Subject != "WEB01" {
 			continue
 		}
-		if ev.Kind == EventVMMigrationCompleted {
+		if ev.Kind == engine.EventVMMigrationCompleted {
 			t.Fatalf("event %s %v for a move that did not happen", ev.Kind, ev.Detail)
 		}
-		if ev.Kind == EventVMMigrationRolledBack {
+		if ev.Kind == engine.EventVMMigrationRolledBack {
 			rolled = &evs[i]
 		}
 	}

@@ -1,4 +1,4 @@
-package engine
+package qemurun
 
 import (
 	"context"
@@ -7,7 +7,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/record"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
@@ -19,17 +22,13 @@ import (
 // failed, with status_reason), so `kayoctl vm list` and the next plan see
 // it, and apply starts the VM again.
 
-// EventVMQEMUStopped: a VM's QEMU process ended with its node agent (the
-// agent shut down, or was found gone by the next agent of the node).
-const EventVMQEMUStopped = "vm.qemu_stopped"
-
 // shutdownRecordTimeout bounds the records an agent writes as it stops.
 const shutdownRecordTimeout = 10 * time.Second
 
 // recordShutdown waits for the VM workers (their QEMU processes are
 // killed, so their requests end) and records each VM whose QEMU this
 // agent stopped: the VM reads off, with the reason.
-func (q *QEMUAgent) recordShutdown() {
+func (q *Runner) recordShutdown() {
 	// Detached: the agent's own context is cancelled when this runs.
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownRecordTimeout)
 	defer cancel()
@@ -41,11 +40,11 @@ func (q *QEMUAgent) recordShutdown() {
 		q.cfg.Logf("qemu: VM workers still busy after %s; recording the stopped VMs anyway", shutdownRecordTimeout)
 	}
 	// Drivers see at once that nothing runs here any more.
-	var b QEMUAgentBeat
-	if rev, err := getJSON(ctx, q.e.st, qemuAgentKey(q.node), &b); err == nil && b.Agent == q.agentID {
-		b.Time = q.e.now().UTC()
+	var b qemu.AgentBeat
+	if rev, err := record.Get(ctx, q.st, qemu.AgentKey(q.node), &b); err == nil && b.Agent == q.agentID {
+		b.Time = q.e.Now().UTC()
 		b.Stopped = b.Time
-		_, err = q.e.st.Commit(ctx, []store.Cmp{store.At(qemuAgentKey(q.node), rev)}, []store.Op{putJSON(qemuAgentKey(q.node), b)})
+		_, err = q.st.Commit(ctx, []store.Cmp{store.At(qemu.AgentKey(q.node), rev)}, []store.Op{record.Put(qemu.AgentKey(q.node), b)})
 		if err != nil {
 			q.cfg.Logf("qemu: recording the agent's stop: %v", err)
 		}
@@ -63,7 +62,7 @@ func (q *QEMUAgent) recordShutdown() {
 	reason := fmt.Sprintf("stopped by the node agent of %s (%s, pid %d), which shut down; apply starts it again",
 		q.node, q.agentID, os.Getpid())
 	for _, name := range names {
-		stopped, err := q.recordGone(ctx, cluster, name, VMOff, reason)
+		stopped, err := q.recordGone(ctx, cluster, name, engine.VMOff, reason)
 		switch {
 		case err != nil:
 			q.cfg.Logf("qemu: VM %s: recording its stop: %v", name, err)
@@ -76,8 +75,8 @@ func (q *QEMUAgent) recordShutdown() {
 // adoptRecords marks the VMs a previous agent process of this node left
 // running (their QEMU processes ended with it) as failed, with the
 // reason, before this agent accepts requests.
-func (q *QEMUAgent) adoptRecords(ctx context.Context, cluster string) {
-	recs, _, err := listJSON[QEMUNodeVM](ctx, q.e.st, qemuNodePrefix(cluster)+q.node+"/")
+func (q *Runner) adoptRecords(ctx context.Context, cluster string) {
+	recs, _, err := record.List[qemu.NodeVM](ctx, q.st, qemu.NodePrefix(cluster)+q.node+"/")
 	if err != nil {
 		q.cfg.Logf("qemu: reading the VMs a previous agent ran: %v", err)
 		return
@@ -88,7 +87,7 @@ func (q *QEMUAgent) adoptRecords(ctx context.Context, cluster string) {
 		}
 		reason := fmt.Sprintf("its QEMU process (pid %d) on %s ended with node agent %s, which stopped without recording it; "+
 			"apply starts it again", r.PID, q.node, r.Agent)
-		if stopped, err := q.recordGone(ctx, cluster, r.Name, StatusFailed, reason); err != nil {
+		if stopped, err := q.recordGone(ctx, cluster, r.Name, engine.StatusFailed, reason); err != nil {
 			q.cfg.Logf("qemu: VM %s: %v", r.Name, err)
 		} else if stopped {
 			q.cfg.Logf("qemu: VM %s: %s", r.Name, reason)
@@ -97,17 +96,17 @@ func (q *QEMUAgent) adoptRecords(ctx context.Context, cluster string) {
 }
 
 // recordGone commits that VM name's QEMU on this node is gone: the node's
-// record off with reason, an EventVMQEMUStopped naming the VM and, when
+// record off with reason, an engine.EventVMQEMUStopped naming the VM and, when
 // the VM still runs here by its own record (this node, the same token, no
 // operation in flight), its status (off or failed) and status_reason. It
 // reports false when the node's record showed nothing running.
-func (q *QEMUAgent) recordGone(ctx context.Context, cluster, name, status, reason string) (bool, error) {
-	key := qemuNodeKey(cluster, q.node, name)
+func (q *Runner) recordGone(ctx context.Context, cluster, name, status, reason string) (bool, error) {
+	key := qemu.NodeKey(cluster, q.node, name)
 	// gone returns the commit of the node's record and the event, and the
 	// token the record ran the VM with; ok false: nothing ran here.
 	gone := func() (cmps []store.Cmp, ops []store.Op, tok hypervisor.Token, ok bool, err error) {
-		var rec QEMUNodeVM
-		rev, err := getJSON(ctx, q.e.st, key, &rec)
+		var rec qemu.NodeVM
+		rev, err := record.Get(ctx, q.st, key, &rec)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil, 0, false, nil
 		}
@@ -116,40 +115,27 @@ func (q *QEMUAgent) recordGone(ctx context.Context, cluster, name, status, reaso
 		}
 		pid, state := rec.PID, rec.State
 		tok = rec.Token
-		rec.State, rec.PID, rec.Reason, rec.Updated = hypervisor.Off, 0, reason, q.e.now().UTC()
-		ev := Event{Kind: EventVMQEMUStopped, Cluster: cluster, Subject: name, Detail: map[string]string{"node": q.node,
+		rec.State, rec.PID, rec.Reason, rec.Updated = hypervisor.Off, 0, reason, q.e.Now().UTC()
+		ev := engine.Event{Kind: engine.EventVMQEMUStopped, Cluster: cluster, Subject: name, Detail: map[string]string{"node": q.node,
 			"pid": fmt.Sprint(pid), "was": string(state), "agent": q.agentID, "reason": reason}}
-		return []store.Cmp{store.At(key, rev)}, []store.Op{putJSON(key, rec), q.e.eventOp(ev)}, tok, true, nil
+		return []store.Cmp{store.At(key, rev)}, []store.Op{record.Put(key, rec), q.e.EventOp(ev)}, tok, true, nil
 	}
-	seen, withVM := false, false
-	_, err := q.e.vmCommit(ctx, cluster, name, func(t *vmTxn) error {
-		cmps, ops, tok, ok, err := gone()
-		if err != nil {
-			return err
-		}
-		seen, withVM = ok, false
-		if !ok || !t.exists || t.vm.Node != q.node || t.vm.Token != int64(tok) || t.vm.Pending != nil || t.vm.Status != VMRunning {
-			return errNoCommit // not this node's running VM: only the node's record changes (below)
-		}
-		t.cmps, t.ops = append(t.cmps, cmps...), append(t.ops, ops...)
-		t.vm.Status, t.vm.StatusReason = status, reason
-		kind := EventVMStopped
-		if status == StatusFailed {
-			kind = EventVMFailed
-		}
-		t.event(kind, map[string]string{"node": q.node, "reason": reason, "token": fmt.Sprint(t.vm.Token)})
-		withVM = true
-		return nil
-	})
+	seen := false
+	withVM, err := q.e.CommitVMEnded(ctx, cluster, name, engine.VMEnded{Node: q.node, Status: status, Reason: reason,
+		Record: func() ([]store.Cmp, []store.Op, hypervisor.Token, bool, error) {
+			cmps, ops, tok, ok, err := gone()
+			seen = ok
+			return cmps, ops, tok, ok, err
+		}})
 	if err != nil || withVM || !seen {
 		return withVM, err
 	}
-	err = q.e.retry(ctx, func() error {
+	err = record.Retry(ctx, func() error {
 		cmps, ops, _, ok, err := gone()
 		if err != nil || !ok {
 			return err
 		}
-		_, err = q.e.st.Commit(ctx, cmps, ops)
+		_, err = q.st.Commit(ctx, cmps, ops)
 		return err
 	})
 	return err == nil, err

@@ -1,21 +1,23 @@
-package main
+package nodeagent
 
 import (
 	"context"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/qemurun"
 )
 
-// startQEMU runs the agent's QEMU executor (the VMs of qemu clusters on
-// this node, their NBD disks) beside the heartbeat loop; the returned
-// function stops it and waits until its QEMU processes are gone.
-func startQEMU(ctx context.Context, a *engine.Agent, migrationAddress string, logf func(string, ...any)) func() {
+// startQEMU runs the agent's QEMU runner (the VMs of qemu clusters on
+// this node, their NBD disks; qemurun) beside the
+// heartbeat loop; the returned function stops it and waits until its QEMU
+// processes are gone.
+func startQEMU(ctx context.Context, e *engine.Engine, node, agentID, migrationAddress string, logf func(string, ...any)) func() {
 	qctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := a.NewQEMUAgent(engine.QEMUAgentConfig{Logf: logf, MigrationAddress: migrationAddress}).Run(qctx); err != nil {
-			logf("qemu executor: %v", err)
+		if err := qemurun.New(e, node, agentID, qemurun.Config{Logf: logf, MigrationAddress: migrationAddress}).Run(qctx); err != nil {
+			logf("qemu runner: %v", err)
 		}
 	}()
 	return func() {

@@ -1,4 +1,4 @@
-package engine
+package qemurun
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store/memstore"
@@ -20,25 +21,25 @@ import (
 
 // qemuEnv: the seed's two hosts in a qemu cluster with volume O:, and an
 // in-process QEMU executor per node (as `kayoctl agent` runs it).
-func qemuEnv(t *testing.T) (*Engine, Volume) {
+func qemuEnv(t *testing.T) (*engine.Engine, engine.Volume) {
 	t.Helper()
 	_, g, err := qemutest.Prepare(qemutest.RepoRoot())
 	if err != nil {
 		qemutest.SkipOrFail(t, err)
 	}
 	ctx := context.Background()
-	e, err := Open(Config{Store: memstore.New(), DataDir: t.TempDir()})
+	e, err := engine.Open(engine.Config{Store: memstore.New(), DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
 	mustHosts(t, e, seedSpec(y21, 21), seedSpec(y22, 22))
 	cs := seedCluster("HVCLUSTER", y21, y22)
-	cs.Hypervisor = HypervisorQEMU
+	cs.Hypervisor = engine.HypervisorQEMU
 	if _, err := e.CreateCluster(ctx, cs); err != nil {
 		t.Fatal(err)
 	}
-	vol, err := e.CreateVolume(ctx, VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 8, Label: "VMSTORE",
+	vol, err := e.CreateVolume(ctx, engine.VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 8, Label: "VMSTORE",
 		DriveLetter: "O", BlockSize: 4096, NodeSlots: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -46,11 +47,7 @@ func qemuEnv(t *testing.T) (*Engine, Volume) {
 	actx, cancel := context.WithCancel(ctx)
 	var done []chan struct{}
 	for _, n := range []string{y21, y22} {
-		a, err := e.NewAgent(AgentConfig{Node: n})
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := a.NewQEMUAgent(QEMUAgentConfig{Guest: g, Logf: func(f string, args ...any) { t.Logf(n+": "+f, args...) }})
+		q := New(e, n, n+"/test", Config{Guest: g, Logf: func(f string, args ...any) { t.Logf(n+": "+f, args...) }})
 		ch := make(chan struct{})
 		done = append(done, ch)
 		go func() { defer close(ch); _ = q.Run(actx) }()
@@ -65,9 +62,9 @@ func qemuEnv(t *testing.T) (*Engine, Volume) {
 	// user starts `kayoctl agent` before applying.
 	for _, n := range []string{y21, y22} {
 		deadline := time.Now().Add(30 * time.Second)
-		for e.qemuAgentUp(ctx, n) != nil {
+		for runnerUp(ctx, e, n) != nil {
 			if time.Now().After(deadline) {
-				t.Fatalf("agent of %s: %v", n, e.qemuAgentUp(ctx, n))
+				t.Fatalf("agent of %s: %v", n, runnerUp(ctx, e, n))
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -94,7 +91,7 @@ func serialCounters(t *testing.T, path string) []counterRec {
 	return out
 }
 
-func serialOf(e *Engine, node, vm string) string {
+func serialOf(e *engine.Engine, node, vm string) string {
 	return qemu.SerialPath(filepath.Join(e.DataDir(), "qemu", node), vm)
 }
 
@@ -117,7 +114,7 @@ func TestQEMULiveAndQuickMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if vm.Node != y21 || vm.Status != VMRunning {
+	if vm.Node != y21 || vm.Status != engine.VMRunning {
 		t.Fatalf("created: node %s status %s", vm.Node, vm.Status)
 	}
 	id, n0, err := qemutest.WaitCounterID(ctx, serialOf(e, y21, "WEB01"), 3)
@@ -133,7 +130,7 @@ func TestQEMULiveAndQuickMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	lm := vm.LastMigration
-	if vm.Node != y22 || lm == nil || lm.Type != MigrationLive {
+	if vm.Node != y22 || lm == nil || lm.Type != engine.MigrationLive {
 		t.Fatalf("after live migration: node %s, last migration %+v", vm.Node, lm)
 	}
 	t.Logf("live migration: total %d ms, downtime %d ms, %d rounds; attacked listeners: %v", lm.DurationMs, lm.DowntimeMs, lm.Rounds, attacker.Hits())
@@ -149,12 +146,12 @@ func TestQEMULiveAndQuickMigration(t *testing.T) {
 	checkContinues(t, src, serialCounters(t, serialOf(e, y22, "WEB01")))
 
 	// Quick migration back.
-	s.OwnerNode, s.Migration = y21, MigrationQuick
+	s.OwnerNode, s.Migration = y21, engine.MigrationQuick
 	vm, err = e.UpdateVM(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if vm.Node != y21 || vm.LastMigration == nil || vm.LastMigration.Type != MigrationQuick {
+	if vm.Node != y21 || vm.LastMigration == nil || vm.LastMigration.Type != engine.MigrationQuick {
 		t.Fatalf("after quick migration: node %s, %+v", vm.Node, vm.LastMigration)
 	}
 	if h := attacker.Hits(); len(h) > 0 {
@@ -173,7 +170,7 @@ func TestQEMULiveAndQuickMigration(t *testing.T) {
 	}
 
 	// Off: the records the guest wrote are in the VHD on the volume.
-	s.State = VMOff
+	s.State = engine.VMOff
 	if _, err := e.UpdateVM(ctx, s); err != nil {
 		t.Fatal(err)
 	}
@@ -266,12 +263,12 @@ func TestQEMUCrashFailsVM(t *testing.T) {
 	if err := syscall.Kill(recs[0].PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	var vm VM
+	var vm engine.VM
 	for {
 		if vm, err = e.GetVM(ctx, "HVCLUSTER", "WEB01"); err != nil {
 			t.Fatal(err)
 		}
-		if vm.Status == StatusFailed {
+		if vm.Status == engine.StatusFailed {
 			break
 		}
 		select {
@@ -292,14 +289,14 @@ func TestQEMUCrashFailsVM(t *testing.T) {
 	for _, ev := range evs {
 		kinds[ev.Kind] = true
 	}
-	if !kinds[EventVMQEMUExited] || !kinds[EventVMFailed] {
-		t.Fatalf("events %v, want %s and %s", kinds, EventVMQEMUExited, EventVMFailed)
+	if !kinds[engine.EventVMQEMUExited] || !kinds[engine.EventVMFailed] {
+		t.Fatalf("events %v, want %s and %s", kinds, engine.EventVMQEMUExited, engine.EventVMFailed)
 	}
 	if procs, _ := e.QEMUProcesses(ctx, "HVCLUSTER", "WEB01"); len(procs) != 0 {
 		t.Fatalf("QEMU processes after the crash: %v", procs)
 	}
 	// Re-apply: the same spec starts it again (a new boot).
-	if vm, err = e.UpdateVM(ctx, s); err != nil || vm.Status != VMRunning || vm.StatusReason != "" {
+	if vm, err = e.UpdateVM(ctx, s); err != nil || vm.Status != engine.VMRunning || vm.StatusReason != "" {
 		t.Fatalf("after update: %s %q %v", vm.Status, vm.StatusReason, err)
 	}
 	for {

@@ -1,4 +1,4 @@
-package engine
+package qemurun
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/localuser"
 )
 
@@ -172,7 +173,7 @@ func (a *localAttacker) listeners() []int {
 // qemuPIDs returns this test process (its agents run in it) and the QEMU
 // processes running with files under e's data directory (found in /proc
 // as soon as they start, before any record names them).
-func qemuPIDs(e *Engine) func() []int {
+func qemuPIDs(e *engine.Engine) func() []int {
 	ours := map[int]bool{}
 	return func() []int {
 		pids := []int{os.Getpid()}

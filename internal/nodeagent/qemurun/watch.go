@@ -1,4 +1,4 @@
-package engine
+package qemurun
 
 import (
 	"context"
@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/record"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
@@ -20,7 +23,7 @@ import (
 // node's record goes off, and a VM that should run here with this token
 // is marked failed with the reason (its status, and so the next plan,
 // says so; re-apply starts it again).
-func (q *QEMUAgent) watch(cluster string, v *qemuVMRun, m *qemu.Machine) {
+func (q *Runner) watch(cluster string, v *qemuVMRun, m *qemu.Machine) {
 	<-m.Done()
 	if m.Killed {
 		return
@@ -33,49 +36,42 @@ func (q *QEMUAgent) watch(cluster string, v *qemuVMRun, m *qemu.Machine) {
 	// Detached: the watcher belongs to the QEMU process, not to a request.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	key := qemuNodeKey(cluster, q.node, v.name)
+	key := qemu.NodeKey(cluster, q.node, v.name)
 	// exited returns the commit of the record (off) and the event, or
 	// false when the record is no longer this process's.
 	exited := func() ([]store.Cmp, []store.Op, hypervisor.Token, bool) {
-		var rec QEMUNodeVM
-		rev, err := getJSON(ctx, q.e.st, key, &rec)
+		var rec qemu.NodeVM
+		rev, err := record.Get(ctx, q.st, key, &rec)
 		if err != nil || rec.PID != m.PID() {
 			return nil, nil, 0, false
 		}
 		tok := rec.Token
-		rec.State, rec.Reason, rec.PID, rec.Updated = hypervisor.Off, reason, 0, q.e.now().UTC()
-		return []store.Cmp{store.At(key, rev)}, []store.Op{putJSON(key, rec), q.e.eventOp(Event{Kind: EventVMQEMUExited, Cluster: cluster,
+		rec.State, rec.Reason, rec.PID, rec.Updated = hypervisor.Off, reason, 0, q.e.Now().UTC()
+		return []store.Cmp{store.At(key, rev)}, []store.Op{record.Put(key, rec), q.e.EventOp(engine.Event{Kind: engine.EventVMQEMUExited, Cluster: cluster,
 			Subject: v.name, Detail: map[string]string{"node": q.node, "pid": fmt.Sprint(m.PID()), "reason": reason}})}, tok, true
 	}
-	failed := false
-	_, err := q.e.vmCommit(ctx, cluster, v.name, func(t *vmTxn) error {
-		cmps, ops, tok, ok := exited()
-		if !ok || !t.exists || t.vm.Node != q.node || t.vm.Token != int64(tok) || t.vm.Pending != nil || t.vm.Status != VMRunning {
-			return errNoCommit // an operation in flight, or not this node's VM: it judges
-		}
-		t.cmps, t.ops = append(t.cmps, cmps...), append(t.ops, ops...)
-		t.vm.Status = StatusFailed
-		t.vm.StatusReason = fmt.Sprintf("its QEMU process (pid %d) on %s exited unexpectedly (%v); apply starts it again", m.PID(), q.node, exit)
-		t.event(EventVMFailed, map[string]string{"node": q.node, "reason": t.vm.StatusReason, "token": fmt.Sprint(t.vm.Token)})
-		failed = true
-		return nil
-	})
+	failed, err := q.e.CommitVMEnded(ctx, cluster, v.name, engine.VMEnded{Node: q.node, Status: engine.StatusFailed,
+		Reason: fmt.Sprintf("its QEMU process (pid %d) on %s exited unexpectedly (%v); apply starts it again", m.PID(), q.node, exit),
+		Record: func() ([]store.Cmp, []store.Op, hypervisor.Token, bool, error) {
+			cmps, ops, tok, ok := exited()
+			return cmps, ops, tok, ok, nil
+		}})
 	if err == nil && failed {
 		return
 	}
-	_ = q.e.retry(ctx, func() error {
+	_ = record.Retry(ctx, func() error {
 		cmps, ops, _, ok := exited()
 		if !ok {
 			return nil
 		}
-		_, err := q.e.st.Commit(ctx, cmps, ops)
+		_, err := q.st.Commit(ctx, cmps, ops)
 		return err
 	})
 }
 
 // sweepFences kills (and fences the exports of) VMs this node runs with a
 // token older than the VM's newest: their ownership moved on.
-func (q *QEMUAgent) sweepFences(ctx context.Context) {
+func (q *Runner) sweepFences(ctx context.Context) {
 	q.mu.Lock()
 	cluster := q.cluster
 	vms := make([]*qemuVMRun, 0, len(q.vms))
@@ -86,7 +82,7 @@ func (q *QEMUAgent) sweepFences(ctx context.Context) {
 	if cluster == "" || len(vms) == 0 {
 		return
 	}
-	kvs, _, err := q.e.st.List(ctx, qemuFencePrefix(cluster))
+	kvs, _, err := q.st.List(ctx, qemu.FencePrefix(cluster))
 	if err != nil {
 		return
 	}
@@ -105,7 +101,7 @@ func (q *QEMUAgent) sweepFences(ctx context.Context) {
 		q.seenFence[v.name] = f
 		// The worker judges it (it owns v): an internal request, no result.
 		select {
-		case v.reqs <- qemuRequest{Op: qopSweep, VM: hypervisor.VM{Name: v.name}, Token: f}:
+		case v.reqs <- qemu.Request{Op: qemu.OpSweep, VM: hypervisor.VM{Name: v.name}, Token: f}:
 		default:
 		}
 	}
@@ -113,7 +109,7 @@ func (q *QEMUAgent) sweepFences(ctx context.Context) {
 
 // sweep fences v when it runs (or holds, paused) the VM with a token older
 // than tok; a migration target waiting to resume is left alone.
-func (q *QEMUAgent) sweep(ctx context.Context, cluster string, v *qemuVMRun, tok hypervisor.Token) {
+func (q *Runner) sweep(ctx context.Context, cluster string, v *qemuVMRun, tok hypervisor.Token) {
 	if v.m == nil || v.rec.Token >= tok || (v.rec.State != hypervisor.Running && v.rec.State != hypervisor.Paused) {
 		return
 	}
@@ -121,4 +117,13 @@ func (q *QEMUAgent) sweep(ctx context.Context, cluster string, v *qemuVMRun, tok
 	q.fenceMachine(cluster, v)
 	v.rec.State, v.rec.Reason = hypervisor.Off, fmt.Sprintf("fenced: token %d owns the VM now", tok)
 	_ = q.save(ctx, cluster, v)
+}
+
+// trimLines keeps the last n lines of s.
+func trimLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, " | ")
 }
