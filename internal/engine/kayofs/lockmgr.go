@@ -78,9 +78,6 @@ func LockDomain(k LockKey) LockKey {
 // block's worth at 4 KiB.
 const inoChunk = 16
 
-// homeIno reports whether ino lies in a run whose domain is slot's.
-func homeIno(ino uint32, slot int) bool { return int(ino/inoChunk%MaxSlots) == slot%MaxSlots }
-
 // ErrFenced: the mount lost its lease (it could not renew it within the
 // lease timeout) and stopped writing, so that another node may recover it.
 var ErrFenced = errors.New("kayofs: lease lost; this node fenced itself and no longer writes to the volume")
