@@ -46,7 +46,7 @@ type qemuNet struct {
 	// wake asks guestLoop to look now (a launch, a lease acknowledged).
 	wake chan struct{}
 	// reported: what probeGuests last wrote, by VM (its goroutine only).
-	reported map[string]GuestNet
+	reported map[string]qemu.GuestNet
 }
 
 // guestNICs are a VM's adapters as launched here, with its token.
@@ -62,27 +62,12 @@ type guestNICs struct {
 	incoming bool
 }
 
-// GuestNet is what a node's agent last saw of a VM's guest addresses:
-// Addresses[i] is adapter i's address (CIDR) once the guest took it by
-// DHCP from this node's server (Source "dhcp") or answered an ARP probe
-// for it from the switch ("arp"), else "".
-type GuestNet struct {
-	Node      string   `json:"node"`
-	VM        string   `json:"vm"`
-	Token     int64    `json:"token"`
-	Addresses []string `json:"addresses"`
-	Sources   []string `json:"sources,omitempty"`
-	// Launched: when this node launched the guest's QEMU.
-	Launched  time.Time `json:"launched"`
-	CheckedAt time.Time `json:"checked_at"`
-}
-
 func newQEMUNet() *qemuNet {
 	if hostnet.Available() != nil {
 		return nil // a VM with adapters then fails, saying why (nics)
 	}
 	return &qemuNet{ip: hostnet.New(), taps: map[string]string{}, guests: map[string]guestNICs{},
-		dhcp: map[string]context.CancelFunc{}, wake: make(chan struct{}, 1), reported: map[string]GuestNet{}}
+		dhcp: map[string]context.CancelFunc{}, wake: make(chan struct{}, 1), reported: map[string]qemu.GuestNet{}}
 }
 
 // uplinkOf resolves the host adapter an external switch binds on this
@@ -430,7 +415,7 @@ const incomingGrace = 10 * time.Second
 
 // probeGuests records, for each guest launched here, the addresses it
 // took from this node's DHCP server or answers ARP probes for from its
-// switch's bridge (hostnet.ProbeARP), when that changed (GuestNet): a
+// switch's bridge (hostnet.ProbeARP), when that changed (qemu.GuestNet): a
 // guest's address is reported once the guest has it, by the node it runs
 // on. A report supersedes the other nodes' reports of the VM.
 func (q *Runner) probeGuests(ctx context.Context, cluster string) {
@@ -450,7 +435,7 @@ func (q *Runner) probeGuests(ctx context.Context, cluster string) {
 		}
 	}
 	for vm, g := range guests {
-		rec := GuestNet{Node: q.node, VM: vm, Token: g.token, Addresses: make([]string, len(g.nics)), Sources: make([]string, len(g.nics)),
+		rec := qemu.GuestNet{Node: q.node, VM: vm, Token: g.token, Addresses: make([]string, len(g.nics)), Sources: make([]string, len(g.nics)),
 			Launched: g.since.UTC()}
 		any, seen := false, false
 		for i, n := range g.nics {

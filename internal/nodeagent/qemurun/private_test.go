@@ -84,7 +84,9 @@ func checkPrivate(t *testing.T, e *engine.Engine, node, vm string) {
 // completed quick migration.
 func TestQEMUQuickMigrationLostStateSaysColdBoot(t *testing.T) {
 	e, vol := qemuEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Two boots under TCG: on a loaded machine the second one alone took
+	// most of a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s := vmSpec(vol, "WEB01", 128)
 	s.ProcessorCount, s.VHD.SizeGiB, s.OwnerNode, s.Adapters = 1, 1, y21, nil
