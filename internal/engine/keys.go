@@ -55,7 +55,7 @@ func storageProbeClusterPrefix(cluster string) string {
 	return storageProbesPrefix + cluster + "/"
 }
 
-// The cluster agents' leader lease (agent.go, agent_lease.go).
+// The cluster agents' leader lease (leader.go; the agent side is internal/nodeagent/lease.go).
 const (
 	// agents/<cluster>/leader: the leader's record with its term (the
 	// fencing token); agents/<cluster>/lock: the store-lease lock whose

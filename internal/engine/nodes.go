@@ -16,7 +16,7 @@ import (
 // the agent also keeps nodes/<host>/alive on a store lease whose TTL is
 // the cluster's heartbeat_timeout_seconds, written in the same commit as a
 // record marked Leased: such a node is silent when that key is gone, by
-// the store's clock alone (agent_lease.go). Otherwise the leader compares
+// the store's clock alone (internal/nodeagent/lease.go). Otherwise the leader compares
 // the record's time with its own clock and the timeout. The lab marks nodes down and up
 // by hand (kayoctl host fail / recover). Either way the change is one commit
 // that also records the events: host.down / host.up, and quorum.lost /
