@@ -43,13 +43,7 @@ func TestAgentsInNamespacesStorageInventoryAdapters(t *testing.T) {
 	if !slices.Contains(engine.ProcessorVendors, me.ProcessorVendor) || me.ProcessorCores > 1024 || me.MemoryMB < 512 {
 		t.Skipf("this machine (%s, %d cores, %d MB) cannot be declared as a kayo_host", me.ProcessorVendor, me.ProcessorCores, me.MemoryMB)
 	}
-	img := filepath.Join(t.TempDir(), "shared.img")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 1<<30); err != nil {
-		t.Fatal(err)
-	}
+	img := sparseLUN(t)
 	paths := map[string]string{}
 	hosts := map[string]*netnsrig.Host{}
 	e, err := engine.Open(engine.Config{DataDir: dir})
@@ -90,23 +84,10 @@ func TestAgentsInNamespacesStorageInventoryAdapters(t *testing.T) {
 
 	var agents []*agentProc
 	for _, n := range threeNodes {
-		p := &agentProc{node: n}
-		p.cmd = hosts[n].Command(bin, "--data-dir", dir, "agent", "--node", n, "--interval", "250ms",
-			"--storage-probe-interval=300ms")
-		p.cmd.Stdout, p.cmd.Stderr = p, p
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
-		agents = append(agents, p)
+		agents = append(agents, startAgentCmd(t, n, hosts[n].Command(bin, "--data-dir", dir, "agent", "--node", n, "--interval", "250ms",
+			"--storage-probe-interval=300ms")))
 	}
-	logs := func() string {
-		var b strings.Builder
-		for _, a := range agents {
-			fmt.Fprintf(&b, "--- %s\n%s", a.node, a.log())
-		}
-		return b.String()
-	}
+	logs := func() string { return agentLogs(agents) }
 	withEngine := func(fn func(*engine.Engine) error) error {
 		e, err := engine.Open(engine.Config{DataDir: dir})
 		if err != nil {

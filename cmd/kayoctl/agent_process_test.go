@@ -6,8 +6,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -48,10 +51,16 @@ func (p *agentProc) log() string {
 
 func startAgent(t *testing.T, bin, dir, node string) *agentProc {
 	t.Helper()
-	p := &agentProc{node: node}
 	// The lab's hosts are fictional, all played by this machine (one network
 	// namespace): no facts reported, no network probes.
-	p.cmd = exec.Command(bin, "--data-dir", dir, "agent", "--node", node, "--interval", agentInterval.String(), "--report-facts=false", "--probe-port=0")
+	return startAgentCmd(t, node, exec.Command(bin, "--data-dir", dir, "agent", "--node", node, "--interval", agentInterval.String(), "--report-facts=false", "--probe-port=0"))
+}
+
+// startAgentCmd starts cmd, an agent of node, logging into the returned
+// agentProc; it is killed at the test's end unless it was waited for.
+func startAgentCmd(t *testing.T, node string, cmd *exec.Cmd) *agentProc {
+	t.Helper()
+	p := &agentProc{node: node, cmd: cmd}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -63,6 +72,28 @@ func startAgent(t *testing.T, bin, dir, node string) *agentProc {
 		}
 	})
 	return p
+}
+
+// agentLogs is the logs of agents, each headed by its node.
+func agentLogs(agents []*agentProc) string {
+	var b strings.Builder
+	for _, a := range agents {
+		fmt.Fprintf(&b, "--- %s\n%s", a.node, a.log())
+	}
+	return b.String()
+}
+
+// sparseLUN makes a 1 GiB sparse file for a file-backed shared LUN.
+func sparseLUN(t *testing.T) string {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "shared.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
 
 // eventsJSON runs the built `kayoctl events --json`.

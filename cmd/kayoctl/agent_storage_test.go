@@ -28,15 +28,7 @@ func TestAgentsStorageProbes(t *testing.T) {
 	dir := newDataDir(t, 2)
 	ctx := context.Background()
 	lunDir := t.TempDir()
-	img := filepath.Join(lunDir, "shared.img")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(1 << 30); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	img := sparseLUN(t)
 	paths := map[string]string{}
 	for _, n := range threeNodes {
 		paths[n] = filepath.Join(lunDir, n, "lun")
@@ -65,23 +57,10 @@ func TestAgentsStorageProbes(t *testing.T) {
 
 	var agents []*agentProc
 	for _, n := range threeNodes {
-		p := &agentProc{node: n}
-		p.cmd = exec.Command(bin, "--data-dir", dir, "agent", "--node", n, "--interval", agentInterval.String(),
-			"--probe-port=0", "--storage-probe-interval=300ms")
-		p.cmd.Stdout, p.cmd.Stderr = p, p
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
-		agents = append(agents, p)
+		agents = append(agents, startAgentCmd(t, n, exec.Command(bin, "--data-dir", dir, "agent", "--node", n, "--interval", agentInterval.String(),
+			"--probe-port=0", "--storage-probe-interval=300ms")))
 	}
-	logs := func() string {
-		var b strings.Builder
-		for _, a := range agents {
-			b.WriteString(a.log())
-		}
-		return b.String()
-	}
+	logs := func() string { return agentLogs(agents) }
 	storage := func() (list, access validate.Test) {
 		e, err := engine.Open(engine.Config{DataDir: dir})
 		if err != nil {
