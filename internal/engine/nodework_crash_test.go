@@ -57,22 +57,7 @@ func TestNodeWorkAgentKilled(t *testing.T) {
 				ctx := context.Background()
 				dir := t.TempDir()
 				e, vol := workEnv(t, dir)
-				helper := exec.Command(os.Args[0], "-test.run=^TestNodeWorkCrashHelper$", "-test.count=1")
-				helper.Env = append(os.Environ(), workCrashEnv+"="+dir, "KAYO_WORK_CRASH_PHASE="+phase)
-				out := &lockedBuffer{}
-				helper.Stdout, helper.Stderr = out, out
-				if err := helper.Start(); err != nil {
-					t.Fatal(err)
-				}
-				exited := make(chan error, 1)
-				go func() { exited <- helper.Wait() }()
-				deadline := time.Now().Add(30 * time.Second)
-				for e.workAgentUp(ctx, y21) != nil {
-					if time.Now().After(deadline) {
-						t.Fatalf("the helper agent never reported: %s", out)
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
+				killed := crashAgent(t, e, "TestNodeWorkCrashHelper", workCrashEnv+"="+dir, "KAYO_WORK_CRASH_PHASE="+phase)
 				s := vmSpec(vol, "WEB01", 1024)
 				s.OwnerNode = y21
 				created := make(chan error, 1)
@@ -82,10 +67,7 @@ func TestNodeWorkAgentKilled(t *testing.T) {
 					vm, err = e.CreateVM(ctx, s)
 					created <- err
 				}()
-				var ee *exec.ExitError
-				if err := <-exited; !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-					t.Fatalf("helper agent was not killed %s the work: %v\n%s", phase, err, out)
-				}
+				killed(phase + " the work")
 				var log workLog
 				if recover == "restart" {
 					agent := openWorkEngine(t, dir)
@@ -110,6 +92,37 @@ func TestNodeWorkAgentKilled(t *testing.T) {
 				noWorkRecords(t, e, vm)
 				volumeClean(t, vol)
 			})
+		}
+	}
+}
+
+// crashAgent starts the test binary's test helper as node y21's agent
+// (env tells it where and when to kill itself) and waits until its
+// executor reports. killed waits for its end and fails unless a SIGKILL
+// ended it (at says when it should have).
+func crashAgent(t *testing.T, e *Engine, helper string, env ...string) (killed func(at string)) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+helper+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for e.workAgentUp(context.Background(), y21) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the helper agent never reported: %s", out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return func(at string) {
+		t.Helper()
+		var ee *exec.ExitError
+		if err := <-exited; !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("helper agent was not killed %s: %v\n%s", at, err, out)
 		}
 	}
 }

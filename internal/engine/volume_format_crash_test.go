@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -101,22 +100,7 @@ func TestVolumeFormatAgentKilled(t *testing.T) {
 				if _, err := e.CreateCluster(ctx, seedCluster("HVCLUSTER", y21, y22)); err != nil {
 					t.Fatal(err)
 				}
-				helper := exec.Command(os.Args[0], "-test.run=^TestVolumeFormatCrashHelper$", "-test.count=1")
-				helper.Env = append(os.Environ(), formatCrashEnv+"="+dir, "KAYO_FORMAT_CRASH_PHASE="+phase)
-				out := &lockedBuffer{}
-				helper.Stdout, helper.Stderr = out, out
-				if err := helper.Start(); err != nil {
-					t.Fatal(err)
-				}
-				exited := make(chan error, 1)
-				go func() { exited <- helper.Wait() }()
-				deadline := time.Now().Add(30 * time.Second)
-				for e.workAgentUp(ctx, y21) != nil {
-					if time.Now().After(deadline) {
-						t.Fatalf("the helper agent never reported: %s", out)
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
+				killed := crashAgent(t, e, "TestVolumeFormatCrashHelper", formatCrashEnv+"="+dir, "KAYO_FORMAT_CRASH_PHASE="+phase)
 				spec := VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 50, Label: "VMSTORE", DriveLetter: "O", BlockSize: 4096, NodeSlots: 16}
 				created := make(chan error, 1)
 				var vol Volume
@@ -125,10 +109,7 @@ func TestVolumeFormatAgentKilled(t *testing.T) {
 					vol, err = e.CreateVolume(ctx, spec)
 					created <- err
 				}()
-				var ee *exec.ExitError
-				if err := <-exited; !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-					t.Fatalf("helper agent was not killed at %s: %v\n%s", phase, err, out)
-				}
+				killed("at " + phase)
 				// What the killed run left on the LUN.
 				var half string
 				if phase != "writing" {
