@@ -271,11 +271,19 @@ func (e *Engine) mountRetrying(ctx context.Context, v Volume, node string) (*kay
 	limit, onWait := e.waitPolicy()
 	start := time.Now()
 	var notified time.Time
+	// The caller asked the node's agent to lend its mount just before
+	// (WithVolume); an agent that mounted again once its loan's hold ran
+	// out, before this mount got in, is asked again.
+	lent := start
 	poll := time.Millisecond
 	for {
 		fv, err := kayofs.Mount(fd, node, o)
 		if err == nil {
 			return fd, fv, nil
+		}
+		if errors.Is(err, kayofs.ErrMounted) && time.Since(lent) >= releaseHoldLend {
+			_ = e.lendMount(ctx, v.ID, node) // failing, the wait goes on to the lock timeout
+			lent = time.Now()
 		}
 		waited := time.Since(start)
 		if !errors.Is(err, kayofs.ErrMounted) || waited >= limit {

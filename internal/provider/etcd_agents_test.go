@@ -66,6 +66,9 @@ func (pool *etcdAgentPool) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	hadHosts := false
+	// Reports every 10th tick: 500 ms, a real agent's interval.
+	const reportEvery = 10
+	ticks := 0
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -89,9 +92,11 @@ func (pool *etcdAgentPool) run(ctx context.Context) {
 				}
 			}
 			// What each node sees of its volumes' LUNs, as an agent
-			// reports on every tick (Agent.Tick).
-			for n := range seen {
-				_ = pool.e.ReportNodeVolumes(ctx, n, "test-agent/"+n)
+			// reports on every tick of its interval (Agent.Tick).
+			if ticks++; ticks%reportEvery == 0 {
+				for n := range seen {
+					_ = pool.e.ReportNodeVolumes(ctx, n, "test-agent/"+n)
+				}
 			}
 			if len(hosts) > 0 {
 				hadHosts = true
