@@ -60,6 +60,12 @@ type guestNICs struct {
 	// guest already holds its addresses).
 	since    time.Time
 	incoming bool
+	// parked: a live migration's target not resumed yet. Its guest still
+	// runs on the source, whose answers reach this node's bridge across
+	// an external switch: seen from here it proves nothing, and a report
+	// would replace the source's (GuestAddresses) with one of a stale
+	// token until the next round.
+	parked bool
 }
 
 func newQEMUNet() *qemuNet {
@@ -113,7 +119,7 @@ func (q *Runner) nics(ctx context.Context, cluster string, v *qemuVMRun, r qemu.
 	defer func() {
 		q.mu.Lock()
 		q.net.guests[v.name] = guestNICs{token: int64(r.Token), bridges: bridges, nics: out, acked: make([]bool, len(out)),
-			since: time.Now(), incoming: r.Op == qemu.OpIncoming || r.Op == qemu.OpRestore}
+			since: time.Now(), incoming: r.Op == qemu.OpIncoming || r.Op == qemu.OpRestore, parked: r.Op == qemu.OpIncoming}
 		q.mu.Unlock()
 		q.net.poke()
 	}()
@@ -265,6 +271,7 @@ func (q *Runner) guestToken(r qemu.Request) {
 	defer q.mu.Unlock()
 	if g, ok := q.net.guests[r.VM.Name]; ok {
 		g.token = int64(r.Token)
+		g.parked = g.parked && r.Op == qemu.OpIncoming
 		q.net.guests[r.VM.Name] = g
 	}
 }
@@ -435,6 +442,9 @@ func (q *Runner) probeGuests(ctx context.Context, cluster string) {
 		}
 	}
 	for vm, g := range guests {
+		if g.parked {
+			continue
+		}
 		rec := qemu.GuestNet{Node: q.node, VM: vm, Token: g.token, Addresses: make([]string, len(g.nics)), Sources: make([]string, len(g.nics)),
 			Launched: g.since.UTC()}
 		any, seen := false, false
