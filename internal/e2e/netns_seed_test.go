@@ -366,8 +366,17 @@ func TestSeedAgentKilledMidMigration(t *testing.T) {
 	defer func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer dcancel()
-		if r := w.Destroy(dctx); r.Err != nil {
-			t.Errorf("destroy: %v", r.Err)
+		start := time.Now()
+		res := w.Destroy(dctx)
+		t.Logf("destroy took %s", time.Since(start).Round(time.Millisecond))
+		if res.Err != nil {
+			// What it waited on first: the progress lines and the agents'
+			// logs (the CLI's whole output follows).
+			t.Errorf("destroy failed after %s; its last lines:\n%s", time.Since(start).Round(time.Millisecond), tailLines(res.Stdout, 15))
+			for _, n := range []string{y21, y22} {
+				t.Errorf("agent %s log:\n%s", n, tailLines(r.agents[n].log(), 25))
+			}
+			t.Errorf("destroy: %v", res.Err)
 		}
 	}()
 	webPID(t, r.hosts[y21])

@@ -55,10 +55,14 @@ type agentMounts struct {
 	held map[string]*sharedMount
 	// hold: volume ID → until when it is not mounted again (a release).
 	hold map[string]time.Time
+	// releases: volume ID → how many releases came, so that a mount that
+	// took longer than a release's hold still sees it came meanwhile.
+	releases map[string]int
 }
 
 func newAgentMounts(x *WorkExecutor) *agentMounts {
-	return &agentMounts{x: x, wake: make(chan struct{}, 1), held: map[string]*sharedMount{}, hold: map[string]time.Time{}}
+	return &agentMounts{x: x, wake: make(chan struct{}, 1), held: map[string]*sharedMount{},
+		hold: map[string]time.Time{}, releases: map[string]int{}}
 }
 
 func (m *agentMounts) poke() {
@@ -70,6 +74,10 @@ func (m *agentMounts) poke() {
 
 // run keeps the mounts until ctx ends, then detaches them all.
 func (m *agentMounts) run(ctx context.Context) {
+	// Its own mounts: one that finds the node held by another process (a
+	// killed agent's, until its lock expires) waits; it must not ask this
+	// agent to lend (lendMount), which would wait for this very mount.
+	ctx = withExecutor(ctx, m.x.cfg.Node)
 	t := time.NewTicker(agentMountRefresh)
 	defer t.Stop()
 	for ctx.Err() == nil {
@@ -128,6 +136,7 @@ func (m *agentMounts) refresh(ctx context.Context) error {
 			delete(m.hold, id)
 			onHold = false
 		}
+		releases := m.releases[id]
 		m.mu.Unlock()
 		if held || onHold {
 			continue
@@ -138,7 +147,9 @@ func (m *agentMounts) refresh(ctx context.Context) error {
 			continue
 		}
 		m.mu.Lock()
-		_, released := m.hold[id] // a release came while it mounted
+		// A release came while it mounted (its hold may have run out
+		// meanwhile): it waits for this mount to detach.
+		released := m.releases[id] != releases
 		if !released {
 			m.held[id] = sm
 			e.rt.mounts.setPinned(id, node, true)
@@ -172,6 +183,7 @@ func (m *agentMounts) drop(ctx context.Context, id string) {
 func (m *agentMounts) release(ctx context.Context, id string, hold time.Duration) {
 	m.mu.Lock()
 	m.hold[id] = time.Now().Add(hold)
+	m.releases[id]++
 	m.mu.Unlock()
 	m.x.cfg.Logf("mounts: volume %s: released for %s", id, hold)
 	m.drop(ctx, id)

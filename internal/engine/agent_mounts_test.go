@@ -149,3 +149,51 @@ func TestAgentsOfOneRuntimeRelease(t *testing.T) {
 	}
 	noWorkRecords(t, e)
 }
+
+// An agent that starts while another process still holds its node's
+// mount (a killed agent's, until its lock expires) waits for it without
+// asking itself to lend, and a loan asked of it meanwhile ends even when
+// its hold runs out before the agent's mount gets in. Before, the agent's
+// mount asked its own executor to lend, and the loan's release waited for
+// the agent's later mount to detach: it never ended, and every later
+// release of the volume on that node (DeleteVolume's) waited behind it.
+func TestAgentMountsWhileAnotherHoldsIt(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e, vol := workEnv(t, dir)
+	// The other process's mount of y21, held 2.5 s.
+	fd, o, err := e.OpenVolumeMount(vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	other, err := kayofs.Mount(fd, y21, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := openWorkEngine(t, dir)
+	startWorkAgent(t, agent, y21)
+	// A loan asked while the agent mounts; its 1 s hold runs out first.
+	lent := make(chan error, 1)
+	go func() {
+		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		lent <- e.releaseAgentMounts(lctx, vol.ID, []string{y21}, releaseHoldLend)
+	}()
+	time.Sleep(2500 * time.Millisecond)
+	if err := detach(other); err != nil {
+		t.Fatal(err)
+	}
+	if heldMount(agent, vol, y21, 15*time.Second) == nil {
+		t.Fatal("the agent does not hold its node's mount once the other process let go")
+	}
+	if err := <-lent; err != nil {
+		t.Fatalf("the loan asked while the agent mounted: %v", err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := e.DeleteVolume(dctx, vol.ID, true); err != nil {
+		t.Fatalf("deleting the volume after the loan: %v", err)
+	}
+	noWorkRecords(t, e)
+}

@@ -47,8 +47,11 @@ type sharedMount struct {
 	err   error
 	// gone is closed once a detaching mount is detached; nil while live.
 	gone chan struct{}
-	fd   *kayofs.FileDevice
-	fv   *kayofs.Volume
+	// draining: a release waits for it to detach (detachVolume); it is
+	// not handed out again.
+	draining bool
+	fd       *kayofs.FileDevice
+	fv       *kayofs.Volume
 }
 
 type mountCache struct {
@@ -87,12 +90,24 @@ func (c *mountCache) pinned(id, node string) bool {
 // Other nodes' mounts of the volume (one runtime may run several nodes'
 // agents, and each holds its own for its life) are not waited for.
 func (c *mountCache) detachVolume(ctx context.Context, id, node string) {
+	// Only the mounts there now, which are not handed out again: one
+	// reused or made meanwhile (the agent's own, once a loan's hold ran
+	// out) would keep the wait going for good.
+	c.mu.Lock()
+	waitFor := map[*sharedMount]bool{}
+	for k, sm := range c.m {
+		if k.volume == id && k.node == node {
+			sm.draining = true
+			waitFor[sm] = true
+		}
+	}
+	c.mu.Unlock()
 	for {
 		c.releaseMounts(id)
 		c.mu.Lock()
 		left := false
-		for k := range c.m {
-			if k.volume == id && k.node == node {
+		for k, sm := range c.m {
+			if k.volume == id && k.node == node && waitFor[sm] {
 				left = true
 				break
 			}
@@ -159,6 +174,14 @@ func (c *mountCache) acquire(ctx context.Context, e *Engine, v Volume, node stri
 			c.mu.Unlock()
 			select {
 			case <-gone:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		case sm.draining:
+			c.mu.Unlock()
+			select {
+			case <-time.After(5 * time.Millisecond): // until it is detached
 				continue
 			case <-ctx.Done():
 				return nil, ctx.Err()
