@@ -120,26 +120,18 @@ func waitVolumeLost(t *testing.T, dataDir, ref string) {
 	if len(store.SplitEndpoints(os.Getenv(envTestEtcd))) == 0 {
 		return
 	}
-	e, err := engine.Open(testEngine(dataDir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	ctx := context.Background()
-	v, err := e.LookupVolume(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if why, err := e.VolumeLost(ctx, v.ID); err == nil && why != "" {
-			return
+	withTestVolume(t, dataDir, ref, func(ctx context.Context, e *engine.Engine, v engine.Volume) {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if why, err := e.VolumeLost(ctx, v.ID); err == nil && why != "" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no agent reported volume %s's LUN lost", ref)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no agent reported volume %s's LUN lost", ref)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	})
 }
 
 // ensureEtcdAgents starts the agent pool of a test's data dir when the

@@ -76,7 +76,9 @@ func mountCount(n int) func(engine.Volume, kayofs.Superblock, []kayofs.SlotInfo)
 	}
 }
 
-func writeFile(t *testing.T, dir, ref, name string) {
+// withTestVolume runs fn with an engine of the test's data dir (closed
+// after) and volume ref as it records it.
+func withTestVolume(t *testing.T, dir, ref string, fn func(context.Context, *engine.Engine, engine.Volume)) {
 	t.Helper()
 	e, err := engine.Open(testEngine(dir))
 	if err != nil {
@@ -88,17 +90,24 @@ func writeFile(t *testing.T, dir, ref, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = e.WithVolume(ctx, v.ID, "Y-21-2k8x64", func(fv *kayofs.Volume) error {
-		f, err := fv.Create(name)
-		if err != nil {
+	fn(ctx, e, v)
+}
+
+func writeFile(t *testing.T, dir, ref, name string) {
+	t.Helper()
+	withTestVolume(t, dir, ref, func(ctx context.Context, e *engine.Engine, v engine.Volume) {
+		err := e.WithVolume(ctx, v.ID, "Y-21-2k8x64", func(fv *kayofs.Volume) error {
+			f, err := fv.Create(name)
+			if err != nil {
+				return err
+			}
+			_, err = f.WriteAt([]byte("<vm/>"), 0)
 			return err
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		_, err = f.WriteAt([]byte("<vm/>"), 0)
-		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func update(res string) resource.ConfigPlanChecks {
