@@ -14,6 +14,10 @@ type VMPlan struct {
 	Judged bool
 	// Exists: the VM exists (an update); Changed: its spec changes.
 	Exists, Changed bool
+	// Current is the VM's record as read (nil before it exists). A plan
+	// made at apply, after something else moved the VM (a drain, the
+	// leader, another run), differs from the prior state the caller holds.
+	Current *VM
 	// Node is where the VM will run. Pinned: Node is the owner_node pin,
 	// so it is certain; otherwise it is the scheduler's choice today,
 	// which apply may revise.
@@ -79,7 +83,7 @@ func (e *Engine) PlanVM(ctx context.Context, s VMSpec) (VMPlan, error) {
 	switch {
 	case err == nil:
 		vm = &rec
-		plan.Exists = true
+		plan.Exists, plan.Current = true, &rec
 		if err := CheckVMChange(rec, s); err != nil {
 			return VMPlan{}, err
 		}

@@ -363,13 +363,7 @@ func vmToModel(vm engine.VM, prior vmModel) vmModel {
 	}
 	m.Failback = types.ObjectValueMust(failbackAttrTypes, map[string]attr.Value{"mode": types.StringValue(vm.Failback.Mode),
 		"window_start_hour": optInt64(vm.Failback.WindowStartHour, startNull), "window_end_hour": optInt64(vm.Failback.WindowEndHour, endNull)})
-	if lm := vm.LastMigration; lm != nil {
-		m.LastMigration = types.ObjectValueMust(migrationAttrTypes, map[string]attr.Value{"type": types.StringValue(lm.Type),
-			"from": types.StringValue(lm.From), "to": types.StringValue(lm.To),
-			"duration_ms": types.Int64Value(lm.DurationMs), "downtime_ms": types.Int64Value(lm.DowntimeMs)})
-	} else {
-		m.LastMigration = types.ObjectNull(migrationAttrTypes)
-	}
+	m.LastMigration = lastMigrationValue(vm.LastMigration)
 	// A VM found stopped (lost quorum, a crash) or failed reads as off, so
 	// the plan starts it again.
 	if vm.Pending == nil && vm.State == engine.VMRunning && (vm.Status == engine.VMOff || vm.Status == engine.StatusFailed) {
@@ -522,19 +516,35 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 				fmt.Sprintf("owner_node %s cannot take VM %s now (%s). The VM stays where it is and moves back once %s can run it.",
 					s.OwnerNode, s.Name, p.StayReason, s.OwnerNode))
 		}
+		// Moved since the prior state was read: this plan is made at
+		// apply, after a drain, the leader or another run moved it.
+		moved := hasState && p.Current != nil && (state.CurrentNode.ValueString() != p.Current.Node ||
+			!state.LastMigration.Equal(lastMigrationValue(p.Current.LastMigration)))
 		switch {
 		case p.Pinned && p.Node != "":
 			plan.CurrentNode = types.StringValue(p.Node)
+		case hasState && !p.Changed && !p.Move && p.Current != nil:
+			plan.CurrentNode = types.StringValue(p.Current.Node)
 		case hasState && !p.Changed && !p.Move:
 			plan.CurrentNode = state.CurrentNode
 		default:
 			plan.CurrentNode = types.StringUnknown()
 		}
-		if p.Move {
+		if p.Move || moved {
 			plan.Status, plan.StatusReason, plan.LastMigration = types.StringUnknown(), types.StringUnknown(), types.ObjectUnknown(migrationAttrTypes)
 		}
 	}
 	setPlan()
+}
+
+// lastMigrationValue is last_migration's value of a VM's record.
+func lastMigrationValue(lm *engine.MigrationRecord) types.Object {
+	if lm == nil {
+		return types.ObjectNull(migrationAttrTypes)
+	}
+	return types.ObjectValueMust(migrationAttrTypes, map[string]attr.Value{"type": types.StringValue(lm.Type),
+		"from": types.StringValue(lm.From), "to": types.StringValue(lm.To),
+		"duration_ms": types.Int64Value(lm.DurationMs), "downtime_ms": types.Int64Value(lm.DowntimeMs)})
 }
 
 // sameModel reports whether two models of one resource hold equal values
