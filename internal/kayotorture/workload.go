@@ -59,6 +59,9 @@ type Options struct {
 	Seed     uint64
 	// MaxFiles bounds the node's live files (deletes win above it).
 	MaxFiles int
+	// MinOps: it goes on past Duration until it has done this many
+	// operations (a test that needs some work done on a loaded machine).
+	MinOps int
 }
 
 type liveFile struct {
@@ -83,7 +86,7 @@ func Run(ctx context.Context, v *kayofs.Volume, o Options) (int, error) {
 	var files []*liveFile
 	seq, ids := 0, 0
 	end := time.Now().Add(o.Duration)
-	for time.Now().Before(end) && ctx.Err() == nil {
+	for (time.Now().Before(end) || seq < o.MinOps) && ctx.Err() == nil {
 		seq++
 		var err error
 		switch op := rng.IntN(10); {

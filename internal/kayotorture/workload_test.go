@@ -34,7 +34,7 @@ func TestWorkloadVerifies(t *testing.T) {
 			t.Fatal(err)
 		}
 		wg.Go(func() {
-			if _, err := Run(context.Background(), v, Options{Node: node, Duration: time.Second, Out: &outs[i], Seed: uint64(i)}); err != nil {
+			if _, err := Run(context.Background(), v, Options{Node: node, Duration: time.Second, MinOps: 20, Out: &outs[i], Seed: uint64(i)}); err != nil {
 				t.Error(err)
 			}
 			if err := v.Unmount(); err != nil {
