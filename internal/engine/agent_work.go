@@ -321,6 +321,10 @@ func (x *WorkExecutor) execute(ctx context.Context, req workRequest, rev int64) 
 			dl = time.Now().Add(workRequestTimeout)
 		}
 		wctx, cancel := context.WithDeadline(withExecutor(ctx, x.cfg.Node), dl)
+		var sink *reportSink // the caller records the volume reports
+		if req.ReportBack {
+			wctx, sink = withReportSink(wctx)
+		}
 		x.hook(req, "before")
 		out, err := x.do(wctx, req)
 		cancel()
@@ -328,7 +332,7 @@ func (x *WorkExecutor) execute(ctx context.Context, req workRequest, rev int64) 
 		if ctx.Err() != nil {
 			return
 		}
-		res.Outcome = out
+		res.Outcome, res.Reports = out, sink.reports()
 		if err != nil {
 			res.Err, res.Kind = err.Error(), workErrorKind(err)
 			var lost *LUNLostError

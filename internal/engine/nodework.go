@@ -111,8 +111,13 @@ type workRequest struct {
 	Deadline time.Time `json:"deadline,omitempty"`
 	// Notify is a unix socket the executor dials after writing the result
 	// ("" none: the caller polls).
-	Notify  string    `json:"notify,omitempty"`
-	Created time.Time `json:"created"`
+	Notify string `json:"notify,omitempty"`
+	// ReportBack: the caller records the volume reports of the work (they
+	// come back in the result's Reports) on its own next commit, so the
+	// work costs no commit of its own for them (volume_reports.go). An
+	// executor that does not know it commits them itself, as before.
+	ReportBack bool      `json:"report_back,omitempty"`
+	Created    time.Time `json:"created"`
 }
 
 type workResult struct {
@@ -125,10 +130,13 @@ type workResult struct {
 	// Lost: the volume's LUN no longer holds it (Kind workKindLUNLost).
 	Lost *LUNLostError `json:"lost,omitempty"`
 	// Input: a user attribute is at fault.
-	Input    *InputError     `json:"input,omitempty"`
-	Outcome  json.RawMessage `json:"outcome,omitempty"`
-	Executor string          `json:"executor,omitempty"`
-	Updated  time.Time       `json:"updated"`
+	Input   *InputError     `json:"input,omitempty"`
+	Outcome json.RawMessage `json:"outcome,omitempty"`
+	// Reports are the volume reports of a ReportBack request's work, for
+	// its caller to record.
+	Reports  []VolumeReport `json:"reports,omitempty"`
+	Executor string         `json:"executor,omitempty"`
+	Updated  time.Time      `json:"updated"`
 }
 
 // WorkAgentBeat is a node agent's work executor heartbeat.
@@ -273,6 +281,11 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 	if dl, ok := ctx.Deadline(); ok {
 		req.Deadline = dl.UTC()
 	}
+	// Within a VM operation the work's volume reports ride on the
+	// operation's next commit of the VM, as they do for work done in
+	// this process (putReport).
+	buf := hvBufferOf(ctx)
+	req.ReportBack = buf != nil
 	// got receives the result an executor of this engine committed; wake
 	// is dialled by an agent after it wrote the result.
 	reqKey, resKey := nodeWorkReqKey(node, req.Object), nodeWorkResKey(node, req.Object)
@@ -305,7 +318,14 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 	// The executor's completion commit deleted the request; its result
 	// stays until the object's next request, the VM's deletion or the
 	// executor's sweep (agent_work.go).
-	done := func(res workResult) (workResult, error) { return res, res.error(node, req) }
+	done := func(res workResult) (workResult, error) {
+		if buf != nil {
+			for _, op := range reportOps(res.Reports...) {
+				buf.putRaw(op.Key, op.Value)
+			}
+		}
+		return res, res.error(node, req)
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var poll <-chan time.Time

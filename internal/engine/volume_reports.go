@@ -234,11 +234,46 @@ func (e *Engine) putReport(ctx context.Context, r VolumeReport, rev int64) error
 		buf.putRaw(op.Key, op.Value)
 		return nil
 	}
+	if s, ok := ctx.Value(reportSinkKey{}).(*reportSink); ok {
+		s.add(r)
+		return nil
+	}
 	_, err := e.st.Commit(ctx, []store.Cmp{store.At(volumeKey(r.Volume), rev)}, []store.Op{op})
 	if isConflict(err) {
 		return nil
 	}
 	return err
+}
+
+// reportSink gathers the volume reports of node work whose caller records
+// them (workRequest.ReportBack) instead of committing them.
+type reportSink struct {
+	mu   sync.Mutex
+	reps []VolumeReport
+}
+
+type reportSinkKey struct{}
+
+// withReportSink returns ctx whose volume reports go to the returned sink.
+func withReportSink(ctx context.Context) (context.Context, *reportSink) {
+	s := &reportSink{}
+	return context.WithValue(ctx, reportSinkKey{}, s), s
+}
+
+func (s *reportSink) add(r VolumeReport) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reps = append(s.reps, r)
+}
+
+// reports are the reports gathered so far.
+func (s *reportSink) reports() []VolumeReport {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.reps)
 }
 
 // nodeReportDels removes the reports of volume id by nodes.

@@ -1,0 +1,110 @@
+package engine
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+)
+
+// commitLog records the keys each commit of a store writes.
+type commitLog struct {
+	store.Store
+	mu      sync.Mutex
+	commits [][]string
+}
+
+func (s *commitLog) Commit(ctx context.Context, cmps []store.Cmp, ops []store.Op) (int64, error) {
+	keys := make([]string, 0, len(ops))
+	for _, op := range ops {
+		keys = append(keys, op.Key)
+	}
+	s.mu.Lock()
+	s.commits = append(s.commits, keys)
+	s.mu.Unlock()
+	return s.Store.Commit(ctx, cmps, ops)
+}
+
+// take returns the commits recorded since the last take.
+func (s *commitLog) take() [][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.commits
+	s.commits = nil
+	return c
+}
+
+// TestVMFileWorkReportRidesOnVMCommit: the volume report of a VM's file
+// work (its node's view of the volume's space) rides on the VM
+// operation's next commit, also when the node's executor does the work
+// through the node-work protocol (workRequest.ReportBack): creating and
+// deleting a VM commits no report of its own, and the report is there
+// after each.
+func TestVMFileWorkReportRidesOnVMCommit(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := store.OpenBolt(filepath.Join(dir, DatabaseFile), store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &commitLog{Store: b}
+	e, err := Open(Config{Store: st, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	mustHosts(t, e, seedSpec("Y-21-2k8x64", 21), seedSpec("Y-22-2k8x64", 22))
+	if _, err := e.CreateCluster(ctx, seedCluster("HVCLUSTER", "Y-21-2k8x64", "Y-22-2k8x64")); err != nil {
+		t.Fatal(err)
+	}
+	vol, err := e.CreateVolume(ctx, VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 2, DriveLetter: "O", BlockSize: 4096, NodeSlots: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// onlyReports names the commits that write nothing but volume reports.
+	onlyReports := func(commits [][]string) []string {
+		var out []string
+		for _, keys := range commits {
+			alone := len(keys) > 0
+			for _, k := range keys {
+				alone = alone && strings.HasPrefix(k, volumeReportsPrefix)
+			}
+			if alone {
+				out = append(out, strings.Join(keys, ","))
+			}
+		}
+		return out
+	}
+	report := func(node string) VolumeReport {
+		t.Helper()
+		var r VolumeReport
+		if _, err := getJSON(ctx, e.st, volumeReportKey(vol.ID, node), &r); err != nil {
+			t.Fatalf("report of %s: %v", node, err)
+		}
+		return r
+	}
+	st.take()
+	vm, err := e.CreateVM(ctx, vmSpec(vol, "WEB01", 1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := onlyReports(st.take()); len(c) != 0 {
+		t.Errorf("creating the VM committed its volume report on its own: %v", c)
+	}
+	created := report(vm.Node)
+	if created.SlotState != "mounted" || created.UsedBytes == 0 {
+		t.Fatalf("report after the creation: %+v", created)
+	}
+	if err := e.DeleteVM(ctx, "HVCLUSTER", "WEB01"); err != nil {
+		t.Fatal(err)
+	}
+	if c := onlyReports(st.take()); len(c) != 0 {
+		t.Errorf("deleting the VM committed its volume report on its own: %v", c)
+	}
+	if r := report(vm.Node); !r.ReportedAt.After(created.ReportedAt) && r.UsedBytes == created.UsedBytes {
+		t.Fatalf("report after the deletion is the creation's: %+v", r)
+	}
+}
