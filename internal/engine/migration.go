@@ -426,7 +426,7 @@ func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, string, erro
 func (e *Engine) settleAbandoned(ctx context.Context, cluster, name string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		vm, err := e.GetVM(ctx, cluster, name)
+		vm, err := e.vmOnly(ctx, cluster, name) // its pending operation only
 		if errors.Is(err, ErrNotFound) {
 			return nil
 		}
@@ -437,6 +437,13 @@ func (e *Engine) settleAbandoned(ctx context.Context, cluster, name string) erro
 			return nil
 		}
 		if e.abandoned(vm.Pending) {
+			vm, err = e.GetVM(ctx, cluster, name) // with its paths
+			if errors.Is(err, ErrNotFound) || (err == nil && vm.Pending == nil) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
 			_, err := e.recoverVM(ctx, vm)
 			return err
 		}

@@ -97,6 +97,17 @@ func (e *Engine) GetVM(ctx context.Context, cluster, name string) (VM, error) {
 	return vm, nil
 }
 
+// vmOnly reads VM cluster/name's record alone, its paths as last
+// committed (GetVM also reads its volume for the current drive letter):
+// for callers that judge only its owner, token or pending operation.
+func (e *Engine) vmOnly(ctx context.Context, cluster, name string) (VM, error) {
+	kv, err := e.st.Get(ctx, vmKey(cluster, name))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return VM{}, fmt.Errorf("VM %q: %w", name, err)
+	}
+	return vmRecord(cluster, name, kv)
+}
+
 // atLetter gives v the paths at its volume's drive letter. The letter
 // changes in place (UpdateVolume) without touching the VMs on the volume:
 // their paths are read at the volume's current letter, and the next

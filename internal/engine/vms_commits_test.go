@@ -108,3 +108,53 @@ func TestVMFileWorkReportRidesOnVMCommit(t *testing.T) {
 		t.Fatalf("report after the deletion is the creation's: %+v", r)
 	}
 }
+
+// TestVMOwnershipChecksReadOneRecord: the fence check of a VM's file work
+// and the look for an abandoned operation before each VM operation judge
+// only the VM's owner, token and pending operation: one read of its
+// record, not also of its volume (GetVM's drive letter).
+func TestVMOwnershipChecksReadOneRecord(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := store.OpenBolt(filepath.Join(dir, DatabaseFile), store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &countingStore{Store: b}
+	e, err := Open(Config{Store: st, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	mustHosts(t, e, seedSpec("Y-21-2k8x64", 21), seedSpec("Y-22-2k8x64", 22))
+	if _, err := e.CreateCluster(ctx, seedCluster("HVCLUSTER", "Y-21-2k8x64", "Y-22-2k8x64")); err != nil {
+		t.Fatal(err)
+	}
+	vol, err := e.CreateVolume(ctx, VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 2, DriveLetter: "O", BlockSize: 4096, NodeSlots: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := e.CreateVM(ctx, vmSpec(vol, "WEB01", 1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.reads()
+	if err := e.fenceCheck(ctx, vm); err != nil {
+		t.Fatal(err)
+	}
+	if r := st.reads(); r != [3]int64{1, 0, 0} {
+		t.Errorf("fence check: %v reads (get, getmany, list), want one get", r)
+	}
+	stale := vm
+	stale.Token--
+	if err := e.fenceCheck(ctx, stale); err == nil {
+		t.Error("fence check passed a stale token")
+	}
+	st.reads()
+	if err := e.settleAbandoned(ctx, "HVCLUSTER", "WEB01"); err != nil {
+		t.Fatal(err)
+	}
+	if r := st.reads(); r != [3]int64{1, 0, 0} {
+		t.Errorf("abandoned-operation check: %v reads (get, getmany, list), want one get", r)
+	}
+}

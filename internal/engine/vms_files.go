@@ -257,7 +257,7 @@ func (e *Engine) removeFilesHere(ctx context.Context, vm VM) error {
 // fenceCheck refuses to act for vm when the database has moved its
 // ownership on (a newer token): the caller is a stale owner.
 func (e *Engine) fenceCheck(ctx context.Context, vm VM) error {
-	cur, err := e.GetVM(ctx, vm.Cluster, vm.Name)
+	cur, err := e.vmOnly(ctx, vm.Cluster, vm.Name) // owner and token only
 	if err != nil {
 		return err
 	}
