@@ -63,7 +63,10 @@ type WorkExecutor struct {
 	// (pruned when their request is gone).
 	running  map[string]string
 	finished map[string]bool
-	workers  sync.WaitGroup
+	// queued: objects with a request that waits for the running one (a
+	// scan starts it once that ends).
+	queued  map[string]bool
+	workers sync.WaitGroup
 	// mounts: an agent's long-lived mounts (agent_mounts.go); nil for an
 	// in-process executor, which uses the runtime's idle-detach cache.
 	mounts *agentMounts
@@ -91,7 +94,7 @@ func newWorkExecutor(e *Engine, cfg WorkExecutorConfig, id string) *WorkExecutor
 		cfg.Logf = func(string, ...any) {}
 	}
 	return &WorkExecutor{e: e, cfg: cfg, id: id, wake: make(chan struct{}, 1), stopped: make(chan struct{}),
-		running: map[string]string{}, finished: map[string]bool{}}
+		running: map[string]string{}, finished: map[string]bool{}, queued: map[string]bool{}}
 }
 
 func (x *WorkExecutor) poke() {
@@ -230,8 +233,12 @@ func (x *WorkExecutor) scan(ctx context.Context) (int, error) {
 			continue
 		}
 		seen[req.ID] = true
-		if ctx.Err() != nil || req.For != x.id || x.finished[req.ID] || x.running[req.Object] != "" {
+		if ctx.Err() != nil || req.For != x.id || x.finished[req.ID] {
+			continue
+		}
+		if id := x.running[req.Object]; id != "" {
 			// A request superseding a running one starts when that ends.
+			x.queued[req.Object] = x.queued[req.Object] || id != req.ID
 			continue
 		}
 		var prev workResult
@@ -306,8 +313,13 @@ func (x *WorkExecutor) execute(ctx context.Context, req workRequest, rev int64) 
 		if finished {
 			x.finished[req.ID] = true
 		}
+		// Only a request that waited for this one needs a scan now.
+		again := x.queued[req.Object]
+		delete(x.queued, req.Object)
 		x.mu.Unlock()
-		x.poke() // a request of the same object may wait
+		if again {
+			x.poke()
+		}
 	}()
 	resKey := nodeWorkResKey(x.cfg.Node, req.Object)
 	res := workResult{ID: req.ID, Done: true, Executor: x.cfg.Agent}

@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
@@ -156,5 +158,109 @@ func TestVMOwnershipChecksReadOneRecord(t *testing.T) {
 	}
 	if r := st.reads(); r != [3]int64{1, 0, 0} {
 		t.Errorf("abandoned-operation check: %v reads (get, getmany, list), want one get", r)
+	}
+}
+
+// listLog counts the Lists of a store under a prefix.
+type listLog struct {
+	store.Store
+	prefix string
+	n      atomic.Int64
+}
+
+func (s *listLog) List(ctx context.Context, prefix string) ([]store.KV, int64, error) {
+	if strings.HasPrefix(prefix, s.prefix) {
+		s.n.Add(1)
+	}
+	return s.Store.List(ctx, prefix)
+}
+
+// TestWorkExecutorScansOncePerRequest: a node's executor reads its
+// requests (one List) when poked for a request, not again when the
+// request ends unless another of the same object waited for it.
+func TestWorkExecutorScansOncePerRequest(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := store.OpenBolt(filepath.Join(dir, DatabaseFile), store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &listLog{Store: b, prefix: nodeWorkPrefix}
+	e, err := Open(Config{Store: st, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	mustHosts(t, e, seedSpec("Y-21-2k8x64", 21), seedSpec("Y-22-2k8x64", 22))
+	if _, err := e.CreateCluster(ctx, seedCluster("HVCLUSTER", "Y-21-2k8x64", "Y-22-2k8x64")); err != nil {
+		t.Fatal(err)
+	}
+	vol, err := e.CreateVolume(ctx, VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 2, DriveLetter: "O", BlockSize: 4096, NodeSlots: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := vmSpec(vol, "WEB01", 1024)
+	s.OwnerNode = "Y-21-2k8x64"
+	if _, err := e.CreateVM(ctx, s); err != nil { // starts the node's executor
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	st.n.Store(0)
+	s.Name = "WEB02"
+	if _, err := e.CreateVM(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // a scan after the request ended would come now
+	if n := st.n.Load(); n != 1 {
+		t.Fatalf("the executor read its requests %d times for one request, want 1", n)
+	}
+}
+
+// TestWorkExecutorStartsQueuedRequest: a request for an object whose
+// earlier request still runs starts as soon as that one ends (the scan the
+// end of the running one makes for it).
+func TestWorkExecutorStartsQueuedRequest(t *testing.T) {
+	ctx := context.Background()
+	e := newDisk(t)
+	vol, err := e.CreateVolume(ctx, VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 2, DriveLetter: "O", BlockSize: 4096, NodeSlots: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := vmSpec(vol, "WEB01", 1024)
+	s.OwnerNode = "Y-21-2k8x64"
+	vm, err := e.CreateVM(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var blocked atomic.Bool
+	e.workHook = func(_ *WorkExecutor, op, phase string) {
+		if op == workVMFiles && phase == "before" && blocked.CompareAndSwap(false, true) {
+			<-release // the first request runs until the second is queued
+		}
+	}
+	first := make(chan error, 1)
+	go func() { first <- e.writeFiles(ctx, vm, false) }()
+	for !blocked.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	second := make(chan error, 1)
+	go func() { second <- e.writeFiles(ctx, vm, false) }()
+	// The second request is committed and its poke scanned while the
+	// first runs.
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatalf("the queued request: %v", err)
+		}
+	case <-time.After(700 * time.Millisecond):
+		t.Fatal("the queued request did not start within 700ms of the running one's end")
+	}
+	select {
+	case <-first: // its work was done (its result or superseded: either)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the superseded request's caller still waits")
 	}
 }
