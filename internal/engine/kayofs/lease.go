@@ -128,9 +128,10 @@ func (o *DiskLeaseOptions) defaults() {
 	}
 }
 
-// DefaultMinHold is the on-disk leases' default minimum hold. A hand-over
-// of a lease costs the waiter a request, the holder's next look at it (up
-// to MinHold when idle) and a ballot (two block writes and two reads of
+// DefaultMinHold is the lock managers' default minimum hold (the on-disk
+// leases', etcdlock's). A hand-over of a lease costs the waiter a request,
+// the holder's next look at it (MinHold/8 when busy, MinHold/4 idle) and a
+// ballot (two block writes and two reads of
 // every host's blocks, then the leader): a few milliseconds of direct I/O
 // on a LUN, not counting the work the holder stops. Nodes that both
 // create and delete files meet on the namespace lease at every operation;
@@ -323,10 +324,10 @@ func (m *DiskLeases) acquireDelta(h int) error {
 // metadata lease over when another host asked for it while it is idle.
 func (m *DiskLeases) renewLoop() {
 	defer close(m.done)
-	// An idle holder looks for requests every MinHold, not only at each
+	// An idle holder looks for requests every MinHold/4, not only at each
 	// renewal: otherwise a host asking for the lease of an idle one waits
 	// up to Renew (seconds) for every handoff.
-	t := time.NewTicker(min(m.o.Renew, max(m.o.MinHold, time.Millisecond)))
+	t := time.NewTicker(min(m.o.Renew, max(m.o.MinHold/4, time.Millisecond)))
 	defer t.Stop()
 	var renewed time.Time
 	for {

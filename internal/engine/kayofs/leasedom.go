@@ -80,6 +80,7 @@ type dlease struct {
 	lastReq   []byte
 	mbal      uint64
 	heldSince time.Time    // when this mount last won the lease
+	checked   time.Time    // when maybeYield last read the request record
 	yielded   atomic.Int64 // since epoch: when it last released it to a host that asked
 	touched   bool         // this mount ran a ballot for it (freeStale looks at it)
 }
