@@ -133,7 +133,8 @@ func decDslot(b []byte, uuid [16]byte, d int) (dblock, error) {
 
 // loadDbuf reads this host's own block record (version 4): a ballot
 // rewrites the whole record, so the other domains' blocks a previous
-// incarnation left must be kept, never zeroed.
+// incarnation left must be kept, never zeroed, and its ballot numbers
+// are where this one's start.
 func (m *DiskLeases) loadDbuf() error {
 	b, err := m.readRecs(recHostDblock0+m.host, 1)
 	if err != nil {
@@ -141,9 +142,13 @@ func (m *DiskLeases) loadDbuf() error {
 	}
 	for d := 0; d < leaseDomains; d++ {
 		s := b[d*dslotSize : (d+1)*dslotSize]
-		if x, err := decDslot(s, m.uuid, d); err != nil || x.Mbal == 0 {
+		x, err := decDslot(s, m.uuid, d)
+		if err != nil || x.Mbal == 0 {
 			clear(s) // torn or never written: an empty slot
+			continue
 		}
+		m.doms[d].mbal = x.Mbal // ballots of this host id only go up
+
 	}
 	m.dbuf = b
 	return nil
