@@ -222,3 +222,51 @@ func TestLeaseDomainOf(t *testing.T) {
 		prev = d
 	}
 }
+
+// TestDiskLeasesRecoveryExclusive: on a version-4 volume two hosts that
+// hold different domains (so neither excludes the other by its lock) do
+// not recover one slot at once: the second BeginRecovery waits for the
+// first's EndRecovery, then judges the slot again.
+func TestDiskLeasesRecoveryExclusive(t *testing.T) {
+	img, _ := newLeaseImage(t)
+	o := testLeaseOpts(t.Logf)
+	a := openTestLeases(t, img, "A", o)
+	b := openTestLeases(t, img, "B", o)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	if err := a.Lock(keyAG(0), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Lock(keyAG(16), true); err != nil {
+		t.Fatal(err)
+	}
+	const slot = 3 // never mounted: no owner
+	if got, err := a.BeginRecovery(slot); !got || err != nil {
+		t.Fatalf("A: begin recovery of ownerless slot %d: %v %v", slot, got, err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		got, err := b.BeginRecovery(slot)
+		if err == nil && !got {
+			err = errors.New("B judged the ownerless slot owned")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("B began recovering slot %d while A recovers it (%v)", slot, err)
+	case <-time.After(2 * DefaultMinHold):
+	}
+	a.EndRecovery(slot)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(o.Timeout):
+		t.Fatal("B's recovery never began after A ended its own")
+	}
+	b.EndRecovery(slot)
+	if slices.Contains(a.heldDomains(), ldRecovery) {
+		t.Error("A kept the recovery lease B holds")
+	}
+}
