@@ -130,7 +130,7 @@ func (o *DiskLeaseOptions) defaults() {
 
 // DefaultMinHold is the lock managers' default minimum hold (the on-disk
 // leases', etcdlock's). A hand-over of a lease costs the waiter a request,
-// the holder's next look at it (MinHold/8 when busy, MinHold/4 idle) and a
+// the holder's next look at it (MinHold/32 when busy, MinHold/4 idle) and a
 // ballot (two block writes and two reads of
 // every host's blocks, then the leader): a few milliseconds of direct I/O
 // on a LUN, not counting the work the holder stops. Nodes that both

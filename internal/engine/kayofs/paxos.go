@@ -76,10 +76,10 @@ func (m *DiskLeases) Unlock(k LockKey, excl bool) {
 
 // maybeYield releases l when it is idle, held MinHold and asked for
 // (caller holds m.mu). It reads the request record at most every
-// MinHold/8 per domain: a lone busy node would otherwise pay a read at
-// every unlock of every domain.
+// MinHold/32 per domain: a lone busy node would otherwise pay a read at
+// every unlock of every domain, and a waiter waits for the next look.
 func (m *DiskLeases) maybeYield(l *dlease) {
-	if l.refs != 0 || !l.held || time.Since(l.heldSince) < m.o.MinHold || time.Since(l.checked) < m.o.MinHold/8 {
+	if l.refs != 0 || !l.held || time.Since(l.heldSince) < m.o.MinHold || time.Since(l.checked) < m.o.MinHold/32 {
 		return
 	}
 	l.checked = time.Now()
