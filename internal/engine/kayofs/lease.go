@@ -130,7 +130,7 @@ func (o *DiskLeaseOptions) defaults() {
 
 // DefaultMinHold is the lock managers' default minimum hold (the on-disk
 // leases', etcdlock's). A hand-over of a lease costs the waiter a request,
-// the holder's next look at it (MinHold/32 when busy, MinHold/4 idle) and a
+// the holder's next look at it (MinHold/32 when busy, MinHold/8 idle) and a
 // ballot (two block writes and two reads of
 // every host's blocks, then the leader): a few milliseconds of direct I/O
 // on a LUN, not counting the work the holder stops. Nodes that both
@@ -138,8 +138,10 @@ func (o *DiskLeaseOptions) defaults() {
 // with a 20 ms hold two of them spent more time handing it over than
 // working (two nodes slower than one, BenchmarkLockManagers). 100 ms is
 // GFS2's default glock hold time (HZ/10): the hand-over stays a small part
-// of each turn, and a node that waits for another's lease waits at most
-// about that long.
+// of each turn. A holder that has not used a lease for MinHold/4 hands it
+// over without waiting out the hold (yieldIdle), so a node that asks for
+// the lease of one done with its work waits tens of milliseconds, and one
+// that asks a busy node at most about MinHold.
 const DefaultMinHold = 100 * time.Millisecond
 
 var errLeaseBusy = errors.New("kayofs: host lease busy")
@@ -324,10 +326,10 @@ func (m *DiskLeases) acquireDelta(h int) error {
 // metadata lease over when another host asked for it while it is idle.
 func (m *DiskLeases) renewLoop() {
 	defer close(m.done)
-	// An idle holder looks for requests every MinHold/4, not only at each
+	// An idle holder looks for requests every MinHold/8, not only at each
 	// renewal: otherwise a host asking for the lease of an idle one waits
 	// up to Renew (seconds) for every handoff.
-	t := time.NewTicker(min(m.o.Renew, max(m.o.MinHold/4, time.Millisecond)))
+	t := time.NewTicker(min(m.o.Renew, max(m.o.MinHold/8, time.Millisecond)))
 	defer t.Stop()
 	var renewed time.Time
 	for {
@@ -345,8 +347,8 @@ func (m *DiskLeases) renewLoop() {
 			m.renew()
 		}
 		m.mu.Lock()
+		m.yieldIdle()
 		for _, l := range m.doms {
-			m.maybeYield(l)
 			if due && l.touched && !l.held && !l.acquiring {
 				m.freeStale(l)
 			}
@@ -574,6 +576,9 @@ func (m *DiskLeases) drop(l *dlease) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l.refs--
+	if l.refs == 0 {
+		l.lastUse = time.Now()
+	}
 	m.maybeYield(l)
 }
 

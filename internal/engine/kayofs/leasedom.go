@@ -81,6 +81,7 @@ type dlease struct {
 	mbal      uint64
 	heldSince time.Time    // when this mount last won the lease
 	checked   time.Time    // when maybeYield last read the request record
+	lastUse   time.Time    // when its last hold in this mount ended
 	yielded   atomic.Int64 // since epoch: when it last released it to a host that asked
 	touched   bool         // this mount ran a ballot for it (freeStale looks at it)
 }

@@ -74,18 +74,59 @@ func (m *DiskLeases) Unlock(k LockKey, excl bool) {
 	m.drop(m.domainOf(k))
 }
 
-// maybeYield releases l when it is idle, held MinHold and asked for
-// (caller holds m.mu). It reads the request record at most every
-// MinHold/32 per domain: a lone busy node would otherwise pay a read at
-// every unlock of every domain, and a waiter waits for the next look.
+// maybeYield releases l, at its holder's unlock, when it is idle, held
+// MinHold and asked for (caller holds m.mu). It reads the request record
+// at most every MinHold/32 per domain: a lone busy node would otherwise
+// pay a read at every unlock of every domain, and a waiter waits for the
+// next look.
 func (m *DiskLeases) maybeYield(l *dlease) {
 	if l.refs != 0 || !l.held || time.Since(l.heldSince) < m.o.MinHold || time.Since(l.checked) < m.o.MinHold/32 {
 		return
 	}
 	l.checked = time.Now()
 	if m.requested(l) {
-		m.release(l)
-		l.yielded.Store(m.now())
+		m.yield(l)
+	}
+}
+
+func (m *DiskLeases) yield(l *dlease) {
+	m.release(l)
+	l.yielded.Store(m.now())
+}
+
+// yieldIdle is the renewal loop's look at the leases nobody in this mount
+// uses (caller holds m.mu): one read of the request records of them all,
+// and each asked for goes if it was held MinHold or unused for MinHold/4
+// (a node done with its work hands over at once, not after its whole
+// minimum hold; a node between two operations is not done).
+func (m *DiskLeases) yieldIdle() {
+	lo, hi := -1, -1
+	for _, l := range m.doms {
+		if l.held && l.refs == 0 {
+			if lo < 0 {
+				lo = l.d
+			}
+			hi = l.d
+		}
+	}
+	if lo < 0 {
+		return
+	}
+	first := m.recRequestOf(lo)
+	b, err := m.readRecs(first, m.recRequestOf(hi)-first+1)
+	if err != nil {
+		return
+	}
+	for _, l := range m.doms[lo : hi+1] {
+		if !l.held || l.refs != 0 || time.Since(l.heldSince) < m.o.MinHold && time.Since(l.lastUse) < m.o.MinHold/4 {
+			continue
+		}
+		rq := b[(m.recRequestOf(l.d)-first)*recSize:][:recCRCBytes]
+		if string(rq) == string(l.lastReq) {
+			continue
+		}
+		l.lastReq = append(l.lastReq[:0], rq...)
+		m.yield(l)
 	}
 }
 
