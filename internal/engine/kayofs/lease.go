@@ -130,10 +130,10 @@ func (o *DiskLeaseOptions) defaults() {
 
 // DefaultMinHold is the lock managers' default minimum hold (the on-disk
 // leases', etcdlock's). A hand-over of a lease costs the waiter a request,
-// the holder's next look at it (MinHold/32 when busy, MinHold/8 idle) and a
-// ballot (two block writes and two reads of
-// every host's blocks, then the leader): a few milliseconds of direct I/O
-// on a LUN, not counting the work the holder stops. Nodes that both
+// the holder's next look at it (MinHold/32 when busy, MinHold/8 idle) and
+// a ballot (two block writes and two reads of every host's blocks, then
+// the leader): a few milliseconds of direct I/O on a LUN, not counting the
+// work the holder stops. Nodes that both
 // create and delete files meet on the namespace lease at every operation;
 // with a 20 ms hold two of them spent more time handing it over than
 // working (two nodes slower than one, BenchmarkLockManagers). 100 ms is
