@@ -106,7 +106,10 @@ type cli struct {
 
 func main() {
 	c := &cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
-	os.Exit(c.run(os.Args[1:]))
+	stop := startProfile(os.Getenv)
+	code := c.run(os.Args[1:])
+	stop()
+	os.Exit(code)
 }
 
 // commonFlags registers the flags every command accepts.

@@ -295,7 +295,7 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 	wake := make(chan struct{}, 1)
 	delay := 2 * time.Millisecond
 	if tgt.local == nil {
-		addr, stop := listenWake(wake)
+		addr, stop := listenWake(e.dataDir, wake)
 		defer stop()
 		req.Notify = addr
 		if addr != "" {

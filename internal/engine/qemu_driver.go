@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"time"
@@ -168,8 +170,28 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemu.Request, pr
 	if dl, ok := ctx.Deadline(); ok {
 		req.Deadline = dl.UTC()
 	}
-	wake, stop := listenNotify(&req)
+	wake, stop := listenNotify(e.dataDir, &req)
 	defer stop()
+	// The agent dials Notify after each write of the result; where the
+	// database tells of changes (etcd) the write wakes this wait from any
+	// machine too. Polling is then the fallback of a lost wake-up, slow:
+	// each poll of the embedded database is an open of the file, shared
+	// with the agents, and a live migration's wait polled it 200 times in
+	// the 5 s of a 1 GiB move (bench/qemu_test.go).
+	delay, most := 2*time.Millisecond, 25*time.Millisecond
+	if wake != nil {
+		delay, most = notifiedPoll, notifiedPollMax
+	}
+	wctx, unwatch := context.WithCancel(ctx)
+	defer unwatch()
+	if ch := make(chan struct{}, 1); watchWake(wctx, e.st, qemu.ResKey(d.cluster, node, req.VM.Name), func() { signalWake(ch) }) {
+		if wake == nil {
+			wake = ch
+		} else {
+			wake = mergeWake(wctx, wake, ch)
+		}
+		delay, most = watchedPoll, notifiedPollMax
+	}
 	// A request with a token records it as the VM's newest (fence) in the
 	// same commit, or is refused when a newer one was seen.
 	err := e.retry(ctx, func() error {
@@ -194,7 +216,6 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemu.Request, pr
 	}
 	var lastProg hypervisor.Progress
 	nextAlive := time.Now().Add(time.Second)
-	delay := 2 * time.Millisecond
 	for {
 		var res qemu.Result
 		_, err := getJSON(ctx, e.st, qemu.ResKey(d.cluster, node, req.VM.Name), &res)
@@ -231,15 +252,37 @@ func (d *qemuDriver) call(ctx context.Context, node string, req qemu.Request, pr
 		case <-wake:
 		case <-time.After(delay):
 		}
-		delay = min(delay*2, 25*time.Millisecond)
+		delay = min(delay*2, max(delay, most))
 	}
 }
 
-// listenNotify opens the socket an agent dials when it wrote req's result
-// (listenWake). wake receives after each dial.
-func listenNotify(req *qemu.Request) (wake <-chan struct{}, stop func()) {
+// notifiedPollMax is the slowest fallback poll of a driver call whose
+// result wakes it (its Notify socket, or the database's watch).
+const notifiedPollMax = 250 * time.Millisecond
+
+// mergeWake is one wake channel signalled by either of a and b, until
+// ctx ends.
+func mergeWake(ctx context.Context, a, b <-chan struct{}) <-chan struct{} {
 	ch := make(chan struct{}, 1)
-	addr, stop := listenWake(ch)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a:
+			case <-b:
+			}
+			signalWake(ch)
+		}
+	}()
+	return ch
+}
+
+// listenNotify opens the socket an agent dials when it wrote req's result
+// (listenWake in dataDir). wake receives after each dial (nil: no socket).
+func listenNotify(dataDir string, req *qemu.Request) (wake <-chan struct{}, stop func()) {
+	ch := make(chan struct{}, 1)
+	addr, stop := listenWake(dataDir, ch)
 	if addr == "" {
 		return nil, stop
 	}
@@ -247,11 +290,30 @@ func listenNotify(req *qemu.Request) (wake <-chan struct{}, stop func()) {
 	return ch, stop
 }
 
-// listenWake opens a socket that sends on ch whenever it is dialled
-// (Linux: an abstract unix socket, nothing on disk; elsewhere none, addr
-// "", and the caller only polls): an agent dials it after writing a
-// result the caller waits for.
-func listenWake(ch chan struct{}) (addr string, stop func()) {
+// listenWake opens a socket that sends on ch whenever it is dialled and
+// returns its address ("" none: the caller only polls): an agent dials it
+// after writing a result the caller waits for. It is a file in dataDir's
+// private qemu directory, which an agent on this machine reaches from
+// any network namespace (a lab's hosts: an abstract socket, which lives
+// in one network namespace, never woke them); where the directory is
+// not usable, an abstract socket (Linux).
+func listenWake(dataDir string, ch chan struct{}) (addr string, stop func()) {
+	serve := func(accept func() (net.Conn, error)) {
+		for {
+			c, err := accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+			signalWake(ch)
+		}
+	}
+	if dataDir != "" {
+		if ln, err := privsock.Listen(privsock.Path(filepath.Join(dataDir, "qemu"), "wake-"+randomHex(8)+".sock")); err == nil {
+			go serve(ln.Accept) // peers of another user are refused
+			return ln.Path(), func() { _ = ln.Close(); _ = os.Remove(ln.Path()) }
+		}
+	}
 	if runtime.GOOS != "linux" {
 		return "", func() {}
 	}
@@ -260,31 +322,26 @@ func listenWake(ch chan struct{}) (addr string, stop func()) {
 	if err != nil {
 		return "", func() {}
 	}
-	go func() {
+	go serve(func() (net.Conn, error) {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
-				return
+				return nil, err
 			}
 			// An abstract socket has no file mode: a poke of another
 			// user is dropped (it could only cause an early re-read).
-			_, perr := privsock.Check(c.(*net.UnixConn))
+			if _, perr := privsock.Check(c.(*net.UnixConn)); perr == nil {
+				return c, nil
+			}
 			_ = c.Close()
-			if perr != nil {
-				continue
-			}
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
 		}
-	}()
+	})
 	return addr, func() { _ = ln.Close() }
 }
 
 // dialWake dials a caller's listenWake socket ("" none).
 func dialWake(addr string) {
-	if addr == "" || runtime.GOOS != "linux" {
+	if addr == "" {
 		return
 	}
 	if c, err := net.DialTimeout("unix", addr, 50*time.Millisecond); err == nil {

@@ -29,7 +29,8 @@
 //	130 ..            64 journals of JournalBlocks each (max(16, 256 KiB/B) blocks)
 //	(version 2)       lease area, 1 MiB: host delta leases, slot owners, the
 //	                  metadata lease's leader, request and Disk Paxos blocks
-//	                  (leaserec.go); version-1 volumes have none
+//	                  (leaserec.go; version 4: one lease per domain,
+//	                  leasedom.go); version-1 volumes have none
 //	NS                namespace header (high-water inode, namespace generation, counts)
 //	NS+1 ..           directory-entry table: one 272-byte entry per inode number
 //	                  (type, parent inode, generation, name ≤ 255 bytes)
@@ -110,8 +111,15 @@
 // and runs of 16 inode numbers modulo 64, each mount preferring the runs
 // of its own slot, so nodes writing their own files meet only on the
 // namespace lock. The etcd manager locks a version-3 volume by domain;
-// the on-disk leases still map every key onto the one metadata lease.
-// Binaries that lock a volume as one refuse version 3.
+// the on-disk leases map every key of it onto the one metadata lease.
+// Binaries that lock a volume as one refuse version 3. Format version 4
+// (the same layout) gives the on-disk leases a Disk Paxos lease per lease
+// domain too (leasedom.go: the namespace, inode runs, ranges of groups,
+// and a recovery lease so two hosts never replay one journal at once);
+// binaries whose on-disk leases take one lease refuse version 4, and
+// version-2 and -3 volumes keep their locking. Both managers keep a lock
+// at least DefaultMinHold (100 ms, GFS2's glock hold time; lease.go says
+// why) before handing it to a node that asks.
 // Each node starts allocating in its own group (slot × groups / slots) and
 // takes group locks with try-lock, moving to the next group when one is
 // busy. Heartbeats are written every period for cross-host liveness; in the

@@ -45,14 +45,16 @@ func TestFreeInoPrefersOwnRuns(t *testing.T) {
 	}
 }
 
-// TestFormatVersions: new volumes are version 3 (locked by domain); a
-// version-2 volume can still be made for clusters with older binaries,
-// which lock it as one; other versions are refused.
+// TestFormatVersions: new volumes are version 4 (locked by domain, on-disk
+// leases too); version-3 and version-2 volumes can still be made for
+// clusters with older binaries (whose on-disk leases, or all locks, take
+// it as one); other versions are refused.
 func TestFormatVersions(t *testing.T) {
 	for _, tc := range []struct {
 		ver, want int
 		domains   bool
-	}{{0, FormatVersion, true}, {3, 3, true}, {2, 2, false}, {1, 0, false}, {4, 0, false}} {
+		leases    bool
+	}{{0, FormatVersion, true, true}, {4, 4, true, true}, {3, 3, true, false}, {2, 2, false, false}, {1, 0, false, false}, {5, 0, false, false}} {
 		dev, err := CreateImage(filepath.Join(t.TempDir(), "lun.img"), 64<<20)
 		if err != nil {
 			t.Fatal(err)
@@ -68,8 +70,9 @@ func TestFormatVersions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if int(sb.Version) != tc.want || sb.LockDomains() != tc.domains {
-			t.Errorf("format version %d: volume version %d, lock domains %v; want %d, %v", tc.ver, sb.Version, sb.LockDomains(), tc.want, tc.domains)
+		if int(sb.Version) != tc.want || sb.LockDomains() != tc.domains || sb.LeaseDomains() != tc.leases {
+			t.Errorf("format version %d: volume version %d, lock domains %v, lease domains %v; want %d, %v, %v",
+				tc.ver, sb.Version, sb.LockDomains(), sb.LeaseDomains(), tc.want, tc.domains, tc.leases)
 		}
 		v, err := Mount(dev, "A", MountOptions{})
 		if err != nil {

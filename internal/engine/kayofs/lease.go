@@ -32,14 +32,16 @@ import (
 // host for that; Kayo FS has no watchdog): the check and the write are
 // adjacent, so the window is one system call long.
 //
-// Locks: every metadata lock key maps onto one cluster-wide "metadata
-// lease" (the in-process layer keeps the keys apart inside a mount), taken
-// by Disk Paxos over the hosts' blocks (paxos.go): it needs only atomic
-// sector reads and writes, no compare-and-write. A mount keeps the lease
-// after its last unlock until another host asks (the request record), so
-// one busy node pays for the ballot once. A dead holder's lease is taken
-// over once its host lease expired; the taker replays its journal first
-// (the in-process layer's onAcquire).
+// Locks: on a version-4 volume every lock key maps onto the lease of its
+// lease domain (leasedom.go: the namespace, runs of inodes, ranges of
+// groups, recovery), on older ones onto one cluster-wide "metadata lease"
+// (the in-process layer keeps the keys apart inside a mount). Each lease is
+// taken by Disk Paxos over the hosts' blocks (paxos.go): it needs only
+// atomic sector reads and writes, no compare-and-write. A mount keeps a
+// lease after its last unlock until another host asks (its request
+// record), at least MinHold, so one busy node pays for the ballot once.
+// A dead holder's lease is taken over once its host lease expired; the
+// taker replays its journal first (the in-process layer's onAcquire).
 type DiskLeases struct {
 	o    DiskLeaseOptions
 	f    *os.File
@@ -59,18 +61,17 @@ type DiskLeases struct {
 	obsMu sync.Mutex
 	obs   [MaxSlots]hostObs
 
+	// perDomain: a version-4 volume, one lease per lease domain
+	// (leasedom.go); else doms holds the one metadata lease.
+	perDomain bool
+	dbMu      sync.Mutex
+	dbuf      []byte // version 4: this host's Disk Paxos block record as written
+
 	mu        sync.Mutex
 	cond      *sync.Cond
-	held      bool
-	refs      int
-	acquiring bool
-	lver      uint64
+	doms      []*dlease
 	owners    [MaxSlots]slotOwner
 	ownersSeq uint64
-	lastReq   []byte
-	mbal      uint64
-	heldSince time.Time    // when this mount last won the metadata lease
-	yielded   atomic.Int64 // since epoch: when it last released it to a host that asked
 
 	stop, done chan struct{}
 	closeOnce  sync.Once
@@ -94,10 +95,9 @@ type DiskLeaseOptions struct {
 	// Renew is the renewal period (default Timeout/4); IOTimeout bounds a
 	// lease write (default Margin/4): a slower renewal does not count.
 	Renew, IOTimeout time.Duration
-	// MinHold: a mount keeps the metadata lease at least this long after
-	// winning it, even when asked for it (GFS2's minimum glock hold time):
-	// nodes taking turns then each get a run of operations per ballot.
-	// Default 20ms.
+	// MinHold: a mount keeps a lease at least this long after winning it,
+	// even when asked for it (GFS2's glock hold time): nodes taking turns
+	// then each get a run of operations per ballot. Default DefaultMinHold.
 	MinHold time.Duration
 	// Logf receives what the manager decides: taking over a dead host's
 	// leases, fencing itself. Default: the standard logger.
@@ -124,9 +124,25 @@ func (o *DiskLeaseOptions) defaults() {
 		o.Logf = log.Printf
 	}
 	if o.MinHold <= 0 {
-		o.MinHold = 20 * time.Millisecond
+		o.MinHold = DefaultMinHold
 	}
 }
+
+// DefaultMinHold is the lock managers' default minimum hold (the on-disk
+// leases', etcdlock's). A hand-over of a lease costs the waiter a request,
+// the holder's next look at it (MinHold/32 when busy, MinHold/8 idle) and
+// a ballot (two block writes and two reads of every host's blocks, then
+// the leader): a few milliseconds of direct I/O on a LUN, not counting the
+// work the holder stops. Nodes that both
+// create and delete files meet on the namespace lease at every operation;
+// with a 20 ms hold two of them spent more time handing it over than
+// working (two nodes slower than one, BenchmarkLockManagers). 100 ms is
+// GFS2's default glock hold time (HZ/10): the hand-over stays a small part
+// of each turn. A holder that has not used a lease for MinHold/4 hands it
+// over without waiting out the hold (yieldIdle), so a node that asks for
+// the lease of one done with its work waits tens of milliseconds, and one
+// that asks a busy node at most about MinHold.
+const DefaultMinHold = 100 * time.Millisecond
 
 var errLeaseBusy = errors.New("kayofs: host lease busy")
 
@@ -162,11 +178,24 @@ func openDiskLeases(dev Device, node string, o DiskLeaseOptions) (*DiskLeases, e
 		node = fmt.Sprintf("kayofs-tool-%d", os.Getpid())
 	}
 	m := &DiskLeases{o: o, f: f, uuid: sb.UUID, base: int64(sb.leaseStart()) * int64(sb.BlockSize), node: node, tool: tool,
-		epoch: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+		perDomain: sb.LeaseDomains(), epoch: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	m.cond = sync.NewCond(&m.mu)
+	n := 1
+	if m.perDomain {
+		n = leaseDomains
+	}
+	for d := 0; d < n; d++ {
+		m.doms = append(m.doms, &dlease{d: d})
+	}
 	if err := m.join(); err != nil {
 		f.Close()
 		return nil, err
+	}
+	if m.perDomain {
+		if err := m.loadDbuf(); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	go m.renewLoop()
 	go m.watchdog()
@@ -297,10 +326,10 @@ func (m *DiskLeases) acquireDelta(h int) error {
 // metadata lease over when another host asked for it while it is idle.
 func (m *DiskLeases) renewLoop() {
 	defer close(m.done)
-	// An idle holder looks for requests every MinHold, not only at each
+	// An idle holder looks for requests every MinHold/8, not only at each
 	// renewal: otherwise a host asking for the lease of an idle one waits
 	// up to Renew (seconds) for every handoff.
-	t := time.NewTicker(min(m.o.Renew, max(m.o.MinHold, time.Millisecond)))
+	t := time.NewTicker(min(m.o.Renew, max(m.o.MinHold/8, time.Millisecond)))
 	defer t.Stop()
 	var renewed time.Time
 	for {
@@ -318,12 +347,11 @@ func (m *DiskLeases) renewLoop() {
 			m.renew()
 		}
 		m.mu.Lock()
-		if m.held && m.refs == 0 && time.Since(m.heldSince) >= m.o.MinHold && m.requested() {
-			m.release()
-			m.yielded.Store(m.now())
-		}
-		if due && !m.held && !m.acquiring {
-			m.freeStale()
+		m.yieldIdle()
+		for _, l := range m.doms {
+			if due && l.touched && !l.held && !l.acquiring {
+				m.freeStale(l)
+			}
 		}
 		m.mu.Unlock()
 	}
@@ -333,14 +361,14 @@ func (m *DiskLeases) renewLoop() {
 // does not hold the lease (a ballot that committed a version after its
 // release): otherwise other hosts would wait for a release that never
 // comes. Caller holds m.mu.
-func (m *DiskLeases) freeStale() {
-	b, err := m.readRecs(recLeader, 1)
+func (m *DiskLeases) freeStale(l *dlease) {
+	b, err := m.readRecs(m.recLeaderOf(l.d), 1)
 	if err != nil {
 		return
 	}
 	if ld, err := decLeader(b, m.uuid); err == nil && !ld.Free && ld.Owner == m.host+1 && ld.Gen == m.gen {
-		m.lver = ld.Lver
-		m.release()
+		l.lver = ld.Lver
+		m.release(l)
 	}
 }
 
@@ -490,11 +518,12 @@ func (m *DiskLeases) observe1(h int, raw []byte) {
 }
 
 // owner returns slot s's owner: from the table this mount keeps while it
-// holds the metadata lease (only a holder changes it), else read now.
+// holds the namespace's (or the metadata) lease (only a holder changes
+// it), else read now.
 func (m *DiskLeases) owner(s int) (slotOwner, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.held {
+	if !m.doms[ldNS].held {
 		if err := m.loadOwners(); err != nil {
 			return slotOwner{}, err
 		}
@@ -514,9 +543,48 @@ func (m *DiskLeases) OwnerLive(s int) bool {
 	return err != nil || !dead
 }
 
-// BeginRecovery: the caller holds the metadata lease, so no one else claims
-// or recovers a slot meanwhile; nothing more to hold.
+// BeginRecovery: before version 4 the caller holds the metadata lease, so
+// no one else claims or recovers a slot meanwhile. On a version-4 volume
+// hosts holding different domains could replay one dead slot's journal at
+// once (and the slower one write an old image over a newer block), so a
+// recovery also takes the recovery domain's lease, last in the lock order
+// (its holder only replays), and judges the owner again under it: a host
+// that recovered the slot meanwhile may have let it be claimed.
 func (m *DiskLeases) BeginRecovery(s int) (bool, error) {
+	dead, err := m.judgeOwner(s, m.tool)
+	if !dead || err != nil || !m.perDomain {
+		return dead, err
+	}
+	l := m.doms[ldRecovery]
+	if _, err := m.take(l, true); err != nil {
+		return false, err
+	}
+	if dead, err = m.judgeOwner(s, false); !dead || err != nil {
+		m.drop(l)
+	}
+	return dead, err
+}
+
+func (m *DiskLeases) EndRecovery(int) {
+	if m.perDomain {
+		m.drop(m.doms[ldRecovery])
+	}
+}
+
+// drop ends one hold of l (Unlock by domain).
+func (m *DiskLeases) drop(l *dlease) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l.refs--
+	if l.refs == 0 {
+		l.lastUse = time.Now()
+	}
+	m.maybeYield(l)
+}
+
+// judgeOwner reports whether slot s has no live owner; watch: a tool that
+// has not watched the hosts before watches the owner's lease first.
+func (m *DiskLeases) judgeOwner(s int, watch bool) (bool, error) {
 	o, err := m.owner(s)
 	if err != nil {
 		return false, err
@@ -528,7 +596,7 @@ func (m *DiskLeases) BeginRecovery(s int) (bool, error) {
 		return false, nil
 	}
 	dead, err := m.hostDead(o.Host-1, o.Gen)
-	if dead || err != nil || !m.tool {
+	if dead || err != nil || !watch {
 		return dead, err
 	}
 	// A tool (kayoctl's recover) has not watched the host before: watch it
@@ -550,8 +618,6 @@ func (m *DiskLeases) BeginRecovery(s int) (bool, error) {
 	return false, nil
 }
 
-func (m *DiskLeases) EndRecovery(int) {}
-
 // ClaimSlot records this host as s's owner (the caller holds the slot
 // table lock, i.e. the metadata lease).
 func (m *DiskLeases) ClaimSlot(s int) (bool, error) {
@@ -560,8 +626,8 @@ func (m *DiskLeases) ClaimSlot(s int) (bool, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.held {
-		return false, fmt.Errorf("kayofs: claiming slot %d without the metadata lease", s)
+	if !m.doms[ldNS].held {
+		return false, fmt.Errorf("kayofs: claiming slot %d without the namespace lease", s)
 	}
 	o := m.owners[s]
 	if o.Host != 0 && !(o.Host-1 == m.host && o.Gen == m.gen) {
@@ -599,8 +665,10 @@ func (m *DiskLeases) Close() error {
 		<-m.done
 		if m.Fenced() == nil {
 			m.mu.Lock()
-			if m.held {
-				m.release()
+			for _, l := range m.doms {
+				if l.held {
+					m.release(l)
+				}
 			}
 			m.mu.Unlock()
 			b := alignedBuf(recSize)

@@ -578,7 +578,7 @@ func TestDiskLeasesKilledNodeRecovered(t *testing.T) {
 	verify("B", blines, true)
 }
 
-// metaHolder names the node holding the metadata lease ("" when free).
+// metaHolder names the node holding the metadata (version 4: namespace) lease ("" when free).
 func metaHolder(t *testing.T, dev Device) string {
 	t.Helper()
 	sb, err := ReadSuperblock(dev)
@@ -587,7 +587,11 @@ func metaHolder(t *testing.T, dev Device) string {
 	}
 	base := int64(sb.leaseStart()) * int64(sb.BlockSize)
 	b := make([]byte, recSize)
-	if _, err := dev.ReadAt(b, base+recLeader*recSize); err != nil {
+	rec := int64(recLeader)
+	if sb.LeaseDomains() {
+		rec = recLeader4 + ldNS // the namespace's, every node's turn
+	}
+	if _, err := dev.ReadAt(b, base+rec*recSize); err != nil {
 		t.Fatal(err)
 	}
 	ld, err := decLeader(b, sb.UUID)

@@ -8,7 +8,8 @@ import (
 )
 
 // The storage-validation area: the spare records 192..255 of the
-// version-2 lease area (leaserec.go uses 0..131 of its 256), one per node
+// version-2 lease area (leaserec.go uses 0..131 of its 256, leasedom.go
+// 0..191 on version 4), one per node
 // slot. A node agent's storage probe writes its stamp into its slot's
 // record and reads the others', proving every node writes and reads the
 // same LUN. Nothing else reads them, so volumes formatted before the area

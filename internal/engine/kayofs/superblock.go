@@ -16,7 +16,10 @@ const (
 	// Version 3 has version 2's layout and splits the cluster locks into
 	// domains (LockDomain, lockmgr.go): binaries that lock a volume as one
 	// must not mount it beside ones that do not, and they refuse version 3.
-	FormatVersion = 3
+	// Version 4 has version 2's layout and gives each lock domain its own
+	// on-disk lease (leasedom.go): binaries whose on-disk leases lock a
+	// volume as one refuse it.
+	FormatVersion = 4
 	// LeaseAreaBytes is the size of the version-2 lease area.
 	LeaseAreaBytes = 1 << 20
 	MaxSlots       = 64
@@ -114,6 +117,10 @@ func (sb *Superblock) leaseBlocks() uint64 {
 // LockDomains reports whether mounts of the volume lock it by domain
 // (LockDomain) rather than as one metadata lock: format version 3.
 func (sb *Superblock) LockDomains() bool { return sb.Version >= 3 }
+
+// LeaseDomains reports whether the on-disk leases lock the volume by lease
+// domain (leasedom.go) rather than as one metadata lease: format version 4.
+func (sb *Superblock) LeaseDomains() bool { return sb.Version >= 4 }
 
 func (sb *Superblock) nsBlock() uint64      { return sb.leaseStart() + sb.leaseBlocks() }
 func (sb *Superblock) direntsPerBlock() int { return (sb.bs() - blkHdrSize) / direntSize }

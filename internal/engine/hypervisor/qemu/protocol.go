@@ -61,9 +61,10 @@ type Request struct {
 }
 
 // NotifyDriver tells the driver waiting for r that its result changed
-// (Linux: an abstract unix socket; elsewhere the driver only polls).
+// (a unix socket: a file in the data directory, or on Linux an abstract
+// one; none, and the driver only polls).
 func (r Request) NotifyDriver() {
-	if r.Notify == "" || runtime.GOOS != "linux" {
+	if r.Notify == "" || (r.Notify[0] == '@' && runtime.GOOS != "linux") {
 		return
 	}
 	if c, err := net.DialTimeout("unix", r.Notify, 50*time.Millisecond); err == nil {

@@ -205,7 +205,7 @@ func (q *QMP) WaitMigration(ctx context.Context, interval time.Duration, progres
 		}
 		switch mi.Status {
 		case "completed":
-			return mi, nil
+			return q.completedTimes(ctx, mi), nil
 		case "failed", "cancelled":
 			return mi, fmt.Errorf("%w: %s %s", ErrMigrationFailed, mi.Status, mi.ErrorDesc)
 		}
@@ -215,4 +215,24 @@ func (q *QMP) WaitMigration(ctx context.Context, interval time.Duration, progres
 		case <-time.After(interval):
 		}
 	}
+}
+
+// completedTimes returns mi, a completed migration, with its total-time
+// and downtime: QEMU 7.2 reports "completed" a moment before it computes
+// them (migration_completion sets the state, migration_iteration_finish
+// the times), 0 until then, so it asks again, for up to a second.
+func (q *QMP) completedTimes(ctx context.Context, mi MigrationInfo) MigrationInfo {
+	for i := 0; mi.TotalTime == 0 && i < 1000; i++ {
+		select {
+		case <-ctx.Done():
+			return mi
+		case <-time.After(time.Millisecond):
+		}
+		again, err := q.QueryMigrate(ctx)
+		if err != nil || again.Status != "completed" {
+			return mi
+		}
+		mi = again
+	}
+	return mi
 }

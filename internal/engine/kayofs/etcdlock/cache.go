@@ -24,6 +24,7 @@ type cached struct {
 	refs   int  // holds of keys that map onto this lock
 	wanted bool // another mount waits: release at the next idle moment
 	since  time.Time
+	idle   time.Time // when its last hold in this mount ended
 	timer  *time.Timer
 }
 
@@ -163,18 +164,20 @@ func (m *Locks) Unlock(k kayofs.LockKey, excl bool) {
 	if c.refs > 0 {
 		return
 	}
+	c.idle = time.Now()
 	if c.wanted || len(m.held) > maxCached {
 		m.releaseLocked(k, c)
 	}
 }
 
-// releaseLocked deletes k's mutex key once it is idle and held MinHold
-// (caller holds m.mu).
+// releaseLocked deletes k's mutex key once it is idle and held MinHold,
+// or unused for MinHold/4: a mount done with its work hands over at once,
+// one between two operations keeps its turn (caller holds m.mu).
 func (m *Locks) releaseLocked(k kayofs.LockKey, c *cached) {
 	if c.refs > 0 {
 		return
 	}
-	if wait := m.o.MinHold - time.Since(c.since); wait > 0 {
+	if wait := min(m.o.MinHold-time.Since(c.since), m.o.MinHold/4-time.Since(c.idle)); wait > 0 {
 		if c.timer == nil {
 			c.timer = time.AfterFunc(wait, func() {
 				m.mu.Lock()

@@ -45,8 +45,10 @@ type Options struct {
 	TTL    time.Duration // the mount's lease; default 10s, at least 2s
 	Margin time.Duration // fence this long before the lease can expire; default TTL/4
 	// MinHold: a lock another mount asks for is kept at least this long
-	// after it was taken (default 20ms), so nodes taking turns each get a
-	// run of operations per round trip.
+	// after it was taken (default kayofs.DefaultMinHold, whose reasons
+	// hold here too: a hand-over is a delete, a watch event and a grant,
+	// round trips that a 20 ms turn did not pay for), so nodes taking
+	// turns each get a run of operations per round trip.
 	MinHold time.Duration
 	Logf    func(format string, args ...any)
 	// PerKey gives every Kayo FS lock key its own etcd lock; by default
@@ -110,7 +112,7 @@ func New(o Options) kayofs.LockManagerFactory {
 		o.Logf = log.Printf
 	}
 	if o.MinHold <= 0 {
-		o.MinHold = 20 * time.Millisecond
+		o.MinHold = kayofs.DefaultMinHold
 	}
 	return func(dev kayofs.Device, node string) (kayofs.LockManager, error) { return open(dev, node, o) }
 }
