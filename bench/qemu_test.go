@@ -154,8 +154,10 @@ func BenchmarkQEMUMigration(b *testing.B) {
 		// The next size runs alone.
 		if floor != nil {
 			fs.Close()
-			ks.Close()
 			floor.Close()
+		}
+		if kayo != nil { // nil when its start failed the sub-benchmark
+			ks.Close()
 			kayo.close(b)
 		}
 	}

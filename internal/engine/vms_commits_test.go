@@ -39,21 +39,17 @@ func (s *commitLog) take() [][]string {
 	return c
 }
 
-// TestVMFileWorkReportRidesOnVMCommit: the volume report of a VM's file
-// work (its node's view of the volume's space) rides on the VM
-// operation's next commit, also when the node's executor does the work
-// through the node-work protocol (workRequest.ReportBack): creating and
-// deleting a VM commits no report of its own, and the report is there
-// after each.
-func TestVMFileWorkReportRidesOnVMCommit(t *testing.T) {
+// storeEnv is an engine on a bbolt store that wrap wraps (to count or
+// log its calls), with the seed's two hosts, cluster and a volume.
+func storeEnv(t *testing.T, wrap func(store.Store) store.Store) (*Engine, Volume) {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	b, err := store.OpenBolt(filepath.Join(dir, DatabaseFile), store.BoltOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &commitLog{Store: b}
-	e, err := Open(Config{Store: st, DataDir: dir})
+	e, err := Open(Config{Store: wrap(b), DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +62,19 @@ func TestVMFileWorkReportRidesOnVMCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e, vol
+}
+
+// TestVMFileWorkReportRidesOnVMCommit: the volume report of a VM's file
+// work (its node's view of the volume's space) rides on the VM
+// operation's next commit, also when the node's executor does the work
+// through the node-work protocol (workRequest.ReportBack): creating and
+// deleting a VM commits no report of its own, and the report is there
+// after each.
+func TestVMFileWorkReportRidesOnVMCommit(t *testing.T) {
+	ctx := context.Background()
+	st := &commitLog{}
+	e, vol := storeEnv(t, func(b store.Store) store.Store { st.Store = b; return st })
 	// onlyReports names the commits that write nothing but volume reports.
 	onlyReports := func(commits [][]string) []string {
 		var out []string
@@ -117,25 +126,8 @@ func TestVMFileWorkReportRidesOnVMCommit(t *testing.T) {
 // record, not also of its volume (GetVM's drive letter).
 func TestVMOwnershipChecksReadOneRecord(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	b, err := store.OpenBolt(filepath.Join(dir, DatabaseFile), store.BoltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &countingStore{Store: b}
-	e, err := Open(Config{Store: st, DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	mustHosts(t, e, seedSpec("Y-21-2k8x64", 21), seedSpec("Y-22-2k8x64", 22))
-	if _, err := e.CreateCluster(ctx, seedCluster("HVCLUSTER", "Y-21-2k8x64", "Y-22-2k8x64")); err != nil {
-		t.Fatal(err)
-	}
-	vol, err := e.CreateVolume(ctx, VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 2, DriveLetter: "O", BlockSize: 4096, NodeSlots: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := &countingStore{}
+	e, vol := storeEnv(t, func(b store.Store) store.Store { st.Store = b; return st })
 	vm, err := e.CreateVM(ctx, vmSpec(vol, "WEB01", 1024))
 	if err != nil {
 		t.Fatal(err)
