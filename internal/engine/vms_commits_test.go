@@ -172,25 +172,8 @@ func (s *listLog) List(ctx context.Context, prefix string) ([]store.KV, int64, e
 // request ends unless another of the same object waited for it.
 func TestWorkExecutorScansOncePerRequest(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	b, err := store.OpenBolt(filepath.Join(dir, DatabaseFile), store.BoltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &listLog{Store: b, prefix: nodeWorkPrefix}
-	e, err := Open(Config{Store: st, DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	mustHosts(t, e, seedSpec("Y-21-2k8x64", 21), seedSpec("Y-22-2k8x64", 22))
-	if _, err := e.CreateCluster(ctx, seedCluster("HVCLUSTER", "Y-21-2k8x64", "Y-22-2k8x64")); err != nil {
-		t.Fatal(err)
-	}
-	vol, err := e.CreateVolume(ctx, VolumeSpec{Cluster: "HVCLUSTER", LUN: "lun0", SizeGiB: 2, DriveLetter: "O", BlockSize: 4096, NodeSlots: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := &listLog{prefix: nodeWorkPrefix}
+	e, vol := storeEnv(t, func(b store.Store) store.Store { st.Store = b; return st })
 	s := vmSpec(vol, "WEB01", 1024)
 	s.OwnerNode = "Y-21-2k8x64"
 	if _, err := e.CreateVM(ctx, s); err != nil { // starts the node's executor
