@@ -42,7 +42,7 @@ func (s *commitLog) take() [][]string {
 // TestVMFileWorkReportRidesOnVMCommit: the volume report of a VM's file
 // work (its node's view of the volume's space) rides on the VM
 // operation's next commit, also when the node's executor does the work
-// through the node-work protocol (workRequest.ReportBack): creating and
+// through the node-work protocol (WorkRequest.ReportBack): creating and
 // deleting a VM commits no report of its own, and the report is there
 // after each.
 func TestVMFileWorkReportRidesOnVMCommit(t *testing.T) {
@@ -53,7 +53,7 @@ func TestVMFileWorkReportRidesOnVMCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := &commitLog{Store: b}
-	e, err := Open(Config{Store: st, DataDir: dir})
+	e, err := openT(Config{Store: st, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestVMOwnershipChecksReadOneRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := &countingStore{Store: b}
-	e, err := Open(Config{Store: st, DataDir: dir})
+	e, err := openT(Config{Store: st, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestWorkExecutorScansOncePerRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := &listLog{Store: b, prefix: nodeWorkPrefix}
-	e, err := Open(Config{Store: st, DataDir: dir})
+	e, err := openT(Config{Store: st, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestWorkExecutorStartsQueuedRequest(t *testing.T) {
 	}
 	release := make(chan struct{})
 	var blocked atomic.Bool
-	e.workHook = func(_ *WorkExecutor, op, phase string) {
+	e.workHook = func(_ string, _ func(), op, phase string) {
 		if op == workVMFiles && phase == "before" && blocked.CompareAndSwap(false, true) {
 			<-release // the first request runs until the second is queued
 		}
