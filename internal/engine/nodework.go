@@ -18,9 +18,8 @@ import (
 // Node work: the request/result protocol that carries a node's data-plane
 // work (today a VM's VHD and configuration file) from the control plane to
 // the executor of that node (internal/nodeagent/workexec; its engine side
-// executor_work.go). It generalises the qemu
-// driver's protocol (qemu_driver.go; docs/ARCHITECTURE.md, "The
-// request/result protocol"):
+// executor_work.go). It generalises the qemu driver's protocol
+// (qemu_driver.go; docs/ARCHITECTURE.md, "The request/result protocol"):
 //
 //	node-work/<node>/req/<object>   the request (one at a time per object)
 //	node-work/<node>/res/<object>   its progress and result, written by the executor
@@ -93,6 +92,8 @@ const (
 	workKindNotEmpty = "not_empty"
 )
 
+// WorkRequest is a node-work request: the caller's intent, which the
+// node's executor carries out (ApplyWork) and completes (FinishWork).
 type WorkRequest struct {
 	ID string `json:"id"`
 	Op string `json:"op"`
@@ -160,7 +161,7 @@ type vmFilesArgs struct {
 	Fresh bool `json:"fresh"`
 }
 
-// workSocket is the unix socket node's agent is poked on.
+// WorkSocket is the unix socket node's agent is poked on.
 func WorkSocket(dataDir, node string) string {
 	return privsock.Path(filepath.Join(dataDir, "work"), node+".sock")
 }
