@@ -145,7 +145,7 @@ func TestPlannedMoveDoneMeanwhile(t *testing.T) {
 			testcli.Must(t, wd.Apply(ctx))
 			withEngine := func(fn func(*engine.Engine) error) {
 				t.Helper()
-				e, err := engine.Open(engine.Config{DataDir: dataDir})
+				e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dataDir})
 				if err != nil {
 					t.Fatal(err)
 				}
