@@ -10,6 +10,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 // The agents scenarios of the VM benchmark (see doc.go): the same 200 VMs,
@@ -28,7 +29,7 @@ type agentsDB struct {
 
 // config is the engine configuration of the round's data dir.
 func (d agentsDB) config(dataDir string, round int) engine.Config {
-	cfg := engine.Config{DataDir: dataDir}
+	cfg := engine.Config{DataDir: dataDir, LocalExecutor: workexec.Local}
 	if len(d.etcd) > 0 {
 		cfg.Etcd = &store.EtcdOptions{Endpoints: d.etcd, Prefix: etcdPrefix(round)}
 	}
@@ -69,7 +70,7 @@ func startAgents(b *testing.B, cfg engine.Config) *agents {
 	ctx, stop := context.WithCancel(context.Background())
 	a := &agents{e: e, stop: stop}
 	for i := 0; i < vmHosts; i++ {
-		x := e.NewWorkExecutor(engine.WorkExecutorConfig{Node: benchHost(i), Agent: fmt.Sprintf("bench-agent-%02d", i)})
+		x := workexec.New(e, workexec.Config{Node: benchHost(i), Agent: fmt.Sprintf("bench-agent-%02d", i)})
 		a.wg.Go(func() { _ = x.Run(ctx) })
 	}
 	deadline := time.Now().Add(20 * time.Second)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/netnsrig"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
 )
 
@@ -61,7 +62,7 @@ func newQEMULab(b testing.TB, guestDir string, volGiB int64, net *labNet) *qemuK
 	b.Helper()
 	ctx := context.Background()
 	dir := b.TempDir()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		b.Fatal(err)
 	}

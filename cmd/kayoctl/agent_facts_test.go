@@ -12,6 +12,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/hostfacts"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
 
@@ -37,7 +38,7 @@ func TestAgentReportsItsMachine(t *testing.T) {
 	var got hostfacts.Report
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		e, err := engine.Open(engine.Config{DataDir: dir})
+		e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 		if err == nil {
 			got, _, err = e.HostReport(context.Background(), node)
 			_ = e.Close()
@@ -57,7 +58,7 @@ func TestAgentReportsItsMachine(t *testing.T) {
 	if !strings.Contains(p.log(), "reported this machine") {
 		t.Errorf("agent log does not say it reported:\n%s", p.log())
 	}
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/hostfacts"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/netnsrig"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
 
@@ -46,7 +47,7 @@ func TestAgentsInNamespacesStorageInventoryAdapters(t *testing.T) {
 	img := sparseLUN(t)
 	paths := map[string]string{}
 	hosts := map[string]*netnsrig.Host{}
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestAgentsInNamespacesStorageInventoryAdapters(t *testing.T) {
 	}
 	logs := func() string { return agentLogs(agents) }
 	withEngine := func(fn func(*engine.Engine) error) error {
-		e, err := engine.Open(engine.Config{DataDir: dir})
+		e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 		if err != nil {
 			return err
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor/qemu"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/netnsrig"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
@@ -67,7 +68,7 @@ func TestLiveMigrationKeepsTheSwitchConnection(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(120+60*rounds)*time.Second)
 	defer cancel()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

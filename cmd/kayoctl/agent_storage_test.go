@@ -15,6 +15,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/validate"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/hostfacts"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
 
@@ -39,7 +40,7 @@ func TestAgentsStorageProbes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestAgentsStorageProbes(t *testing.T) {
 	}
 	logs := func() string { return agentLogs(agents) }
 	storage := func() (list, access validate.Test) {
-		e, err := engine.Open(engine.Config{DataDir: dir})
+		e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 		if err != nil {
 			return
 		}
@@ -97,7 +98,7 @@ func TestAgentsStorageProbes(t *testing.T) {
 	// The agent's report lists the file-backed LUN with the volume's UUID.
 	var luns []hostfacts.LUN
 	for end := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		e, err := engine.Open(engine.Config{DataDir: dir})
+		e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 // kayoctl reads the cluster database from etcd when told to, by flag or by
@@ -16,7 +17,7 @@ import (
 func TestStatusOnEtcd(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{})
 	eps := strings.Join(c.Endpoints(), ",")
-	e, err := engine.Open(engine.Config{DataDir: t.TempDir(), Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: "/ctl/"}})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: t.TempDir(), Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: "/ctl/"}})
 	if err != nil {
 		t.Fatal(err)
 	}

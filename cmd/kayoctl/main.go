@@ -24,6 +24,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 // Exit codes.
@@ -284,7 +285,7 @@ func (c *cli) open() (*engine.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return engine.Open(engine.Config{DataDir: c.dir(), LockTimeout: c.lockTimeout, Etcd: etcd,
+	return engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: c.dir(), LockTimeout: c.lockTimeout, Etcd: etcd,
 		OnWait: func(_ context.Context, waited, limit time.Duration) {
 			if waited >= time.Second {
 				_, _ = fmt.Fprintf(c.stderr, "kayoctl: waiting for the cluster database, held by another process (%s of at most %s)\n",

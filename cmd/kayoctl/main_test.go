@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
 
@@ -40,7 +41,7 @@ var threeNodes = []string{"Y-21-2k8x64", "Y-22-2k8x64", "Y-23-2k8x64"}
 func newDataDir(t *testing.T, heartbeatTimeout int) string {
 	t.Helper()
 	dir := t.TempDir()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

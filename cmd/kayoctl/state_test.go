@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 // TestStateOrphans: the objects of the database that the state lacks are
@@ -19,7 +20,7 @@ import (
 func TestStateOrphans(t *testing.T) {
 	dir := newDataDir(t, 10)
 	ctx := context.Background()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

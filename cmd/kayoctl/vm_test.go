@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 func TestVMList(t *testing.T) {
 	dir := newDataDir(t, 10)
 	ctx := context.Background()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func TestVMList(t *testing.T) {
 func TestVMListLostVolume(t *testing.T) {
 	dir := newDataDir(t, 10)
 	ctx := context.Background()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 // volume cp puts a template on the volume (refusing a *.vhd that is no
@@ -16,7 +17,7 @@ import (
 func TestVolumeCpRm(t *testing.T) {
 	dir := newDataDir(t, 10)
 	ctx := context.Background()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func TestVolumeCpRm(t *testing.T) {
 	if code, _, errOut := kayoctl(t, nil, "--data-dir", dir, "volume", "rm", "HVCLUSTER/O:templates/base.vhd"); code != 0 {
 		t.Fatalf("rm: exit %d: %s", code, errOut)
 	}
-	e, err = engine.Open(engine.Config{DataDir: dir})
+	e, err = engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/kayofuse"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
 
@@ -63,7 +64,7 @@ func TestVolumeMount(t *testing.T) {
 	needFUSE(t)
 	dir := newDataDir(t, 10)
 	ctx := context.Background()
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func TestVolumeMount(t *testing.T) {
 		t.Errorf("after the unmount %s holds %v (%v)", mnt, ents, err)
 	}
 
-	e, err = engine.Open(engine.Config{DataDir: dir})
+	e, err = engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestVolumeMount(t *testing.T) {
 func TestVolumeMountRefuses(t *testing.T) {
 	needFUSE(t)
 	dir := newDataDir(t, 10)
-	e, err := engine.Open(engine.Config{DataDir: dir})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
 
@@ -321,7 +322,7 @@ func failoverScenario(t *testing.T, cli testcli.CLI) {
 		testcli.Must(t, wd.Apply(ctx))
 		// The shared volume (kayo_shared_volume is another issue's
 		// resource): created through the engine on the same data dir.
-		e, err := engine.Open(engine.Config{DataDir: dataDir})
+		e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dataDir})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/netnsrig"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
@@ -222,7 +223,7 @@ func (r *seedRig) workdir(name string) *testcli.Workdir {
 
 // engine opens the cluster database as the test's own client.
 func (r *seedRig) engine() *engine.Engine {
-	e, err := engine.Open(engine.Config{DataDir: filepath.Join(r.base, "test-client"),
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: filepath.Join(r.base, "test-client"),
 		Etcd: &store.EtcdOptions{Endpoints: strings.Split(r.endpoints, ",")}})
 	if err != nil {
 		r.t.Fatal(err)

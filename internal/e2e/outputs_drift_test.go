@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
 
@@ -33,7 +34,7 @@ func TestOutputsAfterFailover(t *testing.T) {
 			}
 
 			// Y-21 fails (kayoctl host fail): WEB01 fails over to Y-22.
-			e, err := engine.Open(engine.Config{DataDir: dataDir})
+			e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dataDir})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,7 +73,7 @@ func TestOutputsAfterFailover(t *testing.T) {
 			// Y-21 back, the witness cluster can return to node_majority
 			// on destroy (with it dead for good, force_destroy would be
 			// needed: internal/provider/day2_test.go).
-			if e, err = engine.Open(engine.Config{DataDir: dataDir}); err != nil {
+			if e, err = engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dataDir}); err != nil {
 				t.Fatal(err)
 			}
 			_, err = e.MarkHostUp(ctx, y21)
@@ -144,7 +145,7 @@ func TestPlannedMoveDoneMeanwhile(t *testing.T) {
 			testcli.Must(t, wd.Apply(ctx))
 			withEngine := func(fn func(*engine.Engine) error) {
 				t.Helper()
-				e, err := engine.Open(engine.Config{DataDir: dataDir})
+				e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dataDir})
 				if err != nil {
 					t.Fatal(err)
 				}

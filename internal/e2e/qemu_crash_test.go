@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
@@ -109,7 +110,7 @@ func TestQEMUProviderKilledMidMigration(t *testing.T) {
 	}
 	applied := make(chan testcli.Result, 1)
 	go func() { applied <- w.Apply(ctx) }()
-	e, err := engine.Open(engine.Config{DataDir: data})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: data})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestQEMUProviderKilledMidMigration(t *testing.T) {
 
 	// Re-apply converges.
 	testcli.Must(t, w.Apply(ctx))
-	e, err = engine.Open(engine.Config{DataDir: data})
+	e, err = engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: data})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func TestFenceNodeChild(t *testing.T) {
 	}
 	say := func(f string, a ...any) { fmt.Printf(f+"\n", a...) }
 	ctx := context.Background()
-	e, err := Open(Config{DataDir: os.Getenv("KAYO_FENCE_DIR")})
+	e, err := openT(Config{DataDir: os.Getenv("KAYO_FENCE_DIR")})
 	if err != nil {
 		say("FAIL open: %v", err)
 		return
@@ -96,7 +96,7 @@ func TestFencedMountStopsTheNodesVMs(t *testing.T) {
 	}
 	ctx := context.Background()
 	dir := t.TempDir()
-	e, err := Open(Config{DataDir: dir})
+	e, err := openT(Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 func existedDataDir(t *testing.T, lun bool) string {
 	t.Helper()
 	dir := t.TempDir()
-	e, err := Open(Config{DataDir: dir, LockTimeout: time.Second})
+	e, err := openT(Config{DataDir: dir, LockTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestOpenRefusesLostDatabase(t *testing.T) {
 			} else if err := os.Truncate(db, 0); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Open(Config{DataDir: dir, LockTimeout: time.Second})
+			_, err := openT(Config{DataDir: dir, LockTimeout: time.Second})
 			var lost *DatabaseLostError
 			if !errors.Is(err, ErrDatabaseLost) || !errors.As(err, &lost) {
 				t.Fatalf("Open: %v, want a DatabaseLostError", err)
@@ -78,7 +78,7 @@ func TestOpenRefusesLostDatabase(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, DatabaseFile), nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		e, err := Open(Config{DataDir: dir})
+		e, err := openT(Config{DataDir: dir})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +96,7 @@ func TestOpenDamagedDatabase(t *testing.T) {
 	if err := os.Truncate(db, 8192); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(Config{DataDir: dir, LockTimeout: time.Second})
+	_, err := openT(Config{DataDir: dir, LockTimeout: time.Second})
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), db) || !strings.Contains(err.Error(), "kayoctl restore") {
 		t.Fatalf("Open on a truncated database: %v", err)
 	}

@@ -18,7 +18,7 @@ func TestDatabasePermissions(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
 	dir := filepath.Join(t.TempDir(), "kayo")
-	e, err := Open(Config{DataDir: dir})
+	e, err := openT(Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestDatabasePermissions(t *testing.T) {
 	if err := os.Chmod(db, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e, err = Open(Config{DataDir: dir})
+	e, err = openT(Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,6 +56,11 @@ type Config struct {
 	Metrics *Metrics
 	// ByIDDir is where a device_id is resolved (DefaultByIDDir when "").
 	ByIDDir string
+	// LocalExecutor starts the in-process work executor of a node that
+	// has no agent, on the embedded database (executor_work.go): the
+	// binaries set it to internal/nodeagent/workexec's Local. When nil,
+	// such a node's work fails (ErrAgentDown) as on etcd.
+	LocalExecutor LocalExecutorFunc
 }
 
 // Engine is the cluster manager. It is safe for concurrent use.
@@ -70,13 +75,14 @@ type Engine struct {
 	// migrationHook, when set (crash tests), is called at each phase
 	// boundary of a migration (crashPoint).
 	migrationHook func(phase string)
-	// workHook, when set (tests), is called before and after the work of
-	// each node-work request an executor of this engine runs.
-	workHook func(x *WorkExecutor, op, phase string)
+	// workHook, when set (tests), is called by the test executors of this
+	// engine (executors_test.go) at each phase of a request's work, with
+	// the executor's ID and, for an in-process one, a stop as a crash.
+	workHook func(id string, stop func(), op, phase string)
 	// formatDevice, when set (crash tests), wraps the device a volume's
-	// format writes to (agent_work_format.go).
+	// format writes to (volume_format.go).
 	formatDevice func(kayofs.Device) kayofs.Device
-	// work: the engine's in-process node executors (agent_work.go).
+	// work: the engine's in-process node executors (executor_work.go).
 	work localWork
 	// remoteDB: the database is etcd, not this data dir's (volume
 	// reports of a lab LUN then come only from where its image is).
@@ -109,6 +115,7 @@ type Engine struct {
 // Opening etcd checks within its dial timeout that it answers.
 func Open(cfg Config) (*Engine, error) {
 	e := &Engine{st: cfg.Store, now: cfg.Clock, dataDir: cfg.DataDir, rt: cfg.Runtime, metrics: cfg.Metrics, byID: cfg.ByIDDir}
+	e.work.start = cfg.LocalExecutor
 	if e.now == nil {
 		e.now = time.Now
 	}

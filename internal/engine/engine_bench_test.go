@@ -37,7 +37,7 @@ func BenchmarkClusterLifecycle(b *testing.B) {
 	ctx := context.Background()
 	for _, sc := range stores {
 		b.Run(sc.name, func(b *testing.B) {
-			e, err := Open(Config{Store: sc.open(b)})
+			e, err := openT(Config{Store: sc.open(b)})
 			if err != nil {
 				b.Fatal(err)
 			}

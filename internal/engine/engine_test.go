@@ -18,7 +18,7 @@ var fixedNow = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func newMem(t *testing.T) *Engine {
 	t.Helper()
-	e, err := Open(Config{Store: memstore.New(), Clock: func() time.Time { return fixedNow }})
+	e, err := openT(Config{Store: memstore.New(), Clock: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,13 +308,13 @@ func TestConcurrentFormationOneWins(t *testing.T) {
 func TestOpenEmbedded(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "nested", ".kayo")
-	e, err := Open(Config{DataDir: dir, LockTimeout: time.Second})
+	e, err := openT(Config{DataDir: dir, LockTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustHosts(t, e, seedSpec("Y-21-2k8x64", 21))
 	e.Close()
-	e2, err := Open(Config{DataDir: dir})
+	e2, err := openT(Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

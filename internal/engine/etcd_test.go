@@ -20,7 +20,7 @@ import (
 
 func openEtcdEngine(t testing.TB, eps []string, prefix string) *Engine {
 	t.Helper()
-	e, err := Open(Config{DataDir: t.TempDir(), Etcd: &store.EtcdOptions{Endpoints: eps, Prefix: prefix}})
+	e, err := openT(Config{DataDir: t.TempDir(), Etcd: &store.EtcdOptions{Endpoints: eps, Prefix: prefix}})
 	if err != nil {
 		t.Fatalf("Open on etcd: %v", err)
 	}
@@ -151,7 +151,7 @@ func TestEtcdContention(t *testing.T) {
 func TestEtcdEngineUnreachable(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	_, err := Open(Config{DataDir: t.TempDir(), Etcd: &store.EtcdOptions{
+	_, err := openT(Config{DataDir: t.TempDir(), Etcd: &store.EtcdOptions{
 		Endpoints: []string{"http://127.0.0.1:1"}, DialTimeout: 300 * time.Millisecond}})
 	if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Since(start) > 3*time.Second {
 		t.Fatalf("Open on an unreachable etcd: %v after %s", err, time.Since(start))
@@ -281,18 +281,18 @@ func BenchmarkEngineOps(b *testing.B) {
 				var err error
 				switch kind {
 				case "bolt":
-					e, err = Open(Config{DataDir: filepath.Join(b.TempDir(), "d")})
+					e, err = openT(Config{DataDir: filepath.Join(b.TempDir(), "d")})
 				case "bolt-nosync":
 					var st *store.Bolt
 					if st, err = store.OpenBolt(filepath.Join(b.TempDir(), DatabaseFile), store.BoltOptions{NoSync: true}); err == nil {
-						e, err = Open(Config{Store: st})
+						e, err = openT(Config{Store: st})
 					}
 				default:
 					if !etcdOK {
 						etcdtest.Require(b)
 					}
 					seq++
-					e, err = Open(Config{DataDir: b.TempDir(), Etcd: &store.EtcdOptions{Endpoints: eps,
+					e, err = openT(Config{DataDir: b.TempDir(), Etcd: &store.EtcdOptions{Endpoints: eps,
 						Prefix: fmt.Sprintf("/bench-engine/%d/", seq)}})
 				}
 				if err != nil {

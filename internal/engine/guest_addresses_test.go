@@ -19,7 +19,7 @@ import (
 func guestNetEnv(t *testing.T) (*Engine, func(VM), func(node string, g GuestNet)) {
 	t.Helper()
 	ctx := context.Background()
-	e, err := Open(Config{Store: memstore.New(), DataDir: t.TempDir()})
+	e, err := openT(Config{Store: memstore.New(), DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func undeclared(name string, octet int) HostSpec {
 // it does, and become declared again when the configuration gives them.
 func TestHostFactsFromAgent(t *testing.T) {
 	ctx := context.Background()
-	e, err := Open(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
+	e, err := openT(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestHostFactsFromAgent(t *testing.T) {
 // refused naming the attribute; a changed address follows the agent.
 func TestHostAdaptersFromAgent(t *testing.T) {
 	ctx := context.Background()
-	e, err := Open(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
+	e, err := openT(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}

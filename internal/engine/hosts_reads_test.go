@@ -44,7 +44,7 @@ func (s *countingStore) reads() [3]int64 {
 func TestUpdateHostReads(t *testing.T) {
 	ctx := context.Background()
 	st := &countingStore{Store: memstore.New()}
-	setup, err := Open(Config{Store: st})
+	setup, err := openT(Config{Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestUpdateHostReads(t *testing.T) {
 	if _, err := setup.CreateCluster(ctx, seedCluster("CA", "H1", "H2")); err != nil {
 		t.Fatal(err)
 	}
-	e, err := Open(Config{Store: st}) // a new process: knows no host's cluster
+	e, err := openT(Config{Store: st}) // a new process: knows no host's cluster
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestUpdateHostReads(t *testing.T) {
 func TestQuorumGuardReads(t *testing.T) {
 	ctx := context.Background()
 	st := &countingStore{Store: memstore.New()}
-	e, err := Open(Config{Store: st})
+	e, err := openT(Config{Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestQuorumGuardReads(t *testing.T) {
 // TestClusterHeadRecord: the decoded head of a cluster record is reused
 // only for the very same bytes, and callers get their own node lists.
 func TestClusterHeadRecord(t *testing.T) {
-	e, err := Open(Config{Store: memstore.New()})
+	e, err := openT(Config{Store: memstore.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

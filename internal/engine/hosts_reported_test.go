@@ -18,7 +18,7 @@ import (
 // computed from declared facts.
 func TestHostReportsInValidation(t *testing.T) {
 	ctx := context.Background()
-	e, err := Open(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
+	e, err := openT(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func (s *unreachableClusterStore) Get(ctx context.Context, key string) (store.KV
 func TestHypervisorLookupFailureStopsNothing(t *testing.T) {
 	ctx := context.Background()
 	st := &unreachableClusterStore{Store: memstore.New(), key: clusterKey("HVCLUSTER")}
-	e, err := Open(Config{Store: st, DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
+	e, err := openT(Config{Store: st, DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -132,7 +132,7 @@ func vmMigLockKey(cluster, from, to string) string {
 
 // Node work: the request/result protocol that carries a node's data-plane
 // work (its VMs' files, ...) to the executor of that node
-// (nodework.go, agent_work.go).
+// (nodework.go, executor_work.go).
 const (
 	// node-work/<node>/req/<object>: the request to node's executor, one
 	// at a time per object (vm/<cluster>/<vm>); node-work/<node>/res/<object>:

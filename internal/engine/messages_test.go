@@ -82,7 +82,7 @@ func TestOpenErrorNamesFileOnce(t *testing.T) {
 	if err := os.Mkdir(db, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(Config{DataDir: dir})
+	_, err := openT(Config{DataDir: dir})
 	if err == nil || strings.Count(err.Error(), db) != 1 || !strings.Contains(err.Error(), "is a directory") {
 		t.Fatalf("open error: %v; want %s named once", err, db)
 	}

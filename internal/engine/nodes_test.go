@@ -40,7 +40,7 @@ func newClocked(t *testing.T, dir string) (*Engine, *fakeClock) {
 	clk := &fakeClock{t: fixedNow}
 	st := memstore.New()
 	st.SetClock(clk.Now) // store leases expire by the same clock
-	e, err := Open(Config{Store: st, Clock: clk.Now, DataDir: dir})
+	e, err := openT(Config{Store: st, Clock: clk.Now, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

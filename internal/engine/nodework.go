@@ -17,9 +17,9 @@ import (
 
 // Node work: the request/result protocol that carries a node's data-plane
 // work (today a VM's VHD and configuration file) from the control plane to
-// the executor of that node (agent_work.go). It generalises the qemu
-// driver's protocol (qemu_driver.go; docs/ARCHITECTURE.md, "The
-// request/result protocol"):
+// the executor of that node (internal/nodeagent/workexec; its engine side
+// executor_work.go). It generalises the qemu driver's protocol
+// (qemu_driver.go; docs/ARCHITECTURE.md, "The request/result protocol"):
 //
 //	node-work/<node>/req/<object>   the request (one at a time per object)
 //	node-work/<node>/res/<object>   its progress and result, written by the executor
@@ -51,9 +51,9 @@ const workResultKeep = time.Minute
 // workRequestTimeout bounds a request that carries no deadline.
 const workRequestTimeout = 10 * time.Minute
 
-// workForAgent addresses a request to the node's agent (any process that
+// WorkForAgent addresses a request to the node's agent (any process that
 // runs `kayoctl agent --node NAME` for it, restarts included).
-const workForAgent = "agent"
+const WorkForAgent = "agent"
 
 // Operations of node work.
 const (
@@ -65,12 +65,12 @@ const (
 	// workVolumeChange grows a volume's LUN image and file system, sets
 	// its node slots and label (args: volumeChangeArgs).
 	workVolumeChange = "volume.change"
-	// workVolumeFormat judges, formats and mounts a new volume's LUN on
+	// WorkVolumeFormat judges, formats and mounts a new volume's LUN on
 	// every node of its cluster (args: volumeFormatArgs; outcome:
-	// volumeFormatOutcome; agent_work_format.go).
-	workVolumeFormat = "volume.format"
+	// volumeFormatOutcome; volume_format.go).
+	WorkVolumeFormat = "volume.format"
 	// workVolumeRelease lets go of the node's long-lived mount of a volume
-	// (args: volumeReleaseArgs; agent_mounts.go).
+	// (args: volumeReleaseArgs; volume_release.go).
 	workVolumeRelease = "volume.release"
 	// workVolumeSlots frees and claims nodes' slots on a volume (args:
 	// volumeSlotsArgs; outcome: volumeSlotsOutcome; volume_slots.go).
@@ -92,7 +92,9 @@ const (
 	workKindNotEmpty = "not_empty"
 )
 
-type workRequest struct {
+// WorkRequest is a node-work request: the caller's intent, which the
+// node's executor carries out (ApplyWork) and completes (FinishWork).
+type WorkRequest struct {
 	ID string `json:"id"`
 	Op string `json:"op"`
 	// Object is what the request acts on (vm/<cluster>/<vm>): one request
@@ -102,7 +104,7 @@ type workRequest struct {
 	// Token is the VM's ownership token the caller acts for (0: none);
 	// the executor refuses a stale one (hypervisor.ErrFenced).
 	Token int64 `json:"token,omitempty"`
-	// For is the executor that serves it: workForAgent, or the
+	// For is the executor that serves it: WorkForAgent, or the
 	// in-process executor of the calling engine.
 	For string `json:"for"`
 	By  string `json:"by"`
@@ -159,15 +161,15 @@ type vmFilesArgs struct {
 	Fresh bool `json:"fresh"`
 }
 
-// workSocket is the unix socket node's agent is poked on.
-func workSocket(dataDir, node string) string {
+// WorkSocket is the unix socket node's agent is poked on.
+func WorkSocket(dataDir, node string) string {
 	return privsock.Path(filepath.Join(dataDir, "work"), node+".sock")
 }
 
 // workTarget is who serves a node's request: its agent, or local.
 type workTarget struct {
 	id    string
-	local *WorkExecutor
+	local Executor
 }
 
 // workTarget picks the executor of node: its agent while its heartbeat
@@ -177,11 +179,11 @@ func (e *Engine) workTarget(ctx context.Context, node string) (workTarget, error
 		// Known without an agent a moment ago: no read (an agent that
 		// starts meanwhile gets the node's work a moment later).
 		if until, ok := e.work.noAgent.Load(node); ok && time.Now().Before(until.(time.Time)) {
-			x, err := e.localExecutor(node)
+			x, id, err := e.localExecutor(node)
 			if err != nil {
 				return workTarget{}, err
 			}
-			return workTarget{id: x.id, local: x}, nil
+			return workTarget{id: id, local: x}, nil
 		}
 	}
 	var b WorkAgentBeat
@@ -190,17 +192,17 @@ func (e *Engine) workTarget(ctx context.Context, node string) (workTarget, error
 		return workTarget{}, err
 	}
 	if err == nil && b.Stopped.IsZero() && e.now().Sub(b.Time) <= WorkAgentTimeout {
-		return workTarget{id: workForAgent}, nil
+		return workTarget{id: WorkForAgent}, nil
 	}
 	if e.remoteDB {
 		return workTarget{}, workAgentDown(node, b, err == nil, e.now())
 	}
 	e.work.noAgent.Store(node, time.Now().Add(noAgentRecheck))
-	x, err := e.localExecutor(node)
+	x, id, err := e.localExecutor(node)
 	if err != nil {
 		return workTarget{}, err
 	}
-	return workTarget{id: x.id, local: x}, nil
+	return workTarget{id: id, local: x}, nil
 }
 
 // noAgentRecheck is how long an engine on the embedded database serves a
@@ -272,7 +274,7 @@ func workAgentDown(node string, b WorkAgentBeat, seen bool, now time.Time) error
 
 // nodeWork asks node's executor to carry out req and waits for its
 // result, up to ctx's deadline.
-func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (workResult, error) {
+func (e *Engine) nodeWork(ctx context.Context, node string, req WorkRequest) (workResult, error) {
 	tgt, err := e.workTarget(ctx, node)
 	if err != nil {
 		return workResult{}, fmt.Errorf("%s of %s: %w", req.Op, req.Object, err)
@@ -317,7 +319,7 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 	e.pokeExecutor(tgt, node)
 	// The executor's completion commit deleted the request; its result
 	// stays until the object's next request, the VM's deletion or the
-	// executor's sweep (agent_work.go).
+	// executor's sweep (executor_work.go).
 	done := func(res workResult) (workResult, error) {
 		if buf != nil {
 			for _, op := range reportOps(res.Reports...) {
@@ -342,7 +344,7 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 			if err == nil && res.ID == req.ID && res.Done {
 				return done(res)
 			}
-			var cur workRequest
+			var cur WorkRequest
 			_, err = getJSON(ctx, e.st, reqKey, &cur)
 			if err == nil && cur.ID != req.ID {
 				return res, fmt.Errorf("%s of %s on %s: superseded by request %s (%s) of %s: %w", req.Op, req.Object, node, cur.ID, cur.Op, cur.By, ErrBusy)
@@ -360,7 +362,7 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 		read = false
 		var stopped <-chan struct{}
 		if tgt.local != nil {
-			stopped = tgt.local.stopped
+			stopped = tgt.local.Stopped()
 			poll = nil
 		} else {
 			// The agent dials Notify; polling is the fallback.
@@ -401,7 +403,7 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 		case <-stopped:
 			// This engine's executor stopped (cancelled, as a crash): a
 			// new one runs the request again.
-			x, err := e.localExecutor(node)
+			x, _, err := e.localExecutor(node)
 			if err != nil {
 				return workResult{}, err
 			}
@@ -415,18 +417,18 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req workRequest) (wo
 // to this engine's in-process executor of node, compared with the
 // request's revision rev: ErrConflict when the request was finished or
 // superseded meanwhile.
-func (e *Engine) takeOver(ctx context.Context, node string, req workRequest, rev int64) (workTarget, int64, error) {
-	x, err := e.localExecutor(node)
+func (e *Engine) takeOver(ctx context.Context, node string, req WorkRequest, rev int64) (workTarget, int64, error) {
+	x, id, err := e.localExecutor(node)
 	if err != nil {
 		return workTarget{}, 0, err
 	}
-	req.For = x.id
+	req.For = id
 	key := nodeWorkReqKey(node, req.Object)
 	rev, err = e.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{putJSON(key, req)})
 	if err != nil {
 		return workTarget{}, 0, err
 	}
-	tgt := workTarget{id: x.id, local: x}
+	tgt := workTarget{id: id, local: x}
 	e.pokeExecutor(tgt, node)
 	return tgt, rev, nil
 }
@@ -435,10 +437,10 @@ func (e *Engine) takeOver(ctx context.Context, node string, req workRequest, rev
 // agent's socket otherwise (it also polls).
 func (e *Engine) pokeExecutor(tgt workTarget, node string) {
 	if tgt.local != nil {
-		tgt.local.poke()
+		tgt.local.Poke()
 		return
 	}
-	if c, err := net.DialTimeout("unix", workSocket(e.dataDir, node), 100*time.Millisecond); err == nil {
+	if c, err := net.DialTimeout("unix", WorkSocket(e.dataDir, node), 100*time.Millisecond); err == nil {
 		_, _ = c.Write([]byte{1})
 		_ = c.Close()
 	}
@@ -456,7 +458,7 @@ func (e *Engine) dropResult(ctx context.Context, node, object string, res workRe
 }
 
 // error rebuilds the executor's error (nil: none) with its kind.
-func (r workResult) error(node string, req workRequest) error {
+func (r workResult) error(node string, req WorkRequest) error {
 	if r.Err == "" {
 		return nil
 	}
@@ -492,5 +494,5 @@ func (e *Engine) vmWork(ctx context.Context, node, op string, vm VM, args any) (
 	if err != nil {
 		return workResult{}, err
 	}
-	return e.nodeWork(ctx, node, workRequest{Op: op, Object: vmWorkObject(vm.Cluster, vm.Name), Args: b, Token: vm.Token})
+	return e.nodeWork(ctx, node, WorkRequest{Op: op, Object: vmWorkObject(vm.Cluster, vm.Name), Args: b, Token: vm.Token})
 }

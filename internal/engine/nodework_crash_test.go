@@ -30,11 +30,11 @@ func TestNodeWorkCrashHelper(t *testing.T) {
 		t.Skip("helper process of TestNodeWorkAgentKilled")
 	}
 	phase := os.Getenv("KAYO_WORK_CRASH_PHASE")
-	e, err := Open(Config{DataDir: dir})
+	e, err := openT(Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.workHook = func(_ *WorkExecutor, op, ph string) {
+	e.workHook = func(_ string, _ func(), op, ph string) {
 		if op == workVMFiles && ph == phase {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			time.Sleep(time.Minute)
@@ -42,7 +42,7 @@ func TestNodeWorkCrashHelper(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_ = e.NewWorkExecutor(WorkExecutorConfig{Node: y21}).Run(ctx)
+	_ = runWorkAgent(ctx, e, y21, nil)
 	t.Fatal("the agent was not killed: no VM's files were written")
 }
 
@@ -82,7 +82,7 @@ func TestNodeWorkAgentKilled(t *testing.T) {
 				case <-time.After(2 * time.Minute):
 					t.Fatal("the creation did not converge")
 				}
-				if recover == "restart" && log.count(workForAgent, workVMFiles, "after") != 1 {
+				if recover == "restart" && log.count(WorkForAgent, workVMFiles, "after") != 1 {
 					t.Errorf("the restarted agent did not write the files: %v", log.ran)
 				}
 				if vm.Status != VMRunning || vm.Pending != nil {

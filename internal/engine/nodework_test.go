@@ -19,10 +19,10 @@ type workLog struct {
 	ran []string // "<executor id> <op> <phase>"
 }
 
-func (l *workLog) hook(x *WorkExecutor, op, phase string) {
+func (l *workLog) hook(id string, _ func(), op, phase string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.ran = append(l.ran, x.id+" "+op+" "+phase)
+	l.ran = append(l.ran, id+" "+op+" "+phase)
 }
 
 // count returns how many times op reached phase on executors whose ID
@@ -59,7 +59,7 @@ func workEnv(t *testing.T, dir string) (*Engine, Volume) {
 
 func openWorkEngine(t *testing.T, dir string) *Engine {
 	t.Helper()
-	e, err := Open(Config{DataDir: dir})
+	e, err := openT(Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,9 +72,8 @@ func openWorkEngine(t *testing.T, dir string) *Engine {
 func startWorkAgent(t *testing.T, e *Engine, node string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	x := e.NewWorkExecutor(WorkExecutorConfig{Node: node, Logf: t.Logf})
 	done := make(chan struct{})
-	go func() { defer close(done); _ = x.Run(ctx) }()
+	go func() { defer close(done); _ = runWorkAgent(ctx, e, node, t.Logf) }()
 	// Up once its heartbeat is recorded.
 	deadline := time.Now().Add(10 * time.Second)
 	for e.workAgentUp(ctx, node) != nil {
@@ -183,7 +182,7 @@ func TestNodeWorkAgentServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := agentLog.count(workForAgent, workVMFiles, "after"); n != 1 || len(callerLog.ran) != 0 {
+	if n := agentLog.count(WorkForAgent, workVMFiles, "after"); n != 1 || len(callerLog.ran) != 0 {
 		t.Fatalf("agent wrote the files %d times (want 1); the caller ran %v (want nothing)", n, callerLog.ran)
 	}
 	vmFilesGood(t, e, vm)
@@ -237,7 +236,7 @@ func TestNodeWorkRemoteDatabaseNeedsAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := agentLog.count(workForAgent, workVMFiles, "after"); n != 1 {
+	if n := agentLog.count(WorkForAgent, workVMFiles, "after"); n != 1 {
 		t.Fatalf("the agent wrote the files %d times, want 1", n)
 	}
 	vmFilesGood(t, e, vm)
@@ -265,10 +264,10 @@ func TestNodeWorkInProcessExecutorCancelled(t *testing.T) {
 				e, vol := workEnv(t, t.TempDir())
 				var log workLog
 				var once sync.Once
-				e.workHook = func(x *WorkExecutor, o, ph string) {
-					log.hook(x, o, ph)
+				e.workHook = func(id string, stop func(), o, ph string) {
+					log.hook(id, stop, o, ph)
 					if o == op && ph == phase {
-						once.Do(x.Stop)
+						once.Do(stop)
 					}
 				}
 				vm, err := e.CreateVM(ctx, vmSpec(vol, "WEB01", 1024))
@@ -294,49 +293,40 @@ func TestNodeWorkInProcessExecutorCancelled(t *testing.T) {
 	}
 }
 
-// A request whose result is recorded is not run again by an executor
-// that restarts (its intent and completion are both there).
+// A request whose result is recorded is queued as done: an executor
+// that restarts does not run it again (its intent and completion are both
+// there; internal/nodeagent/workexec's TestDoneRequestNotRerun). Only the
+// requests addressed to the executor are its queue.
 func TestNodeWorkDoneRequestNotRerun(t *testing.T) {
 	ctx := context.Background()
 	e, vol := workEnv(t, t.TempDir())
-	var log workLog
-	e.workHook = log.hook
 	vm, err := e.CreateVM(ctx, vmSpec(vol, "WEB01", 1024))
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, err := e.localExecutor(vm.Node)
+	_, id, err := e.localExecutor(vm.Node)
 	if err != nil {
 		t.Fatal(err)
 	}
 	obj := vmWorkObject(vm.Cluster, vm.Name)
-	req := workRequest{ID: "done-before", Op: workVMRemoveFiles, Object: obj, For: x.id, Created: time.Now()}
+	req := WorkRequest{ID: "done-before", Op: workVMRemoveFiles, Object: obj, For: "another executor", Created: time.Now()}
 	if _, err := e.st.Commit(ctx, nil, []store.Op{putJSON(nodeWorkReqKey(vm.Node, obj), req),
 		putJSON(nodeWorkResKey(vm.Node, obj), workResult{ID: req.ID, Done: true})}); err != nil {
 		t.Fatal(err)
 	}
-	x.Stop()
-	<-x.stopped
-	x, err = e.localExecutor(vm.Node) // a new executor scans the records
+	q, err := e.WorkQueue(ctx, vm.Node, id, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// It has looked at the request once it counts it finished.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		x.mu.Lock()
-		seen := x.finished[req.ID]
-		x.mu.Unlock()
-		if seen {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the restarted executor never looked at the request")
-		}
-		time.Sleep(time.Millisecond)
+	if len(q) != 0 {
+		t.Fatalf("another executor's request is in this one's queue: %+v", q)
 	}
-	if n := log.count("", workVMRemoveFiles, "before"); n != 0 {
-		t.Fatalf("a request with its result recorded ran again: %v", log.ran)
+	q, err = e.WorkQueue(ctx, vm.Node, "another executor", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q) != 1 || q[0].Req.ID != req.ID || !q[0].Done || q[0].Err != nil || q[0].Rev == 0 {
+		t.Fatalf("queue %+v, want the request done", q)
 	}
 	vmFilesGood(t, e, vm) // the VM's files were not removed
 }
@@ -386,7 +376,7 @@ func TestNodeWorkVolumeGrow(t *testing.T) {
 	if err := grow(60); err != nil {
 		t.Fatal(err)
 	}
-	if agentLog.count(workForAgent, workVolumeChange, "after") != 1 || len(callerLog.ran) != 0 {
+	if agentLog.count(WorkForAgent, workVolumeChange, "after") != 1 || len(callerLog.ran) != 0 {
 		t.Fatalf("Y-22's agent ran %v, the caller %v; want the agent's volume.change alone", agentLog.ran, callerLog.ran)
 	}
 	if got := size(); got != 60<<30 {
@@ -411,40 +401,37 @@ func TestNodeWorkVolumeGrow(t *testing.T) {
 	volumeClean(t, vol)
 }
 
-// An executor sweeps away results whose request is gone once they are
-// older than workResultKeep; a recent one stays for its caller.
+// A sweep of the queue deletes results whose request is gone once they
+// are older than workResultKeep; a recent one stays for its caller, and
+// so does an old one whose request is there.
 func TestNodeWorkResultsSwept(t *testing.T) {
 	ctx := context.Background()
 	e, _ := workEnv(t, t.TempDir())
 	old, recent := nodeWorkResKey(y21, "vm/HVCLUSTER/OLD"), nodeWorkResKey(y21, "vm/HVCLUSTER/NEW")
+	asked := nodeWorkResKey(y21, "vm/HVCLUSTER/ASKED")
 	if _, err := e.st.Commit(ctx, nil, []store.Op{
 		putJSON(old, workResult{ID: "a", Done: true, Updated: time.Now().Add(-2 * workResultKeep)}),
-		putJSON(recent, workResult{ID: "b", Done: true, Updated: time.Now()})}); err != nil {
+		putJSON(recent, workResult{ID: "b", Done: true, Updated: time.Now()}),
+		putJSON(asked, workResult{ID: "c", Done: true, Updated: time.Now().Add(-2 * workResultKeep)}),
+		putJSON(nodeWorkReqKey(y21, "vm/HVCLUSTER/ASKED"), WorkRequest{ID: "d", Op: workVMFiles, Object: "vm/HVCLUSTER/ASKED", For: "nobody"}),
+	}); err != nil {
 		t.Fatal(err)
 	}
-	// The volume's creation started y21's in-process executor, which has
-	// swept already: a new one's first scan sweeps.
-	e.work.mu.Lock()
-	x := e.work.execs[y21]
-	e.work.mu.Unlock()
-	if x != nil {
-		x.Stop()
-		<-x.stopped
-	}
-	if _, err := e.localExecutor(y21); err != nil { // its first scan sweeps
+	if _, err := e.WorkQueue(ctx, y21, "nobody", false); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := e.st.Get(ctx, old); errors.Is(err, store.ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the old result was not swept")
-		}
-		time.Sleep(time.Millisecond)
+	if _, err := e.st.Get(ctx, old); err != nil {
+		t.Fatalf("a queue read without a sweep swept: %v", err)
 	}
-	if _, err := e.st.Get(ctx, recent); err != nil {
-		t.Fatalf("the recent result went too: %v", err)
+	if _, err := e.WorkQueue(ctx, y21, "nobody", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.Get(ctx, old); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the old result was not swept: %v", err)
+	}
+	for _, k := range []string{recent, asked} {
+		if _, err := e.st.Get(ctx, k); err != nil {
+			t.Fatalf("%s went too: %v", k, err)
+		}
 	}
 }

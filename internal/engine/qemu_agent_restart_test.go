@@ -33,7 +33,7 @@ func TestQEMUAgentRestartStopsVMsVisibly(t *testing.T) {
 	}
 	guest := qemutest.Guest(t)
 	dir := t.TempDir()
-	e, err := Open(Config{DataDir: dir})
+	e, err := openT(Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func TestGarbageReportsAreNamedNotUsed(t *testing.T) {
 		{"out of range", huge, `host "Y-22-2k8x64" is not reporting (report: memory_mb -5 is out of range`},
 		{"nothing", nil, `"Y-22-2k8x64" reports no`}, // "nothing", "no CPU flags"
 	} {
-		e, err := Open(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
+		e, err := openT(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +96,7 @@ func TestGarbageReportsAreNamedNotUsed(t *testing.T) {
 // offset; HostClock shows it; the report says when it was made.
 func TestProbeRoundsClockAndGarbage(t *testing.T) {
 	ctx := context.Background()
-	e, err := Open(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
+	e, err := openT(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestProbeRoundsClockAndGarbage(t *testing.T) {
 // reports none fails naming it.
 func TestReportedHypervisorInValidation(t *testing.T) {
 	ctx := context.Background()
-	e, err := Open(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
+	e, err := openT(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}

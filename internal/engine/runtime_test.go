@@ -18,7 +18,7 @@ func TestRuntimeHoldsOperations(t *testing.T) {
 	st := memstore.New()
 	rt := NewRuntime()
 	open := func(rt *Runtime) *Engine {
-		e, err := Open(Config{Store: st, Clock: clock, Runtime: rt})
+		e, err := openT(Config{Store: st, Clock: clock, Runtime: rt})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,7 +13,7 @@ import (
 // key at once all get the same one (made once, compare-and-swap), 32
 // random bytes; another cluster gets its own.
 func TestQEMUMigrationKeyOnce(t *testing.T) {
-	e, err := Open(Config{Store: memstore.New(), DataDir: t.TempDir()})
+	e, err := openT(Config{Store: memstore.New(), DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

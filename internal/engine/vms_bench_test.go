@@ -106,7 +106,7 @@ func vmBenchEnv(b *testing.B, hosts int, m *Metrics) (*Engine, Volume) {
 		}
 		rt.SetMountIdle(d)
 	}
-	e, err := Open(Config{DataDir: b.TempDir(), Runtime: rt, Metrics: m})
+	e, err := openT(Config{DataDir: b.TempDir(), Runtime: rt, Metrics: m})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func storeEnv(t *testing.T, wrap func(store.Store) store.Store) (*Engine, Volume
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := Open(Config{Store: wrap(b), DataDir: dir})
+	e, err := openT(Config{Store: wrap(b), DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func storeEnv(t *testing.T, wrap func(store.Store) store.Store) (*Engine, Volume
 // TestVMFileWorkReportRidesOnVMCommit: the volume report of a VM's file
 // work (its node's view of the volume's space) rides on the VM
 // operation's next commit, also when the node's executor does the work
-// through the node-work protocol (workRequest.ReportBack): creating and
+// through the node-work protocol (WorkRequest.ReportBack): creating and
 // deleting a VM commits no report of its own, and the report is there
 // after each.
 func TestVMFileWorkReportRidesOnVMCommit(t *testing.T) {
@@ -209,7 +209,7 @@ func TestWorkExecutorStartsQueuedRequest(t *testing.T) {
 	}
 	release := make(chan struct{})
 	var blocked atomic.Bool
-	e.workHook = func(_ *WorkExecutor, op, phase string) {
+	e.workHook = func(_ string, _ func(), op, phase string) {
 		if op == workVMFiles && phase == "before" && blocked.CompareAndSwap(false, true) {
 			<-release // the first request runs until the second is queued
 		}

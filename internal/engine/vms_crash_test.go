@@ -29,7 +29,7 @@ func TestVMCrashHelper(t *testing.T) {
 		t.Skip("helper process of TestVMCrashMidMigration")
 	}
 	phase, target := os.Getenv("KAYO_VM_CRASH_PHASE"), os.Getenv("KAYO_VM_CRASH_TARGET")
-	e, err := Open(Config{DataDir: dir})
+	e, err := openT(Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func crashSetup(t *testing.T) (string, Volume) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	e, err := Open(Config{DataDir: dir})
+	e, err := openT(Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestVMCrashMidMigration(t *testing.T) {
 				if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 					t.Fatalf("helper was not killed at %s: %v\n%s", phase, err, out)
 				}
-				e, err := Open(Config{DataDir: dir})
+				e, err := openT(Config{DataDir: dir})
 				if err != nil {
 					t.Fatal(err)
 				}

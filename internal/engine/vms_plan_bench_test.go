@@ -14,7 +14,7 @@ import (
 func planEnv(tb testing.TB, n, hosts int) (*Engine, Volume, func(i int) VMSpec) {
 	tb.Helper()
 	ctx := context.Background()
-	e, err := Open(Config{DataDir: tb.TempDir()})
+	e, err := openT(Config{DataDir: tb.TempDir()})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -31,7 +31,7 @@ const (
 func vmEnv(t *testing.T, hosts ...HostSpec) (*Engine, Volume) {
 	t.Helper()
 	ctx := context.Background()
-	e, err := Open(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
+	e, err := openT(Config{Store: memstore.New(), DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}

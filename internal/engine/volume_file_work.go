@@ -37,7 +37,7 @@ func (e *Engine) removeVolumeFile(ctx context.Context, vol Volume, vp string) er
 		return err
 	}
 	obj := volumeFileWorkObject(vol.ID, vp)
-	res, err := e.nodeWork(ctx, node, workRequest{Op: workVolumeFileRemove, Object: obj, Args: args})
+	res, err := e.nodeWork(ctx, node, WorkRequest{Op: workVolumeFileRemove, Object: obj, Args: args})
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func TestVolumeFormatCrashHelper(t *testing.T) {
 		t.Skip("helper process of TestVolumeFormatAgentKilled")
 	}
 	phase := os.Getenv("KAYO_FORMAT_CRASH_PHASE")
-	e, err := Open(Config{DataDir: dir})
+	e, err := openT(Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +41,8 @@ func TestVolumeFormatCrashHelper(t *testing.T) {
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		time.Sleep(time.Minute)
 	}
-	e.workHook = func(_ *WorkExecutor, op, ph string) {
-		if op == workVolumeFormat && (phase == "writing" && ph == "format" || phase == "formatted" && ph == "formatted") {
+	e.workHook = func(_ string, _ func(), op, ph string) {
+		if op == WorkVolumeFormat && (phase == "writing" && ph == "format" || phase == "formatted" && ph == "formatted") {
 			kill()
 		}
 	}
@@ -53,7 +53,7 @@ func TestVolumeFormatCrashHelper(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_ = e.NewWorkExecutor(WorkExecutorConfig{Node: y21}).Run(ctx)
+	_ = runWorkAgent(ctx, e, y21, nil)
 	t.Fatal("the agent was not killed: no volume was formatted")
 }
 
@@ -137,10 +137,10 @@ func TestVolumeFormatAgentKilled(t *testing.T) {
 				case <-time.After(2 * time.Minute):
 					t.Fatal("the creation did not converge")
 				}
-				if n := log.count("", workVolumeFormat, "formatted"); n != 1 {
+				if n := log.count("", WorkVolumeFormat, "formatted"); n != 1 {
 					t.Errorf("the format ran %d times after the kill (want 1, from scratch): %v", n, log.ran)
 				}
-				if recover == "restart" && log.count(workForAgent, workVolumeFormat, "after") != 1 {
+				if recover == "restart" && log.count(WorkForAgent, WorkVolumeFormat, "after") != 1 {
 					t.Errorf("the restarted agent did not finish the format: %v", log.ran)
 				}
 				if half != "" && vol.ID == half {

@@ -105,13 +105,13 @@ func TestVolumeCreateOnEtcdOpensNoDevice(t *testing.T) {
 	ctx := context.Background()
 	const prefix = "/kayo-format-agent/"
 	m := &Metrics{}
-	cp, err := Open(Config{DataDir: t.TempDir(), Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: prefix}, Metrics: m})
+	cp, err := openT(Config{DataDir: t.TempDir(), Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: prefix}, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cp.Close() })
 	agentDir := t.TempDir()
-	agents, err := Open(Config{DataDir: agentDir, Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: prefix}})
+	agents, err := openT(Config{DataDir: agentDir, Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: prefix}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestVolumeCreateOnEtcdOpensNoDevice(t *testing.T) {
 	if n := m.DevicesOpened(); n != 0 {
 		t.Errorf("the control plane opened %d devices to create a volume on etcd", n)
 	}
-	if log.count(workForAgent, workVolumeFormat, "after") != 1 {
+	if log.count(WorkForAgent, WorkVolumeFormat, "after") != 1 {
 		t.Errorf("the agents did not format: %v", log.ran)
 	}
 	if _, err := os.Stat(filepath.Join(agentDir, SANDir, "lun0.img")); err != nil {
@@ -160,7 +160,7 @@ func TestVolumeCreateOnEtcdOpensNoDevice(t *testing.T) {
 	// A provider on etcd run from the machine that holds the LUN image
 	// reports nothing in the lab's place: the agents report.
 	m2 := &Metrics{}
-	here, err := Open(Config{DataDir: agentDir, Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: prefix}, Metrics: m2})
+	here, err := openT(Config{DataDir: agentDir, Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: prefix}, Metrics: m2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func TestVolumeMountsUseOFDOnTheEmbeddedSAN(t *testing.T) {
 // too; and the engine sees the other machine's mount of Y-22.
 func TestVolumeMountsUseDiskLeases(t *testing.T) {
 	ctx := context.Background()
-	e, err := Open(Config{DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }, LockTimeout: time.Second})
+	e, err := openT(Config{DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }, LockTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestVolumeMountsUseEtcdLocks(t *testing.T) {
 	// On etcd a node's agent formats (agent_work_format.go): the nodes'
 	// agents run on this machine (the embedded SAN's data dir) until the
 	// volume is made, then stop and let go of their mounts.
-	agents, err := Open(Config{DataDir: e.dataDir, Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: "/kayo-volume-locks/"}})
+	agents, err := openT(Config{DataDir: e.dataDir, Etcd: &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: "/kayo-volume-locks/"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ type mountCache struct {
 	// idle is how long an unused mount stays attached.
 	idle time.Duration
 	// pins: volume ID + "/" + node → held by this runtime's node agent
-	// for its life (agent_mounts.go).
+	// for its life (internal/nodeagent/workexec/mounts.go).
 	pins map[string]bool
 }
 

@@ -246,7 +246,7 @@ func (e *Engine) putReport(ctx context.Context, r VolumeReport, rev int64) error
 }
 
 // reportSink gathers the volume reports of node work whose caller records
-// them (workRequest.ReportBack) instead of committing them.
+// them (WorkRequest.ReportBack) instead of committing them.
 type reportSink struct {
 	mu   sync.Mutex
 	reps []VolumeReport

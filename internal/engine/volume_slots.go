@@ -59,7 +59,7 @@ func (e *Engine) volumeSlots(ctx context.Context, v Volume, a volumeSlotsArgs) (
 		return volumeSlotsOutcome{}, err
 	}
 	obj := volumeSlotsWorkObject(v.ID)
-	res, err := e.nodeWork(ctx, node, workRequest{Op: workVolumeSlots, Object: obj, Args: args})
+	res, err := e.nodeWork(ctx, node, WorkRequest{Op: workVolumeSlots, Object: obj, Args: args})
 	if err != nil {
 		return volumeSlotsOutcome{}, err
 	}
@@ -166,7 +166,7 @@ func (e *Engine) removeLUNImage(ctx context.Context, v Volume, nodes []string) e
 		return err
 	}
 	obj := volumeImageWorkObject(v.ID)
-	res, err := e.nodeWork(ctx, node, workRequest{Op: workLUNImageRemove, Object: obj, Args: args})
+	res, err := e.nodeWork(ctx, node, WorkRequest{Op: workLUNImageRemove, Object: obj, Args: args})
 	if err != nil {
 		return err
 	}

@@ -20,13 +20,13 @@ func splitOnEtcd(t *testing.T) (cp, agents *Engine, m *Metrics, agentDir string)
 	c := etcdtest.Start(t, etcdtest.Options{})
 	opts := &store.EtcdOptions{Endpoints: c.Endpoints(), Prefix: "/kayo-split/"}
 	m = &Metrics{}
-	cp, err := Open(Config{DataDir: t.TempDir(), Etcd: opts, Metrics: m})
+	cp, err := openT(Config{DataDir: t.TempDir(), Etcd: opts, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cp.Close() })
 	agentDir = t.TempDir()
-	agents, err = Open(Config{DataDir: agentDir, Etcd: opts})
+	agents, err = openT(Config{DataDir: agentDir, Etcd: opts})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,7 +167,7 @@ func checkLUNName(name string) error {
 func (e *Engine) devicePath(s VolumeSpec) (string, error) { return e.localLUN(s) }
 
 // volumeIntent is written before any side effect of a creation; the
-// executor that formats records its progress in it (agent_work_format.go).
+// executor that formats records its progress in it (volume_format.go).
 type volumeIntent struct {
 	Spec VolumeSpec `json:"spec"`
 	// Device is what older versions recorded: a block device's path. The
@@ -191,7 +191,7 @@ type volumeIntent struct {
 // LUN's image) and mounts it on every node of the cluster. The control
 // plane checks what the database knows and records the intent; one node's
 // executor, chosen by formatNode, judges the LUN, formats it and claims
-// the slots (agent_work_format.go): this process opens no device unless it
+// the slots (volume_format.go): this process opens no device unless it
 // is that executor (the embedded database's in-process one). A creation
 // that crashed midway is resumed by the next call with the same cluster
 // and drive letter.
@@ -493,7 +493,7 @@ func (e *Engine) ListVolumes(ctx context.Context, cluster string) ([]Volume, err
 // WithVolume runs fn on the volume as mounted by node: it takes node's
 // slot (replaying any journal a crash left), runs fn, and detaches once
 // idle, so the node's mount stays claimed for the next process. A node
-// agent that holds the mount (agent_mounts.go) lends it first, unless
+// agent that holds the mount (internal/nodeagent/workexec/mounts.go) lends it first, unless
 // this is that node's executor's work, which shares the agent's mount. After fn
 // succeeds, node's report records the volume's space as the mount sees
 // it (volume_reports.go).
@@ -507,7 +507,7 @@ func (e *Engine) WithVolume(ctx context.Context, volumeID, node string, fn func(
 			v.DriveLetter, v.ID, node, strings.Join(sortedKeys(v.Mounts), ", "))
 	}
 	// Outside the node's executor, its agent may hold the node's mount
-	// for its life (agent_mounts.go): it lends it.
+	// for its life (internal/nodeagent/workexec/mounts.go): it lends it.
 	if err := e.lendMount(ctx, v.ID, node); err != nil {
 		return err
 	}
@@ -556,7 +556,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, id string, force bool) error 
 	}
 	force = force || v.ForceDestroy
 	e.releaseVolumeMounts(v.ID) // this process's cached mounts (volume_mounts.go)
-	// The nodes' agents let go of their mounts (agent_mounts.go) and stay
+	// The nodes' agents let go of their mounts (internal/nodeagent/workexec/mounts.go) and stay
 	// off the volume while it goes.
 	if err := e.releaseAgentMounts(ctx, v.ID, sortedKeys(v.Mounts), releaseHoldDelete); err != nil {
 		return fmt.Errorf("volume %s: %w", v.DriveLetter, err)

@@ -17,7 +17,7 @@ import (
 
 func openDir(t *testing.T, dir string) *Engine {
 	t.Helper()
-	e, err := Open(Config{DataDir: dir, Clock: func() time.Time { return fixedNow }})
+	e, err := openT(Config{DataDir: dir, Clock: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}

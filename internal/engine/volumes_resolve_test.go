@@ -84,7 +84,7 @@ func TestVolumeLUNUnseenByNode(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	byID := filepath.Join(dir, "by-id")
-	e, err := Open(Config{DataDir: filepath.Join(dir, "data"), ByIDDir: byID, Clock: func() time.Time { return fixedNow }})
+	e, err := openT(Config{DataDir: filepath.Join(dir, "data"), ByIDDir: byID, Clock: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}

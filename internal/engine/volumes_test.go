@@ -16,7 +16,7 @@ import (
 // with the seed's two-node cluster formed.
 func newDisk(t *testing.T) *Engine {
 	t.Helper()
-	e, err := Open(Config{DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
+	e, err := openT(Config{DataDir: t.TempDir(), Clock: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -267,7 +267,7 @@ func (e *Engine) changeOnDisk(ctx context.Context, v Volume, s VolumeSpec) error
 	if err != nil {
 		return err
 	}
-	_, err = e.nodeWork(ctx, node, workRequest{Op: workVolumeChange, Object: volumeWorkObject(v.ID), Args: args})
+	_, err = e.nodeWork(ctx, node, WorkRequest{Op: workVolumeChange, Object: volumeWorkObject(v.ID), Args: args})
 	return err
 }
 

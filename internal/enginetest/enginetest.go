@@ -16,6 +16,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store/memstore"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 // The seed's hosts.
@@ -141,7 +142,7 @@ func NewClocked(t testing.TB, leases bool) (*engine.Engine, *FakeClock) {
 	if !leases {
 		st = NoLeases{ms}
 	}
-	e, err := engine.Open(engine.Config{Store: st, Clock: clk.Now})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, Store: st, Clock: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func NewClocked(t testing.TB, leases bool) (*engine.Engine, *FakeClock) {
 // OpenEtcd is an engine on etcd at eps under prefix.
 func OpenEtcd(t testing.TB, eps []string, prefix string) *engine.Engine {
 	t.Helper()
-	e, err := engine.Open(engine.Config{DataDir: t.TempDir(), Etcd: &store.EtcdOptions{Endpoints: eps, Prefix: prefix}})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: t.TempDir(), Etcd: &store.EtcdOptions{Endpoints: eps, Prefix: prefix}})
 	if err != nil {
 		t.Fatalf("Open on etcd: %v", err)
 	}

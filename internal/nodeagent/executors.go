@@ -5,6 +5,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/qemurun"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 // startQEMU runs the agent's QEMU runner (the VMs of qemu clusters on
@@ -34,7 +35,7 @@ func startWork(ctx context.Context, e *engine.Engine, node, agentID string, logf
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := e.NewWorkExecutor(engine.WorkExecutorConfig{Node: node, Agent: agentID, Logf: logf}).Run(wctx); err != nil {
+		if err := workexec.New(e, workexec.Config{Node: node, Agent: agentID, Logf: logf}).Run(wctx); err != nil {
 			logf("work executor: %v", err)
 		}
 	}()

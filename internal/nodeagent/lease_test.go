@@ -12,6 +12,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store/memstore"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/enginetest"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 // TestAgentLeaseClockSkew: an agent whose clock runs an hour ahead takes
@@ -30,11 +31,11 @@ func TestAgentLeaseClockSkew(t *testing.T) {
 			if !m.Leases {
 				st = enginetest.NoLeases{Store: ms}
 			}
-			e1, err := engine.Open(engine.Config{Store: st, Clock: storeClk.Now})
+			e1, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, Store: st, Clock: storeClk.Now})
 			if err != nil {
 				t.Fatal(err)
 			}
-			e2, err := engine.Open(engine.Config{Store: st, Clock: skewed})
+			e2, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, Store: st, Clock: skewed})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,7 +90,7 @@ func TestAgentLeaseStores(t *testing.T) {
 		{"bolt", func(t *testing.T) (*engine.Engine, *engine.Engine) {
 			dir := filepath.Join(t.TempDir(), "d")
 			open := func() *engine.Engine {
-				e, err := engine.Open(engine.Config{DataDir: dir})
+				e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -188,11 +189,11 @@ func TestHeartbeatClockSkew(t *testing.T) {
 			if !m.Leases {
 				st = enginetest.NoLeases{Store: ms}
 			}
-			ahead, err := engine.Open(engine.Config{Store: st, Clock: func() time.Time { return storeClk.Now().Add(time.Hour) }})
+			ahead, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, Store: st, Clock: func() time.Time { return storeClk.Now().Add(time.Hour) }})
 			if err != nil {
 				t.Fatal(err)
 			}
-			fair, err := engine.Open(engine.Config{Store: st, Clock: storeClk.Now})
+			fair, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, Store: st, Clock: storeClk.Now})
 			if err != nil {
 				t.Fatal(err)
 			}

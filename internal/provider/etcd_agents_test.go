@@ -9,6 +9,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 // With the cluster database on etcd the provider does no node's
@@ -82,7 +83,7 @@ func (pool *etcdAgentPool) run(ctx context.Context) {
 				}
 				xctx, cancel := context.WithCancel(ctx)
 				pool.execs[h.Name] = cancel
-				x := pool.e.NewWorkExecutor(engine.WorkExecutorConfig{Node: h.Name})
+				x := workexec.New(pool.e, workexec.Config{Node: h.Name})
 				wg.Go(func() { _ = x.Run(xctx) })
 			}
 			for n, cancel := range pool.execs {

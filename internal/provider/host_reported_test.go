@@ -15,6 +15,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/hostfacts"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/testcli"
 )
 
@@ -40,7 +41,7 @@ func TestAccHost_reported(t *testing.T) {
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			e, err := engine.Open(engine.Config{DataDir: dir})
+			e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dir})
 			if err == nil {
 				_, _, err = e.HostReport(context.Background(), "Y-21-2k8x64")
 				_ = e.Close()

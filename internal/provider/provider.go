@@ -23,6 +23,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 // Address is the provider's source address. It names a hostname explicitly
@@ -162,7 +163,7 @@ func (p *kayoProvider) engine(dataDir string, timeout time.Duration, etcd *store
 	if e, ok := p.engines[key]; ok {
 		return e, nil
 	}
-	e, err := engine.Open(engine.Config{DataDir: dataDir, LockTimeout: timeout, OnWait: logWait, Etcd: etcd, Runtime: p.rt})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dataDir, LockTimeout: timeout, OnWait: logWait, Etcd: etcd, Runtime: p.rt})
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 // etcdProviderBlock points the provider at etcd (the data dir keeps only
@@ -41,7 +42,7 @@ func etcdProviderBlock(dataDir string, endpoints []string, prefix string) string
 // etcdCheck runs fn on an engine of the installation at prefix.
 func etcdCheck(endpoints []string, prefix string, fn func(context.Context, *engine.Engine) error) func(*terraform.State) error {
 	return func(*terraform.State) error {
-		e, err := engine.Open(engine.Config{DataDir: os.TempDir(), Etcd: &store.EtcdOptions{Endpoints: endpoints, Prefix: prefix}})
+		e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: os.TempDir(), Etcd: &store.EtcdOptions{Endpoints: endpoints, Prefix: prefix}})
 		if err != nil {
 			return err
 		}
@@ -56,14 +57,14 @@ func etcdCheck(endpoints []string, prefix string, fn func(context.Context, *engi
 // does no node's data-plane work itself. They stop when the test ends.
 func startEtcdAgents(t *testing.T, endpoints []string, prefix, dataDir string, nodes ...string) {
 	t.Helper()
-	e, err := engine.Open(engine.Config{DataDir: dataDir, Etcd: &store.EtcdOptions{Endpoints: endpoints, Prefix: prefix}})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, DataDir: dataDir, Etcd: &store.EtcdOptions{Endpoints: endpoints, Prefix: prefix}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, n := range nodes {
-		x := e.NewWorkExecutor(engine.WorkExecutorConfig{Node: n, Logf: t.Logf})
+		x := workexec.New(e, workexec.Config{Node: n, Logf: t.Logf})
 		wg.Go(func() { _ = x.Run(ctx) })
 	}
 	t.Cleanup(func() {

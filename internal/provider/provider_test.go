@@ -14,6 +14,7 @@ import (
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 )
 
 // protoV6 serves the provider in-process to the CLI under test
@@ -55,7 +56,7 @@ func testEtcdPrefix(dataDir string) string {
 
 // testEngine is the engine configuration a test's provider block names.
 func testEngine(dataDir string) engine.Config {
-	cfg := engine.Config{DataDir: dataDir}
+	cfg := engine.Config{DataDir: dataDir, LocalExecutor: workexec.Local}
 	if eps := store.SplitEndpoints(os.Getenv(envTestEtcd)); len(eps) > 0 {
 		cfg.Etcd = &store.EtcdOptions{Endpoints: eps, Prefix: testEtcdPrefix(dataDir)}
 	}

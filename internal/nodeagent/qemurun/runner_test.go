@@ -16,6 +16,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store/memstore"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/nodeagent/workexec"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
 )
 
@@ -28,7 +29,7 @@ func qemuEnv(t *testing.T) (*engine.Engine, engine.Volume) {
 		qemutest.SkipOrFail(t, err)
 	}
 	ctx := context.Background()
-	e, err := engine.Open(engine.Config{Store: memstore.New(), DataDir: t.TempDir()})
+	e, err := engine.Open(engine.Config{LocalExecutor: workexec.Local, Store: memstore.New(), DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

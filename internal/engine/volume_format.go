@@ -108,7 +108,7 @@ func (e *Engine) formatVolume(ctx context.Context, node string, s VolumeSpec, no
 	if err != nil {
 		return volumeFormatOutcome{}, err
 	}
-	res, err := e.nodeWork(ctx, node, workRequest{Op: workVolumeFormat, Object: volumeNewWorkObject(s.Cluster, s.DriveLetter), Args: args})
+	res, err := e.nodeWork(ctx, node, WorkRequest{Op: WorkVolumeFormat, Object: volumeNewWorkObject(s.Cluster, s.DriveLetter), Args: args})
 	// A creation is rare: the node's agent, if one started meanwhile, gets
 	// the node's next work at once rather than after noAgentRecheck.
 	e.work.noAgent.Delete(node)
@@ -122,11 +122,11 @@ func (e *Engine) formatVolume(ctx context.Context, node string, s VolumeSpec, no
 	return out, nil
 }
 
-// formatHere carries out a creation intent as node (its executor): it
+// formatHere carries out a creation intent as at.Node (its executor): it
 // reads the intent afresh (a re-run after a crash continues from what the
-// last run recorded) and opens the LUN where node finds it.
-func (x *WorkExecutor) formatHere(ctx context.Context, req workRequest, a volumeFormatArgs) (out volumeFormatOutcome, err error) {
-	e, node := x.e, x.cfg.Node
+// last run recorded) and opens the LUN where the node finds it.
+func (e *Engine) formatHere(ctx context.Context, at WorkSite, a volumeFormatArgs) (out volumeFormatOutcome, err error) {
+	node := at.Node
 	key := volumeIntentKey(a.Cluster, a.Letter)
 	var in volumeIntent
 	rev, err := getJSON(ctx, e.st, key, &in)
@@ -152,7 +152,7 @@ func (x *WorkExecutor) formatHere(ctx context.Context, req workRequest, a volume
 		return err
 	}
 	if !in.Writing {
-		if err := x.judgeForFormat(ctx, &in, dev, put); err != nil {
+		if err := e.judgeForFormat(&in, node, dev, put); err != nil {
 			if in.Created {
 				e.removeCreatedImage(in) // still empty: nothing was written
 			}
@@ -164,11 +164,11 @@ func (x *WorkExecutor) formatHere(ctx context.Context, req workRequest, a volume
 		}
 	}
 	if !in.Formatted {
-		x.hook(req, "format")
+		at.phase("format")
 		if err := e.formatLUN(s, dev); err != nil {
 			return out, err
 		}
-		x.hook(req, "formatted")
+		at.phase("formatted")
 		in.Formatted, in.Found = true, ""
 		if err := put(); err != nil {
 			return out, err
@@ -197,14 +197,14 @@ func (x *WorkExecutor) formatHere(ctx context.Context, req workRequest, a volume
 		}
 		v.Mounts[n] = slot
 	}
-	return volumeFormatOutcome{ID: v.ID, Mounts: v.Mounts, Reports: e.reportsFromDevice(v, fd, a.Nodes, x.cfg.Agent)}, nil
+	return volumeFormatOutcome{ID: v.ID, Mounts: v.Mounts, Reports: e.reportsFromDevice(v, fd, a.Nodes, at.Agent)}, nil
 }
 
 // judgeForFormat checks the LUN at dev before anything is written to it
 // (checkLUNKind, judgeExisting), and creates an embedded SAN LUN's image
 // (recording Created first). Errors name the node that judged.
-func (x *WorkExecutor) judgeForFormat(ctx context.Context, in *volumeIntent, dev string, put func() error) error {
-	e, node, s := x.e, x.cfg.Node, in.Spec
+func (e *Engine) judgeForFormat(in *volumeIntent, node, dev string, put func() error) error {
+	s := in.Spec
 	if err := e.checkLUNKind(s, dev); err != nil {
 		return onNode(err, node)
 	}

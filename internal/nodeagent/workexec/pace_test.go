@@ -1,8 +1,10 @@
-package engine
+package workexec
 
 import (
 	"testing"
 	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
 )
 
 // An agent's fallback poll is slow (the heartbeat's pace) while pokes
@@ -11,7 +13,7 @@ import (
 func TestPollPace(t *testing.T) {
 	p := newPollPace(100 * time.Millisecond)
 	t0 := time.Unix(1000, 0)
-	if got, want := p.next(t0, false), WorkAgentTimeout/10; got != want {
+	if got, want := p.next(t0, false), engine.WorkAgentTimeout/10; got != want {
 		t.Fatalf("idle: %v, want %v", got, want)
 	}
 	if got := p.next(t0, true); got != 100*time.Millisecond {
@@ -20,7 +22,7 @@ func TestPollPace(t *testing.T) {
 	if got := p.next(t0.Add(busyFor-time.Millisecond), false); got != 100*time.Millisecond {
 		t.Fatalf("within %v of that: %v, want 100ms", busyFor, got)
 	}
-	if got, want := p.next(t0.Add(busyFor), false), WorkAgentTimeout/10; got != want {
+	if got, want := p.next(t0.Add(busyFor), false), engine.WorkAgentTimeout/10; got != want {
 		t.Fatalf("%v later: %v, want %v", busyFor, got, want)
 	}
 	// A configured poll slower than the heartbeat's pace is kept.
