@@ -230,7 +230,20 @@ func (m *DiskLeases) readRecs(first, n int) ([]byte, error) {
 	return b, nil
 }
 
+// writeRec writes lease record i, unless this mount has fenced itself.
+// The check sits right before each write, not only at the top of a ballot
+// or a renewal: a host frozen (SIGSTOP, a stalled VM) in the middle of one
+// must not finish it with stale reads once another host took its lease.
 func (m *DiskLeases) writeRec(i int, b []byte) error {
+	if err := m.Fenced(); err != nil {
+		return err
+	}
+	return m.writeRecUnfenced(i, b)
+}
+
+// writeRecUnfenced writes without the fence check: only join's own host
+// lease acquisition, which runs before this mount holds any lease.
+func (m *DiskLeases) writeRecUnfenced(i int, b []byte) error {
 	if _, err := m.f.WriteAt(b[:recSize], m.base+int64(i)*recSize); err != nil {
 		return fmt.Errorf("kayofs: writing lease record %d: %w", i, err)
 	}
@@ -305,7 +318,7 @@ func (m *DiskLeases) acquireDelta(h int) error {
 	b := alignedBuf(recSize)
 	encDelta(b, m.uuid, nr)
 	start := m.now()
-	if err := m.writeRec(recDelta(h), b); err != nil {
+	if err := m.writeRecUnfenced(recDelta(h), b); err != nil {
 		return err
 	}
 	time.Sleep(2 * m.o.IOTimeout)

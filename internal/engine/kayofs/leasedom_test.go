@@ -270,3 +270,66 @@ func TestDiskLeasesRecoveryExclusive(t *testing.T) {
 		t.Error("A kept the recovery lease B holds")
 	}
 }
+
+// TestDiskLeasesFrozenMidBallotWritesNothing: a host frozen in the middle
+// of a ballot (after its loop's fence check, before its writes: SIGSTOP,
+// a stalled VM) whose lease another host took meanwhile writes nothing
+// when it resumes, neither its Disk Paxos block nor a leader record nor a
+// request; every write fails with ErrFenced. Before each lease write
+// checked the fence, the resumed ballot wrote its block (the torture
+// test's frozen guest changed the image after its lease was taken).
+func TestDiskLeasesFrozenMidBallotWritesNothing(t *testing.T) {
+	img, _ := newLeaseImage(t)
+	o := testLeaseOpts(t.Logf)
+	a := openTestLeases(t, img, "A", o)
+	b := openTestLeases(t, img, "B", o)
+	t.Cleanup(func() { b.Close() })
+	k := keyAG(0)
+	d := leaseDomainOf(k)
+	// A holds the domain's lease (idle, kept until asked for), reads its
+	// leader again for its next ballot, then freezes: its renewals stop,
+	// as do the ballot's next steps
+	if err := a.Lock(k, true); err != nil {
+		t.Fatal(err)
+	}
+	a.Unlock(k, true)
+	stale := domainLeader(t, a, d)
+	if stale.Owner != a.host+1 {
+		t.Fatalf("domain %d's leader %+v, want A holding it", d, stale)
+	}
+	a.closeOnce.Do(func() { close(a.stop); <-a.done })
+	t.Cleanup(func() { a.f.Close() })
+	if ok, err := lockWithin(b, k, 2*(o.Timeout+o.Margin)+5*time.Second); !ok {
+		t.Fatalf("B did not take domain %d after A froze: %v", d, err)
+	}
+	took := domainLeader(t, b, d)
+	read := func() []byte {
+		x, err := a.readRecs(recHostDblock0+a.host, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := a.readRecs(a.recLeaderOf(d), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z, err := a.readRecs(a.recRequestOf(d), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Concat(x, y, z)
+	}
+	before := read()
+	// A resumes where it stopped: the ballot for the version it read
+	if _, err := a.ballot(a.doms[d], stale.Lver+1); !errors.Is(err, ErrFenced) {
+		t.Errorf("A's resumed ballot: %v, want ErrFenced", err)
+	}
+	if err := a.writeRequest(a.doms[d]); !errors.Is(err, ErrFenced) {
+		t.Errorf("A's request after the freeze: %v, want ErrFenced", err)
+	}
+	if after := read(); !slices.Equal(before, after) {
+		t.Fatal("A wrote to the lease area after B took its lease")
+	}
+	if ld := domainLeader(t, b, d); ld != took {
+		t.Fatalf("domain %d's leader changed after A resumed: %+v, was %+v", d, ld, took)
+	}
+}
