@@ -156,7 +156,8 @@ func (e *Engine) FinishWork(ctx context.Context, node, agent string, w WorkQueue
 	res.Updated = e.now().UTC()
 	reqKey, resKey := nodeWorkReqKey(node, req.Object), nodeWorkResKey(node, req.Object)
 	// The completion: the result, and the request gone, in one commit.
-	_, cerr := e.st.Commit(ctx, []store.Cmp{store.At(reqKey, w.Rev)}, []store.Op{putJSON(resKey, res), store.Del(reqKey)})
+	ops := append([]store.Op{putJSON(resKey, res), store.Del(reqKey)}, out.ops...)
+	_, cerr := e.st.Commit(ctx, []store.Cmp{store.At(reqKey, w.Rev)}, ops)
 	switch {
 	case errors.Is(cerr, store.ErrConflict):
 		// Superseded or withdrawn meanwhile: its caller has gone.
@@ -177,6 +178,12 @@ func workErrorKind(err error) string {
 	switch {
 	case errors.Is(err, hypervisor.ErrFenced):
 		return workKindFenced
+	case errors.Is(err, hypervisor.ErrState):
+		return workKindHVState
+	case errors.Is(err, hypervisor.ErrNotFound):
+		return workKindHVNotFound
+	case errors.Is(err, hypervisor.ErrIncompatible):
+		return workKindHVIncompatible
 	case errors.Is(err, ErrNotFound):
 		return workKindNotFound
 	case errors.Is(err, kayofs.ErrNotEmpty):
@@ -214,6 +221,9 @@ func (at WorkSite) phase(p string) {
 type WorkOutput struct {
 	Outcome json.RawMessage
 	Reports []VolumeReport
+	// ops are writes that ride on the completion commit (a simulator
+	// call's records, sim_driver.go).
+	ops []store.Op
 }
 
 // ApplyWork carries out req on at.Node, up to the request's deadline
@@ -233,6 +243,10 @@ func (e *Engine) ApplyWork(ctx context.Context, at WorkSite, req WorkRequest) (W
 	var sink *reportSink // the caller records the volume reports
 	if req.ReportBack {
 		ctx, sink = withReportSink(ctx)
+	}
+	if req.Op == workVMHypervisor {
+		out, ops, err := e.simHere(ctx, at.Node, req.Args, req.ReportBack)
+		return WorkOutput{Outcome: out, Reports: sink.reports(), ops: ops}, err
 	}
 	out, err := e.applyWork(ctx, at, req)
 	return WorkOutput{Outcome: out, Reports: sink.reports()}, err
@@ -307,6 +321,12 @@ func (e *Engine) applyWork(ctx context.Context, at WorkSite, req WorkRequest) (j
 			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
 		}
 		return nil, e.volumeFileRemoveHere(ctx, a, at.Node)
+	case workVMRemoveState:
+		var vm VM
+		if err := json.Unmarshal(req.Args, &vm); err != nil {
+			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+		return nil, e.removeStateHere(ctx, vm, at.Node)
 	}
 	return nil, fmt.Errorf("operation %q is unknown to this executor (an older kayoctl agent than the control plane? upgrade it)", req.Op)
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
@@ -171,15 +170,9 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 			}
 			live = &res
 		case MigrationQuick:
-			err := e.onVolume(ctx, vm.Volume, p.From, func(fv *kayofs.Volume) error {
-				f, err := openOrCreate(fv, paths.VolState)
-				if err != nil {
-					return err
-				}
-				r, err := drv.Save(ctx, p.From, vm.Name, tok, f, prog)
-				saveMs = r.DurationMs
-				return err
-			})
+			// The source's agent saves it on its own mount of the volume.
+			r, err := drv.Save(ctx, p.From, vm.Name, tok, StateRef{Volume: vm.Volume, Path: paths.VolState}, prog)
+			saveMs = r.DurationMs
 			if err != nil {
 				return vm, fmt.Errorf("quick migration of VM %q: saving its state to %s: %w", vm.Name, paths.State, err)
 			}
@@ -216,16 +209,12 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 		}
 		running = true
 	case MigrationQuick:
-		err := e.onVolume(ctx, vm.Volume, p.To, func(fv *kayofs.Volume) error {
-			if st, err := drv.Status(ctx, p.To, vm.Name); err == nil && st.State == hypervisor.Running && st.Token == tok {
-				return nil // restored before a crash
-			}
-			f, err := fv.Open(paths.VolState)
-			if err != nil {
-				return err
-			}
-			return drv.Restore(ctx, p.To, vm.hvVM(), tok, f, prog)
-		})
+		var err error
+		if st, serr := drv.Status(ctx, p.To, vm.Name); serr != nil || st.State != hypervisor.Running || st.Token != tok {
+			// Not restored before a crash: the target's agent restores it
+			// from its own mount of the volume.
+			err = drv.Restore(ctx, p.To, vm.hvVM(), tok, StateRef{Volume: vm.Volume, Path: paths.VolState}, prog)
+		}
 		if err != nil {
 			return vm, fmt.Errorf("quick migration of VM %q: restoring it on %s from %s: %w", vm.Name, p.To, paths.State, err)
 		}
@@ -233,12 +222,7 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 		if vm, err = e.flushHV(ctx, vm); err != nil {
 			return vm, err
 		}
-		if err := e.onVolume(ctx, vm.Volume, p.To, func(fv *kayofs.Volume) error {
-			if err := fv.Remove(paths.VolState); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
-				return err
-			}
-			return nil
-		}); err != nil {
+		if err := e.removeState(ctx, p.To, vm); err != nil {
 			return vm, err
 		}
 		running = true
@@ -361,13 +345,7 @@ func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, string, erro
 		case err == nil && st.State == hypervisor.Paused:
 			err = drv.Resume(ctx, p.From, pv.hvVM(), tok)
 		case err == nil && st.State == hypervisor.Saved:
-			err = e.onVolume(ctx, vm.Volume, p.From, func(fv *kayofs.Volume) error {
-				f, err := fv.Open(paths.VolState)
-				if err != nil {
-					return err
-				}
-				return drv.Restore(ctx, p.From, pv.hvVM(), tok, f, nil)
-			})
+			err = drv.Restore(ctx, p.From, pv.hvVM(), tok, StateRef{Volume: vm.Volume, Path: paths.VolState}, nil)
 		default:
 			// Its running state is gone: a new boot, and said so.
 			coldBoot = fmt.Sprintf("its guest's running state was lost (%s on %s): it was started again from its disk (a cold boot)", st.State, p.From)
@@ -385,12 +363,7 @@ func (e *Engine) rollbackMigration(ctx context.Context, vm VM) (VM, string, erro
 		if vm, err = e.flushHV(ctx, vm); err != nil {
 			return vm, coldBoot, err
 		}
-		_ = e.onVolume(ctx, vm.Volume, p.From, func(fv *kayofs.Volume) error {
-			if err := fv.Remove(paths.VolState); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
-				return err
-			}
-			return nil
-		})
+		_ = e.removeState(ctx, p.From, vm)
 	}
 	vm, err = e.pendingCommit(ctx, vm, func(t *vmTxn) error {
 		if err := e.dropPairLock(t, t.vm.Pending); err != nil {

@@ -81,6 +81,8 @@ const (
 	// workVolumeFileRemove removes a put file from a volume (args:
 	// volumeFileRemoveArgs; volume_file_work.go).
 	workVolumeFileRemove = "volume.file_remove"
+	// workVMHypervisor and workVMRemoveState: a simulator call and a
+	// quick migration's state file (sim_driver.go).
 )
 
 // Result kinds: the error a result carries, as the caller rebuilds it.
@@ -90,6 +92,10 @@ const (
 	workKindExpired  = "expired"
 	workKindLUNLost  = "lun_lost"
 	workKindNotEmpty = "not_empty"
+	// The simulator's (sim_driver.go).
+	workKindHVState        = "hv_state"
+	workKindHVNotFound     = "hv_notfound"
+	workKindHVIncompatible = "hv_incompatible"
 )
 
 // WorkRequest is a node-work request: the caller's intent, which the
@@ -480,6 +486,12 @@ func (r workResult) error(node string, req WorkRequest) error {
 		kind = ErrWorkExpired
 	case workKindNotEmpty:
 		kind = kayofs.ErrNotEmpty
+	case workKindHVState:
+		kind = hypervisor.ErrState
+	case workKindHVNotFound:
+		kind = hypervisor.ErrNotFound
+	case workKindHVIncompatible:
+		kind = hypervisor.ErrIncompatible
 	}
 	msg := fmt.Sprintf("node %s: %s", node, r.Err)
 	if kind != nil {

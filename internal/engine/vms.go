@@ -399,11 +399,12 @@ func (e *Engine) Hypervisor(ctx context.Context, cluster string) (hypervisor.Dri
 	if d != nil {
 		return e.counted(d), nil
 	}
-	return e.counted(hypervisor.NewSimulator(hvBackend{e.st}, cluster)), nil
+	return e.counted(&simDriver{e: e, cluster: cluster}), nil
 }
 
-// Simulator returns the embedded simulator of cluster (tests and kayoctl
-// inspect it).
+// Simulator returns the embedded simulator of cluster over the database,
+// to read its records (tests and kayoctl inspect it); its calls that act
+// are the node agents' (sim_driver.go).
 func (e *Engine) Simulator(cluster string) *hypervisor.Simulator {
 	return hypervisor.NewSimulator(hvBackend{e.st}, cluster)
 }

@@ -1,0 +1,340 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+)
+
+// The simulator as a node's agent runs it. The control plane's driver
+// (simDriver) only reads the simulator's records (Status) and asks: every
+// call that acts on a node is a node-work request (workVMHypervisor) that
+// the node's executor carries out with the embedded simulator
+// (hypervisor.Simulator) over the cluster database, opening a quick
+// migration's state file on its own mount of the VM's volume. The node-work
+// protocol, not the qemu driver's, carries it: it is the protocol a VM's
+// file work already uses (the same executors, in-process ones on the
+// embedded database included, and the same object, so a VM's file work
+// and hypervisor calls on a node are one queue), and its ReportBack lets
+// the simulator's writes ride on the VM operation's next commit as before
+// (vms_hv.go).
+//
+// The caller's uncommitted simulator writes travel with the request
+// (Overlay), so the executor sees what the caller sees; the executor's
+// writes come back in the result (ReportBack: the caller buffers them for
+// its next commit of the VM) or are committed with the result (a caller
+// outside a VM operation).
+
+// workVMHypervisor carries out a hypervisor call of the simulator on the
+// executor's node (args: simCallArgs; outcome: simCallOutcome).
+const workVMHypervisor = "vm.hypervisor"
+
+// workVMRemoveState removes a VM's quick-migration state file on the
+// executor's node's mount (args: the VM).
+const workVMRemoveState = "vm.remove_state"
+
+// Simulator calls.
+const (
+	simStart   = "start"
+	simStop    = "stop"
+	simDiscard = "discard"
+	simSave    = "save"
+	simRestore = "restore"
+	simPreCopy = "precopy"
+	simResume  = "resume"
+)
+
+// StateRef names a VM's saved-state file on its volume: the StateFile the
+// engine hands a driver. It is no open file: the node's agent opens the
+// path on its own mount (the simulator), or keeps the state its own way
+// (qemu, which ignores it).
+type StateRef struct {
+	Volume string `json:"volume"`
+	// Path is the file's path on the volume (VMPaths.VolState).
+	Path string `json:"path"`
+}
+
+var errStateRef = errors.New("a saved-state file reference: only the node's agent opens it")
+
+func (StateRef) ReadAt([]byte, int64) (int, error)  { return 0, errStateRef }
+func (StateRef) WriteAt([]byte, int64) (int, error) { return 0, errStateRef }
+func (StateRef) Truncate(int64) error               { return errStateRef }
+
+// hvWrite is one simulator record write (key without hvPrefix; Del: a
+// deletion).
+type hvWrite struct {
+	Key   string          `json:"key"`
+	Value json.RawMessage `json:"value,omitempty"`
+	Del   bool            `json:"del,omitempty"`
+}
+
+type simCallArgs struct {
+	Call    string           `json:"call"`
+	Cluster string           `json:"cluster"`
+	Name    string           `json:"name"`
+	VM      hypervisor.VM    `json:"vm"`
+	Token   hypervisor.Token `json:"token,omitempty"`
+	// From and To are a live migration's nodes (PreCopy).
+	From hypervisor.Node `json:"from,omitzero"`
+	To   hypervisor.Node `json:"to,omitzero"`
+	// State is the saved-state file of Save and Restore.
+	State *StateRef `json:"state,omitempty"`
+	// Overlay is the caller's uncommitted simulator writes.
+	Overlay []hvWrite `json:"overlay,omitempty"`
+}
+
+type simCallOutcome struct {
+	Save SaveOutcome           `json:"save,omitzero"`
+	Live hypervisor.LiveResult `json:"live,omitzero"`
+	// Progress is what the simulator told of the call, for the caller to
+	// pass on.
+	Progress []hypervisor.Progress `json:"progress,omitempty"`
+	// Writes are the call's simulator writes, for a ReportBack caller.
+	Writes []hvWrite `json:"writes,omitempty"`
+}
+
+// SaveOutcome is hypervisor.SaveResult as a result carries it.
+type SaveOutcome = hypervisor.SaveResult
+
+// simDriver is the control plane's side of the simulator of one cluster.
+type simDriver struct {
+	e       *Engine
+	cluster string
+}
+
+var _ hypervisor.Driver = (*simDriver)(nil)
+
+func (d *simDriver) Name() string { return HypervisorSimulator }
+
+// reader is the simulator over the database and the caller's buffer:
+// reads only.
+func (d *simDriver) reader() *hypervisor.Simulator {
+	return hypervisor.NewSimulator(hvBackend{d.e.st}, d.cluster)
+}
+
+func (d *simDriver) Status(ctx context.Context, node, name string) (hypervisor.Status, error) {
+	return d.reader().Status(ctx, node, name)
+}
+
+// call has node's executor carry out a.
+func (d *simDriver) call(ctx context.Context, node string, a simCallArgs, progress func(hypervisor.Progress)) (simCallOutcome, error) {
+	a.Cluster = d.cluster
+	if a.Name == "" {
+		a.Name = a.VM.Name
+	}
+	buf := hvBufferOf(ctx)
+	a.Overlay = buf.overlay(d.cluster + "/")
+	b, err := json.Marshal(a)
+	if err != nil {
+		return simCallOutcome{}, err
+	}
+	res, err := d.e.nodeWork(ctx, node, WorkRequest{Op: workVMHypervisor, Object: vmWorkObject(d.cluster, a.Name), Args: b, Token: int64(a.Token)})
+	var out simCallOutcome
+	if len(res.Outcome) > 0 {
+		if uerr := json.Unmarshal(res.Outcome, &out); uerr != nil && err == nil {
+			err = fmt.Errorf("%s of VM %q on %s: its result: %w", a.Call, a.Name, node, uerr)
+		}
+	}
+	for _, w := range out.Writes {
+		if buf == nil {
+			break // committed with the result
+		}
+		if w.Del {
+			buf.put(w.Key, nil)
+		} else {
+			buf.put(w.Key, []byte(w.Value))
+		}
+	}
+	if progress != nil {
+		for _, p := range out.Progress {
+			progress(p)
+		}
+	}
+	return out, err
+}
+
+func (d *simDriver) Start(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token) error {
+	_, err := d.call(ctx, node, simCallArgs{Call: simStart, VM: vm, Token: tok}, nil)
+	return err
+}
+
+func (d *simDriver) Stop(ctx context.Context, node, name string, tok hypervisor.Token) error {
+	_, err := d.call(ctx, node, simCallArgs{Call: simStop, Name: name, Token: tok}, nil)
+	return err
+}
+
+func (d *simDriver) Discard(ctx context.Context, node, name string) error {
+	// Nothing there: no round trip (a VM's other nodes on deletion).
+	if _, err := d.Status(ctx, node, name); errors.Is(err, hypervisor.ErrNotFound) {
+		return nil
+	}
+	_, err := d.call(ctx, node, simCallArgs{Call: simDiscard, Name: name}, nil)
+	return err
+}
+
+func (d *simDriver) Save(ctx context.Context, node, name string, tok hypervisor.Token, f hypervisor.StateFile, progress func(hypervisor.Progress)) (hypervisor.SaveResult, error) {
+	ref, ok := f.(StateRef)
+	if !ok {
+		return hypervisor.SaveResult{}, fmt.Errorf("saving VM %q on %s: the state file must be a StateRef (the node's agent opens it)", name, node)
+	}
+	out, err := d.call(ctx, node, simCallArgs{Call: simSave, Name: name, Token: tok, State: &ref}, progress)
+	return out.Save, err
+}
+
+func (d *simDriver) Restore(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token, f hypervisor.StateFile, progress func(hypervisor.Progress)) error {
+	ref, ok := f.(StateRef)
+	if !ok {
+		return fmt.Errorf("restoring VM %q on %s: the state file must be a StateRef (the node's agent opens it)", vm.Name, node)
+	}
+	_, err := d.call(ctx, node, simCallArgs{Call: simRestore, VM: vm, Token: tok, State: &ref}, progress)
+	return err
+}
+
+// PreCopy is carried out by the source's executor, which sends.
+func (d *simDriver) PreCopy(ctx context.Context, from, to hypervisor.Node, vm hypervisor.VM, tok hypervisor.Token, progress func(hypervisor.Progress)) (hypervisor.LiveResult, error) {
+	out, err := d.call(ctx, from.Name, simCallArgs{Call: simPreCopy, VM: vm, Token: tok, From: from, To: to}, progress)
+	return out.Live, err
+}
+
+func (d *simDriver) Resume(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token) error {
+	_, err := d.call(ctx, node, simCallArgs{Call: simResume, VM: vm, Token: tok}, nil)
+	return err
+}
+
+// simHere (run by the node's executor) carries out a simulator call on
+// node: the simulator over the database and the caller's overlay, its
+// writes buffered and handed back (reportBack) or returned as the
+// completion commit's ops; a saved-state file opened on this node's mount.
+func (e *Engine) simHere(ctx context.Context, node string, args json.RawMessage, reportBack bool) (json.RawMessage, []store.Op, error) {
+	var a simCallArgs
+	if err := json.Unmarshal(args, &a); err != nil {
+		return nil, nil, fmt.Errorf("%s: arguments: %w", workVMHypervisor, err)
+	}
+	buf := &hvBuffer{writes: map[string][]byte{}, last: map[string]uint64{}}
+	for _, w := range a.Overlay {
+		if w.Del {
+			buf.put(w.Key, nil)
+		} else {
+			buf.put(w.Key, []byte(w.Value))
+		}
+	}
+	_, seeded := buf.pending()
+	sctx := context.WithValue(ctx, hvBufferKey{}, buf)
+	sim := hypervisor.NewSimulator(hvBackend{e.st}, a.Cluster)
+	var out simCallOutcome
+	prog := func(p hypervisor.Progress) { out.Progress = append(out.Progress, p) }
+	var err error
+	switch a.Call {
+	case simStart:
+		err = sim.Start(sctx, node, a.VM, a.Token)
+	case simStop:
+		err = sim.Stop(sctx, node, a.Name, a.Token)
+	case simDiscard:
+		err = sim.Discard(sctx, node, a.Name)
+	case simResume:
+		err = sim.Resume(sctx, node, a.VM, a.Token)
+	case simPreCopy:
+		out.Live, err = sim.PreCopy(sctx, a.From, a.To, a.VM, a.Token, prog)
+	case simSave, simRestore:
+		if a.State == nil {
+			return nil, nil, fmt.Errorf("%s of VM %q: no state file named", a.Call, a.Name)
+		}
+		err = e.onVolume(ctx, a.State.Volume, node, func(fv *kayofs.Volume) error {
+			if a.Call == simSave {
+				f, err := openOrCreate(fv, a.State.Path)
+				if err != nil {
+					return err
+				}
+				out.Save, err = sim.Save(sctx, node, a.Name, a.Token, f, prog)
+				return err
+			}
+			// Restored before a crash: the state file may be gone.
+			if st, err := sim.Status(sctx, node, a.VM.Name); err == nil && st.State == hypervisor.Running && st.Token == a.Token {
+				return nil
+			}
+			f, err := fv.Open(a.State.Path)
+			if err != nil {
+				return err
+			}
+			return sim.Restore(sctx, node, a.VM, a.Token, f, prog)
+		})
+	default:
+		return nil, nil, fmt.Errorf("simulator call %q is unknown to this executor (an older kayoctl agent than the control plane? upgrade it)", a.Call)
+	}
+	writes := buf.since(seeded)
+	var ops []store.Op
+	if reportBack {
+		out.Writes = writes
+	} else if err == nil {
+		for _, w := range writes {
+			if w.Del {
+				ops = append(ops, store.Del(hvPrefix+w.Key))
+			} else {
+				ops = append(ops, store.Put(hvPrefix+w.Key, w.Value))
+			}
+		}
+	}
+	b, merr := json.Marshal(out)
+	if merr != nil && err == nil {
+		err = merr
+	}
+	return b, ops, err
+}
+
+// removeStateHere (run by the node's executor) removes the VM's
+// quick-migration state file from this node's mount; a missing one is
+// fine.
+func (e *Engine) removeStateHere(ctx context.Context, vm VM, node string) error {
+	p, err := PathsFor(vm.DriveLetter, vm.Name)
+	if err != nil {
+		return err
+	}
+	return e.onVolume(ctx, vm.Volume, node, func(fv *kayofs.Volume) error {
+		if err := fv.Remove(p.VolState); err != nil && !errors.Is(err, kayofs.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
+}
+
+// removeState has node's executor remove the VM's saved-state file.
+func (e *Engine) removeState(ctx context.Context, node string, vm VM) error {
+	_, err := e.vmWork(ctx, node, workVMRemoveState, vm, vm)
+	return err
+}
+
+// overlay returns the buffered simulator writes under prefix.
+func (b *hvBuffer) overlay(prefix string) []hvWrite {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []hvWrite
+	for k, v := range b.writes {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, hvWrite{Key: k, Value: v, Del: v == nil})
+		}
+	}
+	return out
+}
+
+// since returns the simulator writes made after seq.
+func (b *hvBuffer) since(seq uint64) []hvWrite {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []hvWrite
+	for k, s := range b.last {
+		if s > seq && !strings.HasPrefix(k, "\x00") {
+			v := b.writes[k]
+			out = append(out, hvWrite{Key: k, Value: v, Del: v == nil})
+		}
+	}
+	return out
+}
