@@ -53,6 +53,10 @@ func (r *Runtime) SetMountIdle(d time.Duration) {
 // binary calls it before it exits.
 func (r *Runtime) ReleaseMounts() { r.mounts.releaseMounts("") }
 
+// MountsMade is how many Kayo FS mounts the runtime has made: a control
+// plane whose node work its agents do makes none (tests count them).
+func (r *Runtime) MountsMade() int64 { return r.mounts.made.Load() }
+
 // running marks pending operation id as run by this runtime until the
 // returned func is called.
 func (r *Runtime) running(id string) (done func()) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
@@ -62,6 +63,8 @@ type mountCache struct {
 	// pins: volume ID + "/" + node → held by this runtime's node agent
 	// for its life (internal/nodeagent/workexec/mounts.go).
 	pins map[string]bool
+	// made counts the mounts made (Runtime.MountsMade).
+	made atomic.Int64
 }
 
 func (c *mountCache) setPinned(id, node string, on bool) {
@@ -162,6 +165,8 @@ func (c *mountCache) acquire(ctx context.Context, e *Engine, v Volume, node stri
 			sm.fd, sm.fv, sm.err = fd, fv, err
 			if err != nil {
 				delete(c.m, key)
+			} else {
+				c.made.Add(1)
 			}
 			close(sm.ready)
 			c.mu.Unlock()
