@@ -244,9 +244,9 @@ func (e *Engine) ApplyWork(ctx context.Context, at WorkSite, req WorkRequest) (W
 	if req.ReportBack {
 		ctx, sink = withReportSink(ctx)
 	}
-	if req.Op == workVMHypervisor {
-		out, ops, err := e.simHere(ctx, at.Node, req.Args, req.ReportBack)
-		return WorkOutput{Outcome: out, Reports: sink.reports(), ops: ops}, err
+	if out, ok, err := e.vmWorkHere(ctx, at.Node, req); ok { // sim_driver.go
+		out.Reports = sink.reports()
+		return out, err
 	}
 	out, err := e.applyWork(ctx, at, req)
 	return WorkOutput{Outcome: out, Reports: sink.reports()}, err
@@ -255,18 +255,6 @@ func (e *Engine) ApplyWork(ctx context.Context, at WorkSite, req WorkRequest) (W
 // applyWork is ApplyWork's work of req.
 func (e *Engine) applyWork(ctx context.Context, at WorkSite, req WorkRequest) (json.RawMessage, error) {
 	switch req.Op {
-	case workVMFiles:
-		var a vmFilesArgs
-		if err := json.Unmarshal(req.Args, &a); err != nil {
-			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
-		}
-		return nil, e.writeFilesHere(ctx, a.VM, a.Fresh)
-	case workVMRemoveFiles:
-		var vm VM
-		if err := json.Unmarshal(req.Args, &vm); err != nil {
-			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
-		}
-		return nil, e.removeFilesHere(ctx, vm)
 	case workVolumeChange:
 		var a volumeChangeArgs
 		if err := json.Unmarshal(req.Args, &a); err != nil {

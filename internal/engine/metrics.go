@@ -90,3 +90,13 @@ func (d countedDriver) Resume(ctx context.Context, node string, vm hypervisor.VM
 	d.call()
 	return d.Driver.Resume(ctx, node, vm, tok)
 }
+
+// isCountedSim reports whether d is the simulator's driver, counted.
+func isCountedSim(d hypervisor.Driver) bool {
+	c, ok := d.(countedDriver)
+	if !ok {
+		return false
+	}
+	_, sim := c.Driver.(*simDriver)
+	return sim
+}

@@ -165,6 +165,17 @@ type volumeChangeArgs struct {
 type vmFilesArgs struct {
 	VM    VM   `json:"vm"`
 	Fresh bool `json:"fresh"`
+	// Start: the simulator starts the VM once its files are written (a
+	// running VM's creation: sim_driver.go).
+	Start *simCallArgs `json:"start,omitempty"`
+}
+
+// vmRemoveArgs are workVMRemoveFiles' arguments: the VM (its fields, as
+// the arguments were before Discard) and the simulator's discard of it
+// on the node, before its files go.
+type vmRemoveArgs struct {
+	VM
+	Discard *simCallArgs `json:"discard,omitempty"`
 }
 
 // WorkSocket is the unix socket node's agent is poked on.

@@ -135,20 +135,31 @@ func (d *simDriver) call(ctx context.Context, node string, a simCallArgs, progre
 		return simCallOutcome{}, err
 	}
 	res, err := d.e.nodeWork(ctx, node, WorkRequest{Op: workVMHypervisor, Object: vmWorkObject(d.cluster, a.Name), Args: b, Token: int64(a.Token)})
-	var out simCallOutcome
-	if len(res.Outcome) > 0 {
-		if uerr := json.Unmarshal(res.Outcome, &out); uerr != nil && err == nil {
-			err = fmt.Errorf("%s of VM %q on %s: its result: %w", a.Call, a.Name, node, uerr)
-		}
+	out, oerr := simOutcome(ctx, res.Outcome, progress)
+	if oerr != nil && err == nil {
+		err = fmt.Errorf("%s of VM %q on %s: its result: %w", a.Call, a.Name, node, oerr)
 	}
-	for _, w := range out.Writes {
-		if buf == nil {
-			break // committed with the result
-		}
-		if w.Del {
-			buf.put(w.Key, nil)
-		} else {
-			buf.put(w.Key, []byte(w.Value))
+	return out, err
+}
+
+// simOutcome reads a simulator call's outcome from a result: its writes
+// go to the caller's buffer (a ReportBack request's; else the result's
+// commit carried them), its progress to progress.
+func simOutcome(ctx context.Context, raw json.RawMessage, progress func(hypervisor.Progress)) (simCallOutcome, error) {
+	var out simCallOutcome
+	if len(raw) == 0 {
+		return out, nil
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return out, err
+	}
+	if buf := hvBufferOf(ctx); buf != nil {
+		for _, w := range out.Writes {
+			if w.Del {
+				buf.put(w.Key, nil)
+			} else {
+				buf.put(w.Key, []byte(w.Value))
+			}
 		}
 	}
 	if progress != nil {
@@ -156,7 +167,62 @@ func (d *simDriver) call(ctx context.Context, node string, a simCallArgs, progre
 			progress(p)
 		}
 	}
-	return out, err
+	return out, nil
+}
+
+// simRider is a simulator call that rides on a VM's file work on the same
+// node (vmFilesArgs.Start, vmRemoveArgs.Discard): one request, not two.
+func simRider(ctx context.Context, cluster, call string, vm VM) *simCallArgs {
+	a := &simCallArgs{Call: call, Cluster: cluster, Name: vm.Name, VM: vm.hvVM(), Token: hypervisor.Token(vm.Token)}
+	a.Overlay = hvBufferOf(ctx).overlay(cluster + "/")
+	return a
+}
+
+// vmWorkHere (run by the node's executor) carries out the VM work that
+// holds simulator calls: a call of its own (workVMHypervisor), or file
+// work with a call riding on it. handled is false for other work.
+func (e *Engine) vmWorkHere(ctx context.Context, node string, req WorkRequest) (out WorkOutput, handled bool, err error) {
+	var sim *simCallArgs
+	var files func() error
+	switch req.Op {
+	case workVMHypervisor:
+		sim = &simCallArgs{}
+		if err := json.Unmarshal(req.Args, sim); err != nil {
+			return out, true, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+	case workVMFiles:
+		var a vmFilesArgs
+		if err := json.Unmarshal(req.Args, &a); err != nil {
+			return out, true, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+		files, sim = func() error { return e.writeFilesHere(ctx, a.VM, a.Fresh) }, a.Start
+		if sim != nil {
+			// The files first: the VM starts from them.
+			if err := files(); err != nil {
+				return out, true, err
+			}
+			files = nil
+		}
+	case workVMRemoveFiles:
+		var a vmRemoveArgs
+		if err := json.Unmarshal(req.Args, &a); err != nil {
+			return out, true, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+		// The VM is discarded first: its files go after it stopped.
+		files, sim = func() error { return e.removeFilesHere(ctx, a.VM) }, a.Discard
+	default:
+		return out, false, nil
+	}
+	if sim != nil {
+		out.Outcome, out.ops, err = e.simHere(ctx, node, *sim, req.ReportBack)
+		if err != nil {
+			return out, true, err
+		}
+	}
+	if files != nil {
+		err = files()
+	}
+	return out, true, err
 }
 
 func (d *simDriver) Start(ctx context.Context, node string, vm hypervisor.VM, tok hypervisor.Token) error {
@@ -211,11 +277,7 @@ func (d *simDriver) Resume(ctx context.Context, node string, vm hypervisor.VM, t
 // node: the simulator over the database and the caller's overlay, its
 // writes buffered and handed back (reportBack) or returned as the
 // completion commit's ops; a saved-state file opened on this node's mount.
-func (e *Engine) simHere(ctx context.Context, node string, args json.RawMessage, reportBack bool) (json.RawMessage, []store.Op, error) {
-	var a simCallArgs
-	if err := json.Unmarshal(args, &a); err != nil {
-		return nil, nil, fmt.Errorf("%s: arguments: %w", workVMHypervisor, err)
-	}
+func (e *Engine) simHere(ctx context.Context, node string, a simCallArgs, reportBack bool) (json.RawMessage, []store.Op, error) {
 	buf := &hvBuffer{writes: map[string][]byte{}, last: map[string]uint64{}}
 	for _, w := range a.Overlay {
 		if w.Del {

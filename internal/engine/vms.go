@@ -487,7 +487,13 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 	if err != nil {
 		return VM{}, err
 	}
-	if err := e.writeFiles(ctx, vm, true); err != nil {
+	// A running VM on the simulator starts in the same request as its
+	// files are written: converge then finds it running (sim_driver.go).
+	var start *simCallArgs
+	if c.Hypervisor == HypervisorSimulator && vm.State == VMRunning {
+		start = simRider(ctx, vm.Cluster, simStart, vm)
+	}
+	if err := e.writeFilesThen(ctx, vm, true, start); err != nil {
 		return VM{}, e.undoCreate(ctx, vm, err)
 	}
 	out, err := e.converge(ctx, vm, p.ID)
@@ -616,15 +622,21 @@ func (e *Engine) deleteVM(ctx context.Context, vm VM) error {
 	if p := vm.Pending; p != nil {
 		nodes = append(nodes, p.From, p.To)
 	}
+	// On the simulator the owner's discard rides on its removal of the
+	// files (sim_driver.go).
+	var discard *simCallArgs
+	if _, sim := drv.(*simDriver); sim || isCountedSim(drv) {
+		discard = simRider(ctx, vm.Cluster, simDiscard, vm)
+	}
 	for _, n := range nodes {
-		if n == "" {
+		if n == "" || (discard != nil && n == vm.Node) {
 			continue
 		}
 		if err := drv.Discard(ctx, n, vm.Name); err != nil {
 			return err
 		}
 	}
-	if err := e.removeFiles(ctx, vm); err != nil {
+	if err := e.removeFiles(ctx, vm, discard); err != nil {
 		return err
 	}
 	_, err = e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {

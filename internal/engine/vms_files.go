@@ -49,7 +49,19 @@ func createOrOpen(fv *kayofs.Volume, p string) (*kayofs.File, error) {
 // through the node-work protocol (nodework.go): the node's agent, or
 // this engine's in-process executor of the node.
 func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
-	_, err := e.vmWork(ctx, vm.Node, workVMFiles, vm, vmFilesArgs{VM: vm, Fresh: fresh})
+	return e.writeFilesThen(ctx, vm, fresh, nil)
+}
+
+// writeFilesThen is writeFiles with a simulator call that the node's
+// executor makes once the files are written (start: nil none), in the
+// same request (sim_driver.go).
+func (e *Engine) writeFilesThen(ctx context.Context, vm VM, fresh bool, start *simCallArgs) error {
+	res, err := e.vmWork(ctx, vm.Node, workVMFiles, vm, vmFilesArgs{VM: vm, Fresh: fresh, Start: start})
+	if start != nil {
+		if _, oerr := simOutcome(ctx, res.Outcome, nil); oerr != nil && err == nil {
+			err = fmt.Errorf("starting VM %q on %s: its result: %w", vm.Name, vm.Node, oerr)
+		}
+	}
 	return err
 }
 
@@ -185,9 +197,17 @@ func (e *Engine) createFiles(fv *kayofs.Volume, vm VM, p VMPaths) error {
 }
 
 // removeFiles has the VM's node delete its files and directory
-// (removeFilesHere; missing ones are fine) through the node-work protocol.
-func (e *Engine) removeFiles(ctx context.Context, vm VM) error {
-	_, err := e.vmWork(ctx, vm.Node, workVMRemoveFiles, vm, vm)
+// (removeFilesHere; missing ones are fine) through the node-work protocol,
+// after the simulator's discard of the VM there (discard: nil none).
+func (e *Engine) removeFiles(ctx context.Context, vm VM, discard *simCallArgs) error {
+	res, err := e.vmWork(ctx, vm.Node, workVMRemoveFiles, vm, vmRemoveArgs{VM: vm, Discard: discard})
+	if discard != nil {
+		// The discard's writes, also when the files' removal failed after
+		// it.
+		if _, oerr := simOutcome(ctx, res.Outcome, nil); oerr != nil && err == nil {
+			err = fmt.Errorf("discarding VM %q on %s: its result: %w", vm.Name, vm.Node, oerr)
+		}
+	}
 	var lost *LUNLostError
 	if errors.As(err, &lost) {
 		note(ctx, fmt.Sprintf("VM %s: its files were not removed: its volume's LUN no longer holds the volume", vm.Name),
