@@ -236,11 +236,21 @@ func (d *simDriver) Stop(ctx context.Context, node, name string, tok hypervisor.
 }
 
 func (d *simDriver) Discard(ctx context.Context, node, name string) error {
-	// Nothing there: no round trip (a VM's other nodes on deletion).
-	if _, err := d.Status(ctx, node, name); errors.Is(err, hypervisor.ErrNotFound) {
-		return nil
+	st, err := d.Status(ctx, node, name)
+	switch {
+	case errors.Is(err, hypervisor.ErrNotFound):
+		return nil // nothing there (a VM's other nodes on deletion)
+	case err != nil:
+		return err
+	case st.State == hypervisor.Off || st.State == hypervisor.Saved || st.State == hypervisor.Paused:
+		// Nothing runs there (stopped, saved, or paused for a migration's
+		// stop-and-copy: the source of a migration whose target owns the
+		// VM now): only the node's record is left, which goes with the
+		// operation's next commit, without a round trip to the node's
+		// agent, as the qemu driver drops a stopped VM's record.
+		return hvBackend{d.e.st}.Delete(ctx, d.reader().RecordKey(node, name))
 	}
-	_, err := d.call(ctx, node, simCallArgs{Call: simDiscard, Name: name}, nil)
+	_, err = d.call(ctx, node, simCallArgs{Call: simDiscard, Name: name}, nil)
 	return err
 }
 

@@ -46,7 +46,10 @@ var _ Driver = (*Simulator)(nil)
 func (s *Simulator) Name() string { return "simulator" }
 
 func (s *Simulator) vmKey(node, name string) string { return s.cluster + "/node/" + node + "/" + name }
-func (s *Simulator) fenceKey(name string) string    { return s.cluster + "/fence/" + name }
+
+// RecordKey is the Backend key of node's record of VM name.
+func (s *Simulator) RecordKey(node, name string) string { return s.vmKey(node, name) }
+func (s *Simulator) fenceKey(name string) string        { return s.cluster + "/fence/" + name }
 
 func (s *Simulator) load(ctx context.Context, node, name string) (Status, error) {
 	b, err := s.b.Get(ctx, s.vmKey(node, name))
