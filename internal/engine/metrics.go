@@ -91,12 +91,12 @@ func (d countedDriver) Resume(ctx context.Context, node string, vm hypervisor.VM
 	return d.Driver.Resume(ctx, node, vm, tok)
 }
 
-// isCountedSim reports whether d is the simulator's driver, counted.
-func isCountedSim(d hypervisor.Driver) bool {
-	c, ok := d.(countedDriver)
-	if !ok {
-		return false
+// simOf returns d as the simulator's driver (nil: another driver), counted
+// or not.
+func simOf(d hypervisor.Driver) *simDriver {
+	if c, ok := d.(countedDriver); ok {
+		d = c.Driver
 	}
-	_, sim := c.Driver.(*simDriver)
-	return sim
+	sd, _ := d.(*simDriver)
+	return sd
 }

@@ -146,6 +146,7 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 	if err != nil {
 		return vm, err
 	}
+	var resume *pendingWork // the target's resume, asked in the switch's commit
 	if p.Phase == PhasePrepare {
 		if vm.Pending.Restart && p.WasRunning {
 			// Memory/processor change with allow_restart: shut down first,
@@ -178,11 +179,25 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 			}
 		}
 		e.crashPoint(CrashAfterTransfer)
+		// On the simulator the target's resume (with the new owner's
+		// token) is asked in the switch's commit: one commit less per
+		// migration. A crash after it leaves the request to its executor
+		// and the resume to the next call, which asks again (idempotent).
+		if sd := simOf(drv); sd != nil && p.Type == MigrationLive {
+			resume, err = sd.prepare(ctx, p.To, simCallArgs{Call: simResume, VM: vm.hvVM(), Token: tok + 1})
+			if err != nil {
+				return vm, err
+			}
+			defer resume.close()
+		}
 		// The state is on the target: record it and switch the owner in
 		// one commit (the guest is paused until the target resumes it). A
 		// crash before this commit rolls back, as one during the transfer.
 		vm, err = e.pendingCommit(ctx, vm, func(t *vmTxn) error {
 			t.vm.Pending.Live, t.vm.Pending.SaveMs = live, saveMs
+			if resume != nil {
+				t.ops = append(t.ops, resume.ops...)
+			}
 			return switchOwner(t, p)
 		})
 		if err != nil {
@@ -196,7 +211,13 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 	running, coldBoot := false, ""
 	switch p.Type {
 	case MigrationLive:
-		if err := drv.Resume(ctx, p.To, vm.hvVM(), tok); err != nil {
+		var err error
+		if resume != nil {
+			err = simOf(drv).await(ctx, resume, vm.Revision, nil)
+		} else {
+			err = drv.Resume(ctx, p.To, vm.hvVM(), tok)
+		}
+		if err != nil {
 			st, serr := drv.Status(ctx, p.To, vm.Name)
 			if serr != nil || st.State != hypervisor.Running || st.Token != tok {
 				// The received image is gone: cold start from the VHD,

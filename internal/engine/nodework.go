@@ -292,9 +292,47 @@ func workAgentDown(node string, b WorkAgentBeat, seen bool, now time.Time) error
 // nodeWork asks node's executor to carry out req and waits for its
 // result, up to ctx's deadline.
 func (e *Engine) nodeWork(ctx context.Context, node string, req WorkRequest) (workResult, error) {
+	w, err := e.newWork(ctx, node, req)
+	if err != nil {
+		return workResult{}, err
+	}
+	defer w.close()
+	rev, err := e.st.Commit(ctx, nil, w.ops)
+	if err != nil {
+		return workResult{}, err
+	}
+	return w.await(ctx, rev)
+}
+
+// pendingWork is a node-work request whose commit is the caller's: its
+// ops ride on a commit of the caller (a VM's, sim_driver.go), then await
+// waits for its result. close ends what it listens on.
+type pendingWork struct {
+	e     *Engine
+	node  string
+	req   WorkRequest
+	tgt   workTarget
+	ops   []store.Op
+	buf   *hvBuffer
+	got   chan workResult
+	wake  chan struct{}
+	delay time.Duration
+	stops []func()
+}
+
+func (w *pendingWork) close() {
+	w.e.work.waits.Delete(w.req.ID)
+	for _, stop := range w.stops {
+		stop()
+	}
+}
+
+// newWork makes req to node's executor ready to commit (w.ops) and
+// listens for its result.
+func (e *Engine) newWork(ctx context.Context, node string, req WorkRequest) (*pendingWork, error) {
 	tgt, err := e.workTarget(ctx, node)
 	if err != nil {
-		return workResult{}, fmt.Errorf("%s of %s: %w", req.Op, req.Object, err)
+		return nil, fmt.Errorf("%s of %s: %w", req.Op, req.Object, err)
 	}
 	req.ID, req.Created, req.By, req.For = randomHex(8), e.now().UTC(), e.rt.host+"/"+fmt.Sprint(e.rt.pid), tgt.id
 	if dl, ok := ctx.Deadline(); ok {
@@ -308,31 +346,34 @@ func (e *Engine) nodeWork(ctx context.Context, node string, req WorkRequest) (wo
 	// got receives the result an executor of this engine committed; wake
 	// is dialled by an agent after it wrote the result.
 	reqKey, resKey := nodeWorkReqKey(node, req.Object), nodeWorkResKey(node, req.Object)
-	got := make(chan workResult, 1)
-	e.work.waits.Store(req.ID, got)
-	defer e.work.waits.Delete(req.ID)
-	wake := make(chan struct{}, 1)
-	delay := 2 * time.Millisecond
+	w := &pendingWork{e: e, node: node, tgt: tgt, buf: buf, got: make(chan workResult, 1), wake: make(chan struct{}, 1), delay: 2 * time.Millisecond}
+	e.work.waits.Store(req.ID, w.got)
 	if tgt.local == nil {
-		addr, stop := listenWake(e.dataDir, wake)
-		defer stop()
+		addr, stop := listenWake(e.dataDir, w.wake)
+		w.stops = append(w.stops, stop)
 		req.Notify = addr
 		if addr != "" {
-			delay = notifiedPoll
+			w.delay = notifiedPoll
 		}
 		// Where the database tells of changes, the result's commit wakes
 		// this wait too, from any machine (nodework_wake.go); polling is
-		// then only the fallback.
-		wctx, unwatch := context.WithCancel(ctx)
-		defer unwatch()
-		if watchWake(wctx, e.st, resKey, func() { signalWake(wake) }) {
-			delay = watchedPoll
+		// then only the fallback. It watches until close.
+		wctx, unwatch := context.WithCancel(context.WithoutCancel(ctx))
+		w.stops = append(w.stops, unwatch)
+		if watchWake(wctx, e.st, resKey, func() { signalWake(w.wake) }) {
+			w.delay = watchedPoll
 		}
 	}
-	rev, err := e.st.Commit(ctx, nil, []store.Op{putJSON(reqKey, req), store.Del(resKey)})
-	if err != nil {
-		return workResult{}, err
-	}
+	w.req = req
+	w.ops = []store.Op{putJSON(reqKey, req), store.Del(resKey)}
+	return w, nil
+}
+
+// await pokes the executor of w's request, committed at revision rev,
+// and waits for its result, up to ctx's deadline.
+func (w *pendingWork) await(ctx context.Context, rev int64) (workResult, error) {
+	e, node, req, tgt, buf, got, wake, delay := w.e, w.node, w.req, w.tgt, w.buf, w.got, w.wake, w.delay
+	reqKey, resKey := nodeWorkReqKey(node, req.Object), nodeWorkResKey(node, req.Object)
 	e.pokeExecutor(tgt, node)
 	// The executor's completion commit deleted the request; its result
 	// stays until the object's next request, the VM's deletion or the

@@ -124,22 +124,51 @@ func (d *simDriver) Status(ctx context.Context, node, name string) (hypervisor.S
 
 // call has node's executor carry out a.
 func (d *simDriver) call(ctx context.Context, node string, a simCallArgs, progress func(hypervisor.Progress)) (simCallOutcome, error) {
+	req, err := d.request(ctx, a)
+	if err != nil {
+		return simCallOutcome{}, err
+	}
+	res, err := d.e.nodeWork(ctx, node, req)
+	return d.outcome(ctx, node, req, res, err, progress)
+}
+
+// request is the node-work request of call a.
+func (d *simDriver) request(ctx context.Context, a simCallArgs) (WorkRequest, error) {
 	a.Cluster = d.cluster
 	if a.Name == "" {
 		a.Name = a.VM.Name
 	}
-	buf := hvBufferOf(ctx)
-	a.Overlay = buf.overlay(d.cluster + "/")
+	a.Overlay = hvBufferOf(ctx).overlay(d.cluster + "/")
 	b, err := json.Marshal(a)
 	if err != nil {
-		return simCallOutcome{}, err
+		return WorkRequest{}, err
 	}
-	res, err := d.e.nodeWork(ctx, node, WorkRequest{Op: workVMHypervisor, Object: vmWorkObject(d.cluster, a.Name), Args: b, Token: int64(a.Token)})
+	return WorkRequest{Op: workVMHypervisor, Object: vmWorkObject(d.cluster, a.Name), Args: b, Token: int64(a.Token)}, nil
+}
+
+func (d *simDriver) outcome(ctx context.Context, node string, req WorkRequest, res workResult, err error, progress func(hypervisor.Progress)) (simCallOutcome, error) {
 	out, oerr := simOutcome(ctx, res.Outcome, progress)
 	if oerr != nil && err == nil {
-		err = fmt.Errorf("%s of VM %q on %s: its result: %w", a.Call, a.Name, node, oerr)
+		err = fmt.Errorf("%s of %s on %s: its result: %w", req.Op, req.Object, node, oerr)
 	}
 	return out, err
+}
+
+// prepare makes call a on node ready to ride on a commit of the caller
+// (its ops); await then waits for it. The caller closes it.
+func (d *simDriver) prepare(ctx context.Context, node string, a simCallArgs) (*pendingWork, error) {
+	req, err := d.request(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	return d.e.newWork(ctx, node, req)
+}
+
+// await waits for w, committed at revision rev.
+func (d *simDriver) await(ctx context.Context, w *pendingWork, rev int64, progress func(hypervisor.Progress)) error {
+	res, err := w.await(ctx, rev)
+	_, err = d.outcome(ctx, w.node, w.req, res, err, progress)
+	return err
 }
 
 // simOutcome reads a simulator call's outcome from a result: its writes

@@ -625,7 +625,7 @@ func (e *Engine) deleteVM(ctx context.Context, vm VM) error {
 	// On the simulator the owner's discard rides on its removal of the
 	// files (sim_driver.go).
 	var discard *simCallArgs
-	if _, sim := drv.(*simDriver); sim || isCountedSim(drv) {
+	if simOf(drv) != nil {
 		discard = simRider(ctx, vm.Cluster, simDiscard, vm)
 	}
 	for _, n := range nodes {

@@ -138,13 +138,14 @@ func TestSimulatorVMByAgentsOnly(t *testing.T) {
 		}
 		return n
 	}
-	// N-1: the start (riding on the VM's files, vm.files), the save and
-	// the discard of its copy; N-2: the restore, the state file's removal,
-	// the stop, and the discard riding on the files' removal.
+	// N-1: the start (riding on the VM's files, vm.files) and the save
+	// (its saved copy's record then goes with the migration's last
+	// commit); N-2: the restore, the state file's removal, the stop, and
+	// the discard riding on the files' removal.
 	for _, c := range []struct {
 		node, op string
 		min      int
-	}{{"N-1", "vm.hypervisor", 2}, {"N-2", "vm.hypervisor", 2}, {"N-2", "vm.remove_state", 1}} {
+	}{{"N-1", "vm.hypervisor", 1}, {"N-2", "vm.hypervisor", 2}, {"N-2", "vm.remove_state", 1}} {
 		if got := count(c.node, c.op); got < c.min {
 			t.Errorf("the agent of %s ran %d %s request(s), want at least %d (ran %v)", c.node, got, c.op, c.min, ran[c.node])
 		}
