@@ -159,13 +159,22 @@ func (e *Engine) migrateForward(ctx context.Context, vm VM) (VM, error) {
 		var saveMs int64
 		switch p.Type {
 		case MigrationLive:
-			hosts, err := e.hostMap(ctx)
-			if err != nil {
-				return vm, err
+			var res hypervisor.LiveResult
+			if w := askedOf(ctx).take(p.ID); w != nil && simOf(drv) != nil {
+				// Asked in the intent's commit (askPreCopy).
+				var out simCallOutcome
+				r, werr := w.await(ctx, vm.Revision)
+				out, err = simOf(drv).outcome(ctx, w.node, w.req, r, werr, prog)
+				res = out.Live
+			} else {
+				hosts, herr := e.hostMap(ctx)
+				if herr != nil {
+					return vm, herr
+				}
+				from, to := hosts[p.From], hosts[p.To]
+				res, err = drv.PreCopy(ctx, hypervisor.Node{Name: p.From, ProcessorVendor: from.ProcessorVendor},
+					hypervisor.Node{Name: p.To, ProcessorVendor: to.ProcessorVendor}, vm.hvVM(), tok, prog)
 			}
-			from, to := hosts[p.From], hosts[p.To]
-			res, err := drv.PreCopy(ctx, hypervisor.Node{Name: p.From, ProcessorVendor: from.ProcessorVendor},
-				hypervisor.Node{Name: p.To, ProcessorVendor: to.ProcessorVendor}, vm.hvVM(), tok, prog)
 			if err != nil {
 				return vm, fmt.Errorf("live migration of VM %q from %s to %s: %w", vm.Name, p.From, p.To, err)
 			}

@@ -171,6 +171,70 @@ func (d *simDriver) await(ctx context.Context, w *pendingWork, rev int64, progre
 	return err
 }
 
+// askedWork holds a request that rode on a VM operation's intent commit
+// (a live migration's pre-copy on the simulator), for the operation to
+// wait for: its pending operation's ID and the request.
+type askedWork struct {
+	id string
+	w  *pendingWork
+}
+
+type askedKey struct{}
+
+// withAsked returns ctx carrying a holder for such a request.
+func withAsked(ctx context.Context) (context.Context, *askedWork) {
+	a := &askedWork{}
+	return context.WithValue(ctx, askedKey{}, a), a
+}
+
+func askedOf(ctx context.Context) *askedWork {
+	a, _ := ctx.Value(askedKey{}).(*askedWork)
+	return a
+}
+
+// set replaces the held request (an earlier attempt of the commit's).
+func (a *askedWork) set(id string, w *pendingWork) {
+	a.close()
+	a.id, a.w = id, w
+}
+
+// take returns the request asked for pending operation id, once.
+func (a *askedWork) take(id string) *pendingWork {
+	if a == nil || a.w == nil || a.id != id {
+		return nil
+	}
+	w := a.w
+	a.w = nil
+	return w
+}
+
+func (a *askedWork) close() {
+	if a != nil && a.w != nil {
+		a.w.close()
+		a.w = nil
+	}
+}
+
+// askPreCopy adds to t, the intent commit of live migration p on the
+// simulator, the request of the source's pre-copy (held in t's context's
+// askedWork): migrateForward then waits for it instead of asking.
+func (e *Engine) askPreCopy(t *vmTxn, v *placementView, p *Pending) error {
+	a := askedOf(t.ctx)
+	if a == nil || p.Type != MigrationLive || p.Restart || v.cluster.Hypervisor != HypervisorSimulator {
+		return nil
+	}
+	d := &simDriver{e: e, cluster: t.cluster}
+	from, to := v.hosts[p.From], v.hosts[p.To]
+	w, err := d.prepare(t.ctx, p.From, simCallArgs{Call: simPreCopy, VM: t.vm.hvVM(), Token: hypervisor.Token(t.vm.Token),
+		From: hypervisor.Node{Name: p.From, ProcessorVendor: from.ProcessorVendor}, To: hypervisor.Node{Name: p.To, ProcessorVendor: to.ProcessorVendor}})
+	if err != nil {
+		return err
+	}
+	a.set(p.ID, w)
+	t.ops = append(t.ops, w.ops...)
+	return nil
+}
+
 // simOutcome reads a simulator call's outcome from a result: its writes
 // go to the caller's buffer (a ReportBack request's; else the result's
 // commit carried them), its progress to progress.

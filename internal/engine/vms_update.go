@@ -39,6 +39,8 @@ func (e *Engine) UpdateVM(ctx context.Context, s VMSpec) (VM, error) {
 	}
 	p := &Pending{ID: randomHex(8), Holder: e.newHolder(), StartedAt: e.now().UTC()}
 	defer e.rt.running(p.ID)()
+	ctx, asked := withAsked(ctx) // a request riding on the intent (sim_driver.go)
+	defer asked.close()
 	for {
 		vm, err := e.vmCommit(ctx, s.Cluster, s.Name, func(t *vmTxn) error {
 			return e.beginUpdate(ctx, t, c, s, p)
@@ -174,7 +176,8 @@ func (e *Engine) beginMigration(t *vmTxn, v *placementView, s VMSpec, p *Pending
 		detail["why"] = why
 	}
 	t.event(EventVMMigrationStarted, detail)
-	return nil
+	// On the simulator the source's pre-copy is asked in this commit.
+	return e.askPreCopy(t, v, p)
 }
 
 // runPending carries the VM's pending operation (held by this process)
