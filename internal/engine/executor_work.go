@@ -155,6 +155,25 @@ func (e *Engine) FinishWork(ctx context.Context, node, agent string, w WorkQueue
 	}
 	res.Updated = e.now().UTC()
 	reqKey, resKey := nodeWorkReqKey(node, req.Object), nodeWorkResKey(node, req.Object)
+	if req.ReportBack && err == nil {
+		// A VM operation of this engine waits for it (an in-process
+		// executor's): the request's deletion, its completion, rides on
+		// the operation's next commit of the VM, as the work's reports
+		// and simulator writes do, instead of a commit of its own. Until
+		// then this executor knows it finished (it does not run it
+		// again); a process that dies before leaves the request to no
+		// executor (it was for this process's), and the next request of
+		// the object there replaces it.
+		if ch, ok := e.work.waits.Load(req.ID); ok {
+			res.ride = []store.Op{store.Del(reqKey)}
+			select {
+			case ch.(chan workResult) <- res:
+				return nil
+			default:
+			}
+			res.ride = nil
+		}
+	}
 	// The completion: the result, and the request gone, in one commit.
 	ops := append([]store.Op{putJSON(resKey, res), store.Del(reqKey)}, out.ops...)
 	_, cerr := e.st.Commit(ctx, []store.Cmp{store.At(reqKey, w.Rev)}, ops)

@@ -145,6 +145,10 @@ type workResult struct {
 	Reports  []VolumeReport `json:"reports,omitempty"`
 	Executor string         `json:"executor,omitempty"`
 	Updated  time.Time      `json:"updated"`
+	// ride is the completion an executor of the caller's own engine hands
+	// over instead of committing it (FinishWork): the caller's next
+	// commit of the VM carries it.
+	ride []store.Op
 }
 
 // WorkAgentBeat is a node agent's work executor heartbeat.
@@ -366,6 +370,9 @@ func (e *Engine) newWork(ctx context.Context, node string, req WorkRequest) (*pe
 	}
 	w.req = req
 	w.ops = []store.Op{putJSON(reqKey, req), store.Del(resKey)}
+	// A completion of an earlier request there that waits for the
+	// operation's next commit must not delete this one.
+	buf.dropRaw(reqKey)
 	return w, nil
 }
 
@@ -381,6 +388,11 @@ func (w *pendingWork) await(ctx context.Context, rev int64) (workResult, error) 
 	done := func(res workResult) (workResult, error) {
 		if buf != nil {
 			for _, op := range reportOps(res.Reports...) {
+				buf.putRaw(op.Key, op.Value)
+			}
+			// The completion of work done in this process rides on the
+			// operation's next commit (FinishWork).
+			for _, op := range res.ride {
 				buf.putRaw(op.Key, op.Value)
 			}
 		}

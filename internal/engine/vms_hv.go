@@ -34,7 +34,8 @@ type hvBufferKey struct{}
 // hvBuffer holds one VM operation's uncommitted simulator writes, by key
 // (without hvPrefix); a nil value is a delete. raw holds other records
 // that ride on the same commits, by full key: the volume reports of the
-// operation's file work (volume_reports.go).
+// operation's file work (volume_reports.go) and the completions of its
+// node work done in this process (nodework.go).
 type hvBuffer struct {
 	mu     sync.Mutex
 	writes map[string][]byte
@@ -65,7 +66,19 @@ func (b *hvBuffer) put(key string, value []byte) {
 	b.writes[key], b.last[key] = value, b.seq
 }
 
-// putRaw buffers a put of a record outside the simulator's keys.
+// dropRaw forgets a buffered write of key outside the simulator's keys.
+func (b *hvBuffer) dropRaw(key string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.raw, key)
+	delete(b.last, "\x00"+key)
+}
+
+// putRaw buffers a put (nil value: a delete) of a record outside the
+// simulator's keys.
 func (b *hvBuffer) putRaw(key string, value []byte) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -110,7 +123,11 @@ func (b *hvBuffer) pending() ([]store.Op, uint64) {
 	}
 	sort.Strings(raw)
 	for _, k := range raw {
-		ops = append(ops, store.Put(k, b.raw[k]))
+		if v := b.raw[k]; v == nil {
+			ops = append(ops, store.Del(k))
+		} else {
+			ops = append(ops, store.Put(k, v))
+		}
 	}
 	return ops, b.seq
 }
