@@ -90,7 +90,7 @@ type simCallArgs struct {
 }
 
 type simCallOutcome struct {
-	Save SaveOutcome           `json:"save,omitzero"`
+	Save hypervisor.SaveResult `json:"save,omitzero"`
 	Live hypervisor.LiveResult `json:"live,omitzero"`
 	// Progress is what the simulator told of the call, for the caller to
 	// pass on.
@@ -98,9 +98,6 @@ type simCallOutcome struct {
 	// Writes are the call's simulator writes, for a ReportBack caller.
 	Writes []hvWrite `json:"writes,omitempty"`
 }
-
-// SaveOutcome is hypervisor.SaveResult as a result carries it.
-type SaveOutcome = hypervisor.SaveResult
 
 // simDriver is the control plane's side of the simulator of one cluster.
 type simDriver struct {
