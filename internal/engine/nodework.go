@@ -16,7 +16,8 @@ import (
 )
 
 // Node work: the request/result protocol that carries a node's data-plane
-// work (today a VM's VHD and configuration file) from the control plane to
+// work (a VM's files, the simulator's calls, a volume's format, change and
+// slots) from the control plane to
 // the executor of that node (internal/nodeagent/workexec; its engine side
 // executor_work.go). It generalises the qemu driver's protocol
 // (qemu_driver.go; docs/ARCHITECTURE.md, "The request/result protocol"):
