@@ -322,7 +322,18 @@ func (d *simDriver) Start(ctx context.Context, node string, vm hypervisor.VM, to
 
 func (d *simDriver) Stop(ctx context.Context, node, name string, tok hypervisor.Token) error {
 	_, err := d.call(ctx, node, simCallArgs{Call: simStop, Name: name, Token: tok}, nil)
+	if d.agentGone(err) {
+		return nil // its simulated guests went with it
+	}
 	return err
+}
+
+// agentGone reports whether err says that the node's agent is down with
+// the database on etcd, where no executor stands in for it: its simulated
+// guests went with it, as a qemu node's QEMU processes go with its agent
+// (qemu_driver.go), so a stop is done and a discard drops the record.
+func (d *simDriver) agentGone(err error) bool {
+	return d.e.remoteDB && errors.Is(err, ErrAgentDown)
 }
 
 func (d *simDriver) Discard(ctx context.Context, node, name string) error {
@@ -341,6 +352,9 @@ func (d *simDriver) Discard(ctx context.Context, node, name string) error {
 		return hvBackend{d.e.st}.Delete(ctx, d.reader().RecordKey(node, name))
 	}
 	_, err = d.call(ctx, node, simCallArgs{Call: simDiscard, Name: name}, nil)
+	if d.agentGone(err) {
+		return hvBackend{d.e.st}.Delete(ctx, d.reader().RecordKey(node, name))
+	}
 	return err
 }
 
