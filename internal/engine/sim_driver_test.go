@@ -1,0 +1,44 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
+)
+
+// TestSimulatorAgentDownOnEtcd: on etcd, where no executor stands in for
+// a node whose agent is down, the simulator's stop there is done and its
+// discard drops the node's record (its guests went with its agent, as a
+// qemu node's QEMU processes do), while a start there fails naming the
+// node's missing agent.
+func TestSimulatorAgentDownOnEtcd(t *testing.T) {
+	ctx := context.Background()
+	e, vol := storeEnv(t, func(b store.Store) store.Store { return b })
+	s := vmSpec(vol, "WEB01", 1024)
+	s.Adapters = nil
+	s.OwnerNode = y21
+	vm, err := e.CreateVM(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.remoteDB = true // as on etcd, and no agent has run
+	drv, err := e.Hypervisor(ctx, "HVCLUSTER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := drv.Start(ctx, y22, vm.hvVM(), hypervisor.Token(vm.Token)); !errors.Is(err, ErrAgentDown) {
+		t.Fatalf("a start on %s without its agent: %v, want ErrAgentDown", y22, err)
+	}
+	if err := drv.Stop(ctx, y21, "WEB01", hypervisor.Token(vm.Token)); err != nil {
+		t.Fatalf("a stop on %s whose agent is down: %v", y21, err)
+	}
+	if err := drv.Discard(ctx, y21, "WEB01"); err != nil {
+		t.Fatalf("a discard on %s whose agent is down: %v", y21, err)
+	}
+	if _, err := drv.Status(ctx, y21, "WEB01"); !errors.Is(err, hypervisor.ErrNotFound) {
+		t.Fatalf("the record of %s after its discard: %v, want none", y21, err)
+	}
+}
