@@ -283,7 +283,7 @@ func (e *Engine) workReady(ctx context.Context, node string) error {
 func (e *Engine) WorkReady(ctx context.Context, node string) error { return e.workReady(ctx, node) }
 
 func workAgentDown(node string, b WorkAgentBeat, seen bool, now time.Time) error {
-	start := fmt.Sprintf("start `kayoctl agent --node %s` there (with the cluster database on etcd, each node's agent does its data-plane work: its VMs' files, its volumes' formats and changes)", node)
+	start := fmt.Sprintf("start `kayoctl agent --node %s` there (with the cluster database on etcd, each node's agent does its data-plane work: its VMs' files and hypervisor calls, its volumes' formats and changes)", node)
 	switch {
 	case !seen:
 		return fmt.Errorf("node %s: %w: no agent has ever run there; %s", node, ErrAgentDown, start)
