@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/hypervisor"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
@@ -125,9 +126,28 @@ func (d *simDriver) call(ctx context.Context, node string, a simCallArgs, progre
 	if err != nil {
 		return simCallOutcome{}, err
 	}
-	res, err := d.e.nodeWork(ctx, node, req)
-	return d.outcome(ctx, node, req, res, err, progress)
+	delay := 5 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		res, err := d.e.nodeWork(ctx, node, req)
+		if errors.Is(err, ErrBusy) && attempt < simBusyAttempts && ctx.Err() == nil {
+			// Another process's call of the VM on the node replaced this
+			// one before its executor ran it (a cluster leader's and
+			// `kayoctl host recover`'s starts of one VM when quorum
+			// returns): the calls are idempotent, so ask again.
+			select {
+			case <-ctx.Done():
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, 200*time.Millisecond)
+			continue
+		}
+		return d.outcome(ctx, node, req, res, err, progress)
+	}
 }
+
+// simBusyAttempts bounds a simulator call whose request other callers
+// keep replacing.
+const simBusyAttempts = 10
 
 // request is the node-work request of call a.
 func (d *simDriver) request(ctx context.Context, a simCallArgs) (WorkRequest, error) {
