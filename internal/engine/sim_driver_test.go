@@ -77,7 +77,7 @@ func TestSimulatorCallReplacedIsAskedAgain(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	go func() { errs <- drv.Start(ctx, y21, vm.hvVM(), tok) }()
-	time.Sleep(100 * time.Millisecond) // its request is committed, waiting
+	time.Sleep(100 * time.Millisecond)                          // its request is committed, waiting
 	go func() { errs <- drv.Start(ctx, y21, vm.hvVM(), tok) }() // replaces it
 	time.Sleep(100 * time.Millisecond)
 	close(release)
