@@ -113,9 +113,10 @@ func (b *Bolt) Commit(ctx context.Context, cmps []Cmp, ops []Op) (int64, error) 
 		b.reads.writers.Add(-1)
 		b.keep.waiting.Add(-1)
 		waiting = false
-		// The file is ours: write everything queued, this commit
-		// included unless an earlier transaction already took it (then
-		// that one has finished, since it held the file until done).
+		// The file is ours (writeBatch lets it go): write everything
+		// queued, this commit included unless an earlier transaction
+		// already took it (then that one has ended, since it held the
+		// file until then, and closes done right after).
 		b.writeBatch(ctx, req, start, start.Add(b.opts.LockTimeout))
 		<-req.done
 	case <-ctx.Done():
