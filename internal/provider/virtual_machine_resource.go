@@ -407,10 +407,10 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 		return
 	}
 	var plan, state vmModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(getPlan(ctx, req.Plan, &plan)...)
 	hasState := !req.State.Raw.IsNull()
 	if hasState {
-		resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+		resp.Diagnostics.Append(getState(ctx, req.State, &state)...)
 	}
 	if resp.Diagnostics.HasError() {
 		return
@@ -420,7 +420,7 @@ func (r *vmResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequ
 	// converts the whole object on every Set.
 	setPlan := func() {
 		if !sameModel(plan, asked) {
-			resp.Diagnostics.Append(resp.Plan.Set(ctx, plan)...)
+			resp.Diagnostics.Append(setPlanModel(ctx, &resp.Plan, plan)...)
 		}
 	}
 	// MACs are derived from cluster, name and position: known now.
@@ -570,7 +570,7 @@ func progressLogger(ctx context.Context) context.Context {
 
 func (r *vmResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var m vmModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	resp.Diagnostics.Append(getPlan(ctx, req.Plan, &m)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -596,12 +596,12 @@ func (r *vmResource) Create(ctx context.Context, req resource.CreateRequest, res
 	}
 	tflog.Info(ctx, "VM created", map[string]any{"vm": vm.Name, "node": vm.Node, "vhd": vm.VHDPath})
 	next := waitGuestNet(ctx, r.engine, vm, vmToModel(vm, m), m, &resp.Diagnostics)
-	resp.Diagnostics.Append(resp.State.Set(ctx, plannedPaths(next, m, &resp.Diagnostics))...)
+	resp.Diagnostics.Append(setStateModel(ctx, &resp.State, plannedPaths(next, m, &resp.Diagnostics))...)
 }
 
 func (r *vmResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
 	var m vmModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	resp.Diagnostics.Append(getState(ctx, req.State, &m)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -622,13 +622,13 @@ func (r *vmResource) Read(ctx context.Context, req resource.ReadRequest, resp *r
 	}
 	// resp.State holds the prior state: write only what changed.
 	if next := withGuestNet(ctx, r.engine, vm, vmToModel(vm, m), &resp.Diagnostics); !sameModel(next, m) {
-		resp.Diagnostics.Append(resp.State.Set(ctx, next)...)
+		resp.Diagnostics.Append(setStateModel(ctx, &resp.State, next)...)
 	}
 }
 
 func (r *vmResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
 	var m vmModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	resp.Diagnostics.Append(getPlan(ctx, req.Plan, &m)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -649,7 +649,7 @@ func (r *vmResource) Update(ctx context.Context, req resource.UpdateRequest, res
 			lm.DurationMs, lm.DowntimeMs))
 	}
 	next := waitGuestNet(ctx, r.engine, vm, vmToModel(vm, m), m, &resp.Diagnostics)
-	resp.Diagnostics.Append(resp.State.Set(ctx, plannedPaths(next, m, &resp.Diagnostics))...)
+	resp.Diagnostics.Append(setStateModel(ctx, &resp.State, plannedPaths(next, m, &resp.Diagnostics))...)
 }
 
 // plannedPaths keeps the paths the plan promised when the volume's drive
@@ -669,7 +669,7 @@ func plannedPaths(next, plan vmModel, diags *diag.Diagnostics) vmModel {
 
 func (r *vmResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
 	var m vmModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	resp.Diagnostics.Append(getState(ctx, req.State, &m)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}

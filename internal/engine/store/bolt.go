@@ -46,9 +46,10 @@ type BoltOptions struct {
 // the file is closed once no operation came for a few milliseconds
 // (bolt_keep.go). Within
 // one process, commits run one at a time (and concurrent ones are written
-// together: bolt_batch.go), and reads that arrive while another read of
-// this process has the file open share that open (a read session: see
-// readShare) instead of queueing for their own. A process that finds the
+// together: bolt_batch.go), and reads that arrive while another read or a
+// commit of this process has the file open share that open (a session:
+// bolt_share.go) instead of queueing for their own; a read never waits for
+// a commit's fsync. A process that finds the
 // file locked polls it (every 0.5-5 ms) until LockTimeout; there is no
 // queue, so a process issuing operations back to back without pause can
 // keep another one waiting until it pauses.
@@ -72,108 +73,9 @@ type Bolt struct {
 	// keep is the file's open kept between operations (shared by every
 	// Bolt on the same file).
 	keep *keeper
-}
-
-// readShare lets concurrent reads of one process share one read-only open
-// of the file. The read that opens it holds sem for the session; later
-// reads join while it is open and younger than maxReadSession (or, while
-// a writer of this process waits, younger than readJoinWithWriter); the
-// last read to leave closes the file and releases sem. A session holds
-// the file's shared lock, so it is kept short: a waiting writer is held up
-// by at most readJoinWithWriter plus the reads in flight (and gathers more
-// commits into its group commit meanwhile), and the age limit lets other
-// processes' writers in between sessions.
-type readShare struct {
-	mu      sync.Mutex
-	h       *handle // open while readers > 0
-	readers int
-	// broken: a read of the session hit damage; the last reader
-	// abandons h instead of closing it.
-	broken bool
-	opened time.Time
-	// opening is closed once the read holding sem has opened the file (or
-	// failed to): reads arriving meanwhile wait for it and join.
-	opening chan struct{}
-	// writers counts operations of this process waiting to write.
-	writers atomic.Int32
-}
-
-// maxReadSession bounds how long reads keep joining one read session;
-// readJoinWithWriter, while a writer of this process waits.
-const (
-	maxReadSession     = 10 * time.Millisecond
-	readJoinWithWriter = 2 * time.Millisecond
-)
-
-var shares sync.Map // absolute path -> *readShare
-
-func shareFor(path string) *readShare {
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	r, _ := shares.LoadOrStore(path, &readShare{})
-	return r.(*readShare)
-}
-
-// join returns the open session's file, or nil when a read must open its
-// own.
-func (r *readShare) join(ctx context.Context) *handle {
-	r.mu.Lock()
-	if r.h == nil && r.opening != nil {
-		opening := r.opening
-		r.mu.Unlock()
-		select {
-		case <-opening:
-		case <-ctx.Done():
-			return nil
-		}
-		r.mu.Lock()
-	}
-	defer r.mu.Unlock()
-	if r.h == nil || r.broken {
-		return nil
-	}
-	if age := time.Since(r.opened); age >= maxReadSession || r.writers.Load() > 0 && age >= readJoinWithWriter {
-		return nil
-	}
-	r.readers++
-	return r.h
-}
-
-// beginOpen marks the file as being opened by a read holding sem.
-func (r *readShare) beginOpen() {
-	r.mu.Lock()
-	r.opening = make(chan struct{})
-	r.mu.Unlock()
-}
-
-// start makes h (nil: the open failed), opened by a read holding sem,
-// the session's file, and lets the reads waiting for it join.
-func (r *readShare) start(h *handle) {
-	r.mu.Lock()
-	if h != nil {
-		r.h, r.readers, r.opened, r.broken = h, 1, time.Now(), false
-	}
-	close(r.opening)
-	r.opening = nil
-	r.mu.Unlock()
-}
-
-// leave ends one read of b (broken: it hit damage); the last one hands
-// the file back (Bolt.put) and releases sem.
-func (r *readShare) leave(b *Bolt, broken bool) {
-	r.mu.Lock()
-	r.broken = r.broken || broken
-	r.readers--
-	if r.readers > 0 {
-		r.mu.Unlock()
-		return
-	}
-	h, broken := r.h, r.broken
-	r.h = nil
-	r.mu.Unlock()
-	b.put(h, false, broken)
-	<-b.sem
+	// inCommit, if set, runs inside each group commit's transaction
+	// (tests: a slow commit).
+	inCommit func()
 }
 
 // sems holds one semaphore per database file (absolute path) of the process.
@@ -673,29 +575,38 @@ func readRev(meta *bolt.Bucket) (int64, error) {
 
 // do runs fn in one transaction on the file, opened read-only with a
 // shared lock or read-write with an exclusive lock (or kept open so by
-// the operation before: bolt_keep.go). A panic or fault of bbolt inside
-// fn is an error wrapping ErrCorrupt.
+// the operation before: bolt_keep.go). A read joins this process's
+// session on the file when it can (bolt_share.go). A panic or fault of
+// bbolt inside fn is an error wrapping ErrCorrupt.
 func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	start := time.Now()
+	deadline := start.Add(b.opts.LockTimeout)
 	if !write {
-		if h := b.reads.join(ctx); h != nil {
-			broken, err := guard(b.path, func() error { return h.db.View(fn) })
-			b.reads.leave(b, broken)
-			return err
+		for {
+			h, avail := b.reads.join(ctx)
+			if h != nil {
+				broken, err := guard(b.path, func() error { return h.db.View(fn) })
+				b.reads.leave(b, broken)
+				return err
+			}
+			got, err := b.acquire(ctx, deadline, avail)
+			if err != nil {
+				return err
+			}
+			if got {
+				break
+			}
 		}
 	} else {
 		b.reads.writers.Add(1)
-	}
-	start := time.Now()
-	deadline := start.Add(b.opts.LockTimeout)
-	err := b.acquire(ctx, deadline)
-	if write {
+		_, err := b.acquire(ctx, deadline, nil)
 		b.reads.writers.Add(-1)
-	}
-	if err != nil {
-		return err
+		if err != nil {
+			return err
+		}
 	}
 	if b.closed.Load() {
 		<-b.sem
@@ -718,17 +629,19 @@ func (b *Bolt) do(ctx context.Context, write bool, fn func(*bolt.Tx) error) erro
 		b.reads.leave(b, broken)
 		return err
 	}
+	b.reads.startWrite(h)
 	broken, err := guard(b.path, func() error { return h.db.Update(fn) })
-	b.put(h, err == nil, broken)
-	<-b.sem
+	b.reads.endWrite(b, err == nil, broken)
 	return err
 }
 
-// acquire waits for this process's other operations, up to deadline.
-func (b *Bolt) acquire(ctx context.Context, deadline time.Time) error {
+// acquire waits for this process's other operations, up to deadline:
+// true once it holds sem, false when avail (nil: never) closed first, a
+// session having started that a read may join.
+func (b *Bolt) acquire(ctx context.Context, deadline time.Time, avail <-chan struct{}) (bool, error) {
 	select {
 	case b.sem <- struct{}{}:
-		return nil
+		return true, nil
 	default:
 	}
 	b.keep.waiting.Add(1)
@@ -737,11 +650,13 @@ func (b *Bolt) acquire(ctx context.Context, deadline time.Time) error {
 	defer t.Stop()
 	select {
 	case b.sem <- struct{}{}:
-		return nil
+		return true, nil
+	case <-avail:
+		return false, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-t.C:
-		return fmt.Errorf("%w: %s stayed busy with other operations of this process; gave up after %s (lock timeout)",
+		return false, fmt.Errorf("%w: %s stayed busy with other operations of this process; gave up after %s (lock timeout)",
 			ErrLockTimeout, b.path, b.opts.LockTimeout)
 	}
 }

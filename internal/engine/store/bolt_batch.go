@@ -113,11 +113,11 @@ func (b *Bolt) Commit(ctx context.Context, cmps []Cmp, ops []Op) (int64, error) 
 		b.reads.writers.Add(-1)
 		b.keep.waiting.Add(-1)
 		waiting = false
-		// The file is ours: write everything queued, this commit
-		// included unless an earlier transaction already took it (then
-		// that one has finished, since it held the file until done).
+		// The file is ours (writeBatch lets it go): write everything
+		// queued, this commit included unless an earlier transaction
+		// already took it (then that one has ended, since it held the
+		// file until then, and closes done right after).
 		b.writeBatch(ctx, req, start, start.Add(b.opts.LockTimeout))
-		<-b.sem
 		<-req.done
 	case <-ctx.Done():
 		if b.queue.remove(req) {
@@ -137,14 +137,21 @@ func (b *Bolt) Commit(ctx context.Context, cmps []Cmp, ops []Op) (int64, error) 
 	return req.rev, nil
 }
 
-// writeBatch writes every queued commit in one transaction. The caller
-// holds b.sem; own is the caller's commit.
+// writeBatch writes every queued commit in one transaction, in a write
+// session that reads of this process join meanwhile (bolt_share.go). The
+// caller holds b.sem, which writeBatch releases; own is the caller's
+// commit.
 func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline time.Time) {
 	batch := b.queue.take()
 	if len(batch) == 0 {
+		<-b.sem
 		return
 	}
+	session := false
 	defer func() {
+		if !session {
+			<-b.sem
+		}
 		for _, r := range batch {
 			close(r.done)
 		}
@@ -181,6 +188,8 @@ func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline t
 		fail(err)
 		return
 	}
+	b.reads.startWrite(h)
+	session = true
 	broken, err := guard(b.path, func() error {
 		return h.db.Update(func(tx *bolt.Tx) error {
 			bk, err := tx.CreateBucketIfNotExists(bucketKV)
@@ -215,15 +224,18 @@ func (b *Bolt) writeBatch(ctx context.Context, own *commitReq, start, deadline t
 				}
 				r.rev = rev
 			}
+			if b.inCommit != nil {
+				b.inCommit()
+			}
 			var rb [8]byte
 			binary.BigEndian.PutUint64(rb[:], uint64(rev))
 			return meta.Put(keyRev, rb[:])
 		})
 	})
-	b.put(h, err == nil, broken)
 	if err != nil {
 		fail(err)
 	}
+	b.reads.endWrite(b, err == nil, broken)
 }
 
 func compareAll(bk *bolt.Bucket, cmps []Cmp) error {

@@ -192,7 +192,7 @@ type summary struct {
 func (b *Bolt) verify(ctx context.Context, isCopy bool) (sum summary, err error) {
 	start := time.Now()
 	deadline := start.Add(b.opts.LockTimeout)
-	if err := b.acquire(ctx, deadline); err != nil {
+	if _, err := b.acquire(ctx, deadline, nil); err != nil {
 		return sum, err
 	}
 	defer func() { <-b.sem }()
