@@ -54,7 +54,7 @@ func TestFormatVersions(t *testing.T) {
 		ver, want int
 		domains   bool
 		leases    bool
-	}{{0, FormatVersion, true, true}, {4, 4, true, true}, {3, 3, true, false}, {2, 2, false, false}, {1, 0, false, false}, {5, 0, false, false}} {
+	}{{0, FormatVersion, true, true}, {5, 5, true, true}, {4, 4, true, true}, {3, 3, true, false}, {2, 2, false, false}, {1, 0, false, false}, {6, 0, false, false}} {
 		dev, err := CreateImage(filepath.Join(t.TempDir(), "lun.img"), 64<<20)
 		if err != nil {
 			t.Fatal(err)
