@@ -45,8 +45,8 @@ func TestFreeInoPrefersOwnRuns(t *testing.T) {
 	}
 }
 
-// TestFormatVersions: new volumes are version 4 (locked by domain, on-disk
-// leases too); version-3 and version-2 volumes can still be made for
+// TestFormatVersions: new volumes are version 5 (locked by domain, on-disk
+// leases too, directory domains); version-4, version-3 and version-2 volumes can still be made for
 // clusters with older binaries (whose on-disk leases, or all locks, take
 // it as one); other versions are refused.
 func TestFormatVersions(t *testing.T) {
