@@ -2,6 +2,7 @@ package kayofs
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -173,7 +174,7 @@ func (v *Volume) createFast(parts []string) (uint32, uint64, bool, error) {
 	}
 	name := parts[len(parts)-1]
 	if _, dup := c.children[pino][name]; dup {
-		return 0, 0, true, fmt.Errorf("%w: %s", ErrExist, joinPath(parts))
+		return 0, 0, true, fmt.Errorf("%w: %s", ErrExist, strings.Join(parts, "/"))
 	}
 	ino, found := c.freeInoIn(dirClass(pino))
 	if !found {
@@ -210,7 +211,7 @@ func (v *Volume) removeFast(parts []string) (bool, error) {
 	}
 	ino, ok := c.children[pino][parts[len(parts)-1]]
 	if !ok {
-		return true, fmt.Errorf("%w: %s", ErrNotExist, joinPath(parts))
+		return true, fmt.Errorf("%w: %s", ErrNotExist, strings.Join(parts, "/"))
 	}
 	if c.ents[ino].typ != typeFile || dirClass(ino) != dirClass(pino) {
 		return false, nil
@@ -289,17 +290,6 @@ func countFile(sb *Superblock, h *nsHeader, d int) {
 	if !sb.DirDomains() {
 		h.files = uint32(int(h.files) + d)
 	}
-}
-
-func joinPath(parts []string) string {
-	s := ""
-	for i, p := range parts {
-		if i > 0 {
-			s += "/"
-		}
-		s += p
-	}
-	return s
 }
 
 // prefClass: the run class a new entry's inode number is looked for in
