@@ -130,8 +130,12 @@ func (t *txn) dirFresh(c *nsCache, dir uint32) error {
 
 // fastStart begins a fast change in the directory at parts: the view,
 // the directory's domain held and its class re-read. ok false: take the
-// namespace path (no view yet, a namespace change since, no such
-// directory); err: a failure that path would meet too.
+// namespace path (no such directory, or the namespace keeps changing);
+// err: a failure that path would meet too. A view older than the
+// namespace is reloaded under the namespace lock (shared, then dropped:
+// lock order) and the domain taken again; doing the change on the
+// namespace path instead would change the generation once more, and two
+// hosts would send each other there at every change.
 func (v *Volume) fastStart(t *txn, parts []string) (c *nsCache, pino uint32, ok bool, err error) {
 	if !v.sbl().DirDomains() {
 		return nil, 0, false, nil
@@ -140,28 +144,44 @@ func (v *Volume) fastStart(t *txn, parts []string) (c *nsCache, pino uint32, ok 
 		return nil, 0, true, err
 	}
 	t.lockNSOp()
-	v.nsMu.Lock()
-	c = v.ns
-	v.nsMu.Unlock()
-	if c == nil {
-		return nil, 0, false, nil
+	for try := 0; ; try++ {
+		v.nsMu.Lock()
+		c = v.ns
+		v.nsMu.Unlock()
+		if c != nil {
+			// a stale view may lead to the wrong domain: the check below finds it
+			p, pe, err := c.lookup(parts)
+			if err != nil || pe.typ != typeDir {
+				if try > 0 {
+					return nil, 0, false, nil
+				}
+			} else {
+				k := keyDir(dirClass(p))
+				if err := t.lock(k, true); err != nil {
+					return nil, 0, true, err
+				}
+				if g, good := v.nsGenNow(); good && g == c.gen {
+					if err := v.refreshClass(c, dirClass(p)); err != nil {
+						return nil, 0, true, err
+					}
+					return c, p, true, nil
+				}
+				t.drop(k)
+			}
+		}
+		if try == 2 {
+			return nil, 0, false, nil
+		}
+		if err := t.lock(keyNS, false); err != nil {
+			return nil, 0, true, err
+		}
+		_, err := t.loadNS()
+		t.drop(keyNS)
+		delete(t.blocks, v.sbl().nsBlock())
+		if err != nil {
+			return nil, 0, true, err
+		}
 	}
-	// a stale view may lead to the wrong domain: the check below finds it
-	pino, pe, err := c.lookup(parts)
-	if err != nil || pe.typ != typeDir {
-		return nil, 0, false, nil
-	}
-	x := dirClass(pino)
-	if err := t.lock(keyDir(x), true); err != nil {
-		return nil, 0, true, err
-	}
-	if g, good := v.nsGenNow(); !good || g != c.gen {
-		return nil, 0, false, nil
-	}
-	if err := v.refreshClass(c, x); err != nil {
-		return nil, 0, true, err
-	}
-	return c, pino, true, nil
 }
 
 // createFast creates file parts in its directory's domain (see above).

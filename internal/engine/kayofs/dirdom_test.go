@@ -2,6 +2,7 @@ package kayofs
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -114,6 +115,56 @@ func TestDirDomainsHeldAtOnce(t *testing.T) {
 	}
 	if _, err := b.Stat("a/g"); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("B still sees a/g after A removed it: %v", err)
+	}
+	if err := a.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, dev)
+}
+
+// TestDirDomainsKeepNamespaceGeneration: two mounts creating and removing
+// files in their own directories, each right after the other's mkdir,
+// never change the namespace generation: a mount whose view is older
+// than the namespace reloads it and stays in its directory's domain. (A
+// fast change that fell back to the namespace path changed the generation
+// again, so two busy hosts sent each other there at every change.)
+func TestDirDomainsKeepNamespaceGeneration(t *testing.T) {
+	dev := newImage(t, 1<<30)
+	mustFormat(t, dev, FormatOptions{Slots: 2})
+	a, b := mustMount(t, dev, "A"), mustMount(t, dev, "B")
+	if err := a.Mkdir("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Mkdir("b"); err != nil {
+		t.Fatal(err)
+	}
+	g0, ok := a.nsGenNow()
+	if !ok {
+		t.Fatal("namespace header unreadable")
+	}
+	for i := 0; i < 20; i++ {
+		for _, c := range []struct {
+			v   *Volume
+			dir string
+		}{{a, "a"}, {b, "b"}} {
+			if _, err := c.v.Create(fmt.Sprintf("%s/f%d", c.dir, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []struct {
+			v   *Volume
+			dir string
+		}{{a, "a"}, {b, "b"}} {
+			if err := c.v.Remove(fmt.Sprintf("%s/f%d", c.dir, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if g, _ := a.nsGenNow(); g != g0 {
+		t.Errorf("namespace generation %d after 80 file creates and removes in own directories, was %d", g, g0)
 	}
 	if err := a.Unmount(); err != nil {
 		t.Fatal(err)
