@@ -65,7 +65,7 @@ func (v *Volume) CreateFiles(dir string, files []NewFile) ([]*File, error) {
 	h := c.hdr
 	taken := map[uint32]bool{}
 	newEntry := func(typ uint8, parent uint32, name string) (uint32, uint64, error) {
-		ino, ok := c.freeIno(v.sbl().InodeCount, v.slot, taken)
+		ino, ok := c.freeIno(v.sbl().InodeCount, v.prefClass(typ, parent), taken)
 		if !ok {
 			return 0, 0, ErrNoInodes
 		}
@@ -251,7 +251,7 @@ func (v *Volume) removeDir(dir string, only []string) error {
 			return err
 		}
 		// header with every transaction: counts match the table on disk
-		h.files--
+		countFile(sb, &h, -1)
 		h.gen++
 		t.putNSHeader(h)
 	}

@@ -200,6 +200,11 @@ type FileInfo struct {
 }
 
 func (v *Volume) create(path string, typ uint8) (uint32, uint64, error) {
+	if parts, err := splitPath(path); err == nil && typ == typeFile {
+		if ino, gen, ok, err := v.createFast(parts); ok {
+			return ino, gen, err
+		}
+	}
 	t, c, parts, err := v.nsTxnPath(path)
 	if err != nil {
 		return 0, 0, err
@@ -216,7 +221,7 @@ func (v *Volume) create(path string, typ uint8) (uint32, uint64, error) {
 	if _, ok := c.children[pino][name]; ok {
 		return 0, 0, fmt.Errorf("%w: %s", ErrExist, path)
 	}
-	ino, ok := c.freeIno(v.sbl().InodeCount, v.slot, nil)
+	ino, ok := c.freeIno(v.sbl().InodeCount, v.prefClass(typ, pino), nil)
 	if !ok {
 		return 0, 0, ErrNoInodes
 	}
@@ -266,11 +271,17 @@ func (v *Volume) nsTxn() (*txn, *nsCache, error) {
 		return nil, nil, err
 	}
 	t := v.newTxn()
+	t.lockNSOp()
 	if err := t.lock(keyNS, true); err != nil {
 		t.release()
 		return nil, nil, err
 	}
-	c, err := t.loadNS()
+	if err := t.lockAllDirs(); err != nil {
+		t.release()
+		return nil, nil, err
+	}
+	// version 5: other hosts' fast changes left the generation as it was
+	c, err := t.loadNSx(t.v.sbl().DirDomains())
 	if err != nil {
 		t.release()
 		return nil, nil, err
@@ -283,11 +294,11 @@ func (v *Volume) nsTxn() (*txn, *nsCache, error) {
 func (t *txn) addEntry(h *nsHeader, ino uint32, typ uint8, parent uint32, name string) (uint64, error) {
 	gen := h.nextGen
 	h.nextGen++
-	h.hw = max(h.hw, ino+1)
+	h.hw = hwAfter(t.v.sbl(), h.hw, ino)
 	if typ == typeDir {
 		h.dirs++
 	} else {
-		h.files++
+		countFile(t.v.sbl(), h, 1)
 	}
 	if err := t.putDirent(ino, dirent{typ: typ, parent: parent, gen: gen, name: name}); err != nil {
 		return 0, err
@@ -320,6 +331,11 @@ func (v *Volume) nsTxnPath(path string) (*txn, *nsCache, []string, error) {
 
 // Remove deletes a file (freeing its blocks) or an empty directory.
 func (v *Volume) Remove(path string) error {
+	if parts, err := splitPath(path); err == nil {
+		if ok, err := v.removeFast(parts); ok {
+			return err
+		}
+	}
 	t, c, parts, err := v.nsTxnPath(path)
 	if err != nil {
 		return err
@@ -342,7 +358,7 @@ func (v *Volume) Remove(path string) error {
 		if err := t.removeData(ino); err != nil {
 			return err
 		}
-		h.files--
+		countFile(t.v.sbl(), &h, -1)
 	}
 	if err := t.freeEntry(ino); err != nil {
 		return err
@@ -424,7 +440,7 @@ func (v *Volume) Rename(oldPath, newPath string) error {
 		if err := t.freeEntry(tino); err != nil {
 			return err
 		}
-		h.files--
+		countFile(t.v.sbl(), &h, -1)
 	}
 	se.parent, se.name = pino, name
 	if err := t.putDirent(sino, se); err != nil {
@@ -453,6 +469,7 @@ func (v *Volume) Stat(path string) (FileInfo, error) {
 	}
 	t := v.newTxn()
 	defer t.release()
+	t.lockNSOp()
 	if err := t.lock(keyNS, false); err != nil {
 		return FileInfo{}, err
 	}
@@ -460,7 +477,7 @@ func (v *Volume) Stat(path string) (FileInfo, error) {
 	if err != nil {
 		return FileInfo{}, err
 	}
-	ino, e, err := c.lookup(parts)
+	ino, e, err := t.lookupFresh(c, parts)
 	if err != nil {
 		return FileInfo{}, err
 	}
@@ -501,6 +518,7 @@ func (v *Volume) ReadDir(path string) ([]FileInfo, error) {
 	}
 	t := v.newTxn()
 	defer t.release()
+	t.lockNSOp()
 	if err := t.lock(keyNS, false); err != nil {
 		return nil, err
 	}
@@ -508,12 +526,15 @@ func (v *Volume) ReadDir(path string) ([]FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	ino, e, err := c.lookup(parts)
+	ino, e, err := t.lookupFresh(c, parts)
 	if err != nil {
 		return nil, err
 	}
 	if e.typ != typeDir {
 		return nil, fmt.Errorf("%w: %s", ErrNotDir, path)
+	}
+	if err := t.dirFresh(c, ino); err != nil {
+		return nil, err
 	}
 	var out []FileInfo
 	for _, ci := range c.children[ino] {

@@ -117,7 +117,12 @@
 // domain too (leasedom.go: the namespace, inode runs, ranges of groups,
 // and a recovery lease so two hosts never replay one journal at once);
 // binaries whose on-disk leases take one lease refuse version 4, and
-// version-2 and -3 volumes keep their locking. Both managers keep a lock
+// version-2 and -3 volumes keep their locking. Format version 5 stores
+// each run of 16 inode numbers in directory-entry blocks of its own, and
+// a file created or removed in a directory takes that directory's domain
+// (its own run's lock) instead of the namespace lock; the namespace header
+// then counts no files (dirdom.go). Older binaries refuse version 5;
+// version-2 to -4 volumes keep their locking. Both managers keep a lock
 // at least DefaultMinHold (100 ms, GFS2's glock hold time; lease.go says
 // why) before handing it to a node that asks.
 // Each node starts allocating in its own group (slot × groups / slots) and

@@ -45,8 +45,8 @@ func TestFreeInoPrefersOwnRuns(t *testing.T) {
 	}
 }
 
-// TestFormatVersions: new volumes are version 4 (locked by domain, on-disk
-// leases too); version-3 and version-2 volumes can still be made for
+// TestFormatVersions: new volumes are version 5 (locked by domain, on-disk
+// leases too, directory domains); version-4, version-3 and version-2 volumes can still be made for
 // clusters with older binaries (whose on-disk leases, or all locks, take
 // it as one); other versions are refused.
 func TestFormatVersions(t *testing.T) {
@@ -54,7 +54,7 @@ func TestFormatVersions(t *testing.T) {
 		ver, want int
 		domains   bool
 		leases    bool
-	}{{0, FormatVersion, true, true}, {4, 4, true, true}, {3, 3, true, false}, {2, 2, false, false}, {1, 0, false, false}, {5, 0, false, false}} {
+	}{{0, FormatVersion, true, true}, {5, 5, true, true}, {4, 4, true, true}, {3, 3, true, false}, {2, 2, false, false}, {1, 0, false, false}, {6, 0, false, false}} {
 		dev, err := CreateImage(filepath.Join(t.TempDir(), "lun.img"), 64<<20)
 		if err != nil {
 			t.Fatal(err)

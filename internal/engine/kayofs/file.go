@@ -397,6 +397,7 @@ func (v *Volume) Open(path string) (*File, error) {
 	}
 	t := v.newTxn()
 	defer t.release()
+	t.lockNSOp()
 	if err := t.lock(keyNS, false); err != nil {
 		return nil, err
 	}
@@ -404,7 +405,7 @@ func (v *Volume) Open(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	ino, e, err := c.lookup(parts)
+	ino, e, err := t.lookupFresh(c, parts)
 	if err != nil {
 		return nil, err
 	}

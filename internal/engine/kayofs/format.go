@@ -73,6 +73,9 @@ func layout(size int64, o FormatOptions) (*Superblock, error) {
 		return nil, fmt.Errorf("%w: inode count %d: must be 16..%d", ErrInvalid, ic, 1<<22)
 	}
 	per := sb.direntsPerBlock()
+	if sb.DirDomains() {
+		per = inoChunk // whole runs (direntRunBlocks)
+	}
 	sb.InodeCount = uint32((ic + per - 1) / per * per)
 	start := sb.agStart()
 	if sb.TotalBlocks < start+64 {

@@ -247,6 +247,7 @@ type txn struct {
 	inTree   bool // allocating extent-tree blocks: the reserved room is for them
 	trees    map[uint32]treeCacheEnt
 	deferred []run // tree blocks to free after the commit (see freeTree)
+	nsOp     bool  // holds Volume.nsOp (version 5, dirdom.go)
 }
 
 // slack is the room data allocation leaves for the extent-tree blocks the
@@ -301,6 +302,10 @@ func (t *txn) release() {
 		t.v.lk.unlock(t.held[i].key, t.held[i].excl)
 	}
 	t.held = nil
+	if t.nsOp {
+		t.nsOp = false
+		t.v.nsOp.Unlock()
+	}
 }
 
 // get returns the block's buffer (shared with the transaction); fresh

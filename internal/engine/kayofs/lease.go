@@ -67,11 +67,12 @@ type DiskLeases struct {
 	dbMu      sync.Mutex
 	dbuf      []byte // version 4: this host's Disk Paxos block record as written
 
-	mu        sync.Mutex
-	cond      *sync.Cond
-	doms      []*dlease
-	owners    [MaxSlots]slotOwner
-	ownersSeq uint64
+	mu         sync.Mutex
+	cond       *sync.Cond
+	doms       []*dlease
+	owners     [MaxSlots]slotOwner
+	ownersSeq  uint64
+	ownersRead time.Time // when owners was last read outside the namespace lease
 
 	stop, done chan struct{}
 	closeOnce  sync.Once
@@ -532,20 +533,28 @@ func (m *DiskLeases) observe1(h int, raw []byte) {
 
 // owner returns slot s's owner: from the table this mount keeps while it
 // holds the namespace's (or the metadata) lease (only a holder changes
-// it), else read now.
-func (m *DiskLeases) owner(s int) (slotOwner, error) {
+// it), else read now; !fresh: a table read less than Renew ago will do.
+// OwnerLive runs at every newly taken metadata lock, and on a version-5
+// volume a node working in its own directory holds no namespace lease:
+// a read per lock per other slot slowed two such nodes more than their
+// locks did. An older table is safe there: a slot it calls owned is
+// judged by its owner's host lease, which a dead or departed owner no
+// longer renews, and a slot it calls ownerless is judged again from a
+// fresh table (judgeOwner) before anyone recovers it.
+func (m *DiskLeases) owner(s int, fresh bool) (slotOwner, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.doms[ldNS].held {
+	if !m.doms[ldNS].held && (fresh || time.Since(m.ownersRead) >= m.o.Renew) {
 		if err := m.loadOwners(); err != nil {
 			return slotOwner{}, err
 		}
+		m.ownersRead = time.Now()
 	}
 	return m.owners[s], nil
 }
 
 func (m *DiskLeases) OwnerLive(s int) bool {
-	o, err := m.owner(s)
+	o, err := m.owner(s, false)
 	if err != nil {
 		return true
 	}
@@ -598,7 +607,7 @@ func (m *DiskLeases) drop(l *dlease) {
 // judgeOwner reports whether slot s has no live owner; watch: a tool that
 // has not watched the hosts before watches the owner's lease first.
 func (m *DiskLeases) judgeOwner(s int, watch bool) (bool, error) {
-	o, err := m.owner(s)
+	o, err := m.owner(s, true)
 	if err != nil {
 		return false, err
 	}

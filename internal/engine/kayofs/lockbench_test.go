@@ -25,6 +25,11 @@ import (
 // maps onto one metadata lock (as before lock domains, LockDomain).
 // "ofd-direct" separates the cost of direct I/O (which
 // nodes on different kernels need) from the cost of the leases.
+// "-shared" runs the same nodes all in one directory (on a version-5
+// volume they then take turns on its directory domain, as on the
+// namespace lock before); the target is the figure without it,
+// each node in its own directory, as each host works in its own VMs'
+// folders.
 func BenchmarkLockManagers(b *testing.B) {
 	dir := os.Getenv("KAYOFS_BENCH_DIR")
 	if dir == "" {
@@ -68,8 +73,15 @@ func BenchmarkLockManagers(b *testing.B) {
 		{"etcd-v2", nil, true, 2},
 		{"etcd", nil, true, 0},
 	} {
-		for _, nodes := range []int{1, 2, 3} {
-			b.Run(fmt.Sprintf("%s/%dnodes", c.name, nodes), func(b *testing.B) {
+		for _, run := range []struct {
+			nodes  int
+			shared bool
+		}{{1, false}, {2, false}, {3, false}, {2, true}, {3, true}} {
+			nodes, name := run.nodes, fmt.Sprintf("%s/%dnodes", c.name, run.nodes)
+			if run.shared {
+				name += "-shared"
+			}
+			b.Run(name, func(b *testing.B) {
 				locks := c.locks
 				if strings.HasPrefix(c.name, "etcd") {
 					if locks = etcdFactory(); locks == nil {
@@ -77,6 +89,10 @@ func BenchmarkLockManagers(b *testing.B) {
 					}
 				}
 				vols := benchMounts(b, dir, nodes, locks, c.direct, c.version)
+				dirOf := func(i int) string { return fmt.Sprintf("n%d", i) }
+				if run.shared {
+					dirOf = func(int) string { return "n0" }
+				}
 				b.ResetTimer()
 				start := time.Now()
 				var wg sync.WaitGroup
@@ -89,7 +105,7 @@ func BenchmarkLockManagers(b *testing.B) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						errs <- smallWrites(v, fmt.Sprintf("n%d", i), n)
+						errs <- smallWrites(v, dirOf(i), fmt.Sprintf("n%d-", i), n)
 					}()
 				}
 				wg.Wait()
@@ -150,11 +166,12 @@ func benchMounts(b *testing.B, dir string, nodes int, locks kayofs.LockManagerFa
 	return vols
 }
 
-// smallWrites: n times create + 4 KiB write + fsync + delete.
-func smallWrites(v *kayofs.Volume, dir string, n int) error {
+// smallWrites: n times create + 4 KiB write + fsync + delete, in dir,
+// of files named tag + number.
+func smallWrites(v *kayofs.Volume, dir, tag string, n int) error {
 	buf := make([]byte, 4096)
 	for i := 0; i < n; i++ {
-		name := fmt.Sprintf("%s/f%d", dir, i)
+		name := fmt.Sprintf("%s/%sf%d", dir, tag, i)
 		f, err := v.Create(name)
 		if err != nil {
 			return err

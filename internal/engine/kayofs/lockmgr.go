@@ -61,7 +61,10 @@ type LockManager interface {
 // GFS2's nodes meet too. Lock order still holds: namespace → file and
 // inode domains (more than one only under the namespace lock held
 // exclusively, which one mount of the cluster has at a time) → groups
-// ascending. The mapping depends on nothing that changes online (slot
+// ascending. On a version-5 volume keyDir(x), the directory domain of
+// run class x (dirdom.go), is the same lock as its runs' file and inode
+// keys; its place in the order is between the namespace and file keys.
+// The mapping depends on nothing that changes online (slot
 // count, group count), so every mount maps a key alike.
 func LockDomain(k LockKey) LockKey {
 	switch {

@@ -26,6 +26,11 @@ type Volume struct {
 
 	nsMu sync.Mutex
 	ns   *nsCache
+	// nsOp: on a version-5 volume every namespace operation of the mount
+	// holds it (in-process only; dirdom.go), since one that holds no
+	// namespace lock may update the cached view.
+	nsOp    sync.Mutex
+	fastGen atomic.Uint64 // inode generations of fast creates (dirdom.go)
 
 	hbMu   sync.Mutex
 	hb     Heartbeat
@@ -299,7 +304,7 @@ func mount(dev Device, lk *lockMgr, node string) (*Volume, error) {
 	v := &Volume{dev: dev, lk: lk, slot: chosen, node: node, jseq: ckpt, hb: hb, label: sb.Label}
 	v.sbp.Store(sb)
 	lk.onAcquire = func(k int64) error {
-		if k == keySlotTable || k == keyNS || (k >= keyAGBase && k < keyFileBase) {
+		if k == keySlotTable || k == keyNS || (k >= keyAGBase && k < keyFileBase) || (k >= keyDomainBase && k < keyDomainBase+MaxSlots) {
 			return v.recoverDead()
 		}
 		return nil

@@ -33,16 +33,21 @@ func (c *nsCache) setBlock(sb *Superblock, i uint64, b []byte) error {
 	if st == blockCorrupt {
 		return fmt.Errorf("%w: directory block %d: %s", ErrCorrupt, blk, why)
 	}
-	per := uint32(sb.direntsPerBlock())
+	first, n := sb.direntSpan(i)
 	var ents []dirent
 	if st == blockValid {
 		var err error
-		if ents, err = decodeDirents(b, int(per)); err != nil {
+		if ents, err = decodeDirents(b, sb.direntsPerBlock()); err != nil {
 			return fmt.Errorf("%w: directory block %d: %v", ErrCorrupt, blk, err)
 		}
+		for j := n; j < len(ents); j++ {
+			if ents[j].typ != typeFree {
+				return fmt.Errorf("%w: directory block %d: entry %d past its run in use", ErrCorrupt, blk, j)
+			}
+		}
+		ents = ents[:n]
 	}
-	first := uint32(i) * per
-	for ino := first; ino < first+per; ino++ {
+	for ino := first; ino < first+uint32(n); ino++ {
 		if e, ok := c.ents[ino]; ok {
 			delete(c.ents, ino)
 			if ino != rootIno && c.children[e.parent][e.name] == ino {
@@ -78,7 +83,11 @@ func (c *nsCache) setBlock(sb *Superblock, i uint64, b []byte) error {
 // generation means the view is current. Nobody of this mount uses the view
 // while the generation on disk differs from it (they would hold the lock,
 // and with it the generation), so it is updated in place.
-func (t *txn) loadNS() (*nsCache, error) {
+func (t *txn) loadNS() (*nsCache, error) { return t.loadNSx(false) }
+
+// loadNSx is loadNS; all: compare every block even at the same
+// generation (version 5: fast changes do not change it; dirdom.go).
+func (t *txn) loadNSx(all bool) (*nsCache, error) {
 	v := t.v
 	sb := v.sbl()
 	b, fresh, err := t.get(sb.nsBlock(), tNSHeader)
@@ -94,7 +103,7 @@ func (t *txn) loadNS() (*nsCache, error) {
 	}
 	v.nsMu.Lock()
 	defer v.nsMu.Unlock()
-	if v.ns != nil && v.ns.gen == h.gen {
+	if v.ns != nil && v.ns.gen == h.gen && !all {
 		return v.ns, nil
 	}
 	c := v.ns
@@ -102,9 +111,8 @@ func (t *txn) loadNS() (*nsCache, error) {
 	if c == nil {
 		c = newNSCache()
 	}
-	per := uint64(sb.direntsPerBlock())
 	bs := uint64(sb.bs())
-	n := (uint64(h.hw) + per - 1) / per
+	n := sb.direntBlocksBelow(h.hw)
 	raw := make([]byte, n*bs)
 	if _, err := v.dev.ReadAt(raw, int64(sb.direntStart()*bs)); err != nil {
 		return nil, fmt.Errorf("kayofs: reading the directory table: %w", err)

@@ -18,8 +18,12 @@ const (
 	// must not mount it beside ones that do not, and they refuse version 3.
 	// Version 4 has version 2's layout and gives each lock domain its own
 	// on-disk lease (leasedom.go): binaries whose on-disk leases lock a
-	// volume as one refuse it.
-	FormatVersion = 4
+	// volume as one refuse it. Version 5 stores each run of inoChunk
+	// inode numbers in directory-entry blocks of its own (dirdom.go), so a
+	// file created or removed in a directory takes that directory's run
+	// domain instead of the namespace lock; binaries that take the
+	// namespace lock for every change refuse it.
+	FormatVersion = 5
 	// LeaseAreaBytes is the size of the version-2 lease area.
 	LeaseAreaBytes = 1 << 20
 	MaxSlots       = 64
@@ -126,12 +130,57 @@ func (sb *Superblock) nsBlock() uint64      { return sb.leaseStart() + sb.leaseB
 func (sb *Superblock) direntsPerBlock() int { return (sb.bs() - blkHdrSize) / direntSize }
 func (sb *Superblock) direntStart() uint64  { return sb.nsBlock() + 1 }
 func (sb *Superblock) direntBlocks() uint64 {
+	if rb := sb.direntRunBlocks(); rb > 0 {
+		return (uint64(sb.InodeCount) + inoChunk - 1) / inoChunk * rb
+	}
 	per := uint64(sb.direntsPerBlock())
 	return (uint64(sb.InodeCount) + per - 1) / per
 }
+
+// DirDomains reports whether a file created or removed in a directory
+// takes the directory's run domain instead of the namespace lock
+// (dirdom.go): format version 5.
+func (sb *Superblock) DirDomains() bool { return sb.Version >= 5 }
+
+// direntRunBlocks: on a version-5 volume each run of inoChunk inode
+// numbers has directory-entry blocks of its own (2 at 4 KiB, 1 from 8 KiB
+// on), so a block never holds entries of two lock domains; 0 before.
+func (sb *Superblock) direntRunBlocks() uint64 {
+	if !sb.DirDomains() {
+		return 0
+	}
+	per := uint64(sb.direntsPerBlock())
+	return (inoChunk + per - 1) / per
+}
+
 func (sb *Superblock) direntBlock(ino uint32) (uint64, int) {
 	per := uint32(sb.direntsPerBlock())
+	if rb := sb.direntRunBlocks(); rb > 0 {
+		i := ino % inoChunk
+		return sb.direntStart() + uint64(ino/inoChunk)*rb + uint64(i/per), int(i % per)
+	}
 	return sb.direntStart() + uint64(ino/per), int(ino % per)
+}
+
+// direntSpan: the first inode number whose entry directory-entry block i
+// (counted from direntStart) holds, and how many it holds.
+func (sb *Superblock) direntSpan(i uint64) (uint32, int) {
+	per := uint64(sb.direntsPerBlock())
+	if rb := sb.direntRunBlocks(); rb > 0 {
+		k := i % rb * per
+		return uint32(i/rb*inoChunk + k), int(min(per, inoChunk-k))
+	}
+	return uint32(i * per), int(per)
+}
+
+// direntBlocksBelow: how many leading directory-entry blocks hold every
+// entry below inode number hw.
+func (sb *Superblock) direntBlocksBelow(hw uint32) uint64 {
+	if rb := sb.direntRunBlocks(); rb > 0 {
+		return (uint64(hw) + inoChunk - 1) / inoChunk * rb
+	}
+	per := uint64(sb.direntsPerBlock())
+	return (uint64(hw) + per - 1) / per
 }
 func (sb *Superblock) inodeStart() uint64           { return sb.direntStart() + sb.direntBlocks() }
 func (sb *Superblock) inodeBlock(ino uint32) uint64 { return sb.inodeStart() + uint64(ino) }

@@ -1,0 +1,176 @@
+package kayofs
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// within runs f and reports whether it returned within d; a call still
+// running is waited for by wait.
+func within(d time.Duration, f func() error) (done bool, err error, wait func() error) {
+	ch := make(chan error, 1)
+	go func() { ch <- f() }()
+	select {
+	case err := <-ch:
+		return true, err, func() error { return err }
+	case <-time.After(d):
+		return false, nil, func() error { return <-ch }
+	}
+}
+
+// smallFile: create + 4 KiB write + fsync + read back + delete of dir/name.
+func smallFile(v *Volume, dir, name string) func() error {
+	return func() error {
+		p := dir + "/" + name
+		f, err := v.Create(p)
+		if err != nil {
+			return err
+		}
+		buf := leasePattern(v.Node(), 1)[:4096]
+		if _, err := f.WriteAt(buf, 0); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		got := make([]byte, len(buf))
+		if _, err := f.ReadAt(got, 0); err != nil {
+			return err
+		}
+		if string(got) != string(buf) {
+			return errors.New("read back differs")
+		}
+		return v.Remove(p)
+	}
+}
+
+// TestDirDomainsHeldAtOnce: two hosts on on-disk leases, each working in
+// its own directory (as each host does with its VMs' folders). While host
+// B holds the namespace lock (as a mkdir or rename does), host A still
+// creates, writes and removes files in its directory; while A holds its
+// directory's domain, B works in its own, but B's create in A's directory
+// waits for A and is then seen by A, without a namespace change.
+func TestDirDomainsHeldAtOnce(t *testing.T) {
+	img, dev := newLeaseImage(t)
+	a := mountLease(t, img, "A", t.Logf)
+	b := mountLease(t, img, "B", t.Logf)
+	for _, c := range []struct {
+		v   *Volume
+		dir string
+	}{{a, "a"}, {b, "b"}} {
+		if err := c.v.Mkdir(c.dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fa, err := a.Stat("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Stat("b"); err != nil {
+		t.Fatal(err)
+	}
+
+	// B holds the namespace lock: A works in its directory meanwhile.
+	if err := b.lk.lock(keyNS, true); err != nil {
+		t.Fatal(err)
+	}
+	done, err, wait := within(10*time.Second, smallFile(a, "a", "f"))
+	b.lk.unlock(keyNS, true)
+	if !done {
+		t.Errorf("A's create/write/remove in its own directory waited for B's namespace lock (then: %v)", wait())
+	} else if err != nil {
+		t.Fatalf("A in its directory while B holds the namespace lock: %v", err)
+	}
+
+	// A holds its directory's domain: B works in its own, not in A's.
+	ka := keyDir(dirClass(fa.Ino))
+	if err := a.lk.lock(ka, true); err != nil {
+		t.Fatal(err)
+	}
+	done, err, wait = within(10*time.Second, smallFile(b, "b", "f"))
+	if !done {
+		a.lk.unlock(ka, true)
+		t.Fatalf("B's work in its own directory waited for A's directory domain (then: %v)", wait())
+	} else if err != nil {
+		t.Fatalf("B in its directory while A holds its directory's domain: %v", err)
+	}
+	done, err, wait = within(time.Second, func() error { _, err := b.Create("a/g"); return err })
+	a.lk.unlock(ka, true)
+	if done {
+		t.Fatalf("B created a/g while A held a's directory domain (%v)", err)
+	}
+	if err := wait(); err != nil {
+		t.Fatalf("B's create of a/g after A let go: %v", err)
+	}
+	if _, err := a.Stat("a/g"); err != nil {
+		t.Fatalf("A does not see B's a/g: %v", err)
+	}
+	if _, err := a.Create("a/g"); !errors.Is(err, ErrExist) {
+		t.Fatalf("A creating a/g beside B's: %v, want ErrExist", err)
+	}
+	if err := a.Remove("a/g"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Stat("a/g"); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("B still sees a/g after A removed it: %v", err)
+	}
+	if err := a.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, dev)
+}
+
+// TestDirDomainsKeepNamespaceGeneration: two mounts creating and removing
+// files in their own directories, each right after the other's mkdir,
+// never change the namespace generation: a mount whose view is older
+// than the namespace reloads it and stays in its directory's domain. (A
+// fast change that fell back to the namespace path changed the generation
+// again, so two busy hosts sent each other there at every change.)
+func TestDirDomainsKeepNamespaceGeneration(t *testing.T) {
+	dev := newImage(t, 1<<30)
+	mustFormat(t, dev, FormatOptions{Slots: 2})
+	a, b := mustMount(t, dev, "A"), mustMount(t, dev, "B")
+	if err := a.Mkdir("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Mkdir("b"); err != nil {
+		t.Fatal(err)
+	}
+	g0, ok := a.nsGenNow()
+	if !ok {
+		t.Fatal("namespace header unreadable")
+	}
+	for i := 0; i < 20; i++ {
+		for _, c := range []struct {
+			v   *Volume
+			dir string
+		}{{a, "a"}, {b, "b"}} {
+			if _, err := c.v.Create(fmt.Sprintf("%s/f%d", c.dir, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []struct {
+			v   *Volume
+			dir string
+		}{{a, "a"}, {b, "b"}} {
+			if err := c.v.Remove(fmt.Sprintf("%s/f%d", c.dir, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if g, _ := a.nsGenNow(); g != g0 {
+		t.Errorf("namespace generation %d after 80 file creates and removes in own directories, was %d", g, g0)
+	}
+	if err := a.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, dev)
+}
