@@ -288,9 +288,9 @@ func nodeReportDels(id string, nodes []string) []store.Op {
 // deleteReportOps removes every report of volume id.
 func (e *Engine) deleteReportOps(ctx context.Context, id string) ([]store.Op, error) {
 	var ops []store.Op
-	// The agents' reports and the recovery markers (agent_fence.go) go
-	// with the volume.
-	for _, prefix := range []string{volumeReportsPrefix, volumeRecoveriesPrefix} {
+	// The agents' reports, the recovery markers (agent_fence.go) and
+	// the chunks of puts given up (volume_file_put.go) go with the volume.
+	for _, prefix := range []string{volumeReportsPrefix, volumeRecoveriesPrefix, volumeFileChunksPrefix} {
 		kvs, _, err := e.st.List(ctx, prefix+id+"/")
 		if err != nil {
 			return nil, err

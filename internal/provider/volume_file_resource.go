@@ -65,8 +65,10 @@ func (r *volumeFileResource) Schema(_ context.Context, _ resource.SchemaRequest,
 				Validators:    []validator.String{volumePathValidator{}},
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
 			"source": schema.StringAttribute{Required: true, MarkdownDescription: "The local file to copy, read by the " +
-				"machine running Terraform, which writes it onto the volume: with the cluster database on etcd that machine must " +
-				"see the volume's LUN (a node; the plan says so otherwise). Removing the file is done by a node's agent. " +
+				"machine running Terraform, which needs no access to the volume's LUN: the provider sends the bytes through the " +
+				"cluster database, in chunks, to the agent of one of the volume's nodes, which writes them on its own mount and " +
+				"checks their SHA-256 before renaming the file into place (removing the file is done by a node's agent too). " +
+				"At most 256 MiB with the cluster database on etcd and 16 GiB on the embedded one: checked at plan time. " +
 				"Pointing it at another file with the same content changes nothing on the volume."},
 			"kind": schema.StringAttribute{Computed: true, MarkdownDescription: "`vhd`, `iso` or `file`, from the path's extension.",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
@@ -117,10 +119,11 @@ func (r *volumeFileResource) ModifyPlan(ctx context.Context, req resource.Modify
 		resp.Diagnostics.Append(engineDiags("Cannot put "+plan.Path.ValueString()+" on the volume", err)...)
 		return
 	}
-	// A put copies from this machine: on etcd it must see the LUN.
+	// A put carries the file through the cluster database to a node's
+	// agent, up to a size known now.
 	willPut := !hasState || state.SHA256.IsNull() || state.SHA256.ValueString() != f.SHA256
-	if willPut && !plan.VolumeID.IsUnknown() {
-		if err := r.engine.CheckVolumeFilePut(ctx, plan.VolumeID.ValueString(), plan.Source.ValueString()); err != nil {
+	if willPut {
+		if err := r.engine.CheckVolumeFilePut(plan.Source.ValueString(), f.SizeBytes); err != nil {
 			resp.Diagnostics.Append(engineDiags("Cannot put "+plan.Path.ValueString()+" on the volume", err)...)
 			return
 		}
