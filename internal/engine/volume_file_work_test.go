@@ -117,8 +117,11 @@ func TestVolumeFileOnEtcdWithoutTheLUN(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, err := range map[string]error{
-		"plan":  cp.CheckVolumeFilePut(big, MaxPutBytesEtcd+1),
-		"apply": func() error { _, err := cp.PutVolumeFile(ctx, VolumeFileSpec{Volume: v.ID, Path: "big.bin", Source: big}); return err }(),
+		"plan": cp.CheckVolumeFilePut(big, MaxPutBytesEtcd+1),
+		"apply": func() error {
+			_, err := cp.PutVolumeFile(ctx, VolumeFileSpec{Volume: v.ID, Path: "big.bin", Source: big})
+			return err
+		}(),
 	} {
 		var in *InputError
 		if !errors.As(err, &in) || in.Attribute != "source" || in.Value != big || !strings.Contains(err.Error(), "268435456 bytes (256 MiB)") {
