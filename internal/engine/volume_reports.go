@@ -326,27 +326,6 @@ func (e *Engine) ReportNodeVolumes(ctx context.Context, node, by string) error {
 	return errors.Join(errs...)
 }
 
-// ReportLabVolumes reports, for every node that mounts it, each volume
-// whose LUN this process holds: the provider and kayoctl act as the lab's
-// node agents when no agent runs (the embedded default), and every
-// volume's LUN is this machine's, so a missing image is a lost LUN. On
-// etcd it does nothing: the nodes' agents report, and the control plane
-// opens no device (docs/ARCHITECTURE.md).
-func (e *Engine) ReportLabVolumes(ctx context.Context) error {
-	if e.remoteDB {
-		return nil
-	}
-	vs, err := e.ListVolumes(ctx, "")
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, v := range vs {
-		errs = append(errs, e.reportVolume(ctx, v, sortedKeys(v.Mounts), e.reporter(), true))
-	}
-	return errors.Join(errs...)
-}
-
 // reportVolume opens v's LUN and records what nodes see. lab says this
 // process stands for the lab's nodes, whose LUN is this machine's: a
 // missing one is lost, not unseen.
