@@ -47,15 +47,7 @@ const (
 	// MaxPutBytesEmbedded caps a put's file on the embedded database,
 	// which reuses the pages of deleted chunks.
 	MaxPutBytesEmbedded = 16 << 30
-	// volumeFileChunksPrefix: volume-file-chunks/<volume>/<stream>/<seq>,
-	// a put's chunks in flight (an all-zero chunk is an empty record: a
-	// hole, so a sparse template stays sparse).
-	volumeFileChunksPrefix = "volume-file-chunks/"
 )
-
-func putChunkKey(vol, stream string, seq int64) string {
-	return fmt.Sprintf("%s%s/%s/%08d", volumeFileChunksPrefix, vol, stream, seq)
-}
 
 // volumeFilePutArgs asks a node's executor to write chunks From..From+Count
 // of Stream into Path's temporary file on Volume; First truncates it

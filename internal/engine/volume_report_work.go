@@ -26,9 +26,6 @@ type volumeReportArgs struct {
 	Lab    bool     `json:"lab,omitempty"`
 }
 
-// volumeReportWorkObject is a request for a volume's reports.
-func volumeReportWorkObject(id string) string { return "volume-report/" + id }
-
 // ReportLabVolumes reports, for every node that mounts it, each volume of
 // the lab: the embedded default with no agent, where the provider and
 // kayoctl run the lab's node executors in-process, and every volume's
