@@ -84,9 +84,9 @@ func (e *Engine) checkPutSize(src string, size int64) error {
 	if e.remoteDB {
 		where = "etcd (its deleted records stay in its history until it compacts; its default quota is 2 GiB)"
 	}
-	return &InputError{Attribute: "source", Value: src, Detail: fmt.Sprintf("the file is %d bytes; a put carries it to a node's "+
+	return &InputError{Attribute: "source", Value: src, Detail: fmt.Sprintf("%q is %d bytes; a put carries the file to a node's "+
 		"agent through the cluster database, up to %d bytes (%d MiB) on %s: use a smaller file (a dynamic VHD rather than a fixed one)",
-		size, limit, limit>>20, where)}
+		src, size, limit, limit>>20, where)}
 }
 
 // CheckVolumeFilePut is the plan's check of a put of the local file src
