@@ -198,10 +198,16 @@ func (e *Engine) PutVolumeFile(ctx context.Context, s VolumeFileSpec) (VolumeFil
 	if err != nil {
 		return VolumeFile{}, err
 	}
+	if st, err := os.Stat(s.Source); err == nil {
+		if err := e.checkPutSize(s.Source, st.Size()); err != nil {
+			return VolumeFile{}, err
+		}
+	}
 	rec, err := inspectLocal(s.Source, win)
 	if err != nil {
 		return VolumeFile{}, err
 	}
+	// The size the bytes are sent by (it may have grown since).
 	if err := e.checkPutSize(s.Source, rec.SizeBytes); err != nil {
 		return VolumeFile{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -113,20 +114,19 @@ func (r *volumeFileResource) ModifyPlan(ctx context.Context, req resource.Modify
 	if resp.Diagnostics.HasError() || plan.Source.IsUnknown() || plan.Path.IsUnknown() {
 		return
 	}
+	// A put carries the file through the cluster database to a node's
+	// agent, up to a size known now (checked before the file is read).
+	if st, err := os.Stat(plan.Source.ValueString()); err == nil {
+		if err := r.engine.CheckVolumeFilePut(plan.Source.ValueString(), st.Size()); err != nil {
+			resp.Diagnostics.Append(engineDiags("Cannot put "+plan.Path.ValueString()+" on the volume", err)...)
+			return
+		}
+	}
 	// The local file is checked now: nothing is written when it is bad.
 	f, err := engine.InspectVolumeFile(plan.Source.ValueString(), plan.Path.ValueString())
 	if err != nil {
 		resp.Diagnostics.Append(engineDiags("Cannot put "+plan.Path.ValueString()+" on the volume", err)...)
 		return
-	}
-	// A put carries the file through the cluster database to a node's
-	// agent, up to a size known now.
-	willPut := !hasState || state.SHA256.IsNull() || state.SHA256.ValueString() != f.SHA256
-	if willPut {
-		if err := r.engine.CheckVolumeFilePut(plan.Source.ValueString(), f.SizeBytes); err != nil {
-			resp.Diagnostics.Append(engineDiags("Cannot put "+plan.Path.ValueString()+" on the volume", err)...)
-			return
-		}
 	}
 	plan.Kind, plan.SHA256, plan.SizeBytes = types.StringValue(f.Kind), types.StringValue(f.SHA256), types.Int64Value(f.SizeBytes)
 	if hasState && !state.SHA256.IsNull() && state.SHA256.ValueString() != f.SHA256 {
