@@ -334,6 +334,18 @@ func (e *Engine) applyWork(ctx context.Context, at WorkSite, req WorkRequest) (j
 			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
 		}
 		return nil, e.removeStateHere(ctx, vm, at.Node)
+	case workVolumeFilePut:
+		var a volumeFilePutArgs
+		if err := json.Unmarshal(req.Args, &a); err != nil {
+			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+		return nil, e.volumeFilePutHere(ctx, a, at.Node)
+	case workVolumeReport:
+		var a volumeReportArgs
+		if err := json.Unmarshal(req.Args, &a); err != nil {
+			return nil, fmt.Errorf("%s: arguments: %w", req.Op, err)
+		}
+		return nil, e.reportVolumeHere(ctx, a, at.Agent)
 	}
 	return nil, fmt.Errorf("operation %q is unknown to this executor (an older kayoctl agent than the control plane? upgrade it)", req.Op)
 }

@@ -1,5 +1,7 @@
 package engine
 
+import "fmt"
+
 // The key schema of the cluster database: every key the engine and the
 // node agents read or write, in one place; a key joins its parts with
 // "/". docs/ARCHITECTURE.md summarises the schema.
@@ -83,9 +85,16 @@ const (
 	// file (VolumeFile, volume_files.go), path as on the volume
 	// (templates/base.vhd).
 	volumeFilesPrefix = "volume-files/"
+	// volume-file-chunks/<uuid>/<stream>/<seq>: a put's chunks in flight
+	// (volume_file_put.go; an all-zero chunk is an empty record, a hole).
+	volumeFileChunksPrefix = "volume-file-chunks/"
 )
 
 func volumeFileKey(id, volPath string) string { return volumeFilesPrefix + id + "/" + volPath }
+
+func putChunkKey(id, stream string, seq int64) string {
+	return fmt.Sprintf("%s%s/%s/%08d", volumeFileChunksPrefix, id, stream, seq)
+}
 
 func volumeReportKey(id, node string) string { return volumeReportsPrefix + id + "/" + node }
 
@@ -155,8 +164,13 @@ func volumeWorkObject(id string) string         { return "volume/" + id }
 func volumeSlotsWorkObject(id string) string { return "volume-slots/" + id }
 func volumeImageWorkObject(id string) string { return "volume-image/" + id }
 
-// volumeFileWorkObject is a put file's removal (volume_file_work.go).
+// volumeFileWorkObject is a put file's put and removal
+// (volume_file_put.go, volume_file_work.go).
 func volumeFileWorkObject(id, vp string) string { return "volume-file/" + id + "/" + vp }
+
+// volumeReportWorkObject is a request for the lab's reports of a volume
+// (volume_report_work.go).
+func volumeReportWorkObject(id string) string { return "volume-report/" + id }
 
 // volumeMountWorkObject is a node's long-lived mount of a volume.
 func volumeMountWorkObject(id string) string { return "volume-mount/" + id }

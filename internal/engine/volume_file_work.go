@@ -4,16 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
 	"path"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 )
 
-// A put file's removal is a node's work (nodework.go): the control plane
-// may run where the LUN is not attached. A put copies bytes from this
-// machine, so it still needs the LUN here (putReachable says so plainly).
+// A put file's removal is a node's work (nodework.go), as its put is
+// (volume_file_put.go): the control plane may run where the LUN is not
+// attached.
 
 // volumeFileRemoveArgs asks a node's executor to remove Path (the
 // volume's slash path) from Volume.
@@ -66,35 +64,4 @@ func (e *Engine) volumeFileRemoveHere(ctx context.Context, a volumeFileRemoveArg
 			return nil
 		})
 	})
-}
-
-// CheckVolumeFilePut is the plan's check of a put of src onto volume
-// volumeID from this machine (putReachable); a volume not found is left
-// to the apply.
-func (e *Engine) CheckVolumeFilePut(ctx context.Context, volumeID, src string) error {
-	vol, err := e.GetVolume(ctx, volumeID)
-	if err != nil {
-		return nil
-	}
-	return e.putReachable(vol, src)
-}
-
-// putReachable says why a put of src cannot run here: on etcd the control
-// plane may be a machine without the LUN, and a put copies from this
-// machine.
-func (e *Engine) putReachable(vol Volume, src string) error {
-	if !e.remoteDB {
-		return nil
-	}
-	p, err := e.localLUN(vol.VolumeSpec)
-	if err == nil {
-		_, err = os.Stat(p)
-	}
-	if err == nil {
-		return nil
-	}
-	return &InputError{Attribute: "source", Value: src,
-		Detail: fmt.Sprintf("volume %s's LUN %q is not attached to this machine (%v): a file is copied onto the volume from "+
-			"the machine that runs the apply, so run it on a machine that sees the LUN (a node), "+
-			"or copy the file there with `kayoctl volume cp` on a node", vol.DriveLetter, lunName(vol.VolumeSpec), err)}
 }

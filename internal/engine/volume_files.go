@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/vhd"
 )
@@ -25,7 +24,8 @@ import (
 // it is; VMs name it by its path (vhd.source, dvd.path), checked against
 // the record at plan time. A file is written under an intent: the record
 // first (Writing), then the data into a temporary name renamed into
-// place, then the record completed; a crashed put is redone by the next.
+// place by a node's agent (volume_file_put.go), then the record
+// completed; a crashed put is redone by the next.
 
 // Volume file kinds.
 const (
@@ -47,7 +47,9 @@ type VolumeFile struct {
 	VirtualSize int64  `json:"virtual_size,omitempty"`
 	// Writing: a put is under way (or crashed: the next put redoes it);
 	// Deleting: a delete is (VMs may no longer start to use it).
-	Writing   bool      `json:"writing,omitempty"`
+	Writing bool `json:"writing,omitempty"`
+	// Stream names the chunks of the put under way (volume_file_put.go).
+	Stream    string    `json:"stream,omitempty"`
 	Deleting  bool      `json:"deleting,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	Revision  int64     `json:"-"`
@@ -182,6 +184,8 @@ func writerNode(v Volume) (string, error) {
 // file already put there with the same content is kept (idempotent); with
 // other content it is an error (ErrExists): delete it first. A VHD is
 // checked on the way in (inspectLocal); nothing is written when it fails.
+// The bytes go to a node's agent through the database
+// (volume_file_put.go): this machine needs no LUN.
 func (e *Engine) PutVolumeFile(ctx context.Context, s VolumeFileSpec) (VolumeFile, error) {
 	win, vp, err := VolumeFilePath("path", s.Path)
 	if err != nil {
@@ -194,20 +198,31 @@ func (e *Engine) PutVolumeFile(ctx context.Context, s VolumeFileSpec) (VolumeFil
 	if err != nil {
 		return VolumeFile{}, err
 	}
-	if err := e.putReachable(vol, s.Source); err != nil {
-		return VolumeFile{}, err
+	if st, err := os.Stat(s.Source); err == nil {
+		if err := e.checkPutSize(s.Source, st.Size()); err != nil {
+			return VolumeFile{}, err
+		}
 	}
 	rec, err := inspectLocal(s.Source, win)
 	if err != nil {
+		return VolumeFile{}, err
+	}
+	// The size the bytes are sent by (it may have grown since).
+	if err := e.checkPutSize(s.Source, rec.SizeBytes); err != nil {
 		return VolumeFile{}, err
 	}
 	sum, err := fileSHA256(s.Source)
 	if err != nil {
 		return VolumeFile{}, err
 	}
+	if _, err := writerNode(vol); err != nil {
+		return VolumeFile{}, err
+	}
 	rec.Volume, rec.Path, rec.SHA256, rec.CreatedAt = vol.ID, win, sum, e.now().UTC()
 	key := volumeFileKey(vol.ID, vp)
-	// Intent: the record, Writing, before the first byte.
+	stream := randomHex(8)
+	// Intent: the record, Writing with this put's stream, before the
+	// first byte.
 	err = e.retry(ctx, func() error {
 		var cur VolumeFile
 		rev, err := getJSON(ctx, e.st, key, &cur)
@@ -226,7 +241,7 @@ func (e *Engine) PutVolumeFile(ctx context.Context, s VolumeFileSpec) (VolumeFil
 			return err
 		}
 		w := rec
-		w.Writing = true
+		w.Writing, w.Stream = true, stream
 		_, err = e.st.Commit(ctx, []store.Cmp{cmp}, []store.Op{putJSON(key, w)})
 		return err
 	})
@@ -236,12 +251,15 @@ func (e *Engine) PutVolumeFile(ctx context.Context, s VolumeFileSpec) (VolumeFil
 	if err != nil {
 		return VolumeFile{}, err
 	}
-	node, err := writerNode(vol)
+	// Chunks of puts that crashed or were taken over (this one's too).
+	if err := e.gcPutChunks(ctx, vol.ID); err != nil {
+		return VolumeFile{}, err
+	}
+	node, err := e.workNode(ctx, sortedKeys(vol.Mounts))
 	if err != nil {
 		return VolumeFile{}, err
 	}
-	err = e.WithVolume(ctx, vol.ID, node, func(fv *kayofs.Volume) error { return e.copyIn(ctx, fv, vol, s.Source, vp, sum) })
-	if err != nil {
+	if err := e.sendVolumeFile(ctx, vol, node, stream, s.Source, vp, rec.SizeBytes, sum); err != nil {
 		return VolumeFile{}, fmt.Errorf("writing %s:\\%s: %w (the next put redoes it)", vol.DriveLetter, win, err)
 	}
 	var out VolumeFile
@@ -251,13 +269,13 @@ func (e *Engine) PutVolumeFile(ctx context.Context, s VolumeFileSpec) (VolumeFil
 		if err != nil {
 			return err
 		}
-		if !cur.Writing || cur.SHA256 != sum {
+		if !cur.Writing || cur.Stream != stream {
 			return fmt.Errorf("%s:\\%s was changed by another put meanwhile: %w", vol.DriveLetter, win, ErrBusy)
 		}
 		out = rec
 		rev, err = e.st.Commit(ctx, []store.Cmp{store.At(key, rev)}, []store.Op{putJSON(key, out),
 			e.eventOp(Event{Kind: EventVolumeFilePut, Cluster: vol.Cluster, Subject: vol.DriveLetter + `:\` + win,
-				Detail: map[string]string{"kind": rec.Kind, "sha256": sum, "size_bytes": fmt.Sprint(rec.SizeBytes)}})})
+				Detail: map[string]string{"kind": rec.Kind, "sha256": sum, "size_bytes": fmt.Sprint(rec.SizeBytes), "node": node}})})
 		out.Revision = rev
 		return err
 	})
@@ -281,70 +299,6 @@ func fileSHA256(p string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// copyIn writes the local file src to vp on fv through a temporary name
-// renamed into place, checking the bytes written against sum.
-func (e *Engine) copyIn(ctx context.Context, fv *kayofs.Volume, vol Volume, src, vp, sum string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := vp + tmpSuffix
-	var f *kayofs.File
-	err = e.serialVolume(vol.ID, func() error {
-		if dir := path.Dir(vp); dir != "." {
-			if err := fv.MkdirAll(dir); err != nil {
-				return err
-			}
-		}
-		var err error
-		f, err = openOrCreate(fv, tmp)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := f.Truncate(0); err != nil {
-		return err
-	}
-	h := sha256.New()
-	buf := make([]byte, 1<<20)
-	zero := make([]byte, len(buf))
-	var off int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, rerr := io.ReadFull(in, buf)
-		if n > 0 {
-			h.Write(buf[:n])
-			// Zero runs stay holes: a sparse template stays sparse.
-			if !bytes.Equal(buf[:n], zero[:n]) {
-				if _, err := f.WriteAt(buf[:n], off); err != nil {
-					return err
-				}
-			}
-			off += int64(n)
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
-		}
-		if rerr != nil {
-			return rerr
-		}
-	}
-	if err := f.Truncate(off); err != nil {
-		return err
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
-		return fmt.Errorf("the local file %s changed while it was copied (sha256 %s, then %s)", src, sum, got)
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	return e.serialVolume(vol.ID, func() error { return fv.Rename(tmp, vp) })
 }
 
 // FileUsers are the VMs using a volume file: Children have a differencing
@@ -441,7 +395,11 @@ func (e *Engine) DeleteVolumeFile(ctx context.Context, volume, p string) error {
 	}
 	_, err = e.st.Commit(ctx, nil, []store.Op{store.Del(key), e.eventOp(Event{Kind: EventVolumeFileDeleted, Cluster: vol.Cluster,
 		Subject: vol.DriveLetter + `:\` + win})})
-	return err
+	if err != nil {
+		return err
+	}
+	// The chunks of a put of it that crashed (volume_file_put.go).
+	return e.gcPutChunks(ctx, vol.ID)
 }
 
 func inUseError(vol Volume, win string, u FileUsers) error {

@@ -288,9 +288,9 @@ func nodeReportDels(id string, nodes []string) []store.Op {
 // deleteReportOps removes every report of volume id.
 func (e *Engine) deleteReportOps(ctx context.Context, id string) ([]store.Op, error) {
 	var ops []store.Op
-	// The agents' reports and the recovery markers (agent_fence.go) go
-	// with the volume.
-	for _, prefix := range []string{volumeReportsPrefix, volumeRecoveriesPrefix} {
+	// The agents' reports, the recovery markers (agent_fence.go) and
+	// the chunks of puts given up (volume_file_put.go) go with the volume.
+	for _, prefix := range []string{volumeReportsPrefix, volumeRecoveriesPrefix, volumeFileChunksPrefix} {
 		kvs, _, err := e.st.List(ctx, prefix+id+"/")
 		if err != nil {
 			return nil, err
@@ -322,27 +322,6 @@ func (e *Engine) ReportNodeVolumes(ctx context.Context, node, by string) error {
 		if _, ok := v.Mounts[node]; ok {
 			errs = append(errs, e.reportVolume(ctx, v, []string{node}, by, false))
 		}
-	}
-	return errors.Join(errs...)
-}
-
-// ReportLabVolumes reports, for every node that mounts it, each volume
-// whose LUN this process holds: the provider and kayoctl act as the lab's
-// node agents when no agent runs (the embedded default), and every
-// volume's LUN is this machine's, so a missing image is a lost LUN. On
-// etcd it does nothing: the nodes' agents report, and the control plane
-// opens no device (docs/ARCHITECTURE.md).
-func (e *Engine) ReportLabVolumes(ctx context.Context) error {
-	if e.remoteDB {
-		return nil
-	}
-	vs, err := e.ListVolumes(ctx, "")
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, v := range vs {
-		errs = append(errs, e.reportVolume(ctx, v, sortedKeys(v.Mounts), e.reporter(), true))
 	}
 	return errors.Join(errs...)
 }

@@ -143,9 +143,10 @@ func (p *kayoProvider) Configure(ctx context.Context, req provider.ConfigureRequ
 			"prefix": etcdOpts.Prefix, "data_dir": e.DataDir()})
 	}
 	tflog.Debug(ctx, "kayo engine ready", map[string]any{"data_dir": e.DataDir(), "lock_timeout": timeout.String()})
-	// With no agents, each run of the provider is the lab's nodes: it
-	// reports the LUNs it holds, as an agent does on its heartbeat, so
-	// reads (which open no device) see a LUN zeroed or deleted since.
+	// With no agents, each run of the provider is the lab's nodes: their
+	// in-process executors report the LUNs they hold, as an agent does on
+	// its heartbeat, so reads (which open no device) see a LUN zeroed or
+	// deleted since.
 	if err := e.ReportLabVolumes(ctx); err != nil {
 		tflog.Warn(ctx, "kayo: reporting the lab's volumes: "+err.Error())
 	}

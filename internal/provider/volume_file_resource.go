@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -65,8 +66,10 @@ func (r *volumeFileResource) Schema(_ context.Context, _ resource.SchemaRequest,
 				Validators:    []validator.String{volumePathValidator{}},
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
 			"source": schema.StringAttribute{Required: true, MarkdownDescription: "The local file to copy, read by the " +
-				"machine running Terraform, which writes it onto the volume: with the cluster database on etcd that machine must " +
-				"see the volume's LUN (a node; the plan says so otherwise). Removing the file is done by a node's agent. " +
+				"machine running Terraform, which needs no access to the volume's LUN: the provider sends the bytes through the " +
+				"cluster database, in chunks, to the agent of one of the volume's nodes, which writes them on its own mount and " +
+				"checks their SHA-256 before renaming the file into place (removing the file is done by a node's agent too). " +
+				"At most 256 MiB with the cluster database on etcd and 16 GiB on the embedded one: checked at plan time. " +
 				"Pointing it at another file with the same content changes nothing on the volume."},
 			"kind": schema.StringAttribute{Computed: true, MarkdownDescription: "`vhd`, `iso` or `file`, from the path's extension.",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
@@ -111,19 +114,19 @@ func (r *volumeFileResource) ModifyPlan(ctx context.Context, req resource.Modify
 	if resp.Diagnostics.HasError() || plan.Source.IsUnknown() || plan.Path.IsUnknown() {
 		return
 	}
+	// A put carries the file through the cluster database to a node's
+	// agent, up to a size known now (checked before the file is read).
+	if st, err := os.Stat(plan.Source.ValueString()); err == nil {
+		if err := r.engine.CheckVolumeFilePut(plan.Source.ValueString(), st.Size()); err != nil {
+			resp.Diagnostics.Append(engineDiags("Cannot put "+plan.Path.ValueString()+" on the volume", err)...)
+			return
+		}
+	}
 	// The local file is checked now: nothing is written when it is bad.
 	f, err := engine.InspectVolumeFile(plan.Source.ValueString(), plan.Path.ValueString())
 	if err != nil {
 		resp.Diagnostics.Append(engineDiags("Cannot put "+plan.Path.ValueString()+" on the volume", err)...)
 		return
-	}
-	// A put copies from this machine: on etcd it must see the LUN.
-	willPut := !hasState || state.SHA256.IsNull() || state.SHA256.ValueString() != f.SHA256
-	if willPut && !plan.VolumeID.IsUnknown() {
-		if err := r.engine.CheckVolumeFilePut(ctx, plan.VolumeID.ValueString(), plan.Source.ValueString()); err != nil {
-			resp.Diagnostics.Append(engineDiags("Cannot put "+plan.Path.ValueString()+" on the volume", err)...)
-			return
-		}
 	}
 	plan.Kind, plan.SHA256, plan.SizeBytes = types.StringValue(f.Kind), types.StringValue(f.SHA256), types.Int64Value(f.SizeBytes)
 	if hasState && !state.SHA256.IsNull() && state.SHA256.ValueString() != f.SHA256 {

@@ -73,6 +73,13 @@ func TestAccVolumeFile_templateAndClones(t *testing.T) {
 	if err := os.WriteFile(junk, []byte(strings.Repeat("not a VHD ", 100)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	huge := filepath.Join(t.TempDir(), "huge.vhd")
+	if err := os.WriteFile(huge, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, engine.MaxPutBytesEmbedded+1); err != nil {
+		t.Fatal(err)
+	}
 	sum, _ := engine.InspectVolumeFile(good, "templates/base.vhd")
 	children := func(ctx context.Context, e *engine.Engine) error {
 		return e.WithVolume(ctx, vol, "Y-21-2k8x64", func(fv *kayofs.Volume) error {
@@ -107,6 +114,12 @@ func TestAccVolumeFile_templateAndClones(t *testing.T) {
 			{
 				Config:      templateHCL(dir, vol, junk, "", "A"),
 				ExpectError: regexp.MustCompile(`(?s)source.*not\s+a\s+valid\s+VHD`),
+			},
+			{
+				// Past what a put carries through the database: refused
+				// at plan, naming source, its file and the limit.
+				Config:      templateHCL(dir, vol, huge, "", "A"),
+				ExpectError: regexp.MustCompile(`(?s)source:.*huge\.vhd.*17179869185\s+bytes.*up\s+to\s+17179869184\s+bytes`),
 			},
 			{
 				Config:      templateHCL(dir, vol, good, `, clone = "linked"`, "A"),
