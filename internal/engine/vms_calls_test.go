@@ -16,7 +16,7 @@ type callCount struct {
 
 func (s *callCount) Commit(ctx context.Context, cmps []store.Cmp, ops []store.Op) (int64, error) {
 	s.commits.Add(1)
-	return s.countingStore.Store.Commit(ctx, cmps, ops)
+	return s.Store.Commit(ctx, cmps, ops)
 }
 
 // take returns the commits, gets, getmanys and lists since the last take.

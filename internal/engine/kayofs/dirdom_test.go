@@ -9,14 +9,14 @@ import (
 
 // within runs f and reports whether it returned within d; a call still
 // running is waited for by wait.
-func within(d time.Duration, f func() error) (done bool, err error, wait func() error) {
+func within(d time.Duration, f func() error) (done bool, wait func() error, err error) {
 	ch := make(chan error, 1)
 	go func() { ch <- f() }()
 	select {
 	case err := <-ch:
-		return true, err, func() error { return err }
+		return true, func() error { return err }, err
 	case <-time.After(d):
-		return false, nil, func() error { return <-ch }
+		return false, func() error { return <-ch }, nil
 	}
 }
 
@@ -76,7 +76,7 @@ func TestDirDomainsHeldAtOnce(t *testing.T) {
 	if err := b.lk.lock(keyNS, true); err != nil {
 		t.Fatal(err)
 	}
-	done, err, wait := within(10*time.Second, smallFile(a, "a", "f"))
+	done, wait, err := within(10*time.Second, smallFile(a, "a", "f"))
 	b.lk.unlock(keyNS, true)
 	if !done {
 		t.Errorf("A's create/write/remove in its own directory waited for B's namespace lock (then: %v)", wait())
@@ -89,14 +89,14 @@ func TestDirDomainsHeldAtOnce(t *testing.T) {
 	if err := a.lk.lock(ka, true); err != nil {
 		t.Fatal(err)
 	}
-	done, err, wait = within(10*time.Second, smallFile(b, "b", "f"))
+	done, wait, err = within(10*time.Second, smallFile(b, "b", "f"))
 	if !done {
 		a.lk.unlock(ka, true)
 		t.Fatalf("B's work in its own directory waited for A's directory domain (then: %v)", wait())
 	} else if err != nil {
 		t.Fatalf("B in its directory while A holds its directory's domain: %v", err)
 	}
-	done, err, wait = within(time.Second, func() error { _, err := b.Create("a/g"); return err })
+	done, wait, err = within(time.Second, func() error { _, err := b.Create("a/g"); return err })
 	a.lk.unlock(ka, true)
 	if done {
 		t.Fatalf("B created a/g while A held a's directory domain (%v)", err)
