@@ -164,7 +164,10 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		testcli.Must(b, s.wd.Init(ctx))
 	}
 	for b.Loop() {
-		for _, s := range scens {
+		// Each round starts one scenario later: a scenario always run
+		// first read 1.13x slower than the same binary run second.
+		for i := range scens {
+			s := scens[(i+round)%len(scens)]
 			b.StopTimer()
 			dataDir := ""
 			if s.setup != nil {
