@@ -23,15 +23,7 @@ import (
 // marked failed for a LUN this machine does not hold).
 func TestAccEtcd_planFromDatabaseOnly(t *testing.T) {
 	requireAcc(t)
-	c := etcdtest.Start(t, etcdtest.Options{})
-	eps := c.Endpoints()
-	applied := t.TempDir()
-	t.Setenv(EnvEtcdEndpoints, eps[0])
-	t.Setenv(EnvDataDir, "")
-	fresh := filepath.Join(t.TempDir(), "ci-runner")
-	if err := os.Mkdir(fresh, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	eps, applied, fresh := databaseOnlyEnv(t)
 	resources := seedHost("y21", "Y-21-2k8x64", 21).hcl() + seedHost("y22", "Y-22-2k8x64", 22).hcl() +
 		clusterHCL("HVCLUSTER", "192.0.2.50/24", "y21", "y22") +
 		volumeHCL("o", `lun = "lun0"`, `size_gib = 1`, `drive_letter = "O"`) +
@@ -109,4 +101,22 @@ func TestAccEtcd_planFromDatabaseOnly(t *testing.T) {
 			},
 		},
 	})
+}
+
+// databaseOnlyEnv starts an etcd for t and sets the environment of a
+// machine that reaches only it (KAYO_ETCD_ENDPOINTS, no data dir): its
+// endpoints, a data dir for the steps that apply as a host-side machine,
+// and an empty working directory for the steps run as that CI machine.
+func databaseOnlyEnv(t *testing.T) (eps []string, applied, fresh string) {
+	t.Helper()
+	c := etcdtest.Start(t, etcdtest.Options{})
+	eps = c.Endpoints()
+	applied = t.TempDir()
+	t.Setenv(EnvEtcdEndpoints, eps[0])
+	t.Setenv(EnvDataDir, "")
+	fresh = filepath.Join(t.TempDir(), "ci-runner")
+	if err := os.Mkdir(fresh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return eps, applied, fresh
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine"
-	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
 )
 
 // A kayo_volume_file applied from a machine that reaches only the
@@ -22,15 +21,7 @@ import (
 // naming source and the limit.
 func TestAccVolumeFile_onEtcdWithoutTheLUN(t *testing.T) {
 	requireAcc(t)
-	c := etcdtest.Start(t, etcdtest.Options{})
-	eps := c.Endpoints()
-	applied := t.TempDir()
-	t.Setenv(EnvEtcdEndpoints, eps[0])
-	t.Setenv(EnvDataDir, "")
-	fresh := filepath.Join(t.TempDir(), "ci-runner")
-	if err := os.Mkdir(fresh, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	eps, applied, fresh := databaseOnlyEnv(t)
 	data := make([]byte, 3<<20+99)
 	if _, err := rand.Read(data); err != nil {
 		t.Fatal(err)
