@@ -251,24 +251,7 @@ func (v *Volume) removeFast(parts []string) (bool, error) {
 
 // nsApply brings c up to the directory-entry blocks t committed, without
 // a namespace change (a fast change; the caller holds nsOp).
-func (t *txn) nsApply(c *nsCache) {
-	v := t.v
-	sb := v.sbl()
-	v.nsMu.Lock()
-	defer v.nsMu.Unlock()
-	if v.ns != c {
-		return
-	}
-	lo, hi := sb.direntStart(), sb.direntStart()+sb.direntBlocks()
-	for blk, b := range t.blocks {
-		if blk >= lo && blk < hi && b.dirty {
-			if err := c.setBlock(sb, blk-lo, b.buf); err != nil {
-				v.ns = nil
-				return
-			}
-		}
-	}
-}
+func (t *txn) nsApply(c *nsCache) { t.nsSetBlocks(c, true, nil) }
 
 // freeInoIn picks a free inode number in class x's runs below the high
 // water mark.

@@ -239,6 +239,13 @@ func (c *nodeProc) waitFor(t *testing.T, prefix string, n int, limit time.Durati
 
 func newLeaseImage(t *testing.T) (string, *FileDevice) {
 	t.Helper()
+	return newLeaseImageVersion(t, 0)
+}
+
+// newLeaseImageVersion is newLeaseImage formatted at version (0: the
+// current one).
+func newLeaseImageVersion(t *testing.T, version int) (string, *FileDevice) {
+	t.Helper()
 	img := filepath.Join(tmpDir(t), "lun.img")
 	d, err := CreateImage(img, 256<<20)
 	if err != nil {
@@ -246,7 +253,7 @@ func newLeaseImage(t *testing.T) (string, *FileDevice) {
 	}
 	t.Cleanup(func() { d.Close() })
 	requireDirectIO(t, img)
-	mustFormat(t, d, FormatOptions{Slots: 4, InodeCount: 4096})
+	mustFormat(t, d, FormatOptions{Slots: 4, InodeCount: 4096, Version: version})
 	return img, d
 }
 

@@ -2,7 +2,6 @@ package kayofs
 
 import (
 	"errors"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -167,14 +166,7 @@ func TestDiskLeasesDomainsHeldAtOnce(t *testing.T) {
 // metadata lease (binaries before version 4 may mount it at the same
 // time): another host's group is refused while one host holds any key.
 func TestDiskLeasesVersion3OneLease(t *testing.T) {
-	img := filepath.Join(tmpDir(t), "lun.img")
-	d, err := CreateImage(img, 256<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	requireDirectIO(t, img)
-	mustFormat(t, d, FormatOptions{Slots: 4, InodeCount: 4096, Version: 3})
+	img, _ := newLeaseImageVersion(t, 3)
 	o := testLeaseOpts(t.Logf)
 	a := openTestLeases(t, img, "A", o)
 	b := openTestLeases(t, img, "B", o)

@@ -133,7 +133,12 @@ func (t *txn) loadNSx(all bool) (*nsCache, error) {
 // nsCommitted brings the view c up to the namespace change t just
 // committed (header h): its directory-entry blocks are on disk as t holds
 // them. The caller still holds the namespace lock exclusively.
-func (t *txn) nsCommitted(c *nsCache, h nsHeader) {
+func (t *txn) nsCommitted(c *nsCache, h nsHeader) { t.nsSetBlocks(c, false, &h) }
+
+// nsSetBlocks copies t's directory-entry blocks (dirtyOnly: those it
+// wrote) into the view c, and h, if set, as its header; a block c cannot
+// take drops the view (reloaded from disk next time).
+func (t *txn) nsSetBlocks(c *nsCache, dirtyOnly bool, h *nsHeader) {
 	v := t.v
 	sb := v.sbl()
 	v.nsMu.Lock()
@@ -143,12 +148,14 @@ func (t *txn) nsCommitted(c *nsCache, h nsHeader) {
 	}
 	lo, hi := sb.direntStart(), sb.direntStart()+sb.direntBlocks()
 	for blk, b := range t.blocks {
-		if blk >= lo && blk < hi {
+		if blk >= lo && blk < hi && (b.dirty || !dirtyOnly) {
 			if err := c.setBlock(sb, blk-lo, b.buf); err != nil {
-				v.ns = nil // reload from disk next time
+				v.ns = nil
 				return
 			}
 		}
 	}
-	c.gen, c.hdr = h.gen, h
+	if h != nil {
+		c.gen, c.hdr = h.gen, *h
+	}
 }
