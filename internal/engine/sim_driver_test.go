@@ -18,14 +18,7 @@ import (
 // node's missing agent.
 func TestSimulatorAgentDownOnEtcd(t *testing.T) {
 	ctx := context.Background()
-	e, vol := storeEnv(t, func(b store.Store) store.Store { return b })
-	s := vmSpec(vol, "WEB01", 1024)
-	s.Adapters = nil
-	s.OwnerNode = y21
-	vm, err := e.CreateVM(ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, vm := simVMEnv(t)
 	e.remoteDB = true // as on etcd, and no agent has run
 	drv, err := e.Hypervisor(ctx, "HVCLUSTER")
 	if err != nil {
@@ -51,14 +44,7 @@ func TestSimulatorAgentDownOnEtcd(t *testing.T) {
 // succeeds, the calls being idempotent, instead of failing busy.
 func TestSimulatorCallReplacedIsAskedAgain(t *testing.T) {
 	ctx := context.Background()
-	e, vol := storeEnv(t, func(b store.Store) store.Store { return b })
-	s := vmSpec(vol, "WEB01", 1024)
-	s.Adapters = nil
-	s.OwnerNode = y21
-	vm, err := e.CreateVM(ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, vm := simVMEnv(t)
 	drv, err := e.Hypervisor(ctx, "HVCLUSTER")
 	if err != nil {
 		t.Fatal(err)
@@ -94,4 +80,19 @@ func TestSimulatorCallReplacedIsAskedAgain(t *testing.T) {
 	if st, err := drv.Status(ctx, y21, "WEB01"); err != nil || st.State != hypervisor.Running {
 		t.Fatalf("after the starts: %+v, %v", st, err)
 	}
+}
+
+// simVMEnv is storeEnv's engine with VM WEB01 (no adapters) created on
+// Y-21-2k8x64.
+func simVMEnv(t *testing.T) (*Engine, VM) {
+	t.Helper()
+	e, vol := storeEnv(t, func(b store.Store) store.Store { return b })
+	s := vmSpec(vol, "WEB01", 1024)
+	s.Adapters = nil
+	s.OwnerNode = y21
+	vm, err := e.CreateVM(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, vm
 }
