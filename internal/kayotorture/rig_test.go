@@ -1,8 +1,8 @@
 package kayotorture
 
 import (
-	"crypto/sha256"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"os/exec"
@@ -231,18 +231,47 @@ func (r *rig) verifyWith(logs []*NodeLog, locks kayofs.LockManagerFactory) strin
 	return sum
 }
 
-func (r *rig) hash() string {
+// blockSums sums the image block by block (4 KiB), so that a change
+// names where it is.
+func (r *rig) blockSums() []uint64 {
 	r.t.Helper()
 	f, err := os.Open(r.img)
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	var sums []uint64
+	b := make([]byte, 1<<20)
+	for {
+		n, err := io.ReadFull(f, b)
+		for i := 0; i+4096 <= n; i += 4096 {
+			h := fnv.New64a()
+			h.Write(b[i : i+4096])
+			sums = append(sums, h.Sum64())
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return sums
+		}
+		if err != nil {
+			r.t.Fatal(err)
+		}
+	}
+}
+
+// changedRegions names the regions of the blocks that differ.
+func (r *rig) changedRegions(before, after []uint64) []string {
+	r.t.Helper()
+	sb, _, err := kayofs.SuperblockOf(r.img)
+	if err != nil {
 		r.t.Fatal(err)
 	}
-	return fmt.Sprintf("%x", h.Sum(nil))
+	var out []string
+	for i := range min(len(before), len(after)) {
+		if before[i] != after[i] {
+			out = append(out, fmt.Sprintf("block %d (%s)", i, sb.RegionOf(int64(i)*4096)))
+		}
+	}
+	return out
 }
 
 // bootLimit bounds a TCG guest's boot, mount and workload on a loaded
@@ -380,13 +409,13 @@ func TestTortureFreeze(t *testing.T) {
 	}
 	recoveredAfter(t, other, frozen.node)
 	other.wait(t, bootLimit(secs))
-	before := r.hash()
+	before := r.blockSums()
 	if err := frozen.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	frozen.wait(t, 2*time.Minute)
-	if after := r.hash(); after != before {
-		t.Fatalf("the image changed after %s resumed: it wrote after losing its lease", frozen.node)
+	if ch := r.changedRegions(before, r.blockSums()); len(ch) > 0 {
+		t.Fatalf("the image changed after %s resumed: it wrote after losing its lease: %s\n%s", frozen.node, strings.Join(ch, ", "), tail(frozen.console(), 4000))
 	}
 	con := frozen.console()
 	if !strings.Contains(con, "KT FENCED") || !strings.Contains(con, kayofs.ErrFenced.Error()) {

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -40,9 +39,6 @@ func main() {
 	say := func(f string, a ...any) { _, _ = fmt.Fprintf(out, f+"\n", a...) }
 	if err := run(out, say); err != nil {
 		say("KT FAIL %v", err)
-		if errors.Is(err, kayofs.ErrFenced) {
-			say("KT FENCED %v", err)
-		}
 		os.Exit(1)
 	}
 }
@@ -100,10 +96,17 @@ func run(out *console, say func(string, ...any)) error {
 	seed, _ := strconv.ParseUint(p["kayo.seed"], 10, 64)
 	n, err := kayotorture.Run(context.Background(), v, kayotorture.Options{Node: node,
 		Duration: time.Duration(secs) * time.Second, Out: out, Seed: seed})
+	if err == nil {
+		if err = v.Unmount(); err != nil {
+			err = fmt.Errorf("unmount: %w", err)
+		}
+	}
 	if err != nil {
+		// The workload or the unmount found the fence (a node frozen past
+		// its whole workload finds it only at the unmount): a fenced node
+		// keeps trying, as a workload would, and every try must be refused.
 		if ferr := v.Fenced(); ferr != nil {
 			say("KT FENCED %v", ferr)
-			// a fenced node keeps trying, as a workload would: every try must be refused
 			for i := 0; i < 3; i++ {
 				time.Sleep(timeout / 4)
 				f, cerr := v.Create(fmt.Sprintf("%s/after-fence-%d", node, i))
@@ -115,9 +118,6 @@ func run(out *console, say func(string, ...any)) error {
 		}
 		v.Crash()
 		return err
-	}
-	if err := v.Unmount(); err != nil {
-		return fmt.Errorf("unmount: %w", err)
 	}
 	say("KT DONE %s %d", node, n)
 	return nil
