@@ -22,6 +22,7 @@ import (
 	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs/etcdlock"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/etcdtest"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
+	"github.com/kayo-labs/terraform-provider-kayo/internal/santest"
 )
 
 // The rig: QEMU guests (TCG), each a kernel of its own, share one raw LUN
@@ -57,6 +58,20 @@ type rig struct {
 	initrd string
 	img    string
 	dir    string
+	san    *santest.Server // nil: every guest opens img itself
+}
+
+// useSAN serves the image to the guests through a SAN double that can
+// fence a host (internal/santest), and has them fence a host they take
+// for dead before they recover it.
+func (r *rig) useSAN() {
+	r.t.Helper()
+	s, err := santest.Start(r.img)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { _ = s.Close() })
+	r.san = s
 }
 
 var buildOnce struct {
@@ -115,10 +130,18 @@ func (r *rig) start(node, locks, etcd string, secs int) *guest {
 		node, secs, locks, leaseSecs, len(node)*7919+int(node[len(node)-1]))
 	args := []string{"-name", node, "-accel", "tcg", "-m", "384", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
 		"-kernel", r.kernel, "-initrd", r.initrd, "-serial", "file:" + log,
-		"-drive", "file=" + r.img + ",format=raw,if=none,id=lun,cache=none,file.locking=off",
 		"-device", "virtio-blk-pci,drive=lun,share-rw=on"}
+	if r.san == nil {
+		args = append(args, "-drive", "file="+r.img+",format=raw,if=none,id=lun,cache=none,file.locking=off")
+	} else {
+		args = append(args, "-drive", fmt.Sprintf("file=nbd://127.0.0.1:%d/%s,format=raw,if=none,id=lun,cache=none", r.san.NBDPort(), node))
+		app += fmt.Sprintf(" kayo.san=10.0.2.2:%d", r.san.ControlPort())
+	}
 	if etcd != "" {
-		app += " kayo.net=1 kayo.etcd=" + etcd
+		app += " kayo.etcd=" + etcd
+	}
+	if etcd != "" || r.san != nil {
+		app += " kayo.net=1"
 		args = append(args, "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0")
 	}
 	args = append(args, "-append", app)
@@ -388,12 +411,15 @@ func TestTorturePowerCut(t *testing.T) {
 }
 
 // TestTortureFreeze: one guest's QEMU is stopped (SIGSTOP) past its lease;
-// the other recovers it and finishes; then the frozen one resumes
-// (SIGCONT). It must not write again: the image is unchanged by it, and
-// its own console says its lease was lost (ErrFenced) and its writes were
-// refused.
+// the other fences it at the SAN, recovers it and finishes; then the
+// frozen one resumes (SIGCONT). It must not write again: the image is
+// unchanged by it, and its own console says its lease was lost (ErrFenced)
+// and its writes were refused. SIGSTOP freezes the guest's QEMU, its
+// storage path, too: a write issued before the freeze goes out after the
+// resume, and only the SAN can refuse it (kayofs.DiskLeaseOptions.FenceHost).
 func TestTortureFreeze(t *testing.T) {
 	r := newRig(t)
+	r.useSAN()
 	secs := tortureSeconds() + 3*leaseSecs
 	frozen := r.start("G1", "disk", "", secs)
 	other := r.start("G2", "disk", "", secs)
@@ -428,5 +454,9 @@ func TestTortureFreeze(t *testing.T) {
 	if !ol.Done {
 		t.Fatalf("%s did not finish:\n%s", other.node, tail(other.console(), 4000))
 	}
-	t.Logf("frozen %s: %s", frozen.node, r.verify([]*NodeLog{frozen.parse(t), ol}))
+	fenced, refused := r.san.Fenced(frozen.node)
+	if !fenced {
+		t.Fatalf("%s recovered %s without fencing it at the SAN", other.node, frozen.node)
+	}
+	t.Logf("frozen %s (the SAN refused %d of its writes that were in flight at the freeze): %s", frozen.node, refused, r.verify([]*NodeLog{frozen.parse(t), ol}))
 }

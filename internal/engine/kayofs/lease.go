@@ -84,6 +84,7 @@ type hostObs struct {
 	changed int64 // since epoch: when raw was first seen
 	logged  uint64
 	waited  uint64 // generation+1 whose silence was reported (LeaseRecoveryWait)
+	fenced  uint64 // generation+1 fenced at the storage (FenceHost)
 }
 
 // DiskLeaseOptions tune the on-disk lease manager.
@@ -106,6 +107,15 @@ type DiskLeaseOptions struct {
 	// OnEvent receives LeaseFenced (this mount fenced itself) and
 	// LeaseRecoveryWait (a host it needs stopped renewing; events.go).
 	OnEvent func(LeaseEvent)
+	// FenceHost, when the storage can fence (a SAN preempting a host's
+	// SCSI-3 persistent reservation), cuts node's incarnation gen off the
+	// volume before this mount takes anything of it: a host frozen with a
+	// write issued but not yet sent (inside its kernel, or a paused VM's
+	// QEMU) sends it when it resumes, and no check inside that host can
+	// stop it. Until it returns nil the host is not taken for dead.
+	// Nil: self-fencing and the timeout alone (internal/santest is the
+	// SAN double the torture rig fences with).
+	FenceHost func(node string, gen uint64) error
 }
 
 func (o *DiskLeaseOptions) defaults() {
@@ -512,12 +522,23 @@ func (m *DiskLeases) hostDead(h int, gen uint64) (bool, error) {
 		m.noteSilent(h, r.Node, gen, silent)
 		return false, nil
 	}
-	defer m.obsMu.Unlock()
 	if o2.logged != gen+1 {
 		o2.logged = gen + 1
 		m.o.Logf("kayofs: node %s: host %d (%s, generation %d) is dead: its lease has not changed for %v (timeout %v + safety margin %v); recovering it",
 			m.node, h, r.Node, gen, time.Duration(m.now()-o2.changed).Round(time.Millisecond), m.o.Timeout, m.o.Margin)
 	}
+	done := o2.fenced == gen+1
+	m.obsMu.Unlock()
+	if m.o.FenceHost == nil || done {
+		return true, nil
+	}
+	if err := m.o.FenceHost(r.Node, gen); err != nil {
+		return false, fmt.Errorf("kayofs: node %s: fencing dead host %d (%s, generation %d) at the storage: %w", m.node, h, r.Node, gen, err)
+	}
+	m.o.Logf("kayofs: node %s: host %d (%s, generation %d) fenced at the storage", m.node, h, r.Node, gen)
+	m.obsMu.Lock()
+	m.obs[h].fenced = gen + 1
+	m.obsMu.Unlock()
 	return true, nil
 }
 

@@ -5,11 +5,14 @@
 // to the console. Its settings come from the kernel command line:
 //
 //	kayo.node=NAME kayo.secs=N kayo.locks=disk|etcd kayo.etcd=URL kayo.dev=/dev/vda kayo.lease=SECONDS
+//	kayo.san=HOST:PORT (the rig's SAN double: fence a dead host there before recovering it)
 package main
 
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -43,6 +46,26 @@ func main() {
 	}
 }
 
+// sanFence fences a host at the rig's SAN double (internal/santest) on
+// addr; nil without one.
+func sanFence(addr string) func(string, uint64) error {
+	if addr == "" {
+		return nil
+	}
+	cli := &http.Client{Timeout: 10 * time.Second}
+	return func(node string, _ uint64) error {
+		resp, err := cli.Post("http://"+addr+"/fence?host="+url.QueryEscape(node), "", nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("SAN: fencing %s: %s", node, resp.Status)
+		}
+		return nil
+	}
+}
+
 func params() map[string]string {
 	b, _ := os.ReadFile("/proc/cmdline")
 	p := map[string]string{"kayo.dev": "/dev/vda", "kayo.secs": "20", "kayo.locks": "disk", "kayo.lease": "8"}
@@ -70,7 +93,7 @@ func run(out *console, say func(string, ...any)) error {
 	switch p["kayo.locks"] {
 	case "disk":
 		locks = kayofs.NewDiskLeases(kayofs.DiskLeaseOptions{Timeout: timeout, Margin: timeout / 2, Renew: timeout / 8,
-			IOTimeout: timeout / 16, Logf: logf})
+			IOTimeout: timeout / 16, Logf: logf, FenceHost: sanFence(p["kayo.san"])})
 	case "etcd":
 		cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(p["kayo.etcd"], ","), DialTimeout: 20 * time.Second,
 			Logger: zap.NewNop()})
