@@ -119,28 +119,31 @@ func run(out *console, say func(string, ...any)) error {
 	seed, _ := strconv.ParseUint(p["kayo.seed"], 10, 64)
 	n, err := kayotorture.Run(context.Background(), v, kayotorture.Options{Node: node,
 		Duration: time.Duration(secs) * time.Second, Out: out, Seed: seed})
-	if err == nil {
-		if err = v.Unmount(); err != nil {
-			err = fmt.Errorf("unmount: %w", err)
-		}
-	}
-	if err != nil {
-		// The workload or the unmount found the fence (a node frozen past
-		// its whole workload finds it only at the unmount): a fenced node
-		// keeps trying, as a workload would, and every try must be refused.
-		if ferr := v.Fenced(); ferr != nil {
-			say("KT FENCED %v", ferr)
-			for i := 0; i < 3; i++ {
-				time.Sleep(timeout / 4)
-				f, cerr := v.Create(fmt.Sprintf("%s/after-fence-%d", node, i))
-				if cerr == nil {
-					_, cerr = f.WriteAt([]byte("must not land"), 0)
-				}
-				say("KT REFUSED %s %d %v", node, i, cerr)
+	if ferr := v.Fenced(); ferr != nil {
+		// Fenced during the workload, or frozen past its whole duration
+		// (then only this check finds it): a fenced node keeps trying, as
+		// a workload would, and every try must be refused by its own fence.
+		say("KT FENCED %v", ferr)
+		for i := 0; i < 3; i++ {
+			time.Sleep(timeout / 4)
+			f, cerr := v.Create(fmt.Sprintf("%s/after-fence-%d", node, i))
+			if cerr == nil {
+				_, cerr = f.WriteAt([]byte("must not land"), 0)
 			}
+			say("KT REFUSED %s %d %v", node, i, cerr)
 		}
 		v.Crash()
+		if err == nil {
+			err = ferr
+		}
 		return err
+	}
+	if err != nil {
+		v.Crash()
+		return err
+	}
+	if err := v.Unmount(); err != nil {
+		return fmt.Errorf("unmount: %w", err)
 	}
 	say("KT DONE %s %d", node, n)
 	return nil
