@@ -60,7 +60,7 @@ func Start(image string) (*Server, error) {
 		return nil, err
 	}
 	if s.ctl, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		s.nbd.Close()
+		_ = s.nbd.Close()
 		f.Close()
 		return nil, err
 	}
@@ -72,7 +72,7 @@ func Start(image string) (*Server, error) {
 			return
 		}
 		s.Fence(h)
-		fmt.Fprintf(w, "fenced %s\n", h)
+		_, _ = fmt.Fprintf(w, "fenced %s\n", h)
 	})
 	s.http = &http.Server{Handler: mux}
 	s.wg.Add(2)
