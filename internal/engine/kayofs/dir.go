@@ -272,11 +272,7 @@ func (v *Volume) nsTxn() (*txn, *nsCache, error) {
 	}
 	t := v.newTxn()
 	t.lockNSOp()
-	if err := t.lock(keyNS, true); err != nil {
-		t.release()
-		return nil, nil, err
-	}
-	if err := t.lockAllDirs(); err != nil {
+	if err := t.lockNSAll(); err != nil {
 		t.release()
 		return nil, nil, err
 	}

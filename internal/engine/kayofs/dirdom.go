@@ -58,16 +58,23 @@ func (t *txn) lockNSOp() {
 	}
 }
 
-// lockAllDirs takes every directory domain, ascending: the namespace
-// holder's part on a version-5 volume.
-func (t *txn) lockAllDirs() error {
+// lockNSAll takes the namespace lock exclusively and, on a version-5
+// volume, every directory domain after it, ascending: the namespace
+// holder's locks. One dead-node check covers them all (lockAllExcl).
+func (t *txn) lockNSAll() error {
 	if !t.v.sbl().DirDomains() {
-		return nil
+		return t.lock(keyNS, true)
 	}
+	keys := make([]int64, 0, 1+MaxSlots)
+	keys = append(keys, keyNS)
 	for x := uint32(0); x < MaxSlots; x++ {
-		if err := t.lock(keyDir(x), true); err != nil {
-			return err
-		}
+		keys = append(keys, keyDir(x))
+	}
+	if err := t.v.lk.lockAllExcl(keys); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		t.held = append(t.held, heldLock{k, true})
 	}
 	return nil
 }

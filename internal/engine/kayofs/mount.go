@@ -26,6 +26,7 @@ type Volume struct {
 
 	nsMu sync.Mutex
 	ns   *nsCache
+	nsRd []byte // loadNSx's read buffer of the directory table (under nsMu)
 	// nsOp: on a version-5 volume every namespace operation of the mount
 	// holds it (in-process only; dirdom.go), since one that holds no
 	// namespace lock may update the cached view.

@@ -71,8 +71,8 @@ func (c *nsCache) setBlock(sb *Superblock, i uint64, b []byte) error {
 		}
 		m[e.name] = ino
 	}
-	for uint64(len(c.raw)) < (i+1)*bs {
-		c.raw = append(c.raw, make([]byte, bs)...)
+	if need := (i + 1) * bs; uint64(len(c.raw)) < need {
+		c.raw = append(c.raw, make([]byte, need-uint64(len(c.raw)))...)
 	}
 	copy(c.raw[i*bs:], b)
 	return nil
@@ -113,7 +113,10 @@ func (t *txn) loadNSx(all bool) (*nsCache, error) {
 	}
 	bs := uint64(sb.bs())
 	n := sb.direntBlocksBelow(h.hw)
-	raw := make([]byte, n*bs)
+	if uint64(cap(v.nsRd)) < n*bs {
+		v.nsRd = make([]byte, n*bs)
+	}
+	raw := v.nsRd[:n*bs]
 	if _, err := v.dev.ReadAt(raw, int64(sb.direntStart()*bs)); err != nil {
 		return nil, fmt.Errorf("kayofs: reading the directory table: %w", err)
 	}
