@@ -1,7 +1,6 @@
 package kayofs
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"sort"
@@ -75,7 +74,7 @@ func decodeDirents(b []byte, per int) ([]dirent, error) {
 		e := b[blkHdrSize+i*direntSize : blkHdrSize+(i+1)*direntSize]
 		typ := e[0]
 		if typ == typeFree {
-			if bytes.IndexFunc(e, func(r rune) bool { return r != 0 }) >= 0 {
+			if !allZero(e) {
 				return nil, fmt.Errorf("entry %d: free entry not zeroed", i)
 			}
 			continue
@@ -91,12 +90,23 @@ func decodeDirents(b []byte, per int) ([]dirent, error) {
 		if err := validName(name); err != nil {
 			return nil, fmt.Errorf("entry %d: %v", i, err)
 		}
-		if bytes.IndexFunc(e[16+nl:], func(r rune) bool { return r != 0 }) >= 0 || e[2] != 0 || e[3] != 0 {
+		if !allZero(e[16+nl:]) || e[2] != 0 || e[3] != 0 {
 			return nil, fmt.Errorf("entry %d: padding not zeroed", i)
 		}
 		out[i] = dirent{typ: typ, parent: le.Uint32(e[4:]), gen: le.Uint64(e[8:]), name: name}
 	}
 	return out, nil
+}
+
+// allZero: every byte of b is 0 (a directory table's free entries and
+// padding, checked at every reload: bytes, not runes).
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func encodeDirent(b []byte, idx int, d dirent) {

@@ -59,23 +59,21 @@ func (t *txn) lockNSOp() {
 }
 
 // lockNSAll takes the namespace lock exclusively and, on a version-5
-// volume, every directory domain after it, ascending: the namespace
-// holder's locks. One dead-node check covers them all (lockAllExcl).
+// volume, every directory domain after it, ascending, as one run
+// (lockRunExcl: one dead-node check for the namespace lock and all 64).
 func (t *txn) lockNSAll() error {
 	if !t.v.sbl().DirDomains() {
 		return t.lock(keyNS, true)
 	}
-	keys := make([]int64, 0, 1+MaxSlots)
-	keys = append(keys, keyNS)
-	for x := uint32(0); x < MaxSlots; x++ {
-		keys = append(keys, keyDir(x))
-	}
-	if err := t.v.lk.lockAllExcl(keys); err != nil {
+	lk := t.v.lk
+	if err := lk.lockExcl(keyNS, false); err != nil {
 		return err
 	}
-	for _, k := range keys {
-		t.held = append(t.held, heldLock{k, true})
+	if err := lk.lockRunExcl(keyDir(0), MaxSlots); err != nil {
+		lk.unlock(keyNS, true)
+		return err
 	}
+	t.held = append(t.held, heldLock{key: keyNS, excl: true}, heldLock{key: keyDir(0), excl: true, n: MaxSlots})
 	return nil
 }
 

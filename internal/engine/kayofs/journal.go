@@ -238,6 +238,7 @@ type tblk struct {
 type heldLock struct {
 	key  int64
 	excl bool
+	n    int // > 1: the run of n keys from key (lockNSAll)
 }
 
 type txn struct {
@@ -265,21 +266,21 @@ func (t *txn) lock(k int64, excl bool) error {
 	if err := t.v.lk.lock(k, excl); err != nil {
 		return err
 	}
-	t.held = append(t.held, heldLock{k, excl})
+	t.held = append(t.held, heldLock{key: k, excl: excl})
 	return nil
 }
 
 func (t *txn) tryLock(k int64) (bool, error) {
 	ok, err := t.v.lk.tryLock(k)
 	if ok {
-		t.held = append(t.held, heldLock{k, true})
+		t.held = append(t.held, heldLock{key: k, excl: true})
 	}
 	return ok, err
 }
 
 func (t *txn) holds(k int64) bool {
 	for _, h := range t.held {
-		if h.key == k {
+		if h.key == k || h.n > 1 && k > h.key && k < h.key+int64(h.n) {
 			return true
 		}
 	}
@@ -288,7 +289,7 @@ func (t *txn) holds(k int64) bool {
 
 func (t *txn) drop(k int64) {
 	for i, h := range t.held {
-		if h.key == k {
+		if h.key == k && h.n <= 1 {
 			t.v.lk.unlock(h.key, h.excl)
 			t.held = append(t.held[:i], t.held[i+1:]...)
 			return
@@ -299,7 +300,11 @@ func (t *txn) drop(k int64) {
 // release drops every lock, newest first.
 func (t *txn) release() {
 	for i := len(t.held) - 1; i >= 0; i-- {
-		t.v.lk.unlock(t.held[i].key, t.held[i].excl)
+		if h := t.held[i]; h.n > 1 {
+			t.v.lk.unlockRun(h.key, h.n)
+		} else {
+			t.v.lk.unlock(h.key, h.excl)
+		}
 	}
 	t.held = nil
 	if t.nsOp {

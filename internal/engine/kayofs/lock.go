@@ -46,20 +46,10 @@ func (m *lockMgr) after(k int64) error {
 
 // lock takes k shared or exclusive, blocking.
 func (m *lockMgr) lock(k int64, excl bool) error {
-	l := m.key(k)
 	if excl {
-		l.rw.Lock()
-		if err := m.cl.Lock(k, true); err != nil {
-			l.rw.Unlock()
-			return err
-		}
-		if err := m.after(k); err != nil {
-			m.cl.Unlock(k, true)
-			l.rw.Unlock()
-			return err
-		}
-		return nil
+		return m.lockExcl(k, true)
 	}
+	l := m.key(k)
 	l.rw.RLock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -78,36 +68,85 @@ func (m *lockMgr) lock(k int64, excl bool) error {
 	return nil
 }
 
-// lockAllExcl takes keys exclusively, blocking, in the order given, and
-// runs onAcquire once, after the last: the check it runs (dead nodes'
+// runLocker is a LockManager that takes a run of consecutive keys in one
+// call (OFDLocks: one byte range).
+type runLocker interface {
+	tryLockRun(k int64, n int) (bool, error)
+	unlockRun(k int64, n int)
+}
+
+// lockRunExcl takes the n consecutive keys from k exclusively, blocking,
+// and runs onAcquire once, after the last: the check it runs (dead nodes'
 // journals replayed) then covers every node that let any of them go by
-// dying, before the caller reads what they protect. A namespace holder's
-// 64 directory domains pay for one check instead of 64 (dirdom.go). On
-// an error none is held.
-func (m *lockMgr) lockAllExcl(keys []int64) error {
-	for i, k := range keys {
-		l := m.key(k)
-		l.rw.Lock()
-		if err := m.cl.Lock(k, true); err != nil {
-			l.rw.Unlock()
-			m.unlockAll(keys[:i])
+// dying, before the caller reads what they protect, so a namespace
+// holder's 64 directory domains pay for one check instead of 64
+// (dirdom.go). A runLocker takes them in one call when none is held
+// elsewhere; else (or without one) they are taken one by one, ascending,
+// as single locks are. On an error none is held.
+func (m *lockMgr) lockRunExcl(k int64, n int) error {
+	for i := 0; i < n; i++ {
+		m.key(k + int64(i)).rw.Lock()
+	}
+	got := false
+	if rl, ok := m.cl.(runLocker); ok && n > 1 {
+		var err error
+		if got, err = rl.tryLockRun(k, n); err != nil {
+			m.rwUnlockRun(k, n)
 			return err
 		}
 	}
-	if len(keys) > 0 {
-		if err := m.after(keys[len(keys)-1]); err != nil {
-			m.unlockAll(keys)
+	for i := 0; !got && i < n; i++ {
+		if err := m.cl.Lock(k+int64(i), true); err != nil {
+			for j := i - 1; j >= 0; j-- {
+				m.cl.Unlock(k+int64(j), true)
+			}
+			m.rwUnlockRun(k, n)
 			return err
 		}
+	}
+	if err := m.after(k + int64(n) - 1); err != nil {
+		m.unlockRun(k, n)
+		return err
 	}
 	return nil
 }
 
-// unlockAll lets exclusive holds of keys go, newest first.
-func (m *lockMgr) unlockAll(keys []int64) {
-	for i := len(keys) - 1; i >= 0; i-- {
-		m.unlock(keys[i], true)
+// unlockRun lets lockRunExcl's n keys from k go.
+func (m *lockMgr) unlockRun(k int64, n int) {
+	if rl, ok := m.cl.(runLocker); ok && n > 1 {
+		rl.unlockRun(k, n)
+	} else {
+		for i := n - 1; i >= 0; i-- {
+			m.cl.Unlock(k+int64(i), true)
+		}
 	}
+	m.rwUnlockRun(k, n)
+}
+
+func (m *lockMgr) rwUnlockRun(k int64, n int) {
+	for i := n - 1; i >= 0; i-- {
+		m.key(k + int64(i)).rw.Unlock()
+	}
+}
+
+// lockExcl takes k exclusively, blocking; check: run onAcquire (else the
+// caller runs it before it reads what k protects: lockNSAll).
+func (m *lockMgr) lockExcl(k int64, check bool) error {
+	l := m.key(k)
+	l.rw.Lock()
+	if err := m.cl.Lock(k, true); err != nil {
+		l.rw.Unlock()
+		return err
+	}
+	if !check {
+		return nil
+	}
+	if err := m.after(k); err != nil {
+		m.cl.Unlock(k, true)
+		l.rw.Unlock()
+		return err
+	}
+	return nil
 }
 
 // tryLock takes k exclusively without blocking.

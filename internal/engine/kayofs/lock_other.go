@@ -16,4 +16,6 @@ var errNoOFD = errors.New("kayofs: mounting a volume needs Linux (OFD locks); ru
 
 func ofdFcntl(fd uintptr, cmd int, typ int16, off int64) (int16, error) { return 0, errNoOFD }
 
+func ofdFcntlN(fd uintptr, cmd int, typ int16, off, n int64) (int16, error) { return 0, errNoOFD }
+
 func isContended(err error) bool { return false }

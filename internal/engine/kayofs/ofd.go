@@ -121,6 +121,24 @@ func (m *OFDLocks) TryLock(k LockKey) (bool, error) {
 
 func (m *OFDLocks) Unlock(k LockKey, _ bool) { _ = m.fcntl(fOFDSetlk, lkUnlock, k) }
 
+// tryLockRun takes the n keys from k exclusively in one call when no other
+// descriptor holds any of them (the kernel grants a range whole or not at
+// all); false: one is held elsewhere, nothing taken.
+func (m *OFDLocks) tryLockRun(k int64, n int) (bool, error) {
+	lockCalls.Add(1)
+	_, err := ofdFcntlN(m.f.Fd(), fOFDSetlk, lkWrite, k, int64(n))
+	if isContended(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// unlockRun lets the n keys from k go in one call.
+func (m *OFDLocks) unlockRun(k int64, n int) {
+	lockCalls.Add(1)
+	_, _ = ofdFcntlN(m.f.Fd(), fOFDSetlk, lkUnlock, k, int64(n))
+}
+
 // heldElsewhere reports whether another descriptor holds k (F_OFD_GETLK:
 // a probe that takes nothing).
 func (m *OFDLocks) heldElsewhere(k int64) (bool, error) {
