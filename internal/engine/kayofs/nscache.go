@@ -72,10 +72,29 @@ func (c *nsCache) setBlock(sb *Superblock, i uint64, b []byte) error {
 		m[e.name] = ino
 	}
 	if need := (i + 1) * bs; uint64(len(c.raw)) < need {
-		c.raw = append(c.raw, make([]byte, need-uint64(len(c.raw)))...)
+		c.raw = grown(c.raw, need)
 	}
 	copy(c.raw[i*bs:], b)
 	return nil
+}
+
+// grown returns b lengthened to n bytes (zeros past its length); when it
+// must move, its capacity at least doubles: the table grows a run at a
+// time as the high-water mark rises, and a copy per run of the whole
+// table cost more than reading it.
+func grown(b []byte, n uint64) []byte {
+	if n <= uint64(len(b)) {
+		return b
+	}
+	if n > uint64(cap(b)) {
+		nb := make([]byte, len(b), max(n, 2*uint64(cap(b))))
+		copy(nb, b)
+		b = nb
+	}
+	old := len(b)
+	b = b[:n]
+	clear(b[old:])
+	return b
 }
 
 // loadNS returns the namespace; the caller holds the namespace lock. The
@@ -114,7 +133,7 @@ func (t *txn) loadNSx(all bool) (*nsCache, error) {
 	bs := uint64(sb.bs())
 	n := sb.direntBlocksBelow(h.hw)
 	if uint64(cap(v.nsRd)) < n*bs {
-		v.nsRd = make([]byte, n*bs)
+		v.nsRd = make([]byte, 2*n*bs) // room for the table to grow (grown)
 	}
 	raw := v.nsRd[:n*bs]
 	if _, err := v.dev.ReadAt(raw, int64(sb.direntStart()*bs)); err != nil {
