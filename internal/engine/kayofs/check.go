@@ -156,10 +156,15 @@ func (c *checker) checkNamespace() {
 	}
 	var files, dirs uint32
 	names := map[uint32]map[string]uint32{}
+	used, stamped := nsUsedClasses(hb, h.gen) // classes in use (nsclasses.go)
+	stamped = stamped && sb.DirDomains()
 	for ino, e := range ents {
 		blk, _ := sb.direntBlock(ino)
 		if ino >= h.hw || ino == 0 {
 			c.add("namespace", blk, "entry %d in use beyond high water %d (or reserved)", ino, h.hw)
+		}
+		if stamped && used&(1<<dirClass(ino)) == 0 {
+			c.add("namespace", blk, "entry %d in class %d, which the header records as free (%b)", ino, dirClass(ino), used)
 		}
 		if e.typ == typeDir {
 			dirs++

@@ -190,12 +190,21 @@ func (t *txn) putDirent(ino uint32, d dirent) error {
 	}
 	encodeDirent(b, idx, d)
 	t.dirty(blk)
+	if d.typ != typeFree {
+		t.markClassUsed(ino)
+	}
 	return nil
 }
 
+// putNSHeader writes h and, on version 5, the classes in use at its
+// generation (nsclasses.go).
 func (t *txn) putNSHeader(h nsHeader) {
-	blk := t.v.sbl().nsBlock()
+	sb := t.v.sbl()
+	blk := sb.nsBlock()
 	encodeNSHeader(t.blocks[blk].buf, h)
+	if sb.DirDomains() {
+		t.stampNS(t.blocks[blk].buf, h.gen)
+	}
 	t.dirty(blk)
 }
 

@@ -32,6 +32,7 @@
 //	                  (leaserec.go; version 4: one lease per domain,
 //	                  leasedom.go); version-1 volumes have none
 //	NS                namespace header (high-water inode, namespace generation, counts)
+//	                  (version 5 also: the classes in use, nsclasses.go)
 //	NS+1 ..           directory-entry table: one 272-byte entry per inode number
 //	                  (type, parent inode, generation, name ≤ 255 bytes)
 //	..                inode table: one block per inode (type, extent-tree depth, size,

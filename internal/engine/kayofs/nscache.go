@@ -14,7 +14,8 @@ type nsCache struct {
 	hdr      nsHeader
 	ents     map[uint32]dirent
 	children map[uint32]map[string]uint32
-	raw      []byte // directory-entry blocks 0..len/bs as last decoded
+	raw      []byte        // directory-entry blocks 0..len/bs as last decoded
+	classN   [MaxSlots]int // entries per class (version 5: nsclasses.go)
 }
 
 func newNSCache() *nsCache {
@@ -50,6 +51,7 @@ func (c *nsCache) setBlock(sb *Superblock, i uint64, b []byte) error {
 	for ino := first; ino < first+uint32(n); ino++ {
 		if e, ok := c.ents[ino]; ok {
 			delete(c.ents, ino)
+			c.classN[dirClass(ino)]--
 			if ino != rootIno && c.children[e.parent][e.name] == ino {
 				delete(c.children[e.parent], e.name)
 			}
@@ -61,6 +63,7 @@ func (c *nsCache) setBlock(sb *Superblock, i uint64, b []byte) error {
 		}
 		ino := first + uint32(j)
 		c.ents[ino] = e
+		c.classN[dirClass(ino)]++
 		if ino == rootIno {
 			continue
 		}
@@ -132,6 +135,12 @@ func (t *txn) loadNSx(all bool) (*nsCache, error) {
 	}
 	bs := uint64(sb.bs())
 	n := sb.direntBlocksBelow(h.hw)
+	if used, ok := nsUsedClasses(b, h.gen); ok && sb.DirDomains() {
+		if err := v.readClasses(c, sb, n, used); err != nil {
+			return nil, err
+		}
+		return v.nsLoaded(c, h)
+	}
 	if uint64(cap(v.nsRd)) < n*bs {
 		v.nsRd = make([]byte, 2*n*bs) // room for the table to grow (grown)
 	}
@@ -144,6 +153,12 @@ func (t *txn) loadNSx(all bool) (*nsCache, error) {
 			return nil, err
 		}
 	}
+	return v.nsLoaded(c, h)
+}
+
+// nsLoaded makes c, brought up to header h, the view (the caller holds
+// nsMu).
+func (v *Volume) nsLoaded(c *nsCache, h nsHeader) (*nsCache, error) {
 	if r, ok := c.ents[rootIno]; !ok || r.typ != typeDir {
 		return nil, fmt.Errorf("%w: root directory entry missing", ErrCorrupt)
 	}

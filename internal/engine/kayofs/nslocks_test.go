@@ -123,3 +123,92 @@ func TestNamespaceChangeReplaysDeadDomainHolder(t *testing.T) {
 	}
 	mustCheck(t, dev)
 }
+
+// TestNamespaceReloadReadsClassesInUse: a namespace change reloads only
+// the directory-entry runs of the classes the header records in use, and
+// still sees every change: entries in a class that emptied are dropped,
+// and a header whose record is older than its generation (a binary that
+// does not keep it changed the namespace: testHookNoNSStamp) makes the
+// reload read every class, so an entry in a class the record lacks is
+// seen too.
+func TestNamespaceReloadReadsClassesInUse(t *testing.T) {
+	dev := newImage(t, 1<<30)
+	mustFormat(t, dev, FormatOptions{Slots: 4})
+	var vs []*Volume
+	for _, n := range []string{"A", "B", "C"} {
+		vs = append(vs, mustMount(t, dev, n))
+	}
+	a, b, c := vs[0], vs[1], vs[2]
+	for _, d := range []struct {
+		v    *Volume
+		name string
+	}{{a, "a"}, {b, "b"}} {
+		if _, err := d.v.CreateFiles(d.name, []NewFile{{Name: "f", Data: []byte("f")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Stat("b/f"); err != nil {
+		t.Fatal(err)
+	}
+	hdr := func() (uint64, bool) {
+		sb := a.sbl()
+		raw, err := readBlock(dev, sb.bs(), sb.nsBlock())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := decodeNSHeader(raw, sb.InodeCount)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nsUsedClasses(raw, h.gen)
+	}
+	used, ok := hdr()
+	want := uint64(1)<<0 | 1<<a.Slot() | 1<<b.Slot()
+	if !ok || used != want {
+		t.Fatalf("classes in use %b (valid %v), want %b", used, ok, want)
+	}
+	// C changes the namespace without keeping the record, in a class
+	// the record lacks: A must see it.
+	testHookNoNSStamp = true
+	err := c.Mkdir("c")
+	testHookNoNSStamp = false
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used, ok := hdr(); ok {
+		t.Fatalf("the record (%b) is still valid after a change that did not keep it", used)
+	}
+	if err := a.Mkdir("a3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Stat("c"); err != nil {
+		t.Fatalf("A does not see C's c: %v", err)
+	}
+	if used, ok := hdr(); !ok || used&(1<<c.Slot()) == 0 {
+		t.Fatalf("classes in use %b (valid %v) after A's change: lacks C's class %d", used, ok, c.Slot())
+	}
+	// B empties its class; C's next change records the classes of its
+	// view, without B's: A's reload skips that class and must drop b and
+	// b/f from its view.
+	if err := b.RemoveDir("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mkdir("c0"); err != nil {
+		t.Fatal(err)
+	}
+	if used, ok := hdr(); !ok || used&(1<<b.Slot()) != 0 {
+		t.Fatalf("classes in use %b (valid %v) after B emptied class %d", used, ok, b.Slot())
+	}
+	if err := a.Mkdir("a2"); err != nil { // A's namespace reload
+		t.Fatal(err)
+	}
+	if _, err := a.Stat("b"); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("A still sees b after B removed it: %v", err)
+	}
+	for _, v := range vs {
+		if err := v.Unmount(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCheck(t, dev)
+}
