@@ -135,6 +135,9 @@ func (t *txn) loadNSx(all bool) (*nsCache, error) {
 	}
 	bs := uint64(sb.bs())
 	n := sb.direntBlocksBelow(h.hw)
+	// one allocation for the table as far as it reaches now, not one per
+	// doubling as setBlock meets its blocks (a fresh mount's first load)
+	c.raw = grown(c.raw, n*bs)
 	if used, ok := nsUsedClasses(b, h.gen); ok && sb.DirDomains() {
 		if err := v.readClasses(c, sb, n, used); err != nil {
 			return nil, err
