@@ -189,7 +189,7 @@ func (v *Volume) RemoveDirOnly(dir string, names []string) error {
 
 // removeDir: only == nil allows any file.
 func (v *Volume) removeDir(dir string, only []string) error {
-	t, c, parts, err := v.nsTxnPath(dir)
+	t, c, parts, err := v.nsTxnDir(dir)
 	if err != nil {
 		return err
 	}

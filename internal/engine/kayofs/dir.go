@@ -286,13 +286,8 @@ func (v *Volume) MkdirAll(path string) error {
 // with the namespace loaded, on a live mount: the start of every
 // namespace change. The caller releases the transaction.
 func (v *Volume) nsTxn() (*txn, *nsCache, error) {
-	if err := v.live(); err != nil {
-		return nil, nil, err
-	}
-	t := v.newTxn()
-	t.lockNSOp()
-	if err := t.lockNSAll(); err != nil {
-		t.release()
+	t, err := v.nsLocked()
+	if err != nil {
 		return nil, nil, err
 	}
 	// version 5: other hosts' fast changes left the generation as it was
@@ -302,6 +297,41 @@ func (v *Volume) nsTxn() (*txn, *nsCache, error) {
 		return nil, nil, err
 	}
 	return t, c, nil
+}
+
+// nsLocked starts a transaction holding the namespace lock exclusively
+// (and every directory domain on version 5), on a live mount.
+func (v *Volume) nsLocked() (*txn, error) {
+	if err := v.live(); err != nil {
+		return nil, err
+	}
+	t := v.newTxn()
+	t.lockNSOp()
+	if err := t.lockNSAll(); err != nil {
+		t.release()
+		return nil, err
+	}
+	return t, nil
+}
+
+// nsTxnDir is nsTxnPath for a change of the directory at path and its
+// entries alone (removeDir): the view need be current only there
+// (loadNSDir).
+func (v *Volume) nsTxnDir(path string) (*txn, *nsCache, []string, error) {
+	parts, err := splitPath(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	t, err := v.nsLocked()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := t.loadNSDir(parts)
+	if err != nil {
+		t.release()
+		return nil, nil, nil, err
+	}
+	return t, c, parts, nil
 }
 
 // addEntry writes a new entry (directory entry and inode) at the free

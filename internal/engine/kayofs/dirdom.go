@@ -310,6 +310,31 @@ func (v *Volume) prefClass(typ uint8, parent uint32) int {
 	return v.slot
 }
 
+// loadNSDir is loadNSx(true) for a namespace holder that changes only
+// the directory at parts and the entries in it (removeDir). At the
+// namespace's generation the view is current but for files that other
+// hosts' fast changes created or removed, each in its own directory's
+// class (readers trust it so too: loadNS, lookupFresh): re-reading that
+// directory's class is enough, instead of the whole directory table (a
+// MiB at a few hundred VMs). Any other case loads it all.
+func (t *txn) loadNSDir(parts []string) (*nsCache, error) {
+	if !t.v.sbl().DirDomains() {
+		return t.loadNS()
+	}
+	c, err := t.loadNS() // at the same generation: the view as it is
+	if err != nil {
+		return nil, err
+	}
+	ino, e, err := c.lookup(parts)
+	if err != nil || e.typ != typeDir {
+		return t.loadNSx(true) // the caller judges a current view
+	}
+	if err := t.v.refreshClass(c, dirClass(ino)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // lookupFresh resolves parts, bringing the last directory's entries up to
 // date first on version 5 (a reader's part; see above).
 func (t *txn) lookupFresh(c *nsCache, parts []string) (uint32, dirent, error) {

@@ -3,6 +3,8 @@ package kayofs
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -173,4 +175,112 @@ func TestDirDomainsKeepNamespaceGeneration(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustCheck(t, dev)
+}
+
+// readBytesDevice counts the bytes read through it.
+type readBytesDevice struct {
+	*FileDevice
+	read atomic.Int64
+}
+
+func (d *readBytesDevice) ReadAt(p []byte, off int64) (int, error) {
+	d.read.Add(int64(len(p)))
+	return d.FileDevice.ReadAt(p, off)
+}
+
+// TestRemoveDirSeesFastChanges: host B creates and removes files in a VM
+// directory by fast changes (no namespace generation) after host A's view
+// of it was current. A's RemoveDirOnly, which re-reads only that
+// directory's entries (loadNSDir), must still see B's file and refuse, see
+// B's removal, and once B's file is gone remove everything: Check finds no
+// orphan entry and no leaked block.
+func TestRemoveDirSeesFastChanges(t *testing.T) {
+	dev := newImage(t, 1<<30)
+	mustFormat(t, dev, FormatOptions{Slots: 2})
+	a, b := mustMount(t, dev, "A"), mustMount(t, dev, "B")
+	for i := range 3 {
+		if _, err := a.CreateFiles(fmt.Sprintf("VM%d", i), []NewFile{{Name: "VM.vhd", Data: []byte("vhd")},
+			{Name: "VM.xml", Data: []byte("xml")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Stat("VM1/VM.vhd"); err != nil { // B's view current
+		t.Fatal(err)
+	}
+	g0, _ := a.nsGenNow()
+	f, err := b.Create("VM1/late.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("B's"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Remove("VM1/VM.xml"); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := a.nsGenNow(); g != g0 {
+		t.Fatalf("B's create and remove changed the namespace generation (%d -> %d): not fast changes, the test tests nothing", g0, g)
+	}
+	ours := []string{"VM.vhd", "VM.xml"}
+	if err := a.RemoveDirOnly("VM1", ours); !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "late.txt") {
+		t.Fatalf("RemoveDirOnly with B's file in the directory: got %v, want ErrNotEmpty naming late.txt", err)
+	}
+	if err := b.Remove("VM1/late.txt"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RemoveDirOnly("VM1", ours); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Stat("VM1"); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("B after A's RemoveDirOnly: %v, want ErrNotExist", err)
+	}
+	for _, v := range []*Volume{a, b} {
+		if err := v.Unmount(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCheck(t, dev)
+}
+
+// TestRemoveDirReadsItsDirectory: with 16 nodes mounted and a directory
+// table of 240 VMs, one RemoveDir reads its directory's entries, not the
+// whole table again (it did for every VM a destroy removed), and runs the
+// dead-node check once for the 64 directory domains it takes, not after
+// each (each probes every other slot's owner).
+func TestRemoveDirReadsItsDirectory(t *testing.T) {
+	fd := newImage(t, 64<<30)
+	dev := &readBytesDevice{FileDevice: fd}
+	sb := mustFormat(t, dev, FormatOptions{Slots: 16})
+	var vs []*Volume
+	for i := range 16 {
+		v := mustMount(t, dev, fmt.Sprintf("node%d", i))
+		t.Cleanup(func() { _ = v.Unmount() })
+		vs = append(vs, v)
+	}
+	for i := range 240 {
+		if _, err := vs[i%16].CreateFiles(fmt.Sprintf("VM%03d", i), []NewFile{{Name: "VM.vhd", Data: []byte("vhd")},
+			{Name: "VM.xml", Data: []byte("xml")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The view of node 1 current, as it is between a destroy's removals.
+	if err := vs[1].RemoveDir("VM000"); err != nil {
+		t.Fatal(err)
+	}
+	hw := vs[1].ns.hdr.hw
+	table := int64(sb.direntBlocksBelow(hw)) * int64(sb.BlockSize)
+	r0, l0 := dev.read.Load(), lockCalls.Load()
+	if err := vs[1].RemoveDir("VM001"); err != nil {
+		t.Fatal(err)
+	}
+	read, locks := dev.read.Load()-r0, lockCalls.Load()-l0
+	t.Logf("RemoveDir: %d bytes read (directory table %d bytes), %d lock calls", read, table, locks)
+	if read >= table/2 {
+		t.Errorf("RemoveDir read %d bytes, the directory table is %d: it re-read the table, not its directory's entries", read, table)
+	}
+	// 64 domains taken and released, a few more keys, one check of 15
+	// slots per newly taken metadata lock other than the domains.
+	if locks > 400 {
+		t.Errorf("RemoveDir made %d lock calls: more than one dead-node check for the directory domains", locks)
+	}
 }
