@@ -134,7 +134,7 @@ func (r *rig) start(node, locks, etcd string, secs int) *guest {
 	if r.san == nil {
 		args = append(args, "-drive", "file="+r.img+",format=raw,if=none,id=lun,cache=none,file.locking=off")
 	} else {
-		args = append(args, "-drive", fmt.Sprintf("file=nbd://127.0.0.1:%d/%s,format=raw,if=none,id=lun,cache=none", r.san.NBDPort(), node))
+		args = append(args, "-drive", "file="+r.san.DriveFile(node)+",format=raw,if=none,id=lun,cache=none")
 		app += fmt.Sprintf(" kayo.san=10.0.2.2:%d", r.san.ControlPort())
 	}
 	if etcd != "" {
@@ -464,5 +464,5 @@ func TestTortureFreeze(t *testing.T) {
 	if !fenced {
 		t.Fatalf("%s recovered %s without fencing it at the SAN", other.node, frozen.node)
 	}
-	t.Logf("frozen %s (the SAN refused %d of its writes that were in flight at the freeze): %s", frozen.node, refused, r.verify([]*NodeLog{frozen.parse(t), ol}))
+	t.Logf("frozen %s (the SAN refused %d of its writes on connections open at its fence): %s", frozen.node, refused, r.verify([]*NodeLog{frozen.parse(t), ol}))
 }

@@ -1,8 +1,10 @@
 package santest
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,12 +23,12 @@ func qemuIO(t *testing.T, s *Server, host string, cmds ...string) (string, error
 	for _, c := range cmds {
 		args = append(args, "-c", c)
 	}
-	args = append(args, fmt.Sprintf("nbd://127.0.0.1:%d/%s", s.NBDPort(), host))
+	args = append(args, s.DriveFile(host))
 	out, err := exec.Command("qemu-io", args...).CombinedOutput()
 	return string(out), err
 }
 
-func TestFenceRefusesLaterWritesOfThatHostOnly(t *testing.T) {
+func TestFenceCutsOffThatHostOnly(t *testing.T) {
 	if _, err := exec.LookPath("qemu-io"); err != nil {
 		qemutest.SkipOrFail(t, fmt.Errorf("qemu-io (qemu-utils): %w", err))
 	}
@@ -57,15 +59,11 @@ func TestFenceRefusesLaterWritesOfThatHostOnly(t *testing.T) {
 		t.Fatalf("fence: %s", resp.Status)
 	}
 
-	out, _ := qemuIO(t, s, "G1", "write -P 0xcd 4096 4096")
-	if !strings.Contains(out, "write failed") {
+	if out, err := qemuIO(t, s, "G1", "write -P 0xcd 4096 4096"); err == nil && !strings.Contains(out, "failed") {
 		t.Fatalf("G1's write after the fence was not refused:\n%s", out)
 	}
-	if fenced, n := s.Fenced("G1"); !fenced || n < 1 {
-		t.Fatalf("G1: fenced %v, %d refused writes", fenced, n)
-	}
-	if out, err := qemuIO(t, s, "G1", "read -P 0xab 4096 4096"); err != nil || strings.Contains(out, "failed") {
-		t.Fatalf("a fenced host still reads (as under a write-exclusive reservation): %v\n%s", err, out)
+	if fenced, _ := s.Fenced("G1"); !fenced {
+		t.Fatal("G1 is not fenced")
 	}
 	if out, err := qemuIO(t, s, "G2", "write -P 0xef 8192 4096"); err != nil || strings.Contains(out, "failed") {
 		t.Fatalf("G2's write after G1's fence: %v\n%s", err, out)
@@ -73,5 +71,60 @@ func TestFenceRefusesLaterWritesOfThatHostOnly(t *testing.T) {
 	b, _ = os.ReadFile(img)
 	if !bytes.Equal(b[4096:8192], bytes.Repeat([]byte{0xab}, 4096)) || !bytes.Equal(b[8192:12288], bytes.Repeat([]byte{0xef}, 4096)) {
 		t.Fatal("after the fence: G1's block changed or G2's write did not land")
+	}
+}
+
+// TestFenceCutsAnOpenConnection: a host connected before its fence (a
+// frozen QEMU's) gets none of its later writes in.
+func TestFenceCutsAnOpenConnection(t *testing.T) {
+	if _, err := exec.LookPath("qemu-io"); err != nil {
+		qemutest.SkipOrFail(t, fmt.Errorf("qemu-io (qemu-utils): %w", err))
+	}
+	img := filepath.Join(t.TempDir(), "lun.img")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cmd := exec.Command("qemu-io", "-f", "raw", s.DriveFile("G1"))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := bufio.NewReader(outR)
+	if _, err := io.WriteString(in, "write -P 0x11 0 4096\nflush\n"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		l, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("qemu-io: %v", err)
+		}
+		if strings.Contains(l, "wrote 4096") {
+			break
+		}
+	}
+	s.Fence("G1")
+	_, _ = io.WriteString(in, "write -P 0x22 0 4096\nquit\n")
+	in.Close()
+	rest, _ := io.ReadAll(out)
+	_ = cmd.Wait()
+	b, _ := os.ReadFile(img)
+	if !bytes.Equal(b[:4096], bytes.Repeat([]byte{0x11}, 4096)) {
+		t.Fatalf("a write on G1's open connection landed after its fence; qemu-io said:\n%s", rest)
+	}
+	if !strings.Contains(string(rest), "failed") {
+		t.Fatalf("qemu-io did not see its write fail:\n%s", rest)
 	}
 }
