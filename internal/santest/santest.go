@@ -11,7 +11,8 @@
 // host can stop that write; the SAN can (kayofs.DiskLeaseOptions.FenceHost).
 //
 // Control (HTTP on a loopback port, which a QEMU guest on user networking
-// reaches at 10.0.2.2): POST /fence?host=NAME.
+// reaches at 10.0.2.2, open to this user's processes only): POST
+// /fence?host=NAME.
 package santest
 
 import (
@@ -68,11 +69,13 @@ func Start(image string) (*Server, error) {
 		s.cleanup()
 		return nil, err
 	}
-	if s.ctl, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+	ctl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		_ = s.nbd.Close()
 		s.cleanup()
 		return nil, err
 	}
+	s.ctl = ownerOnly{ctl}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /fence", func(w http.ResponseWriter, r *http.Request) {
 		h := r.URL.Query().Get("host")

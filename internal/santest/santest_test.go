@@ -28,7 +28,10 @@ func qemuIO(t *testing.T, s *Server, host string, cmds ...string) (string, error
 	return string(out), err
 }
 
-func TestFenceCutsOffThatHostOnly(t *testing.T) {
+// startSAN serves a fresh 1 MiB image (qemu-io, QEMU's NBD client, is
+// the tests' host).
+func startSAN(t *testing.T) (*Server, string) {
+	t.Helper()
 	if _, err := exec.LookPath("qemu-io"); err != nil {
 		qemutest.SkipOrFail(t, fmt.Errorf("qemu-io (qemu-utils): %w", err))
 	}
@@ -40,7 +43,12 @@ func TestFenceCutsOffThatHostOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { _ = s.Close() })
+	return s, img
+}
+
+func TestFenceCutsOffThatHostOnly(t *testing.T) {
+	s, img := startSAN(t)
 
 	if out, err := qemuIO(t, s, "G1", "write -P 0xab 4096 4096", "read -P 0xab 4096 4096", "flush"); err != nil || strings.Contains(out, "failed") {
 		t.Fatalf("G1's write before the fence: %v\n%s", err, out)
@@ -77,18 +85,7 @@ func TestFenceCutsOffThatHostOnly(t *testing.T) {
 // TestFenceCutsAnOpenConnection: a host connected before its fence (a
 // frozen QEMU's) gets none of its later writes in.
 func TestFenceCutsAnOpenConnection(t *testing.T) {
-	if _, err := exec.LookPath("qemu-io"); err != nil {
-		qemutest.SkipOrFail(t, fmt.Errorf("qemu-io (qemu-utils): %w", err))
-	}
-	img := filepath.Join(t.TempDir(), "lun.img")
-	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Start(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, img := startSAN(t)
 	cmd := exec.Command("qemu-io", "-f", "raw", s.DriveFile("G1"))
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -126,5 +123,34 @@ func TestFenceCutsAnOpenConnection(t *testing.T) {
 	}
 	if !strings.Contains(string(rest), "failed") {
 		t.Fatalf("qemu-io did not see its write fail:\n%s", rest)
+	}
+}
+
+// TestControlRefusesOtherUsers: only this user's processes (the guests'
+// QEMU) reach the control port; another local user cannot fence a host.
+func TestControlRefusesOtherUsers(t *testing.T) {
+	s, _ := startSAN(t)
+	_, e1 := exec.LookPath("setpriv")
+	_, e2 := exec.LookPath("busybox")
+	if os.Geteuid() != 0 || e1 != nil || e2 != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("needs root, setpriv and busybox under CI=true (root %v, %v, %v)", os.Geteuid() == 0, e1, e2)
+		}
+		t.Skipf("needs root, setpriv and busybox (root %v, %v, %v)", os.Geteuid() == 0, e1, e2)
+	}
+	fence := func(host string, as ...string) string {
+		args := append(as, "busybox", "nc", "127.0.0.1", fmt.Sprint(s.ControlPort()))
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Stdin = strings.NewReader("POST /fence?host=" + host + " HTTP/1.0\r\n\r\n")
+		out, _ := cmd.CombinedOutput()
+		return string(out)
+	}
+	out := fence("G7", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+	if fenced, _ := s.Fenced("G7"); fenced {
+		t.Fatalf("another user fenced G7 through the control port:\n%s", out)
+	}
+	out = fence("G8", "env")
+	if fenced, _ := s.Fenced("G8"); !fenced {
+		t.Fatalf("this user's fence of G8 over the same client did not take:\n%s", out)
 	}
 }
