@@ -111,8 +111,8 @@ type DiskLeaseOptions struct {
 	// SCSI-3 persistent reservation), cuts node's incarnation gen off the
 	// volume before this mount takes anything of it: a host frozen with a
 	// write issued but not yet sent (inside its kernel, or a paused VM's
-	// QEMU) sends it when it resumes, and no check inside that host can
-	// stop it. Until it returns nil the host is not taken for dead.
+	// QEMU) can send it when it resumes, and no check inside that host
+	// can stop it. Until it returns nil the host is not taken for dead.
 	// Nil: self-fencing and the timeout alone (internal/santest is the
 	// SAN double the torture rig fences with).
 	FenceHost func(node string, gen uint64) error
