@@ -4,6 +4,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 )
 
 // DefaultMountIdle is how long an unused cached volume mount stays
@@ -28,13 +30,16 @@ type Runtime struct {
 	// volumeWorkLocks serialise this runtime's VM file work on one volume
 	// (serialVolume): volume ID → *sync.Mutex.
 	volumeWorkLocks sync.Map
+	// views: the namespace views this runtime's Kayo FS mounts share
+	// (kayofs.Views), one per volume.
+	views *kayofs.Views
 }
 
 // NewRuntime returns the runtime of this process.
 func NewRuntime() *Runtime {
 	host, _ := os.Hostname()
 	return &Runtime{host: host, pid: os.Getpid(), id: randomHex(4),
-		mounts: &mountCache{m: map[mountKey]*sharedMount{}, idle: DefaultMountIdle}}
+		mounts: &mountCache{m: map[mountKey]*sharedMount{}, idle: DefaultMountIdle}, views: kayofs.NewViews()}
 }
 
 // SetMountIdle sets how long an unused cached volume mount stays attached

@@ -57,6 +57,7 @@ func volumeLockPrefix(st *store.Etcd) string {
 // lock manager), given v's superblock, and whether its device must be
 // opened with direct I/O (kayofs.OpenDeviceDirect).
 func (e *Engine) MountOptions(v Volume, sb *kayofs.Superblock) (o kayofs.MountOptions, direct bool) {
+	o.Views = e.rt.views // this process's mounts of v share one namespace view
 	logf := func(format string, args ...any) {
 		log.Printf("volume %s: (%s): "+format, append([]any{v.DriveLetter, v.ID}, args...)...)
 	}

@@ -46,7 +46,7 @@ func (v *Volume) CreateFiles(dir string, files []NewFile) ([]*File, error) {
 	if 2*len(files)+3 > int(v.sbl().JournalBlocks)-4-4*treeSlack {
 		return v.createFilesStepwise(dir, files)
 	}
-	t, c, err := v.nsTxn()
+	t, c, err := v.nsTxnNew(parts[:len(parts)-1], len(files))
 	if err != nil {
 		return nil, err
 	}

@@ -121,16 +121,23 @@ func BenchmarkVMLifecycle(b *testing.B) {
 		create  func(*Volume, string, []byte, []byte) error
 		destroy func(*Volume, string) error
 		mounts  int
+		views   bool // the mounts share one namespace view (views.go)
 	}{
-		{"", vmCreate, vmDestroy, 1},
-		{"", vmCreate, vmDestroy, 2},
-		{"batch-", vmCreateBatch, vmDestroyBatch, 1},
-		{"batch-", vmCreateBatch, vmDestroyBatch, 2},
-		{"", vmCreate, vmDestroy, 16}, // every slot live, as the 16-host benchmark
-		{"batch-", vmCreateBatch, vmDestroyBatch, 16},
+		{"", vmCreate, vmDestroy, 1, false},
+		{"", vmCreate, vmDestroy, 2, false},
+		{"batch-", vmCreateBatch, vmDestroyBatch, 1, false},
+		{"batch-", vmCreateBatch, vmDestroyBatch, 2, false},
+		{"", vmCreate, vmDestroy, 16, false}, // every slot live, as the 16-host benchmark
+		{"batch-", vmCreateBatch, vmDestroyBatch, 16, false},
+		{"batch-", vmCreateBatch, vmDestroyBatch, 16, true}, // one process's mounts, as the provider's embedded agents
 	} {
 		mounts := c.mounts
-		b.Run(fmt.Sprintf("%s%dmounts", c.prefix, mounts), func(b *testing.B) {
+		name := fmt.Sprintf("%s%dmounts", c.prefix, mounts)
+		var views *Views
+		if c.views {
+			name, views = name+"-views", NewViews()
+		}
+		b.Run(name, func(b *testing.B) {
 			fd, err := CreateImage(filepath.Join(benchDir(b), "lun.img"), 64<<30)
 			if err != nil {
 				b.Fatal(err)
@@ -142,7 +149,7 @@ func BenchmarkVMLifecycle(b *testing.B) {
 			}
 			var vs []*Volume
 			for i := 0; i < mounts; i++ {
-				v, err := Mount(dev, fmt.Sprintf("node%d", i))
+				v, err := Mount(dev, fmt.Sprintf("node%d", i), MountOptions{Views: views})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -314,6 +314,21 @@ func (v *Volume) nsLocked() (*txn, error) {
 	return t, nil
 }
 
+// nsTxnNew is nsTxn for CreateFiles: a directory in the directory at
+// parent and n files in it (loadNSNew).
+func (v *Volume) nsTxnNew(parent []string, n int) (*txn, *nsCache, error) {
+	t, err := v.nsLocked()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := t.loadNSNew(parent, n)
+	if err != nil {
+		t.release()
+		return nil, nil, err
+	}
+	return t, c, nil
+}
+
 // nsTxnDir is nsTxnPath for a change of the directory at path and its
 // entries alone (removeDir): the view need be current only there
 // (loadNSDir).

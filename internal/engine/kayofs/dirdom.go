@@ -53,7 +53,7 @@ func dirClass(ino uint32) uint32 { return ino / inoChunk % MaxSlots }
 // volume (released by release).
 func (t *txn) lockNSOp() {
 	if t.v.sbl().DirDomains() && !t.nsOp {
-		t.v.nsOp.Lock()
+		t.v.nsv.op.Lock()
 		t.nsOp = true
 	}
 }
@@ -102,8 +102,8 @@ func (v *Volume) refreshClass(c *nsCache, x uint32) error {
 	rb := sb.direntRunBlocks()
 	bs := uint64(sb.bs())
 	buf := make([]byte, rb*bs)
-	v.nsMu.Lock()
-	defer v.nsMu.Unlock()
+	v.nsv.mu.Lock()
+	defer v.nsv.mu.Unlock()
 	for run := uint64(x); run*inoChunk < uint64(c.hdr.hw); run += MaxSlots {
 		first := run * rb
 		if _, err := v.dev.ReadAt(buf, int64((sb.direntStart()+first)*bs)); err != nil {
@@ -111,7 +111,7 @@ func (v *Volume) refreshClass(c *nsCache, x uint32) error {
 		}
 		for k := uint64(0); k < rb; k++ {
 			if err := c.setBlock(sb, first+k, buf[k*bs:(k+1)*bs]); err != nil {
-				v.ns = nil
+				v.nsv.c = nil
 				return err
 			}
 		}
@@ -150,9 +150,9 @@ func (v *Volume) fastStart(t *txn, parts []string) (c *nsCache, pino uint32, ok 
 	}
 	t.lockNSOp()
 	for try := 0; ; try++ {
-		v.nsMu.Lock()
-		c = v.ns
-		v.nsMu.Unlock()
+		v.nsv.mu.Lock()
+		c = v.nsv.c
+		v.nsv.mu.Unlock()
 		if c != nil {
 			// a stale view may lead to the wrong domain: the check below finds it
 			p, pe, err := c.lookup(parts)
@@ -333,6 +333,70 @@ func (t *txn) loadNSDir(parts []string) (*nsCache, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// loadNSNew is loadNSx(true) for a namespace holder that adds a
+// directory in the directory at parent and n files in the new one
+// (CreateFiles). At the namespace's generation the view is current but
+// for other hosts' fast changes, each in its own directory's class (see
+// loadNSDir). A fast change can add or remove a name in a directory and
+// take or free an inode number of that directory's class, nothing else.
+// So re-reading the parent's class (the names in it) and the classes of
+// the n+1 numbers CreateFiles will pick (picked as it will: freeIno with
+// prefClass, a class re-read before the numbers in it count as free) is
+// enough. Any other case loads it all.
+func (t *txn) loadNSNew(parent []string, n int) (*nsCache, error) {
+	v := t.v
+	if !v.sbl().DirDomains() {
+		return t.loadNS()
+	}
+	c, err := t.loadNS()
+	if err != nil {
+		return nil, err
+	}
+	pino, pe, err := c.lookup(parent)
+	if err != nil || pe.typ != typeDir {
+		return t.loadNSx(true) // the caller judges a current view
+	}
+	fresh := map[uint32]bool{}
+	refresh := func(x uint32) error {
+		fresh[x] = true
+		return v.refreshClass(c, x)
+	}
+	if err := refresh(dirClass(pino)); err != nil {
+		return nil, err
+	}
+	limit := v.sbl().InodeCount
+	for range MaxSlots + 1 {
+		taken := map[uint32]bool{}
+		dino, ok := c.freeIno(limit, v.prefClass(typeDir, pino), taken)
+		if !ok {
+			return t.loadNSx(true)
+		}
+		taken[dino] = true
+		picked := []uint32{dino}
+		for range n {
+			ino, ok := c.freeIno(limit, v.prefClass(typeFile, dino), taken)
+			if !ok {
+				return t.loadNSx(true)
+			}
+			taken[ino] = true
+			picked = append(picked, ino)
+		}
+		stale := false
+		for _, ino := range picked {
+			if x := dirClass(ino); !fresh[x] {
+				stale = true
+				if err := refresh(x); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if !stale {
+			return c, nil
+		}
+	}
+	return t.loadNSx(true)
 }
 
 // lookupFresh resolves parts, bringing the last directory's entries up to

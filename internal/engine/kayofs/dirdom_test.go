@@ -267,7 +267,7 @@ func TestRemoveDirReadsItsDirectory(t *testing.T) {
 	if err := vs[1].RemoveDir("VM000"); err != nil {
 		t.Fatal(err)
 	}
-	hw := vs[1].ns.hdr.hw
+	hw := vs[1].nsv.c.hdr.hw
 	table := int64(sb.direntBlocksBelow(hw)) * int64(sb.BlockSize)
 	r0, l0 := dev.read.Load(), lockCalls.Load()
 	if err := vs[1].RemoveDir("VM001"); err != nil {

@@ -309,7 +309,7 @@ func (t *txn) release() {
 	t.held = nil
 	if t.nsOp {
 		t.nsOp = false
-		t.v.nsOp.Unlock()
+		t.v.nsv.op.Unlock()
 	}
 }
 

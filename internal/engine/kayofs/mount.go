@@ -24,13 +24,7 @@ type Volume struct {
 	jseq    uint64
 	jfailed error
 
-	nsMu sync.Mutex
-	ns   *nsCache
-	nsRd []byte // loadNSx's read buffer of the directory table (under nsMu)
-	// nsOp: on a version-5 volume every namespace operation of the mount
-	// holds it (in-process only; dirdom.go), since one that holds no
-	// namespace lock may update the cached view.
-	nsOp    sync.Mutex
+	nsv     *nsView       // the cached namespace; shared by this process's mounts of the volume (views.go)
 	fastGen atomic.Uint64 // inode generations of fast creates (dirdom.go)
 
 	hbMu   sync.Mutex
@@ -60,6 +54,9 @@ type MountOptions struct {
 	// OnEvent receives the slots this mount recovers from dead mounts
 	// (LeaseRecovered; events.go).
 	OnEvent func(LeaseEvent)
+	// Views, when set, is where this process's mounts of one volume share
+	// their cached namespace (views.go); nil: the mount keeps its own.
+	Views *Views
 }
 
 func (v *Volume) live() error {
@@ -205,6 +202,7 @@ func Mount(dev Device, node string, opts ...MountOptions) (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
+	pathDev := dev
 	if _, ofd := lk.cl.(*OFDLocks); !ofd {
 		dev = &fencedDevice{Device: dev, m: lk.cl}
 	}
@@ -213,6 +211,7 @@ func Mount(dev Device, node string, opts ...MountOptions) (*Volume, error) {
 		lk.close()
 		return nil, err
 	}
+	v.nsv = o.Views.view(pathDev, v.sbl().UUID)
 	v.hbStop, v.hbDone = make(chan struct{}), make(chan struct{})
 	go v.heartbeatLoop(o.HeartbeatPeriod, v.hbStop, v.hbDone)
 	return v, nil
@@ -302,7 +301,7 @@ func mount(dev Device, lk *lockMgr, node string) (*Volume, error) {
 	if err != nil {
 		return fail(err)
 	}
-	v := &Volume{dev: dev, lk: lk, slot: chosen, node: node, jseq: ckpt, hb: hb, label: sb.Label}
+	v := &Volume{dev: dev, lk: lk, slot: chosen, node: node, jseq: ckpt, hb: hb, label: sb.Label, nsv: &nsView{}}
 	v.sbp.Store(sb)
 	lk.onAcquire = func(k int64) error {
 		if k == keySlotTable || k == keyNS || (k >= keyAGBase && k < keyFileBase) || (k >= keyDomainBase && k < keyDomainBase+MaxSlots) {

@@ -123,13 +123,13 @@ func (t *txn) loadNSx(all bool) (*nsCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	v.nsMu.Lock()
-	defer v.nsMu.Unlock()
-	if v.ns != nil && v.ns.gen == h.gen && !all {
-		return v.ns, nil
+	v.nsv.mu.Lock()
+	defer v.nsv.mu.Unlock()
+	if v.nsv.c != nil && v.nsv.c.gen == h.gen && !all {
+		return v.nsv.c, nil
 	}
-	c := v.ns
-	v.ns = nil // until it is consistent again
+	c := v.nsv.c
+	v.nsv.c = nil // until it is consistent again
 	if c == nil {
 		c = newNSCache()
 	}
@@ -144,10 +144,10 @@ func (t *txn) loadNSx(all bool) (*nsCache, error) {
 		}
 		return v.nsLoaded(c, h)
 	}
-	if uint64(cap(v.nsRd)) < n*bs {
-		v.nsRd = make([]byte, 2*n*bs) // room for the table to grow (grown)
+	if uint64(cap(v.nsv.rd)) < n*bs {
+		v.nsv.rd = make([]byte, 2*n*bs) // room for the table to grow (grown)
 	}
-	raw := v.nsRd[:n*bs]
+	raw := v.nsv.rd[:n*bs]
 	if _, err := v.dev.ReadAt(raw, int64(sb.direntStart()*bs)); err != nil {
 		return nil, fmt.Errorf("kayofs: reading the directory table: %w", err)
 	}
@@ -166,7 +166,7 @@ func (v *Volume) nsLoaded(c *nsCache, h nsHeader) (*nsCache, error) {
 		return nil, fmt.Errorf("%w: root directory entry missing", ErrCorrupt)
 	}
 	c.gen, c.hdr = h.gen, h
-	v.ns = c
+	v.nsv.c = c
 	return c, nil
 }
 
@@ -181,16 +181,16 @@ func (t *txn) nsCommitted(c *nsCache, h nsHeader) { t.nsSetBlocks(c, false, &h) 
 func (t *txn) nsSetBlocks(c *nsCache, dirtyOnly bool, h *nsHeader) {
 	v := t.v
 	sb := v.sbl()
-	v.nsMu.Lock()
-	defer v.nsMu.Unlock()
-	if v.ns != c {
+	v.nsv.mu.Lock()
+	defer v.nsv.mu.Unlock()
+	if v.nsv.c != c {
 		return
 	}
 	lo, hi := sb.direntStart(), sb.direntStart()+sb.direntBlocks()
 	for blk, b := range t.blocks {
 		if blk >= lo && blk < hi && (b.dirty || !dirtyOnly) {
 			if err := c.setBlock(sb, blk-lo, b.buf); err != nil {
-				v.ns = nil
+				v.nsv.c = nil
 				return
 			}
 		}

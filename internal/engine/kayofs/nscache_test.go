@@ -28,18 +28,18 @@ func viewOf(t *testing.T, v *Volume) (cached, disk map[uint32]dirent, kids map[u
 			t.Fatal(err)
 		}
 	}
-	v.nsMu.Lock()
-	keep := v.ns
-	v.ns = nil
-	v.nsMu.Unlock()
+	v.nsv.mu.Lock()
+	keep := v.nsv.c
+	v.nsv.c = nil
+	v.nsv.mu.Unlock()
 	tx2 := v.newTxn()
 	d, err := tx2.loadNS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.nsMu.Lock()
-	v.ns = keep
-	v.nsMu.Unlock()
+	v.nsv.mu.Lock()
+	v.nsv.c = keep
+	v.nsv.mu.Unlock()
 	prune := func(m map[uint32]map[string]uint32) map[uint32]map[string]uint32 {
 		out := map[uint32]map[string]uint32{}
 		for k, s := range m {

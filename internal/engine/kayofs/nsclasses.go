@@ -70,8 +70,8 @@ func (t *txn) stampNS(b []byte, gen uint64) {
 	}
 	sb := t.v.sbl()
 	v := t.v
-	v.nsMu.Lock()
-	c := v.ns
+	v.nsv.mu.Lock()
+	c := v.nsv.c
 	var used uint64
 	if c != nil {
 		for x, n := range c.classN {
@@ -80,7 +80,7 @@ func (t *txn) stampNS(b []byte, gen uint64) {
 			}
 		}
 	}
-	v.nsMu.Unlock()
+	v.nsv.mu.Unlock()
 	lo, hi := sb.direntStart(), sb.direntStart()+sb.direntBlocks()
 	for blk := range t.blocks {
 		if blk >= lo && blk < hi {
@@ -135,10 +135,10 @@ func (v *Volume) readClasses(c *nsCache, sb *Superblock, n, used uint64) error {
 		}
 		first, last := r*rb, min(e*rb, n)
 		size := (last - first) * bs
-		if uint64(cap(v.nsRd)) < size {
-			v.nsRd = make([]byte, 2*size)
+		if uint64(cap(v.nsv.rd)) < size {
+			v.nsv.rd = make([]byte, 2*size)
 		}
-		raw := v.nsRd[:size]
+		raw := v.nsv.rd[:size]
 		if _, err := v.dev.ReadAt(raw, int64((sb.direntStart()+first)*bs)); err != nil {
 			return fmt.Errorf("kayofs: reading the directory table: %w", err)
 		}
