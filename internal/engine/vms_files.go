@@ -230,24 +230,27 @@ func (e *Engine) removeFilesHere(ctx context.Context, vm VM) error {
 		return err
 	}
 	return e.onVolume(ctx, vm.Volume, vm.Node, func(fv *kayofs.Volume) error {
+		ours := []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD}
+		for i := range vm.DataDisks {
+			ours = append(ours, p.DataDiskVolPath(i))
+		}
+		// Only the VM's own files (the usual case): all of them and the
+		// directory in one change, the check inside it. Not under
+		// serialVolume: removals this process's other mounts of the
+		// volume are asked for meanwhile go in one change with it
+		// (kayofs' group commit, removedirs.go).
+		names := make([]string, len(ours))
+		for i, f := range ours {
+			names[i] = path.Base(f)
+		}
+		err := fv.RemoveDirOnly(p.Dir, names)
+		if err == nil || errors.Is(err, kayofs.ErrNotExist) {
+			return nil
+		}
+		if !errors.Is(err, kayofs.ErrNotEmpty) {
+			return fmt.Errorf("removing %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
+		}
 		return e.serialVolume(vm.Volume, func() error {
-			ours := []string{p.VolState, p.VolConfig + ".tmp", p.VolConfig, p.VolVHD}
-			for i := range vm.DataDisks {
-				ours = append(ours, p.DataDiskVolPath(i))
-			}
-			// Only the VM's own files (the usual case): all of them and
-			// the directory in one change, the check inside it.
-			names := make([]string, len(ours))
-			for i, f := range ours {
-				names[i] = path.Base(f)
-			}
-			err := fv.RemoveDirOnly(p.Dir, names)
-			if err == nil || errors.Is(err, kayofs.ErrNotExist) {
-				return nil
-			}
-			if !errors.Is(err, kayofs.ErrNotEmpty) {
-				return fmt.Errorf("removing %s:\\%s: %w", vm.DriveLetter, p.Dir, err)
-			}
 			ents, err := fv.ReadDir(p.Dir)
 			if errors.Is(err, kayofs.ErrNotExist) {
 				return nil

@@ -2,7 +2,6 @@ package kayofs
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -184,91 +183,13 @@ func (v *Volume) RemoveDirOnly(dir string, names []string) error {
 	if names == nil {
 		names = []string{}
 	}
+	if v.grouped() {
+		return v.removeDirGrouped(DirRemoval{Dir: dir, Only: names})
+	}
 	return v.removeDir(dir, names)
 }
 
 // removeDir: only == nil allows any file.
 func (v *Volume) removeDir(dir string, only []string) error {
-	t, c, parts, err := v.nsTxnDir(dir)
-	if err != nil {
-		return err
-	}
-	defer t.release()
-	dino, de, err := c.lookup(parts)
-	if err != nil {
-		return err
-	}
-	if de.typ != typeDir {
-		return fmt.Errorf("%w: %s", ErrNotDir, dir)
-	}
-	var kids []uint32
-	for _, k := range c.children[dino] {
-		if c.ents[k].typ == typeDir {
-			return fmt.Errorf("%w: %s holds directory %s", ErrNotEmpty, dir, c.ents[k].name)
-		}
-		if only != nil && !slices.Contains(only, c.ents[k].name) {
-			return fmt.Errorf("%w: %s holds %s", ErrNotEmpty, dir, c.ents[k].name)
-		}
-		kids = append(kids, k)
-	}
-	slices.Sort(kids)
-	// Every file lock before any group lock (lock order): a writer of one
-	// of the files may be waiting for a group.
-	for _, k := range kids {
-		if err := t.lock(keyFile(k), true); err != nil {
-			return err
-		}
-		if err := t.lock(keyInode(k), true); err != nil {
-			return err
-		}
-	}
-	if err := t.lock(keyInode(dino), true); err != nil {
-		return err
-	}
-	sb := v.sbl()
-	h := c.hdr
-	for _, k := range kids {
-		in, err := t.inode(k)
-		if err != nil {
-			return err
-		}
-		var runs []run
-		for _, x := range in.ext {
-			runs = append(runs, run{x.pblk, uint64(x.n)})
-		}
-		// A small file frees in one round of shrink, inside this
-		// transaction if its blocks fit; else it starts on an empty one.
-		small := in.depth == 0 && len(in.ext) < nodeCap(sb.bs())
-		if t.ndirty() > 0 && (!small || t.room() < sb.metaBlocksFor(runs)+4+treeSlack) {
-			if err := t.commitDropAGs(); err != nil {
-				return err
-			}
-		}
-		if err := t.shrink(k, 0); err != nil {
-			return err
-		}
-		if err := t.freeEntry(k); err != nil {
-			return err
-		}
-		// header with every transaction: counts match the table on disk
-		countFile(sb, &h, -1)
-		h.gen++
-		t.putNSHeader(h)
-	}
-	if t.room() < 4 {
-		if err := t.commitDropAGs(); err != nil {
-			return err
-		}
-	}
-	if err := t.freeEntry(dino); err != nil {
-		return err
-	}
-	h.dirs--
-	h.gen++
-	t.putNSHeader(h)
-	if err := t.commit(); err != nil {
-		return err
-	}
-	t.nsCommitted(c, h)
-	return nil
+	return v.RemoveDirs([]DirRemoval{{Dir: dir, Only: only}})[0]
 }

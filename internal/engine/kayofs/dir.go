@@ -329,26 +329,6 @@ func (v *Volume) nsTxnNew(parent []string, n int) (*txn, *nsCache, error) {
 	return t, c, nil
 }
 
-// nsTxnDir is nsTxnPath for a change of the directory at path and its
-// entries alone (removeDir): the view need be current only there
-// (loadNSDir).
-func (v *Volume) nsTxnDir(path string) (*txn, *nsCache, []string, error) {
-	parts, err := splitPath(path)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	t, err := v.nsLocked()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	c, err := t.loadNSDir(parts)
-	if err != nil {
-		t.release()
-		return nil, nil, nil, err
-	}
-	return t, c, parts, nil
-}
-
 // addEntry writes a new entry (directory entry and inode) at the free
 // inode ino, counting it in the namespace header h.
 func (t *txn) addEntry(h *nsHeader, ino uint32, typ uint8, parent uint32, name string) (uint64, error) {

@@ -310,14 +310,15 @@ func (v *Volume) prefClass(typ uint8, parent uint32) int {
 	return v.slot
 }
 
-// loadNSDir is loadNSx(true) for a namespace holder that changes only
-// the directory at parts and the entries in it (removeDir). At the
-// namespace's generation the view is current but for files that other
-// hosts' fast changes created or removed, each in its own directory's
-// class (readers trust it so too: loadNS, lookupFresh): re-reading that
-// directory's class is enough, instead of the whole directory table (a
-// MiB at a few hundred VMs). Any other case loads it all.
-func (t *txn) loadNSDir(parts []string) (*nsCache, error) {
+// loadNSDirs is loadNSx(true) for a namespace holder that changes only
+// the directories at dirs and the entries in them (RemoveDirs; a dir
+// whose errs entry is set is skipped). At the namespace's generation the
+// view is current but for files that other hosts' fast changes created or
+// removed, each in its own directory's class (readers trust it so too:
+// loadNS, lookupFresh): re-reading those directories' classes is enough,
+// instead of the whole directory table (a MiB at a few hundred VMs). Any
+// other case loads it all.
+func (t *txn) loadNSDirs(dirs [][]string, errs []error) (*nsCache, error) {
 	if !t.v.sbl().DirDomains() {
 		return t.loadNS()
 	}
@@ -325,12 +326,21 @@ func (t *txn) loadNSDir(parts []string) (*nsCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	ino, e, err := c.lookup(parts)
-	if err != nil || e.typ != typeDir {
-		return t.loadNSx(true) // the caller judges a current view
-	}
-	if err := t.v.refreshClass(c, dirClass(ino)); err != nil {
-		return nil, err
+	fresh := map[uint32]bool{}
+	for i, parts := range dirs {
+		if errs[i] != nil {
+			continue
+		}
+		ino, e, err := c.lookup(parts)
+		if err != nil || e.typ != typeDir {
+			return t.loadNSx(true) // the caller judges a current view
+		}
+		if x := dirClass(ino); !fresh[x] {
+			fresh[x] = true
+			if err := t.v.refreshClass(c, x); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return c, nil
 }

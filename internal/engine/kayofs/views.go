@@ -7,13 +7,16 @@ import (
 // nsView is a mount's cached namespace (nscache.go) with what guards it.
 // Mounts of one volume in one process may share it (Views).
 type nsView struct {
-	mu sync.Mutex // guards c's swaps and updates (was Volume.nsMu)
-	c  *nsCache
-	rd []byte // loadNSx's read buffer of the directory table (under mu)
+	shared bool       // in a Views: mounts of this process share it
+	mu     sync.Mutex // guards c's swaps and updates (was Volume.nsMu)
+	c      *nsCache
+	rd     []byte // loadNSx's read buffer of the directory table (under mu)
 	// op: on a version-5 volume every namespace operation of a mount
 	// holds it (in-process only; dirdom.go), since one that holds no
 	// namespace lock may update the view.
 	op sync.Mutex
+	// removals: the group commit of RemoveDirOnly (removedirs.go).
+	removals removalGroup
 }
 
 // Views lets the mounts of one volume made by one process share one
@@ -54,7 +57,7 @@ func (s *Views) view(dev Device, uuid [16]byte) *nsView {
 	defer s.mu.Unlock()
 	w := s.m[k]
 	if w == nil {
-		w = &nsView{}
+		w = &nsView{shared: true}
 		s.m[k] = w
 	}
 	return w
