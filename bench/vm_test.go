@@ -146,6 +146,7 @@ func BenchmarkVMLifecycle(b *testing.B) {
 			b.Fatal(err)
 		}
 		s.wd = testcli.NewWorkdir(cli, dir, mirror)
+		if d := os.Getenv("NOOP_PROFILE_DIR"); d != "" { s.wd.Env = append(s.wd.Env, "NOOP_PROFILE_DIR="+d) }
 		if d := os.Getenv("KAYO_PROFILE_DIR"); d != "" && strings.HasPrefix(s.name, "kayo") {
 			// Profiles of every provider process (main_profile.go), a
 			// directory per scenario.

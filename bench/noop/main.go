@@ -35,10 +35,13 @@ func main() {
 	}
 	err := providerserver.Serve(context.Background(), func() provider.Provider { return &noopProvider{} },
 		providerserver.ServeOpts{Address: "local/bench/noop", Debug: debug})
+	stopProf()
 	if err != nil {
 		log.Fatal(err)
 	}
 }
+
+var stopProf = func() {}
 
 type noopProvider struct{}
 
