@@ -48,7 +48,8 @@ import (
 //
 // KAYO_PROFILE_DIR=dir makes every kayo provider process write its CPU
 // profile in dir/<scenario>, and with KAYO_PROFILE_TRACE=1 its execution
-// trace (see main_profile.go). The agents scenarios' agents run in the
+// trace (see main_profile.go); the no-op floors' processes write their
+// CPU profiles too (noop/profile.go), to be read side by side. The agents scenarios' agents run in the
 // benchmark's process: go test's -cpuprofile profiles them.
 const vmCount, vmHosts = 200, 16
 
@@ -146,10 +147,9 @@ func BenchmarkVMLifecycle(b *testing.B) {
 			b.Fatal(err)
 		}
 		s.wd = testcli.NewWorkdir(cli, dir, mirror)
-		if d := os.Getenv("NOOP_PROFILE_DIR"); d != "" { s.wd.Env = append(s.wd.Env, "NOOP_PROFILE_DIR="+d) }
-		if d := os.Getenv("KAYO_PROFILE_DIR"); d != "" && strings.HasPrefix(s.name, "kayo") {
-			// Profiles of every provider process (main_profile.go), a
-			// directory per scenario.
+		if d := os.Getenv("KAYO_PROFILE_DIR"); d != "" && s.name != "terraform_data" {
+			// Profiles of every provider process (main_profile.go;
+			// noop/profile.go for the floors), a directory per scenario.
 			d = filepath.Join(d, s.name)
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				b.Fatal(err)

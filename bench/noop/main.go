@@ -33,15 +33,14 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		rdebug.SetGCPercent(400) // the kayo provider's collector setting (main.go), likewise
 	}
+	stopProfile := startProfile()
 	err := providerserver.Serve(context.Background(), func() provider.Provider { return &noopProvider{} },
 		providerserver.ServeOpts{Address: "local/bench/noop", Debug: debug})
-	stopProf()
+	stopProfile()
 	if err != nil {
 		log.Fatal(err)
 	}
 }
-
-var stopProf = func() {}
 
 type noopProvider struct{}
 
