@@ -49,8 +49,9 @@ import (
 // KAYO_PROFILE_DIR=dir makes every kayo provider process write its CPU
 // profile in dir/<scenario>, and with KAYO_PROFILE_TRACE=1 its execution
 // trace (see main_profile.go); the no-op floors' processes write their
-// CPU profiles too (noop/profile.go), to be read side by side. The agents scenarios' agents run in the
-// benchmark's process: go test's -cpuprofile profiles them.
+// CPU profiles too (noop/profile.go), to be read side by side. The
+// agents scenarios' agents run in the benchmark's process: go test's
+// -cpuprofile profiles them.
 const vmCount, vmHosts = 200, 16
 
 var vmPhases = [...]string{"create", "migrate", "destroy"}
