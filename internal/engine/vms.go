@@ -91,7 +91,7 @@ func (e *Engine) GetVM(ctx context.Context, cluster, name string) (VM, error) {
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return VM{}, fmt.Errorf("VM %q: its volume: %w", name, err)
 	}
-	if vol, err := volumeRecord(vm.Volume, vkv); err == nil {
+	if vol, err := e.volumeRecord(vm.Volume, vkv); err == nil {
 		vm.atLetter(vol.DriveLetter)
 	}
 	return vm, nil
