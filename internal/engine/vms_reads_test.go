@@ -2,7 +2,10 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"testing"
+
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/store"
 )
 
 // TestVolumeRecordDecodedOnce: a volume record read again unchanged is
@@ -44,5 +47,52 @@ func TestVolumeRecordDecodedOnce(t *testing.T) {
 	}
 	if vm.DriveLetter != "P" || vm.VHDPath != `P:\WEB01\WEB01.vhd` {
 		t.Fatalf("after the letter change the VM reads %s, %s", vm.DriveLetter, vm.VHDPath)
+	}
+}
+
+// TestVMReads: what reading a VM's guest addresses reads. For a VM with
+// no reserved address (no subnet on its switches) there are none to
+// report or wait for: the VM's record alone (and the provider, holding
+// the VM, asks nothing); with one, also its cluster (the hypervisor).
+func TestVMReads(t *testing.T) {
+	ctx := context.Background()
+	st := &callCount{}
+	e, vol := storeEnv(t, func(b store.Store) store.Store { st.Store = b; return st })
+	for _, sw := range []SwitchSpec{{Cluster: vol.Cluster, Name: "Lab", Type: SwitchPrivate, Subnet: "192.0.2.0/24"},
+		{Cluster: vol.Cluster, Name: "Plain", Type: SwitchPrivate}} {
+		if _, err := e.CreateSwitch(ctx, sw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain := vmSpec(vol, "PLAIN", 256)
+	plain.Adapters = []VMAdapter{{Switch: "Plain"}}
+	subnet := vmSpec(vol, "SUBNET", 256)
+	subnet.Adapters = []VMAdapter{{Switch: "Lab"}}
+	vms := map[string]VM{}
+	for _, s := range []VMSpec{plain, subnet} {
+		vm, err := e.CreateVM(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vms[s.Name] = vm
+	}
+	if vms["PLAIN"].HasReservedAddress() || !vms["SUBNET"].HasReservedAddress() {
+		t.Fatalf("reserved: %v, %v", vms["PLAIN"].AdapterAddresses, vms["SUBNET"].AdapterAddresses)
+	}
+	for name, want := range map[string][4]int64{
+		"PLAIN":  {0, 2, 0, 0}, // the VM and its volume (GetVM)
+		"SUBNET": {0, 3, 0, 0}, // and its cluster
+	} {
+		st.take()
+		got, err := e.WaitGuestAddresses(ctx, vol.Cluster, name, 1e9, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := st.take(); n != want {
+			t.Errorf("%s: guest addresses %v cost %v (commits, gets, getmanys, lists), want %v", name, got, n, want)
+		}
+		if wantAddrs := fmt.Sprint(vms[name].AdapterAddresses); name == "SUBNET" && fmt.Sprint(got) != wantAddrs {
+			t.Errorf("%s: addresses %v, want %v", name, got, wantAddrs)
+		}
 	}
 }
