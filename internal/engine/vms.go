@@ -594,10 +594,15 @@ func (e *Engine) converge(ctx context.Context, vm VM, pendingID string) (VM, err
 // and reservation. A missing VM is no error.
 func (e *Engine) DeleteVM(ctx context.Context, cluster, name string) error {
 	ctx = withHVBuffer(ctx) // simulator writes ride on the VM's commits (vms_hv.go)
-	if err := e.settleAbandoned(ctx, cluster, name); err != nil && !errors.Is(err, ErrNotFound) {
-		return err
-	}
 	vm, err := e.GetVM(ctx, cluster, name)
+	if err == nil && vm.Pending != nil {
+		// Settled first when abandoned (settleAbandoned reads it again),
+		// then read afresh; a VM without one is read once.
+		if err := e.settleAbandoned(ctx, cluster, name); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		vm, err = e.GetVM(ctx, cluster, name)
+	}
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}

@@ -50,10 +50,11 @@ func TestVolumeRecordDecodedOnce(t *testing.T) {
 	}
 }
 
-// TestVMReads: what reading a VM's guest addresses reads. For a VM with
-// no reserved address (no subnet on its switches) there are none to
-// report or wait for: the VM's record alone (and the provider, holding
-// the VM, asks nothing); with one, also its cluster (the hypervisor).
+// TestVMReads: what reading a VM's guest addresses and deleting it read.
+// For a VM with no reserved address (no subnet on its switches) there
+// are no guest addresses to report or wait for: the VM's record alone
+// (and the provider, holding the VM, asks nothing); with one, also its
+// cluster (the hypervisor). A delete reads the VM once before deciding.
 func TestVMReads(t *testing.T) {
 	ctx := context.Background()
 	st := &callCount{}
@@ -94,5 +95,18 @@ func TestVMReads(t *testing.T) {
 		if wantAddrs := fmt.Sprint(vms[name].AdapterAddresses); name == "SUBNET" && fmt.Sprint(got) != wantAddrs {
 			t.Errorf("%s: addresses %v, want %v", name, got, wantAddrs)
 		}
+	}
+	st.take()
+	if err := e.DeleteVM(ctx, vol.Cluster, "PLAIN"); err != nil {
+		t.Fatal(err)
+	}
+	// Before it commits: the VM and its volume, the quorum's records,
+	// the cluster (its hypervisor) and the volume again on the node that
+	// removes the files. Then the commit's own reads.
+	if n := st.take(); n[1] > 7 {
+		t.Errorf("deleting a VM cost %v (commits, gets, getmanys, lists), want at most 7 gets", n)
+	}
+	if _, err := e.GetVM(ctx, vol.Cluster, "PLAIN"); err == nil {
+		t.Fatal("the VM is still there")
 	}
 }
