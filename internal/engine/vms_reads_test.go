@@ -100,13 +100,62 @@ func TestVMReads(t *testing.T) {
 	if err := e.DeleteVM(ctx, vol.Cluster, "PLAIN"); err != nil {
 		t.Fatal(err)
 	}
-	// Before it commits: the VM and its volume, the quorum's records,
-	// the cluster (its hypervisor) and the volume again on the node that
-	// removes the files. Then the commit's own reads.
-	if n := st.take(); n[1] > 7 {
-		t.Errorf("deleting a VM cost %v (commits, gets, getmanys, lists), want at most 7 gets", n)
+	// The VM and its volume, the cluster (its hypervisor), the volume on
+	// the node that removes the files, the VM's node record in the
+	// commit: 5 gets; the quorum's records, and the VM and its volume
+	// again in the commit (not decoded again: TestGetVMAt): 2 getmanys.
+	if n := st.take(); n[1] > 5 || n[2] > 2 {
+		t.Errorf("deleting a VM cost %v (commits, gets, getmanys, lists), want at most 5 gets and 2 getmanys", n)
 	}
 	if _, err := e.GetVM(ctx, vol.Cluster, "PLAIN"); err == nil {
 		t.Fatal("the VM is still there")
+	}
+}
+
+// TestGetVMAt: a VM record still at the revision of the VM the operation
+// holds is taken from it, not decoded again; at any other revision it is
+// read afresh. A commit's revision is its records' revision, so the VM a
+// commit returns is the one the next commit of the operation holds.
+func TestGetVMAt(t *testing.T) {
+	ctx := context.Background()
+	e, vol := vmEnv(t)
+	created, err := e.CreateVM(ctx, vmSpec(vol, "WEB01", 256))
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := e.GetVM(ctx, vol.Cluster, "WEB01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read.Revision != created.Revision {
+		t.Fatalf("CreateVM returned revision %d, the record is at %d", created.Revision, read.Revision)
+	}
+	known := read
+	known.StatusReason = "held by the operation" // only known has it
+	got, err := e.getVMAt(ctx, vol.Cluster, "WEB01", &known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.StatusReason != known.StatusReason || got.VHDPath != read.VHDPath {
+		t.Fatalf("at the same revision: %q, %s; want the held VM", got.StatusReason, got.VHDPath)
+	}
+	known.Revision--
+	if got, err = e.getVMAt(ctx, vol.Cluster, "WEB01", &known); err != nil {
+		t.Fatal(err)
+	}
+	if got.StatusReason == known.StatusReason || got.Revision != read.Revision {
+		t.Fatalf("at another revision: %q at %d; want the record read afresh", got.StatusReason, got.Revision)
+	}
+	s := vol.VolumeSpec
+	s.DriveLetter = "P"
+	if _, err := e.UpdateVolume(ctx, vol.ID, s); err != nil {
+		t.Fatal(err)
+	}
+	known.Revision++
+	if got, err = e.getVMAt(ctx, vol.Cluster, "WEB01", &known); err != nil {
+		t.Fatal(err)
+	}
+	if got.StatusReason != known.StatusReason || got.VHDPath != `P:\WEB01\WEB01.vhd` {
+		t.Fatalf("after a letter change: %q, %s; want the held VM at P:", got.StatusReason, got.VHDPath)
 	}
 }
