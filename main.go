@@ -34,7 +34,7 @@ func main() {
 		return
 	}
 
-	sdklogs.QuietUnlessAsked()
+	sdklogs.QuietUnlessAsked(provider.LogLevelEnv)
 	lessGC()
 	stopProfiles := startProfiles()
 	rt := engine.NewRuntime()

@@ -108,6 +108,8 @@ type Engine struct {
 	// the last report decoded per key (volume_reports.go).
 	spaceGates sync.Map
 	reportRecs sync.Map
+	// volumeRecs holds the last record decoded per volume (volumeRecord).
+	volumeRecs sync.Map
 }
 
 // Open returns an Engine on cfg.Store, on etcd (cfg.Etcd), or on the

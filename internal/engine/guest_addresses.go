@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,12 +27,20 @@ func (e *Engine) GuestAddresses(ctx context.Context, cluster, name string) ([]st
 	return e.guestAddresses(ctx, vm)
 }
 
+// HasReservedAddress reports whether an adapter of v has an address
+// reserved (its switch has a subnet): without one, GuestAddresses has
+// nothing to report (every adapter "") and nothing to wait for.
+func (v VM) HasReservedAddress() bool {
+	return slices.ContainsFunc(v.AdapterAddresses, func(a string) bool { return a != "" })
+}
+
 func (e *Engine) guestAddresses(ctx context.Context, vm VM) ([]string, error) {
 	out := make([]string, len(vm.Adapters))
-	if vm.Status != VMRunning && vm.Status != StatusMigrating {
+	if vm.Status != VMRunning && vm.Status != StatusMigrating || !vm.HasReservedAddress() {
 		return out, nil
 	}
-	c, err := e.GetCluster(ctx, vm.Cluster)
+	// Its hypervisor only: the head, decoded once per record.
+	c, err := e.clusterHead(ctx, vm.Cluster)
 	if err != nil {
 		return nil, err
 	}

@@ -266,11 +266,17 @@ func (e *Engine) RequireQuorum(ctx context.Context, cluster, action string) erro
 // down or the quorum configuration changes between the check and the
 // commit.
 func (e *Engine) QuorumGuard(ctx context.Context, cluster, action string) ([]store.Cmp, error) {
-	c, qkv, lkv, err := e.readClusterRecs(ctx, cluster)
+	kvs, err := e.st.GetMany(ctx, clusterRecKeys(cluster)...)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", cluster, err)
+	}
+	// The guard needs the nodes, not the validation report: the head,
+	// decoded once per record version (every VM delete asks).
+	c, err := e.clusterHeadRecord(cluster, kvs[0])
 	if err != nil {
 		return nil, err
 	}
-	return e.guardFrom(ctx, c, qkv, lkv, nil, action)
+	return e.guardFrom(ctx, c, kvs[1], kvs[2], nil, action)
 }
 
 // guardFrom checks c's quorum from its quorum and liveness records as read

@@ -91,7 +91,36 @@ func (e *Engine) GetVM(ctx context.Context, cluster, name string) (VM, error) {
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return VM{}, fmt.Errorf("VM %q: its volume: %w", name, err)
 	}
-	if vol, err := volumeRecord(vm.Volume, vkv); err == nil {
+	if vol, err := e.volumeRecord(vm.Volume, vkv); err == nil {
+		vm.atLetter(vol.DriveLetter)
+	}
+	return vm, nil
+}
+
+// getVMAt is GetVM, taking the record from known (a VM read or committed
+// earlier in the same operation) instead of decoding it again when it is
+// still at known's revision.
+func (e *Engine) getVMAt(ctx context.Context, cluster, name string, known *VM) (VM, error) {
+	if known == nil || known.Revision == 0 {
+		return e.GetVM(ctx, cluster, name)
+	}
+	kvs, err := e.st.GetMany(ctx, vmKey(cluster, name), volumeKey(known.Volume))
+	if err != nil {
+		return VM{}, fmt.Errorf("VM %q: %w", name, err)
+	}
+	var vm VM
+	if kvs[0].Exists() && kvs[0].ModRevision == known.Revision {
+		vm = *known
+	} else if vm, err = vmRecord(cluster, name, kvs[0]); err != nil {
+		return vm, err
+	}
+	vkv := kvs[1]
+	if vm.Volume != known.Volume { // never in place (CheckVMChange); read as GetVM does
+		if vkv, err = e.st.Get(ctx, volumeKey(vm.Volume)); err != nil && !errors.Is(err, ErrNotFound) {
+			return VM{}, fmt.Errorf("VM %q: its volume: %w", name, err)
+		}
+	}
+	if vol, err := e.volumeRecord(vm.Volume, vkv); err == nil {
 		vm.atLetter(vol.DriveLetter)
 	}
 	return vm, nil
@@ -268,11 +297,20 @@ func (t *vmTxn) ownerChanged(from, to string, prevToken int64, reason string, ex
 // fn, and commits what fn changed, comparing everything it read; a
 // conflict starts over from a fresh read.
 func (e *Engine) vmCommit(ctx context.Context, cluster, name string, fn func(t *vmTxn) error) (VM, error) {
+	return e.vmCommitAt(ctx, cluster, name, nil, fn)
+}
+
+// vmCommitAt is vmCommit for a caller holding the VM as it read or
+// committed it last (known): while the record is still at known's
+// revision it is not decoded again (the same revision of a key is the
+// same bytes). t.vm then shares known's pointers and slices: fn may
+// replace them, never change what they point to.
+func (e *Engine) vmCommitAt(ctx context.Context, cluster, name string, known *VM, fn func(t *vmTxn) error) (VM, error) {
 	var out VM
 	hv := hvBufferOf(ctx)
 	err := e.retry(ctx, func() error {
 		t := &vmTxn{e: e, ctx: ctx, cluster: cluster, nodes: map[string]*nodeVMs{}, nodeRevs: map[string]int64{}, touched: map[string]bool{}}
-		v, err := e.GetVM(ctx, cluster, name)
+		v, err := e.getVMAt(ctx, cluster, name, known)
 		switch {
 		case err == nil:
 			t.vm, t.exists = v, true
@@ -561,7 +599,8 @@ func (e *Engine) converge(ctx context.Context, vm VM, pendingID string) (VM, err
 	} else if err := drv.Stop(ctx, vm.Node, vm.Name, tok); err != nil {
 		return vm, fmt.Errorf("stopping VM %q on %s: %w", vm.Name, vm.Node, err)
 	}
-	return e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
+	// fn only replaces t.vm's fields (vmCommitAt).
+	return e.vmCommitAt(ctx, vm.Cluster, vm.Name, &vm, func(t *vmTxn) error {
 		if !t.exists {
 			return fmt.Errorf("VM %q vanished while it was being changed: %w", vm.Name, ErrNotFound)
 		}
@@ -594,10 +633,15 @@ func (e *Engine) converge(ctx context.Context, vm VM, pendingID string) (VM, err
 // and reservation. A missing VM is no error.
 func (e *Engine) DeleteVM(ctx context.Context, cluster, name string) error {
 	ctx = withHVBuffer(ctx) // simulator writes ride on the VM's commits (vms_hv.go)
-	if err := e.settleAbandoned(ctx, cluster, name); err != nil && !errors.Is(err, ErrNotFound) {
-		return err
-	}
 	vm, err := e.GetVM(ctx, cluster, name)
+	if err == nil && vm.Pending != nil {
+		// Settled first when abandoned (settleAbandoned reads it again),
+		// then read afresh; a VM without one is read once.
+		if err := e.settleAbandoned(ctx, cluster, name); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		vm, err = e.GetVM(ctx, cluster, name)
+	}
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -639,7 +683,8 @@ func (e *Engine) deleteVM(ctx context.Context, vm VM) error {
 	if err := e.removeFiles(ctx, vm, discard); err != nil {
 		return err
 	}
-	_, err = e.vmCommit(ctx, vm.Cluster, vm.Name, func(t *vmTxn) error {
+	// fn only reads t.vm and bumps its token (vmCommitAt).
+	_, err = e.vmCommitAt(ctx, vm.Cluster, vm.Name, &vm, func(t *vmTxn) error {
 		if !t.exists {
 			return errNoCommit
 		}

@@ -45,12 +45,18 @@ func (e *Engine) placementView(ctx context.Context, c Cluster) (*placementView, 
 	if err != nil {
 		return nil, err
 	}
-	for _, kv := range kvs {
-		d, err := e.nodeVMsRecord(c.Name, kv)
-		if err != nil {
+	ds := make([]*decodedNodeVMs, len(kvs))
+	n := 0
+	for i, kv := range kvs {
+		if ds[i], err = e.nodeVMsRecord(c.Name, kv); err != nil {
 			return nil, err
 		}
-		v.recs[d.node], v.revs[d.node] = d.r, kv.ModRevision
+		n += len(ds[i].vms)
+	}
+	// Sized once: grown VM by VM it was a third of a plan's placement.
+	v.state.VMs = make([]placement.VM, 0, n)
+	for i, d := range ds {
+		v.recs[d.node], v.revs[d.node] = d.r, kvs[i].ModRevision
 		v.state.VMs = append(v.state.VMs, d.vms...)
 	}
 	return v, nil

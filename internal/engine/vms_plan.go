@@ -62,7 +62,7 @@ func (e *Engine) PlanVM(ctx context.Context, s VMSpec) (VMPlan, error) {
 	if err != nil {
 		return VMPlan{}, err
 	}
-	vol, err := volumeRecord(s.Volume, kvs[1])
+	vol, err := e.volumeRecord(s.Volume, kvs[1])
 	switch {
 	case errors.Is(err, ErrNotFound):
 		// created in this apply, or a wrong id: apply judges

@@ -434,21 +434,27 @@ func (e *Engine) GetVolume(ctx context.Context, id string) (Volume, error) {
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Volume{}, err
 	}
-	v, err := volumeRecord(id, kv)
+	v, err := e.volumeRecord(id, kv)
 	e.resolveDevice(&v)
 	return v, err
 }
 
 // volumeRecord decodes the record of volume id read as kv (missing: an
-// error wrapping ErrNotFound).
-func volumeRecord(id string, kv store.KV) (Volume, error) {
+// error wrapping ErrNotFound), or copies the one decoded last from the
+// same bytes: every read of a VM reads its volume for the drive letter,
+// and the record (its mounts) changes far less often.
+func (e *Engine) volumeRecord(id string, kv store.KV) (Volume, error) {
 	if !kv.Exists() {
 		return Volume{}, fmt.Errorf("volume %q does not exist: %w", id, ErrNotFound)
 	}
-	var v Volume
-	if err := decode(kv, &v); err != nil {
+	v, err := memo(&e.volumeRecs, kv.Key, kv.Value, func() (Volume, error) {
+		var v Volume
+		return v, decode(kv, &v)
+	})
+	if err != nil {
 		return Volume{}, err
 	}
+	v.Mounts, v.DevicePaths = maps.Clone(v.Mounts), maps.Clone(v.DevicePaths)
 	v.Revision = kv.ModRevision
 	return v, nil
 }

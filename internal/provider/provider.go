@@ -30,6 +30,12 @@ import (
 // so Terraform and OpenTofu resolve it alike from a filesystem mirror.
 const Address = "local/kayo/kayo"
 
+// LogLevelEnv sets the level of the provider's own logger (tflog) in its
+// plugin: terraform-plugin-go reads TF_LOG_PROVIDER_ and the type of
+// Address, upper-cased, and nothing else (main.go turns it off when no
+// log was asked for).
+const LogLevelEnv = "TF_LOG_PROVIDER_KAYO"
+
 // EnvDataDir overrides the default data directory.
 const EnvDataDir = "KAYO_DATA_DIR"
 

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,5 +40,15 @@ func TestTrackedServerDrain(t *testing.T) {
 	cancel()
 	if !s.drain(5 * time.Second) {
 		t.Fatal("drain: the applies did not return after root was cancelled")
+	}
+}
+
+// LogLevelEnv is the variable terraform-plugin-go reads for the level of
+// the logger of a provider served at Address (ProviderLoggerName: the
+// type, "-" as "_", upper-cased after TF_LOG_PROVIDER_).
+func TestProviderLogLevelEnv(t *testing.T) {
+	typ := Address[strings.LastIndex(Address, "/")+1:]
+	if want := "TF_LOG_PROVIDER_" + strings.ToUpper(strings.ReplaceAll(typ, "-", "_")); LogLevelEnv != want {
+		t.Fatalf("LogLevelEnv %q, want %q", LogLevelEnv, want)
 	}
 }

@@ -102,6 +102,9 @@ func withGuestNet(ctx context.Context, e *engine.Engine, vm engine.VM, m vmModel
 	if m.NetworkAdapters.IsNull() || len(vm.Adapters) == 0 {
 		return m
 	}
+	if !vm.HasReservedAddress() { // no subnet: none to read
+		return setGuestIPs(vm, m, nil)
+	}
 	addrs, err := e.GuestAddresses(ctx, vm.Cluster, vm.Name)
 	if err != nil {
 		diags.AddError("Cannot read the guest addresses of VM "+vm.Name, err.Error())
@@ -124,7 +127,7 @@ func setGuestIPs(vm engine.VM, m vmModel, addrs []string) vmModel {
 // model with them.
 func waitGuestNet(ctx context.Context, e *engine.Engine, vm engine.VM, m, plan vmModel, diags *diag.Diagnostics) vmModel {
 	wait := waitForIP(plan)
-	if wait <= 0 || len(vm.Adapters) == 0 || m.NetworkAdapters.IsNull() {
+	if wait <= 0 || len(vm.Adapters) == 0 || m.NetworkAdapters.IsNull() || !vm.HasReservedAddress() {
 		return withGuestNet(ctx, e, vm, m, diags)
 	}
 	start := time.Now()
