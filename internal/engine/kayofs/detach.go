@@ -17,6 +17,7 @@ func (v *Volume) leave(state uint32, node string) error {
 	if v.closed.Swap(true) {
 		return ErrUnmounted
 	}
+	v.dropView()
 	close(v.hbStop)
 	<-v.hbDone
 	defer v.lk.close()

@@ -24,7 +24,9 @@ type Volume struct {
 	jseq    uint64
 	jfailed error
 
-	nsv     *nsView       // the cached namespace; shared by this process's mounts of the volume (views.go)
+	nsv     *nsView // the cached namespace; shared by this process's mounts of the volume (views.go)
+	views   *Views  // where nsv came from (nil: private)
+	viewKey viewKey
 	fastGen atomic.Uint64 // inode generations of fast creates (dirdom.go)
 
 	hbMu   sync.Mutex
@@ -211,7 +213,9 @@ func Mount(dev Device, node string, opts ...MountOptions) (*Volume, error) {
 		lk.close()
 		return nil, err
 	}
-	v.nsv = o.Views.view(pathDev, v.sbl().UUID)
+	if w, k, ok := o.Views.view(pathDev, v.sbl().UUID); ok {
+		v.nsv, v.views, v.viewKey = w, o.Views, k
+	}
 	v.hbStop, v.hbDone = make(chan struct{}), make(chan struct{})
 	go v.heartbeatLoop(o.HeartbeatPeriod, v.hbStop, v.hbDone)
 	return v, nil
@@ -322,6 +326,7 @@ func (v *Volume) Crash() {
 	if v.closed.Swap(true) {
 		return
 	}
+	v.dropView()
 	close(v.hbStop)
 	<-v.hbDone
 	if a, ok := v.lk.cl.(interface{ abandon() }); ok {

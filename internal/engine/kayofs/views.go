@@ -32,8 +32,9 @@ type nsView struct {
 // anyway for changes. Mounts share only when their devices name the same
 // path (PathDevice) and their superblocks the same UUID.
 type Views struct {
-	mu sync.Mutex
-	m  map[viewKey]*nsView
+	mu   sync.Mutex
+	m    map[viewKey]*nsView
+	refs map[viewKey]int // mounts using each view: dropped with the last
 }
 
 type viewKey struct {
@@ -43,22 +44,43 @@ type viewKey struct {
 
 // NewViews returns an empty set of shared views (one per process, passed
 // to every Mount in MountOptions.Views).
-func NewViews() *Views { return &Views{m: map[viewKey]*nsView{}} }
+func NewViews() *Views { return &Views{m: map[viewKey]*nsView{}, refs: map[viewKey]int{}} }
 
-// view returns the shared view of the volume uuid on dev, or a private
-// one when s is nil or dev has no path.
-func (s *Views) view(dev Device, uuid [16]byte) *nsView {
-	pd, ok := dev.(PathDevice)
-	if s == nil || !ok || pd.Path() == "" {
-		return &nsView{}
+// view returns the shared view of the volume uuid on dev for a new mount
+// (release gives it back), or a private one when s is nil or dev has no
+// path (ok false).
+func (s *Views) view(dev Device, uuid [16]byte) (w *nsView, k viewKey, ok bool) {
+	pd, isPath := dev.(PathDevice)
+	if s == nil || !isPath || pd.Path() == "" {
+		return &nsView{}, k, false
 	}
-	k := viewKey{path: pd.Path(), uuid: uuid}
+	k = viewKey{path: pd.Path(), uuid: uuid}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	w := s.m[k]
+	w = s.m[k]
 	if w == nil {
 		w = &nsView{shared: true}
 		s.m[k] = w
 	}
-	return w
+	s.refs[k]++
+	return w, k, true
+}
+
+// release ends a mount's use of the view k; the last one's drops it, so a
+// long-lived agent keeps no view of a volume it no longer mounts.
+func (s *Views) release(k viewKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refs[k]--; s.refs[k] <= 0 {
+		delete(s.refs, k)
+		delete(s.m, k)
+	}
+}
+
+// dropView gives the mount's shared view back (once: the caller is the
+// one that closed the mount).
+func (v *Volume) dropView() {
+	if v.views != nil {
+		v.views.release(v.viewKey)
+	}
 }

@@ -223,3 +223,40 @@ func TestSharedViewConcurrent(t *testing.T) {
 	}
 	mustCheck(t, dev)
 }
+
+// TestViewsDroppedWithLastMount: a shared view lives as long as a mount of
+// the process uses it (unmounted, detached or crashed), so a long-lived
+// agent holds none of a volume it left.
+func TestViewsDroppedWithLastMount(t *testing.T) {
+	dev := newImage(t, 1<<30)
+	mustFormat(t, dev, FormatOptions{Slots: 4})
+	views := NewViews()
+	count := func() int {
+		views.mu.Lock()
+		defer views.mu.Unlock()
+		return len(views.m)
+	}
+	a := mustMountViews(t, dev, "A", views)
+	b := mustMountViews(t, dev, "B", views)
+	c := mustMountViews(t, dev, "C", views)
+	if a.nsv != b.nsv || count() != 1 {
+		t.Fatalf("three mounts of one volume: %d views, shared %v", count(), a.nsv == b.nsv)
+	}
+	if err := a.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	if count() != 1 {
+		t.Fatalf("one mount left: %d views, want 1", count())
+	}
+	c.Crash()
+	if count() != 0 {
+		t.Fatalf("no mount left: %d views, want 0", count())
+	}
+	d := mustMountViews(t, dev, "D", views)
+	if d.nsv == c.nsv || count() != 1 {
+		t.Fatalf("a new mount after the last left: %d views, reused the dropped one: %v", count(), d.nsv == c.nsv)
+	}
+}
