@@ -349,7 +349,7 @@ func (t *txn) loadNSDirs(dirs [][]string, errs []error) (*nsCache, error) {
 // directory in the directory at parent and n files in the new one
 // (CreateFiles). At the namespace's generation the view is current but
 // for other hosts' fast changes, each in its own directory's class (see
-// loadNSDir). A fast change can add or remove a name in a directory and
+// loadNSDirs). A fast change can add or remove a name in a directory and
 // take or free an inode number of that directory's class, nothing else.
 // So re-reading the parent's class (the names in it) and the classes of
 // the n+1 numbers CreateFiles will pick (picked as it will: freeIno with

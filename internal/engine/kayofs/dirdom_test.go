@@ -191,7 +191,7 @@ func (d *readBytesDevice) ReadAt(p []byte, off int64) (int, error) {
 // TestRemoveDirSeesFastChanges: host B creates and removes files in a VM
 // directory by fast changes (no namespace generation) after host A's view
 // of it was current. A's RemoveDirOnly, which re-reads only that
-// directory's entries (loadNSDir), must still see B's file and refuse, see
+// directory's entries (loadNSDirs), must still see B's file and refuse, see
 // B's removal, and once B's file is gone remove everything: Check finds no
 // orphan entry and no leaked block.
 func TestRemoveDirSeesFastChanges(t *testing.T) {

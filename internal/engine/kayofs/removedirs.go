@@ -47,7 +47,6 @@ func (v *Volume) RemoveDirs(rs []DirRemoval) (errs []error) {
 		return fail(err)
 	}
 	type dirKids struct {
-		i    int
 		dino uint32
 		kids []uint32
 	}
@@ -62,7 +61,7 @@ func (v *Volume) RemoveDirs(rs []DirRemoval) (errs []error) {
 			errs[i] = err
 			continue
 		}
-		ds = append(ds, dirKids{i, dino, kids})
+		ds = append(ds, dirKids{dino, kids})
 		locks = append(locks, kids...)
 	}
 	slices.Sort(locks)
@@ -189,7 +188,7 @@ type groupedRemoval struct {
 // grouped reports whether v's removals may run in a group (above).
 func (v *Volume) grouped() bool {
 	_, ofd := v.lk.cl.(*OFDLocks)
-	return ofd && v.nsv.shared
+	return ofd && v.views != nil
 }
 
 // removeDirGrouped queues r and either finds it run by a mount that ran

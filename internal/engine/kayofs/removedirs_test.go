@@ -54,12 +54,7 @@ func TestRemoveDirsOneTransaction(t *testing.T) {
 			t.Errorf("%s of the refused directory: %v", f, err)
 		}
 	}
-	for _, v := range []*Volume{a, b} {
-		if err := v.Unmount(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mustCheck(t, dev)
+	unmountAndCheck(t, dev, a, b)
 }
 
 // TestRemoveDirGroupCommit: while one removal runs, the removals other
@@ -125,10 +120,5 @@ func TestRemoveDirGroupCommit(t *testing.T) {
 	if _, err := vs[1].Stat("VM3/late.txt"); err != nil {
 		t.Error(err)
 	}
-	for _, v := range vs {
-		if err := v.Unmount(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mustCheck(t, dev)
+	unmountAndCheck(t, dev, vs...)
 }

@@ -7,16 +7,16 @@ import (
 // nsView is a mount's cached namespace (nscache.go) with what guards it.
 // Mounts of one volume in one process may share it (Views).
 type nsView struct {
-	shared bool       // in a Views: mounts of this process share it
-	mu     sync.Mutex // guards c's swaps and updates (was Volume.nsMu)
-	c      *nsCache
-	rd     []byte // loadNSx's read buffer of the directory table (under mu)
+	mu sync.Mutex // guards c's swaps and updates
+	c  *nsCache
+	rd []byte // loadNSx's read buffer of the directory table (under mu)
 	// op: on a version-5 volume every namespace operation of a mount
 	// holds it (in-process only; dirdom.go), since one that holds no
 	// namespace lock may update the view.
 	op sync.Mutex
 	// removals: the group commit of RemoveDirOnly (removedirs.go).
 	removals removalGroup
+	refs     int // mounts using a shared view (under Views.mu)
 }
 
 // Views lets the mounts of one volume made by one process share one
@@ -32,9 +32,8 @@ type nsView struct {
 // anyway for changes. Mounts share only when their devices name the same
 // path (PathDevice) and their superblocks the same UUID.
 type Views struct {
-	mu   sync.Mutex
-	m    map[viewKey]*nsView
-	refs map[viewKey]int // mounts using each view: dropped with the last
+	mu sync.Mutex
+	m  map[viewKey]*nsView // dropped with the last mount using it
 }
 
 type viewKey struct {
@@ -44,25 +43,25 @@ type viewKey struct {
 
 // NewViews returns an empty set of shared views (one per process, passed
 // to every Mount in MountOptions.Views).
-func NewViews() *Views { return &Views{m: map[viewKey]*nsView{}, refs: map[viewKey]int{}} }
+func NewViews() *Views { return &Views{m: map[viewKey]*nsView{}} }
 
 // view returns the shared view of the volume uuid on dev for a new mount
-// (release gives it back), or a private one when s is nil or dev has no
-// path (ok false).
+// (release gives it back); ok false when s is nil or dev has no path (the
+// mount keeps its own).
 func (s *Views) view(dev Device, uuid [16]byte) (w *nsView, k viewKey, ok bool) {
 	pd, isPath := dev.(PathDevice)
 	if s == nil || !isPath || pd.Path() == "" {
-		return &nsView{}, k, false
+		return nil, k, false
 	}
 	k = viewKey{path: pd.Path(), uuid: uuid}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w = s.m[k]
 	if w == nil {
-		w = &nsView{shared: true}
+		w = &nsView{}
 		s.m[k] = w
 	}
-	s.refs[k]++
+	w.refs++
 	return w, k, true
 }
 
@@ -71,9 +70,10 @@ func (s *Views) view(dev Device, uuid [16]byte) (w *nsView, k viewKey, ok bool) 
 func (s *Views) release(k viewKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.refs[k]--; s.refs[k] <= 0 {
-		delete(s.refs, k)
-		delete(s.m, k)
+	if w := s.m[k]; w != nil {
+		if w.refs--; w.refs <= 0 {
+			delete(s.m, k)
+		}
 	}
 }
 

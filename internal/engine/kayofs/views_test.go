@@ -17,6 +17,17 @@ func mustMountViews(t testing.TB, dev Device, node string, views *Views) *Volume
 	return v
 }
 
+// unmountAndCheck unmounts vs and runs Check on dev.
+func unmountAndCheck(t *testing.T, dev Device, vs ...*Volume) {
+	t.Helper()
+	for _, v := range vs {
+		if err := v.Unmount(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCheck(t, dev)
+}
+
 func vmFiles() []NewFile {
 	return []NewFile{{Name: "VM.vhd", Data: []byte("vhd")}, {Name: "VM.xml", Data: []byte("xml")}}
 }
@@ -140,12 +151,7 @@ func TestSharedViewSeesFastChanges(t *testing.T) {
 	if _, err := g.ReadAt(buf, 0); err != nil || string(buf) != "C's data" {
 		t.Fatalf("P/late.txt after A's CreateFiles: %q, %v", buf, err)
 	}
-	for _, v := range []*Volume{a, b, c} {
-		if err := v.Unmount(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mustCheck(t, dev)
+	unmountAndCheck(t, dev, a, b, c)
 }
 
 // TestSharedViewConcurrent: goroutines of four mounts sharing a view and
@@ -216,12 +222,7 @@ func TestSharedViewConcurrent(t *testing.T) {
 			}
 		}
 	}
-	for _, v := range vs {
-		if err := v.Unmount(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mustCheck(t, dev)
+	unmountAndCheck(t, dev, vs...)
 }
 
 // TestViewsDroppedWithLastMount: a shared view lives as long as a mount of
