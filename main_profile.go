@@ -11,7 +11,7 @@ import (
 
 // profileEnv names a directory: when set, the provider process writes a
 // CPU profile (kayo-<pid>.cpu.pprof) there, from start until it is told to
-// exit, and a block and mutex profile and its memory statistics
+// exit, a block, mutex and allocation profile and its memory statistics
 // (kayo-<pid>.mem.txt: Go's MemStats.Sys, the memory it took from the OS,
 // and the collector's runs) at exit; with KAYO_PROFILE_TRACE=1
 // also an execution trace (kayo-<pid>.trace), which gives the time spent
@@ -59,7 +59,7 @@ func startProfiles() (stop func()) {
 		runtime.ReadMemStats(&ms)
 		_ = os.WriteFile(base+".mem.txt", fmt.Appendf(nil, "sys_bytes %d\nheap_sys_bytes %d\ntotal_alloc_bytes %d\nnum_gc %d\ngc_pause_ns %d\n",
 			ms.Sys, ms.HeapSys, ms.TotalAlloc, ms.NumGC, ms.PauseTotalNs), 0o644)
-		for _, name := range []string{"block", "mutex"} {
+		for _, name := range []string{"block", "mutex", "allocs"} {
 			if f, err := os.Create(base + "." + name + ".pprof"); err == nil {
 				_ = pprof.Lookup(name).WriteTo(f, 0)
 				f.Close()

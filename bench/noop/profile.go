@@ -8,9 +8,10 @@ import (
 )
 
 // startProfile writes a CPU profile of this process (noop-<pid>.cpu.pprof)
-// into KAYO_PROFILE_DIR when it is set, as the kayo provider does
-// (main_profile.go), so that the floor's profile can be read beside
-// kayo's; it returns the function that ends it.
+// and, at the end, its allocation profile (noop-<pid>.allocs.pprof) into
+// KAYO_PROFILE_DIR when it is set, as the kayo provider does
+// (main_profile.go), so that the floor's profiles can be read beside
+// kayo's; it returns the function that ends them.
 func startProfile() (stop func()) {
 	dir := os.Getenv("KAYO_PROFILE_DIR")
 	if dir == "" {
@@ -24,5 +25,12 @@ func startProfile() (stop func()) {
 		f.Close()
 		return func() {}
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		if a, err := os.Create(filepath.Join(dir, fmt.Sprintf("noop-%d.allocs.pprof", os.Getpid()))); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(a, 0)
+			a.Close()
+		}
+	}
 }
