@@ -42,7 +42,7 @@ func (a *Attempt) record(msg string) {
 	defer a.mu.Unlock()
 	a.failed = true
 	a.msgs = append(a.msgs, msg)
-	a.T.Log("attempt failed: " + msg)
+	a.Log("attempt failed: " + msg)
 }
 
 // Fail, FailNow, Failed, Error(f) and Fatal(f) are testing.T's, for the attempt.
