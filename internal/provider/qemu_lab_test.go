@@ -1,12 +1,14 @@
 package provider
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/kayo-labs/terraform-provider-kayo/internal/engine/kayofs"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/guestimage"
 	"github.com/kayo-labs/terraform-provider-kayo/internal/qemutest"
 )
@@ -85,4 +87,19 @@ func templateLabHCL(dir, template string) string {
   source    = %q
 }
 `, template)
+}
+
+// templateUnchanged checks that the template on the lab's volume is still
+// byte for byte the local file it was put from.
+func templateUnchanged(fv *kayofs.Volume, local []byte) error {
+	f, err := fv.Open("templates/base.vhd")
+	if err != nil {
+		return err
+	}
+	got := make([]byte, len(local)+1)
+	n, _ := f.ReadAt(got, 0)
+	if n != len(local) || !bytes.Equal(got[:n], local) {
+		return fmt.Errorf("the template on the volume (%d bytes) is not the local file (%d bytes) any more", n, len(local))
+	}
+	return nil
 }
