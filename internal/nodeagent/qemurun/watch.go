@@ -25,7 +25,7 @@ import (
 // says so; re-apply starts it again).
 func (q *Runner) watch(cluster string, v *qemuVMRun, m *qemu.Machine) {
 	<-m.Done()
-	if m.Killed {
+	if m.WasKilled() {
 		return
 	}
 	_, exit := m.Exited()

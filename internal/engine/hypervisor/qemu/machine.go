@@ -106,7 +106,7 @@ type Machine struct {
 	done   chan struct{}
 	mu     sync.Mutex
 	exit   error
-	Killed bool
+	Killed bool // guarded by mu: read with WasKilled
 }
 
 // QMPPath, SerialPath and LogPath are where a machine named name in dir
@@ -264,6 +264,15 @@ func (m *Machine) Freeze() {
 	m.Killed = true
 	m.mu.Unlock()
 	_ = stopProcess(m.Cmd.Process)
+}
+
+// WasKilled reports whether the process was asked to stop (Kill, Signal,
+// Freeze): read under the lock, since an exit of its own can race with a
+// kill.
+func (m *Machine) WasKilled() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.Killed
 }
 
 // Signal sends SIGKILL and returns without waiting for the exit (tearing
