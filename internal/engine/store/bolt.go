@@ -122,9 +122,12 @@ const tryOnce = time.Nanosecond
 
 // Polling while the file is held by another process: start at pollMin,
 // double up to pollMax, with jitter so processes do not move in lockstep.
+// A holder that lets a waiter in idles until the waiter's next try
+// (bolt_turns.go), so the tries stay close: one is an open and a failed
+// flock, some microseconds.
 const (
 	pollMin = 500 * time.Microsecond
-	pollMax = 5 * time.Millisecond
+	pollMax = time.Millisecond
 )
 
 // waitNotifyEvery spaces OnWait calls (a variable for tests).

@@ -62,6 +62,9 @@ type keeper struct {
 	timer   *time.Timer
 	// opens counts the opens of the file, for tests.
 	opens atomic.Int64
+	// marks is the marker of processes waiting for the file
+	// (bolt_turns.go).
+	marks waitMark
 }
 
 var keepers sync.Map // absolute path -> *keeper
@@ -70,20 +73,27 @@ func keeperFor(path string, sem chan struct{}) *keeper {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
-	k, _ := keepers.LoadOrStore(path, &keeper{path: path, sem: sem})
+	k, _ := keepers.LoadOrStore(path, &keeper{path: path, sem: sem, marks: waitMark{path: path}})
 	return k.(*keeper)
 }
 
 // take returns a handle for an operation holding sem: the kept one when
 // it serves the operation (a read-write handle serves reads too) and is
-// younger than keepMax, else a fresh one, which is kept in its place.
+// younger than keepMax, else a fresh one, which is kept in its place. A
+// handle held for keepTurn while another process waits for the file is
+// let go first, and the other process let in (bolt_turns.go).
 func (b *Bolt) take(ctx context.Context, write bool, start, deadline time.Time) (*handle, error) {
 	k := b.keep
 	if k.h != nil {
-		if (k.write || !write) && time.Since(k.opened) < keepMax {
+		age := time.Since(k.opened)
+		turn := age >= keepTurn && k.marks.others()
+		if !turn && (k.write || !write) && age < keepMax {
 			return k.h, nil
 		}
 		k.drop()
+		if turn {
+			k.marks.yield(ctx)
+		}
 	}
 	h, err := b.open(ctx, write, start, deadline)
 	if err != nil {

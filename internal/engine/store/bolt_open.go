@@ -78,6 +78,9 @@ func (b *Bolt) openWith(ctx context.Context, write, freelist bool, start, deadli
 	poll := pollMin
 	var notified time.Time
 	waited := false
+	// While it waits, the process says so (bolt_turns.go).
+	unmark := func() {}
+	defer func() { unmark() }()
 	for {
 		var file *os.File
 		opts := &bolt.Options{Timeout: tryOnce, ReadOnly: !write, NoSync: b.opts.NoSync, PreLoadFreelist: freelist,
@@ -126,6 +129,9 @@ func (b *Bolt) openWith(ctx context.Context, write, freelist bool, start, deadli
 		}
 		if !errors.Is(err, berrors.ErrTimeout) {
 			return nil, boltOpenError(b.path, err)
+		}
+		if !waited {
+			unmark = b.keep.marks.mark()
 		}
 		waited = true
 		now := time.Now()

@@ -360,6 +360,8 @@ func helperMain(mode, path string) int {
 		}
 		fmt.Printf("done conflicts=%d in %v\n", conflicts, time.Since(t0).Round(time.Millisecond))
 		return 0
+	case "readers":
+		return readersMain(b)
 	case "crashloop":
 		kv, err := b.Get(bg, "counter")
 		if err != nil && !errors.Is(err, store.ErrNotFound) {

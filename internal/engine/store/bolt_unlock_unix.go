@@ -22,3 +22,10 @@ func tryLock(f *os.File) (bool, error) {
 	}
 	return err == nil, err
 }
+
+// lockShared takes f's lock shared, waiting for it (the marker of
+// bolt_turns.go, which no process holds exclusively for longer than a
+// test).
+func lockShared(f *os.File) {
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_SH)
+}
