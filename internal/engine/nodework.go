@@ -567,9 +567,27 @@ func (r workResult) error(node string, req WorkRequest) error {
 
 // vmWork asks the VM's node to carry out op on it.
 func (e *Engine) vmWork(ctx context.Context, node, op string, vm VM, args any) (workResult, error) {
-	b, err := json.Marshal(args)
+	req, err := vmWorkRequest(op, vm, args)
 	if err != nil {
 		return workResult{}, err
 	}
-	return e.nodeWork(ctx, node, WorkRequest{Op: op, Object: vmWorkObject(vm.Cluster, vm.Name), Args: b, Token: vm.Token})
+	return e.nodeWork(ctx, node, req)
+}
+
+// newVMWork is vmWork's request made ready to ride on a commit of the
+// caller (newWork); its await waits for the result.
+func (e *Engine) newVMWork(ctx context.Context, node, op string, vm VM, args any) (*pendingWork, error) {
+	req, err := vmWorkRequest(op, vm, args)
+	if err != nil {
+		return nil, err
+	}
+	return e.newWork(ctx, node, req)
+}
+
+func vmWorkRequest(op string, vm VM, args any) (WorkRequest, error) {
+	b, err := json.Marshal(args)
+	if err != nil {
+		return WorkRequest{}, err
+	}
+	return WorkRequest{Op: op, Object: vmWorkObject(vm.Cluster, vm.Name), Args: b, Token: vm.Token}, nil
 }

@@ -484,6 +484,19 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 	}
 	p := &Pending{ID: randomHex(8), Op: opCreate, Phase: PhasePrepare, Holder: e.newHolder(), StartedAt: e.now().UTC()}
 	defer e.rt.running(p.ID)()
+	// The request of the VM's files (with, on the simulator, a running
+	// VM's start: converge then finds it running) rides on the intent's
+	// commit: one commit less per creation. A crash after it leaves the
+	// request to its executor and the creation to the next call, which
+	// rolls it back (the removal of the files replaces the request), as
+	// a crash after a commit of the request alone did.
+	var files *pendingWork
+	var start *simCallArgs
+	defer func() {
+		if files != nil {
+			files.close()
+		}
+	}()
 	vm, err := e.vmCommit(ctx, s.Cluster, s.Name, func(t *vmTxn) error {
 		if t.exists {
 			return fmt.Errorf("VM %q already exists in cluster %q (import it: terraform import kayo_virtual_machine.NAME %s/%s): %w",
@@ -520,18 +533,27 @@ func (e *Engine) CreateVM(ctx context.Context, s VMSpec) (VM, error) {
 		}
 		t.event(EventVMCreated, map[string]string{"node": d.Node, "memory_mb": fmt.Sprint(s.MemoryMB), "vhd": paths.VHD})
 		t.ownerChanged("", d.Node, 0, "create", nil)
+		if files != nil { // an earlier attempt's
+			files.close()
+			files = nil
+		}
+		start = nil
+		if c.Hypervisor == HypervisorSimulator && t.vm.State == VMRunning {
+			start = simRider(ctx, t.vm.Cluster, simStart, t.vm)
+		}
+		w, err := e.newVMWork(ctx, d.Node, workVMFiles, t.vm, vmFilesArgs{VM: t.vm, Fresh: true, Start: start})
+		if err != nil {
+			return err
+		}
+		files = w
+		t.ops = append(t.ops, w.ops...)
 		return nil
 	})
 	if err != nil {
 		return VM{}, err
 	}
-	// A running VM on the simulator starts in the same request as its
-	// files are written: converge then finds it running (sim_driver.go).
-	var start *simCallArgs
-	if c.Hypervisor == HypervisorSimulator && vm.State == VMRunning {
-		start = simRider(ctx, vm.Cluster, simStart, vm)
-	}
-	if err := e.writeFilesThen(ctx, vm, true, start); err != nil {
+	res, err := files.await(ctx, vm.Revision)
+	if err := filesResult(ctx, vm, start, res, err); err != nil {
 		return VM{}, e.undoCreate(ctx, vm, err)
 	}
 	out, err := e.converge(ctx, vm, p.ID)

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,5 +239,31 @@ func TestWorkExecutorStartsQueuedRequest(t *testing.T) {
 	case <-first: // its work was done (its result or superseded: either)
 	case <-time.After(5 * time.Second):
 		t.Fatal("the superseded request's caller still waits")
+	}
+}
+
+// TestVMCreationCommitsTwice: a creation commits its intent with the
+// request of the VM's files riding on it, then its completion (with the
+// in-process executor's result riding on that): two commits, the first
+// holding both the VM's record and the request.
+func TestVMCreationCommitsTwice(t *testing.T) {
+	ctx := context.Background()
+	st := &commitLog{}
+	e, vol := storeEnv(t, func(b store.Store) store.Store { st.Store = b; return st })
+	st.take()
+	vm, err := e.CreateVM(ctx, vmSpec(vol, "WEB01", 1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits := st.take()
+	if len(commits) != 2 {
+		t.Fatalf("a creation committed %d times, want 2 (intent with the files' request, completion): %v", len(commits), commits)
+	}
+	req := nodeWorkReqKey(vm.Node, vmWorkObject(vm.Cluster, vm.Name))
+	if !slices.Contains(commits[0], vmKey(vm.Cluster, vm.Name)) || !slices.Contains(commits[0], req) {
+		t.Errorf("the intent's commit wrote %v, want the VM's record and the request %s", commits[0], req)
+	}
+	if _, err := e.st.Get(ctx, req); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the files' request is still recorded after the creation: %v", err)
 	}
 }

@@ -57,6 +57,12 @@ func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
 // same request (sim_driver.go).
 func (e *Engine) writeFilesThen(ctx context.Context, vm VM, fresh bool, start *simCallArgs) error {
 	res, err := e.vmWork(ctx, vm.Node, workVMFiles, vm, vmFilesArgs{VM: vm, Fresh: fresh, Start: start})
+	return filesResult(ctx, vm, start, res, err)
+}
+
+// filesResult is the outcome of a request of vm's files (err: the
+// request's) with start riding on it.
+func filesResult(ctx context.Context, vm VM, start *simCallArgs, res workResult, err error) error {
 	if start != nil {
 		if _, oerr := simOutcome(ctx, res.Outcome, nil); oerr != nil && err == nil {
 			err = fmt.Errorf("starting VM %q on %s: its result: %w", vm.Name, vm.Node, oerr)
