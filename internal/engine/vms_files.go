@@ -48,20 +48,15 @@ func createOrOpen(fv *kayofs.Volume, p string) (*kayofs.File, error) {
 // writeFiles has the VM's owner node write its files (writeFilesHere)
 // through the node-work protocol (nodework.go): the node's agent, or
 // this engine's in-process executor of the node.
+// A creation asks for them in its intent's commit instead (CreateVM).
 func (e *Engine) writeFiles(ctx context.Context, vm VM, fresh bool) error {
-	return e.writeFilesThen(ctx, vm, fresh, nil)
-}
-
-// writeFilesThen is writeFiles with a simulator call that the node's
-// executor makes once the files are written (start: nil none), in the
-// same request (sim_driver.go).
-func (e *Engine) writeFilesThen(ctx context.Context, vm VM, fresh bool, start *simCallArgs) error {
-	res, err := e.vmWork(ctx, vm.Node, workVMFiles, vm, vmFilesArgs{VM: vm, Fresh: fresh, Start: start})
-	return filesResult(ctx, vm, start, res, err)
+	_, err := e.vmWork(ctx, vm.Node, workVMFiles, vm, vmFilesArgs{VM: vm, Fresh: fresh})
+	return err
 }
 
 // filesResult is the outcome of a request of vm's files (err: the
-// request's) with start riding on it.
+// request's) with start, a simulator call the node's executor makes once
+// the files are written (nil: none), riding on it (sim_driver.go).
 func filesResult(ctx context.Context, vm VM, start *simCallArgs, res workResult, err error) error {
 	if start != nil {
 		if _, oerr := simOutcome(ctx, res.Outcome, nil); oerr != nil && err == nil {

@@ -35,7 +35,7 @@ func readersMain(b *store.Bolt) int {
 
 // A process that reads without pause must not keep another process's
 // writer out: the holder lets go of the file when another process waits
-// for it (bolt_keep.go), where a writer polling for the lock would
+// for it (bolt_turns.go), where a writer polling for the lock would
 // otherwise almost never find it free (it is let go and taken again
 // within microseconds) and wait until its lock timeout.
 func TestBoltWriterNotStarvedByReaders(t *testing.T) {

@@ -23,9 +23,9 @@ func tryLock(f *os.File) (bool, error) {
 	return err == nil, err
 }
 
-// lockShared takes f's lock shared, waiting for it (the marker of
-// bolt_turns.go, which no process holds exclusively for longer than a
-// test).
+// lockShared takes f's lock shared, waiting for it: the marker of
+// bolt_turns.go, held exclusively only for the moment of a look
+// (waitMark.others).
 func lockShared(f *os.File) {
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_SH)
 }
